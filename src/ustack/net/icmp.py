@@ -1,0 +1,156 @@
+"""ICMP for a host (RFC 792, RFC 1122 3.2.2).
+
+Answers echo requests; sends destination-unreachable errors for the layers
+above (port unreachable for UDP, protocol unreachable for IP), under the
+rules of RFC 1122 3.2.2 (never about an ICMP error, a broadcast or
+multicast, a non-initial fragment, or a non-unicast source) and a global
+token-bucket rate limit (RFC 1812 4.3.2.8; Linux icmp_msgs_per_sec); and
+hands received errors about our own datagrams to the transport that sent
+them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ustack.net.ipv4 import HEADROOM
+from ustack.wire import icmp as wicmp
+from ustack.wire import ipv4 as wip
+from ustack.wire.checksum import update16
+from ustack.wire.errors import ParseError
+
+if TYPE_CHECKING:
+    from ustack.net.interface import Interface
+    from ustack.stack import Stack
+
+_ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
+_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = 0.0
+
+    def take(self, now: float) -> bool:
+        t = self.tokens + (now - self.last) * self.rate
+        self.last = now
+        if t > self.burst:
+            t = self.burst
+        if t < 1.0:
+            self.tokens = t
+            return False
+        self.tokens = t - 1.0
+        return True
+
+
+class IcmpLayer:
+    # Linux defaults: net.ipv4.icmp_msgs_per_sec=1000, icmp_msgs_burst=50.
+    RATE = 1000.0
+    BURST = 50.0
+
+    __slots__ = ("bucket", "echo_ignore_broadcasts", "stack")
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.bucket = TokenBucket(self.RATE, self.BURST)
+        self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
+
+    def input(self, iface: Interface, h: wip.Ipv4Header, payload: bytes, pkt: bytes) -> None:
+        stack = self.stack
+        c = stack.counters
+        c.IcmpInMsgs += 1
+        try:
+            m = wicmp.parse(payload)
+        except ParseError as e:
+            c.IcmpInErrors += 1
+            if e.reason == "icmp_checksum":
+                c.IcmpInCsumErrors += 1
+            c.drop(e.reason)
+            return
+        t = m.type
+        if t == wicmp.ECHO_REQUEST:
+            c.IcmpInEchos += 1
+            if h.dst != iface.ip and h.dst not in stack.local_addrs:
+                if self.echo_ignore_broadcasts:
+                    c.drop("icmp_echo_broadcast")
+                    return
+            # RFC 792: the reply is the request with type 0; RFC 1624 turns the
+            # checksum for the changed first word instead of summing the data.
+            csum = update16(m.checksum, wicmp.ECHO_REQUEST << 8 | m.code, m.code)
+            body = wicmp.HEADER.pack(wicmp.ECHO_REPLY, m.code, csum, m.rest) + m.body
+            self._send(h.src, body)
+            c.IcmpOutEchoReps += 1
+        elif t == wicmp.ECHO_REPLY:
+            c.IcmpInEchoReps += 1
+        elif t == wicmp.DEST_UNREACH or t == wicmp.TIME_EXCEEDED:
+            if t == wicmp.DEST_UNREACH:
+                c.IcmpInDestUnreachs += 1
+            else:
+                c.IcmpInTimeExcds += 1
+            try:
+                qh, qdata = wicmp.quoted(m)
+            except ParseError as e:
+                c.IcmpInErrors += 1
+                c.drop(e.reason)
+                return
+            if qh.src != iface.ip and qh.src not in stack.local_addrs:
+                c.drop("icmp_quote_not_ours")
+                return
+            handler = stack.ipv4.errors.get(qh.proto)
+            if handler is None:
+                c.drop("icmp_error_no_handler")
+                return
+            handler(qh, qdata, t, m.code, m.next_hop_mtu)
+        else:
+            c.drop("icmp_type_ignored")
+
+    def send_error(self, type_: int, code: int, h: wip.Ipv4Header, pkt: bytes,
+                   mtu: int = 0) -> None:
+        """Send an ICMP error about the datagram ``pkt`` (header ``h``)."""
+        stack = self.stack
+        c = stack.counters
+        # RFC 1122 3.2.2: never send an error about ...
+        if h.frag_offset:  # ... a non-initial fragment,
+            c.drop("icmp_error_suppressed")
+            return
+        src = h.src
+        if src[0] >= 224 or src[0] == 0 or src[0] == 127 or src == _LIMITED_BROADCAST:
+            c.drop("icmp_error_suppressed")  # ... a source that is not one host,
+            return
+        if h.proto == wip.PROTO_ICMP:  # ... an ICMP error message,
+            hl = h.header_len
+            if len(pkt) <= hl or pkt[hl] in _ERROR_TYPES or pkt[hl] not in (0, 8, 13, 14, 15, 16):
+                c.drop("icmp_error_suppressed")
+                return
+        if not self.bucket.take(stack.now):  # ... and not too many of them.
+            c.IcmpOutRateLimitGlobal += 1
+            return
+        body = wicmp.build_error(type_, code, pkt, mtu)
+        if self._send(src, body):
+            c.IcmpOutDestUnreachs += type_ == wicmp.DEST_UNREACH
+            c.IcmpOutTimeExcds += type_ == wicmp.TIME_EXCEEDED
+
+    def _send(self, dst: bytes, body: bytes, ttl: int = 64) -> bool:
+        stack = self.stack
+        hop = stack.routes.lookup(dst)
+        if hop is None:
+            stack.counters.IpOutNoRoutes += 1
+            stack.counters.IcmpOutErrors += 1
+            return False
+        buf = bytearray(HEADROOM + len(body))
+        buf[HEADROOM:] = body
+        stack.ipv4.output(hop, dst, wip.PROTO_ICMP, buf, ttl=ttl)
+        stack.counters.IcmpOutMsgs += 1
+        return True
+
+    def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes) -> None:
+        """Send an echo request (for tools and tests)."""
+        if self._send(dst, wicmp.build_echo(wicmp.ECHO_REQUEST, ident, seq, data)):
+            self.stack.counters.IcmpOutEchos += 1

@@ -1,0 +1,163 @@
+"""IPv4 input and output for a host (RFC 791, RFC 1122 3.2.1, 3.3).
+
+Input validates the header (``wire.ipv4.parse``: version, lengths,
+checksum), accepts datagrams for our addresses and broadcasts, reassembles
+fragments and dispatches by protocol number.  A host does not forward:
+anything else is counted as IpInAddrErrors and dropped.
+
+Output writes the header into the headroom the transport left (bytes 14..34
+of the frame buffer), fragments datagrams larger than the interface MTU
+unless DF is asked for, and hands the frame to ARP, which fills bytes 0..14.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ustack.net.reassembly import Reassembler
+from ustack.net.route import NextHop
+from ustack.wire import icmp as wicmp
+from ustack.wire import ipv4 as wip
+from ustack.wire.errors import ParseError
+
+if TYPE_CHECKING:
+    from ustack.net.interface import Interface
+    from ustack.stack import Stack
+
+# A protocol handler: (interface, header, payload, whole packet as received).
+# The packet is what an ICMP error about this datagram quotes.
+ProtocolHandler = Callable[["Interface", wip.Ipv4Header, bytes, bytes], None]
+
+# Told about an ICMP error that quotes one of our datagrams:
+# (quoted header, quoted transport bytes, icmp type, icmp code, next-hop mtu).
+ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
+
+HEADROOM = 34  # Ethernet (14) + IPv4 without options (20)
+DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
+
+_parse = wip.parse
+_pack_header_into = wip.pack_header_into
+_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+
+
+def _martian_source(src: bytes) -> bool:
+    # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast,
+    # multicast (class D), class E, or "this network" (0/8) address.
+    first = src[0]
+    return first >= 224 or first == 0 or src == _LIMITED_BROADCAST
+
+
+class Ipv4Layer:
+    __slots__ = ("_ident", "errors", "protocols", "reasm", "stack")
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.protocols: dict[int, ProtocolHandler] = {}
+        self.errors: dict[int, ErrorHandler] = {}
+        self.reasm = Reassembler(stack.counters, stack.timers, self._reasm_timeout)
+        # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto) for
+        # non-atomic datagrams; a random start avoids predictable IDs.
+        self._ident = int.from_bytes(os.urandom(2), "big")
+
+    # -- input ------------------------------------------------------------
+
+    def input(self, iface: Interface, pkt: bytes) -> None:
+        stack = self.stack
+        c = stack.counters
+        c.IpInReceives += 1
+        try:
+            h = _parse(pkt)
+        except ParseError as e:
+            c.IpInHdrErrors += 1
+            c.drop(e.reason)
+            return
+        dst = h.dst
+        broadcast = False
+        if dst != iface.ip and dst not in stack.local_addrs:
+            if dst == _LIMITED_BROADCAST or dst == iface.broadcast:
+                broadcast = True
+            else:
+                c.IpInAddrErrors += 1
+                c.drop("ipv4_not_for_us")
+                return
+        if _martian_source(h.src):
+            c.IpInAddrErrors += 1
+            c.drop("ipv4_martian_source")
+            return
+        if h.flags & wip.FLAG_MF or h.frag_offset:
+            whole = self.reasm.add(h, pkt[h.header_len:h.total_length], stack.now)
+            if whole is None:
+                return
+            payload = whole
+            # What an ICMP error about the reassembled datagram will quote.
+            pkt = pkt[:h.header_len] + whole[:8]
+        else:
+            payload = pkt[h.header_len:h.total_length]
+        handler = self.protocols.get(h.proto)
+        if handler is None:
+            c.IpInUnknownProtos += 1
+            c.drop("ipv4_unknown_protocol")
+            if not broadcast:
+                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, h, pkt)
+            return
+        c.IpInDelivers += 1
+        handler(iface, h, payload, pkt)
+
+    def _reasm_timeout(self, src: bytes, _first8: bytes) -> None:
+        # We keep no copy of the first fragment's header, so quote nothing
+        # but say the datagram timed out: Linux does send this (RFC 1122
+        # 3.3.2 SHOULD), but it carries little value to the sender; count it.
+        self.stack.counters.drop("reasm_timeout_icmp_not_sent")
+
+    # -- output -----------------------------------------------------------
+
+    def route(self, dst: bytes) -> NextHop:
+        """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
+        hop = self.stack.routes.lookup(dst)
+        if hop is None:
+            self.stack.counters.IpOutNoRoutes += 1
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return hop
+
+    def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray, *,
+               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
+        """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
+
+        Raises OSError(EMSGSIZE) when the datagram exceeds the MTU and ``df``
+        forbids fragmenting it.
+        """
+        iface = hop.iface
+        total = len(buf) - 14
+        c = self.stack.counters
+        c.IpOutRequests += 1
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        if total <= iface.mtu:
+            _pack_header_into(buf, 14, src=hop.src, dst=dst, proto=proto, total_length=total,
+                              ident=ident, flags=wip.FLAG_DF if df else 0, ttl=ttl, tos=tos)
+            iface.arp.output(hop.addr, buf)
+            return
+        if df:
+            c.IpFragFails += 1
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        # RFC 791 fragmentation: every fragment but the last carries a
+        # multiple of 8 data bytes; all copy the header (we send no options).
+        payload = memoryview(buf)[HEADROOM:]
+        step = (iface.mtu - 20) & ~7
+        n = len(payload)
+        off = 0
+        out = iface.arp.output
+        while off < n:
+            chunk = payload[off:off + step]
+            more = off + step < n
+            frag = bytearray(HEADROOM + len(chunk))
+            frag[HEADROOM:] = chunk
+            _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
+                              total_length=20 + len(chunk), ident=ident,
+                              flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
+            out(hop.addr, frag)
+            c.IpFragCreates += 1
+            off += step
+        c.IpFragOKs += 1

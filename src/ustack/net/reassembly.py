@@ -1,0 +1,183 @@
+"""IPv4 reassembly with the RFC 815 hole-descriptor list.
+
+Safety rules beyond RFC 815 (RFC 791 leaves them open; these follow what
+the Teardrop/overlap attacks taught, cf. RFC 5722 for IPv6):
+
+* "First wins": a fragment writes only into bytes still missing, so an
+  overlapping or duplicate fragment can never rewrite data already accepted.
+* A datagram whose fragments disagree about where it ends (two different
+  last fragments, data past the end) is dropped whole.
+* The reassembled datagram may not exceed 65535 bytes (RFC 791).
+* Memory is bounded per source address and in total; a fragment that would
+  exceed either is dropped and counted, and a new datagram never evicts an
+  old one (evicting would let a flood of starts destroy every real datagram).
+* An incomplete datagram is dropped after ``TIMEOUT`` seconds (RFC 1122
+  3.3.2 suggests 60-120 s; Linux uses 30 s, as the issue asks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ustack.wire.ipv4 import Ipv4Header
+
+if TYPE_CHECKING:
+    from ustack.counters import Counters
+    from ustack.timers import Timer, TimerHeap
+
+_INF = 1 << 20  # "infinity" for the last hole, beyond any IPv4 payload
+_MAX_PAYLOAD = 65535 - 20
+
+Key = tuple[bytes, bytes, int, int]  # src, dst, proto, ident
+
+
+class _Datagram:
+    __slots__ = ("buf", "first", "holes", "size", "timer", "total")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.holes: list[list[int]] = [[0, _INF]]  # inclusive [first, last]
+        self.total: int | None = None  # payload length once the last fragment came
+        self.first: bytes | None = None  # the offset-0 fragment's IP header
+        self.size = 0  # bytes charged against the memory limits
+        self.timer: Timer | None = None
+
+
+class Reassembler:
+    TIMEOUT = 30.0
+    MAX_TOTAL = 4 * 1024 * 1024  # like Linux ipfrag_high_thresh
+    MAX_PER_SOURCE = 512 * 1024
+    MAX_DATAGRAMS = 1024
+
+    __slots__ = ("_by_source", "_datagrams", "_total", "counters", "on_timeout", "timers")
+
+    def __init__(self, counters: Counters, timers: TimerHeap,
+                 on_timeout: Callable[[bytes, bytes], None] | None = None) -> None:
+        self.counters = counters
+        self.timers = timers
+        # Told (first fragment's IP header, its payload start) when a datagram
+        # whose first fragment arrived times out, to send ICMP time exceeded.
+        self.on_timeout = on_timeout
+        self._datagrams: dict[Key, _Datagram] = {}
+        self._by_source: dict[bytes, int] = {}
+        self._total = 0
+
+    def __len__(self) -> int:
+        return len(self._datagrams)
+
+    @property
+    def memory(self) -> int:
+        return self._total
+
+    def add(self, hdr: Ipv4Header, payload: bytes, now: float) -> bytes | None:
+        """Add one fragment; returns the whole payload when the datagram is complete.
+
+        ``hdr`` is the fragment's parsed header and ``payload`` its data
+        (IP padding already cut).  The caller dispatches the returned payload
+        with ``hdr.src``, ``hdr.dst`` and ``hdr.proto``.
+        """
+        c = self.counters
+        c.IpReasmReqds += 1
+        start = hdr.frag_offset
+        end = start + len(payload)  # exclusive
+        more = hdr.more_fragments
+        if end > _MAX_PAYLOAD:
+            c.IpReasmFails += 1
+            c.drop("reasm_too_long")
+            return None
+        if more and (len(payload) == 0 or len(payload) & 7):
+            # Every fragment but the last carries a multiple of 8 bytes (RFC 791).
+            c.IpReasmFails += 1
+            c.drop("reasm_bad_fragment_len")
+            return None
+        key = (hdr.src, hdr.dst, hdr.proto, hdr.ident)
+        d = self._datagrams.get(key)
+        if d is None:
+            if len(self._datagrams) >= self.MAX_DATAGRAMS:
+                c.IpReasmFails += 1
+                c.drop("reasm_too_many")
+                return None
+            d = self._datagrams[key] = _Datagram()
+            d.timer = self.timers.call_at(now + self.TIMEOUT,
+                                          lambda t, k=key: self._expire(k))
+        if not more:
+            if (d.total is not None and d.total != end) or len(d.buf) > end:
+                self._drop(key, d, "reasm_inconsistent_end")
+                return None
+            d.total = end
+        elif d.total is not None and end > d.total:
+            self._drop(key, d, "reasm_past_end")
+            return None
+        # Charge memory before touching the buffer.
+        grow = max(0, end - len(d.buf))
+        if grow:
+            src_used = self._by_source.get(hdr.src, 0)
+            if self._total + grow > self.MAX_TOTAL or src_used + grow > self.MAX_PER_SOURCE:
+                c.drop("reasm_memory")
+                self._drop(key, d, None)
+                return None
+            d.buf.extend(bytes(grow))
+            d.size += grow
+            self._total += grow
+            self._by_source[hdr.src] = src_used + grow
+        if start == 0:
+            d.first = b""  # marker: we have the first fragment (for ICMP)
+        # RFC 815 steps 1-7, writing only the part of each hole the fragment covers.
+        last = end - 1
+        new_holes: list[list[int]] = []
+        touched = False
+        for hole in d.holes:
+            h_first, h_last = hole
+            if start > h_last or last < h_first:
+                new_holes.append(hole)
+                continue
+            touched = True
+            lo = max(start, h_first)
+            hi = min(last, h_last)
+            d.buf[lo:hi + 1] = payload[lo - start:hi - start + 1]
+            if start > h_first:
+                new_holes.append([h_first, start - 1])
+            if last < h_last and more:
+                new_holes.append([last + 1, h_last])
+        if not touched:
+            c.drop("reasm_duplicate")
+        if d.total is not None:
+            new_holes = [h for h in new_holes if h[0] < d.total]
+            for h in new_holes:
+                if h[1] >= d.total:
+                    h[1] = d.total - 1
+        d.holes = new_holes
+        if new_holes or d.total is None:
+            return None
+        self._forget(key, d)
+        c.IpReasmOKs += 1
+        return bytes(d.buf)
+
+    def _expire(self, key: Key) -> None:
+        d = self._datagrams.get(key)
+        if d is None:
+            return
+        self.counters.IpReasmTimeout += 1
+        self._drop(key, d, "reasm_timeout")
+        if d.first is not None and self.on_timeout is not None:
+            # RFC 792/1122 3.2.2.4: time exceeded (code 1) only when the first
+            # fragment arrived; quote it.
+            self.on_timeout(key[0], bytes(d.buf[:8]))
+
+    def _drop(self, key: Key, d: _Datagram, reason: str | None) -> None:
+        self._forget(key, d)
+        self.counters.IpReasmFails += 1
+        if reason:
+            self.counters.drop(reason)
+
+    def _forget(self, key: Key, d: _Datagram) -> None:
+        del self._datagrams[key]
+        if d.timer is not None:
+            d.timer.cancel()
+        self._total -= d.size
+        left = self._by_source.get(key[0], 0) - d.size
+        if left > 0:
+            self._by_source[key[0]] = left
+        else:
+            self._by_source.pop(key[0], None)

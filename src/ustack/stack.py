@@ -1,0 +1,202 @@
+"""The Stack: interfaces, tables, timers, counters and the one poll loop.
+
+One Stack per process (DESIGN.md principle 2).  ``poll(now)`` is one
+iteration: take a batch of frames from every device, push each straight
+through Ethernet -> IPv4 -> transport -> application (direct dispatch, no
+queues between layers), fire due timers, then flush every interface's
+outgoing frames to its device in one batch.  ``run()`` repeats that, sleeping
+in ``select`` until a device is readable or the next timer is due.  Tests
+call ``poll`` with a fake clock; only ``run`` reads the real one.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+
+from ustack.counters import Counters
+from ustack.link.base import Device
+from ustack.net.arp import ArpTable
+from ustack.net.icmp import IcmpLayer
+from ustack.net.interface import Interface, random_mac
+from ustack.net.ipv4 import Ipv4Layer
+from ustack.net.route import RouteTable
+from ustack.timers import Timer, TimerHeap
+from ustack.udp.socket import UdpLayer, UdpSocket
+from ustack.wire import ipv4 as wip
+
+_ETH_IPV4 = b"\x08\x00"
+_ETH_ARP = b"\x08\x06"
+_BROADCAST = b"\xff" * 6
+
+BATCH = 64  # frames taken from a device per poll; bounds latency per iteration
+HOUSEKEEPING_INTERVAL = 10.0  # seconds between ARP cache sweeps
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.counters = Counters()
+        self.timers = TimerHeap()
+        self.interfaces: list[Interface] = []
+        self.routes = RouteTable()
+        # Our unicast addresses (the receive path checks membership per packet).
+        self.local_addrs: dict[bytes, Interface] = {}
+        self.ipv4 = Ipv4Layer(self)
+        self.icmp = IcmpLayer(self)
+        self.ipv4.protocols[wip.PROTO_ICMP] = self.icmp.input
+        self.udp = UdpLayer(self)
+        self._started = False
+        self._stopping = False
+        self._extra_readers: dict[int, Callable[[], None]] = {}
+
+    # -- configuration ----------------------------------------------------
+
+    def add_interface(self, device: Device, ip: str, *, mac: bytes | None = None) -> Interface:
+        """Attach ``device`` with address ``ip`` ("198.18.0.2/24")."""
+        addr, prefix = wip.parse_cidr(ip)
+        if addr in self.local_addrs:
+            raise ValueError(f"address {wip.addr_to_str(addr)} is already on an interface")
+        iface = Interface(device, mac or random_mac(), addr, prefix)
+        iface.arp = ArpTable(self, iface)
+        self.interfaces.append(iface)
+        self.local_addrs[addr] = iface
+        self.routes.add(addr, prefix, iface)
+        if self._started:
+            iface.arp.announce()
+        return iface
+
+    def set_default_gateway(self, gateway: str) -> None:
+        gw = wip.addr_from_str(gateway)
+        for iface in self.interfaces:
+            if iface.on_link(gw):
+                self.routes.add(b"\x00\x00\x00\x00", 0, iface, gw)
+                return
+        raise ValueError(f"gateway {gateway} is not on the subnet of any interface")
+
+    def udp_socket(self) -> UdpSocket:
+        return self.udp.socket()
+
+    def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
+        return self.timers.call_at(deadline, callback)
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Have ``run()`` call ``callback`` when ``fd`` is readable (control socket)."""
+        self._extra_readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        self._extra_readers.pop(fd, None)
+
+    # -- the loop ---------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Announce our addresses (gratuitous ARP) and arm housekeeping."""
+        self.now = now
+        if self._started:
+            return
+        self._started = True
+        for iface in self.interfaces:
+            iface.arp.announce()
+        self.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
+        self.flush()
+
+    def _housekeeping(self, now: float) -> None:
+        for iface in self.interfaces:
+            iface.arp.expire(now)
+        self.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
+
+    def poll(self, now: float) -> int:
+        """One iteration at time ``now``; returns the number of frames received."""
+        if not self._started:
+            self.start(now)
+        self.now = now
+        c = self.counters
+        received = 0
+        for iface in self.interfaces:
+            frames = iface.device.recv_batch(BATCH, now)
+            if not frames:
+                continue
+            received += len(frames)
+            c.EthInFrames += len(frames)
+            mac = iface.mac
+            ip_input = self.ipv4.input
+            for frame in frames:
+                # Ethernet II dispatch, inline: this runs for every frame.
+                dst = frame[0:6]
+                if dst != mac and dst != _BROADCAST:
+                    if len(frame) < 14:
+                        c.drop("eth_short")
+                    elif dst[0] & 1:
+                        c.drop("eth_multicast")
+                    else:
+                        c.drop("eth_not_for_us")
+                    continue
+                etype = frame[12:14]
+                if etype == _ETH_IPV4:
+                    ip_input(iface, frame[14:])
+                elif etype == _ETH_ARP:
+                    iface.arp.input(frame[14:])
+                elif len(frame) < 14:
+                    c.drop("eth_short")
+                else:
+                    c.drop("eth_unknown_type")
+        self.timers.run_due(now)
+        self.flush()
+        return received
+
+    def flush(self) -> None:
+        """Hand every interface's queued frames to its device, one batch each."""
+        now = self.now
+        for iface in self.interfaces:
+            txq = iface.txq
+            if txq:
+                self.counters.EthOutFrames += len(txq)
+                iface.device.send_batch(txq, now)
+                iface.txq = []
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``poll`` has work without new frames."""
+        deadline = self.timers.next_deadline()
+        for iface in self.interfaces:
+            d = iface.device.next_deadline()
+            if d is not None and (deadline is None or d < deadline):
+                deadline = d
+        return deadline
+
+    def run(self, *, clock: Callable[[], float] = time.monotonic,
+            until: Callable[[], bool] | None = None, max_wait: float = 1.0) -> None:
+        """Run the loop until ``stop()`` is called or ``until()`` returns True."""
+        self._stopping = False
+        devices = {iface.device.fileno(): iface for iface in self.interfaces}
+        poller = select.poll()
+        for fd in devices:
+            poller.register(fd, select.POLLIN)
+        registered_extra: set[int] = set()
+        self.start(clock())
+        while not self._stopping and (until is None or not until()):
+            for fd in self._extra_readers.keys() - registered_extra:
+                poller.register(fd, select.POLLIN)
+                registered_extra.add(fd)
+            for fd in registered_extra - self._extra_readers.keys():
+                poller.unregister(fd)
+                registered_extra.discard(fd)
+            now = clock()
+            # Keep polling without sleeping while devices deliver full batches.
+            if self.poll(now) >= BATCH:
+                continue
+            deadline = self.next_deadline()
+            wait = max_wait if deadline is None else min(max_wait, deadline - clock())
+            events = poller.poll(max(0, int(wait * 1000) + (1 if wait > 0 else 0)))
+            for fd, _ in events:
+                cb = self._extra_readers.get(fd)
+                if cb is not None:
+                    cb()
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current iteration (signal-safe)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        for iface in self.interfaces:
+            iface.device.close()

@@ -1,0 +1,315 @@
+"""UDP (RFC 768, RFC 1122 4.1): the layer and its native sockets.
+
+Native sockets are non-blocking objects owned by the Stack's thread.  An
+application either sets ``on_datagram`` (called straight from the receive
+path with the payload and the sender: the fast path the built-in services
+use) or lets datagrams queue (bounded by ``rcvbuf`` bytes, like SO_RCVBUF)
+and takes them with ``recvfrom``.  Errors are the ones the standard
+``socket`` module raises, with the same errno values.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ustack.net.ipv4 import HEADROOM
+from ustack.wire import icmp as wicmp
+from ustack.wire import ipv4 as wip
+from ustack.wire import udp as wudp
+from ustack.wire.errors import ParseError
+
+if TYPE_CHECKING:
+    from ustack.net.interface import Interface
+    from ustack.stack import Stack
+
+ANY = b"\x00\x00\x00\x00"
+EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
+MAX_PAYLOAD = 65535 - 20 - 8
+DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
+_BUF_OVERHEAD = 256  # charged per queued datagram, like the kernel's skb truesize
+
+Address = tuple[str, int]
+DatagramCallback = Callable[[bytes, bytes, int], None]  # payload, src ip, src port
+
+
+def _addr(address: object) -> tuple[bytes, int]:
+    """Validate an (host, port) pair the way socket.socket does."""
+    if not isinstance(address, tuple) or len(address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = address
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError("bind(): port must be 0-65535.")
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if host in ("", "0.0.0.0"):
+        return ANY, port
+    try:
+        return wip.addr_from_str(host), port
+    except ValueError:
+        raise OSError(errno.EINVAL, f"not a numeric IPv4 address: {host!r}") from None
+
+
+class UdpSocket:
+    __slots__ = (
+        "_layer",
+        "_queue",
+        "_queued_bytes",
+        "closed",
+        "error",
+        "local_ip",
+        "local_port",
+        "on_datagram",
+        "on_readable",
+        "rcvbuf",
+        "remote_ip",
+        "remote_port",
+    )
+
+    def __init__(self, layer: UdpLayer) -> None:
+        self._layer = layer
+        self.local_ip = ANY
+        self.local_port = 0
+        self.remote_ip: bytes | None = None
+        self.remote_port = 0
+        self.on_datagram: DatagramCallback | None = None
+        self.on_readable: Callable[[], None] | None = None
+        self._queue: deque[tuple[bytes, bytes, int]] = deque()
+        self._queued_bytes = 0
+        self.rcvbuf = DEFAULT_RCVBUF
+        self.error = 0  # pending asynchronous error, as SO_ERROR reports it
+        self.closed = False
+
+    # -- configuration ----------------------------------------------------
+
+    def bind(self, address: Address) -> None:
+        self._check_open()
+        if self.local_port:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        ip, port = _addr(address)
+        self._layer.bind(self, ip, port)
+
+    def connect(self, address: Address) -> None:
+        self._check_open()
+        ip, port = _addr(address)
+        if port == 0:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if ip == ANY:
+            ip = b"\x7f\x00\x00\x01"
+        if not self.local_port:
+            self._layer.bind(self, ANY, 0)
+        self.remote_ip, self.remote_port = ip, port
+
+    def getsockname(self) -> Address:
+        return wip.addr_to_str(self.local_ip), self.local_port
+
+    def getpeername(self) -> Address:
+        if self.remote_ip is None:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        return wip.addr_to_str(self.remote_ip), self.remote_port
+
+    # -- data -------------------------------------------------------------
+
+    def sendto(self, data: bytes | bytearray | memoryview, address: Address) -> int:
+        self._check_open()
+        ip, port = _addr(address)
+        if port == 0:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return self._layer.output(self, bytes(data), ip, port)
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        self._check_open()
+        if self.remote_ip is None:
+            raise OSError(errno.EDESTADDRREQ, "Destination address required")
+        return self._layer.output(self, bytes(data), self.remote_ip, self.remote_port)
+
+    def send_raw(self, data: bytes, ip: bytes, port: int) -> int:
+        """``sendto`` with the address in wire form (4 bytes, int): the fast path."""
+        return self._layer.output(self, data, ip, port)
+
+    def recvfrom(self, bufsize: int = 65535) -> tuple[bytes, Address]:
+        """The next datagram (truncated to ``bufsize``) and its sender.
+
+        Raises BlockingIOError when nothing is queued, or the pending error
+        (e.g. ConnectionRefusedError after an ICMP port unreachable).
+        """
+        self._check_open()
+        if not self._queue:
+            self._raise_error()
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        data, ip, port = self._queue.popleft()
+        self._queued_bytes -= len(data) + _BUF_OVERHEAD
+        return data[:bufsize], (wip.addr_to_str(ip), port)
+
+    def recv(self, bufsize: int = 65535) -> bytes:
+        return self.recvfrom(bufsize)[0]
+
+    def readable(self) -> bool:
+        return bool(self._queue) or bool(self.error)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._layer.unbind(self)
+            self._queue.clear()
+            self._queued_bytes = 0
+
+    # -- called by the layer ----------------------------------------------
+
+    def deliver(self, data: bytes, ip: bytes, port: int) -> bool:
+        cb = self.on_datagram
+        if cb is not None:
+            cb(data, ip, port)
+            return True
+        size = len(data) + _BUF_OVERHEAD
+        if self._queued_bytes + size > self.rcvbuf:
+            return False
+        self._queue.append((data, ip, port))
+        self._queued_bytes += size
+        if self.on_readable is not None:
+            self.on_readable()
+        return True
+
+    def _raise_error(self) -> None:
+        err, self.error = self.error, 0
+        if err:
+            raise OSError(err, os.strerror(err)) if err not in _EXC else _EXC[err](
+                err, os.strerror(err))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+
+_EXC: dict[int, type[OSError]] = {errno.ECONNREFUSED: ConnectionRefusedError}
+
+# ICMP error -> errno for the socket (RFC 1122 4.1.3.3; Linux icmp_err_convert).
+_UNREACH_ERRNO = {
+    wicmp.NET_UNREACH: errno.ENETUNREACH,
+    wicmp.HOST_UNREACH: errno.EHOSTUNREACH,
+    wicmp.PROTO_UNREACH: errno.ENOPROTOOPT,
+    wicmp.PORT_UNREACH: errno.ECONNREFUSED,
+    wicmp.FRAG_NEEDED: errno.EMSGSIZE,
+}
+
+
+class UdpLayer:
+    __slots__ = ("_next_port", "ports", "stack")
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.ports: dict[int, list[UdpSocket]] = {}
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        self._next_port = EPHEMERAL_LOW + int.from_bytes(os.urandom(2), "big") % span
+        stack.ipv4.protocols[wip.PROTO_UDP] = self.input
+        stack.ipv4.errors[wip.PROTO_UDP] = self.icmp_error
+
+    def socket(self) -> UdpSocket:
+        return UdpSocket(self)
+
+    # -- binding ----------------------------------------------------------
+
+    def bind(self, sock: UdpSocket, ip: bytes, port: int) -> None:
+        if ip != ANY and ip not in self.stack.local_addrs:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        if port == 0:
+            port = self._ephemeral(ip)
+        else:
+            for other in self.ports.get(port, ()):
+                if other.local_ip == ANY or ip == ANY or other.local_ip == ip:
+                    raise OSError(errno.EADDRINUSE, "Address already in use")
+        sock.local_ip, sock.local_port = ip, port
+        self.ports.setdefault(port, []).append(sock)
+
+    def unbind(self, sock: UdpSocket) -> None:
+        socks = self.ports.get(sock.local_port)
+        if socks and sock in socks:
+            socks.remove(sock)
+            if not socks:
+                del self.ports[sock.local_port]
+
+    def _ephemeral(self, ip: bytes) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        for _ in range(span):
+            port = self._next_port
+            self._next_port = EPHEMERAL_LOW + (port - EPHEMERAL_LOW + 1) % span
+            if port not in self.ports:
+                return port
+        raise OSError(errno.EAGAIN, "no free ephemeral UDP port")
+
+    # -- receive ----------------------------------------------------------
+
+    def input(self, iface: Interface, h: wip.Ipv4Header, payload: bytes, pkt: bytes) -> None:
+        stack = self.stack
+        c = stack.counters
+        try:
+            u = wudp.parse(payload, h.src, h.dst)
+        except ParseError as e:
+            c.UdpInErrors += 1
+            if e.reason == "udp_checksum":
+                c.UdpInCsumErrors += 1
+            c.drop(e.reason)
+            return
+        socks = self.ports.get(u.dport)
+        sock = None
+        if socks is not None:
+            src = h.src
+            for s in socks:
+                if (s.local_ip == ANY or s.local_ip == h.dst) and (
+                    s.remote_ip is None or (s.remote_ip == src and s.remote_port == u.sport)
+                ):
+                    sock = s
+                    break
+        if sock is None:
+            c.UdpNoPorts += 1
+            if h.dst == iface.ip or h.dst in stack.local_addrs:
+                # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for broadcasts).
+                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, h, pkt)
+            return
+        data = payload[8:u.length]
+        if sock.deliver(data, h.src, u.sport):
+            c.UdpInDatagrams += 1
+        else:
+            c.UdpRcvbufErrors += 1
+            c.UdpInErrors += 1
+            c.drop("udp_rcvbuf_full")
+
+    def icmp_error(self, qh: wip.Ipv4Header, qdata: bytes, type_: int, code: int,
+                   mtu: int) -> None:
+        sport = (qdata[0] << 8) | qdata[1]
+        dport = (qdata[2] << 8) | qdata[3]
+        for s in self.ports.get(sport, ()):
+            # Like Linux without IP_RECVERR: only connected sockets hear of
+            # errors, since an unconnected one cannot tell which send failed.
+            if s.remote_ip == qh.dst and s.remote_port == dport:
+                if type_ == wicmp.DEST_UNREACH:
+                    s.error = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)
+                else:
+                    s.error = errno.EHOSTUNREACH
+                if s.on_readable is not None:
+                    s.on_readable()
+                return
+        self.stack.counters.drop("udp_icmp_error_no_socket")
+
+    # -- send -------------------------------------------------------------
+
+    def output(self, sock: UdpSocket, data: bytes, ip: bytes, port: int) -> int:
+        n = len(data)
+        if n > MAX_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        stack = self.stack
+        hop = stack.ipv4.route(ip)
+        if not sock.local_port:
+            self.bind(sock, ANY, 0)
+        src = hop.src if sock.local_ip == ANY else sock.local_ip
+        buf = bytearray(HEADROOM + 8 + n)
+        buf[HEADROOM + 8:] = data
+        wudp.pack_header_into(buf, HEADROOM, src, ip, sock.local_port, port, data)
+        stack.ipv4.output(hop, ip, wip.PROTO_UDP, buf)
+        stack.counters.UdpOutDatagrams += 1
+        return n
