@@ -16,6 +16,7 @@ destination), then the queue is dropped and counted as ArpResolveFailed.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ustack.link.base import Frame
@@ -110,9 +111,7 @@ class ArpTable:
     def _solicit(self, next_hop: bytes, p: _Pending, now: float) -> None:
         p.tries += 1
         self._send(warp.OP_REQUEST, ethernet.BROADCAST, next_hop, _ZERO_MAC)
-        p.timer = self.stack.timers.call_at(
-            now + self.RETRY, lambda t, nh=next_hop: self._retry(nh, t)
-        )
+        p.timer = self.stack.timers.call_at(now + self.RETRY, partial(self._retry, next_hop))
 
     def _retry(self, next_hop: bytes, now: float) -> None:
         p = self.pending.get(next_hop)
@@ -154,8 +153,8 @@ class ArpTable:
         c = self.stack.counters
         try:
             pkt = warp.parse(body)
-        except ParseError as e:
-            c.drop(e.reason)
+        except ParseError as err:
+            c.drop(err.reason)
             return
         iface = self.iface
         if pkt.op == warp.OP_REQUEST:

@@ -77,10 +77,10 @@ class IcmpLayer:
         t = m.type
         if t == wicmp.ECHO_REQUEST:
             c.IcmpInEchos += 1
-            if h.dst != iface.ip and h.dst not in stack.local_addrs:
-                if self.echo_ignore_broadcasts:
-                    c.drop("icmp_echo_broadcast")
-                    return
+            broadcast = h.dst != iface.ip and h.dst not in stack.local_addrs
+            if broadcast and self.echo_ignore_broadcasts:
+                c.drop("icmp_echo_broadcast")
+                return
             # RFC 792: the reply is the request with type 0; RFC 1624 turns the
             # checksum for the changed first word instead of summing the data.
             csum = update16(m.checksum, wicmp.ECHO_REQUEST << 8 | m.code, m.code)

@@ -18,6 +18,7 @@ the Teardrop/overlap attacks taught, cf. RFC 5722 for IPv6):
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ustack.wire.ipv4 import Ipv4Header
@@ -99,8 +100,7 @@ class Reassembler:
                 c.drop("reasm_too_many")
                 return None
             d = self._datagrams[key] = _Datagram()
-            d.timer = self.timers.call_at(now + self.TIMEOUT,
-                                          lambda t, k=key: self._expire(k))
+            d.timer = self.timers.call_at(now + self.TIMEOUT, partial(self._expire, key))
         if not more:
             if (d.total is not None and d.total != end) or len(d.buf) > end:
                 self._drop(key, d, "reasm_inconsistent_end")
@@ -154,7 +154,7 @@ class Reassembler:
         c.IpReasmOKs += 1
         return bytes(d.buf)
 
-    def _expire(self, key: Key) -> None:
+    def _expire(self, key: Key, _now: float) -> None:
         d = self._datagrams.get(key)
         if d is None:
             return

@@ -1,0 +1,125 @@
+"""The control socket through which ``ustack stats`` reads a running stack.
+
+A Unix stream socket at ``/run/ustack/NAME.sock``: each connection gets one
+JSON document (counters, device statistics, interfaces) and is closed.  It
+is served from the Stack's own loop (``Stack.add_reader``), so reading the
+counters needs no lock and no thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+from typing import Any
+
+from ustack.stack import Stack
+from ustack.wire import ethernet, ipv4
+
+RUN_DIR = os.environ.get("USTACK_RUN_DIR", "/run/ustack")
+
+
+def socket_path(name: str) -> str:
+    return os.path.join(RUN_DIR, f"{name}.sock")
+
+
+class ControlError(Exception):
+    """One human line: why the control socket could not be used."""
+
+
+def report(stack: Stack) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "counters": stack.counters.snapshot(),
+        "interfaces": [
+            {
+                "name": i.name,
+                "mac": ethernet.mac_to_str(i.mac),
+                "ip": f"{ipv4.addr_to_str(i.ip)}/{i.prefix_len}",
+                "mtu": i.mtu,
+                "arp": {ipv4.addr_to_str(ip): ethernet.mac_to_str(e.mac)
+                        for ip, e in i.arp.entries.items()},
+                "device": i.device.stats(),
+            }
+            for i in stack.interfaces
+        ],
+    }
+
+
+class ControlServer:
+    def __init__(self, stack: Stack, name: str) -> None:
+        self.stack = stack
+        self.path = socket_path(name)
+        os.makedirs(RUN_DIR, exist_ok=True)
+        if os.path.exists(self.path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                os.unlink(self.path)  # stale: its stack is gone
+            else:
+                raise ControlError(f"a stack named {name!r} is already running ({self.path})")
+            finally:
+                probe.close()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        stack.add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(1.0)
+            with contextlib.suppress(OSError):
+                conn.sendall(json.dumps(report(self.stack)).encode())
+
+    def close(self) -> None:
+        self.stack.remove_reader(self.sock.fileno())
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def running_names() -> list[str]:
+    try:
+        return sorted(f[:-5] for f in os.listdir(RUN_DIR) if f.endswith(".sock"))
+    except FileNotFoundError:
+        return []
+
+
+def query(name: str | None) -> dict[str, Any]:
+    """The report of the running stack ``name`` (or the only one running)."""
+    if name is None:
+        names = running_names()
+        if not names:
+            raise ControlError(f"no running stack found (no socket in {RUN_DIR})")
+        if len(names) > 1:
+            raise ControlError(f"several stacks are running ({', '.join(names)}): use --name")
+        name = names[0]
+    path = socket_path(name)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5.0)
+    try:
+        s.connect(path)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except FileNotFoundError:
+        raise ControlError(f"no running stack named {name!r} ({path} not found)") from None
+    except OSError as e:
+        if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ControlError(f"stack {name!r} is not running (stale {path})") from None
+        raise ControlError(f"cannot read stack {name!r}: {e.strerror or e}") from None
+    finally:
+        s.close()
+    result: dict[str, Any] = json.loads(b"".join(chunks))
+    return result
