@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ustack.net.ipv4 import HEADROOM
+from ustack.net.ipv4 import HEADROOM, error_header
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import update16
@@ -62,7 +62,7 @@ class IcmpLayer:
         self.bucket = TokenBucket(self.RATE, self.BURST)
         self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
 
-    def input(self, iface: Interface, h: wip.Ipv4Header, payload: bytes, pkt: bytes) -> None:
+    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes) -> None:
         stack = self.stack
         c = stack.counters
         c.IcmpInMsgs += 1
@@ -77,7 +77,7 @@ class IcmpLayer:
         t = m.type
         if t == wicmp.ECHO_REQUEST:
             c.IcmpInEchos += 1
-            broadcast = h.dst != iface.ip and h.dst not in stack.local_addrs
+            broadcast = dst != iface.ip and dst not in stack.local_addrs
             if broadcast and self.echo_ignore_broadcasts:
                 c.drop("icmp_echo_broadcast")
                 return
@@ -85,7 +85,7 @@ class IcmpLayer:
             # checksum for the changed first word instead of summing the data.
             csum = update16(m.checksum, wicmp.ECHO_REQUEST << 8 | m.code, m.code)
             body = wicmp.HEADER.pack(wicmp.ECHO_REPLY, m.code, csum, m.rest) + m.body
-            self._send(h.src, body)
+            self._send(src, body)
             c.IcmpOutEchoReps += 1
         elif t == wicmp.ECHO_REPLY:
             c.IcmpInEchoReps += 1
@@ -111,11 +111,11 @@ class IcmpLayer:
         else:
             c.drop("icmp_type_ignored")
 
-    def send_error(self, type_: int, code: int, h: wip.Ipv4Header, pkt: bytes,
-                   mtu: int = 0) -> None:
-        """Send an ICMP error about the datagram ``pkt`` (header ``h``)."""
+    def send_error(self, type_: int, code: int, pkt: bytes, mtu: int = 0) -> None:
+        """Send an ICMP error about the received datagram ``pkt``."""
         stack = self.stack
         c = stack.counters
+        h = error_header(pkt)
         # RFC 1122 3.2.2: never send an error about ...
         if h.frag_offset:  # ... a non-initial fragment,
             c.drop("icmp_error_suppressed")

@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from ustack.net.interface import Interface
     from ustack.stack import Stack
 
-# A protocol handler: (interface, header, payload, whole packet as received).
-# The packet is what an ICMP error about this datagram quotes.
-ProtocolHandler = Callable[["Interface", wip.Ipv4Header, bytes, bytes], None]
+# A protocol handler: (interface, source, destination, payload, packet).
+# ``packet`` is the datagram as received (header first): what an ICMP error
+# about it quotes, and where ``error_header`` finds the rest of the header.
+# The hot path never builds a header object it would not use.
+ProtocolHandler = Callable[["Interface", bytes, bytes, bytes, bytes], None]
 
 # Told about an ICMP error that quotes one of our datagrams:
 # (quoted header, quoted transport bytes, icmp type, icmp code, next-hop mtu).
@@ -40,7 +42,15 @@ DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into
+_unpack_header = wip.HEADER.unpack_from
+_from_bytes = int.from_bytes
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+_FRAGMENT_BITS = wip.FLAG_MF | wip.OFFSET_MASK
+
+
+def error_header(pkt: bytes) -> wip.Ipv4Header:
+    """The header of a received datagram, for the rare paths that need it all."""
+    return _parse(pkt, verify_checksum=False)
 
 
 def _martian_source(src: bytes) -> bool:
@@ -68,6 +78,27 @@ class Ipv4Layer:
         stack = self.stack
         c = stack.counters
         c.IpInReceives += 1
+        # Fast path: the common datagram has no options and is not a fragment.
+        # It is validated exactly as wire.ipv4.parse would (version, IHL,
+        # total length, header checksum) without building a header object.
+        if len(pkt) >= 20 and pkt[0] == 0x45:
+            _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
+            if (20 <= total <= len(pkt) and not ff & _FRAGMENT_BITS
+                    and not _from_bytes(pkt[:20], "big") % 0xFFFF
+                    and (dst == iface.ip or dst in stack.local_addrs)
+                    and 0 < src[0] < 224):
+                handler = self.protocols.get(proto)
+                if handler is not None:
+                    c.IpInDelivers += 1
+                    handler(iface, src, dst, pkt[20:total], pkt)
+                    return
+        self._input_slow(iface, pkt)
+
+    def _input_slow(self, iface: Interface, pkt: bytes) -> None:
+        """Everything the fast path does not take: options, fragments,
+        broadcasts, unknown protocols and every kind of malformed header."""
+        stack = self.stack
+        c = stack.counters
         try:
             h = _parse(pkt)
         except ParseError as e:
@@ -92,8 +123,10 @@ class Ipv4Layer:
             if whole is None:
                 return
             payload = whole
-            # What an ICMP error about the reassembled datagram will quote.
-            pkt = pkt[:h.header_len] + whole[:8]
+            # What an ICMP error about the reassembled datagram quotes: the
+            # datagram as one unfragmented whole (RFC 792: header + 64 bits).
+            pkt = wip.header_bytes(h.src, h.dst, h.proto, 20 + len(whole), ident=h.ident,
+                                   flags=0, ttl=h.ttl, tos=h.tos) + whole[:8]
         else:
             payload = pkt[h.header_len:h.total_length]
         handler = self.protocols.get(h.proto)
@@ -101,10 +134,10 @@ class Ipv4Layer:
             c.IpInUnknownProtos += 1
             c.drop("ipv4_unknown_protocol")
             if not broadcast:
-                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, h, pkt)
+                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt)
             return
         c.IpInDelivers += 1
-        handler(iface, h, payload, pkt)
+        handler(iface, h.src, dst, payload, pkt)
 
     def _reasm_timeout(self, src: bytes, _first8: bytes) -> None:
         # We keep no copy of the first fragment's header, so quote nothing
@@ -113,6 +146,10 @@ class Ipv4Layer:
         self.stack.counters.drop("reasm_timeout_icmp_not_sent")
 
     # -- output -----------------------------------------------------------
+
+    def next_ident(self) -> int:
+        self._ident = ident = (self._ident + 1) & 0xFFFF
+        return ident
 
     def route(self, dst: bytes) -> NextHop:
         """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
@@ -133,7 +170,7 @@ class Ipv4Layer:
         total = len(buf) - 14
         c = self.stack.counters
         c.IpOutRequests += 1
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        ident = self.next_ident()
         if total <= iface.mtu:
             _pack_header_into(buf, 14, src=hop.src, dst=dst, proto=proto, total_length=total,
                               ident=ident, flags=wip.FLAG_DF if df else 0, ttl=ttl, tos=tos)

@@ -27,6 +27,15 @@ class NextHop(NamedTuple):
     iface: Interface
     addr: bytes  # the next hop's IPv4 address (the gateway or the destination)
     src: bytes  # source address to use (RFC 1122 3.3.4.3: the interface's)
+    # src and destination read as one 64-bit integer: the address part of the
+    # IPv4 header sum and of the TCP/UDP pseudo-header sum (RFC 1071 2(B):
+    # summing 16-bit words is grouping-independent modulo 0xFFFF), computed
+    # once per destination instead of once per datagram.
+    addr_sum: int
+
+
+def _hop(iface: Interface, addr: bytes, dst: bytes) -> NextHop:
+    return NextHop(iface, addr, iface.ip, int.from_bytes(iface.ip + dst, "big"))
 
 
 class RouteTable:
@@ -59,12 +68,12 @@ class RouteTable:
         for r in self._routes:
             mask = (0xFFFFFFFF << (32 - r.prefix_len)) & 0xFFFFFFFF
             if addr & mask == r.network:
-                hop = NextHop(r.iface, r.gateway or dst, r.iface.ip)
+                hop = _hop(r.iface, r.gateway or dst, dst)
                 break
         if dst == b"\xff\xff\xff\xff" and hop is None and self._routes:
             # Limited broadcast goes out of the first interface (RFC 1122 3.3.6).
             iface = self._routes[-1].iface
-            hop = NextHop(iface, dst, iface.ip)
+            hop = _hop(iface, dst, dst)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
         cache[dst] = hop
