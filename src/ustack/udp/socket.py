@@ -21,6 +21,7 @@ from ustack.net.ipv4 import HEADROOM
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire import udp as wudp
+from ustack.wire.checksum import sum_mod
 
 if TYPE_CHECKING:
     from ustack.net.interface import Interface
@@ -32,6 +33,7 @@ _IP_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")
 _pack_ip_udp = _IP_UDP.pack_into
 _unpack_udp = wudp.HEADER.unpack_from
 _from_bytes = int.from_bytes
+_sum_mod = sum_mod
 _TTL_PROTO = (64 << 8) | wip.PROTO_UDP  # the header word holding TTL and protocol
 
 ANY = b"\x00\x00\x00\x00"
@@ -265,9 +267,7 @@ class UdpLayer:
             c.drop("udp_short" if n < 8 else "udp_length")
             return
         if csum:  # RFC 768: zero means the sender computed none
-            v = _from_bytes(payload if length == n else payload[:length], "big")
-            if length & 1:
-                v <<= 8
+            v = _sum_mod(payload if length == n else payload[:length])
             if (v + _from_bytes(src + dst, "big") + 17 + length) % 0xFFFF:
                 c.UdpInErrors += 1
                 c.UdpInCsumErrors += 1
@@ -335,10 +335,7 @@ class UdpLayer:
             # values (RFC 1071): the data is read once, for the UDP checksum.
             ident = stack.ipv4.next_ident()
             r = (0x4500 + total + ident + _TTL_PROTO + hop.addr_sum) % 0xFFFF
-            v = _from_bytes(data, "big")
-            if n & 1:
-                v <<= 8
-            u = (v + hop.addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
+            u = (_sum_mod(data) + hop.addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
             # RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
             _pack_ip_udp(buf, 14, 0x45, 0, total, ident, 0, 64, 17, 0xFFFF - r if r else 0,
                          hop.src, ip, sport, port, ulen, 0xFFFF - u if u else 0xFFFF)
