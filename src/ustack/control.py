@@ -54,15 +54,9 @@ class ControlServer:
         self.path = socket_path(name)
         os.makedirs(RUN_DIR, exist_ok=True)
         if os.path.exists(self.path):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self.path)
-            except OSError:
-                os.unlink(self.path)  # stale: its stack is gone
-            else:
+            if _alive(self.path):
                 raise ControlError(f"a stack named {name!r} is already running ({self.path})")
-            finally:
-                probe.close()
+            os.unlink(self.path)  # stale: its stack is gone
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
         self.sock.listen(8)
@@ -86,11 +80,36 @@ class ControlServer:
             os.unlink(self.path)
 
 
-def running_names() -> list[str]:
+def _alive(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        return sorted(f[:-5] for f in os.listdir(RUN_DIR) if f.endswith(".sock"))
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def running_names() -> list[str]:
+    """Names of the stacks whose control socket answers.
+
+    A stack killed with SIGKILL leaves its socket file behind; nobody listens
+    on it any more, so it is removed here rather than reported.
+    """
+    try:
+        files = sorted(f for f in os.listdir(RUN_DIR) if f.endswith(".sock"))
     except FileNotFoundError:
         return []
+    names = []
+    for f in files:
+        path = os.path.join(RUN_DIR, f)
+        if _alive(path):
+            names.append(f[:-5])
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return names
 
 
 def query(name: str | None) -> dict[str, Any]:

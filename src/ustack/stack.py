@@ -134,7 +134,10 @@ class Stack:
                     continue
                 etype = frame[12:14]
                 if etype == _ETH_IPV4:
-                    ip_input(iface, frame[14:])
+                    if dst == mac:
+                        ip_input(iface, frame[14:])
+                    else:
+                        self.ipv4.input_link_broadcast(iface, frame[14:])
                 elif etype == _ETH_ARP:
                     iface.arp.input(frame[14:])
                 elif len(frame) < 14:

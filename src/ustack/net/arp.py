@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _ETH_ARP = ethernet.ETHERTYPE_ARP.to_bytes(2, "big")
 _ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
 _ZERO_MAC = b"\x00" * 6
+_ZERO_IP = b"\x00" * 4
 _MIN_FRAME = 60  # Ethernet minimum without FCS; ARP frames are padded to it
 
 
@@ -48,10 +49,11 @@ class _Entry:
 
 
 class _Pending:
-    __slots__ = ("frames", "timer", "tries")
+    __slots__ = ("frames", "nbytes", "timer", "tries")
 
     def __init__(self) -> None:
         self.frames: list[bytearray] = []
+        self.nbytes = 0
         self.tries = 0
         self.timer: Timer | None = None
 
@@ -61,7 +63,9 @@ class ArpTable:
     EXPIRE = 60.0
     RETRY = 1.0
     TRIES = 3
-    QUEUE_PER_NEIGHBOUR = 64
+    # Bytes queued per unresolved neighbour, like Linux's unres_qlen_bytes:
+    # enough for every fragment of a maximal UDP datagram.
+    QUEUE_BYTES_PER_NEIGHBOUR = 212992
     MAX_PENDING = 256
     MAX_ENTRIES = 4096
 
@@ -102,11 +106,12 @@ class ArpTable:
                 return
             p = self.pending[next_hop] = _Pending()
             self._solicit(next_hop, p, now)
-        if len(p.frames) >= self.QUEUE_PER_NEIGHBOUR:
+        if p.nbytes + len(frame) > self.QUEUE_BYTES_PER_NEIGHBOUR:
             c.drop("arp_queue_full")
             c.IpOutDiscards += 1
             return
         p.frames.append(frame)
+        p.nbytes += len(frame)
 
     def _solicit(self, next_hop: bytes, p: _Pending, now: float) -> None:
         p.tries += 1
@@ -170,34 +175,35 @@ class ArpTable:
             if pkt.sha != iface.mac:
                 c.drop("arp_address_conflict")
             return
-        now = self.stack.now
-        # RFC 826: update an existing entry from any packet ("merge_flag") ...
-        e = self.entries.get(spa)
-        if e is not None:
-            if e.mac != pkt.sha:
-                e = self.entries[spa] = _Entry(pkt.sha, iface.mac, now)
-            else:
-                e.confirmed = now
-                e.refresh_at = now + self.REACHABLE
-                e.expires = now + self.EXPIRE
-        if tpa != iface.ip:
-            if e is None and spa in self.pending:
-                # An announcement from a neighbour we are resolving answers us too.
-                self._learn(spa, pkt.sha, now)
+        if spa == _ZERO_IP:
+            # An RFC 5227 2.1.1 probe: nobody to cache; if it asks for our
+            # address, answer so the prober sees it is taken.
+            if tpa == iface.ip and pkt.op == warp.OP_REQUEST:
+                self._send(warp.OP_REPLY, pkt.sha, spa, pkt.sha)
             return
-        # ... and add one only when we are the target.
-        if e is None:
+        now = self.stack.now
+        # RFC 826: update an existing entry from any packet ("merge_flag"),
+        # add one when we are the target; a neighbour we are resolving is
+        # learned from any packet it sends (an announcement answers us too).
+        if spa in self.entries or tpa == iface.ip or spa in self.pending:
             self._learn(spa, pkt.sha, now)
-        if pkt.op == warp.OP_REQUEST:
+        if tpa == iface.ip and pkt.op == warp.OP_REQUEST:
             self._send(warp.OP_REPLY, pkt.sha, spa, pkt.sha)
 
     def _learn(self, ip: bytes, mac: bytes, now: float) -> None:
+        """Create or confirm the entry for ``ip`` and release what waited for it."""
         entries = self.entries
-        if len(entries) >= self.MAX_ENTRIES:
-            self.expire(now)
-            if len(entries) >= self.MAX_ENTRIES:
-                del entries[next(iter(entries))]  # the oldest insertion
-        e = entries[ip] = _Entry(mac, self.iface.mac, now)
+        e = entries.get(ip)
+        if e is not None and e.mac == mac:
+            e.confirmed = now
+            e.refresh_at = now + self.REACHABLE
+            e.expires = now + self.EXPIRE
+        else:
+            if e is None and len(entries) >= self.MAX_ENTRIES:
+                self.expire(now)
+                if len(entries) >= self.MAX_ENTRIES:
+                    del entries[next(iter(entries))]  # the oldest insertion
+            e = entries[ip] = _Entry(mac, self.iface.mac, now)
         p = self.pending.pop(ip, None)
         if p is not None:
             if p.timer is not None:

@@ -55,10 +55,13 @@ class IcmpLayer:
     RATE = 1000.0
     BURST = 50.0
 
-    __slots__ = ("bucket", "echo_ignore_broadcasts", "stack")
+    __slots__ = ("bucket", "echo_ignore_broadcasts", "quiet", "stack")
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        # Set while a datagram that arrived as a link-layer broadcast is
+        # processed: nothing may answer it with an error (RFC 1122 3.2.2).
+        self.quiet = False
         self.bucket = TokenBucket(self.RATE, self.BURST)
         self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
 
@@ -116,6 +119,9 @@ class IcmpLayer:
         stack = self.stack
         c = stack.counters
         h = error_header(pkt)
+        if h is None or self.quiet:
+            c.drop("icmp_error_suppressed")
+            return
         # RFC 1122 3.2.2: never send an error about ...
         if h.frag_offset:  # ... a non-initial fragment,
             c.drop("icmp_error_suppressed")
@@ -134,8 +140,10 @@ class IcmpLayer:
             return
         body = wicmp.build_error(type_, code, pkt, mtu)
         if self._send(src, body):
-            c.IcmpOutDestUnreachs += type_ == wicmp.DEST_UNREACH
-            c.IcmpOutTimeExcds += type_ == wicmp.TIME_EXCEEDED
+            if type_ == wicmp.DEST_UNREACH:
+                c.IcmpOutDestUnreachs += 1
+            elif type_ == wicmp.TIME_EXCEEDED:
+                c.IcmpOutTimeExcds += 1
 
     def _send(self, dst: bytes, body: bytes, ttl: int = 64) -> bool:
         stack = self.stack

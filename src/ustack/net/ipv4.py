@@ -48,16 +48,26 @@ _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 _FRAGMENT_BITS = wip.FLAG_MF | wip.OFFSET_MASK
 
 
-def error_header(pkt: bytes) -> wip.Ipv4Header:
-    """The header of a received datagram, for the rare paths that need it all."""
-    return _parse(pkt, verify_checksum=False)
+def error_header(pkt: bytes) -> wip.Ipv4Header | None:
+    """The header of a datagram we are about to quote in an ICMP error.
+
+    Tolerant like ``wire.icmp.quoted``: ``pkt`` may be a quote (header + 8
+    bytes) whose total length field says more; None if not even a header.
+    """
+    if len(pkt) < 20 or pkt[0] >> 4 != 4 or len(pkt) < (pkt[0] & 15) << 2:
+        return None
+    vihl, tos, total, ident, ff, ttl, proto, csum, src, dst = _unpack_header(pkt)
+    hl = (vihl & 15) << 2
+    return wip.Ipv4Header(hl, tos, total, ident, ff & 0xE000, (ff & wip.OFFSET_MASK) << 3,
+                          ttl, proto, csum, src, dst, bytes(pkt[20:hl]))
 
 
-def _martian_source(src: bytes) -> bool:
-    # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast,
-    # multicast (class D), class E, or "this network" (0/8) address.
+def _martian_source(src: bytes, iface: Interface) -> bool:
+    # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast
+    # (limited or directed), multicast (class D), class E, "this network"
+    # (0/8) or loopback (127/8) address.
     first = src[0]
-    return first >= 224 or first == 0 or src == _LIMITED_BROADCAST
+    return first >= 224 or first == 0 or first == 127 or src == iface.broadcast
 
 
 class Ipv4Layer:
@@ -86,13 +96,27 @@ class Ipv4Layer:
             if (20 <= total <= len(pkt) and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in stack.local_addrs)
-                    and 0 < src[0] < 224):
+                    and 0 < src[0] < 224 and src[0] != 127 and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
                     handler(iface, src, dst, pkt[20:total], pkt)
                     return
         self._input_slow(iface, pkt)
+
+    def input_link_broadcast(self, iface: Interface, pkt: bytes) -> None:
+        """A datagram that came in a link-layer broadcast frame.
+
+        RFC 1122 3.2.2: no ICMP error may answer it, even when its IP
+        destination is our unicast address.
+        """
+        icmp = self.stack.icmp
+        icmp.quiet = True
+        try:
+            self.stack.counters.IpInReceives += 1
+            self._input_slow(iface, pkt)
+        finally:
+            icmp.quiet = False
 
     def _input_slow(self, iface: Interface, pkt: bytes) -> None:
         """Everything the fast path does not take: options, fragments,
@@ -114,7 +138,7 @@ class Ipv4Layer:
                 c.IpInAddrErrors += 1
                 c.drop("ipv4_not_for_us")
                 return
-        if _martian_source(h.src):
+        if _martian_source(h.src, iface):
             c.IpInAddrErrors += 1
             c.drop("ipv4_martian_source")
             return
@@ -139,11 +163,10 @@ class Ipv4Layer:
         c.IpInDelivers += 1
         handler(iface, h.src, dst, payload, pkt)
 
-    def _reasm_timeout(self, src: bytes, _first8: bytes) -> None:
-        # We keep no copy of the first fragment's header, so quote nothing
-        # but say the datagram timed out: Linux does send this (RFC 1122
-        # 3.3.2 SHOULD), but it carries little value to the sender; count it.
-        self.stack.counters.drop("reasm_timeout_icmp_not_sent")
+    def _reasm_timeout(self, quote: bytes) -> None:
+        # RFC 1122 3.3.2 / RFC 792: time exceeded, code 1 (fragment
+        # reassembly time exceeded), quoting the first fragment.
+        self.stack.icmp.send_error(wicmp.TIME_EXCEEDED, wicmp.REASM_TIME_EXCEEDED, quote)
 
     # -- output -----------------------------------------------------------
 
@@ -160,19 +183,23 @@ class Ipv4Layer:
         return hop
 
     def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray, *,
-               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
+               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False,
+               src: bytes | None = None) -> None:
         """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
 
-        Raises OSError(EMSGSIZE) when the datagram exceeds the MTU and ``df``
-        forbids fragmenting it.
+        ``src`` overrides the route's source address (a socket bound to one
+        of our addresses, RFC 1122 4.1.3.5).  Raises OSError(EMSGSIZE) when
+        the datagram exceeds the MTU and ``df`` forbids fragmenting it.
         """
         iface = hop.iface
+        if src is None:
+            src = hop.src
         total = len(buf) - 14
         c = self.stack.counters
         c.IpOutRequests += 1
         ident = self.next_ident()
         if total <= iface.mtu:
-            _pack_header_into(buf, 14, src=hop.src, dst=dst, proto=proto, total_length=total,
+            _pack_header_into(buf, 14, src=src, dst=dst, proto=proto, total_length=total,
                               ident=ident, flags=wip.FLAG_DF if df else 0, ttl=ttl, tos=tos)
             iface.arp.output(hop.addr, buf)
             return
@@ -191,7 +218,7 @@ class Ipv4Layer:
             more = off + step < n
             frag = bytearray(HEADROOM + len(chunk))
             frag[HEADROOM:] = chunk
-            _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
+            _pack_header_into(frag, 14, src=src, dst=dst, proto=proto,
                               total_length=20 + len(chunk), ident=ident,
                               flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
             out(hop.addr, frag)

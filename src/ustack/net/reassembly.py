@@ -11,6 +11,8 @@ the Teardrop/overlap attacks taught, cf. RFC 5722 for IPv6):
 * Memory is bounded per source address and in total; a fragment that would
   exceed either is dropped and counted, and a new datagram never evicts an
   old one (evicting would let a flood of starts destroy every real datagram).
+  Every datagram is charged at least ``CHARGE_MIN`` bytes, so one source
+  cannot hold the whole table with tiny fragments either.
 * An incomplete datagram is dropped after ``TIMEOUT`` seconds (RFC 1122
   3.3.2 suggests 60-120 s; Linux uses 30 s, as the issue asks).
 """
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from ustack.wire.ipv4 import Ipv4Header
+from ustack.wire.ipv4 import Ipv4Header, header_bytes
 
 if TYPE_CHECKING:
     from ustack.counters import Counters
@@ -50,15 +52,16 @@ class Reassembler:
     MAX_TOTAL = 4 * 1024 * 1024  # like Linux ipfrag_high_thresh
     MAX_PER_SOURCE = 512 * 1024
     MAX_DATAGRAMS = 1024
+    CHARGE_MIN = 2048  # per datagram: one source holds at most 256 of them
 
     __slots__ = ("_by_source", "_datagrams", "_total", "counters", "on_timeout", "timers")
 
     def __init__(self, counters: Counters, timers: TimerHeap,
-                 on_timeout: Callable[[bytes, bytes], None] | None = None) -> None:
+                 on_timeout: Callable[[bytes], None] | None = None) -> None:
         self.counters = counters
         self.timers = timers
-        # Told (first fragment's IP header, its payload start) when a datagram
-        # whose first fragment arrived times out, to send ICMP time exceeded.
+        # Told the first fragment's header + 8 data bytes when a datagram whose
+        # first fragment arrived times out, to send ICMP time exceeded.
         self.on_timeout = on_timeout
         self._datagrams: dict[Key, _Datagram] = {}
         self._by_source: dict[bytes, int] = {}
@@ -95,11 +98,20 @@ class Reassembler:
         key = (hdr.src, hdr.dst, hdr.proto, hdr.ident)
         d = self._datagrams.get(key)
         if d is None:
+            src_used = self._by_source.get(hdr.src, 0)
             if len(self._datagrams) >= self.MAX_DATAGRAMS:
                 c.IpReasmFails += 1
                 c.drop("reasm_too_many")
                 return None
+            if (src_used + self.CHARGE_MIN > self.MAX_PER_SOURCE
+                    or self._total + self.CHARGE_MIN > self.MAX_TOTAL):
+                c.IpReasmFails += 1
+                c.drop("reasm_memory")
+                return None
             d = self._datagrams[key] = _Datagram()
+            d.size = self.CHARGE_MIN
+            self._total += self.CHARGE_MIN
+            self._by_source[hdr.src] = src_used + self.CHARGE_MIN
             d.timer = self.timers.call_at(now + self.TIMEOUT, partial(self._expire, key))
         if not more:
             if (d.total is not None and d.total != end) or len(d.buf) > end:
@@ -109,20 +121,25 @@ class Reassembler:
         elif d.total is not None and end > d.total:
             self._drop(key, d, "reasm_past_end")
             return None
-        # Charge memory before touching the buffer.
-        grow = max(0, end - len(d.buf))
-        if grow:
+        # Charge memory beyond what the datagram is already charged (at least
+        # CHARGE_MIN) before touching the buffer.
+        grow = end - d.size
+        if grow > 0:
             src_used = self._by_source.get(hdr.src, 0)
             if self._total + grow > self.MAX_TOTAL or src_used + grow > self.MAX_PER_SOURCE:
                 c.drop("reasm_memory")
                 self._drop(key, d, None)
                 return None
-            d.buf.extend(bytes(grow))
             d.size += grow
             self._total += grow
             self._by_source[hdr.src] = src_used + grow
-        if start == 0:
-            d.first = b""  # marker: we have the first fragment (for ICMP)
+        if end > len(d.buf):
+            d.buf.extend(bytes(end - len(d.buf)))
+        if start == 0 and d.first is None:
+            # Kept to quote in ICMP time exceeded (RFC 792: header + 64 bits).
+            d.first = header_bytes(hdr.src, hdr.dst, hdr.proto, hdr.total_length,
+                                   ident=hdr.ident, flags=hdr.flags, ttl=hdr.ttl,
+                                   tos=hdr.tos) + payload[:8]
         # RFC 815 steps 1-7, writing only the part of each hole the fragment covers.
         last = end - 1
         new_holes: list[list[int]] = []
@@ -161,9 +178,9 @@ class Reassembler:
         self.counters.IpReasmTimeout += 1
         self._drop(key, d, "reasm_timeout")
         if d.first is not None and self.on_timeout is not None:
-            # RFC 792/1122 3.2.2.4: time exceeded (code 1) only when the first
+            # RFC 792/1122 3.3.2: time exceeded (code 1) only when the first
             # fragment arrived; quote it.
-            self.on_timeout(key[0], bytes(d.buf[:8]))
+            self.on_timeout(d.first)
 
     def _drop(self, key: Key, d: _Datagram, reason: str | None) -> None:
         self._forget(key, d)

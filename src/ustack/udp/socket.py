@@ -55,6 +55,8 @@ def _addr(address: object) -> tuple[bytes, int]:
         raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
     if not 0 <= port <= 0xFFFF:
         raise OverflowError("bind(): port must be 0-65535.")
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("ascii", "replace")
     if not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
     if host in ("", "0.0.0.0"):
@@ -116,9 +118,11 @@ class UdpSocket:
         self.remote_ip, self.remote_port = ip, port
 
     def getsockname(self) -> Address:
+        self._check_open()
         return wip.addr_to_str(self.local_ip), self.local_port
 
     def getpeername(self) -> Address:
+        self._check_open()
         if self.remote_ip is None:
             raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
         return wip.addr_to_str(self.remote_ip), self.remote_port
@@ -322,23 +326,28 @@ class UdpLayer:
         stack = self.stack
         hop = stack.routes.lookup(ip) or stack.ipv4.route(ip)
         sport = sock.local_port or self._autobind(sock)
+        src, addr_sum = hop.src, hop.addr_sum
+        if sock.local_ip != ANY and sock.local_ip != src:
+            # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
+            src = sock.local_ip
+            addr_sum = _from_bytes(src + ip, "big")
         buf = bytearray(HEADROOM + 8 + n)
         buf[HEADROOM + 8:] = data
         ulen = 8 + n
         total = 20 + ulen
         if total > hop.iface.mtu:
             # Needs fragmenting: the general path.
-            wudp.pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data)
-            stack.ipv4.output(hop, ip, wip.PROTO_UDP, buf)
+            wudp.pack_header_into(buf, HEADROOM, src, ip, sport, port, data)
+            stack.ipv4.output(hop, ip, wip.PROTO_UDP, buf, src=src)
         else:
             # Both headers in one write, both checksums from sums of field
             # values (RFC 1071): the data is read once, for the UDP checksum.
             ident = stack.ipv4.next_ident()
-            r = (0x4500 + total + ident + _TTL_PROTO + hop.addr_sum) % 0xFFFF
-            u = (_sum_mod(data) + hop.addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
+            r = (0x4500 + total + ident + _TTL_PROTO + addr_sum) % 0xFFFF
+            u = (_sum_mod(data) + addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
             # RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
             _pack_ip_udp(buf, 14, 0x45, 0, total, ident, 0, 64, 17, 0xFFFF - r if r else 0,
-                         hop.src, ip, sport, port, ulen, 0xFFFF - u if u else 0xFFFF)
+                         src, ip, sport, port, ulen, 0xFFFF - u if u else 0xFFFF)
             stack.counters.IpOutRequests += 1
             hop.iface.arp.output(hop.addr, buf)
         stack.counters.UdpOutDatagrams += 1
