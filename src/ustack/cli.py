@@ -95,7 +95,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UsageError("ustack up: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
 
-    device = open_link(args.link, vnet_hdr=args.vnet_hdr)
+    try:
+        device = open_link(args.link, vnet_hdr=args.vnet_hdr)
+    except LinkError as e:
+        raise UsageError(f"ustack up: {e}") from None
     stack = Stack()
     control = None
     try:

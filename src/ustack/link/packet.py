@@ -1,0 +1,415 @@
+"""An AF_PACKET socket on an existing interface, with mmapped rings.
+
+``PacketDevice("veth0")`` sees every frame on the wire of ``veth0`` (the
+interface is put in promiscuous mode so frames for our own MAC arrive) and
+transmits frames onto it, bypassing the kernel's IP stack; the kernel's
+addresses on the interface stay the kernel's.  ``hwaddr`` is the interface's
+MAC, which the stack may use or replace with its own.
+
+Receive modes (``rx_ring``), selectable because the best one depends on
+the traffic.  Measured on a 2-core VM over veth with 64-byte frames, cost
+of ``recv_batch`` per frame and an ARP round trip to the kernel:
+
+``"v2"``  TPACKET_V2 ring (default): one slot per frame, handed over as
+          soon as the kernel has written it.  ~0.6 us/frame to receive;
+          ARP request/response round trip 5 us.
+``"v3"``  TPACKET_V3 ring: frames packed into blocks.  ~0.4 us/frame, but
+          a block reaches us only when full or when its retire timer
+          (``retire_ms``, 1 ms at least) fires: a lone request waits ~1 ms
+          (measured round trip 1000 us median).  For bulk receive and
+          capture, not for request/response.
+``"none"`` plain ``recv``/``sendmsg``, one system call per frame: ~1.2 us/frame,
+          round trip 6 us.  The fallback where rings are not available.
+
+Transmit uses a TX ring (one ``send()`` per batch) unless ``rx_ring="none"``
+or ``tx_frames=0``.  PACKET_QDISC_BYPASS sends straight to the driver (no
+qdisc, and no copy of our frames to other packet sockets);
+PACKET_IGNORE_OUTGOING keeps the frames the host itself sends on the
+interface out of our receive path.
+
+The socket always has PACKET_VNET_HDR on: partial checksums of received
+frames (a local sender with checksum offload) are completed here, and the
+TX ring copies whole frames instead of lending its pages (see
+``rings.TxRing``).  ``vnet_hdr=True`` additionally advertises transmit
+offloads in ``caps`` and enables ``send_gso``.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import socket
+import struct
+from collections.abc import Sequence
+
+from ustack.link import vnet
+from ustack.link.base import Capabilities, Frame
+from ustack.link.errors import LinkError, from_os_error, reason
+from ustack.link.netif import interface_index, interface_mac, interface_mtu
+from ustack.link.rings import (
+    RxRingV2,
+    RxRingV3,
+    RxStats,
+    TxRing,
+    slot_offsets,
+)
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_TX_RING = 13
+PACKET_LOSS = 14
+PACKET_VNET_HDR = 15
+PACKET_FANOUT = 18
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+TPACKET_V2 = 1
+TPACKET_V3 = 2
+ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33
+
+FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "rnd": 4, "qm": 5}
+
+_REQ = struct.Struct("=4I")  # struct tpacket_req
+_REQ3 = struct.Struct("=7I")  # struct tpacket_req3
+_MREQ = struct.Struct("=iHH8s")  # struct packet_mreq
+_STATS3 = struct.Struct("=III")  # struct tpacket_stats_v3 (V1/V2: first two)
+_INT = struct.Struct("=i")
+
+ETH_HLEN = 14
+_RECV_SIZE = 65536 + ETH_HLEN + vnet.HDR_LEN
+_GSO_MAX_FRAME = ETH_HLEN + 65535
+_RX_MODES = ("v3", "v2", "none")
+
+
+class PacketDevice:
+    """AF_PACKET device on ``ifname``; see the module doc for the modes."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        rx_ring: str = "v2",
+        block_size: int = 1 << 17,
+        block_count: int = 32,
+        frame_size: int = 2048,
+        tx_frames: int = 1024,
+        retire_ms: int = 1,
+        qdisc_bypass: bool = True,
+        promisc: bool = True,
+        vnet_hdr: bool = False,
+        fanout_group: int | None = None,
+        fanout_mode: str = "hash",
+        rcvbuf: int = 4 << 20,
+    ) -> None:
+        self.name = ifname
+        what = f"packet {ifname}"
+        if rx_ring not in _RX_MODES:
+            raise LinkError(f"{what}: rx_ring must be one of v3, v2, none, got {rx_ring!r}")
+        if fanout_mode not in FANOUT_MODES:
+            raise LinkError(f"{what}: unknown fanout_mode {fanout_mode!r}")
+        page = mmap.PAGESIZE
+        if block_size <= 0 or block_size % page or frame_size < 64 or frame_size % 16:
+            raise LinkError(
+                f"{what}: block_size must be a multiple of {page} and frame_size of 16 (>= 64)"
+            )
+        if frame_size > block_size or block_count < 1 or tx_frames < 0:
+            raise LinkError(f"{what}: frame_size must fit a block; counts must be positive")
+        self._ifindex = interface_index(ifname, "packet")
+        self._mac = interface_mac(ifname)
+        mtu = interface_mtu(ifname)
+        self._closed = True
+        self._mm: mmap.mmap | None = None
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as exc:
+            raise from_os_error(what, exc) from exc
+        self._sock = sock
+        self.mode = rx_ring
+        use_tx_ring = rx_ring != "none" and tx_frames > 0
+        self._rx: RxRingV3 | RxRingV2 | None = None
+        self._tx: TxRing | None = None
+        step = "setup"
+        try:
+            step = "PACKET_VNET_HDR"
+            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            self._hlen = vnet.HDR_LEN
+            if rx_ring != "none":
+                step = "PACKET_VERSION"
+                version = TPACKET_V3 if rx_ring == "v3" else TPACKET_V2
+                sock.setsockopt(SOL_PACKET, PACKET_VERSION, version)
+                fpb = block_size // frame_size
+                rx_size = block_size * block_count
+                tx_blocks = -(-tx_frames // fpb) if use_tx_ring else 0
+                if tx_blocks:
+                    # A frame the kernel finds malformed is skipped, not left
+                    # to block the ring; must be set before any ring exists.
+                    step = "PACKET_LOSS"
+                    sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
+                step = "PACKET_RX_RING"
+                if version == TPACKET_V3:
+                    req = _REQ3.pack(
+                        block_size, block_count, frame_size, fpb * block_count, retire_ms, 0, 0
+                    )
+                else:
+                    req = _REQ.pack(block_size, block_count, frame_size, fpb * block_count)
+                sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+                if tx_blocks:
+                    step = "PACKET_TX_RING"
+                    if version == TPACKET_V3:
+                        req = _REQ3.pack(
+                            block_size, tx_blocks, frame_size, fpb * tx_blocks, 0, 0, 0
+                        )
+                    else:
+                        req = _REQ.pack(block_size, tx_blocks, frame_size, fpb * tx_blocks)
+                    sock.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
+                step = "mmap"
+                total = rx_size + tx_blocks * block_size
+                mm = mmap.mmap(
+                    sock.fileno(), total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+                )
+                self._mm = mm
+                if version == TPACKET_V3:
+                    self._rx = RxRingV3(mm, 0, block_size, block_count, self._hlen)
+                else:
+                    slots = slot_offsets(0, block_size, block_count, frame_size)
+                    self._rx = RxRingV2(mm, slots, self._hlen)
+                if tx_blocks:
+                    slots = slot_offsets(rx_size, block_size, tx_blocks, frame_size)
+                    self._tx = TxRing(mm, slots, frame_size, 3 if version == TPACKET_V3 else 2)
+            else:
+                step = "SO_RCVBUFFORCE"
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+                except PermissionError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if qdisc_bypass:
+                step = "PACKET_QDISC_BYPASS"
+                sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            step = "PACKET_IGNORE_OUTGOING"
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            step = "bind"
+            sock.bind((ifname, ETH_P_ALL))
+            if promisc:
+                step = "promiscuous membership"
+                mreq = _MREQ.pack(self._ifindex, PACKET_MR_PROMISC, 0, b"")
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            if fanout_group is not None:
+                step = "PACKET_FANOUT"
+                arg = (fanout_group & 0xFFFF) | (FANOUT_MODES[fanout_mode] << 16)
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
+            sock.setblocking(False)
+        except OSError as exc:
+            self._release()
+            if exc.errno in (errno.ENODEV, errno.ENXIO):
+                raise LinkError(f"packet: no such interface {ifname}", exc.errno) from exc
+            raise from_os_error(f"{what}: {step}", exc) from exc
+        except BaseException:
+            self._release()
+            raise
+        self._closed = False
+        self._vnet = vnet_hdr
+        tx_max = self._tx.max_frame if self._tx is not None else _GSO_MAX_FRAME
+        self._caps = Capabilities(
+            mtu=mtu,
+            max_frame=min(tx_max, _GSO_MAX_FRAME) if vnet_hdr else mtu + ETH_HLEN,
+            vnet_hdr=vnet_hdr,
+            csum_tx=vnet_hdr,
+            tso=vnet_hdr,
+            rx_csum_valid=False,
+        )
+        self._zero_hdr = vnet.zero_header(self._hlen)
+        self.rx_frames = 0
+        self.rx_bytes = 0
+        self.rx_kernel_drops = 0
+        self.rx_ring_freezes = 0
+        self._none_rx = RxStats()
+        self.tx_frames = 0
+        self.tx_bytes = 0
+        self.tx_queue_full = 0
+        self.tx_kick_errors = 0
+        self.tx_link_down = 0
+        self.tx_invalid = 0
+
+    # -- Device protocol -------------------------------------------------
+
+    @property
+    def caps(self) -> Capabilities:
+        return self._caps
+
+    @property
+    def hwaddr(self) -> bytes | None:
+        return self._mac
+
+    def fileno(self) -> int:
+        if self._closed:
+            raise LinkError(f"packet {self.name}: closed")
+        return self._sock.fileno()
+
+    def pending(self) -> bool:
+        """True when ``recv_batch`` would return a frame (ring modes only)."""
+        return self._rx.pending() if self._rx is not None and not self._closed else False
+
+    def recv_batch(self, max_frames: int, now: float) -> list[bytes]:
+        if self._closed:
+            raise LinkError(f"packet {self.name}: closed")
+        rx = self._rx
+        out = rx.recv(max_frames) if rx is not None else self._recv_plain(max_frames)
+        if out:
+            self.rx_frames += len(out)
+            self.rx_bytes += sum(map(len, out))
+        return out
+
+    def _recv_plain(self, max_frames: int) -> list[bytes]:
+        recv = self._sock.recv
+        raw: list[bytes] = []
+        append = raw.append
+        try:
+            for _ in range(max_frames):
+                append(recv(_RECV_SIZE))
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if not raw:
+                raise from_os_error(f"packet {self.name}: recv", exc) from exc
+        hlen = self._hlen
+        out: list[bytes] = []
+        c = self._none_rx
+        for data in raw:
+            if len(data) > hlen and not data[0] & vnet.F_NEEDS_CSUM:
+                out.append(data[hlen:])
+                continue
+            frame, completed = vnet.strip_rx(data, hlen)
+            if frame is None:
+                c.bad_vnet_hdr += 1
+            else:
+                c.csum_completed += completed
+                out.append(frame)
+        return out
+
+    def send_batch(self, frames: Sequence[Frame], now: float) -> int:
+        if self._closed:
+            raise LinkError(f"packet {self.name}: closed")
+        tx = self._tx
+        if tx is None:
+            zero = self._zero_hdr
+            return self._sendmsg([(zero, f) for f in frames])
+        queued = tx.put(frames)
+        if queued:
+            self._kick()
+        return queued
+
+    def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
+        """Transmit frames that each carry a prepared 10-byte vnet header.
+
+        Goes through ``sendmsg`` (a copy per frame), not the TX ring: a GSO
+        super-frame's payload would otherwise be lent from ring pages.
+        """
+        if self._closed:
+            raise LinkError(f"packet {self.name}: closed")
+        if not self._vnet:
+            raise LinkError(f"packet {self.name}: send_gso needs vnet_hdr=True")
+        return self._sendmsg(items)
+
+    def _sendmsg(self, items: Sequence[tuple[bytes, Frame]]) -> int:
+        sendmsg = self._sock.sendmsg
+        hlen = self._hlen
+        sent = 0
+        nbytes = 0
+        for i, item in enumerate(items):
+            try:
+                nbytes += sendmsg(item) - hlen
+                sent += 1
+            except OSError as exc:
+                code = exc.errno
+                if code in (errno.EINVAL, errno.EMSGSIZE):
+                    self.tx_invalid += 1
+                    continue
+                remaining = len(items) - i
+                if code in (errno.EAGAIN, errno.ENOBUFS, errno.ENOMEM):
+                    self.tx_queue_full += remaining
+                elif code in (errno.ENETDOWN, errno.ENXIO):
+                    self.tx_link_down += remaining
+                else:
+                    raise LinkError(f"packet {self.name}: send: {reason(exc)}", code) from exc
+                break
+        self.tx_frames += sent
+        self.tx_bytes += nbytes
+        return sent
+
+    def _kick(self) -> None:
+        """Ask the kernel to transmit every slot marked SEND_REQUEST."""
+        try:
+            self._sock.send(b"", socket.MSG_DONTWAIT)
+        except OSError as exc:
+            # The frames stay queued in the ring and go with the next kick.
+            if exc.errno in (errno.ENETDOWN, errno.ENXIO):
+                self.tx_link_down += 1
+            else:
+                self.tx_kick_errors += 1
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def _kernel_stats(self) -> None:
+        # Reading PACKET_STATISTICS resets the kernel's counters: accumulate.
+        try:
+            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
+        except OSError:
+            return
+        if len(raw) >= 8:
+            raw = raw.ljust(_STATS3.size, b"\0")
+            _packets, drops, freezes = _STATS3.unpack(raw)
+            self.rx_kernel_drops += drops
+            self.rx_ring_freezes += freezes
+
+    def stats(self) -> dict[str, int]:
+        if not self._closed:
+            self._kernel_stats()
+        rx = self._rx.st if self._rx is not None else self._none_rx
+        tx = self._tx
+        return {
+            "rx_frames": self.rx_frames,
+            "rx_bytes": self.rx_bytes,
+            "rx_truncated": rx.truncated,
+            "rx_csum_completed": rx.csum_completed,
+            "rx_bad_vnet_hdr": rx.bad_vnet_hdr,
+            "rx_kernel_drops": self.rx_kernel_drops,
+            "rx_ring_freezes": self.rx_ring_freezes,
+            "tx_frames": self.tx_frames + (tx.frames if tx else 0),
+            "tx_bytes": self.tx_bytes + (tx.bytes if tx else 0),
+            "tx_ring_full": tx.ring_full if tx else 0,
+            "tx_oversize": tx.oversize if tx else 0,
+            "tx_runt": tx.runt if tx else 0,
+            "tx_wrong_format": tx.wrong_format if tx else 0,
+            "tx_queue_full": self.tx_queue_full,
+            "tx_kick_errors": self.tx_kick_errors,
+            "tx_link_down": self.tx_link_down,
+            "tx_invalid": self.tx_invalid,
+        }
+
+    def _release(self) -> None:
+        self._rx = None
+        self._tx = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        self._sock.close()
+
+    def close(self) -> None:
+        """Unmap the rings and close the socket; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def __enter__(self) -> PacketDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PacketDevice({self.name!r}, rx_ring={self.mode!r})"

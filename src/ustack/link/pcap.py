@@ -1,0 +1,215 @@
+"""Classic pcap capture files, and a wrapper that tees a device into one.
+
+The format (https://www.tcpdump.org/manpages/pcap-savefile.5.html): a
+24-byte global header (magic 0xa1b2c3d4 in the writer's byte order, version
+2.4, snaplen, link type), then per frame a 16-byte record header (seconds,
+microseconds, captured length, original length) and the captured bytes.
+LINKTYPE_ETHERNET (1) frames start with the destination MAC, exactly what a
+``Device`` moves.  tcpdump, tshark and Wireshark read it.
+
+Records are collected in a buffer and written when ``flush_frames`` records
+or ``flush_interval`` seconds (by the writer's clock) have accumulated, and
+on ``close()``; a crash loses at most that much.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
+
+from ustack.link.base import Capabilities, Device, Frame
+from ustack.link.errors import LinkError
+
+LINKTYPE_ETHERNET = 1
+PCAP_MAGIC = 0xA1B2C3D4
+DEFAULT_SNAPLEN = 262144  # tcpdump's default; holds 64 KiB GSO frames whole
+
+_GLOBAL = struct.Struct("=IHHiIII")
+_RECORD = struct.Struct("=IIII")
+
+
+class PcapWriter:
+    """Append Ethernet frames to a pcap file (path or binary file object).
+
+    ``write(frame, ts)`` with ``ts`` in seconds since the epoch; ``clock``
+    is used only by ``maybe_flush`` to honour ``flush_interval`` when no
+    frames arrive.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        *,
+        snaplen: int = DEFAULT_SNAPLEN,
+        linktype: int = LINKTYPE_ETHERNET,
+        flush_frames: int = 1024,
+        flush_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if snaplen <= 0 or flush_frames <= 0 or flush_interval < 0:
+            raise ValueError("pcap: snaplen and flush_frames must be > 0, flush_interval >= 0")
+        if isinstance(target, (str, os.PathLike)):
+            self._file: BinaryIO = open(target, "wb")  # noqa: SIM115 - closed in close()
+            self._owns = True
+        else:
+            self._file = target
+            self._owns = False
+        self.snaplen = snaplen
+        self._flush_frames = flush_frames
+        self._flush_interval = flush_interval
+        self._clock = clock
+        self._buf = bytearray(_GLOBAL.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, linktype))
+        self._pending = 0
+        self._last_flush = 0.0
+        self._closed = False
+        self.frames = 0
+        self.truncated = 0
+        self.flush(clock())
+
+    def write(self, frame: Frame, ts: float) -> None:
+        """Add one frame captured at ``ts`` (seconds since the epoch)."""
+        self.write_batch((frame,), ts)
+
+    def write_batch(self, frames: Sequence[Frame], ts: float) -> None:
+        """Add frames that share one timestamp (one run-loop batch)."""
+        if not frames:
+            return
+        if self._closed:
+            raise ValueError("pcap: write to a closed writer")
+        sec = int(ts)
+        usec = int((ts - sec) * 1_000_000)
+        if usec >= 1_000_000:  # float rounding just below a whole second
+            sec, usec = sec + 1, 0
+        buf = self._buf
+        pack = _RECORD.pack
+        snaplen = self.snaplen
+        for f in frames:
+            n = len(f)
+            if n > snaplen:
+                buf += pack(sec, usec, snaplen, n)
+                buf += f[:snaplen]
+                self.truncated += 1
+            else:
+                buf += pack(sec, usec, n, n)
+                buf += f
+        self.frames += len(frames)
+        self._pending += len(frames)
+        if self._pending >= self._flush_frames or ts - self._last_flush >= self._flush_interval:
+            self.flush(ts)
+
+    def maybe_flush(self) -> None:
+        """Flush when ``flush_interval`` has passed since the last flush."""
+        if self._pending and self._clock() - self._last_flush >= self._flush_interval:
+            self.flush()
+
+    def flush(self, now: float | None = None) -> None:
+        if self._closed:
+            return
+        if self._buf:
+            self._file.write(self._buf)
+            self._buf.clear()
+        self._file.flush()
+        self._pending = 0
+        self._last_flush = self._clock() if now is None else now
+
+    def close(self) -> None:
+        if not self._closed:
+            self.flush()
+            self._closed = True
+            if self._owns:
+                self._file.close()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PcapTee:
+    """A device that passes everything through ``inner`` and records it.
+
+    Every frame returned by ``recv_batch`` and every frame handed to
+    ``send_batch`` (whether or not ``inner`` took it: the capture shows
+    what the stack sent) is written with a timestamp from ``clock`` (read
+    once per batch).  ``close()`` flushes the file and closes ``inner``.
+    """
+
+    def __init__(
+        self,
+        inner: Device,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        clock: Callable[[], float] = time.time,
+        snaplen: int = DEFAULT_SNAPLEN,
+        flush_frames: int = 1024,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._clock = clock
+        self.writer = PcapWriter(
+            path,
+            snaplen=snaplen,
+            flush_frames=flush_frames,
+            flush_interval=flush_interval,
+            clock=clock,
+        )
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.inner.caps
+
+    @property
+    def hwaddr(self) -> bytes | None:
+        return self.inner.hwaddr
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def recv_batch(self, max_frames: int, now: float) -> list[bytes]:
+        frames = self.inner.recv_batch(max_frames, now)
+        if frames:
+            self.writer.write_batch(frames, self._clock())
+        else:
+            self.writer.maybe_flush()
+        return frames
+
+    def send_batch(self, frames: Sequence[Frame], now: float) -> int:
+        if frames:
+            self.writer.write_batch(frames, self._clock())
+        return self.inner.send_batch(frames, now)
+
+    def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
+        """Record the super-frames as handed over, then send them on."""
+        send_gso = getattr(self.inner, "send_gso", None)
+        if send_gso is None:
+            raise LinkError(f"pcap tee {self.name}: inner device has no send_gso")
+        if items:
+            self.writer.write_batch([f for _, f in items], self._clock())
+        n: int = send_gso(items, now)
+        return n
+
+    def next_deadline(self) -> float | None:
+        return self.inner.next_deadline()
+
+    def stats(self) -> dict[str, int]:
+        s = self.inner.stats()
+        s["pcap_frames"] = self.writer.frames
+        s["pcap_truncated"] = self.writer.truncated
+        return s
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.inner.close()
+
+    def __getattr__(self, attr: str) -> object:
+        # Device-specific extras (kernel_mac, pending, ...) pass through.
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)

@@ -1,0 +1,288 @@
+"""Walking AF_PACKET's mmapped rings (Documentation/networking/packet_mmap.rst).
+
+The rings are shared memory: the kernel and we hand frame slots (TPACKET_V2,
+and the transmit ring) or whole blocks of frames (TPACKET_V3 receive) back and
+forth by writing a status word.  Everything here reads and writes the mmap
+with precompiled ``struct.Struct`` ``unpack_from``/``pack_into``; a received
+frame is copied out with one mmap slice.  Ordering: the kernel publishes a
+slot's contents before its status (smp_wmb) and we read the status first;
+on x86, loads are not reordered with loads nor stores with stores (Intel SDM
+vol. 3, 8.2.2), so plain Python reads and writes keep the protocol.
+
+With the socket's virtio-net header on (PACKET_VNET_HDR), every received
+frame has the 10-byte header just before its MAC header and every frame
+written to the transmit ring starts with one.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import sys
+from collections.abc import Sequence
+
+from ustack.link import vnet
+from ustack.link.base import Frame
+
+TP_STATUS_KERNEL = 0
+TP_STATUS_USER = 1
+TP_STATUS_AVAILABLE = 0
+TP_STATUS_SEND_REQUEST = 1
+TP_STATUS_WRONG_FORMAT = 4
+
+ETH_HLEN = 14
+
+_U32 = struct.Struct("=I")
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1
+# whose first words are block_status, num_pkts, offset_to_first_pkt.
+_BLK_STATUS_OFF = 8
+_BLK = struct.Struct("=III")
+# struct tpacket3_hdr: tp_next_offset, (tp_sec, tp_nsec), tp_snaplen,
+# tp_len, tp_status, tp_mac.
+_PKT3 = struct.Struct("=I8xIIIH")
+# struct tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac.
+_PKT2 = struct.Struct("=IIIH")
+
+# Two u32 words of a transmit slot's header (tp_status and tp_len, in the
+# version's order), the 24 bytes up to the data, then the vnet header.
+_TX_META = struct.Struct("=II24xBBHHHH")
+
+
+def slot_offsets(base: int, block_size: int, block_nr: int, frame_size: int) -> list[int]:
+    """Offsets of every frame slot; slots never straddle a block."""
+    per_block = block_size // frame_size
+    return [
+        base + b * block_size + i * frame_size for b in range(block_nr) for i in range(per_block)
+    ]
+
+
+class RxStats:
+    """Counters the receive walkers share with the device."""
+
+    __slots__ = ("bad_vnet_hdr", "csum_completed", "truncated")
+
+    def __init__(self) -> None:
+        self.truncated = 0
+        self.csum_completed = 0
+        self.bad_vnet_hdr = 0
+
+
+def _finish(raw: bytes, hdr: bytes, st: RxStats) -> bytes | None:
+    """A frame whose header asked for checksum completion, completed."""
+    _, _, _, _, start, off = vnet.HDR.unpack(hdr)
+    frame = vnet.finish_csum(raw, start, off)
+    if frame is None:
+        st.bad_vnet_hdr += 1
+    else:
+        st.csum_completed += 1
+    return frame
+
+
+class RxRingV3:
+    """TPACKET_V3 receive ring: the kernel fills variable-sized frames into a
+    block and hands over the whole block when it is full or when the retire
+    timer (tp_retire_blk_tov) fires; we hand it back when every frame in it
+    has been copied out.  A batch may stop in the middle of a block."""
+
+    def __init__(
+        self, mm: mmap.mmap, base: int, block_size: int, block_nr: int, vnet_hlen: int
+    ) -> None:
+        self._mm = mm
+        self._blocks = [base + b * block_size for b in range(block_nr)]
+        self._nr = block_nr
+        self._hlen = vnet_hlen
+        self._blk = 0
+        self._left = 0  # frames not yet taken from the current block
+        self._off = 0  # offset of the next frame in the current block
+        self.st = RxStats()
+
+    def pending(self) -> bool:
+        """True when the next block (or the rest of one) is ours to read."""
+        if self._left:
+            return True
+        return bool(_U32.unpack_from(self._mm, self._blocks[self._blk] + _BLK_STATUS_OFF)[0] & 1)
+
+    def recv(self, max_frames: int) -> list[bytes]:
+        mm = self._mm
+        blocks = self._blocks
+        hlen = self._hlen
+        unpack_pkt = _PKT3.unpack_from
+        out: list[bytes] = []
+        append = out.append
+        left = self._left
+        off = self._off
+        blk = self._blk
+        n = 0
+        while n < max_frames:
+            if not left:
+                status, left, first = _BLK.unpack_from(mm, blocks[blk] + _BLK_STATUS_OFF)
+                if not status & TP_STATUS_USER:
+                    left = 0
+                    break
+                off = blocks[blk] + first
+                if not left:  # an empty block retired by the timer
+                    _U32.pack_into(mm, blocks[blk] + _BLK_STATUS_OFF, TP_STATUS_KERNEL)
+                    blk = blk + 1 if blk + 1 < self._nr else 0
+                    continue
+            nxt, snaplen, length, _status, mac = unpack_pkt(mm, off)
+            start = off + mac
+            if snaplen != length:
+                self.st.truncated += 1
+            elif hlen and mm[start - hlen]:  # vnet flags byte: needs work
+                frame = _finish(mm[start : start + snaplen], mm[start - hlen : start], self.st)
+                if frame is not None:
+                    append(frame)
+                    n += 1
+            else:
+                append(mm[start : start + snaplen])
+                n += 1
+            left -= 1
+            if left:
+                off += nxt
+            else:
+                _U32.pack_into(mm, blocks[blk] + _BLK_STATUS_OFF, TP_STATUS_KERNEL)
+                blk = blk + 1 if blk + 1 < self._nr else 0
+        self._left = left
+        self._off = off
+        self._blk = blk
+        return out
+
+
+class RxRingV2:
+    """TPACKET_V2 receive ring: fixed-size slots, each handed over on its own
+    as soon as the kernel has written it (no block latency)."""
+
+    def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int) -> None:
+        self._mm = mm
+        self._slots = slots
+        self._n = len(slots)
+        self._head = 0
+        self._hlen = vnet_hlen
+        self.st = RxStats()
+
+    def pending(self) -> bool:
+        return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
+
+    def recv(self, max_frames: int) -> list[bytes]:
+        mm = self._mm
+        slots = self._slots
+        nslots = self._n
+        hlen = self._hlen
+        unpack_pkt = _PKT2.unpack_from
+        release = _U32.pack_into
+        out: list[bytes] = []
+        append = out.append
+        head = self._head
+        n = 0
+        while n < max_frames:
+            off = slots[head]
+            status, length, snaplen, mac = unpack_pkt(mm, off)
+            if not status & TP_STATUS_USER:
+                break
+            start = off + mac
+            if snaplen != length:
+                self.st.truncated += 1
+            elif hlen and mm[start - hlen]:
+                frame = _finish(mm[start : start + snaplen], mm[start - hlen : start], self.st)
+                if frame is not None:
+                    append(frame)
+                    n += 1
+            else:
+                append(mm[start : start + snaplen])
+                n += 1
+            release(mm, off, TP_STATUS_KERNEL)
+            head += 1
+            if head == nslots:
+                head = 0
+        self._head = head
+        return out
+
+
+class TxRing:
+    """The transmit ring: fill free slots in order, mark them SEND_REQUEST,
+    and let one ``send()`` on the socket transmit them all.
+
+    Every frame goes behind a 10-byte vnet header (the socket has
+    PACKET_VNET_HDR on) whose ``hdr_len`` covers the whole frame.
+    tpacket_snd copies ``hdr_len`` bytes into the skb and would attach the
+    rest as references to the ring's pages, and a slot is marked free again
+    when its skb is released, which on a local path (veth into the kernel's
+    own stack) can happen before every reader is done with the data.
+    Copying the whole frame (a memcpy of at most 1.5 KB in the kernel) keeps
+    a reused slot from ever rewriting a frame someone still reads.
+
+    The kernel reads SEND_REQUEST slots only inside our ``send()``, so the
+    order of the writes that fill a slot does not matter: one
+    ``pack_into`` writes tp_len, tp_status and the vnet header at once.
+    """
+
+    def __init__(self, mm: mmap.mmap, slots: list[int], frame_size: int, version: int) -> None:
+        self._mm = mm
+        self._slots = slots
+        self._n = len(slots)
+        self._head = 0
+        self._v3 = version == 3
+        # V2: tp_status@0, tp_len@4, data@32.  V3: tp_len@16, tp_status@20,
+        # data@48 (tp_hdrlen - sizeof(sockaddr_ll)); the header sits at data.
+        self._meta_off = 16 if self._v3 else 0
+        st_off = 20 if self._v3 else 0
+        # Status values the kernel writes back fit the low byte (0, 1, 2, 4),
+        # except timestamp flags in bits 29-31 that may accompany AVAILABLE.
+        self._st_byte = st_off if sys.byteorder == "little" else st_off + 3
+        self._data_off = (48 if self._v3 else 32) + vnet.HDR_LEN
+        self.max_frame = frame_size - self._data_off
+        self.frames = 0
+        self.bytes = 0
+        self.ring_full = 0
+        self.oversize = 0
+        self.runt = 0
+        self.wrong_format = 0
+
+    def put(self, frames: Sequence[Frame]) -> int:
+        """Queue frames into free slots; returns how many were queued."""
+        mm = self._mm
+        slots = self._slots
+        nslots = self._n
+        v3 = self._v3
+        meta = _TX_META.pack_into
+        meta_off = self._meta_off
+        st_byte = self._st_byte
+        data_off = self._data_off
+        max_frame = self.max_frame
+        hlen = vnet.HDR_LEN
+        head = self._head
+        queued = 0
+        skipped = 0
+        nbytes = 0
+        for f in frames:
+            off = slots[head]
+            status = mm[off + st_byte]
+            if status:
+                if status & TP_STATUS_WRONG_FORMAT:
+                    self.wrong_format += 1  # the kernel skipped the old frame
+                else:
+                    self.ring_full += len(frames) - queued - skipped
+                    break
+            ln = len(f)
+            if ln > max_frame or ln < ETH_HLEN:
+                if ln < ETH_HLEN:
+                    self.runt += 1
+                else:
+                    self.oversize += 1
+                skipped += 1
+                continue
+            if v3:
+                meta(mm, off + meta_off, ln + hlen, TP_STATUS_SEND_REQUEST, 0, 0, ln, 0, 0, 0)
+            else:
+                meta(mm, off, TP_STATUS_SEND_REQUEST, ln + hlen, 0, 0, ln, 0, 0, 0)
+            d = off + data_off
+            mm[d : d + ln] = f
+            head += 1
+            if head == nslots:
+                head = 0
+            queued += 1
+            nbytes += ln
+        self._head = head
+        self.frames += queued
+        self.bytes += nbytes
+        return queued

@@ -1,0 +1,107 @@
+"""The virtio-net header that TAP (IFF_VNET_HDR) and AF_PACKET (PACKET_VNET_HDR)
+put in front of every frame when offloads are on.
+
+Layout (virtio spec 1.x, 5.1.6 "Device Operation"; Linux
+include/uapi/linux/virtio_net.h), in host byte order on a little-endian host
+(legacy virtio and tun/packet without TUNSETVNETBE use the CPU's order)::
+
+    u8  flags        VIRTIO_NET_HDR_F_NEEDS_CSUM, _DATA_VALID
+    u8  gso_type     NONE, TCPV4, UDP, TCPV6, UDP_L4 (| ECN)
+    u16 hdr_len      bytes of headers in front of the payload (GSO)
+    u16 gso_size     payload bytes per segment (GSO)
+    u16 csum_start   where the partial checksum's coverage starts
+    u16 csum_offset  where from csum_start the checksum field is
+    u16 num_buffers  only in the 12-byte "mergeable rx buffers" form
+
+A frame marked NEEDS_CSUM carries, in its checksum field, the folded
+pseudo-header sum; whoever completes it sums from ``csum_start`` to the end
+of the frame and stores the complement there (the same rule as the kernel's
+skb_checksum_help, which also writes 0xFFFF for a result of 0, as RFC 768
+demands for UDP and as is harmless for TCP).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ustack.wire.checksum import ones_sum
+
+F_NEEDS_CSUM = 1
+F_DATA_VALID = 2
+
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_UDP = 3
+GSO_TCPV6 = 4
+GSO_UDP_L4 = 5
+GSO_ECN = 0x80
+
+# "=" is native order with standard sizes and no padding: see module doc.
+HDR = struct.Struct("=BBHHHH")
+HDR_MRG = struct.Struct("=BBHHHHH")
+HDR_LEN = HDR.size  # 10: AF_PACKET with PACKET_VNET_HDR
+HDR_MRG_LEN = HDR_MRG.size  # 12: what TAP is set to with TUNSETVNETHDRSZ
+
+_CSUM = struct.Struct("!H")
+
+
+def zero_header(hlen: int) -> bytes:
+    """A header that claims nothing: a complete, ordinary frame follows."""
+    return bytes(hlen)
+
+
+def gso_header(
+    hlen: int,
+    *,
+    csum_start: int,
+    csum_offset: int,
+    gso_type: int = GSO_NONE,
+    gso_size: int = 0,
+    hdr_len: int = 0,
+) -> bytes:
+    """A header asking the kernel to finish the checksum (and cut segments).
+
+    The frame behind it must hold the folded pseudo-header sum in its
+    checksum field.  With ``gso_type`` TCPV4 and ``gso_size`` = MSS the
+    kernel cuts the payload into MSS-sized segments, fixing IP ids, lengths,
+    sequence numbers and checksums (it is the sender's TSO).
+    """
+    if hlen == HDR_LEN:
+        return HDR.pack(F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+    if hlen == HDR_MRG_LEN:
+        return HDR_MRG.pack(F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, csum_offset, 0)
+    raise ValueError(f"vnet header length must be {HDR_LEN} or {HDR_MRG_LEN}, got {hlen}")
+
+
+def finish_csum(frame: bytes, csum_start: int, csum_offset: int) -> bytes | None:
+    """``frame`` with its partial checksum finished; None if the offsets do not fit.
+
+    The field at ``csum_start + csum_offset`` holds the pseudo-header sum, so
+    summing everything from ``csum_start`` (field included) gives the full
+    one's-complement sum whose complement is the checksum (RFC 1071).
+    """
+    pos = csum_start + csum_offset
+    if pos + 2 > len(frame):
+        return None
+    c = ~ones_sum(memoryview(frame)[csum_start:]) & 0xFFFF
+    return frame[:pos] + _CSUM.pack(c or 0xFFFF) + frame[pos + 2 :]
+
+
+def strip_rx(data: bytes, hlen: int) -> tuple[bytes | None, bool]:
+    """The frame behind a received header, with any partial checksum finished.
+
+    Returns ``(frame, completed)``; ``frame`` is None when the header is
+    malformed (offsets outside the frame), which the caller counts as a drop.
+    """
+    if len(data) < hlen:
+        return None, False
+    if not data[0] & F_NEEDS_CSUM:
+        return data[hlen:], False
+    _, _, _, _, start, off = HDR.unpack_from(data)
+    # Work on ``data`` in place of a cut copy: one concatenation builds the
+    # finished frame.
+    pos = hlen + start + off
+    if pos + 2 > len(data):
+        return None, False
+    c = ~ones_sum(memoryview(data)[hlen + start :]) & 0xFFFF
+    return data[hlen:pos] + _CSUM.pack(c or 0xFFFF) + data[pos + 2 :], True
