@@ -169,8 +169,12 @@ class Stack:
 
     def run(self, *, clock: Callable[[], float] = time.monotonic,
             until: Callable[[], bool] | None = None, max_wait: float = 1.0) -> None:
-        """Run the loop until ``stop()`` is called or ``until()`` returns True."""
-        self._stopping = False
+        """Run the loop until ``stop()`` is called or ``until()`` returns True.
+
+        A ``stop()`` that comes before ``run()`` (a signal during start-up)
+        makes it return at once; the flag is cleared on the way out so the
+        stack can be run again.
+        """
         devices = {iface.device.fileno(): iface for iface in self.interfaces}
         poller = select.poll()
         for fd in devices:
@@ -195,6 +199,7 @@ class Stack:
                 cb = self._extra_readers.get(fd)
                 if cb is not None:
                     cb()
+        self._stopping = False
 
     def stop(self) -> None:
         """Make ``run()`` return after the current iteration (signal-safe)."""

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Install the system tools the tests, demo and benchmarks drive, and only the
+# missing ones: with everything present this is a handful of `command -v`
+# calls and no apt-get at all (make install re-runs it freely).
+set -euo pipefail
+
+# package:command-that-proves-it
+wanted=(
+  iproute2:ip
+  ethtool:ethtool
+  iputils-ping:ping
+  tcpdump:tcpdump
+  tshark:tshark
+  hping3:hping3
+  nmap:nmap
+  curl:curl
+  netcat-openbsd:nc
+  gcc:gcc
+  make:make
+)
+
+missing=()
+for entry in "${wanted[@]}"; do
+  pkg=${entry%%:*}
+  cmd=${entry#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("$pkg")
+  elif [[ $pkg == netcat-openbsd ]] && ! nc -h 2>&1 | grep -qi openbsd; then
+    # Another netcat lacks -N/-q/-U as the tests use them.
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "system deps: all present"
+  exit 0
+fi
+
+echo "system deps: installing ${missing[*]}"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-system-deps: no apt-get here; install these by hand: ${missing[*]}" >&2
+  exit 1
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "install-system-deps: not root and no sudo; install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# tshark's wireshark-common asks whether non-root users may capture; answer
+# "no" up front so the install never stops at a prompt.
+if [[ " ${missing[*]} " == *" tshark "* ]] && command -v debconf-set-selections >/dev/null; then
+  echo "wireshark-common wireshark-common/install-setuid boolean false" \
+    | "${sudo[@]}" debconf-set-selections
+fi
+
+echo "+ apt-get update"
+"${sudo[@]}" apt-get update -qq
+echo "+ apt-get install ${missing[*]}"
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  --no-install-recommends "${missing[@]}"
+echo "system deps: done"
