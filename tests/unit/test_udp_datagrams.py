@@ -172,7 +172,7 @@ def test_on_datagram_callback_gets_payload_and_sender(h: Harness) -> None:
     """The fast path: the callback runs from the receive path, nothing is queued."""
     s = bound(h)
     got: list[tuple[bytes, bytes, int]] = []
-    s.on_datagram = lambda d, ip, port: got.append((d, ip, port))
+    s.on_datagram = lambda d, ip, port, _sum: got.append((d, ip, port))
     h.send(h.udp_in(b"cb", sport=1111))
     assert got == [(b"cb", ipb(PEER_IP), 1111)]
     with pytest.raises(BlockingIOError):
@@ -259,7 +259,7 @@ def test_payload_sizes_round_trip_between_two_stacks(pair: TwoStacks) -> None:
     (largest) byte payloads go to an echo service and come back intact."""
     echo = pair.b.udp_socket()
     echo.bind(("0.0.0.0", 7))
-    echo.on_datagram = lambda d, ip, port: echo.send_raw(d, ip, port) and None
+    echo.on_datagram = lambda d, ip, port, dsum: echo.send_raw(d, ip, port, dsum) and None
     c = pair.a.udp_socket()
     c.connect((PEER_IP, 7))
     for size in (0, 1, 1472, 1473, 65507):

@@ -15,10 +15,11 @@ def udp_echo(stack: Stack, port: int) -> None:
     """RFC 862 echo over UDP: send every datagram back to its sender."""
     sock = stack.udp_socket()
     sock.bind(("0.0.0.0", port))
-    send = sock.send_raw
+    output = stack.udp.output
 
-    def echo(data: bytes, ip: bytes, sport: int) -> None:
-        send(data, ip, sport)
+    def echo(data: bytes, ip: bytes, sport: int, data_sum: int) -> None:
+        # Same bytes back: reuse the payload sum taken when verifying them.
+        output(sock, data, ip, sport, data_sum)
 
     sock.on_datagram = echo
 
@@ -27,7 +28,7 @@ def udp_discard(stack: Stack, port: int) -> None:
     """RFC 863 discard over UDP: accept and drop every datagram."""
     sock = stack.udp_socket()
     sock.bind(("0.0.0.0", port))
-    sock.on_datagram = lambda data, ip, sport: None
+    sock.on_datagram = lambda data, ip, sport, data_sum: None
 
 
 SERVICES: dict[str, Callable[[Stack, int], None]] = {

@@ -43,6 +43,8 @@ class _Entry:
         self.mac = mac
         self.hdr = mac + our_mac + _ETH_IP
         self.confirmed = now
+        # Until refresh_at the entry is used with no further thought; then
+        # one unicast probe per RETRY refreshes it, until it expires.
         self.refresh_at = now + ArpTable.REACHABLE
         self.expires = now + ArpTable.EXPIRE
         self.probe_at = 0.0
@@ -80,7 +82,11 @@ class ArpTable:
     # -- transmit ---------------------------------------------------------
 
     def output(self, next_hop: bytes, frame: bytearray) -> None:
-        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``."""
+        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``.
+
+        Hot callers may do the first step themselves: an entry with
+        ``now < fresh_until`` needs nothing but ``frame[0:14] = entry.hdr``.
+        """
         e = self.entries.get(next_hop)
         now = self.stack.now
         if e is not None and now < e.expires:

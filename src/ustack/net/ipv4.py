@@ -71,7 +71,7 @@ def _martian_source(src: bytes, iface: Interface) -> bool:
 
 
 class Ipv4Layer:
-    __slots__ = ("_ident", "errors", "protocols", "reasm", "stack")
+    __slots__ = ("errors", "ident", "protocols", "reasm", "stack")
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -80,7 +80,7 @@ class Ipv4Layer:
         self.reasm = Reassembler(stack.counters, stack.timers, self._reasm_timeout)
         # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto) for
         # non-atomic datagrams; a random start avoids predictable IDs.
-        self._ident = int.from_bytes(os.urandom(2), "big")
+        self.ident = int.from_bytes(os.urandom(2), "big")
 
     # -- input ------------------------------------------------------------
 
@@ -171,7 +171,8 @@ class Ipv4Layer:
     # -- output -----------------------------------------------------------
 
     def next_ident(self) -> int:
-        self._ident = ident = (self._ident + 1) & 0xFFFF
+        # The UDP fast path does this increment inline on ``ident``.
+        self.ident = ident = (self.ident + 1) & 0xFFFF
         return ident
 
     def route(self, dst: bytes) -> NextHop:

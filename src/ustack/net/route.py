@@ -39,11 +39,13 @@ def _hop(iface: Interface, addr: bytes, dst: bytes) -> NextHop:
 
 
 class RouteTable:
-    __slots__ = ("_cache", "_routes")
+    __slots__ = ("_routes", "cache")
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
-        self._cache: dict[bytes, NextHop | None] = {}
+        # Public so the transmit hot path can try it without a call; a miss
+        # (or a None entry: no route) goes through ``lookup``.
+        self.cache: dict[bytes, NextHop | None] = {}
 
     def add(self, network: bytes, prefix_len: int, iface: Interface,
             gateway: bytes | None = None) -> None:
@@ -52,13 +54,13 @@ class RouteTable:
         self._routes.append(Route(net, prefix_len, gateway, iface))
         # Longest prefix first, so the first match is the best one.
         self._routes.sort(key=lambda r: -r.prefix_len)
-        self._cache.clear()
+        self.cache.clear()
 
     def routes(self) -> list[Route]:
         return list(self._routes)
 
     def lookup(self, dst: bytes) -> NextHop | None:
-        cache = self._cache
+        cache = self.cache
         try:
             return cache[dst]
         except KeyError:

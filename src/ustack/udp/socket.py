@@ -43,7 +43,12 @@ DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
 _BUF_OVERHEAD = 256  # charged per queued datagram, like the kernel's skb truesize
 
 Address = tuple[str, int]
-DatagramCallback = Callable[[bytes, bytes, int], None]  # payload, src ip, src port
+# (payload, source ip, source port, payload sum).  The payload sum is the
+# payload read as one integer modulo 0xFFFF (``wire.checksum.sum_mod``), a
+# by-product of verifying the checksum, or -1 when the sender sent none.  An
+# application that sends the same bytes back passes it to ``send_raw`` and
+# the payload is never summed twice (DESIGN.md principle 5).
+DatagramCallback = Callable[[bytes, bytes, int, int], None]
 
 
 def _addr(address: object) -> tuple[bytes, int]:
@@ -142,9 +147,12 @@ class UdpSocket:
             raise OSError(errno.EDESTADDRREQ, "Destination address required")
         return self._layer.output(self, bytes(data), self.remote_ip, self.remote_port)
 
-    def send_raw(self, data: bytes, ip: bytes, port: int) -> int:
-        """``sendto`` with the address in wire form (4 bytes, int): the fast path."""
-        return self._layer.output(self, data, ip, port)
+    def send_raw(self, data: bytes, ip: bytes, port: int, data_sum: int = -1) -> int:
+        """``sendto`` with the address in wire form (4 bytes, int): the fast path.
+
+        ``data_sum``, when >= 0, is ``sum_mod(data)`` already known to the caller.
+        """
+        return self._layer.output(self, data, ip, port, data_sum)
 
     def recvfrom(self, bufsize: int = 65535) -> tuple[bytes, Address]:
         """The next datagram (truncated to ``bufsize``) and its sender.
@@ -176,10 +184,8 @@ class UdpSocket:
     # -- called by the layer ----------------------------------------------
 
     def deliver(self, data: bytes, ip: bytes, port: int) -> bool:
-        cb = self.on_datagram
-        if cb is not None:
-            cb(data, ip, port)
-            return True
+        """Queue a datagram for ``recvfrom`` (the layer calls ``on_datagram``
+        itself when one is set); False when the receive buffer is full."""
         size = len(data) + _BUF_OVERHEAD
         if self._queued_bytes + size > self.rcvbuf:
             return False
@@ -270,6 +276,7 @@ class UdpLayer:
             c.UdpInErrors += 1
             c.drop("udp_short" if n < 8 else "udp_length")
             return
+        data_sum = -1
         if csum:  # RFC 768: zero means the sender computed none
             v = _sum_mod(payload if length == n else payload[:length])
             if (v + _from_bytes(src + dst, "big") + 17 + length) % 0xFFFF:
@@ -277,6 +284,9 @@ class UdpLayer:
                 c.UdpInCsumErrors += 1
                 c.drop("udp_checksum")
                 return
+            # The header is four 16-bit words, so the payload's own sum is the
+            # datagram's minus theirs (RFC 1071 2(B)).
+            data_sum = (v - sport - dport - length - csum) % 0xFFFF
         socks = self.ports.get(dport)
         sock = None
         if socks is not None:
@@ -293,7 +303,11 @@ class UdpLayer:
                 stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt)
             return
         data = payload[8:length]
-        if sock.deliver(data, src, sport):
+        cb = sock.on_datagram
+        if cb is not None:
+            cb(data, src, sport, data_sum)
+            c.UdpInDatagrams += 1
+        elif sock.deliver(data, src, sport):
             c.UdpInDatagrams += 1
         else:
             c.UdpRcvbufErrors += 1
@@ -319,12 +333,13 @@ class UdpLayer:
 
     # -- send -------------------------------------------------------------
 
-    def output(self, sock: UdpSocket, data: bytes, ip: bytes, port: int) -> int:
+    def output(self, sock: UdpSocket, data: bytes, ip: bytes, port: int,
+               data_sum: int = -1) -> int:
         n = len(data)
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
         stack = self.stack
-        hop = stack.routes.lookup(ip) or stack.ipv4.route(ip)
+        hop = stack.routes.cache.get(ip) or stack.ipv4.route(ip)
         sport = sock.local_port or self._autobind(sock)
         src, addr_sum = hop.src, hop.addr_sum
         if sock.local_ip != ANY and sock.local_ip != src:
@@ -342,14 +357,23 @@ class UdpLayer:
         else:
             # Both headers in one write, both checksums from sums of field
             # values (RFC 1071): the data is read once, for the UDP checksum.
-            ident = stack.ipv4.next_ident()
+            ip4 = stack.ipv4
+            ip4.ident = ident = (ip4.ident + 1) & 0xFFFF
             r = (0x4500 + total + ident + _TTL_PROTO + addr_sum) % 0xFFFF
-            u = (_sum_mod(data) + addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
+            if data_sum < 0:
+                data_sum = _sum_mod(data)
+            u = (data_sum + addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
             # RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
             _pack_ip_udp(buf, 14, 0x45, 0, total, ident, 0, 64, 17, 0xFFFF - r if r else 0,
                          src, ip, sport, port, ulen, 0xFFFF - u if u else 0xFFFF)
             stack.counters.IpOutRequests += 1
-            hop.iface.arp.output(hop.addr, buf)
+            arp = hop.iface.arp
+            e = arp.entries.get(hop.addr)
+            if e is not None and stack.now < e.refresh_at:
+                buf[0:14] = e.hdr
+                hop.iface.txq.append(buf)
+            else:
+                arp.output(hop.addr, buf)
         stack.counters.UdpOutDatagrams += 1
         return n
 
