@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 from ustack.net.ipv4 import HEADROOM, error_header
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
-from ustack.wire.checksum import update16
+from ustack.wire.checksum import sum_mod, update16
 from ustack.wire.errors import ParseError
 
 if TYPE_CHECKING:
     from ustack.net.interface import Interface
     from ustack.stack import Stack
 
+_sum_mod = sum_mod
 _ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 
@@ -69,6 +70,29 @@ class IcmpLayer:
         stack = self.stack
         c = stack.counters
         c.IcmpInMsgs += 1
+        if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
+                and dst == iface.ip and not _sum_mod(payload)):
+            # Echo fast path (RFC 792): the reply is the request with type 0.
+            # (The type byte is 8, so the data is not all zero and a zero sum
+            # means a valid checksum.)
+            # Its checksum follows from the request's by RFC 1624 (only the
+            # type byte changed), so the data is summed once, to verify it.
+            c.IcmpInEchos += 1
+            csum = update16((payload[2] << 8) | payload[3], wicmp.ECHO_REQUEST << 8, 0)
+            buf = bytearray(HEADROOM + len(payload))
+            buf[HEADROOM:] = payload
+            buf[HEADROOM] = wicmp.ECHO_REPLY
+            buf[HEADROOM + 2] = csum >> 8
+            buf[HEADROOM + 3] = csum & 0xFF
+            hop = stack.routes.cache.get(src) or stack.routes.lookup(src)
+            if hop is not None:
+                stack.ipv4.output(hop, src, wip.PROTO_ICMP, buf)
+                c.IcmpOutMsgs += 1
+                c.IcmpOutEchoReps += 1
+            else:
+                c.IpOutNoRoutes += 1
+                c.IcmpOutErrors += 1
+            return
         try:
             m = wicmp.parse(payload)
         except ParseError as e:

@@ -42,6 +42,7 @@ DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into
+_pack_plain_header_into = wip.pack_plain_header_into
 _unpack_header = wip.HEADER.unpack_from
 _from_bytes = int.from_bytes
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
@@ -170,11 +171,6 @@ class Ipv4Layer:
 
     # -- output -----------------------------------------------------------
 
-    def next_ident(self) -> int:
-        # The UDP fast path does this increment inline on ``ident``.
-        self.ident = ident = (self.ident + 1) & 0xFFFF
-        return ident
-
     def route(self, dst: bytes) -> NextHop:
         """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
         hop = self.stack.routes.lookup(dst)
@@ -193,15 +189,18 @@ class Ipv4Layer:
         the datagram exceeds the MTU and ``df`` forbids fragmenting it.
         """
         iface = hop.iface
+        addr_sum = hop.addr_sum
         if src is None:
             src = hop.src
+        elif src != hop.src:
+            addr_sum = _from_bytes(src + dst, "big")
         total = len(buf) - 14
         c = self.stack.counters
         c.IpOutRequests += 1
-        ident = self.next_ident()
+        self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu:
-            _pack_header_into(buf, 14, src=src, dst=dst, proto=proto, total_length=total,
-                              ident=ident, flags=wip.FLAG_DF if df else 0, ttl=ttl, tos=tos)
+            _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
+                                    proto, src, dst, addr_sum)
             iface.arp.output(hop.addr, buf)
             return
         if df:

@@ -45,6 +45,7 @@ __all__ = [
     "build",
     "header_bytes",
     "pack_header_into",
+    "pack_plain_header_into",
     "parse",
     "parse_cidr",
 ]
@@ -177,6 +178,21 @@ def pack_header_into(
     csum = _checksum(first, total_length, ident, ff, tp, src, dst, options)
     _pack_into(buf, offset, first >> 8, tos, total_length, ident, ff, ttl, proto, csum, src, dst)
     return hl
+
+
+def pack_plain_header_into(buf: bytearray | memoryview, offset: int, tos: int,
+                           total_length: int, ident: int, flags_frag: int, ttl: int,
+                           proto: int, src: bytes, dst: bytes, addr_sum: int) -> None:
+    """The transmit hot path's ``pack_header_into``: no options, positional.
+
+    ``flags_frag`` is the raw flags/fragment-offset field; ``addr_sum`` is
+    ``int.from_bytes(src + dst, "big")``, which a caller caches per
+    destination: the header checksum is then a sum of field values.
+    """
+    r = (0x4500 + tos + total_length + ident + flags_frag + (ttl << 8) + proto
+         + addr_sum) % 0xFFFF
+    _pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto,
+               0xFFFF - r if r else 0, src, dst)
 
 
 def header_bytes(
