@@ -35,7 +35,7 @@ test: install
 	@rc=0; \
 	echo "== ruff check"; $(VPY) -m ruff check . || rc=1; \
 	echo "== mypy (strict, src/)"; $(VPY) -m mypy || rc=1; \
-	echo "== pytest"; $(VPY) -m pytest -ra --continue-on-collection-errors $(PYTEST_ARGS) tests/ || rc=1; \
+	echo "== pytest"; $(VPY) -m pytest -ra --continue-on-collection-errors $(PYTEST_ARGS) tests/ bench/test_bench.py || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$rc
 
