@@ -74,7 +74,7 @@ def _print_counters(counters: dict[str, int], *, all_: bool = False) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from ustack.apps import services
-    from ustack.control import ControlServer
+    from ustack.control import ControlError, ControlServer
     from ustack.link.errors import LinkError
     from ustack.link.open import open_link, wrap
     from ustack.stack import Stack
@@ -139,7 +139,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"ready: link={args.link} mac={ethernet.mac_to_str(iface.mac)} ip={args.ip}"
               + (f" services={','.join(names)}" if names else ""), flush=True)
         stack.run()
-    except LinkError as e:
+    except (LinkError, ControlError) as e:
         raise UsageError(f"ustack up: {e}") from None
     finally:
         if control is not None:

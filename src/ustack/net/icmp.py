@@ -73,10 +73,10 @@ class IcmpLayer:
         if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
                 and dst == iface.ip and not _sum_mod(payload)):
             # Echo fast path (RFC 792): the reply is the request with type 0.
-            # (The type byte is 8, so the data is not all zero and a zero sum
-            # means a valid checksum.)
             # Its checksum follows from the request's by RFC 1624 (only the
             # type byte changed), so the data is summed once, to verify it.
+            # (The type byte is 8, so the data is not all zero and a zero sum
+            # means a valid checksum.)
             c.IcmpInEchos += 1
             csum = update16((payload[2] << 8) | payload[3], wicmp.ECHO_REQUEST << 8, 0)
             buf = bytearray(HEADROOM + len(payload))
