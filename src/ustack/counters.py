@@ -61,6 +61,22 @@ class Counters:
     UdpRcvbufErrors: int
     UdpSndbufErrors: int
     UdpInCsumErrors: int
+    # TCP-MIB (RFC 4022) and Linux TcpExt names.
+    TcpActiveOpens: int
+    TcpPassiveOpens: int
+    TcpAttemptFails: int
+    TcpEstabResets: int
+    TcpCurrEstab: int
+    TcpInSegs: int
+    TcpOutSegs: int
+    TcpRetransSegs: int
+    TcpInErrs: int
+    TcpOutRsts: int
+    TcpInCsumErrors: int
+    TcpExtListenOverflows: int
+    TcpExtListenDrops: int
+    TcpExtTCPChallengeACK: int
+    TcpExtTCPChallengeACKLimited: int
     # ARP (Linux keeps these per neighbour table; flat here).
     ArpInRequests: int
     ArpInReplies: int

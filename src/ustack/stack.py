@@ -22,6 +22,8 @@ from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import Interface, random_mac
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.route import RouteTable
+from ustack.tcp.layer import TcpLayer
+from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.timers import Timer, TimerHeap
 from ustack.udp.socket import UdpLayer, UdpSocket
 from ustack.wire import ipv4 as wip
@@ -47,6 +49,7 @@ class Stack:
         self.icmp = IcmpLayer(self)
         self.ipv4.protocols[wip.PROTO_ICMP] = self.icmp.input
         self.udp = UdpLayer(self)
+        self.tcp = TcpLayer(self)
         self._started = False
         self._stopping = False
         self._extra_readers: dict[int, Callable[[], None]] = {}
@@ -77,6 +80,14 @@ class Stack:
 
     def udp_socket(self) -> UdpSocket:
         return self.udp.socket()
+
+    def tcp_listen(self, address: tuple[str, int], backlog: int = 128) -> TcpListener:
+        """A listening TCP endpoint; established connections come from ``accept()``."""
+        return self.tcp.listen(address, backlog)
+
+    def tcp_connect(self, address: tuple[str, int]) -> TcpSocket:
+        """Start an active open; the socket reports ``Event.CONNECTED`` (or fails)."""
+        return self.tcp.connect(address)
 
     def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
         return self.timers.call_at(deadline, callback)
@@ -150,6 +161,8 @@ class Stack:
 
     def flush(self) -> None:
         """Hand every interface's queued frames to its device, one batch each."""
+        if self.tcp.dirty:
+            self.tcp.run_dirty()
         now = self.now
         for iface in self.interfaces:
             txq = iface.txq

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ustack.net.ipv4 import HEADROOM
+from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import parse as _addr
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire import udp as wudp
@@ -36,7 +38,6 @@ _from_bytes = int.from_bytes
 _sum_mod = sum_mod
 _TTL_PROTO = (64 << 8) | wip.PROTO_UDP  # the header word holding TTL and protocol
 
-ANY = b"\x00\x00\x00\x00"
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 MAX_PAYLOAD = 65535 - 20 - 8
 DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
@@ -49,27 +50,6 @@ Address = tuple[str, int]
 # application that sends the same bytes back passes it to ``send_raw`` and
 # the payload is never summed twice (DESIGN.md principle 5).
 DatagramCallback = Callable[[bytes, bytes, int, int], None]
-
-
-def _addr(address: object) -> tuple[bytes, int]:
-    """Validate an (host, port) pair the way socket.socket does."""
-    if not isinstance(address, tuple) or len(address) != 2:
-        raise TypeError("AF_INET address must be a pair (host, port)")
-    host, port = address
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-    if not 0 <= port <= 0xFFFF:
-        raise OverflowError("bind(): port must be 0-65535.")
-    if isinstance(host, (bytes, bytearray)):
-        host = bytes(host).decode("ascii", "replace")
-    if not isinstance(host, str):
-        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-    if host in ("", "0.0.0.0"):
-        return ANY, port
-    try:
-        return wip.addr_from_str(host), port
-    except ValueError:
-        raise OSError(errno.EINVAL, f"not a numeric IPv4 address: {host!r}") from None
 
 
 class UdpSocket:

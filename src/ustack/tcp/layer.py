@@ -1,0 +1,390 @@
+"""TCP in the Stack: demultiplexing, listeners, resets, timers, transmission.
+
+The layer owns every connection of the Stack in one dict keyed by the
+4-tuple (local ip, local port, remote ip, remote port) and every listener
+by (ip, port).  A segment that matches neither is answered with a reset as
+RFC 9293 3.10.7.1 says.  After any event touches a connection (a segment,
+a timer, an application call) ``service`` collects its segments, writes
+them into frames, re-arms its one Stack timer, and hands its events to the
+application.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from functools import partial
+from typing import TYPE_CHECKING
+
+from ustack.net.icmp import TokenBucket
+from ustack.net.ipv4 import HEADROOM
+from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import parse as _addr
+from ustack.tcp import seq as sq
+from ustack.tcp.connection import Event, OutSegment, Segment, TcpConfig, TcpConnection
+from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.socket import TcpListener, TcpSocket, os_error
+from ustack.tcp.states import State
+from ustack.wire import ipv4 as wip
+from ustack.wire import tcp as wtcp
+from ustack.wire.checksum import sum_mod
+from ustack.wire.errors import ParseError
+
+if TYPE_CHECKING:
+    from ustack.net.interface import Interface
+    from ustack.stack import Stack
+    from ustack.timers import Timer
+
+EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
+Key = tuple[bytes, int, bytes, int]
+
+_unpack = wtcp.HEADER.unpack_from
+_from_bytes = int.from_bytes
+_sum_mod = sum_mod
+_parse_options = wtcp.parse_options
+_NO_OPTIONS = wtcp.NO_OPTIONS
+_SYN, _ACK, _RST, _FIN = wtcp.SYN, wtcp.ACK, wtcp.RST, wtcp.FIN
+
+
+class TcpLayer:
+    # RFC 5961 7: challenge ACKs are limited per second (Linux's default
+    # net.ipv4.tcp_challenge_ack_limit is 1000).
+    CHALLENGE_ACK_LIMIT = 1000.0
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.config = TcpConfig()
+        self.conns: dict[Key, TcpSocket] = {}
+        self.listeners: dict[tuple[bytes, int], TcpListener] = {}
+        self.isn = IsnGenerator()
+        self._timers: dict[TcpSocket, Timer] = {}
+        # Sockets an application call touched since the last ``run_dirty``.
+        self.dirty: dict[TcpSocket, None] = {}
+        self._challenge = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
+        self._next_port = random.randint(EPHEMERAL_LOW, EPHEMERAL_HIGH)
+        stack.ipv4.protocols[wip.PROTO_TCP] = self.input
+        stack.ipv4.errors[wip.PROTO_TCP] = self.icmp_error
+
+    # ==================================================================
+    # Application entry points
+    # ==================================================================
+
+    def _config_for(self, iface_mtu: int) -> TcpConfig:
+        cfg = TcpConfig(**{f: getattr(self.config, f) for f in self.config.__slots__})
+        cfg.mss = min(cfg.mss, iface_mtu - 40)
+        return cfg
+
+    def listen(self, address: tuple[str, int], backlog: int = 128) -> TcpListener:
+        ip, port = _addr(address)
+        if ip != ANY and ip not in self.stack.local_addrs:
+            raise os_error(errno.EADDRNOTAVAIL)
+        if port == 0:
+            port = self._ephemeral(ip, None)
+        for (lip, lport) in self.listeners:
+            if lport == port and (lip in (ip, ANY) or ip == ANY):
+                raise os_error(errno.EADDRINUSE)
+        listener = TcpListener(self, ip, port, backlog)
+        self.listeners[(ip, port)] = listener
+        return listener
+
+    def unlisten(self, listener: TcpListener) -> None:
+        self.listeners.pop((listener.ip, listener.port), None)
+
+    def connect(self, address: tuple[str, int], *, local_port: int = 0,
+                config: TcpConfig | None = None) -> TcpSocket:
+        """Active open: returns at once; the socket reports Event.CONNECTED."""
+        rip, rport = _addr(address)
+        if rip == ANY or rport == 0:
+            raise os_error(errno.EINVAL if rport == 0 else errno.ECONNREFUSED)
+        hop = self.stack.ipv4.route(rip)
+        lip = hop.src
+        lport = local_port or self._ephemeral(lip, (rip, rport))
+        key = (lip, lport, rip, rport)
+        if key in self.conns:
+            raise os_error(errno.EADDRINUSE)
+        now = self.stack.now
+        cfg = config or self._config_for(hop.iface.mtu)
+        if hop.iface.device.caps.tso and cfg.max_segment == 0:
+            cfg.max_segment = 65535 - 40 - 40
+        conn = TcpConnection((lip, lport), (rip, rport),
+                             self.isn.isn(lip, lport, rip, rport, now), cfg, now,
+                             self._challenge_allowed, ts_offset=random.getrandbits(32))
+        sock = TcpSocket(self, conn)
+        self.conns[key] = sock
+        conn.connect(now)
+        self.stack.counters.TcpActiveOpens += 1
+        self.kick(sock)
+        return sock
+
+    def _ephemeral(self, ip: bytes, remote: tuple[bytes, int] | None) -> int:
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        for _ in range(span):
+            port = self._next_port
+            self._next_port = EPHEMERAL_LOW + (port - EPHEMERAL_LOW + 1) % span
+            if remote is None:
+                if any(lp == port for (_, lp) in self.listeners):
+                    continue
+                return port
+            if (ip, port, remote[0], remote[1]) not in self.conns and not any(
+                    lp == port for (_, lp) in self.listeners):
+                return port
+        raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+
+    def _challenge_allowed(self, now: float) -> bool:
+        if self._challenge.take(now):
+            self.stack.counters.TcpExtTCPChallengeACK += 1
+            return True
+        self.stack.counters.TcpExtTCPChallengeACKLimited += 1
+        return False
+
+    # ==================================================================
+    # Receive
+    # ==================================================================
+
+    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes,
+              pkt: bytes) -> None:
+        stack = self.stack
+        c = stack.counters
+        n = len(payload)
+        if n < 20:
+            c.TcpInErrs += 1
+            c.drop("tcp_short")
+            return
+        sport, dport, seq, ack, off, flags, window, _csum, _urg = _unpack(payload)
+        hl = (off >> 4) << 2
+        if hl < 20 or hl > n:
+            c.TcpInErrs += 1
+            c.drop("tcp_header_len")
+            return
+        # RFC 9293 3.1: the checksum covers the pseudo-header and the segment.
+        if (_sum_mod(payload) + _from_bytes(src + dst, "big") + 6 + n) % 0xFFFF:
+            c.TcpInErrs += 1
+            c.TcpInCsumErrors += 1
+            c.drop("tcp_checksum")
+            return
+        c.TcpInSegs += 1
+        if hl > 20:
+            try:
+                opts = _parse_options(payload[20:hl])
+            except ParseError as e:
+                c.TcpInErrs += 1
+                c.drop(e.reason)
+                return
+        else:
+            opts = _NO_OPTIONS
+        seg = Segment(seq, ack, flags, window, payload[hl:] if hl < n else b"", opts)
+        sock = self.conns.get((dst, dport, src, sport))
+        now = stack.now
+        if sock is not None:
+            conn = sock.conn
+            if conn.state is State.TIME_WAIT and flags & _SYN and not flags & (_ACK | _RST):
+                # RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT
+                # connection when it starts above what the old one used (or
+                # carries a newer timestamp).
+                newer = sq.gt(seq, conn.rcv_nxt) or (
+                    conn.ts_ok and opts.ts_val is not None and sq.gt(opts.ts_val, conn.ts_recent))
+                if (newer and (dst, dport) in self.listeners) or (ANY, dport) in self.listeners:
+                    self._forget(sock)
+                    sock = None
+            if sock is not None:
+                conn.receive(seg, now)
+                self.service(sock)
+                return
+        listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
+        if listener is not None and not flags & _RST:
+            if flags & _ACK:
+                # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad.
+                self._send_rst(dst, dport, src, sport, ack, 0, _RST)
+                return
+            if flags & _SYN:
+                self._passive_open(listener, iface, dst, dport, src, sport, seg, now)
+                return
+            c.drop("tcp_listen_no_syn")
+            return
+        self._reset_for(dst, dport, src, sport, seg)
+
+    def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
+                      rip: bytes, rport: int, seg: Segment, now: float) -> None:
+        c = self.stack.counters
+        # Drop early on overload (DESIGN.md principle 3): connections not
+        # yet accepted (handshaking or queued) are bounded by the backlog; a
+        # SYN beyond it is dropped and the peer retransmits it.  (SYN
+        # cookies, a later issue, will answer instead of dropping.)
+        if len(listener.accept_queue) + listener.syn_received >= listener.backlog:
+            c.TcpExtListenOverflows += 1
+            c.TcpExtListenDrops += 1
+            return
+        cfg = self._config_for(iface.mtu)
+        if iface.device.caps.tso:
+            cfg.max_segment = 65535 - 40 - 40
+        conn = TcpConnection((lip, lport), (rip, rport),
+                             self.isn.isn(lip, lport, rip, rport, now), cfg, now,
+                             self._challenge_allowed, ts_offset=random.getrandbits(32))
+        sock = TcpSocket(self, conn, listener)
+        self.conns[(lip, lport, rip, rport)] = sock
+        listener.syn_received += 1
+        conn.accept_syn(seg, now)
+        c.TcpPassiveOpens += 1
+        self.service(sock)
+
+    def _reset_for(self, lip: bytes, lport: int, rip: bytes, rport: int, seg: Segment) -> None:
+        """RFC 9293 3.10.7.1, CLOSED: answer anything but a RST with a RST."""
+        c = self.stack.counters
+        c.drop("tcp_no_socket")
+        if seg.flags & _RST:
+            return
+        if seg.flags & _ACK:
+            self._send_rst(lip, lport, rip, rport, seg.ack, 0, _RST)
+        else:
+            seg_len = len(seg.payload) + (1 if seg.flags & _SYN else 0) + (
+                1 if seg.flags & _FIN else 0)
+            self._send_rst(lip, lport, rip, rport, 0, (seg.seq + seg_len) & 0xFFFFFFFF,
+                           _RST | _ACK)
+
+    def _send_rst(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
+                  flags: int) -> None:
+        hop = self.stack.routes.lookup(rip)
+        if hop is None:
+            return
+        self.stack.counters.TcpOutRsts += 1
+        self._emit(hop, lip, lport, rip, rport, OutSegment(seq, ack, flags, 0, b"", b""))
+
+    def icmp_error(self, qh: wip.Ipv4Header, qdata: bytes, type_: int, code: int,
+                   mtu: int) -> None:
+        sport = (qdata[0] << 8) | qdata[1]
+        dport = (qdata[2] << 8) | qdata[3]
+        sock = self.conns.get((qh.src, sport, qh.dst, dport))
+        if sock is None:
+            self.stack.counters.drop("tcp_icmp_error_no_socket")
+            return
+        conn = sock.conn
+        # RFC 5927 4.1: only believe errors that quote a sequence number we
+        # have outstanding, so blind ICMP attacks cannot reach the connection.
+        seq_q = _from_bytes(qdata[4:8], "big")
+        if not sq.between(conn.snd_una, seq_q, (conn.snd_nxt + 1) & 0xFFFFFFFF):
+            self.stack.counters.drop("tcp_icmp_error_bad_seq")
+            return
+        conn.icmp_error(type_, code, mtu, self.stack.now)
+        self.service(sock)
+
+    # ==================================================================
+    # Service: output, timers, events
+    # ==================================================================
+
+    def kick(self, sock: TcpSocket) -> None:
+        """An application call changed ``sock``: service it before the next flush."""
+        self.dirty[sock] = None
+
+    def run_dirty(self) -> None:
+        """Service every socket the application touched (the Stack calls this).
+
+        Callbacks run from here may touch sockets again; those are serviced
+        in the next round, so nothing waits for another poll iteration.
+        """
+        for _ in range(64):  # bounded: a callback loop cannot hang the Stack
+            if not self.dirty:
+                return
+            batch = list(self.dirty)
+            self.dirty.clear()
+            for sock in batch:
+                self.service(sock)
+
+    def service(self, sock: TcpSocket) -> None:
+        conn = sock.conn
+        stack = self.stack
+        now = stack.now
+        segs = conn.segments_to_send(now)
+        if segs:
+            lip, lport = conn.local
+            rip, rport = conn.remote
+            hop = stack.routes.cache.get(rip) or stack.routes.lookup(rip)
+            if hop is not None:
+                c = stack.counters
+                for s in segs:
+                    if s.flags & _RST:
+                        c.TcpOutRsts += 1
+                    self._emit(hop, lip, lport, rip, rport, s)
+        d = conn.total_retransmits - sock.retransmits_counted
+        if d:
+            stack.counters.TcpRetransSegs += d
+            sock.retransmits_counted = conn.total_retransmits
+        # Timer: one Stack timer per connection, re-armed only when it moves.
+        deadline = conn.next_timer()
+        if deadline != sock.timer_deadline:
+            old = self._timers.pop(sock, None)
+            if old is not None:
+                old.cancel()
+            sock.timer_deadline = deadline
+            if deadline is not None:
+                self._timers[sock] = stack.timers.call_at(deadline, partial(self._on_timer, sock))
+        # Events.
+        while True:
+            ev = conn.next_event()
+            if ev is None:
+                break
+            self._event(sock, ev)
+        # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
+        estab = conn.state is State.ESTABLISHED or conn.state is State.CLOSE_WAIT
+        if estab != sock.counted_estab:
+            sock.counted_estab = estab
+            stack.counters.TcpCurrEstab += 1 if estab else -1
+        if conn.state is State.CLOSED:
+            self._forget(sock)
+
+    def _on_timer(self, sock: TcpSocket, now: float) -> None:
+        self._timers.pop(sock, None)
+        sock.timer_deadline = None
+        sock.conn.handle_timer(now)
+        self.service(sock)
+
+    def _event(self, sock: TcpSocket, ev: Event) -> None:
+        c = self.stack.counters
+        listener = sock.listener
+        if ev is Event.CONNECTED:
+            if listener is not None:
+                listener.syn_received -= 1
+                if listener.closed:
+                    sock.abort()
+                    return
+                listener._ready(sock)
+                return
+        elif ev is Event.RESET:
+            if sock.conn.state is State.CLOSED and sock.conn.error == errno.ECONNREFUSED:
+                c.TcpAttemptFails += 1
+            else:
+                c.TcpEstabResets += 1
+        elif (ev is Event.CLOSED and listener is not None
+              and sock not in listener.accept_queue and sock.conn.segs_in <= 1):
+            # Died in SYN-RECEIVED: it leaves the SYN queue.
+            listener.syn_received = max(0, listener.syn_received - 1)
+        sock._dispatch(ev)
+
+    def _forget(self, sock: TcpSocket) -> None:
+        conn = sock.conn
+        key = (*conn.local, *conn.remote)
+        if self.conns.get(key) is sock:
+            del self.conns[key]
+        t = self._timers.pop(sock, None)
+        if t is not None:
+            t.cancel()
+        sock.timer_deadline = None
+
+    def _emit(self, hop: object, lip: bytes, lport: int, rip: bytes, rport: int,
+              s: OutSegment) -> None:
+        """Write one segment into a frame and hand it to IPv4."""
+        stack = self.stack
+        payload = s.payload
+        hl = 20 + len(s.options)
+        buf = bytearray(HEADROOM + hl + len(payload))
+        if payload:
+            buf[HEADROOM + hl:] = payload
+        wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
+                              s.window, s.options, payload)
+        stack.counters.TcpOutSegs += 1
+        stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)  # type: ignore[arg-type]
+
+    def connections(self) -> list[TcpSocket]:
+        return list(self.conns.values())
+
+
+

@@ -1,0 +1,198 @@
+"""The receiver's out-of-order queue (RFC 9293 3.10.7.4, RFC 2018 section 4).
+
+RFC 9293 3.10.7.4 ("seventh, process the segment text") lets a receiver keep
+segments that arrive beyond RCV.NXT and deliver them once the gap before them
+fills.  This module holds those segments as a short list of disjoint blocks
+sorted by sequence number, each a run of contiguous bytes kept as a list of
+chunks (the segments' own ``bytes`` objects, joined only when the block is
+delivered), and reports them as SACK blocks.
+
+Rules:
+
+* "First wins" (as in ``ustack.net.reassembly``): a segment only fills bytes
+  still missing, so an overlapping segment can never rewrite queued bytes.
+  When the queue is not empty, the caller passes in-order segments through
+  ``add()`` too (``seq == rcv_nxt`` is accepted) and takes ``pop_ready()``:
+  then the rule holds for every byte the application sees.
+* Adjacent or overlapping blocks are merged, so two blocks never touch: each
+  block is exactly one SACK block (RFC 2018 section 3: the bytes just below
+  and just above a block have not been received).
+* The out-of-order bytes held are bounded by ``max_bytes``; a segment that
+  would exceed the bound is refused whole and its new bytes are counted in
+  ``dropped``.  A segment starting at RCV.NXT is exempt: the caller takes it
+  out with ``pop_ready()`` at once, and the receive window bounds it.
+* Every sequence number is compared modulo 2**32 (``ustack.tcp.seq``); all
+  blocks lie within the receive window, less than 2**31 above RCV.NXT.
+
+The common case -- a loss, then a train of segments each extending the
+highest block -- costs O(1) per segment: the search starts from the top.
+"""
+
+from __future__ import annotations
+
+from ustack.tcp.seq import MASK, gt, le, lt
+
+
+class _Block:
+    """A run of contiguous queued bytes ``[start, end)`` in sequence space."""
+
+    __slots__ = ("chunks", "end", "start")
+
+    def __init__(self, start: int, end: int, chunks: list[bytes]) -> None:
+        self.start = start
+        self.end = end
+        self.chunks = chunks
+
+
+class ReassemblyQueue:
+    __slots__ = ("_blocks", "_nbytes", "_recent", "dropped", "max_bytes")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.dropped = 0  # bytes refused because of max_bytes
+        self._blocks: list[_Block] = []  # sorted by start, disjoint, never adjacent
+        # The same blocks, most recently received-into first (RFC 2018 section 4).
+        self._recent: list[_Block] = []
+        self._nbytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (out of order, waiting for the gap before them)."""
+        return self._nbytes
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def __bool__(self) -> bool:
+        return bool(self._blocks)
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self._recent.clear()
+        self._nbytes = 0
+
+    def add(self, seq: int, data: bytes, rcv_nxt: int) -> int:
+        """Queue ``data`` at ``seq``; returns the number of new bytes stored.
+
+        Bytes before ``rcv_nxt`` are trimmed (already delivered); bytes already
+        queued are kept as they are.  The block that ends up holding the
+        segment becomes the first SACK block (also for a duplicate).
+        """
+        n = len(data)
+        if n == 0:
+            return 0
+        seq &= MASK
+        end = (seq + n) & MASK
+        if le(end, rcv_nxt):
+            return 0  # entirely old: a duplicate of delivered data
+        if lt(seq, rcv_nxt):
+            data = data[(rcv_nxt - seq) & MASK:]
+            seq = rcv_nxt
+            n = len(data)
+        blocks = self._blocks
+        # j: the last block starting at or before our end (touching counts, so
+        # an adjacent block merges).  Searched from the top: new data usually
+        # extends the highest block.
+        j = len(blocks) - 1
+        while j >= 0 and gt(blocks[j].start, end):
+            j -= 1
+        # i: the first block of those that reaches our start.
+        i = j
+        while i >= 0 and le(seq, blocks[i].end):
+            i -= 1
+        i += 1
+        if i > j:
+            # Touches nothing: a new block between j and j + 1.
+            if seq != rcv_nxt and self._nbytes + n > self.max_bytes:
+                self.dropped += n
+                return 0
+            blk = _Block(seq, end, [data])
+            blocks.insert(i, blk)
+            self._recent.insert(0, blk)
+            self._nbytes += n
+            return n
+        first = blocks[i]
+        if i == j and le(first.start, seq) and le(end, first.end):
+            self._touch(first)  # a duplicate inside one block
+            return 0
+        if i == j and first.end == seq:
+            # The common case: the segment extends a block at its top.
+            if seq != rcv_nxt and self._nbytes + n > self.max_bytes:
+                self.dropped += n
+                return 0
+            first.chunks.append(data)
+            first.end = end
+            self._nbytes += n
+            self._touch(first)
+            return n
+        # General case: fill the gaps between blocks i..j with our bytes and
+        # merge everything into one block.
+        start = seq if lt(seq, first.start) else first.start
+        chunks: list[bytes] = []
+        pos = start
+        new = 0
+        for k in range(i, j + 1):
+            b = blocks[k]
+            if lt(pos, b.start):
+                piece = data[(pos - seq) & MASK:(b.start - seq) & MASK]
+                chunks.append(piece)
+                new += len(piece)
+            chunks.extend(b.chunks)
+            pos = b.end
+        if lt(pos, end):
+            piece = data[(pos - seq) & MASK:]
+            chunks.append(piece)
+            new += len(piece)
+            pos = end
+        if new and seq != rcv_nxt and self._nbytes + new > self.max_bytes:
+            self.dropped += new
+            return 0
+        merged = _Block(start, pos, chunks)
+        recent = self._recent
+        for k in range(i, j + 1):
+            recent.remove(blocks[k])
+        blocks[i:j + 1] = [merged]
+        recent.insert(0, merged)
+        self._nbytes += new
+        return new
+
+    def _touch(self, blk: _Block) -> None:
+        recent = self._recent
+        if recent[0] is not blk:
+            recent.remove(blk)
+            recent.insert(0, blk)
+
+    def pop_ready(self, rcv_nxt: int) -> bytes:
+        """Remove and return the queued bytes that start exactly at ``rcv_nxt``.
+
+        Blocks that ``rcv_nxt`` has passed (in-order data covered them) are
+        discarded; a block it has entered is cut there.  b"" when the first
+        block still lies beyond ``rcv_nxt``.
+        """
+        blocks = self._blocks
+        while blocks:
+            b = blocks[0]
+            if gt(b.start, rcv_nxt):
+                return b""
+            del blocks[0]
+            self._recent.remove(b)
+            self._nbytes -= (b.end - b.start) & MASK
+            if lt(rcv_nxt, b.end):
+                out = b.chunks[0] if len(b.chunks) == 1 else b"".join(b.chunks)
+                skip = (rcv_nxt - b.start) & MASK
+                return out[skip:] if skip else out
+        return b""
+
+    def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` SACK blocks ``(left, right)``, right edge exclusive.
+
+        RFC 2018 section 4: the first block contains the most recently
+        received segment; the others repeat the most recently reported
+        blocks.  Merged blocks replace the ones they absorbed, so no block
+        is a subset of another.
+        """
+        return [(b.start, b.end) for b in self._recent[:limit]]
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """All blocks in sequence order (for statistics and tests)."""
+        return [(b.start, b.end) for b in self._blocks]

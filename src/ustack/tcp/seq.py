@@ -1,0 +1,53 @@
+"""Sequence-number arithmetic modulo 2**32 (RFC 9293 3.4, RFC 1982).
+
+Every comparison of sequence or acknowledgment numbers in ustack goes
+through these functions: ``a < b`` on raw integers is wrong as soon as the
+space wraps, which it does every 4 GiB of data.  ``lt(a, b)`` means "a comes
+before b", valid while the two are less than 2**31 apart.
+"""
+
+from __future__ import annotations
+
+MOD = 1 << 32
+MASK = MOD - 1
+HALF = 1 << 31
+
+
+def add(a: int, n: int) -> int:
+    """``a + n`` in sequence space."""
+    return (a + n) & MASK
+
+
+def sub(a: int, b: int) -> int:
+    """Signed distance from ``b`` to ``a`` (positive when a is after b)."""
+    d = (a - b) & MASK
+    return d - MOD if d >= HALF else d
+
+
+def lt(a: int, b: int) -> bool:
+    return 0 < ((b - a) & MASK) < HALF
+
+
+def le(a: int, b: int) -> bool:
+    return ((b - a) & MASK) < HALF
+
+
+def gt(a: int, b: int) -> bool:
+    return 0 < ((a - b) & MASK) < HALF
+
+
+def ge(a: int, b: int) -> bool:
+    return ((a - b) & MASK) < HALF
+
+
+def between(lo: int, x: int, hi: int) -> bool:
+    """``lo <= x < hi`` in sequence space (an empty range when lo == hi)."""
+    return ((x - lo) & MASK) < ((hi - lo) & MASK)
+
+
+def max_seq(a: int, b: int) -> int:
+    return a if ge(a, b) else b
+
+
+def min_seq(a: int, b: int) -> int:
+    return a if le(a, b) else b

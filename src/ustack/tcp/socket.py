@@ -1,0 +1,203 @@
+"""The native TCP API: listening and connected sockets on a Stack.
+
+These objects live in the Stack's thread and never block.  A call never
+runs application callbacks itself: it marks the socket for the Stack,
+which transmits and delivers its events later in the same poll iteration,
+so a callback is never re-entered from inside another call.  An application
+either sets ``on_event`` (called from the poll loop with the socket and an
+``Event``) or polls ``recv``/``send``; the stdlib-compatible layer of a later
+issue builds on these.  Errors are the standard library's exceptions with
+the same errno values (BlockingIOError, ConnectionResetError, BrokenPipeError,
+TimeoutError, OSError(ENOTCONN) ...).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ustack.tcp.connection import Event, TcpConnection, TcpError
+from ustack.tcp.states import State
+from ustack.wire import ipv4 as wip
+
+if TYPE_CHECKING:
+    from ustack.tcp.layer import TcpLayer
+
+Address = tuple[str, int]
+
+_EXC: dict[int, type[OSError]] = {
+    errno.ECONNRESET: ConnectionResetError,
+    errno.ECONNREFUSED: ConnectionRefusedError,
+    errno.ECONNABORTED: ConnectionAbortedError,
+    errno.EPIPE: BrokenPipeError,
+    errno.ETIMEDOUT: TimeoutError,
+    errno.EAGAIN: BlockingIOError,
+}
+
+
+def os_error(code: int, message: str | None = None) -> OSError:
+    """The exception the standard ``socket`` module raises for ``code``."""
+    cls = _EXC.get(code, OSError)
+    return cls(code, message or os.strerror(code))
+
+
+class TcpSocket:
+    """One connection, as the application holds it."""
+
+    def __init__(self, layer: TcpLayer, conn: TcpConnection,
+                 listener: TcpListener | None = None) -> None:
+        self._layer = layer
+        self.conn = conn
+        self.listener = listener
+        self.on_event: Callable[[TcpSocket, Event], None] | None = None
+        self.timer_deadline: float | None = None
+        self.retransmits_counted = 0
+        self.counted_estab = False
+        self.closed = False  # the application called close()
+
+    # -- introspection ------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.conn.state
+
+    def getsockname(self) -> Address:
+        ip, port = self.conn.local
+        return wip.addr_to_str(ip), port
+
+    def getpeername(self) -> Address:
+        if self.conn.state in (State.CLOSED, State.SYN_SENT) and not self.conn.peer_fin:
+            raise os_error(errno.ENOTCONN)
+        ip, port = self.conn.remote
+        return wip.addr_to_str(ip), port
+
+    def stats(self) -> dict[str, object]:
+        return self.conn.stats()
+
+    @property
+    def error(self) -> int:
+        """SO_ERROR: the pending error (0 when none)."""
+        return self.conn.error or self.conn.soft_error
+
+    def readable(self) -> bool:
+        c = self.conn
+        return bool(c.readable_bytes) or c.peer_fin or bool(c.error) or c.state is State.CLOSED
+
+    def writable(self) -> bool:
+        return self.conn.send_space > 0 and self.conn.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+
+    # -- data ---------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue bytes; returns how many were taken (BlockingIOError if none)."""
+        self._check_open()
+        c = self.conn
+        if c.error:
+            raise os_error(c.error)
+        if c.state in (State.CLOSED, State.LISTEN):
+            raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
+        try:
+            n = c.send(data, self._layer.stack.now)
+        except TcpError as e:
+            raise os_error(e.errno) from None
+        if n == 0 and len(data):
+            raise os_error(errno.EAGAIN)
+        self._layer.kick(self)
+        return n
+
+    def recv(self, max_bytes: int = 65536) -> bytes:
+        """Up to ``max_bytes`` bytes; b"" at end of stream.
+
+        Raises BlockingIOError when nothing is there yet, the connection's
+        error (ConnectionResetError, TimeoutError ...) when it failed.
+        """
+        self._check_open()
+        c = self.conn
+        if max_bytes < 0:
+            raise ValueError("negative buffersize in recv")
+        if c.readable_bytes:
+            data = c.recv(max_bytes)
+            self._layer.kick(self)
+            return data
+        if c.error:
+            raise os_error(c.error)
+        if c.peer_fin or c.state is State.CLOSED:
+            return b""
+        if c.state is State.SYN_SENT:
+            raise os_error(errno.EAGAIN)
+        raise os_error(errno.EAGAIN)
+
+    def shutdown_write(self) -> None:
+        self._check_open()
+        if self.conn.state in (State.CLOSED, State.LISTEN) and not self.conn.error:
+            raise os_error(errno.ENOTCONN)
+        self.conn.shutdown_write(self._layer.stack.now)
+        self._layer.kick(self)
+
+    def close(self) -> None:
+        """Graceful close; the stack keeps the connection until it is done."""
+        if self.closed:
+            return
+        self.closed = True
+        self.on_event = None
+        self.conn.close(self._layer.stack.now)
+        self._layer.kick(self)
+
+    def abort(self) -> None:
+        """Reset the connection now (SO_LINGER with a zero timeout)."""
+        self.closed = True
+        self.on_event = None
+        self.conn.abort(self._layer.stack.now)
+        self._layer.kick(self)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise os_error(errno.EBADF)
+
+    def _dispatch(self, ev: Event) -> None:
+        cb = self.on_event
+        if cb is not None:
+            cb(self, ev)
+
+
+class TcpListener:
+    """A listening endpoint with its accept queue (RFC 9293 LISTEN)."""
+
+    def __init__(self, layer: TcpLayer, ip: bytes, port: int, backlog: int) -> None:
+        self._layer = layer
+        self.ip = ip
+        self.port = port
+        self.backlog = max(1, backlog)
+        self.accept_queue: deque[TcpSocket] = deque()
+        self.syn_received = 0  # connections in SYN-RECEIVED (the "SYN queue")
+        self.on_accept: Callable[[TcpListener], None] | None = None
+        self.closed = False
+
+    def getsockname(self) -> Address:
+        return wip.addr_to_str(self.ip), self.port
+
+    def accept(self) -> TcpSocket:
+        """The next established connection, or BlockingIOError."""
+        if self.closed:
+            raise os_error(errno.EBADF)
+        if not self.accept_queue:
+            raise os_error(errno.EAGAIN)
+        return self.accept_queue.popleft()
+
+    def close(self) -> None:
+        """Stop listening; connections not yet accepted are reset."""
+        if self.closed:
+            return
+        self.closed = True
+        self._layer.unlisten(self)
+        while self.accept_queue:
+            self.accept_queue.popleft().abort()
+
+    def _ready(self, sock: TcpSocket) -> None:
+        self.accept_queue.append(sock)
+        cb = self.on_accept
+        if cb is not None:
+            cb(self)

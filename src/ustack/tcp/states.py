@@ -1,0 +1,118 @@
+"""The TCP connection states and the transitions between them, as a table.
+
+Rules (RFC 9293 3.3.2 and figure 5, plus the states it leaves implicit):
+
+* The eleven RFC states are the states the application and ``netstat``
+  see.  Conditions the RFC leaves implicit are flags of the connection,
+  not extra states, and each is named here so the table stays honest:
+
+  - ``fin_queued``: close()/shutdown(SHUT_WR) was called.  The state moves
+    at once (ESTABLISHED -> FIN_WAIT_1, CLOSE_WAIT -> LAST_ACK: what the
+    application sees, as on Linux), but the FIN is sent only after every
+    queued byte (it is the last "byte" of the send stream, so it also waits
+    for send window like data, and is probed like data against a zero
+    window).
+  - a FIN that arrives while ours still waits behind data: FIN_WAIT_1 +
+    FIN -> CLOSING, the same row as when ours was sent, because in both
+    cases our FIN is not acknowledged.
+  - ``orphan``: the application called close() and holds no handle.  New
+    data that arrives for an orphan is answered with RST and the
+    connection is dropped (RFC 9293 3.10.7.4 and RFC 2525 2.17; Linux).
+    An orphan in FIN_WAIT_2 is reaped after ``fin_timeout``.
+* Every transition is one row below; the tests enumerate the table.  Rows
+  for events that are answered without a state change (a challenge ACK, a
+  duplicate) are not listed: ``next_state`` returns the same state.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(Enum):
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+class Ev(Enum):
+    """What can move a connection: the application, the peer, a timer."""
+
+    APP_CONNECT = "connect()"
+    APP_LISTEN = "listen()"
+    APP_CLOSE = "close() or shutdown(SHUT_WR)"
+    APP_ABORT = "abort()"
+    RCV_SYN = "SYN received"
+    RCV_SYN_ACK = "SYN-ACK received (acceptable)"
+    RCV_ACK_OF_SYN = "ACK of our SYN"
+    RCV_FIN = "FIN received (in order)"
+    RCV_ACK_OF_FIN = "ACK of our FIN"
+    RCV_FIN_ACK_OF_FIN = "FIN that also acknowledges ours"
+    RCV_RST = "acceptable RST"
+    RCV_DATA_AFTER_CLOSE = "new data for an orphan"
+    TIMEOUT = "retransmission limit (R2) or keepalive"
+    TIMEWAIT_EXPIRED = "2*MSL elapsed"
+    FINWAIT2_EXPIRED = "orphan FIN-WAIT-2 timeout"
+
+
+S, E = State, Ev
+_ANY_SYNC = (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT,
+             S.CLOSING, S.LAST_ACK)
+
+TRANSITIONS: dict[tuple[State, Ev], State] = {
+    # Opening (RFC 9293 3.5, figure 6 and the simultaneous open of figure 7).
+    (S.CLOSED, E.APP_CONNECT): S.SYN_SENT,
+    (S.CLOSED, E.APP_LISTEN): S.LISTEN,
+    (S.LISTEN, E.RCV_SYN): S.SYN_RECEIVED,
+    (S.LISTEN, E.APP_CLOSE): S.CLOSED,
+    (S.SYN_SENT, E.RCV_SYN_ACK): S.ESTABLISHED,
+    (S.SYN_SENT, E.RCV_SYN): S.SYN_RECEIVED,  # simultaneous open
+    (S.SYN_SENT, E.APP_CLOSE): S.CLOSED,
+    (S.SYN_RECEIVED, E.RCV_ACK_OF_SYN): S.ESTABLISHED,
+    (S.SYN_RECEIVED, E.APP_CLOSE): S.FIN_WAIT_1,
+    # Closing: we close first (RFC 9293 3.6, figure 12).
+    (S.ESTABLISHED, E.APP_CLOSE): S.FIN_WAIT_1,
+    (S.FIN_WAIT_1, E.RCV_ACK_OF_FIN): S.FIN_WAIT_2,
+    (S.FIN_WAIT_1, E.RCV_FIN): S.CLOSING,  # simultaneous close, or our FIN still queued
+    (S.FIN_WAIT_1, E.RCV_FIN_ACK_OF_FIN): S.TIME_WAIT,
+    (S.FIN_WAIT_2, E.RCV_FIN): S.TIME_WAIT,
+    (S.FIN_WAIT_2, E.FINWAIT2_EXPIRED): S.CLOSED,
+    (S.CLOSING, E.RCV_ACK_OF_FIN): S.TIME_WAIT,
+    (S.TIME_WAIT, E.TIMEWAIT_EXPIRED): S.CLOSED,
+    # Closing: the peer closes first.
+    (S.SYN_RECEIVED, E.RCV_FIN): S.CLOSE_WAIT,
+    (S.ESTABLISHED, E.RCV_FIN): S.CLOSE_WAIT,
+    (S.CLOSE_WAIT, E.APP_CLOSE): S.LAST_ACK,
+    (S.LAST_ACK, E.RCV_ACK_OF_FIN): S.CLOSED,
+    # Failure: reset, abort, timeout, data after close (RFC 9293 3.5.2, 3.8.3).
+    (S.SYN_SENT, E.RCV_RST): S.CLOSED,
+    (S.SYN_SENT, E.APP_ABORT): S.CLOSED,
+    (S.SYN_SENT, E.TIMEOUT): S.CLOSED,
+    (S.TIME_WAIT, E.RCV_RST): S.TIME_WAIT,  # RFC 1337: TIME-WAIT ignores RST
+}
+for _s in _ANY_SYNC:
+    TRANSITIONS[(_s, E.RCV_RST)] = S.CLOSED
+    TRANSITIONS[(_s, E.APP_ABORT)] = S.CLOSED
+    TRANSITIONS[(_s, E.TIMEOUT)] = S.CLOSED
+for _s in (S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK):
+    TRANSITIONS[(_s, E.RCV_DATA_AFTER_CLOSE)] = S.CLOSED
+TRANSITIONS[(S.TIME_WAIT, E.APP_ABORT)] = S.CLOSED
+
+SYNCHRONIZED = frozenset(_ANY_SYNC) | {S.TIME_WAIT}
+# States in which the peer may still send us data (RFC 9293 3.10.7.4 step 7).
+RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
+# States in which the application may still queue data to send.
+SENDING = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
+
+
+def next_state(state: State, event: Ev) -> State:
+    """The state after ``event``; the same state when the table has no row."""
+    return TRANSITIONS.get((state, event), state)
