@@ -294,7 +294,8 @@ def test_many_short_connections_leave_nothing_behind() -> None:
         line = b"line %d\n" % i
         s.send(line)
         got = bytearray()
-        net.run_until(lambda s=s, g=got, n=len(line): _read_some(s, g, n), 5)
+        want = len(line)
+        net.run_until(lambda s=s, g=got, n=want: _read_some(s, g, n), 5)
         assert bytes(got) == line
         s.close()
     net.step(100)
