@@ -104,8 +104,6 @@ class TcpLayer:
             raise os_error(errno.EADDRINUSE)
         now = self.stack.now
         cfg = config or self._config_for(hop.iface.mtu)
-        if hop.iface.device.caps.tso and cfg.max_segment == 0:
-            cfg.max_segment = 65535 - 40 - 40
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
@@ -214,9 +212,9 @@ class TcpLayer:
             c.TcpExtListenOverflows += 1
             c.TcpExtListenDrops += 1
             return
+        # (Segments larger than the MSS wait for GSO transmission through the
+        # Stack's flush; until then TCP sends MSS-sized frames on every link.)
         cfg = self._config_for(iface.mtu)
-        if iface.device.caps.tso:
-            cfg.max_segment = 65535 - 40 - 40
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
