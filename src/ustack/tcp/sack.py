@@ -235,22 +235,18 @@ class Scoreboard:
         seq &= MASK
         if self._lost_until is not None and lt(seq, self._lost_until):
             return True
-        limit = (self.dupthresh - 1) * mss
+        dup = self.dupthresh
+        limit = (dup - 1) * mss
         count = 0
         nbytes = 0
-        nxt = add(seq, 1)
         for b in reversed(self._blocks):
-            if gt(b[0], seq):
-                count += 1
-                nbytes += (b[1] - b[0]) & MASK
-            elif gt(b[1], nxt):
-                nbytes += (b[1] - nxt) & MASK
+            if not gt(b[0], seq):
                 break
-            else:
-                break
-            if count >= self.dupthresh or nbytes > limit:
+            count += 1
+            nbytes += (b[1] - b[0]) & MASK
+            if count >= dup or nbytes > limit:
                 return True
-        return count >= self.dupthresh or nbytes > limit
+        return False
 
     def pipe(self, snd_una: int, snd_nxt: int, mss: int) -> int:
         """RFC 6675 SetPipe(): the sender's estimate of bytes in flight.
