@@ -17,20 +17,26 @@ Rules:
 * Adjacent or overlapping blocks are merged, so two blocks never touch: each
   block is exactly one SACK block (RFC 2018 section 3: the bytes just below
   and just above a block have not been received).
-* The out-of-order bytes held are bounded by ``max_bytes``; a segment that
-  would exceed the bound is refused whole and its new bytes are counted in
-  ``dropped``.  A segment starting at RCV.NXT is exempt: the caller takes it
-  out with ``pop_ready()`` at once, and the receive window bounds it.
+* The out-of-order bytes held are bounded by ``max_bytes``, and the number
+  of blocks by ``MAX_BLOCKS``; a segment that would exceed a bound is
+  refused whole and its new bytes are counted in ``dropped``.  A segment
+  starting at RCV.NXT is exempt: the caller takes it out with
+  ``pop_ready()`` at once, and the receive window bounds it.
 * Every sequence number is compared modulo 2**32 (``ustack.tcp.seq``); all
   blocks lie within the receive window, less than 2**31 above RCV.NXT.
 
 The common case -- a loss, then a train of segments each extending the
-highest block -- costs O(1) per segment: the search starts from the top.
+highest block -- costs O(1) per segment: the search looks at the top block
+first; any other segment costs a binary search.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from ustack.tcp.seq import MASK, gt, le, lt
+
+_QUARTER = 1 << 30
 
 
 class _Block:
@@ -45,6 +51,13 @@ class _Block:
 
 
 class ReassemblyQueue:
+    # Bound on separate blocks, whatever their size: each costs a search
+    # step and ~200 bytes of objects, and 1-byte segments at every other
+    # sequence number must not make the queue huge (cf. Linux charging
+    # skb truesize to the out-of-order queue).  2048 blocks hold the holes of
+    # a 6 MB window losing every other full-sized segment.
+    MAX_BLOCKS = 2048
+
     __slots__ = ("_blocks", "_nbytes", "_recent", "dropped", "max_bytes")
 
     def __init__(self, max_bytes: int) -> None:
@@ -90,20 +103,30 @@ class ReassemblyQueue:
             seq = rcv_nxt
             n = len(data)
         blocks = self._blocks
+        nblocks = len(blocks)
         # j: the last block starting at or before our end (touching counts, so
-        # an adjacent block merges).  Searched from the top: new data usually
-        # extends the highest block.
-        j = len(blocks) - 1
-        while j >= 0 and gt(blocks[j].start, end):
-            j -= 1
-        # i: the first block of those that reaches our start.
-        i = j
-        while i >= 0 and le(seq, blocks[i].end):
-            i -= 1
-        i += 1
+        # an adjacent block merges); i: the first block reaching our start.
+        # The top block first: new data usually extends it.  Otherwise a
+        # binary search on distances from a base 2**30 below RCV.NXT, which
+        # orders everything in the receive window (at most 2**30, RFC 7323).
+        if nblocks == 0 or le(blocks[-1].start, end):
+            j = nblocks - 1
+        else:
+            base = (rcv_nxt - _QUARTER) & MASK
+            j = bisect_right(blocks, (end - base) & MASK,
+                             key=lambda b: (b.start - base) & MASK) - 1
+        if j < 0 or lt(blocks[j].end, seq):
+            i = j + 1
+        elif j == 0 or lt(blocks[j - 1].end, seq):
+            i = j
+        else:
+            base = (rcv_nxt - _QUARTER) & MASK
+            i = bisect_left(blocks, (seq - base) & MASK, 0, j,
+                            key=lambda b: (b.end - base) & MASK)
         if i > j:
             # Touches nothing: a new block between j and j + 1.
-            if seq != rcv_nxt and self._nbytes + n > self.max_bytes:
+            if seq != rcv_nxt and (self._nbytes + n > self.max_bytes
+                                   or nblocks >= self.MAX_BLOCKS):
                 self.dropped += n
                 return 0
             blk = _Block(seq, end, [data])

@@ -38,6 +38,7 @@ safe: it only makes the sender retransmit more.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from ustack.tcp.seq import MASK, add, ge, gt, le, lt
@@ -194,15 +195,21 @@ class Scoreboard:
         """Merge ``[s, e)`` (distances ``so``/``eo`` from SND.UNA) into the list;
         returns the bytes it added."""
         bl = self._blocks
+        n = len(bl)
         # j: the last range starting at or before e; i: the first one of those
-        # reaching s.  From the top, where new SACK information usually is.
-        j = len(bl) - 1
-        while j >= 0 and ((bl[j][0] - snd_una) & MASK) > eo:
-            j -= 1
-        i = j
-        while i >= 0 and ((bl[i][1] - snd_una) & MASK) >= so:
-            i -= 1
-        i += 1
+        # reaching s.  The top range first, where new SACK information
+        # usually is; otherwise a binary search (a hostile peer's scattered
+        # blocks cost O(log n) Python steps each, not O(n)).
+        if n == 0 or ((bl[-1][0] - snd_una) & MASK) <= eo:
+            j = n - 1
+        else:
+            j = bisect_right(bl, eo, key=lambda b: (b[0] - snd_una) & MASK) - 1
+        if j < 0 or ((bl[j][1] - snd_una) & MASK) < so:
+            i = j + 1
+        elif j == 0 or ((bl[j - 1][1] - snd_una) & MASK) < so:
+            i = j
+        else:
+            i = bisect_left(bl, so, 0, j, key=lambda b: (b[1] - snd_una) & MASK)
         if i > j:
             bl.insert(i, [s, e])
             new = eo - so
@@ -237,12 +244,10 @@ class Scoreboard:
             return True
         dup = self.dupthresh
         limit = (dup - 1) * mss
-        count = 0
         nbytes = 0
-        for b in reversed(self._blocks):
+        for count, b in enumerate(reversed(self._blocks), 1):
             if not gt(b[0], seq):
                 break
-            count += 1
             nbytes += (b[1] - b[0]) & MASK
             if count >= dup or nbytes > limit:
                 return True
