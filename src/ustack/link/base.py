@@ -26,11 +26,14 @@ class Capabilities:
     completes partial checksums on transmit.  ``tso``: it accepts TCP
     super-frames up to ``max_frame`` bytes and cuts them.  ``rx_csum_valid``:
     received frames were checksummed by the kernel and need no verification.
+    A device with ``tso`` also has ``send_gso(items, now)`` taking
+    ``(virtio-net header, frame)`` pairs.
     """
 
     mtu: int = 1500
     max_frame: int = 1514
     vnet_hdr: bool = False
+    vnet_hdr_len: int = 0  # bytes of virtio-net header per frame (10 or 12)
     csum_tx: bool = False
     tso: bool = False
     rx_csum_valid: bool = False

@@ -217,6 +217,7 @@ class PacketDevice:
             mtu=mtu,
             max_frame=min(tx_max, _GSO_MAX_FRAME) if vnet_hdr else mtu + ETH_HLEN,
             vnet_hdr=vnet_hdr,
+            vnet_hdr_len=self._hlen if vnet_hdr else 0,
             csum_tx=vnet_hdr,
             tso=vnet_hdr,
             rx_csum_valid=False,

@@ -138,6 +138,7 @@ class TapDevice:
             mtu=mtu,
             max_frame=_GSO_MAX_FRAME if vnet_hdr else mtu + ETH_HLEN,
             vnet_hdr=vnet_hdr,
+            vnet_hdr_len=self._hlen,
             # Transmit offloads need only the header: the kernel honours
             # NEEDS_CSUM and gso_type on any frame we write.
             csum_tx=vnet_hdr,

@@ -45,6 +45,22 @@ HDR_MRG_LEN = HDR_MRG.size  # 12: what TAP is set to with TUNSETVNETHDRSZ
 _CSUM = struct.Struct("!H")
 
 
+class GsoFrame(bytearray):
+    """A frame that travels with its own virtio-net header (``vnet``).
+
+    The transport that builds a super-frame (or asks for a partial
+    checksum) attaches the header here, so it stays with the frame through
+    ARP's pending queue; the Stack's flush hands such batches to the
+    device's ``send_gso``.
+    """
+
+    __slots__ = ("vnet",)
+
+    def __init__(self, size: int, vnet: bytes) -> None:
+        super().__init__(size)
+        self.vnet = vnet
+
+
 def zero_header(hlen: int) -> bytes:
     """A header that claims nothing: a complete, ordinary frame follows."""
     return bytes(hlen)

@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ustack.link.base import Frame
+from ustack.link.vnet import GsoFrame
 from ustack.wire import arp as warp
 from ustack.wire import ethernet
 from ustack.wire.errors import ParseError
@@ -218,6 +219,8 @@ class ArpTable:
             for frame in p.frames:
                 frame[0:14] = e.hdr
                 txq.append(frame)
+                if type(frame) is GsoFrame:
+                    self.iface.gso_pending = True
 
     def expire(self, now: float) -> None:
         """Forget entries past their lifetime (called periodically by the Stack)."""

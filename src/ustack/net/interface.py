@@ -29,6 +29,8 @@ class Interface:
         "arp",
         "broadcast",
         "device",
+        "gso",
+        "gso_pending",
         "ip",
         "mac",
         "mtu",
@@ -55,6 +57,10 @@ class Interface:
         self.broadcast = bcast.to_bytes(4, "big")
         self.mtu = device.caps.mtu
         self.txq: list[Frame] = []
+        # Segmentation offload: the device cuts TCP super-frames (TSO).
+        caps = device.caps
+        self.gso = bool(caps.tso and caps.vnet_hdr_len and hasattr(device, "send_gso"))
+        self.gso_pending = False  # a GsoFrame was queued since the last flush
         self.arp: ArpTable  # set by the Stack right after construction
 
     def on_link(self, addr: bytes) -> bool:

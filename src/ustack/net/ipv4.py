@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ustack.link.vnet import GsoFrame
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
 from ustack.wire import icmp as wicmp
@@ -198,7 +199,8 @@ class Ipv4Layer:
         c = self.stack.counters
         c.IpOutRequests += 1
         self.ident = ident = (self.ident + 1) & 0xFFFF
-        if total <= iface.mtu:
+        if total <= iface.mtu or type(buf) is GsoFrame:
+            # (A GSO super-frame is cut by the device, not fragmented here.)
             _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
                                     proto, src, dst, addr_sum)
             iface.arp.output(hop.addr, buf)

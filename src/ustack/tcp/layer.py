@@ -16,6 +16,8 @@ import random
 from functools import partial
 from typing import TYPE_CHECKING
 
+from ustack.link import vnet
+from ustack.link.vnet import GsoFrame
 from ustack.net.icmp import TokenBucket
 from ustack.net.ipv4 import HEADROOM
 from ustack.net.sockaddr import ANY
@@ -27,14 +29,18 @@ from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
-from ustack.wire.checksum import sum_mod
+from ustack.wire.checksum import fold, sum_mod
 from ustack.wire.errors import ParseError
 
 if TYPE_CHECKING:
     from ustack.net.interface import Interface
+    from ustack.net.route import NextHop
     from ustack.stack import Stack
     from ustack.timers import Timer
 
+# A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
+# within bounds with the largest TCP header.
+GSO_MAX_PAYLOAD = 64000
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 Key = tuple[bytes, int, bytes, int]
 
@@ -69,9 +75,13 @@ class TcpLayer:
     # Application entry points
     # ==================================================================
 
-    def _config_for(self, iface_mtu: int) -> TcpConfig:
+    def _config_for(self, iface: Interface) -> TcpConfig:
         cfg = TcpConfig(**{f: getattr(self.config, f) for f in self.config.__slots__})
-        cfg.mss = min(cfg.mss, iface_mtu - 40)
+        cfg.mss = min(cfg.mss, iface.mtu - 40)
+        if iface.gso and not cfg.max_segment:
+            # DESIGN.md principle 6: hand the device 64 KB super-frames and
+            # let it cut them (the IPv4 total length field caps them).
+            cfg.max_segment = GSO_MAX_PAYLOAD
         return cfg
 
     def listen(self, address: tuple[str, int], backlog: int = 128) -> TcpListener:
@@ -103,7 +113,7 @@ class TcpLayer:
         if key in self.conns:
             raise os_error(errno.EADDRINUSE)
         now = self.stack.now
-        cfg = config or self._config_for(hop.iface.mtu)
+        cfg = config or self._config_for(hop.iface)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
@@ -212,9 +222,7 @@ class TcpLayer:
             c.TcpExtListenOverflows += 1
             c.TcpExtListenDrops += 1
             return
-        # (Segments larger than the MSS wait for GSO transmission through the
-        # Stack's flush; until then TCP sends MSS-sized frames on every link.)
-        cfg = self._config_for(iface.mtu)
+        cfg = self._config_for(iface)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
@@ -298,10 +306,11 @@ class TcpLayer:
             hop = stack.routes.cache.get(rip) or stack.routes.lookup(rip)
             if hop is not None:
                 c = stack.counters
+                mss = conn.mss
                 for s in segs:
                     if s.flags & _RST:
                         c.TcpOutRsts += 1
-                    self._emit(hop, lip, lport, rip, rport, s)
+                    self._emit(hop, lip, lport, rip, rport, s, mss)
         d = conn.total_retransmits - sock.retransmits_counted
         if d:
             stack.counters.TcpRetransSegs += d
@@ -367,19 +376,40 @@ class TcpLayer:
             t.cancel()
         sock.timer_deadline = None
 
-    def _emit(self, hop: object, lip: bytes, lport: int, rip: bytes, rport: int,
-              s: OutSegment) -> None:
-        """Write one segment into a frame and hand it to IPv4."""
+    def _emit(self, hop: NextHop, lip: bytes, lport: int, rip: bytes, rport: int,
+              s: OutSegment, mss: int = 0) -> None:
+        """Write one segment into a frame and hand it to IPv4.
+
+        A segment longer than the MSS is a super-frame for the device to cut
+        (TSO): it carries a virtio-net header asking for TCPv4 segmentation
+        and a partial checksum, i.e. the folded pseudo-header sum in the
+        checksum field (the kernel's CHECKSUM_PARTIAL convention).
+        """
         stack = self.stack
         payload = s.payload
         hl = 20 + len(s.options)
-        buf = bytearray(HEADROOM + hl + len(payload))
-        if payload:
+        size = HEADROOM + hl + len(payload)
+        buf: bytearray
+        if mss and len(payload) > mss and hop.iface.gso:
+            vnet_hdr = vnet.gso_header(
+                hop.iface.device.caps.vnet_hdr_len, csum_start=HEADROOM, csum_offset=16,
+                gso_type=vnet.GSO_TCPV4, gso_size=mss, hdr_len=HEADROOM + hl)
+            buf = GsoFrame(size, vnet_hdr)
             buf[HEADROOM + hl:] = payload
-        wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                              s.window, s.options, payload)
+            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
+                                  s.window, s.options, payload, checksum=False)
+            partial = fold(_from_bytes(lip + rip, "big") + wip.PROTO_TCP + hl + len(payload))
+            buf[HEADROOM + 16] = partial >> 8
+            buf[HEADROOM + 17] = partial & 0xFF
+            hop.iface.gso_pending = True
+        else:
+            buf = bytearray(size)
+            if payload:
+                buf[HEADROOM + hl:] = payload
+            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
+                                  s.window, s.options, payload)
         stack.counters.TcpOutSegs += 1
-        stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)  # type: ignore[arg-type]
+        stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())

@@ -41,7 +41,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
-from ustack.tcp.seq import MASK, add, ge, gt, le, lt
+from ustack.tcp.seq import HALF, MASK, add, ge, gt, le, lt
 
 
 class Scoreboard:
@@ -147,6 +147,9 @@ class Scoreboard:
         new = 0
         win = (snd_nxt - snd_una) & MASK
         nblocks = len(blocks)
+        if win >= HALF:  # SND.NXT before SND.UNA: no block can be valid
+            self.invalid += nblocks
+            return 0
         for idx in range(nblocks):
             s, e = blocks[idx]
             s &= MASK
