@@ -82,6 +82,18 @@ def test_pop_when_rcv_nxt_passed_into_a_block() -> None:
     assert len(q) == 0 and q.nbytes == 0
 
 
+def test_add_after_rcv_nxt_entered_a_block_without_pop() -> None:
+    """The caller advanced rcv_nxt into the first block and adds before it
+    pops: the search must still order that block first."""
+    q = ReassemblyQueue(1 << 16)
+    q.add(110, b"a" * 20, 100)  # [110, 130)
+    for start in (140, 160, 180):
+        q.add(start, b"c" * 10, 100)
+    assert q.add(135, b"b" * 3, 120) == 3
+    assert q.blocks() == [(110, 130), (135, 138), (140, 150), (160, 170), (180, 190)]
+    assert q.pop_ready(120) == b"a" * 10
+
+
 def test_bound_refuses_and_counts() -> None:
     q = ReassemblyQueue(100)
     assert q.add(200, b"a" * 60, 100) == 60
@@ -115,10 +127,9 @@ def test_block_count_bound_against_scattered_bytes() -> None:
     held = [(s - rcv_nxt) & MASK for s, _ in q.blocks()]
     assert held == sorted(held)
     # Filling a gap between two held bytes merges them (no new block).
-    a, b = held[10], held[11]
-    if b == a + 2:
-        assert q.add((rcv_nxt + a + 1) & MASK, b"x", rcv_nxt) == 1
-        assert len(q) == ReassemblyQueue.MAX_BLOCKS - 1
+    a = next(h for h, h2 in pairwise(held) if h2 == h + 2)
+    assert q.add((rcv_nxt + a + 1) & MASK, b"x", rcv_nxt) == 1
+    assert len(q) == ReassemblyQueue.MAX_BLOCKS - 1
     # In-order data is never refused by the bound.
     assert q.add(rcv_nxt, b"y" * (2 * n + 1), rcv_nxt) > 0
     out = q.pop_ready(rcv_nxt)
@@ -281,3 +292,28 @@ def test_model_first_wins_any_order(case: tuple[int, int, list[tuple[int, bytes]
                 ref[i] = 0xEE
     assert bytes(out) == bytes(ref)  # type: ignore[arg-type]
     assert q.nbytes == 0 and len(q) == 0
+
+
+@SETTINGS
+@given(st.integers(0, MASK),
+       st.lists(st.tuples(st.one_of(st.integers(0, MASK), st.integers(-100, 3000)),
+                          st.binary(max_size=50), st.integers(0, 1500), st.booleans()),
+                max_size=30))
+def test_arbitrary_segments_never_raise(
+        isn: int, ops: list[tuple[int, bytes, int, bool]]) -> None:
+    """Segments anywhere in sequence space (the peer chooses them), with
+    RCV.NXT advancing as the caller's would, neither raise nor break the
+    byte accounting; nothing lands beyond 2**30 from RCV.NXT."""
+    q = ReassemblyQueue(500)
+    rcv = 0
+    for seq, data, adv, pop in ops:
+        rcv_nxt = (isn + rcv) & MASK
+        assert 0 <= q.add((isn + rcv + seq) & MASK if -100 <= seq <= 3000 else seq,
+                          data, rcv_nxt) <= len(data)
+        if pop:
+            rcv += adv
+            out = q.pop_ready((isn + rcv) & MASK)
+            rcv += len(out)
+        assert q.nbytes == sum((e - s) & MASK for s, e in q.blocks())
+        assert all(((e - rcv_nxt) & MASK) <= 1 << 30 for _, e in q.blocks())
+        assert len(q.sack_blocks(4)) == min(4, len(q))

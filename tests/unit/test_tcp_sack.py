@@ -585,3 +585,46 @@ def test_random_ack_sequences_keep_the_model(
         assert all(una < s < e <= nxt for s, e in bl)
         assert all(a[1] < b[0] for a, b in pairwise(bl))
         assert {o for s, e in bl for o in range(s, e)} == model
+
+
+u32 = st.integers(0, MASK)
+ops = st.lists(st.one_of(
+    st.tuples(st.just("update"), u32, u32, st.lists(st.tuples(u32, u32), max_size=4)),
+    st.tuples(st.just("pipe"), u32, u32, st.integers(1, 9000)),
+    st.tuples(st.just("next"), u32, u32, st.integers(1, 9000), u32),
+    st.tuples(st.just("rtx"), u32, st.integers(0, 65535)),
+    st.tuples(st.just("enter"), u32, u32, st.none() | st.integers(1, 9000)),
+    st.tuples(st.just("rto"), u32, u32),
+    st.tuples(st.just("lost"), u32, st.integers(1, 9000)),
+    st.tuples(st.just("exit"),),
+), max_size=30)
+
+
+@SETTINGS
+@given(ops)
+def test_arbitrary_input_never_raises(seq_ops: list[tuple[object, ...]]) -> None:
+    """Whatever the peer and a confused caller (SND.UNA moving back and
+    forth) pass, nothing raises and the accounting stays consistent."""
+    sb = Scoreboard()
+    for op in seq_ops:
+        name, *args = op
+        if name == "update":
+            una, nxt, blocks = args
+            assert sb.update(una, nxt, blocks) >= 0  # type: ignore[arg-type]
+        elif name == "pipe":
+            assert sb.pipe(*args) >= 0  # type: ignore[arg-type]
+        elif name == "next":
+            r = sb.next_seg(*args)  # type: ignore[arg-type]
+            assert r is None or r[1] > 0
+        elif name == "rtx":
+            sb.on_retransmit(*args)  # type: ignore[arg-type]
+        elif name == "enter":
+            sb.enter_recovery(*args)  # type: ignore[arg-type]
+        elif name == "rto":
+            sb.on_rto(*args)  # type: ignore[arg-type]
+        elif name == "lost":
+            sb.is_lost(*args)  # type: ignore[arg-type]
+        else:
+            sb.exit_recovery()
+        assert len(sb) <= Scoreboard.MAX_BLOCKS
+        assert sb.sacked_bytes() == sum((e - s) & MASK for s, e in sb.blocks())

@@ -629,6 +629,8 @@ class TcpConnection:
             if sq.ge(ack, self.recover):
                 self.in_recovery = False
                 self._inflate = 0
+                if self.sack_ok:
+                    self.sb.exit_recovery()
                 self.cc.on_recovery_end(now)
             elif not self.sack_ok:
                 # RFC 6582 3.2 step 5: a partial ACK retransmits the next
@@ -664,7 +666,8 @@ class TcpConnection:
         self.recover = self.snd_nxt
         self.cc.on_congestion(self._flight(), now)
         if self.sack_ok:
-            self.sb.enter_recovery(self.snd_una, self.snd_nxt)
+            # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost.
+            self.sb.enter_recovery(self.snd_una, self.snd_nxt, self.mss)
         else:
             self._inflate = 3 * self.mss  # RFC 5681 3.2 step 3
             self._retransmit_at(self.snd_una, now)
@@ -913,6 +916,12 @@ class TcpConnection:
             while self._rtx_nxt is not None and sq.lt(self._rtx_nxt, self._rtx_end):
                 if self.cc.cwnd - sq.sub(self._rtx_nxt, self.snd_una) < mss:
                     return
+                if self.sack_ok:
+                    for left, right in self.sb.blocks():
+                        if sq.between(left, self._rtx_nxt, right):
+                            self._rtx_nxt = right  # the peer has it: skip
+                    if not sq.lt(self._rtx_nxt, self._rtx_end):
+                        break
                 n = self._retransmit_at(self._rtx_nxt, now, out)
                 if not n:
                     self._rtx_nxt = None
@@ -1075,7 +1084,8 @@ class TcpConnection:
         self._inflate = 0
         self.dupacks = 0
         self.recover = self.snd_nxt
-        self.sb.clear()
+        # RFC 6675 5.1: keep the SACK information; what it covers is not resent.
+        self.sb.on_rto(self.snd_una, self.snd_nxt)
         self._rtx_nxt = self.snd_una
         self._rtx_end = self.snd_nxt
         self._arm_rtx(now)

@@ -89,7 +89,9 @@ class ReassemblyQueue:
 
         Bytes before ``rcv_nxt`` are trimmed (already delivered); bytes already
         queued are kept as they are.  The block that ends up holding the
-        segment becomes the first SACK block (also for a duplicate).
+        segment becomes the first SACK block (also for a duplicate).  A
+        segment ending more than 2**30 beyond ``rcv_nxt`` is ignored (no
+        window is that large); blocks ``rcv_nxt`` has passed are discarded.
         """
         n = len(data)
         if n == 0:
@@ -98,11 +100,15 @@ class ReassemblyQueue:
         end = (seq + n) & MASK
         if le(end, rcv_nxt):
             return 0  # entirely old: a duplicate of delivered data
+        if ((end - rcv_nxt) & MASK) > _QUARTER:
+            return 0  # beyond any receive window (2**30, RFC 7323 2.3)
+        blocks = self._blocks
+        while blocks and le(blocks[0].end, rcv_nxt):
+            self._discard(0)  # passed by in-order data the caller delivered
         if lt(seq, rcv_nxt):
             data = data[(rcv_nxt - seq) & MASK:]
             seq = rcv_nxt
             n = len(data)
-        blocks = self._blocks
         nblocks = len(blocks)
         # j: the last block starting at or before our end (touching counts, so
         # an adjacent block merges); i: the first block reaching our start.
@@ -197,14 +203,17 @@ class ReassemblyQueue:
             b = blocks[0]
             if gt(b.start, rcv_nxt):
                 return b""
-            del blocks[0]
-            self._recent.remove(b)
-            self._nbytes -= (b.end - b.start) & MASK
+            self._discard(0)
             if lt(rcv_nxt, b.end):
                 out = b.chunks[0] if len(b.chunks) == 1 else b"".join(b.chunks)
                 skip = (rcv_nxt - b.start) & MASK
                 return out[skip:] if skip else out
         return b""
+
+    def _discard(self, k: int) -> None:
+        b = self._blocks.pop(k)
+        self._recent.remove(b)
+        self._nbytes -= (b.end - b.start) & MASK
 
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` SACK blocks ``(left, right)``, right edge exclusive.
