@@ -6,8 +6,8 @@ The shaper adds what a simulation of goodput needs: frames sent through it
 are serialised one after another at ``rate`` bytes per second, then travel
 ``delay`` seconds (one way, propagation), and wait for the line in a FIFO of
 at most ``queue`` bytes.  A frame that does not fit is dropped at the tail,
-as a drop-tail router does (RFC 7567 2 describes this default queue and why
-senders must treat its drops as congestion).
+as a drop-tail router does (the default queue that RFC 7567 section 2
+describes; TCP reads its drops as congestion, RFC 5681 3).
 
 The model, per frame of ``n`` bytes entering at ``now`` (in order):
 

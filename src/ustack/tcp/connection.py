@@ -67,7 +67,10 @@ class TcpConfig:
     initial_rto: float = 1.0
     min_rto: float = 0.2
     max_rto: float = 120.0
-    syn_retries: int = 6  # Linux tcp_syn_retries: ~127 s (RFC 9293 MUST-23: >= 3 min total ok)
+    # RFC 9293 MUST-23: at least 3 minutes for a SYN; 7 retries give up at
+    # about 4 minutes (Linux's default of 6 stops at 127 s, short of it).
+    syn_retries: int = 7
+    synack_retries: int = 6  # a passive half-open connection holds a backlog slot: 127 s
     retries1: int = 3  # RFC 9293 3.8.3: R1, after which the application hears a soft error
     retries2: int = 15  # R2 (Linux tcp_retries2): well beyond the 100 s MUST-20 minimum
     msl: float = 30.0  # TIME-WAIT lasts 2*MSL = 60 s, as on Linux
@@ -165,6 +168,7 @@ class TcpConnection:
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
         self.sb = Scoreboard()
         self.dupacks = 0
+        self._lt_budget = 0  # segments limited transmit may still send
         self.in_recovery = False
         self.recover = iss  # RFC 6582 "recover"
         self._inflate = 0  # NewReno cwnd inflation during fast recovery
@@ -188,6 +192,7 @@ class TcpConnection:
         self._pending_rtx: list[OutSegment] = []  # retransmissions and probes
         self._ack_now = False
         self._acks_pending = 0  # full segments received since our last ACK
+        self._last_ack_sent = 0  # RFC 7323 Last.ACK.sent
         self._send_syn = False
         self._rst: OutSegment | None = None
         self._challenge = False
@@ -412,6 +417,7 @@ class TcpConnection:
             self._update_window(seg, scaled=False, force=True)
             self._rtt_sample_syn(seg, now)
             if self.retransmits:
+                self.rtt.reset_backoff()
                 self.rtt.fallback()  # RFC 6298 5.7: the SYN timed out, no sample
             self._stop_rtx()
             self._move(Ev.RCV_SYN_ACK)
@@ -446,6 +452,12 @@ class TcpConnection:
     def _receive_synchronized(self, seg: Segment, now: float) -> None:
         """RFC 9293 3.10.7.4: SYN-RECEIVED and every later state."""
         f = seg.flags
+        if (self.state is State.SYN_RECEIVED and f & SYN and f & ACK
+                and seg.seq == self.irs):
+            # Simultaneous open (RFC 9293 figure 7, line 7): the peer's
+            # SYN,ACK repeats its SYN, which we have; take it as the ACK.
+            f &= ~SYN
+            seg = seg._replace(seq=(seg.seq + 1) & _MASK, flags=f)
         payload = seg.payload
         seg_len = len(payload) + (1 if f & SYN else 0) + (1 if f & FIN else 0)
         # RFC 7323 5.3 PAWS, before the sequence check: a segment whose
@@ -464,9 +476,9 @@ class TcpConnection:
             if not f & RST:
                 self._ack_now = True
             return
-        # RFC 7323 4.3: remember the timestamp of a segment that covers
-        # the last ACK we sent (Last.ACK.sent is rcv_nxt here).
-        if self.ts_ok and o.ts_val is not None and sq.le(seg.seq, self.rcv_nxt):
+        # RFC 7323 4.3 (2): remember the timestamp of the segment that
+        # covers the last ACK we sent, so a delayed ACK echoes the oldest.
+        if self.ts_ok and o.ts_val is not None and sq.le(seg.seq, self._last_ack_sent):
             self.ts_recent = o.ts_val
             self.ts_recent_age = now
         # Second, check the RST bit (RFC 5961 3.2): exactly at RCV.NXT resets;
@@ -494,6 +506,7 @@ class TcpConnection:
                 self._update_window(seg, scaled=True, force=True)
                 self._rtt_sample_syn(seg, now)
                 if self.retransmits:
+                    self.rtt.reset_backoff()
                     self.rtt.fallback()  # RFC 6298 5.7
                 self.snd_una = (self.iss + 1) & _MASK
                 self._stop_rtx()
@@ -650,6 +663,8 @@ class TcpConnection:
 
     def _dupack(self, seg: Segment, now: float) -> None:
         self.dupacks += 1
+        if self.dupacks <= 2:
+            self._lt_budget = 1  # RFC 3042: the first two dupACKs each allow one
         if self.in_recovery:
             if not self.sack_ok:
                 self._inflate += self.mss  # RFC 5681 3.2 step 4
@@ -662,12 +677,19 @@ class TcpConnection:
             self._enter_recovery(now)
 
     def _enter_recovery(self, now: float) -> None:
+        # ssthresh comes from FlightSize, taken before recovery starts (RFC
+        # 5681 3.2 step 2, RFC 6675 5 step 4.2, RFC 9438 4.6); inside
+        # recovery _flight() is the SACK pipe, which is not FlightSize.
+        self.cc.on_congestion(self._flight(), now)
         self.in_recovery = True
         self.recover = self.snd_nxt
-        self.cc.on_congestion(self._flight(), now)
         if self.sack_ok:
-            # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost.
+            # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
+            # and retransmitted at once, whatever the pipe says.
             self.sb.enter_recovery(self.snd_una, self.snd_nxt, self.mss)
+            n = self._retransmit_at(self.snd_una, now)
+            if n:
+                self.sb.on_retransmit(self.snd_una, n)
         else:
             self._inflate = 3 * self.mss  # RFC 5681 3.2 step 3
             self._retransmit_at(self.snd_una, now)
@@ -820,6 +842,7 @@ class TcpConnection:
             self._ack_now = False
             self._acks_pending = 0
             self._t_delack = None
+            self._last_ack_sent = self.rcv_nxt
         window = self._advertise() if not syn else min(self._window_to_offer(), 0xFFFF)
         if syn:
             self.rcv_adv = (self.rcv_nxt + window) & _MASK
@@ -951,9 +974,11 @@ class TcpConnection:
         cwnd = self.cc.cwnd + self._inflate
         flight = self._flight()
         usable = min(usable_wnd, cwnd - flight) if not force_one else min(usable_wnd, mss)
-        if self.dupacks in (1, 2) and not self.in_recovery and not force_one:
+        if (usable < mss and self._lt_budget and not self.in_recovery and not force_one
+                and flight <= cwnd + 2 * mss):
             # RFC 3042 limited transmit: one new segment per early dupACK.
-            usable = max(usable, min(usable_wnd, mss) if flight <= cwnd + 2 * mss else 0)
+            self._lt_budget -= 1
+            usable = min(usable_wnd, mss)
         if avail <= 0:
             # Only the FIN is left; it needs no window space of its own here
             # (the peer always accepts a FIN at RCV.NXT with its data).
@@ -1045,10 +1070,13 @@ class TcpConnection:
     def _on_persist(self, now: float) -> None:
         data_end = (self._sq_seq + len(self._sq)) & _MASK
         if self.snd_wnd == 0 and sq.lt(self.snd_nxt, data_end):
-            # A one-byte probe beyond the window (RFC 9293 3.8.6.1, MUST-36).
-            seg = self._data_segment(self.snd_nxt, 1, now)
-            if seg is not None:
-                self._pending_rtx.append(seg)
+            # Zero-window probe (RFC 9293 3.8.6.1, MUST-36; RFC 1122
+            # 4.2.2.17), as Linux sends it: SEG.SEQ = SND.UNA - 1 and no
+            # data, which the peer must answer with an ACK carrying its
+            # current window.  Nothing new is put in flight, so the probe
+            # can never be mistaken for data the peer has not seen.
+            self._pending_rtx.append(
+                self._segment((self.snd_una - 1) & _MASK, ACK, b"", now))
             self._persist_backoff = min(self._persist_backoff + 1, 12)
             self._arm_persist(now)
         elif sq.lt(self.snd_nxt, data_end):
@@ -1062,8 +1090,12 @@ class TcpConnection:
     def _on_rto(self, now: float) -> None:
         state = self.state
         self.retransmits += 1
-        limit = self.cfg.syn_retries if state in (State.SYN_SENT, State.SYN_RECEIVED) \
-            else self.cfg.retries2
+        if state is State.SYN_SENT:
+            limit = self.cfg.syn_retries
+        elif state is State.SYN_RECEIVED:
+            limit = self.cfg.synack_retries
+        else:
+            limit = self.cfg.retries2
         if self.retransmits > limit:
             self._events.append(Event.TIMED_OUT)
             self._close_now(self.soft_error or 110, Ev.TIMEOUT)  # ETIMEDOUT

@@ -189,9 +189,13 @@ class TcpLayer:
                 # RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT
                 # connection when it starts above what the old one used (or
                 # carries a newer timestamp).
-                newer = sq.gt(seq, conn.rcv_nxt) or (
-                    conn.ts_ok and opts.ts_val is not None and sq.gt(opts.ts_val, conn.ts_recent))
-                if (newer and (dst, dport) in self.listeners) or (ANY, dport) in self.listeners:
+                # With timestamps on both sides the timestamp decides (PAWS);
+                # otherwise the sequence number must be beyond the old one.
+                if conn.ts_ok and opts.ts_val is not None:
+                    newer = sq.gt(opts.ts_val, conn.ts_recent)
+                else:
+                    newer = sq.gt(seq, conn.rcv_nxt)
+                if newer and ((dst, dport) in self.listeners or (ANY, dport) in self.listeners):
                     self._forget(sock)
                     sock = None
             if sock is not None:

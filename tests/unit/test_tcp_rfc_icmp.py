@@ -1,0 +1,140 @@
+"""ICMP errors about our TCP segments.
+
+RFC 1122 4.2.3.9 and RFC 5461 (soft errors: reported, not fatal, the
+error the application sees if the connection later times out), RFC 1191
+(fragmentation needed lowers the MSS), RFC 5927 4.1 (an error must quote a
+sequence number in SND.UNA..SND.NXT or it is ignored).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP
+from scapy.packet import Packet
+from tcp_peer import OUR_IP, PEER_IP, PEER_ISN, Flow, Peer, Seg, peer, seq_add, state
+
+from ustack.tcp.connection import Event
+from ustack.tcp.states import State
+
+MSS = 1448
+
+
+def _icmp_about(p: Peer, seg: Seg, code: int, mtu: int = 0) -> Packet:
+    """A destination unreachable from the peer quoting ``seg`` (header + 8 bytes and more)."""
+    quote = bytes(seg.pkt[IP])[:20 + 20 + 8]
+    pkt: Packet = p.ip() / ICMP(type=3, code=code, nexthopmtu=mtu) / quote
+    return pkt
+
+
+def _icmp_quoting_seq(p: Peer, f: Flow, seq: int, code: int, mtu: int = 0) -> Packet:
+    quoted = IP(src=OUR_IP, dst=PEER_IP) / TCP(sport=f.dport, dport=f.sport, seq=seq,
+                                               ack=f.snd_nxt, flags="A")
+    pkt: Packet = p.ip() / ICMP(type=3, code=code, nexthopmtu=mtu) / bytes(quoted)[:28]
+    return pkt
+
+
+def test_port_unreachable_in_syn_sent_is_soft_and_reported_at_timeout() -> None:
+    """RFC 1122 4.2.3.9 / RFC 5461 4: an ICMP error during the open is a soft
+    error: the SYN keeps being retransmitted, and when the open finally times
+    out the application gets that error (ECONNREFUSED), not ETIMEDOUT."""
+    with peer() as p:
+        sock = p.stack.tcp_connect((PEER_IP, 80))
+        ev = p.events(sock)
+        p.flush()
+        [syn] = p.take()
+        p.inject(_icmp_about(p, syn, code=3))
+        assert state(sock) is State.SYN_SENT
+        assert Event.SOFT_ERROR in ev
+        assert sock.error == errno.ECONNREFUSED  # SO_ERROR shows the soft error
+        p.run_to(300.0)
+        assert [round(s.t, 6) for s in p.take()] == [1, 3, 7, 15, 31, 63, 127]
+        assert state(sock) is State.CLOSED
+        assert sock.conn.error == errno.ECONNREFUSED
+        assert Event.TIMED_OUT in ev
+        with pytest.raises(ConnectionRefusedError):
+            sock.recv()
+
+
+def test_syn_ack_after_icmp_error_still_connects() -> None:
+    """RFC 5461: a soft error does not stop the handshake from completing."""
+    with peer() as p:
+        sock = p.stack.tcp_connect((PEER_IP, 80))
+        p.flush()
+        [syn] = p.take()
+        p.inject(_icmp_about(p, syn, code=1))  # host unreachable
+        f = Flow(p, 80, syn.tcp.sport, PEER_ISN)
+        f.rcv_nxt = seq_add(syn.seq, 1)
+        f.send("SA")
+        assert state(sock) is State.ESTABLISHED
+
+
+def test_icmp_error_in_established_does_not_abort() -> None:
+    """RFC 5461 4 / RFC 1122 4.2.3.9: in a synchronized state, even a "hard"
+    ICMP error (port unreachable) only sets the soft error."""
+    with peer() as p:
+        f = p.accept()
+        f.app_send(b"x" * 100)
+        [seg] = f.take()
+        p.inject(_icmp_about(p, seg, code=3))
+        assert state(f.s) is State.ESTABLISHED
+        f.send("A")
+        f.app_send(b"still up")
+        assert f.take()[0].payload == b"still up"
+
+
+def test_fragmentation_needed_lowers_the_mss() -> None:
+    """RFC 1191 6.5 / RFC 1122 4.2.3.9: "fragmentation needed" with a next-hop
+    MTU makes later segments fit it (MTU - 40 - the 12 bytes of timestamps);
+    the retransmission of the too-big segment is cut to the new size."""
+    with peer() as p:
+        f = p.accept()
+        f.app_send(bytes(MSS))
+        [big] = f.take()
+        p.inject(_icmp_about(p, big, code=4, mtu=1000))
+        assert f.s.stats()["mss"] == 1000 - 40 - 12
+        f.app_send(bytes(3000))
+        sizes = [len(s.payload) for s in f.take()]
+        assert sizes and max(sizes) <= 948
+        p.run_to(p.now + 0.2)
+        rtx = [s for s in f.take() if s.seq == big.seq]
+        assert rtx and len(rtx[0].payload) == 948
+
+
+@pytest.mark.parametrize("mtu", [0, 40, 1500, 9000], ids=["none", "tiny", "same", "larger"])
+def test_fragmentation_needed_with_useless_mtu_changes_nothing(mtu: int) -> None:
+    """RFC 1191 6.3/7: an MTU below 68, or not below the current path MTU, does
+    not lower the MSS (and never raises it)."""
+    with peer() as p:
+        f = p.accept()
+        f.app_send(bytes(100))
+        [seg] = f.take()
+        p.inject(_icmp_about(p, seg, code=4, mtu=mtu))
+        assert f.s.stats()["mss"] == MSS
+
+
+@pytest.mark.parametrize(("where", "code"), [(-1, 3), (100, 3), (1 << 20, 3), (-1, 4),
+                                             (1 << 20, 4)],
+                         ids=["below-una", "above-nxt", "far", "pmtu-below", "pmtu-far"])
+def test_icmp_error_quoting_sequence_outside_flight_is_ignored(where: int, code: int) -> None:
+    """RFC 5927 4.1: an ICMP error whose quoted sequence number is not in
+    SND.UNA..SND.NXT cannot be about a segment in flight: ignore it (no soft
+    error, no MSS change)."""
+    with peer() as p:
+        f = p.accept()
+        ev = p.events(f.s)
+        f.app_send(bytes(50))
+        [seg] = f.take()
+        una, nxt = seg.seq, seg.end
+        seq = seq_add(una, where) if where < 0 else seq_add(nxt, where)
+        p.inject(_icmp_quoting_seq(p, f, seq, code, mtu=600))
+        assert Event.SOFT_ERROR not in ev and f.s.error == 0
+        assert f.s.stats()["mss"] == MSS
+        assert p.stack.counters.drops.get("tcp_icmp_error_bad_seq") == 1
+        # The same error quoting SND.UNA is believed.
+        p.inject(_icmp_quoting_seq(p, f, una, code, mtu=600))
+        if code == 4:
+            assert f.s.stats()["mss"] == 600 - 40 - 12
+        else:
+            assert Event.SOFT_ERROR in ev and f.s.error == errno.ECONNREFUSED
