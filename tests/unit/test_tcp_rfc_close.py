@@ -7,7 +7,6 @@ RFC 9293 3.6 and 3.10.7.4 (eighth check, the FIN bit; figures 12 and 13),
 
 from __future__ import annotations
 
-import pytest
 from tcp_peer import Flow, Peer, peer, seq_add, state
 
 from ustack.tcp.states import State

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-import pytest
 from tcp_peer import Flow, Peer, peer, seq_add, state
 
 from ustack.tcp.states import State

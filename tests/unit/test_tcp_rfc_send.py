@@ -8,7 +8,6 @@ segments by simply not acknowledging them.
 
 from __future__ import annotations
 
-import pytest
 from tcp_peer import Flow, Peer, Seg, peer, seq_add, seq_diff, state
 
 from ustack.tcp.states import State
