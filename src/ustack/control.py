@@ -33,6 +33,7 @@ def report(stack: Stack) -> dict[str, Any]:
     return {
         "pid": os.getpid(),
         "counters": stack.counters.snapshot(),
+        "tcp": _tcp_states(stack),
         "interfaces": [
             {
                 "name": i.name,
@@ -46,6 +47,18 @@ def report(stack: Stack) -> dict[str, Any]:
             for i in stack.interfaces
         ],
     }
+
+
+def _tcp_states(stack: Stack) -> dict[str, int]:
+    """How many TCP connections are in each state (like ``ss -s``)."""
+    counts: dict[str, int] = {}
+    for sock in stack.tcp.conns.values():
+        name = sock.conn.state.value
+        counts[name] = counts.get(name, 0) + 1
+    listening = len(stack.tcp.listeners)
+    if listening:
+        counts["LISTEN"] = listening
+    return counts
 
 
 class ControlServer:

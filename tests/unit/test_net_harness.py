@@ -252,9 +252,12 @@ def assert_accounted(h: Stack) -> None:
         + c.IpInUnknownProtos
         + c.IpInDelivers
     ), c.snapshot(nonzero=True)
-    assert c.IpInDelivers == c.IcmpInMsgs + c.UdpInDatagrams + c.UdpNoPorts + c.UdpInErrors, (
-        c.snapshot(nonzero=True)
-    )
+    # Every datagram handed to a transport is counted by that transport:
+    # ICMP, UDP (delivered, no port, error) and TCP (accepted or in error).
+    assert c.IpInDelivers == (
+        c.IcmpInMsgs + c.UdpInDatagrams + c.UdpNoPorts + c.UdpInErrors
+        + c.TcpInSegs + c.TcpInErrs
+    ), c.snapshot(nonzero=True)
     icmp_parse = d.get("icmp_short", 0) + d.get("icmp_checksum", 0)
     assert c.IcmpInMsgs == (
         icmp_parse

@@ -62,8 +62,13 @@ class Transfer:
             sock.abort()
             stack.flush()
             raise self._error
+        conn = sock.conn
         sock.close()
-        stack.flush()
+        # Our FIN must be acknowledged (RFC 9293 3.10.4: it is retransmitted
+        # like data); keep the stack running until it is, within the timeout.
+        deadline = time.monotonic() + self.timeout
+        stack.run(until=lambda: conn.fin_acked or conn.state in (State.TIME_WAIT, State.CLOSED)
+                  or time.monotonic() > deadline, max_wait=0.2)
 
     def _finished(self) -> bool:
         if self._done or self._error is not None:

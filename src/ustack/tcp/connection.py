@@ -469,6 +469,16 @@ class TcpConnection:
             self._ack_now = True
             return
         # First, check the sequence number.
+        if (seg_len and seg.seq == self.rcv_nxt and not f & SYN
+                and sq.sub(self.rcv_adv, self.rcv_nxt) <= 0):
+            # Our window is zero: the text cannot be taken, but "special
+            # allowance should be made to accept valid ACKs" (3.10.7.4):
+            # keep the ACK, window and RST fields, drop the text and FIN.
+            self._ack_now = True
+            f &= ~FIN
+            seg = seg._replace(payload=b"", flags=f)
+            payload = b""
+            seg_len = 0
         if not self._acceptable(seg, seg_len):
             if self.state is State.TIME_WAIT and f & FIN:
                 # A retransmitted FIN: ACK it and restart the 2 MSL timer (3.10.7.4 eighth).
@@ -564,16 +574,20 @@ class TcpConnection:
         if sq.lt(ack, (una - self.max_sndwnd) & _MASK):
             self._challenge_ack(now)
             return False
+        newly_sacked = 0
         if self.sack_ok and seg.opts.sack_blocks:
-            self.sb.update(ack if sq.gt(ack, una) else una, self.snd_nxt, seg.opts.sack_blocks)
+            newly_sacked = self.sb.update(ack if sq.gt(ack, una) else una, self.snd_nxt,
+                                          seg.opts.sack_blocks)
         if sq.gt(ack, una):
             self._ack_new_data(seg, now)
         elif ack == una:
             # RFC 5681 2: a duplicate ACK carries no data, no SYN/FIN, the same
-            # window, and arrives while data is outstanding.
+            # window, and arrives while data is outstanding.  RFC 6675 2: an
+            # ACK that SACKs new data counts too, even if the window changed.
             wnd = seg.window << self.snd_wscale
-            if (not seg.payload and not seg.flags & (SYN | FIN) and wnd == self.snd_wnd
-                    and self.snd_nxt != una):
+            if (not seg.payload and not seg.flags & (SYN | FIN) and self.snd_nxt != una
+                    and (wnd == self.snd_wnd or newly_sacked > 0)):
+                self._update_window(seg, scaled=True)
                 self._dupack(seg, now)
             else:
                 self._update_window(seg, scaled=True)
