@@ -83,6 +83,9 @@ ETH_HLEN = 14
 _RECV_SIZE = 65536 + ETH_HLEN + vnet.HDR_LEN
 _GSO_MAX_FRAME = ETH_HLEN + 65535
 _RX_MODES = ("v3", "v2", "none")
+# A ring slot for a 64 KB super-frame: frame + virtio-net header + tpacket
+# header and sockaddr_ll, 16-byte aligned.
+_VNET_FRAME_SIZE = 65536 + 256
 
 
 class PacketDevice:
@@ -112,6 +115,12 @@ class PacketDevice:
         if fanout_mode not in FANOUT_MODES:
             raise LinkError(f"{what}: unknown fanout_mode {fanout_mode!r}")
         page = mmap.PAGESIZE
+        if vnet_hdr and frame_size == 2048:
+            # With the virtio-net header the kernel hands over coalesced
+            # (GRO) super-frames of up to 64 KB: a ring slot must hold one
+            # whole, or it is truncated and the data lost.
+            frame_size = _VNET_FRAME_SIZE
+            block_size = max(block_size, -(-frame_size // page) * page)
         if block_size <= 0 or block_size % page or frame_size < 64 or frame_size % 16:
             raise LinkError(
                 f"{what}: block_size must be a multiple of {page} and frame_size of 16 (>= 64)"
@@ -129,7 +138,10 @@ class PacketDevice:
             raise from_os_error(what, exc) from exc
         self._sock = sock
         self.mode = rx_ring
-        use_tx_ring = rx_ring != "none" and tx_frames > 0
+        # With a TX ring mapped, the kernel takes any sendmsg() as a ring
+        # kick and ignores its data (packet_sendmsg -> tpacket_snd), so the
+        # GSO path, which must send a header of its own per frame, has no ring.
+        use_tx_ring = rx_ring != "none" and tx_frames > 0 and not vnet_hdr
         self._rx: RxRingV3 | RxRingV2 | None = None
         self._tx: TxRing | None = None
         step = "setup"
