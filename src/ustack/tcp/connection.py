@@ -469,14 +469,19 @@ class TcpConnection:
             self._ack_now = True
             return
         # First, check the sequence number.
-        if (seg_len and seg.seq == self.rcv_nxt and not f & SYN
+        if (not f & (SYN | RST) and sq.ge(seg.seq, self.rcv_nxt)
                 and sq.sub(self.rcv_adv, self.rcv_nxt) <= 0):
-            # Our window is zero: the text cannot be taken, but "special
-            # allowance should be made to accept valid ACKs" (3.10.7.4):
-            # keep the ACK, window and RST fields, drop the text and FIN.
-            self._ack_now = True
+            # Our window is zero: no text can be taken, but "special
+            # allowance should be made to accept valid ACKs" (3.10.7.4).
+            # That includes a pure ACK whose SEQ is the peer's SND.NXT,
+            # beyond our RCV.NXT when some of its data was lost: dropping
+            # it would leave our own retransmissions unacknowledged while
+            # the window stays shut.  The ACK still has to pass RFC 5961
+            # 5.2 below; text and FIN are dropped (the peer resends them).
+            if seg_len:
+                self._ack_now = True
             f &= ~FIN
-            seg = seg._replace(payload=b"", flags=f)
+            seg = seg._replace(seq=self.rcv_nxt, payload=b"", flags=f)
             payload = b""
             seg_len = 0
         if not self._acceptable(seg, seg_len):
@@ -636,7 +641,12 @@ class TcpConnection:
         # RTT measurement: timestamps (RFC 7323 4.1) or one timed segment (Karn).
         rtt: float | None = None
         o = seg.opts
-        if self.ts_ok and o.ts_ecr:
+        if self.ts_ok and o.ts_ecr and self._rtx_nxt is None:
+            # (Not while resending after an RTO: the ACK of resent data may
+            # echo the TSval of its first transmission, when the earlier
+            # ACK was lost, and the sample would include the whole timeout;
+            # each inflated RTO then inflates the next sample.  Karn's rule,
+            # applied to timestamps.)
             r = ((self._ts_now(now) - o.ts_ecr) & _MASK) / 1000.0
             if r < 60.0:
                 rtt = max(r, 0.0)
