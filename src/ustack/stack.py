@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from ustack.counters import Counters
 from ustack.link.base import Device
-from ustack.link.vnet import GsoFrame
+from ustack.link.vnet import CsumOkFrame, GsoFrame
 from ustack.net.arp import ArpTable
 from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import Interface, random_mac
@@ -40,6 +40,10 @@ HOUSEKEEPING_INTERVAL = 10.0  # seconds between ARP cache sweeps
 class Stack:
     def __init__(self) -> None:
         self.now = 0.0
+        # True while the frame being processed carries the kernel's word
+        # that its transport checksum is good (link.vnet.CsumOkFrame); TCP
+        # and UDP then skip verifying it.
+        self.rx_csum_ok = False
         self.counters = Counters()
         self.timers = TimerHeap()
         self.interfaces: list[Interface] = []
@@ -133,7 +137,10 @@ class Stack:
             c.EthInFrames += len(frames)
             mac = iface.mac
             ip_input = self.ipv4.input
+            trusting = iface.device.caps.vnet_hdr
             for frame in frames:
+                if trusting:
+                    self.rx_csum_ok = type(frame) is CsumOkFrame
                 # Ethernet II dispatch, inline: this runs for every frame.
                 dst = frame[0:6]
                 if dst != mac and dst != _BROADCAST:
@@ -156,6 +163,7 @@ class Stack:
                     c.drop("eth_short")
                 else:
                     c.drop("eth_unknown_type")
+            self.rx_csum_ok = False
         self.timers.run_due(now)
         self.flush()
         return received

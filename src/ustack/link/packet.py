@@ -292,15 +292,13 @@ class PacketDevice:
         out: list[bytes] = []
         c = self._none_rx
         for data in raw:
-            if len(data) > hlen and not data[0] & vnet.F_NEEDS_CSUM:
-                out.append(data[hlen:])
-                continue
-            frame, completed = vnet.strip_rx(data, hlen)
-            if frame is None:
+            if len(data) <= hlen:
                 c.bad_vnet_hdr += 1
-            else:
-                c.csum_completed += completed
-                out.append(frame)
+                continue
+            flags = data[0]
+            if flags:
+                c.csum_trusted += 1
+            out.append(vnet.rx_frame(flags, data[hlen:]) if flags else data[hlen:])
         return out
 
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:
@@ -388,7 +386,7 @@ class PacketDevice:
             "rx_frames": self.rx_frames,
             "rx_bytes": self.rx_bytes,
             "rx_truncated": rx.truncated,
-            "rx_csum_completed": rx.csum_completed,
+            "rx_csum_trusted": rx.csum_trusted,
             "rx_bad_vnet_hdr": rx.bad_vnet_hdr,
             "rx_kernel_drops": self.rx_kernel_drops,
             "rx_ring_freezes": self.rx_ring_freezes,

@@ -45,6 +45,28 @@ HDR_MRG_LEN = HDR_MRG.size  # 12: what TAP is set to with TUNSETVNETHDRSZ
 _CSUM = struct.Struct("!H")
 
 
+class CsumOkFrame(bytes):
+    """A received frame whose transport checksum needs no verification.
+
+    The kernel says so in the virtio-net header: DATA_VALID (it verified the
+    checksum) or NEEDS_CSUM (it built the packet itself and left the
+    checksum partial, as for its own TSO/GRO super-frames: the data never
+    crossed a wire).  Verifying, or first completing, a 64 KB super-frame
+    in Python costs more than everything else TCP does with it (DESIGN.md
+    principle 6: skip checksums the header marks valid).  A partial
+    checksum stays in the frame as the kernel left it.
+    """
+
+    __slots__ = ()
+
+
+def rx_frame(flags: int, frame: bytes) -> bytes:
+    """``frame`` as received behind a header with ``flags``, marked if trusted."""
+    if flags & (F_NEEDS_CSUM | F_DATA_VALID):
+        return CsumOkFrame(frame)
+    return frame
+
+
 class GsoFrame(bytearray):
     """A frame that travels with its own virtio-net header (``vnet``).
 
