@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ustack.counters import Counters
 from ustack.link.base import Device
@@ -90,9 +91,13 @@ class Stack:
         """A listening TCP endpoint; established connections come from ``accept()``."""
         return self.tcp.listen(address, backlog)
 
-    def tcp_connect(self, address: tuple[str, int]) -> TcpSocket:
-        """Start an active open; the socket reports ``Event.CONNECTED`` (or fails)."""
-        return self.tcp.connect(address)
+    def tcp_connect(self, address: tuple[str, int], **options: Any) -> TcpSocket:
+        """Start an active open; the socket reports ``Event.CONNECTED`` (or fails).
+
+        ``options`` are ``TcpConfig`` fields for this connection, e.g.
+        ``cc="newreno"`` (CUBIC is the default) or ``nodelay=True``.
+        """
+        return self.tcp.connect(address, **options)
 
     def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
         return self.timers.call_at(deadline, callback)

@@ -335,3 +335,17 @@ def test_state_table_reaches_every_state_from_closed() -> None:
         assert State.CLOSED in reach, state
     # Every synchronized state resets to CLOSED on an acceptable RST except TIME-WAIT (RFC 1337).
     assert TRANSITIONS[(State.TIME_WAIT, Ev.RCV_RST)] is State.TIME_WAIT
+
+
+def test_congestion_control_is_selectable_per_connection() -> None:
+    """CUBIC (RFC 9438) by default; NewReno per connection on request."""
+    net = Net()
+    net.b.tcp_listen(("0.0.0.0", 80))
+    default = net.a.tcp_connect((B_IP, 80))
+    reno = net.a.tcp_connect((B_IP, 80), cc="newreno", nodelay=True)
+    assert default.stats()["cc"] == "cubic"
+    assert reno.stats()["cc"] == "newreno" and reno.conn.cfg.nodelay
+    with pytest.raises(TypeError, match="unknown TCP option"):
+        net.a.tcp_connect((B_IP, 80), colour="blue")
+    with pytest.raises(ValueError, match="unknown congestion control"):
+        net.a.tcp_connect((B_IP, 80), cc="vegas")

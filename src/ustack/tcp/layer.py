@@ -101,8 +101,13 @@ class TcpLayer:
         self.listeners.pop((listener.ip, listener.port), None)
 
     def connect(self, address: tuple[str, int], *, local_port: int = 0,
-                config: TcpConfig | None = None) -> TcpSocket:
-        """Active open: returns at once; the socket reports Event.CONNECTED."""
+                config: TcpConfig | None = None, **options: object) -> TcpSocket:
+        """Active open: returns at once; the socket reports Event.CONNECTED.
+
+        ``options`` override the layer's defaults for this connection, by
+        ``TcpConfig`` field name: ``cc="newreno"``, ``nodelay=True``,
+        ``rcvbuf=...``, ``keepalive=True`` ...
+        """
         rip, rport = _addr(address)
         if rip == ANY or rport == 0:
             raise os_error(errno.EINVAL if rport == 0 else errno.ECONNREFUSED)
@@ -114,6 +119,10 @@ class TcpLayer:
             raise os_error(errno.EADDRINUSE)
         now = self.stack.now
         cfg = config or self._config_for(hop.iface)
+        for name, value in options.items():
+            if name not in TcpConfig.__slots__:
+                raise TypeError(f"unknown TCP option {name!r}")
+            setattr(cfg, name, value)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
