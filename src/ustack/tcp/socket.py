@@ -126,9 +126,7 @@ class TcpSocket:
             raise os_error(c.error)
         if c.peer_fin or c.state is State.CLOSED:
             return b""
-        if c.state is State.SYN_SENT:
-            raise os_error(errno.EAGAIN)
-        raise os_error(errno.EAGAIN)
+        raise os_error(errno.EAGAIN)  # nothing yet (also while still connecting)
 
     def shutdown_write(self) -> None:
         self._check_open()
