@@ -21,21 +21,17 @@ different cores.  Raw numbers go to bench/results/echo-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import loadgen  # bench/loadgen.py: run as a script, bench/ is on sys.path
+import harness  # bench/harness.py: run as a script, bench/ is on sys.path
+import loadgen
+from harness import BENCH, GEN_BOUND
 
 from ustack.testbed import (
     Netns,
@@ -47,24 +43,16 @@ from ustack.testbed import (
     tap_topology,
 )
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
 REFLECT = BENCH / "reflect.py"
 UDP_PORT = 7
 LINKS = ("tap", "packet")
 PROTOS = ("icmp", "udp")
 RESPONDERS = ("ustack", "reflect", "kernel")
 LINK_TITLES = {"tap": "TAP", "packet": "AF_PACKET"}
-# CPU used by other processes during a run (in cores) above which a figure
-# is flagged: something else ran on the cores the benchmark pinned work to.
-BUSY_LIMIT = 0.05
-# Median generator CPU share at or above which a figure is marked as bounded
-# by the generator rather than by the responder.
-GEN_BOUND = 0.9
 
 
 @dataclass(slots=True)
-class Cell:
+class Cell(harness.Figure):
     """All runs of one responder on one link for one protocol."""
 
     link: str
@@ -80,18 +68,12 @@ class Cell:
     # CPU (in cores) that processes other than the benchmark's used per run.
     foreign: list[float] = field(default_factory=list)
 
-    def rates(self) -> list[float]:
+    @property
+    def label(self) -> str:
+        return f"{self.link}/{self.responder}/{self.proto}"
+
+    def samples(self) -> list[float]:
         return [r.rate for r in self.runs]
-
-    def summary(self) -> tuple[float, float, float] | None:
-        rates = self.rates()
-        if not rates:
-            return None
-        return min(rates), statistics.median(rates), max(rates)
-
-    def median(self) -> float | None:
-        s = self.summary()
-        return None if s is None else s[1]
 
 
 @dataclass(slots=True)
@@ -126,40 +108,6 @@ class Report:
 # --------------------------------------------------------------------------
 
 
-def pick_cpus() -> tuple[int | None, int | None]:
-    """(generator cpu, responder cpu): two different cores when there are two."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return cpus[0], cpus[1]
-
-
-def pin(pid: int, cpu: int | None) -> None:
-    """Pin every thread of ``pid`` (a stack may have started helper threads)."""
-    if cpu is None:
-        return
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), {cpu})
-
-
-def taskset(cpu: int | None) -> list[str]:
-    return [] if cpu is None else ["taskset", "-c", str(cpu)]
-
-
-def ustack_available() -> str | None:
-    """None if `ustack up` exists, else why the ustack rows are skipped."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ustack.cli", "up", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        return "ustack rows skipped: `python3 -m ustack.cli up --help` failed"
-    return None
-
-
 def start_reflect(topo: Topology, seconds: float) -> UstackProcess:
     """bench/reflect.py on the topology's link, driven like a ustack process."""
     args = ["--link", topo.link, "--ip", topo.stack_cidr, "-t", str(seconds)]
@@ -181,7 +129,7 @@ def start_kernel_server(ns: Netns, addr: str, cfg: Config, seconds: float) -> su
     """The C UDP echo server in ``ns``; returns its Popen once it is bound."""
     binary = loadgen.build()
     popen: subprocess.Popen[str] = ns.popen(
-        [*taskset(cfg.resp_cpu), *loadgen.server_argv(binary, addr, UDP_PORT, seconds)],
+        [*harness.taskset(cfg.resp_cpu), *loadgen.server_argv(binary, addr, UDP_PORT, seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -210,57 +158,6 @@ def stop_process(popen: subprocess.Popen[str]) -> str:
 # --------------------------------------------------------------------------
 
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads) from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        # Fields after the parenthesised command name; utime, stime are 14, 15.
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def wait_seconds(pid: int) -> float:
-    """Run-queue wait of all threads of ``pid`` (schedstat field 2, ns)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[1])
-    return total / 1e9
-
-
-_PF_KTHREAD = 0x00200000
-
-
-def foreign_cpu_seconds(exclude: set[int]) -> dict[int, float]:
-    """CPU seconds so far of every user process not in ``exclude``, by pid.
-
-    Kernel threads are left out: ksoftirqd and friends do the benchmark's own
-    packet work.  What remains ran on the cores the benchmark pinned its
-    generator and responder to, and the figure is then not a capacity.
-    """
-    out: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in exclude:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[6]) & _PF_KTHREAD:
-            continue
-        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
-    return out
-
-
-def foreign_load(before: dict[int, float], after: dict[int, float], wall: float) -> float:
-    """Cores' worth of CPU that other processes used between two snapshots."""
-    used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
-    return max(0.0, used) / wall
-
-
 def client_run(ns: Netns, cfg: Config, proto: str, addr: str) -> loadgen.Result:
     spec = loadgen.ClientSpec(
         mode=proto,
@@ -272,7 +169,7 @@ def client_run(ns: Netns, cfg: Config, proto: str, addr: str) -> loadgen.Result:
         warmup=cfg.warmup,
         timeout_ms=cfg.timeout_ms,
     )
-    cmd = [*taskset(cfg.gen_cpu), *spec.argv(loadgen.build())]
+    cmd = [*harness.taskset(cfg.gen_cpu), *spec.argv(loadgen.build())]
     proc = ns.run(cmd, check=False, timeout=cfg.seconds + cfg.warmup + 30)
     if proc.returncode != 0:
         raise loadgen.LoadgenError(f"loadgen {proto} failed: {proc.stderr.strip()}")
@@ -286,27 +183,20 @@ def measure_responder(report: Report, topo: Topology, responder: str, addr: str,
     spreads over both instead of biasing one.
     """
     cfg = report.config
-    ours = {os.getpid(), pid}
     for _ in range(cfg.runs):
         for proto in PROTOS:
             cell = report.cell(topo.kind, responder, proto)
-            others = foreign_cpu_seconds(ours)
-            cpu0, wait0, t0 = cpu_seconds(pid), wait_seconds(pid), time.monotonic()
+            meter = harness.UsageMeter(pid)
             cell.runs.append(client_run(topo.peer_ns, cfg, proto, addr))
-            wall = time.monotonic() - t0
-            cell.resp_cpu.append((cpu_seconds(pid) - cpu0) / wall)
-            cell.resp_wait.append((wait_seconds(pid) - wait0) / wall)
-            cell.foreign.append(foreign_load(others, foreign_cpu_seconds(ours), wall))
+            usage = meter.stop()
+            cell.resp_cpu.append(usage.cpu)
+            cell.resp_wait.append(usage.wait)
+            cell.foreign.append(usage.foreign)
 
 
 def budget(cfg: Config) -> float:
     """A hard time bound for one responder process (it stops by itself)."""
     return cfg.runs * len(PROTOS) * (cfg.seconds + cfg.warmup + 1.0) + 60.0
-
-
-def flush_neighbours(topo: Topology) -> None:
-    """Forget the previous responder's MAC: each one brings its own."""
-    topo.peer_ns.ip("neigh", "flush", "dev", topo.peer_if, check=False)
 
 
 def measure_topology(report: Report, tb: Testbed, kind: str, responders: Sequence[str]) -> None:
@@ -315,7 +205,7 @@ def measure_topology(report: Report, tb: Testbed, kind: str, responders: Sequenc
     # Ping sockets (SOCK_DGRAM/IPPROTO_ICMP) for the generator, root included.
     topo.peer_ns.sysctl("net.ipv4.ping_group_range", "0 2147483647")
     for responder in responders:
-        flush_neighbours(topo)
+        harness.flush_neighbours(topo)
         if responder == "kernel":
             measure_kernel(report, topo)
             continue
@@ -332,7 +222,7 @@ def measure_topology(report: Report, tb: Testbed, kind: str, responders: Sequenc
         else:
             proc = start_reflect(topo, budget(cfg))
         try:
-            pin(proc.pid, cfg.resp_cpu)
+            harness.pin(proc.pid, cfg.resp_cpu)
             measure_responder(report, topo, responder, topo.stack_ip, proc.pid)
         finally:
             report.counters[f"{kind}/{responder}"] = proc.stop(timeout=15)
@@ -352,7 +242,7 @@ def measure_kernel(report: Report, topo: Topology) -> None:
 
 def measure(cfg: Config) -> Report:
     report = Report(cfg)
-    skip = ustack_available()
+    skip = harness.ustack_available()
     if skip:
         report.notes.append(skip)
     python_side = ("reflect",) if skip else ("ustack", "reflect")
@@ -440,18 +330,12 @@ HEADERS = [
 
 def footnotes(report: Report) -> list[str]:
     cfg = report.config
-    pinning = (
-        f"generator (loadgen.c) on cpu {cfg.gen_cpu}, responder on cpu {cfg.resp_cpu}"
-        if cfg.gen_cpu is not None
-        else "not pinned (fewer than 2 cpus)"
-    )
     lines = [
-        f"min / median / max over {cfg.runs} runs x {cfg.seconds:g} s "
-        f"(+{cfg.warmup:g} s warm-up each); ratios of medians from this run",
+        harness.timing_note(cfg, "ratios of medians from this run"),
         f"closed loop, window {cfg.window} requests, {cfg.size}-byte payload, "
         f"timeout {cfg.timeout_ms:g} ms",
-        f"pinning: {pinning}; the kernel answers ICMP in softirq context, "
-        "mostly on the generator's cpu",
+        harness.pinning_note(cfg, "generator (loadgen.c)", "responder")
+        + "; the kernel answers ICMP in softirq context, mostly on the generator's cpu",
     ]
     if "tap" in cfg.links:
         lines.append(
@@ -464,7 +348,7 @@ def footnotes(report: Report) -> list[str]:
             "responder's capacity"
         )
     lost = {
-        f"{c.link}/{c.responder}/{c.proto}": sum(r.lost for r in c.runs)
+        c.label: sum(r.lost for r in c.runs)
         for c in report.cells.values()
         if any(r.lost for r in c.runs)
     }
@@ -473,52 +357,23 @@ def footnotes(report: Report) -> list[str]:
     bad = sum(r.bad for c in report.cells.values() for r in c.runs)
     if bad:
         lines.append(f"replies with a wrong payload: {bad}")
-    cpu = [
-        f"{c.link}/{c.responder}/{c.proto} "
-        f"{statistics.median(r.cpu for r in c.runs):.2f}/{statistics.median(c.resp_cpu):.2f}"
-        for c in report.cells.values()
-        if c.runs
-    ]
-    if cpu:
-        lines.append("cpu share generator/responder (medians): " + ", ".join(cpu))
-    noisy = {
-        f"{c.link}/{c.responder}/{c.proto}": max(c.foreign)
-        for c in report.cells.values()
-        if c.foreign and max(c.foreign) > BUSY_LIMIT
-    }
-    if noisy:
-        lines.append(
-            "WARNING: other processes used cpu during these runs (worst run, in cores), "
-            "so the figures understate capacity: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in noisy.items())
-        )
+    cells = [c for c in report.cells.values() if c.runs]
+    lines += harness.cpu_share_note(
+        "generator/responder",
+        (
+            (c.label, statistics.median(r.cpu for r in c.runs), statistics.median(c.resp_cpu))
+            for c in cells
+        ),
+    )
+    lines += harness.busy_warning({c.label: max(c.foreign) for c in cells})
     lines += report.notes
     return lines
 
 
 def print_table(report: Report) -> None:
-    rows = table_rows(report)
-    title = "Echo rate (requests answered per second)"
-    try:
-        # rich only on a terminal: a log or CI output reads better as plain text.
-        if not sys.stdout.isatty():
-            raise ImportError
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-        print(title)
-        print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    else:
-        table = Table(title=title)
-        for i, h in enumerate(HEADERS):
-            table.add_column(h, justify="left" if i < 2 else "right")
-        for r in rows:
-            table.add_row(*r)
-        Console().print(table)
+    harness.print_table(
+        "Echo rate (requests answered per second)", HEADERS, table_rows(report), label_columns=2
+    )
     for line in footnotes(report):
         print(f"  {line}")
 
@@ -552,27 +407,14 @@ def to_json(report: Report) -> dict[str, Any]:
                 mo = None if other is None else other.median()
                 if mu is not None and mo:
                     ratios[f"{link}/{proto}/ustack_over_{name}"] = mu / mo
-    return {
-        "benchmark": "echo",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": {
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-        "config": asdict(report.config),
-        "cells": cells,
-        "ratios": ratios,
-        "counters": report.counters,
-        "notes": footnotes(report),
-    }
-
-
-def write_json(report: Report) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"echo-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(to_json(report), indent=2) + "\n")
-    return path
+    return harness.result_document(
+        "echo",
+        report.config,
+        cells=cells,
+        ratios=ratios,
+        counters=report.counters,
+        notes=footnotes(report),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -580,49 +422,33 @@ def write_json(report: Report) -> Path:
 
 def parse_args(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(description="echo rates: ustack vs raw reflect vs kernel")
-    p.add_argument("--quick", action="store_true", help="3 runs x 0.5 s (a smoke run)")
-    p.add_argument("--runs", type=int, help="runs per figure (default 5)")
-    p.add_argument("--seconds", type=float, help="seconds per run (default 2)")
+    harness.add_run_options(p, LINKS)
     # 768: TPACKET_V3 hands a block over only when it is full or its 1 ms
     # retire timer fires, so an AF_PACKET responder answers at most about
     # window/1 ms; the window must be larger than the rate in frames/ms.  It
     # must also stay below the TAP queue (txqueuelen 1000) or frames drop.
     p.add_argument("--window", type=int, default=768, help="outstanding requests (768)")
     p.add_argument("--size", type=int, default=64, help="payload bytes (64)")
-    p.add_argument("--link", choices=LINKS, action="append", help="only this link (repeatable)")
     a = p.parse_args(argv)
-    runs = a.runs or (3 if a.quick else 5)
-    seconds = a.seconds or (0.5 if a.quick else 2.0)
-    if not (1 <= runs <= 50 and 0 < seconds <= 30):
-        p.error("--runs must be 1..50 and --seconds in (0, 30]")
-    gen_cpu, resp_cpu = pick_cpus()
+    t = harness.run_timing(p, a)
     return Config(
-        runs=runs,
-        seconds=seconds,
-        warmup=0.2 if a.quick else 0.3,
+        runs=t.runs,
+        seconds=t.seconds,
+        warmup=t.warmup,
         window=a.window,
         size=a.size,
         timeout_ms=100.0,
         links=tuple(a.link or LINKS),
-        gen_cpu=gen_cpu,
-        resp_cpu=resp_cpu,
+        gen_cpu=t.gen_cpu,
+        resp_cpu=t.resp_cpu,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench_echo: skipped (needs root: network namespaces, TAP, AF_PACKET)")
-        return 0
-    try:
-        report = measure(cfg)
-    except (loadgen.LoadgenError, TestbedError) as exc:
-        print(f"bench_echo: {exc}", file=sys.stderr)
-        return 1
-    print_table(report)
-    path = write_json(report)
-    print(f"  raw numbers: {path.relative_to(BENCH.parent)}")
-    return 0
+    return harness.run_benchmark(
+        "bench_echo", lambda: measure(cfg), print_table, to_json, errors=(loadgen.LoadgenError,)
+    )
 
 
 if __name__ == "__main__":

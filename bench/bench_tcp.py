@@ -38,11 +38,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -52,19 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tcpgen  # bench/tcpgen.py: run as a script, bench/ is on sys.path
-from bench_echo import (
-    BUSY_LIMIT,
-    GEN_BOUND,
-    cpu_seconds,
-    flush_neighbours,
-    foreign_cpu_seconds,
-    foreign_load,
-    pick_cpus,
-    pin,
-    taskset,
-    ustack_available,
-)
+import harness  # bench/harness.py: run as a script, bench/ is on sys.path
+import tcpgen
+from harness import GEN_BOUND, flush_neighbours
 
 from ustack.testbed import (
     Testbed,
@@ -75,8 +61,6 @@ from ustack.testbed import (
     tap_topology,
 )
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
 ECHO_PORT, DISCARD_PORT, CHARGEN_PORT = 7, 9, 19
 # Ports of the kernel servers the transfer checks talk to.
 CHECK_SINK_PORT, CHECK_SOURCE_PORT = 5009, 5019
@@ -105,7 +89,7 @@ RowKey = tuple[str, str, bool]  # (stack, link, offload)
 
 
 @dataclass(slots=True)
-class Cell:
+class Cell(harness.Figure):
     """All runs of one figure of one row."""
 
     values: list[float] = field(default_factory=list)
@@ -115,14 +99,8 @@ class Cell:
     failures: list[str] = field(default_factory=list)
     raw: list[dict[str, Any]] = field(default_factory=list)
 
-    def summary(self) -> tuple[float, float, float] | None:
-        if not self.values:
-            return None
-        return min(self.values), statistics.median(self.values), max(self.values)
-
-    def median(self) -> float | None:
-        s = self.summary()
-        return None if s is None else s[1]
+    def samples(self) -> list[float]:
+        return self.values
 
 
 @dataclass(slots=True)
@@ -181,24 +159,18 @@ def run_once(report: Report, topo: Topology, row: RowKey, metric: str, server_pi
     """One client run against the server ``server_pid`` answering at the stack IP."""
     cfg = report.config
     cell = report.cell(row, metric)
-    ours = {os.getpid(), server_pid}
-    others = foreign_cpu_seconds(ours)
     try:
-        cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+        meter = harness.UsageMeter(server_pid)
     except FileNotFoundError:
         cell.failures.append(f"server (pid {server_pid}) is gone")
         return
-    argv = [*taskset(cfg.gen_cpu), *client_argv(cfg, metric, topo.stack_ip)]
+    argv = [*harness.taskset(cfg.gen_cpu), *client_argv(cfg, metric, topo.stack_ip)]
     try:
         proc = topo.peer_ns.run(argv, check=False, timeout=cfg.seconds + cfg.warmup + 30)
     except TestbedError as exc:  # the client itself hung: record, go on
         cell.failures.append(str(exc))
         return
-    wall = time.monotonic() - t0
-    try:
-        cpu1 = cpu_seconds(server_pid)
-    except FileNotFoundError:  # the server died during the run
-        cpu1 = cpu0
+    usage = meter.stop()  # a server that died during the run used no CPU since
     try:
         if metric == "crr":
             crr = tcpgen.parse_crr(proc.stdout)
@@ -219,8 +191,8 @@ def run_once(report: Report, topo: Topology, row: RowKey, metric: str, server_pi
     except tcpgen.TcpgenError as exc:
         cell.failures.append(f"{exc} {proc.stderr.strip()[-200:]}")
         return
-    cell.server_cpu.append((cpu1 - cpu0) / wall)
-    cell.foreign.append(foreign_load(others, foreign_cpu_seconds(ours), wall))
+    cell.server_cpu.append(usage.cpu)
+    cell.foreign.append(usage.foreign)
 
 
 def measure_row(report: Report, topo: Topology, row: RowKey, pids: dict[str, int]) -> None:
@@ -265,7 +237,7 @@ def measure_kernel(report: Report, topo: Topology, offload: bool) -> None:
         ):
             spec = tcpgen.ServerSpec(mode, topo.stack_ip, port, seconds=budget(cfg))
             servers[metric] = tcpgen.ServerProcess(
-                spec, popen=topo.stack_ns.popen, prefix=taskset(cfg.resp_cpu)
+                spec, popen=topo.stack_ns.popen, prefix=harness.taskset(cfg.resp_cpu)
             )
         measure_row(report, topo, row, {m: s.pid for m, s in servers.items()})
         if cfg.verify_bytes:
@@ -320,7 +292,7 @@ def measure_ustack(report: Report, topo: Topology, offload: bool) -> None:
         return
     key = f"{topo.kind}/offload-{'on' if offload else 'off'}"
     try:
-        pin(proc.pid, report.config.resp_cpu)
+        harness.pin(proc.pid, report.config.resp_cpu)
         measure_row(report, topo, row, dict.fromkeys(METRICS, proc.pid))
         record_device_stats(report, proc, key)
     finally:
@@ -513,7 +485,7 @@ def check_ustack_transfers(report: Report, topo: Topology, row: RowKey) -> None:
 
 def measure(cfg: Config) -> Report:
     report = Report(cfg)
-    skip = ustack_available()
+    skip = harness.ustack_available()
     if skip:
         report.ustack_skip = skip
     tcpgen.build()
@@ -625,21 +597,19 @@ def goal_lines(report: Report) -> list[str]:
     return out
 
 
+def figure_label(row: RowKey, metric: str) -> str:
+    return f"{row[0]}/{row[1]}/{'on' if row[2] else 'off'}/{metric}"
+
+
 def footnotes(report: Report) -> list[str]:
     cfg = report.config
-    pinning = (
-        f"client (tcpgen) on cpu {cfg.gen_cpu}, server on cpu {cfg.resp_cpu}"
-        if cfg.gen_cpu is not None
-        else "not pinned (fewer than 2 cpus)"
-    )
     lines = [
-        f"min / median / max over {cfg.runs} runs x {cfg.seconds:g} s (+{cfg.warmup:g} s "
-        f"warm-up each); ratios are medians over the kernel veth row with offloads on",
+        harness.timing_note(cfg, "ratios are medians over the kernel veth row with offloads on"),
         "recv: the stack under test receives (tcpgen bulk-send -> discard); send: it sends "
         "(tcpgen bulk-recv <- source/chargen); MB = 10^6 bytes, acknowledged payload",
         f"conn: connect, {CRR_LINE}-byte line out and back, close; {cfg.concurrency} connections "
         "in flight; the client closes first (TIME-WAIT on the client, tcp_tw_reuse=1)",
-        f"pinning: {pinning}",
+        harness.pinning_note(cfg, "client (tcpgen)", "server"),
     ]
     if any(
         c.client_cpu and statistics.median(c.client_cpu) >= GEN_BOUND for c in report.cells.values()
@@ -649,27 +619,18 @@ def footnotes(report: Report) -> list[str]:
         )
     for (row, metric), c in report.cells.items():
         if c.failures:
-            label = f"{row[0]}/{row[1]}/offload-{'on' if row[2] else 'off'}/{metric}"
-            lines.append(f"! {label}: {len(c.failures)} run(s) with failures: {c.failures[0]}")
-    cpu = [
-        f"{row[0]}/{row[1]}/{'on' if row[2] else 'off'}/{metric} "
-        f"{statistics.median(c.client_cpu):.2f}/{statistics.median(c.server_cpu):.2f}"
-        for (row, metric), c in report.cells.items()
-        if c.client_cpu and c.server_cpu
-    ]
-    if cpu:
-        lines.append("cpu share client/server (medians): " + ", ".join(cpu))
-    noisy = {
-        f"{row[0]}/{row[1]}/{'on' if row[2] else 'off'}/{metric}": max(c.foreign)
-        for (row, metric), c in report.cells.items()
-        if c.foreign and max(c.foreign) > BUSY_LIMIT
-    }
-    if noisy:
-        lines.append(
-            "WARNING: other processes used cpu during these runs (worst run, in cores), so "
-            "the figures understate capacity: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in noisy.items())
-        )
+            what = f"{row[0]}/{row[1]}/offload-{'on' if row[2] else 'off'}/{metric}"
+            lines.append(f"! {what}: {len(c.failures)} run(s) with failures: {c.failures[0]}")
+    cells = {figure_label(row, metric): c for (row, metric), c in report.cells.items()}
+    lines += harness.cpu_share_note(
+        "client/server",
+        (
+            (name, statistics.median(c.client_cpu), statistics.median(c.server_cpu))
+            for name, c in cells.items()
+            if c.client_cpu and c.server_cpu
+        ),
+    )
+    lines += harness.busy_warning({name: max(c.foreign) for name, c in cells.items() if c.foreign})
     for check in report.checks:
         row = check["row"]
         what = f"{row[0]}/{row[1]}/offload-{'on' if row[2] else 'off'} {check['direction']}"
@@ -687,13 +648,12 @@ def footnotes(report: Report) -> list[str]:
 
 
 def print_report(report: Report) -> None:
-    body = table(report)
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(HEADERS)]
-    print("TCP: ustack vs the kernel (goodput MB/s, short connections /s; ratios to kernel veth)")
-    print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in body:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    harness.print_table(
+        "TCP: ustack vs the kernel (goodput MB/s, short connections /s; ratios to kernel veth)",
+        HEADERS,
+        table(report),
+        label_columns=3,
+    )
     for line in goal_lines(report):
         print(f"  {line}")
     for line in footnotes(report):
@@ -724,28 +684,15 @@ def to_json(report: Report) -> dict[str, Any]:
                 "failures": c.failures,
             }
         )
-    return {
-        "benchmark": "tcp",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": {
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-        },
-        "config": asdict(report.config),
-        "cells": cells,
-        "checks": report.checks,
-        "counters": report.counters,
-        "goals": goal_lines(report),
-        "notes": footnotes(report),
-    }
-
-
-def write_json(report: Report) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"tcp-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(to_json(report), indent=2) + "\n")
-    return path
+    return harness.result_document(
+        "tcp",
+        report.config,
+        cells=cells,
+        checks=report.checks,
+        counters=report.counters,
+        goals=goal_lines(report),
+        notes=footnotes(report),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -753,11 +700,8 @@ def write_json(report: Report) -> Path:
 
 def parse_args(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(description="TCP goodput and connection rate: ustack vs kernel")
-    p.add_argument("--quick", action="store_true", help="3 runs x 0.5 s (a smoke run)")
-    p.add_argument("--runs", type=int, help="runs per figure (default 5)")
-    p.add_argument("--seconds", type=float, help="seconds per run (default 2)")
+    harness.add_run_options(p, LINKS)
     p.add_argument("--concurrency", type=int, default=32, help="crr connections in flight (32)")
-    p.add_argument("--link", choices=LINKS, action="append", help="only this link (repeatable)")
     p.add_argument(
         "--offload",
         choices=("off", "on"),
@@ -770,45 +714,36 @@ def parse_args(argv: list[str] | None) -> Config:
         help="size of the sha256-checked transfers in MB (default 20, quick 4; 0: none)",
     )
     a = p.parse_args(argv)
-    runs = a.runs or (3 if a.quick else 5)
-    seconds = a.seconds or (0.5 if a.quick else 2.0)
+    t = harness.run_timing(p, a)
     verify_mb = a.verify_mb if a.verify_mb is not None else (4.0 if a.quick else 20.0)
-    if not (1 <= runs <= 50 and 0 < seconds <= 30 and 1 <= a.concurrency <= 4096):
-        p.error("--runs must be 1..50, --seconds in (0, 30], --concurrency 1..4096")
+    if not 1 <= a.concurrency <= 4096:
+        p.error("--concurrency must be 1..4096")
     if not 0 <= verify_mb <= 1000:
         p.error("--verify-mb must be in [0, 1000]")
-    gen_cpu, resp_cpu = pick_cpus()
     offloads = tuple(dict.fromkeys(o == "on" for o in (a.offload or ["off", "on"])))
     return Config(
-        runs=runs,
-        seconds=seconds,
-        warmup=0.2 if a.quick else 0.3,
+        runs=t.runs,
+        seconds=t.seconds,
+        warmup=t.warmup,
         concurrency=a.concurrency,
         links=tuple(a.link or LINKS),
         offloads=offloads,
         verify_bytes=int(verify_mb * 1e6),
-        gen_cpu=gen_cpu,
-        resp_cpu=resp_cpu,
+        gen_cpu=t.gen_cpu,
+        resp_cpu=t.resp_cpu,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench_tcp: skipped (needs root: network namespaces, TAP, AF_PACKET)")
-        return 0
-    if shutil.which("ethtool") is None:
-        print("bench_tcp: needs ethtool (scripts/install-system-deps.sh)", file=sys.stderr)
-        return 1
-    try:
-        report = measure(cfg)
-    except (tcpgen.TcpgenError, TestbedError) as exc:
-        print(f"bench_tcp: {exc}", file=sys.stderr)
-        return 1
-    print_report(report)
-    path = write_json(report)
-    print(f"  raw numbers: {path.relative_to(BENCH.parent)}")
-    return 0
+    return harness.run_benchmark(
+        "bench_tcp",
+        lambda: measure(cfg),
+        print_report,
+        to_json,
+        errors=(tcpgen.TcpgenError,),
+        tools=("ethtool",),
+    )
 
 
 if __name__ == "__main__":

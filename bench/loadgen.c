@@ -16,9 +16,10 @@
  * (cpu: CPU time / wall time; wait: time spent waiting for a CPU / wall time)
  * on stdout.  The server prints  served=N seconds=S  when it stops.
  *
- * Build: cc -O2 -o bench/bin/loadgen bench/loadgen.c   (bench/run.py does it)
+ * Build: cc -O2 -o bench/bin/loadgen bench/loadgen.c   (loadgen.py does it)
  */
 #define _GNU_SOURCE
+#define PROG "loadgen"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,10 +31,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 #define MAGIC 0x75737462u /* "ustb" */
 #define HDR 16            /* magic u32, slot u32, seq u64 */
@@ -56,36 +58,6 @@ struct opts {
     double timeout;  /* seconds until an outstanding request is given up */
     int batch;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds (user + system) this process has used so far. */
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* Seconds this process has waited on a run queue for a CPU (schedstat's
- * second field); -1 when the kernel does not provide it.  A generator that
- * waits a lot ran on a busy machine and its figure is not a capacity. */
-static double wait_s(void) {
-    FILE *f = fopen("/proc/self/schedstat", "r");
-    unsigned long long run = 0, wait = 0;
-    int ok = f && fscanf(f, "%llu %llu", &run, &wait) == 2;
-    if (f) fclose(f);
-    return ok ? (double)wait * 1e-9 : -1.0;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
 
 static void usage(void) {
     fprintf(stderr,
@@ -231,22 +203,9 @@ static void run_client(struct opts o) {
     memset(&c, 0, sizeof c);
     c.o = o;
     c.l4 = o.mode == M_ICMP ? ICMP_HDR : 0;
-    if (o.size < HDR || o.size > MAX_SIZE) {
-        fprintf(stderr, "loadgen: size must be %d..%d\n", HDR, MAX_SIZE);
-        exit(2);
-    }
-    if (o.window < 1 || o.window > MAX_WINDOW) {
-        fprintf(stderr, "loadgen: window must be 1..%d\n", MAX_WINDOW);
-        exit(2);
-    }
-    struct sockaddr_in dst;
-    memset(&dst, 0, sizeof dst);
-    dst.sin_family = AF_INET;
-    dst.sin_port = htons((uint16_t)o.port);
-    if (inet_pton(AF_INET, o.addr, &dst.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: bad address %s\n", o.addr);
-        exit(2);
-    }
+    if (o.size < HDR || o.size > MAX_SIZE) fail("size must be %d..%d", HDR, MAX_SIZE);
+    if (o.window < 1 || o.window > MAX_WINDOW) fail("window must be 1..%d", MAX_WINDOW);
+    struct sockaddr_in dst = make_addr(o.addr, o.port);
     if (o.mode == M_UDP) {
         c.fd = socket(AF_INET, SOCK_DGRAM, 0);
         if (c.fd < 0) die("socket");
@@ -359,13 +318,6 @@ static void run_client(struct opts o) {
 
 /* ------------------------------------------------------------------ server */
 
-static volatile sig_atomic_t stop_server;
-
-static void on_stop(int sig) {
-    (void)sig;
-    stop_server = 1;
-}
-
 static void run_server(struct opts o) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0) die("socket");
@@ -373,22 +325,9 @@ static void run_server(struct opts o) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)o.port);
-    if (inet_pton(AF_INET, o.addr, &a.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: bad address %s\n", o.addr);
-        exit(2);
-    }
+    struct sockaddr_in a = make_addr(o.addr, o.port);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
-    /* SIGTERM/SIGINT end the run with the served= line; no SA_RESTART, so
-     * a blocked poll() returns EINTR and the loop sees the flag. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    catch_signals(); /* SIGTERM/SIGINT end the run with the served= line */
     printf("ready: server %s:%d\n", o.addr, o.port);
     fflush(stdout);
 
@@ -398,7 +337,7 @@ static void run_server(struct opts o) {
     struct sockaddr_in peers[MAX_BATCH];
     long served = 0;
     double t0 = now_s(), end = t0 + o.seconds;
-    while (served < o.count && !stop_server) {
+    while (served < o.count && !stop_flag) {
         double now = now_s();
         if (now >= end) break;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -456,11 +395,8 @@ int main(int argc, char **argv) {
     if (!o.addr) usage();
     /* Hard bounds, so a typo cannot start an unbounded run. */
     if (o.seconds <= 0 || o.seconds > 600 || o.warmup < 0 || o.warmup > 60 || o.count < 1 ||
-        o.timeout <= 0 || o.batch < 1 || o.batch > MAX_BATCH) {
-        fprintf(stderr, "loadgen: -t must be in (0, 600], -u in [0, 60], -n >= 1, -b 1..%d\n",
-                MAX_BATCH);
-        exit(2);
-    }
+        o.timeout <= 0 || o.batch < 1 || o.batch > MAX_BATCH)
+        fail("-t must be in (0, 600], -u in [0, 60], -n >= 1, -b 1..%d", MAX_BATCH);
     fill_pattern();
     if (o.mode == M_SERVER) run_server(o);
     else run_client(o);

@@ -2,16 +2,15 @@
 
 The generator is C on purpose: a Python client would measure itself, not the
 responder.  It is compiled on demand with ``cc -O2`` into bench/bin/ (git
-ignored) and rebuilt when the source is newer than the binary.
+ignored) and rebuilt when the source is newer than the binary (cbuild.py).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from cbuild import compile_c
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "loadgen.c"
@@ -24,26 +23,7 @@ class LoadgenError(RuntimeError):
 
 def build() -> Path:
     """The loadgen binary, compiled first if missing or older than its source."""
-    if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
-        return BINARY
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None or shutil.which(cc) is None:
-        raise LoadgenError(
-            "no C compiler found (need `cc` or $CC to build bench/loadgen.c; "
-            "on Debian/Ubuntu: apt-get install gcc)"
-        )
-    BINARY.parent.mkdir(exist_ok=True)
-    tmp = BINARY.with_suffix(".tmp")
-    proc = subprocess.run(
-        [cc, "-O2", "-Wall", "-o", str(tmp), str(SOURCE)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        raise LoadgenError(f"building {SOURCE.name} failed:\n{proc.stderr.strip()}")
-    tmp.replace(BINARY)
-    return BINARY
+    return compile_c(SOURCE, BINARY, error=LoadgenError)
 
 
 @dataclass(frozen=True, slots=True)

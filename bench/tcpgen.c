@@ -38,6 +38,7 @@
  * Build: cc -O2 -o bench/bin/tcpgen bench/tcpgen.c -ldl   (tcpgen.py does it)
  */
 #define _GNU_SOURCE
+#define PROG "tcpgen"
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -58,6 +59,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 #define PERIOD 1048573u      /* pattern period: prime, just under 1 MiB */
 #define IO_MAX (256 * 1024)  /* largest single read or write */
@@ -90,34 +93,6 @@ struct opts {
     int sockbuf;     /* SO_SNDBUF/SO_RCVBUF, 0: kernel autotuning */
     int verbose;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_s(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* Run-queue wait so far (schedstat field 2), -1 when unknown: a client that
- * waited for a CPU ran on a busy machine and its figure is not a capacity. */
-static double wait_s(void) {
-    FILE *f = fopen("/proc/self/schedstat", "r");
-    unsigned long long run = 0, wait = 0;
-    int ok = f && fscanf(f, "%llu %llu", &run, &wait) == 2;
-    if (f) fclose(f);
-    return ok ? (double)wait * 1e-9 : -1.0;
-}
-
-static void die(const char *what) {
-    fprintf(stderr, "tcpgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
 
 static void usage(void) {
     fprintf(stderr,
@@ -372,18 +347,6 @@ static size_t source_chunk(const struct source *src, uint64_t off, size_t max,
 
 /* ------------------------------------------------------------ socket help */
 
-static struct sockaddr_in make_addr(const char *addr, int port) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
-        fprintf(stderr, "tcpgen: bad address %s\n", addr);
-        exit(2);
-    }
-    return a;
-}
-
 static void set_bufs(int fd, int size) {
     if (size <= 0) return;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
@@ -424,24 +387,6 @@ static int connect_timeout(const struct opts *o, double timeout) {
         }
         return fd;
     }
-}
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_stop(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
-
-/* SIGTERM/SIGINT end a run early but still print its result line; no
- * SA_RESTART, so a blocked poll() returns EINTR and the loop sees the flag. */
-static void catch_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }
 
 /* ------------------------------------------------------------------- bulk */
@@ -749,14 +694,8 @@ static void run_crr(const struct opts *o) {
     if (!c) die("calloc");
     c->o = *o;
     c->dst = make_addr(o->addr, o->port);
-    if (o->size < 22 || o->size > LINE_MAX_) {
-        fprintf(stderr, "tcpgen: crr line size must be 22..%d\n", LINE_MAX_);
-        exit(2);
-    }
-    if (o->conc < 1 || o->conc > 4096) {
-        fprintf(stderr, "tcpgen: -c must be 1..4096\n");
-        exit(2);
-    }
+    if (o->size < 22 || o->size > LINE_MAX_) fail("crr line size must be 22..%d", LINE_MAX_);
+    if (o->conc < 1 || o->conc > 4096) fail("-c must be 1..4096");
     c->slots = calloc((size_t)o->conc, sizeof *c->slots);
     c->hist = calloc(HIST_N + 1, sizeof *c->hist);
     if (!c->slots || !c->hist) die("calloc");
@@ -1157,11 +1096,9 @@ int main(int argc, char **argv) {
     /* Hard bounds, so a typo cannot start an unbounded run. */
     if (o.seconds <= 0 || o.seconds > 3600 || o.warmup < 0 || o.warmup > 60 || o.count < 1 ||
         o.timeout <= 0 || o.timeout > 600 || o.io < 1 || o.io > IO_MAX || o.port < 1 ||
-        o.port > 65535 || o.nbytes < 0) {
-        fprintf(stderr, "tcpgen: -t must be in (0, 3600], -u in [0, 60], -n >= 1, "
-                        "-T in (0, 600000] ms, -b 1..%d, -p 1..65535\n", IO_MAX);
-        exit(2);
-    }
+        o.port > 65535 || o.nbytes < 0)
+        fail("-t must be in (0, 3600], -u in [0, 60], -n >= 1, -T in (0, 600000] ms, "
+             "-b 1..%d, -p 1..65535", IO_MAX);
     /* Many connections in flight (and in TIME-WAIT) need many descriptors. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

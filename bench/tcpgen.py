@@ -3,7 +3,7 @@
 The tool is C for the same reason as loadgen.c: a Python client would
 measure itself, not the stack on the other end.  It is compiled on demand
 with ``cc -O2`` into bench/bin/ (git ignored) and rebuilt when the source is
-newer than the binary.
+newer than the binary (cbuild.py).
 
 This module builds argument vectors (``CrrSpec``, ``BulkSpec``,
 ``ServerSpec``), parses the result lines, runs a server and waits for its
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -26,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cbuild import compile_c
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "tcpgen.c"
@@ -42,38 +42,11 @@ class TcpgenError(RuntimeError):
     that printed no (or a malformed) result line."""
 
 
-def compile_c(source: Path, binary: Path, libs: Sequence[str] = ()) -> Path:
-    """``binary`` built from ``source`` with ``cc -O2`` if missing or stale."""
-    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
-        return binary
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None or shutil.which(cc) is None:
-        raise TcpgenError(
-            f"no C compiler found (need `cc` or $CC to build bench/{source.name}; "
-            "on Debian/Ubuntu: apt-get install gcc)"
-        )
-    binary.parent.mkdir(exist_ok=True)
-    # A per-process temporary name: two test processes building at once must
-    # not write the same file; the rename is atomic.
-    tmp = binary.with_suffix(f".tmp{os.getpid()}")
-    proc = subprocess.run(
-        [cc, "-O2", "-Wall", "-o", str(tmp), str(source), *libs],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise TcpgenError(f"building {source.name} failed:\n{proc.stderr.strip()}")
-    tmp.replace(binary)
-    return binary
-
-
 def build() -> Path:
     """The tcpgen binary, compiled first if missing or older than its source."""
     # -ldl: libcrypto is loaded at run time (glibc >= 2.34 has dlopen in libc,
     # older ones need the flag; it is harmless on the new ones).
-    return compile_c(SOURCE, BINARY, ["-ldl"])
+    return compile_c(SOURCE, BINARY, ["-ldl"], error=TcpgenError)
 
 
 # --------------------------------------------------------------------------

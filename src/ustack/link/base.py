@@ -5,13 +5,18 @@ received frames per call and hands over every frame it produced in one loop
 iteration at once, so a link can use one system call (or one ring kick) for
 many frames.  Devices never read the clock: the Stack passes ``now`` (seconds,
 monotonic) so wrappers that delay frames stay deterministic in tests.
+
+``Device`` is the protocol the Stack calls; ``DeviceBase`` holds what the
+devices that own a link share (tap, packet, pipe).  Wrappers derive from
+``wrapper.DeviceWrapper`` instead.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 Frame = bytes | bytearray | memoryview
 
@@ -78,3 +83,60 @@ class Device(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class DeviceBase(ABC):
+    """What the devices that own a link (tap, packet, pipe) have in common.
+
+    Capabilities and MAC are fixed when the device opens (``_caps``, and
+    ``_hwaddr`` for a device whose interface MAC is ours to use).  A device
+    holds no frames back, so it has no deadline.  Counters are plain int
+    attributes that the hot paths bump in place; the ones every device keeps
+    start at 0 here as class attributes (a device declares its own the same
+    way), so opening a device sets none of them, and ``stats()`` reports the
+    names in ``COUNTERS``, in that order.
+    """
+
+    name: str
+    _caps: Capabilities
+    _hwaddr: bytes | None = None
+
+    #: The counters ``stats()`` reports, in order.
+    COUNTERS: ClassVar[tuple[str, ...]] = ()
+    rx_frames = 0
+    rx_bytes = 0
+    tx_frames = 0
+    tx_bytes = 0
+    tx_queue_full = 0  # dropped: the kernel (or the peer's queue) had no room
+
+    @property
+    def caps(self) -> Capabilities:
+        return self._caps
+
+    @property
+    def hwaddr(self) -> bytes | None:
+        return self._hwaddr
+
+    @abstractmethod
+    def fileno(self) -> int: ...
+
+    @abstractmethod
+    def recv_batch(self, max_frames: int, now: float) -> list[bytes]: ...
+
+    @abstractmethod
+    def send_batch(self, frames: Sequence[Frame], now: float) -> int: ...
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def stats(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.COUNTERS}
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import cast
 
-from ustack.link.base import Capabilities, Device, Frame
+from ustack.link.base import Device, Frame
 from ustack.link.errors import LinkError
+from ustack.link.wrapper import DeviceWrapper
 
 ETH_HLEN = 14
 
@@ -282,44 +283,27 @@ class _Lane:
         }
 
 
-class FaultInjector:
+class FaultInjector(DeviceWrapper):
     """Wrap ``inner`` and inject ``spec`` (a FaultSpec or its text form)."""
+
+    kind = "fault"
 
     def __init__(self, inner: Device, spec: FaultSpec | str) -> None:
         if isinstance(spec, str):
             spec = FaultSpec.parse(spec)
-        self.inner = inner
-        self.spec = spec
-        self.name = inner.name
         on = spec.active
-        self._rx = (
-            _Lane(spec, random.Random(f"{spec.seed}:rx"))
-            if on and spec.direction in ("rx", "both")
-            else None
-        )
-        self._tx = (
-            _Lane(spec, random.Random(f"{spec.seed}:tx"))
-            if on and spec.direction in ("tx", "both")
-            else None
-        )
-        self._ready: deque[Frame] = deque()
-        self._ready_at = 0.0
+        rx_faults = on and spec.direction in ("rx", "both")
+        tx_faults = on and spec.direction in ("tx", "both")
         caps = inner.caps
-        if self._tx is not None:
+        if tx_faults:
             # Offloaded super-frames would bypass the faults; plain frames only.
             caps = replace(caps, csum_tx=False, tso=False)
-        self._caps = caps
-
-    @property
-    def caps(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        return self.inner.hwaddr
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
+        super().__init__(inner, caps)
+        self.spec = spec
+        self._rx = _Lane(spec, random.Random(f"{spec.seed}:rx")) if rx_faults else None
+        self._tx = _Lane(spec, random.Random(f"{spec.seed}:tx")) if tx_faults else None
+        self._ready: deque[Frame] = deque()
+        self._ready_at = 0.0
 
     def recv_batch(self, max_frames: int, now: float) -> list[bytes]:
         if self._tx is not None:
@@ -367,38 +351,24 @@ class FaultInjector:
         """Pass offloaded sends through, unless send-side faults are on."""
         if self._tx is not None:
             raise LinkError(f"fault {self.name}: send_gso bypasses send-side faults")
-        send_gso = getattr(self.inner, "send_gso", None)
-        if send_gso is None:
-            raise LinkError(f"fault {self.name}: inner device has no send_gso")
-        n: int = send_gso(items, now)
-        return n
+        return super().send_gso(items, now)
 
     def next_deadline(self) -> float | None:
         if self._ready:
             return self._ready_at  # frames are waiting: due since then
-        times = [
-            t
-            for t in (
-                self.inner.next_deadline(),
-                self._rx.deadline() if self._rx else None,
-                self._tx.deadline() if self._tx else None,
-            )
-            if t is not None
-        ]
-        return min(times) if times else None
+        return super().next_deadline()
 
-    def stats(self) -> dict[str, int]:
-        s = self.inner.stats()
+    def _own_deadline(self) -> float | None:
+        rx = self._rx.deadline() if self._rx else None
+        tx = self._tx.deadline() if self._tx else None
+        if rx is None or (tx is not None and tx < rx):
+            return tx
+        return rx
+
+    def _own_stats(self) -> dict[str, int]:
+        s: dict[str, int] = {}
         if self._rx is not None:
             s.update(self._rx.counters("fault_rx"))
         if self._tx is not None:
             s.update(self._tx.counters("fault_tx"))
         return s
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attr: str) -> object:
-        if attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)

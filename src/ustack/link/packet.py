@@ -43,7 +43,7 @@ import struct
 from collections.abc import Sequence
 
 from ustack.link import vnet
-from ustack.link.base import Capabilities, Frame
+from ustack.link.base import Capabilities, DeviceBase, Frame
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import interface_index, interface_mac, interface_mtu
 from ustack.link.rings import (
@@ -88,8 +88,15 @@ _RX_MODES = ("v3", "v2", "none")
 _VNET_FRAME_SIZE = 65536 + 256
 
 
-class PacketDevice:
+class PacketDevice(DeviceBase):
     """AF_PACKET device on ``ifname``; see the module doc for the modes."""
+
+    # Counters of the device itself; ``stats()`` adds the rings' own.
+    rx_kernel_drops = 0  # PACKET_STATISTICS: the kernel found the ring full
+    rx_ring_freezes = 0  # PACKET_STATISTICS: TPACKET_V3 queue freezes
+    tx_kick_errors = 0  # a TX ring kick failed; the frames wait for the next
+    tx_link_down = 0  # ENETDOWN, ENXIO
+    tx_invalid = 0  # the kernel refused the frame itself (EINVAL, EMSGSIZE)
 
     def __init__(
         self,
@@ -128,7 +135,7 @@ class PacketDevice:
         if frame_size > block_size or block_count < 1 or tx_frames < 0:
             raise LinkError(f"{what}: frame_size must fit a block; counts must be positive")
         self._ifindex = interface_index(ifname, "packet")
-        self._mac = interface_mac(ifname)
+        self._hwaddr = interface_mac(ifname)
         mtu = interface_mtu(ifname)
         self._closed = True
         self._mm: mmap.mmap | None = None
@@ -235,27 +242,9 @@ class PacketDevice:
             rx_csum_valid=False,
         )
         self._zero_hdr = vnet.zero_header(self._hlen)
-        self.rx_frames = 0
-        self.rx_bytes = 0
-        self.rx_kernel_drops = 0
-        self.rx_ring_freezes = 0
         self._none_rx = RxStats()
-        self.tx_frames = 0
-        self.tx_bytes = 0
-        self.tx_queue_full = 0
-        self.tx_kick_errors = 0
-        self.tx_link_down = 0
-        self.tx_invalid = 0
 
     # -- Device protocol -------------------------------------------------
-
-    @property
-    def caps(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        return self._mac
 
     def fileno(self) -> int:
         if self._closed:
@@ -362,9 +351,6 @@ class PacketDevice:
             else:
                 self.tx_kick_errors += 1
 
-    def next_deadline(self) -> float | None:
-        return None
-
     def _kernel_stats(self) -> None:
         # Reading PACKET_STATISTICS resets the kernel's counters: accumulate.
         try:
@@ -415,12 +401,6 @@ class PacketDevice:
         if not self._closed:
             self._closed = True
             self._release()
-
-    def __enter__(self) -> PacketDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PacketDevice({self.name!r}, rx_ring={self.mode!r})"

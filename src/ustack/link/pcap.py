@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from ustack.link.base import Capabilities, Device, Frame
-from ustack.link.errors import LinkError
+from ustack.link.base import Device, Frame
+from ustack.link.wrapper import DeviceWrapper
 
 LINKTYPE_ETHERNET = 1
 PCAP_MAGIC = 0xA1B2C3D4
@@ -129,14 +129,18 @@ class PcapWriter:
         self.close()
 
 
-class PcapTee:
+class PcapTee(DeviceWrapper):
     """A device that passes everything through ``inner`` and records it.
 
     Every frame returned by ``recv_batch`` and every frame handed to
     ``send_batch`` (whether or not ``inner`` took it: the capture shows
     what the stack sent) is written with a timestamp from ``clock`` (read
     once per batch).  ``close()`` flushes the file and closes ``inner``.
+    Capabilities are the inner device's: a tee records offloaded frames as
+    they are handed over.
     """
+
+    kind = "pcap tee"
 
     def __init__(
         self,
@@ -148,8 +152,7 @@ class PcapTee:
         flush_frames: int = 1024,
         flush_interval: float = 1.0,
     ) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._clock = clock
         self.writer = PcapWriter(
             path,
@@ -158,17 +161,6 @@ class PcapTee:
             flush_interval=flush_interval,
             clock=clock,
         )
-
-    @property
-    def caps(self) -> Capabilities:
-        return self.inner.caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        return self.inner.hwaddr
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
 
     def recv_batch(self, max_frames: int, now: float) -> list[bytes]:
         frames = self.inner.recv_batch(max_frames, now)
@@ -185,31 +177,16 @@ class PcapTee:
 
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
         """Record the super-frames as handed over, then send them on."""
-        send_gso = getattr(self.inner, "send_gso", None)
-        if send_gso is None:
-            raise LinkError(f"pcap tee {self.name}: inner device has no send_gso")
+        send_gso = self._inner_send_gso()  # refuse before recording anything
         if items:
             self.writer.write_batch([f for _, f in items], self._clock())
-        n: int = send_gso(items, now)
-        return n
+        return send_gso(items, now)
 
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def stats(self) -> dict[str, int]:
-        s = self.inner.stats()
-        s["pcap_frames"] = self.writer.frames
-        s["pcap_truncated"] = self.writer.truncated
-        return s
+    def _own_stats(self) -> dict[str, int]:
+        return {"pcap_frames": self.writer.frames, "pcap_truncated": self.writer.truncated}
 
     def close(self) -> None:
         try:
             self.writer.close()
         finally:
-            self.inner.close()
-
-    def __getattr__(self, attr: str) -> object:
-        # Device-specific extras (kernel_mac, pending, ...) pass through.
-        if attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
+            super().close()

@@ -18,7 +18,7 @@ import os
 from collections import deque
 from collections.abc import Sequence
 
-from ustack.link.base import Capabilities, Frame
+from ustack.link.base import Capabilities, DeviceBase, Frame
 from ustack.link.errors import LinkError
 
 ETH_HLEN = 14
@@ -50,8 +50,26 @@ class _Waker:
         os.close(self._fd)
 
 
-class PipeDevice:
-    """One end of an in-memory link; create pairs with ``pipe_pair``."""
+class PipeDevice(DeviceBase):
+    """One end of an in-memory link; create pairs with ``pipe_pair``.
+
+    A pipe has no MAC of its own (``hwaddr`` is None): the stack on each end
+    brings one.
+    """
+
+    COUNTERS = (
+        "rx_frames",
+        "rx_bytes",
+        "tx_frames",
+        "tx_bytes",
+        "tx_queue_full",
+        "tx_oversize",
+        "tx_runt",
+        "tx_peer_closed",
+    )
+    tx_oversize = 0  # longer than mtu + 14
+    tx_runt = 0  # shorter than an Ethernet header
+    tx_peer_closed = 0  # sent while no open peer was there to take them
 
     def __init__(self, name: str, mtu: int, queue_len: int) -> None:
         if mtu < 68 or queue_len < 1:
@@ -64,23 +82,6 @@ class PipeDevice:
         self._waker = _Waker()
         self._peer: PipeDevice | None = None
         self._closed = False
-        self.rx_frames = 0
-        self.rx_bytes = 0
-        self.tx_frames = 0
-        self.tx_bytes = 0
-        self.tx_queue_full = 0
-        self.tx_oversize = 0
-        self.tx_runt = 0
-        self.tx_peer_closed = 0
-
-    @property
-    def caps(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        # A pipe has no MAC of its own; the stack on each end brings one.
-        return None
 
     def fileno(self) -> int:
         if self._closed:
@@ -141,36 +142,15 @@ class PipeDevice:
             peer._waker.arm()
         return taken
 
-    def next_deadline(self) -> float | None:
-        return None
-
     def queued(self) -> int:
         """Frames waiting in this end's receive queue."""
         return len(self._rxq)
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "rx_frames": self.rx_frames,
-            "rx_bytes": self.rx_bytes,
-            "tx_frames": self.tx_frames,
-            "tx_bytes": self.tx_bytes,
-            "tx_queue_full": self.tx_queue_full,
-            "tx_oversize": self.tx_oversize,
-            "tx_runt": self.tx_runt,
-            "tx_peer_closed": self.tx_peer_closed,
-        }
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._rxq.clear()
             self._waker.close()
-
-    def __enter__(self) -> PipeDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PipeDevice({self.name!r}, queued={len(self._rxq)})"

@@ -37,8 +37,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ustack.link.base import Capabilities, Device, Frame
+from ustack.link.base import Device, Frame
 from ustack.link.errors import LinkError
+from ustack.link.wrapper import DeviceWrapper
 
 ETHERNET_OVERHEAD = 24  # preamble 7 + SFD 1 + FCS 4 + inter-frame gap 12 (IEEE 802.3)
 
@@ -137,17 +138,17 @@ class ShaperSpec:
                 f"overhead={self.overhead}")
 
 
-class Shaper:
+class Shaper(DeviceWrapper):
     """Wrap ``inner`` so that what is sent crosses the bottleneck ``spec``."""
+
+    kind = "shaper"
 
     def __init__(self, inner: Device, spec: ShaperSpec | str) -> None:
         if isinstance(spec, str):
             spec = ShaperSpec.parse(spec)
-        self.inner = inner
-        self.spec = spec
-        self.name = inner.name
         # Offloaded super-frames would cross as one frame; plain frames only.
-        self._caps = replace(inner.caps, tso=False)
+        super().__init__(inner, replace(inner.caps, tso=False))
+        self.spec = spec
         self._rate = spec.rate
         self._delay = spec.delay
         self._queue = spec.queue
@@ -159,17 +160,6 @@ class Shaper:
         self.dropped = 0
         self.dropped_bytes = 0
         self.queue_peak = 0
-
-    @property
-    def caps(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        return self.inner.hwaddr
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
 
     def backlog(self, now: float) -> int:
         """Bytes (with overhead) accepted but not yet serialised at ``now``."""
@@ -220,27 +210,15 @@ class Shaper:
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
         raise LinkError(f"shaper {self.name}: send_gso would bypass the bottleneck")
 
-    def next_deadline(self) -> float | None:
-        t = self._wire[0][0] if self._wire else None
-        inner = self.inner.next_deadline()
-        if inner is not None and (t is None or inner < t):
-            t = inner
-        return t
+    def _own_deadline(self) -> float | None:
+        return self._wire[0][0] if self._wire else None
 
-    def stats(self) -> dict[str, int]:
-        s = self.inner.stats()
-        s["shaper_passed"] = self.passed
-        s["shaper_passed_bytes"] = self.passed_bytes
-        s["shaper_dropped"] = self.dropped
-        s["shaper_dropped_bytes"] = self.dropped_bytes
-        s["shaper_queue_peak_bytes"] = self.queue_peak
-        s["shaper_waiting"] = len(self._wire)
-        return s
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, attr: str) -> object:
-        if attr == "inner":
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
+    def _own_stats(self) -> dict[str, int]:
+        return {
+            "shaper_passed": self.passed,
+            "shaper_passed_bytes": self.passed_bytes,
+            "shaper_dropped": self.dropped,
+            "shaper_dropped_bytes": self.dropped_bytes,
+            "shaper_queue_peak_bytes": self.queue_peak,
+            "shaper_waiting": len(self._wire),
+        }

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Sequence
 
 from ustack.link import vnet
-from ustack.link.base import Capabilities, Frame
+from ustack.link.base import Capabilities, DeviceBase, Frame
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import (
     check_ifname,
@@ -68,13 +68,33 @@ _READ_SIZE = 65536 + ETH_HLEN + vnet.HDR_MRG_LEN
 _GSO_MAX_FRAME = ETH_HLEN + 65535
 
 
-class TapDevice:
+class TapDevice(DeviceBase):
     """A TAP interface ``name`` (created unless ``create=False``).
 
     ``mtu`` is applied to the interface when it differs.  ``multi_queue``
     opens one queue of an IFF_MULTI_QUEUE device, so N processes can each
     open the same name and the kernel spreads flows over them by hash.
+    ``hwaddr`` is None: the interface's MAC belongs to the kernel side (see
+    the module doc and ``kernel_mac``).
     """
+
+    COUNTERS = (
+        "rx_frames",
+        "rx_bytes",
+        "rx_csum_completed",
+        "rx_csum_trusted",
+        "rx_bad_vnet_hdr",
+        "tx_frames",
+        "tx_bytes",
+        "tx_queue_full",
+        "tx_link_down",
+        "tx_invalid",
+    )
+    rx_csum_completed = 0
+    rx_csum_trusted = 0  # frames the kernel vouches for (vnet.CsumOkFrame)
+    rx_bad_vnet_hdr = 0  # shorter than the virtio-net header
+    tx_link_down = 0  # the interface was down (EIO)
+    tx_invalid = 0  # the kernel refused the frame itself (EINVAL, EMSGSIZE, EFAULT)
 
     def __init__(
         self,
@@ -146,27 +166,8 @@ class TapDevice:
             rx_csum_valid=False,
         )
         self.offload_flags = offload_flags
-        self.rx_frames = 0
-        self.rx_bytes = 0
-        self.rx_csum_completed = 0
-        self.rx_csum_trusted = 0  # frames the kernel vouches for (vnet.CsumOkFrame)
-        self.rx_bad_vnet_hdr = 0
-        self.tx_frames = 0
-        self.tx_bytes = 0
-        self.tx_queue_full = 0
-        self.tx_link_down = 0
-        self.tx_invalid = 0
 
     # -- Device protocol -------------------------------------------------
-
-    @property
-    def caps(self) -> Capabilities:
-        return self._caps
-
-    @property
-    def hwaddr(self) -> bytes | None:
-        # The interface's MAC belongs to the kernel side; see module doc.
-        return None
 
     def kernel_mac(self) -> bytes:
         """The MAC of the kernel's side of the TAP."""
@@ -281,34 +282,11 @@ class TapDevice:
             raise LinkError(f"tap {self.name}: closed") from exc
         raise LinkError(f"tap {self.name}: write: {reason(exc)}", code) from exc
 
-    def next_deadline(self) -> float | None:
-        return None
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "rx_frames": self.rx_frames,
-            "rx_bytes": self.rx_bytes,
-            "rx_csum_completed": self.rx_csum_completed,
-            "rx_csum_trusted": self.rx_csum_trusted,
-            "rx_bad_vnet_hdr": self.rx_bad_vnet_hdr,
-            "tx_frames": self.tx_frames,
-            "tx_bytes": self.tx_bytes,
-            "tx_queue_full": self.tx_queue_full,
-            "tx_link_down": self.tx_link_down,
-            "tx_invalid": self.tx_invalid,
-        }
-
     def close(self) -> None:
         """Release the fd; a non-persistent TAP disappears with it."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
-
-    def __enter__(self) -> TapDevice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"TapDevice({self.name!r}, vnet_hdr={self._vnet})"
