@@ -81,6 +81,11 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="give up when nothing moves for this many seconds")
         _link_options(t)
 
+    # `ustack conform ARGS...` goes straight to the conformance runner (main
+    # below); this entry only lists it in `ustack --help`.
+    sub.add_parser("conform", add_help=False,
+                   help="run packetdrill scripts against ustack (see ustack conform --help)")
+
     st = sub.add_parser("stats", help="print the counters of a running stack")
     st.add_argument("--name", help="which stack (default: the only one running)")
     st.add_argument("--json", action="store_true", help="print the whole report as JSON")
@@ -246,6 +251,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["conform"]:
+        from ustack.conformance.runner import main as conform_main
+
+        return conform_main(args_list[1:])
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

@@ -1,8 +1,11 @@
 """Conformance testing: packetdrill scripts run against ustack (issue 4).
 
-``script`` holds the data model, ``parser`` turns script text into it.  The
-runner that plays the remote peer against a Stack comes later and consumes
-``Script`` objects; choose the ``#ifdef`` branch with ``Script.select``.
+``script`` holds the data model and ``parser`` turns script text into it;
+``execution`` plays one script's remote peer against a fresh Stack over the
+in-memory link with a controlled clock (``syscalls`` maps the system calls
+onto the native API, ``packets`` builds and reads the frames), and
+``runner`` runs many scripts against the expected-failure list
+``xfail.txt``: the ``ustack conform`` command.
 """
 
 from ustack.conformance.parser import iter_scripts, parse_all, parse_path, parse_text

@@ -191,7 +191,7 @@ class TcpConnection:
         # Output state.
         self._pending_rtx: list[OutSegment] = []  # retransmissions and probes
         self._ack_now = False
-        self._acks_pending = 0  # full segments received since our last ACK
+        self._acks_pending = 0  # bytes received since our last ACK
         self._last_ack_sent = 0  # RFC 7323 Last.ACK.sent
         self._send_syn = False
         self._rst: OutSegment | None = None
@@ -775,8 +775,10 @@ class TcpConnection:
                 return
             # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second
             # full-sized segment, otherwise within the delayed-ACK time.
-            self._acks_pending += 1 if len(payload) >= self.mss else 0
-            if self._acks_pending >= 2:
+            # Counted in bytes (as Linux does: more than one MSS waiting),
+            # so a coalesced super-frame is ACKed at once.
+            self._acks_pending += len(payload)
+            if self._acks_pending > self.mss:
                 self._ack_now = True
             elif self._t_delack is None:
                 self._t_delack = now + self.cfg.delack
@@ -924,7 +926,14 @@ class TcpConnection:
                 self._rtt_seq, self._rtt_time = self.iss, now
             out.append(self._segment(self.iss, flags, b"", now))
             return out
-        if state is State.SYN_SENT or state is State.SYN_RECEIVED:
+        if state is State.SYN_SENT:
+            return out  # nothing received yet that an ACK could acknowledge
+        if state is State.SYN_RECEIVED:
+            # A challenge ACK (RFC 5961 3.2, 4.2) or the ACK answering an
+            # unacceptable segment (RFC 9293 3.10.7.4 first check).
+            if self._challenge or self._ack_now:
+                self._challenge = False
+                out.append(self._segment(self.snd_nxt, ACK, b"", now))
             return out
         if self._pending_rtx:
             out.extend(self._pending_rtx)
