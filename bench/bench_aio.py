@@ -1,0 +1,285 @@
+"""asyncio echo throughput: ustack.aio against asyncio on the kernel's stack.
+
+The same asyncio server program (an ``asyncio.Protocol`` echo: every
+``data_received`` goes straight back with ``transport.write``; or with
+``--api streams`` a StreamReader/StreamWriter loop) runs
+
+  kernel veth      on a kernel socket, the client's kernel at the other end
+                   of a veth pair (two namespaces; offloads off as in the
+                   other rows) -- the reference every ratio is to;
+  ustack packet    on ``ustack.aio`` over AF_PACKET on a veth;
+  ustack tap       on ``ustack.aio`` over a TAP.
+
+The client is one Python process in the peer namespace with C kernel TCP
+connections, each sending a 1 KB message and waiting for its echo before
+sending the next (so every message is one ``data_received`` and one write
+on the server).  Client and server are pinned to different cores.  Each
+figure is messages per second, min / median / max over the runs; the
+server's CPU share is printed so a client-bound figure is visible.
+
+    python3 bench/bench_aio.py [--quick] [--runs N] [--seconds S] [--conns C]
+                               [--size B] [--api protocol|streams]
+
+Needs root (namespaces).  Everything it creates is deleted on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SERVER_PORT = 7
+
+
+# --------------------------------------------------------------------------
+# The server (run as a subprocess: --serve kernel|ustack)
+# --------------------------------------------------------------------------
+
+
+class EchoProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.write = transport.write  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.write(data)
+
+
+async def echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def serve(a: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    ip = a.ip.partition("/")[0]
+    if a.serve == "kernel":
+        if a.api == "streams":
+            server = await asyncio.start_server(echo_stream, ip, SERVER_PORT)
+        else:
+            server = await loop.create_server(EchoProtocol, ip, SERVER_PORT)
+        print("ready", flush=True)
+        await stop.wait()
+        server.close()
+        return
+    from ustack import aio
+
+    async with aio.running(a.link, a.ip, host_ip=a.host_ip) as st:
+        # asyncio sets TCP_NODELAY on its TCP transports; the same here.
+        st.stack.tcp.config.nodelay = True
+        if a.api == "streams":
+            userver = await aio.start_server(echo_stream, ip, SERVER_PORT, stack=st)
+        else:
+            userver = await aio.create_server(EchoProtocol, ip, SERVER_PORT, stack=st)
+        print("ready", flush=True)
+        await stop.wait()
+        userver.close()
+
+
+# --------------------------------------------------------------------------
+# The client (run as a subprocess: --client IP)
+# --------------------------------------------------------------------------
+
+
+def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> None:
+    """Ping-pong ``size``-byte messages on ``conns`` connections; print msgs/s."""
+    msg = b"m" * size
+    sel = selectors.DefaultSelector()
+    left: dict[int, int] = {}
+    socks = []
+    for _ in range(conns):
+        s = socket.create_connection((ip, SERVER_PORT), timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        socks.append(s)
+        sel.register(s, selectors.EVENT_READ)
+        left[s.fileno()] = size
+        s.send(msg)
+    count = 0
+    t0 = time.monotonic()
+    start = t0 + warmup
+    end = start + seconds
+    counting = False
+    cpu0 = 0.0
+    now = t0
+    while now < end:
+        for key, _ in sel.select(1.0):
+            s = key.fileobj  # type: ignore[assignment]
+            data = s.recv(65536)
+            if not data:
+                raise SystemExit("server closed a connection")
+            fd = key.fd
+            rest = left[fd] - len(data)
+            if rest <= 0:
+                count += 1
+                s.send(msg)  # 1 KB into an empty send buffer: never partial
+                rest += size
+            left[fd] = rest
+        now = time.monotonic()
+        if not counting and now >= start:
+            counting = True
+            count = 0
+            start = now
+            cpu0 = time.process_time()
+    wall = now - start
+    cpu = (time.process_time() - cpu0) / wall
+    for s in socks:
+        s.close()
+    print(f"msgs={count} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    rates: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+
+
+def self_cmd(cpu: int | None, *args: str) -> list[str]:
+    from harness import taskset
+
+    return [*taskset(cpu), sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def measure_row(row: Row, server_ns: object, client_ns: object, server_args: list[str],
+                ip: str, a: argparse.Namespace, cpus: tuple[int | None, int | None]) -> None:
+    from harness import cpu_seconds
+
+    from ustack.testbed import Netns
+
+    assert isinstance(server_ns, Netns) and isinstance(client_ns, Netns)
+    proc = server_ns.popen(self_cmd(cpus[1], "--serve", *server_args, "--api", a.api),
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            raise SystemExit(f"{row.name}: server did not start (exit {proc.poll()})")
+        for _ in range(a.runs):
+            c0 = cpu_seconds(proc.pid)
+            t0 = time.monotonic()
+            out = client_ns.run(self_cmd(cpus[0], "--client", ip, "--conns", str(a.conns),
+                                         "--size", str(a.size), "--seconds", str(a.seconds),
+                                         "--warmup", str(a.warmup)),
+                                timeout=a.seconds + a.warmup + 30).stdout
+            wall = time.monotonic() - t0
+            share = (cpu_seconds(proc.pid) - c0) / wall
+            fields = dict(kv.split("=") for kv in out.split()[-3:])
+            row.rates.append(int(fields["msgs"]) / float(fields["seconds"]))
+            row.client_cpu.append(float(fields["cpu"]))
+            row.server_cpu.append(share)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_all(a: argparse.Namespace) -> list[Row]:
+    from harness import pick_cpus
+
+    from ustack.testbed import Testbed
+
+    cpus = pick_cpus()
+    rows = [Row("kernel veth"), Row("ustack.aio packet"), Row("ustack.aio tap")]
+    with Testbed() as tb:
+        # kernel <-> kernel over a veth pair.
+        kc, ks = tb.netns("kclient"), tb.netns("kserver")
+        tb.veth(kc, ks, "198.18.10.1/24", "198.18.10.2/24")
+        # kernel client <-> ustack on AF_PACKET over a veth pair.
+        pc, ph = tb.netns("pclient"), tb.netns("phost")
+        _, host_if = tb.veth(pc, ph, "198.18.11.1/24")
+        # kernel client <-> ustack on a TAP (the stack creates it).
+        tns = tb.netns("tap")
+        tap = tb.ifname("t", tns)
+        plans = [
+            (rows[0], ks, kc, ["kernel", "--ip", "198.18.10.2/24"], "198.18.10.2"),
+            (rows[1], ph, pc, ["ustack", "--link", f"packet:{host_if}", "--ip",
+                               "198.18.11.2/24"], "198.18.11.2"),
+            (rows[2], tns, tns, ["ustack", "--link", f"tap:{tap}", "--ip", "198.18.12.2/24",
+                                 "--host-ip", "198.18.12.1/24"], "198.18.12.2"),
+        ]
+        for row, sns, cns, sargs, ip in plans:
+            measure_row(row, sns, cns, sargs, ip, a, cpus)
+    return rows
+
+
+def fmt(xs: list[float]) -> str:
+    return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
+
+
+def report(rows: list[Row], a: argparse.Namespace) -> None:
+    ref = statistics.median(rows[0].rates)
+    print(f"asyncio echo, {a.size} B messages, {a.conns} connections ping-pong, "
+          f"API {a.api}, {a.runs} x {a.seconds:g} s")
+    print(f"{'server':<20} {'min':>9} {'median':>9} {'max':>9}  msgs/s   ratio  "
+          f"server-cpu client-cpu")
+    for row in rows:
+        med = statistics.median(row.rates)
+        print(f"{row.name:<20} {fmt(row.rates)}          {med / ref:5.2f}  "
+              f"{statistics.median(row.server_cpu):10.2f} "
+              f"{statistics.median(row.client_cpu):10.2f}")
+    best = max(statistics.median(r.rates) for r in rows[1:])
+    verdict = "met" if best >= ref else "NOT met"
+    print(f"goal ustack.aio >= kernel asyncio: {verdict} "
+          f"(best ustack.aio / kernel = {best / ref:.2f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 runs of 1 s")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    p.add_argument("--conns", type=int, default=8)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--api", choices=["protocol", "streams"], default="protocol")
+    p.add_argument("--serve", choices=["kernel", "ustack"], help=argparse.SUPPRESS)
+    p.add_argument("--client", metavar="IP", help=argparse.SUPPRESS)
+    p.add_argument("--link", help=argparse.SUPPRESS)
+    p.add_argument("--ip", help=argparse.SUPPRESS)
+    p.add_argument("--host-ip", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.serve:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(a))
+        return 0
+    if a.client:
+        client(a.client, a.conns, a.size, a.seconds, a.warmup)
+        return 0
+    if a.quick:
+        a.runs, a.seconds = 2, 1.0
+    if os.geteuid() != 0:
+        print("bench_aio: needs root (network namespaces)", file=sys.stderr)
+        return 1
+    report(run_all(a), a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
