@@ -86,6 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("conform", add_help=False,
                    help="run packetdrill scripts against ustack (see ustack conform --help)")
 
+    # `ustack run ... -- PROGRAM` goes straight to ustack.run (main below).
+    sub.add_parser("run", add_help=False,
+                   help="run a Python program with its sockets on ustack (see ustack run --help)")
+
     st = sub.add_parser("stats", help="print the counters of a running stack")
     st.add_argument("--name", help="which stack (default: the only one running)")
     st.add_argument("--json", action="store_true", help="print the whole report as JSON")
@@ -256,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ustack.conformance.runner import main as conform_main
 
         return conform_main(args_list[1:])
+    if args_list[:1] == ["run"]:
+        from ustack.run import main as run_main
+
+        return run_main(args_list[1:])
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

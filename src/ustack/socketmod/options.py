@@ -1,0 +1,177 @@
+"""Socket options of ``ustack.socket`` and what they do to a connection.
+
+Covered: SOL_SOCKET SO_REUSEADDR, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF,
+SO_LINGER, SO_TYPE (and SO_ERROR, SO_ACCEPTCONN, answered by the socket);
+IPPROTO_TCP TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT.  Values
+read back as Linux reports them: booleans as 0/1, buffer sizes doubled
+(``socket(7)``: the kernel doubles the value to allow for bookkeeping).
+Any other option raises ENOPROTOOPT with a message naming it.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from ustack.tcp.connection import TcpConfig
+from ustack.udp.socket import DEFAULT_RCVBUF
+
+if TYPE_CHECKING:
+    from ustack.stack import Stack
+    from ustack.tcp.socket import TcpSocket
+
+SOL_SOCKET = _socket.SOL_SOCKET
+IPPROTO_TCP = _socket.IPPROTO_TCP
+_LINGER = struct.Struct("ii")
+_INT = struct.Struct("i")
+_DEFAULTS = TcpConfig()
+MIN_RCVBUF, MIN_SNDBUF = 2304, 4608  # Linux SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF
+
+_BOOL = {
+    (SOL_SOCKET, _socket.SO_REUSEADDR): "reuseaddr",
+    (SOL_SOCKET, _socket.SO_KEEPALIVE): "keepalive",
+    (IPPROTO_TCP, _socket.TCP_NODELAY): "nodelay",
+}
+_INTS = {
+    (IPPROTO_TCP, _socket.TCP_KEEPIDLE): "keepidle",
+    (IPPROTO_TCP, _socket.TCP_KEEPINTVL): "keepintvl",
+    (IPPROTO_TCP, _socket.TCP_KEEPCNT): "keepcnt",
+}
+
+
+def _name(level: int, optname: int) -> str:
+    levels = {SOL_SOCKET: "SOL_SOCKET", IPPROTO_TCP: "IPPROTO_TCP"}
+    return f"setsockopt/getsockopt({levels.get(level, level)}, {optname})"
+
+
+def _int(value: int | bytes | None) -> int:
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, (bytes, bytearray)) and len(value) >= 4:
+        return int(_INT.unpack_from(value)[0])
+    raise OSError(errno.EINVAL, "Invalid argument")
+
+
+class Options:
+    __slots__ = ("keepalive", "keepcnt", "keepidle", "keepintvl", "linger", "nodelay",
+                 "rcvbuf", "reuseaddr", "sndbuf", "touched")
+
+    def __init__(self) -> None:
+        self.reuseaddr = 0
+        self.keepalive = 0
+        self.nodelay = 0
+        self.rcvbuf = 0  # 0: the stack's default
+        self.sndbuf = 0
+        self.linger = (0, 0)
+        self.keepidle = int(_DEFAULTS.keepalive_idle)
+        self.keepintvl = int(_DEFAULTS.keepalive_interval)
+        self.keepcnt = _DEFAULTS.keepalive_probes
+        self.touched: set[str] = set()
+
+    def inherited(self) -> Options:
+        """An accepted socket's options: Linux copies the listener's."""
+        o = Options()
+        for f in self.__slots__:
+            setattr(o, f, getattr(self, f))
+        o.touched = set(self.touched)
+        o.reuseaddr = 0
+        return o
+
+    def set(self, level: int, optname: int, value: int | bytes | None) -> None:
+        key = (level, optname)
+        field = _BOOL.get(key)
+        if field is not None:
+            setattr(self, field, int(_int(value) != 0))
+        elif (field := _INTS.get(key)) is not None:
+            v = _int(value)
+            if v < 1:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            setattr(self, field, v)
+        elif key == (SOL_SOCKET, _socket.SO_RCVBUF):
+            field = "rcvbuf"
+            self.rcvbuf = max(_int(value), MIN_RCVBUF // 2)
+        elif key == (SOL_SOCKET, _socket.SO_SNDBUF):
+            field = "sndbuf"
+            self.sndbuf = max(_int(value), MIN_SNDBUF // 2)
+        elif key == (SOL_SOCKET, _socket.SO_LINGER):
+            if not isinstance(value, (bytes, bytearray)) or len(value) < _LINGER.size:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            onoff, secs = _LINGER.unpack_from(value)
+            field = "linger"
+            self.linger = (int(onoff != 0), max(0, secs))
+        else:
+            raise OSError(errno.ENOPROTOOPT,
+                          f"Protocol not available (ustack.socket: {_name(level, optname)} "
+                          "is not covered)")
+        self.touched.add(field)
+
+    def get(self, level: int, optname: int, buflen: int | None, kind: int) -> int | bytes:
+        key = (level, optname)
+        value: int
+        if (field := _BOOL.get(key) or _INTS.get(key)) is not None:
+            value = getattr(self, field)
+        elif key == (SOL_SOCKET, _socket.SO_RCVBUF):
+            dflt = _DEFAULTS.rcvbuf if kind == _socket.SOCK_STREAM else DEFAULT_RCVBUF // 2
+            value = 2 * (self.rcvbuf or dflt)
+        elif key == (SOL_SOCKET, _socket.SO_SNDBUF):
+            value = 2 * (self.sndbuf or _DEFAULTS.sndbuf)
+        elif key == (SOL_SOCKET, _socket.SO_TYPE):
+            value = kind
+        elif key == (SOL_SOCKET, _socket.SO_LINGER):
+            packed = _LINGER.pack(*self.linger)
+            if buflen is None:
+                return self.linger[0]
+            return packed[:buflen]
+        else:
+            raise OSError(errno.ENOPROTOOPT,
+                          f"Protocol not available (ustack.socket: {_name(level, optname)} "
+                          "is not covered)")
+        return value if buflen is None else _INT.pack(value)[:buflen]
+
+    def linger_abort(self) -> bool:
+        """SO_LINGER on with a zero timeout: close() resets the connection."""
+        return self.linger == (1, 0)
+
+    def connect_options(self) -> dict[str, Any]:
+        """TcpConfig fields for ``Stack.tcp_connect`` from the options set so far."""
+        out: dict[str, Any] = {}
+        t = self.touched
+        if "nodelay" in t:
+            out["nodelay"] = bool(self.nodelay)
+        if "keepalive" in t:
+            out["keepalive"] = bool(self.keepalive)
+        if t & {"keepidle", "keepintvl", "keepcnt"}:
+            out["keepalive_idle"] = float(self.keepidle)
+            out["keepalive_interval"] = float(self.keepintvl)
+            out["keepalive_probes"] = self.keepcnt
+        if "rcvbuf" in t:
+            out["rcvbuf"] = self.rcvbuf
+        if "sndbuf" in t:
+            out["sndbuf"] = self.sndbuf
+        return out
+
+
+def apply_to_connection(opts: Options, sock: TcpSocket, stack: Stack) -> None:
+    """Options that act on a live connection (stack thread).  The receive
+    buffer is not among them: the window scale it implies was fixed by the
+    handshake (RFC 7323 2.2), so SO_RCVBUF only affects later connects."""
+    cfg = sock.conn.cfg
+    t = opts.touched
+    if "nodelay" in t:
+        cfg.nodelay = bool(opts.nodelay)
+    if t & {"keepidle", "keepintvl", "keepcnt"}:
+        cfg.keepalive_idle = float(opts.keepidle)
+        cfg.keepalive_interval = float(opts.keepintvl)
+        cfg.keepalive_probes = opts.keepcnt
+    if "keepalive" in t:
+        was = cfg.keepalive
+        cfg.keepalive = bool(opts.keepalive)
+        if cfg.keepalive and not was:
+            # The idle timer is armed at establishment only when keepalive
+            # was on then; arm it now (RFC 1122 4.2.3.6).
+            sock.conn._start_keepalive(stack.now)
+    if "sndbuf" in t:
+        cfg.sndbuf = opts.sndbuf
+    stack.tcp.kick(sock)

@@ -1,0 +1,71 @@
+"""A real descriptor that polls readable/writable exactly when a ustack socket is.
+
+``select``, ``selectors`` and asyncio only understand descriptors, and a
+ustack socket is a Python object.  Each one therefore owns a Unix socket
+pair: the application end (``fileno()``) and a private end.  Only the stack
+thread changes it, and only when the ustack socket's readiness changes:
+
+- readable: one byte sent from the private end sits unread on the
+  application end; clearing it reads it back.
+- not writable: the application end's send buffer (shrunk to the kernel's
+  minimum, 4.5 KB) is filled with bytes to the private end; draining them
+  makes it writable again.  Linux reports a Unix stream socket writable
+  while a quarter of its send buffer is free (``unix_writable``), so after a
+  full drain it is.
+
+A transition costs one or two system calls; a socket whose readiness does
+not change costs none.  The application never reads or writes the pair.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+
+_FILL = bytes(4096)
+
+
+class Mirror:
+    __slots__ = ("_app", "_peer", "readable", "writable")
+
+    def __init__(self) -> None:
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        a.setblocking(False)
+        b.setblocking(False)
+        a.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 1)  # the kernel's minimum
+        self._app = a
+        self._peer = b
+        self.readable = False
+        self.writable = True
+
+    def fileno(self) -> int:
+        return self._app.fileno()
+
+    def set(self, readable: bool, writable: bool) -> None:
+        """Make the descriptor's readiness ``readable``/``writable`` (stack thread)."""
+        if readable is not self.readable:
+            self.readable = readable
+            if readable:
+                self._peer.send(b"\x01")
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    while self._app.recv(64):
+                        pass
+        if writable is not self.writable:
+            self.writable = writable
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    while self._peer.recv(65536):
+                        pass
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        self._app.send(_FILL)
+
+    def close(self) -> None:
+        """Wake anything polling the descriptor (readable and writable), then
+        release both ends."""
+        with contextlib.suppress(OSError):
+            self._peer.shutdown(_socket.SHUT_RDWR)
+        self._app.close()
+        self._peer.close()

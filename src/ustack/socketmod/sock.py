@@ -1,0 +1,842 @@
+"""``Socket``: the standard library's socket object for AF_INET, on ustack.
+
+Every method runs in the application's thread and does its stack work
+through ``Runtime.call`` (the ``_s_*`` methods run in the stack thread; only
+they touch native objects).  Blocking is done here, never in the stack
+thread: a call that would block raises BlockingIOError over there, and this
+side waits on the socket's own descriptor (``readiness.Mirror``), which the
+stack thread makes readable or writable when the socket becomes so, then
+tries again.  Timeouts therefore bound the waiting only, as in CPython's
+socket module (``sock_call_ex``), and ``sendall`` has one deadline for all.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import io
+import select
+import socket as _std
+import struct
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar, cast
+
+from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import parse as parse_addr
+from ustack.socketmod import options as opt
+from ustack.socketmod.errors import NotCoveredError, err, timeout_error
+from ustack.socketmod.readiness import Mirror
+from ustack.socketmod.resolve import numeric, resolve
+from ustack.socketmod.runtime import Runtime
+from ustack.tcp.socket import TcpListener, TcpSocket
+from ustack.tcp.states import State
+from ustack.udp.socket import UdpSocket
+from ustack.wire import ipv4 as wip
+
+T = TypeVar("T")
+Address = tuple[str, int]
+
+AF_INET = _std.AddressFamily.AF_INET
+SOCK_STREAM = _std.SocketKind.SOCK_STREAM
+SOCK_DGRAM = _std.SocketKind.SOCK_DGRAM
+_TYPE_FLAGS = _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
+EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
+_MSG_DONTWAIT = _socket.MSG_DONTWAIT
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+_monotonic = time.monotonic
+_SYNCHRONIZING = (State.SYN_SENT, State.SYN_RECEIVED)
+_OPEN = (State.ESTABLISHED, State.CLOSE_WAIT)
+
+
+class _Host:
+    """What the sockets of one runtime share: TCP ports bound but not yet
+    listening or connected (the native layer only knows listeners and
+    connections), and every live socket, to wake when the stack stops."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.bound: dict[int, list[Socket]] = {}
+        self.live: weakref.WeakSet[Socket] = weakref.WeakSet()
+        rt.on_stop.append(self.wake_all)
+
+    def wake_all(self) -> None:
+        for s in list(self.live):
+            m = s._mirror
+            if m is not None:
+                m.set(True, True)
+
+
+_hosts: weakref.WeakKeyDictionary[Runtime, _Host] = weakref.WeakKeyDictionary()
+
+
+def _host(rt: Runtime) -> _Host:
+    h = _hosts.get(rt)
+    if h is None:
+        h = _hosts[rt] = _Host(rt)
+    return h
+
+
+def _weak_sync(ref: weakref.ReferenceType[Socket]) -> Callable[..., None]:
+    """A native callback that re-syncs readiness without keeping the socket
+    alive (an abandoned socket must still be collectable, and closed)."""
+
+    def sync(*_: object) -> None:
+        s = ref()
+        if s is not None:
+            s._s_sync()
+
+    return sync
+
+
+class Socket:
+    """``socket.socket`` for AF_INET SOCK_STREAM / SOCK_DGRAM on a ustack Runtime."""
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: int | None = None, *, runtime: Runtime | None = None) -> None:
+        if fileno is not None:
+            raise NotCoveredError("socket(fileno=...)", "a ustack socket has no kernel socket")
+        if family == -1:
+            family = _socket.AF_INET
+        if family != _socket.AF_INET:
+            raise NotCoveredError(f"socket(family={family})", "ustack sockets are AF_INET")
+        if type == -1:
+            type = _socket.SOCK_STREAM
+        kind = type & ~_TYPE_FLAGS
+        if kind not in (_socket.SOCK_STREAM, _socket.SOCK_DGRAM):
+            raise NotCoveredError(f"socket(type={type})", "SOCK_STREAM and SOCK_DGRAM only")
+        if proto == -1:
+            proto = 0
+        want = _socket.IPPROTO_TCP if kind == _socket.SOCK_STREAM else _socket.IPPROTO_UDP
+        if proto not in (0, want):
+            raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+        if runtime is None:
+            from ustack.socketmod.api import default_runtime
+
+            runtime = default_runtime()
+        self._rt = runtime
+        self._kind = _std.SocketKind(kind)
+        self._proto = proto
+        self._stream = kind == _socket.SOCK_STREAM
+        self._timeout: float | None = 0.0 if type & _socket.SOCK_NONBLOCK else \
+            _socket.getdefaulttimeout()
+        self._closed = False  # close() was called
+        self._dead = False  # ... and the socket is released (no makefile() left)
+        self._io_refs = 0
+        self._mirror: Mirror | None = None
+        self._fd = -1
+        self._tcp: TcpSocket | None = None
+        self._listener: TcpListener | None = None
+        self._udp: UdpSocket | None = None
+        self._bound: tuple[bytes, int] | None = None  # TCP, before listen/connect
+        self._shut_rd = False
+        self._err_taken = False  # the connection's error was reported once
+        self._opts = opt.Options()
+        runtime.call(self._s_open)
+
+    @classmethod
+    def _adopt(cls, rt: Runtime, native: TcpSocket, parent: Socket) -> Socket:
+        """A socket for an accepted connection (stack thread)."""
+        s = cls.__new__(cls)
+        s._rt = rt
+        s._kind = SOCK_STREAM
+        s._proto = parent._proto
+        s._stream = True
+        s._timeout = _socket.getdefaulttimeout()
+        s._closed = False
+        s._dead = False
+        s._io_refs = 0
+        s._tcp = native
+        s._listener = None
+        s._udp = None
+        s._bound = None
+        s._shut_rd = False
+        s._err_taken = False
+        s._opts = parent._opts.inherited()
+        s._s_open()
+        opt.apply_to_connection(s._opts, native, rt.stack)
+        return s
+
+    # -- stack thread: life and readiness ------------------------------------
+
+    def _s_open(self) -> None:
+        self._mirror = m = Mirror()
+        self._fd = m.fileno()
+        sync = _weak_sync(weakref.ref(self))
+        if self._tcp is not None:
+            self._tcp.on_event = sync
+        elif not self._stream:
+            self._udp = self._rt.stack.udp_socket()
+            self._udp.on_readable = sync
+        _host(self._rt).live.add(self)
+        self._s_sync()
+
+    def _s_sync(self, *_: object) -> None:
+        """Make the descriptor's readiness the socket's (RFC-free: Linux
+        tcp_poll semantics: an error or EOF is readable, an error is writable)."""
+        m = self._mirror
+        if m is None:
+            return
+        t = self._tcp
+        if t is not None:
+            c = t.conn
+            st = c.state
+            r = (self._shut_rd or bool(c.readable_bytes) or c.peer_fin or bool(c.error)
+                 or st is State.CLOSED)
+            if st in _SYNCHRONIZING:
+                w = bool(c.error)
+            elif st in _OPEN:
+                w = c.fin_queued or c.send_space > 0
+            else:
+                w = True
+            m.set(r, w)
+        elif self._listener is not None:
+            li = self._listener
+            m.set(bool(li.accept_queue) or li.closed, False)
+        elif self._udp is not None:
+            m.set(self._udp.readable(), True)
+        else:
+            # Unconnected TCP: Linux tcp_poll says POLLOUT|POLLHUP, which
+            # select() shows as readable and writable (calls fail at once).
+            m.set(True, True)
+
+    def _s_close(self) -> None:
+        t, li, u = self._tcp, self._listener, self._udp
+        if t is not None:
+            t.on_event = None
+            if self._opts.linger_abort():
+                t.abort()  # SO_LINGER with a zero timeout: RST (RFC 9293 3.10.5 ABORT)
+            else:
+                t.close()
+        if li is not None:
+            li.on_accept = None
+            li.close()
+        if u is not None:
+            u.on_readable = None
+            u.close()
+        self._s_unbind()
+        self._tcp = self._listener = self._udp = None
+        m, self._mirror = self._mirror, None
+        if m is not None:
+            m.close()
+        _host(self._rt).live.discard(self)
+
+    def _s_unbind(self) -> None:
+        b = self._bound
+        if b is not None:
+            self._bound = None
+            lst = _host(self._rt).bound.get(b[1])
+            if lst is not None and self in lst:
+                lst.remove(self)
+                if not lst:
+                    del _host(self._rt).bound[b[1]]
+
+    # -- application side: plumbing ----------------------------------------
+
+    def _check(self) -> None:
+        if self._dead:
+            raise err(errno.EBADF)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._dead:
+            raise err(errno.EBADF)
+        return self._rt.call(fn, *args)
+
+    def _wait(self, write: bool, deadline: float | None) -> None:
+        """Sleep until the descriptor is ready (or the deadline: TimeoutError)."""
+        fd = self._fd
+        if self._dead or fd < 0:
+            raise err(errno.EBADF)
+        p = select.poll()
+        p.register(fd, _POLLOUT if write else _POLLIN)
+        if deadline is None:
+            p.poll()
+            return
+        left = deadline - _monotonic()
+        if (left <= 0 or not p.poll(max(1, int(left * 1000 + 0.999)))) and \
+                _monotonic() >= deadline:
+            raise timeout_error()
+
+    def _io(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool,
+            flags: int = 0) -> T:
+        """Call ``fn`` in the stack thread until it does not raise
+        BlockingIOError, waiting per the timeout in between."""
+        timeout = 0.0 if flags & _MSG_DONTWAIT else self._timeout
+        deadline = None if not timeout else _monotonic() + timeout
+        call = self._rt.call
+        m = self._mirror
+        # Blocking and not ready: wait first, saving a round trip to the stack.
+        if timeout != 0.0 and m is not None and not (m.writable if write else m.readable):
+            self._wait(write, deadline)
+        while True:
+            if self._dead:
+                raise err(errno.EBADF)
+            try:
+                return call(fn, *args)
+            except BlockingIOError:
+                if timeout == 0.0:
+                    raise
+            self._wait(write, deadline)
+
+    @staticmethod
+    def _flags(flags: int, call: str) -> int:
+        if flags & ~_MSG_DONTWAIT:
+            raise NotCoveredError(f"socket.{call}(flags={flags:#x})", "only MSG_DONTWAIT")
+        return flags
+
+    def _address(self, address: object) -> tuple[bytes, int]:
+        """(host, port) -> wire form; host names resolve like getaddrinfo."""
+        if isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str):
+            host = address[0]
+            if host and host != "0.0.0.0" and numeric(host) is None:
+                address = (resolve(host)[0], address[1])
+            elif host and numeric(host) != host:
+                address = (numeric(host), address[1])
+        return parse_addr(address)
+
+    # -- attributes -----------------------------------------------------------
+
+    @property
+    def family(self) -> _std.AddressFamily:
+        return AF_INET
+
+    @property
+    def type(self) -> _std.SocketKind:
+        return self._kind
+
+    @property
+    def proto(self) -> int:
+        return self._proto
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    def fileno(self) -> int:
+        """The descriptor that polls as this socket (-1 once closed)."""
+        return -1 if self._dead else self._fd
+
+    def __repr__(self) -> str:
+        state = " [closed]" if self._dead else ""
+        return (f"<ustack.socket{state} fd={self.fileno()}, family={AF_INET.name}, "
+                f"type={self._kind.name}, proto={self._proto}>")
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_dead", True) or not hasattr(self, "_rt"):
+            return
+        if not self._closed:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+        self._dead = True
+        self._rt.post(self._s_close)
+
+    # -- timeouts ---------------------------------------------------------------
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None:
+            value = float(value)
+            if value < 0 or value != value:
+                raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    # -- addresses ----------------------------------------------------------------
+
+    def bind(self, address: Address) -> None:
+        ip, port = self._address(address)
+        self._call(self._s_bind, ip, port)
+
+    def _s_bind(self, ip: bytes, port: int) -> None:
+        self._check()
+        stack = self._rt.stack
+        if ip != ANY and ip not in stack.local_addrs:
+            raise err(errno.EADDRNOTAVAIL)
+        if not self._stream:
+            assert self._udp is not None
+            self._udp.bind((wip.addr_to_str(ip), port))
+            return
+        if self._bound is not None or self._tcp is not None or self._listener is not None:
+            raise err(errno.EINVAL)
+        host = _host(self._rt)
+        if port == 0:
+            port = self._s_free_port(ip)
+        elif self._s_port_taken(ip, port):
+            raise err(errno.EADDRINUSE)
+        self._bound = (ip, port)
+        host.bound.setdefault(port, []).append(self)
+
+    def _s_port_taken(self, ip: bytes, port: int) -> bool:
+        """Linux bind rules, simplified: a listener on the port always
+        conflicts; other bound sockets and connections conflict unless
+        SO_REUSEADDR lets them share (TIME-WAIT included)."""
+        tcp = self._rt.stack.tcp
+        reuse = self._opts.reuseaddr
+        for (lip, lport) in tcp.listeners:
+            if lport == port and (lip in (ip, ANY) or ip == ANY):
+                return True
+        for other in _host(self._rt).bound.get(port, ()):
+            assert other._bound is not None
+            oip = other._bound[0]
+            if (oip in (ip, ANY) or ip == ANY) and not (reuse and other._opts.reuseaddr):
+                return True
+        if not reuse:
+            for key in tcp.conns:
+                if key[1] == port and (key[0] == ip or ip == ANY):
+                    return True
+        return False
+
+    def _s_free_port(self, ip: bytes) -> int:
+        import random
+
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = random.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if not self._s_port_taken(ip, port):
+                return port
+        raise err(errno.EADDRINUSE)
+
+    def getsockname(self) -> Address:
+        return self._call(self._s_getsockname)
+
+    def _s_getsockname(self) -> Address:
+        self._check()
+        if self._tcp is not None:
+            return self._tcp.getsockname()
+        if self._listener is not None:
+            return self._listener.getsockname()
+        if self._udp is not None:
+            return self._udp.getsockname()
+        if self._bound is not None:
+            return wip.addr_to_str(self._bound[0]), self._bound[1]
+        return "0.0.0.0", 0
+
+    def getpeername(self) -> Address:
+        return self._call(self._s_getpeername)
+
+    def _s_getpeername(self) -> Address:
+        self._check()
+        if self._tcp is not None:
+            return self._tcp.getpeername()
+        if self._udp is not None:
+            return self._udp.getpeername()
+        raise err(errno.ENOTCONN)
+
+    # -- connection set-up --------------------------------------------------------
+
+    def listen(self, backlog: int = min(_socket.SOMAXCONN, 128)) -> None:
+        self._call(self._s_listen, max(0, backlog))
+
+    def _s_listen(self, backlog: int) -> None:
+        self._check()
+        if not self._stream:
+            raise err(errno.EOPNOTSUPP)
+        if self._tcp is not None:
+            raise err(errno.EINVAL)
+        if self._listener is not None:
+            self._listener.backlog = max(1, backlog)
+            return
+        if self._bound is None:
+            self._s_bind(ANY, 0)
+        assert self._bound is not None
+        ip, port = self._bound
+        li = self._rt.stack.tcp_listen((wip.addr_to_str(ip), port), backlog)
+        self._s_unbind()
+        self._listener = li
+        li.on_accept = _weak_sync(weakref.ref(self))
+        self._s_sync()
+
+    def accept(self) -> tuple[Socket, Address]:
+        child, addr = self._io(self._s_accept, (), False)
+        child._timeout = _socket.getdefaulttimeout()
+        return child, addr
+
+    def _s_accept(self) -> tuple[Socket, Address]:
+        self._check()
+        li = self._listener
+        if li is None:
+            raise err(errno.EINVAL)
+        if li.closed:
+            raise err(errno.EINVAL)
+        try:
+            native = li.accept()
+        finally:
+            self._s_sync()
+        return Socket._adopt(self._rt, native, self), native.getpeername()
+
+    def connect(self, address: Address) -> None:
+        ip, port = self._address(address)
+        self._connect(ip, port)
+
+    def connect_ex(self, address: Address) -> int:
+        ip, port = self._address(address)
+        try:
+            self._connect(ip, port)
+        except OSError as e:
+            if e.errno is None:  # a timeout: CPython's connect_ex returns EWOULDBLOCK
+                return errno.EWOULDBLOCK
+            return e.errno
+        return 0
+
+    def _connect(self, ip: bytes, port: int) -> None:
+        started = self._call(self._s_connect, ip, port)
+        if not self._stream or not started:
+            return
+        timeout = self._timeout
+        if timeout == 0.0:
+            raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            self._wait(True, deadline)
+            if self._call(self._s_connected):
+                return
+
+    def _s_connect(self, ip: bytes, port: int) -> bool:
+        """Start the active open (True) or, for UDP, set the peer (False)."""
+        self._check()
+        if not self._stream:
+            assert self._udp is not None
+            self._udp.connect((wip.addr_to_str(ip), port))
+            return False
+        if self._listener is not None:
+            raise err(errno.EISCONN)
+        t = self._tcp
+        if t is not None:
+            st = t.conn.state
+            if st in _SYNCHRONIZING and not t.conn.error:
+                raise err(errno.EALREADY)
+            if st is not State.CLOSED:
+                raise err(errno.EISCONN)
+            self._tcp = None  # a failed attempt: Linux lets connect() try again
+        local_port = self._bound[1] if self._bound is not None else 0
+        options = self._opts.connect_options()
+        t = self._rt.stack.tcp_connect((wip.addr_to_str(ip), port), local_port=local_port,
+                                       **options)
+        self._s_unbind()
+        self._tcp = t
+        self._err_taken = False
+        t.on_event = _weak_sync(weakref.ref(self))
+        self._s_sync()
+        return True
+
+    def _s_connected(self) -> bool:
+        """After a wake-up while connecting: done (True), not yet (False), or
+        the connection's error raised (and taken, as SO_ERROR would)."""
+        t = self._tcp
+        if t is None:
+            raise err(errno.EBADF if self._dead else errno.ENOTCONN)
+        c = t.conn
+        if c.error:
+            self._err_taken = True
+            raise err(c.error)
+        return c.state not in _SYNCHRONIZING
+
+    # -- data ----------------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        return self._io(self._s_recv, (bufsize,), False, self._flags(flags, "recv"))
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        data = self.recv(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data)
+
+    def _s_recv(self, n: int) -> bytes:
+        self._check()
+        t = self._tcp
+        if t is None:
+            if self._udp is not None:
+                return self._s_recvfrom(n)[0]
+            raise err(errno.ENOTCONN)
+        if self._shut_rd or (self._err_taken and t.conn.error):
+            return b""
+        try:
+            return t.recv(n)
+        except OSError as e:
+            if e.errno != errno.EAGAIN and t.conn.error:
+                self._err_taken = True  # reported once, then EOF (Linux sock_error)
+            raise
+        finally:
+            self._s_sync()
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address | None]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        f = self._flags(flags, "recvfrom")
+        if self._stream:
+            return self._io(self._s_recv, (bufsize,), False, f), None
+        return self._io(self._s_recvfrom, (bufsize,), False, f)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0
+                      ) -> tuple[int, Address | None]:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recvfrom_into")
+        if nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        data, addr = self.recvfrom(nbytes or len(view), flags)
+        view[:len(data)] = data
+        return len(data), addr
+
+    def _s_recvfrom(self, n: int) -> tuple[bytes, Address]:
+        self._check()
+        u = self._udp
+        assert u is not None
+        try:
+            return u.recvfrom(n)
+        finally:
+            self._s_sync()
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        view = memoryview(data).cast("B")
+        return self._io(self._s_send, (view,), True, self._flags(flags, "send"))
+
+    def _s_send(self, view: memoryview) -> int:
+        self._check()
+        t = self._tcp
+        if t is None:
+            u = self._udp
+            if u is not None:
+                return u.send(view)
+            raise err(errno.EPIPE)  # Linux: send on an unconnected TCP socket
+        c = t.conn
+        if c.error and self._err_taken:
+            raise err(errno.EPIPE)
+        if c.state in _SYNCHRONIZING and not c.error:
+            raise err(errno.EAGAIN)  # the kernel waits for the handshake
+        try:
+            return t.send(view)
+        except OSError as e:
+            if e.errno != errno.EAGAIN and c.error:
+                self._err_taken = True
+            raise
+        finally:
+            self._s_sync()
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """All of ``data`` or an exception; one deadline for the whole call."""
+        view = memoryview(data).cast("B")
+        f = self._flags(flags, "sendall")
+        timeout = 0.0 if f else self._timeout
+        deadline = None if not timeout else _monotonic() + timeout
+        total = len(view)
+        off = 0
+        call = self._rt.call
+        while True:
+            if self._dead:
+                raise err(errno.EBADF)
+            try:
+                off += call(self._s_send, view[off:])
+                if off >= total:
+                    return
+            except BlockingIOError:
+                if timeout == 0.0:
+                    raise
+            self._wait(True, deadline)
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        if address is None:
+            flags, address = 0, flags_or_address
+        else:
+            flags = flags_or_address
+        f = self._flags(flags, "sendto")
+        if self._stream:
+            return self.send(data, f)  # Linux TCP ignores the address
+        ip, port = self._address(address)
+        view = memoryview(data).cast("B")
+        return self._io(self._s_sendto, (view, ip, port), True, f)
+
+    def _s_sendto(self, view: memoryview, ip: bytes, port: int) -> int:
+        self._check()
+        u = self._udp
+        assert u is not None
+        return u.sendto(view, (wip.addr_to_str(ip), port))
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """``socket.sendfile`` by reading and ``sendall`` (its documented fallback)."""
+        if not self._stream:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if offset:
+            file.seek(offset)
+        sent = 0
+        while count is None or sent < count:
+            chunk = file.read(min(65536, count - sent) if count is not None else 65536)
+            if not chunk:
+                break
+            self.sendall(chunk)
+            sent += len(chunk)
+        if sent and hasattr(file, "seek"):
+            file.seek(offset + sent)
+        return sent
+
+    # -- shutdown and close ----------------------------------------------------
+
+    def shutdown(self, how: int) -> None:
+        if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+            raise err(errno.EINVAL)
+        self._call(self._s_shutdown, how)
+
+    def _s_shutdown(self, how: int) -> None:
+        self._check()
+        t = self._tcp
+        rd = how in (_socket.SHUT_RD, _socket.SHUT_RDWR)
+        wr = how in (_socket.SHUT_WR, _socket.SHUT_RDWR)
+        if t is not None:
+            if t.conn.state in _SYNCHRONIZING or (t.conn.state is State.CLOSED
+                                                  and not t.conn.error):
+                raise err(errno.ENOTCONN)
+            if rd:
+                self._shut_rd = True
+            if wr and t.conn.state is not State.CLOSED:
+                t.shutdown_write()
+            self._s_sync()
+            return
+        if self._listener is not None and rd:
+            # Linux: shutting a listener down stops it and wakes accept().
+            self._listener.close()
+            self._s_sync()
+            return
+        if self._udp is not None and self._udp.remote_ip is not None:
+            self._shut_rd = self._shut_rd or rd
+            return
+        raise err(errno.ENOTCONN)
+
+    def close(self) -> None:
+        """Close; with makefile() objects still open, when the last one closes."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._io_refs <= 0:
+            self._real_close()
+
+    def _real_close(self) -> None:
+        self._dead = True
+        rt = self._rt
+        if rt.alive:
+            try:
+                rt.call(self._s_close)
+                return
+            except OSError:
+                pass
+        m, self._mirror = self._mirror, None
+        if m is not None:
+            m.close()
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._real_close()
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, *,
+                 encoding: str | None = None, errors: str | None = None,
+                 newline: str | None = None) -> Any:
+        """File objects over the socket, as ``socket.socket.makefile``."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode: Any = ("r" if reading else "") + ("w" if writing else "")
+        raw = _std.SocketIO(cast(Any, self), rawmode)
+        self._io_refs += 1
+        if buffering is None or buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        buffer: Any
+        if reading and writing:
+            buffer = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffer
+        text = io.TextIOWrapper(buffer, encoding, errors, newline)
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    # -- options -----------------------------------------------------------------
+
+    def setsockopt(self, level: int, optname: int, value: int | bytes | None,
+                   optlen: int | None = None) -> None:
+        self._call(self._s_setsockopt, level, optname, value)
+
+    def _s_setsockopt(self, level: int, optname: int, value: int | bytes | None) -> None:
+        self._check()
+        self._opts.set(level, optname, value)
+        if self._tcp is not None:
+            opt.apply_to_connection(self._opts, self._tcp, self._rt.stack)
+        elif self._udp is not None and (level, optname) == (_socket.SOL_SOCKET,
+                                                            _socket.SO_RCVBUF):
+            self._udp.rcvbuf = self._opts.rcvbuf
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        return self._call(self._s_getsockopt, level, optname, buflen)
+
+    def _s_getsockopt(self, level: int, optname: int, buflen: int | None) -> int | bytes:
+        self._check()
+        if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_ERROR):
+            value = self._s_take_error()
+        elif (level, optname) == (_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
+            value = int(self._listener is not None)
+        else:
+            return self._opts.get(level, optname, buflen, self._kind)
+        return value if buflen is None else struct.pack("i", value)[:buflen]
+
+    def _s_take_error(self) -> int:
+        """SO_ERROR: the pending error, cleared by reading it (Linux sock_error)."""
+        if self._tcp is not None:
+            c = self._tcp.conn
+            if c.error and not self._err_taken:
+                self._err_taken = True
+                return c.error
+            e, c.soft_error = c.soft_error, 0
+            return e
+        if self._udp is not None:
+            e, self._udp.error = self._udp.error, 0
+            return e
+        return 0
+
+
+def _not_covered(name: str) -> Callable[..., NoReturn]:
+    def method(self: Socket, *args: object, **kwargs: object) -> NoReturn:
+        raise NotCoveredError(f"socket.{name}()")
+
+    method.__name__ = name
+    return method
+
+
+# The rest of ``socket.socket``: each raises NotCoveredError naming itself,
+# never reaching the kernel.
+NOT_COVERED = ("detach", "dup", "get_inheritable", "set_inheritable", "ioctl", "share",
+               "sendmsg", "recvmsg", "recvmsg_into", "sendmsg_afalg")
+for _name in NOT_COVERED:
+    setattr(Socket, _name, _not_covered(_name))
+del _name

@@ -1,0 +1,520 @@
+"""``ustack.socket`` between two Stacks over an in-memory link, real threads.
+
+Each Stack runs in its own ``Runtime`` thread, as ``ustack run`` runs one;
+the test thread (and helper threads) use the stdlib-compatible API on both.
+Errors must be the standard library's, with the same errno values, and
+``fileno()`` must poll exactly as the socket is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import select
+import socket as std
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import ustack.socket as us
+from ustack.socketmod.runtime import Runtime, StackDown
+from ustack.socketmod.threadpipe import thread_pipe_pair
+from ustack.stack import Stack
+
+A_IP, B_IP = "198.18.0.1", "198.18.0.2"
+
+
+class Net:
+    def __init__(self) -> None:
+        # link.pipe is single-threaded; each stack here has its own thread.
+        a_dev, b_dev = thread_pipe_pair()
+        self.sa, self.sb = Stack(), Stack()
+        self.sa.add_interface(a_dev, f"{A_IP}/24")
+        self.sb.add_interface(b_dev, f"{B_IP}/24")
+        self.a = Runtime(self.sa, name="stack-a").start()
+        self.b = Runtime(self.sb, name="stack-b").start()
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+        self.sa.close()
+        self.sb.close()
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    n = Net()
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+def server(net: Net, port: int = 5000) -> us.Socket:
+    s = us.socket(us.AF_INET, us.SOCK_STREAM, runtime=net.b)
+    s.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen()
+    return s
+
+
+def pair(net: Net, port: int = 5000) -> tuple[us.Socket, us.Socket, us.Socket]:
+    """(listener on B, client on A, accepted on B), all blocking with a timeout."""
+    lst = server(net, port)
+    lst.settimeout(5)
+    cli = us.create_connection((B_IP, port), timeout=5, runtime=net.a)
+    srv, addr = lst.accept()
+    srv.settimeout(5)
+    assert addr == cli.getsockname()
+    return lst, cli, srv
+
+
+def ready(sock: us.Socket, timeout: float = 0.0) -> tuple[bool, bool]:
+    """(readable, writable) now."""
+    r, w, _ = select.select([sock], [sock], [], timeout)
+    return bool(r), bool(w)
+
+
+def wait_readable(sock: us.Socket) -> None:
+    assert select.select([sock], [], [], 5)[0] == [sock]
+
+
+def wait_writable(sock: us.Socket) -> None:
+    assert select.select([], [sock], [], 5)[1] == [sock]
+
+
+def wait_for(cond: object, limit: float = 5.0) -> None:
+    end = time.monotonic() + limit
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.005)
+
+
+# -- connections and data ----------------------------------------------------
+
+
+def test_echo_and_addresses(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    with lst, cli, srv:
+        assert cli.getpeername() == (B_IP, 5000)
+        assert srv.getsockname() == (B_IP, 5000)
+        assert srv.getpeername() == cli.getsockname()
+        assert cli.family == us.AF_INET and cli.type == us.SOCK_STREAM
+        for size in (1, 1448, 100_000):
+            data = bytes(i % 251 for i in range(size))
+            cli.sendall(data)
+            got = bytearray()
+            while len(got) < size:
+                got += srv.recv(65536)
+            assert got == data
+        buf = bytearray(10)
+        srv.sendall(b"0123456789")
+        n = 0
+        while n < 10:
+            n += cli.recv_into(memoryview(buf)[n:])
+        assert buf == b"0123456789"
+    assert cli.fileno() == -1
+    with pytest.raises(OSError) as e:
+        cli.recv(1)
+    assert e.value.errno == errno.EBADF
+
+
+def test_bulk_both_ways_sha256(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    data = bytes(range(256)) * 8192  # 2 MB
+    got = bytearray()
+
+    def reader() -> None:
+        while chunk := srv.recv(1 << 20):
+            got.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    cli.sendall(data)
+    cli.shutdown(us.SHUT_WR)
+    t.join(30)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    for s in (lst, cli, srv):
+        s.close()
+
+
+def test_makefile_lines(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    rf = srv.makefile("rb")
+    wf = srv.makefile("wb")
+    cli.sendall(b"hello\nworld\n")
+    assert rf.readline() == b"hello\n"
+    assert rf.readline() == b"world\n"
+    wf.write(b"reply\n")
+    wf.flush()
+    srv.close()  # the files keep the connection open, as in the stdlib
+    f = cli.makefile("r", encoding="ascii")
+    assert f.readline() == "reply\n"
+    wf.close()
+    rf.close()  # the last file: now the connection closes
+    assert f.readline() == ""  # EOF
+    f.close()
+    cli.close()
+    lst.close()
+
+
+# -- errors ------------------------------------------------------------------
+
+
+def test_connect_to_closed_port_is_refused(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    s.settimeout(5)
+    with pytest.raises(ConnectionRefusedError) as e:
+        s.connect((B_IP, 9))
+    assert e.value.errno == errno.ECONNREFUSED
+    s.close()
+    s = us.socket(runtime=net.a)
+    assert s.connect_ex((B_IP, 9)) == errno.ECONNREFUSED
+    s.close()
+
+
+def test_nonblocking_connect_select_and_so_error(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    s.setblocking(False)
+    with pytest.raises(BlockingIOError) as e:
+        s.connect((B_IP, 9))
+    assert e.value.errno == errno.EINPROGRESS
+    _, w, _ = select.select([], [s], [], 5)
+    assert w == [s]
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_ERROR) == errno.ECONNREFUSED
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_ERROR) == 0  # reading clears it
+    s.close()
+    lst = server(net, 5001)
+    c = us.socket(runtime=net.a)
+    c.setblocking(False)
+    assert c.connect_ex((B_IP, 5001)) == errno.EINPROGRESS
+    select.select([], [c], [], 5)
+    assert c.getsockopt(us.SOL_SOCKET, us.SO_ERROR) == 0
+    assert c.getpeername() == (B_IP, 5001)
+    with pytest.raises(OSError) as e2:
+        c.connect((B_IP, 5001))
+    assert e2.value.errno == errno.EISCONN
+    c.close()
+    lst.close()
+
+
+def test_reset_by_peer(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    # SO_LINGER on with zero timeout: close() sends RST (RFC 9293 3.10.5).
+    srv.setsockopt(us.SOL_SOCKET, us.SO_LINGER, struct.pack("ii", 1, 0))
+    assert srv.getsockopt(us.SOL_SOCKET, us.SO_LINGER, 8) == struct.pack("ii", 1, 0)
+    srv.close()
+    with pytest.raises(ConnectionResetError) as e:
+        cli.recv(10)
+    assert e.value.errno == errno.ECONNRESET
+    assert cli.recv(10) == b""  # reported once, then end of stream (Linux)
+    with pytest.raises(BrokenPipeError):
+        cli.send(b"x")
+    cli.close()
+    lst.close()
+
+
+def test_timeouts(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    cli.settimeout(0.2)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as e:
+        cli.recv(10)
+    assert e.value.args == ("timed out",)  # socket.timeout, as the stdlib raises it
+    assert isinstance(e.value, std.timeout)
+    assert 0.15 <= time.monotonic() - t0 < 2.0
+    lst.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        lst.accept()
+    assert cli.gettimeout() == 0.2
+    cli.setblocking(False)
+    assert cli.gettimeout() == 0.0 and not cli.getblocking()
+    with pytest.raises(BlockingIOError) as b:
+        cli.recv(10)
+    assert b.value.errno == errno.EAGAIN
+    with pytest.raises(BlockingIOError):
+        srv.recv(10, us.MSG_DONTWAIT)
+    with pytest.raises(ValueError):
+        cli.settimeout(-1)
+    for s in (lst, cli, srv):
+        s.close()
+
+
+def test_address_in_use(net: Net) -> None:
+    lst = server(net, 6000)
+    other = us.socket(runtime=net.b)
+    other.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
+    with pytest.raises(OSError) as e:
+        other.bind(("0.0.0.0", 6000))  # a listener: in use even with SO_REUSEADDR
+    assert e.value.errno == errno.EADDRINUSE
+    x = us.socket(runtime=net.b)
+    x.bind((B_IP, 6001))
+    y = us.socket(runtime=net.b)
+    with pytest.raises(OSError) as e:
+        y.bind(("0.0.0.0", 6001))
+    assert e.value.errno == errno.EADDRINUSE
+    with pytest.raises(OSError) as e:
+        x.bind((B_IP, 6002))  # bound already
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        y.bind(("198.18.0.77", 6003))  # not our address
+    assert e.value.errno == errno.EADDRNOTAVAIL
+    y.bind(("", 0))
+    assert 32768 <= y.getsockname()[1] <= 60999
+    u1 = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.b)
+    u2 = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.b)
+    u1.bind(("0.0.0.0", 7000))
+    with pytest.raises(OSError) as e:
+        u2.bind(("0.0.0.0", 7000))
+    assert e.value.errno == errno.EADDRINUSE
+    for s in (lst, other, x, y, u1, u2):
+        s.close()
+    again = server(net, 6000)  # closing freed the port
+    again.close()
+
+
+def test_send_after_shutdown_is_broken_pipe(net: Net) -> None:
+    lst, cli, srv = pair(net)
+    cli.shutdown(us.SHUT_WR)
+    with pytest.raises(BrokenPipeError) as e:
+        cli.send(b"late")
+    assert e.value.errno == errno.EPIPE
+    with pytest.raises(BrokenPipeError):
+        cli.sendall(b"late")
+    assert srv.recv(10) == b""  # the peer sees our FIN
+    srv.sendall(b"still open the other way")
+    assert cli.recv(100) == b"still open the other way"
+    for s in (lst, cli, srv):
+        s.close()
+
+
+def test_unconnected_and_misused_sockets(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    assert s.getsockname() == ("0.0.0.0", 0)
+    with pytest.raises(OSError) as e:
+        s.getpeername()
+    assert e.value.errno == errno.ENOTCONN
+    with pytest.raises(OSError) as e:
+        s.recv(1)
+    assert e.value.errno == errno.ENOTCONN
+    with pytest.raises(BrokenPipeError):
+        s.send(b"x")
+    with pytest.raises(OSError) as e:
+        s.shutdown(us.SHUT_WR)
+    assert e.value.errno == errno.ENOTCONN
+    with pytest.raises(OSError) as e:
+        s.shutdown(7)
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(TypeError):
+        s.connect("198.18.0.2:80")  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        s.bind(("0.0.0.0", 70000))
+    with pytest.raises(std.gaierror) as g:
+        s.connect(("no-such-host.invalid", 80))
+    assert g.value.errno == std.EAI_NONAME
+    u = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.a)
+    with pytest.raises(OSError) as e:
+        u.listen()
+    assert e.value.errno == errno.EOPNOTSUPP
+    s.close()
+    s.close()  # idempotent
+    u.close()
+
+
+def test_not_covered_calls_name_themselves(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    with pytest.raises(us.NotCoveredError, match=r"socket\.sendmsg\(\)") as e:
+        s.sendmsg([b"x"])  # type: ignore[attr-defined]
+    assert e.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(us.NotCoveredError, match="detach"):
+        s.detach()  # type: ignore[attr-defined]
+    with pytest.raises(us.NotCoveredError, match="flags"):
+        s.recv(1, std.MSG_PEEK)
+    with pytest.raises(OSError) as e:
+        s.setsockopt(std.IPPROTO_IP, std.IP_TTL, 5)
+    assert e.value.errno == errno.ENOPROTOOPT and "IP_TTL" not in str(e.value)
+    with pytest.raises(us.NotCoveredError, match="family"):
+        us.socket(std.AF_INET6, runtime=net.a)
+    with pytest.raises(us.NotCoveredError, match="fileno"):
+        us.socket(fileno=0, runtime=net.a)
+    s.close()
+
+
+def test_options(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_REUSEADDR) == 0
+    s.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 5)
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_REUSEADDR) == 1
+    s.setsockopt(us.SOL_SOCKET, us.SO_RCVBUF, 65536)
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_RCVBUF) == 131072  # doubled, as Linux
+    s.setsockopt(us.IPPROTO_TCP, us.TCP_NODELAY, True)
+    assert s.getsockopt(us.IPPROTO_TCP, us.TCP_NODELAY) == 1
+    s.setsockopt(us.SOL_SOCKET, us.SO_KEEPALIVE, 1)
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_TYPE) == us.SOCK_STREAM
+    assert s.getsockopt(us.SOL_SOCKET, us.SO_KEEPALIVE, 4) == struct.pack("i", 1)
+    lst = server(net, 5002)
+    s.settimeout(5)
+    s.connect((B_IP, 5002))
+    st = net.a.call(lambda: s._tcp.stats() if s._tcp else {})  # type: ignore[union-attr]
+    assert st["state"] == "ESTABLISHED"
+    cfg = net.a.call(lambda: s._tcp.conn.cfg)  # type: ignore[union-attr]
+    assert cfg.nodelay and cfg.keepalive and cfg.rcvbuf == 65536
+    s.close()
+    lst.close()
+
+
+# -- readiness -----------------------------------------------------------------
+
+
+def test_select_readiness_follows_the_socket(net: Net) -> None:
+    lst = server(net, 5003)
+    assert ready(lst) == (False, False)
+    cli = us.socket(runtime=net.a)
+    cli.setsockopt(us.SOL_SOCKET, us.SO_SNDBUF, 4096)
+    cli.settimeout(5)
+    cli.connect((B_IP, 5003))
+    wait_readable(lst)
+    assert ready(lst) == (True, False)  # a connection to accept
+    srv, _ = lst.accept()
+    assert ready(lst) == (False, False)
+    assert ready(cli) == (False, True)
+    srv.sendall(b"ping")
+    wait_readable(cli)
+    assert ready(cli) == (True, True)
+    assert cli.recv(10) == b"ping"
+    assert ready(cli) == (False, True)
+    # Fill the path until send would block: then not writable, until the peer reads.
+    cli.setblocking(False)
+    sent = 0
+    with pytest.raises(BlockingIOError):
+        for _ in range(2000):
+            sent += cli.send(b"x" * 65536)
+    assert ready(cli) == (False, False)
+    got = 0
+    srv.settimeout(5)
+    while got < sent:
+        got += len(srv.recv(1 << 20))
+    wait_writable(cli)
+    assert ready(cli) == (False, True)
+    # selectors work too.
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(srv, selectors.EVENT_READ)
+        assert sel.select(0) == []
+        cli.close()  # FIN: readable (EOF)
+        events = sel.select(5)
+        assert [k.fileobj for k, _ in events] == [srv]
+    assert srv.recv(10) == b""
+    srv.close()
+    lst.close()
+
+
+def test_asyncio_streams_on_ustack_sockets(net: Net) -> None:
+    """asyncio's selector loop drives ustack sockets through fileno()."""
+    lst = server(net, 5004)
+    lst.setblocking(False)
+    data = bytes(range(256)) * 4000
+
+    async def main() -> bytes:
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while chunk := await r.read(65536):
+                w.write(chunk)
+                await w.drain()
+            w.close()
+
+        srv = await asyncio.start_server(handle, sock=lst)  # type: ignore[arg-type]
+        c = us.socket(runtime=net.a)
+        c.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(c, (B_IP, 5004))  # type: ignore[arg-type]
+        reader, writer = await asyncio.open_connection(sock=c)  # type: ignore[arg-type]
+
+        async def send() -> None:
+            writer.write(data)
+            await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.create_task(send())
+        got = await reader.read(-1)
+        await sender
+        writer.close()
+        srv.close()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 30))
+    assert got == data
+
+
+# -- UDP ---------------------------------------------------------------------
+
+
+def test_udp_sendto_recvfrom(net: Net) -> None:
+    b = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.b)
+    b.bind(("0.0.0.0", 9000))
+    b.settimeout(5)
+    a = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.a)
+    assert ready(b) == (False, True)
+    assert a.sendto(b"hello", (B_IP, 9000)) == 5
+    data, addr = b.recvfrom(100)
+    assert data == b"hello" and addr == (A_IP, a.getsockname()[1])
+    buf = bytearray(3)
+    b.sendto(b"truncated", addr)
+    a.settimeout(5)
+    assert a.recvfrom_into(buf) == (3, (B_IP, 9000))
+    assert buf == b"tru"
+    a.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        a.recvfrom(10)
+    # Connected UDP: an ICMP port unreachable comes back as ConnectionRefusedError.
+    c = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.a)
+    c.connect((B_IP, 9999))
+    c.send(b"anyone?")
+    c.settimeout(5)
+    with pytest.raises(ConnectionRefusedError):
+        c.recv(10)
+    for s in (a, b, c):
+        s.close()
+
+
+# -- resolution and the runtime --------------------------------------------------
+
+
+def test_getaddrinfo_numeric_and_hosts() -> None:
+    infos = us.getaddrinfo("198.18.0.2", 80, type=us.SOCK_STREAM)
+    assert infos == [(us.AF_INET, us.SOCK_STREAM, 6, "", ("198.18.0.2", 80))]
+    both = us.getaddrinfo("198.18.0.2", "80")
+    assert {i[1] for i in both} == {us.SOCK_STREAM, us.SOCK_DGRAM}
+    assert us.getaddrinfo(None, 8080, flags=us.AI_PASSIVE)[0][4] == ("0.0.0.0", 8080)
+    assert us.gethostbyname("198.18.0.9") == "198.18.0.9"
+    with pytest.raises(std.gaierror) as e:
+        us.getaddrinfo("no-such-host.invalid", 80)
+    assert e.value.errno == std.EAI_NONAME and "/etc/hosts" in str(e.value)
+    with pytest.raises(std.gaierror) as e:
+        us.getaddrinfo("::1", 80, std.AF_INET6)
+    assert e.value.errno == std.EAI_FAMILY
+    with open("/etc/hosts") as f:
+        has_localhost = any("localhost" in line.split("#")[0].split()[1:]
+                            and "." in line.split()[0] for line in f if line.strip())
+    if has_localhost:
+        assert us.gethostbyname("localhost") == std.gethostbyname("localhost")
+
+
+def test_calls_after_the_stack_stops_fail_fast(net: Net) -> None:
+    s = us.socket(runtime=net.a)
+    net.a.stop()
+    with pytest.raises(StackDown) as e:
+        s.getsockname()
+    assert e.value.errno == errno.ENETDOWN
+    s.close()  # still fine: releases the descriptor locally
+    assert s.fileno() == -1
+
+
+def test_no_attached_stack_is_a_clear_error() -> None:
+    us.detach()
+    with pytest.raises(OSError, match="no stack attached"):
+        us.socket()
