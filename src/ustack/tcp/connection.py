@@ -367,9 +367,6 @@ class TcpConnection:
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
-    def has_events(self) -> bool:
-        return bool(self._events)
-
     # ==================================================================
     # Segment arrival (RFC 9293 3.10.7)
     # ==================================================================

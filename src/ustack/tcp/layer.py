@@ -311,21 +311,8 @@ class TcpLayer:
                 self.service(sock)
 
     def service(self, sock: TcpSocket) -> None:
-        """Hand the connection's events to the application, then transmit.
-
-        Events go first so that what the application does in its callbacks
-        (a reply, a close) leaves with the ACK of what it answered, in one
-        segment and one pass, instead of a pure ACK now and the data after
-        (the calls mark the socket dirty; it is serviced right here).
-        """
         conn = sock.conn
         stack = self.stack
-        while True:
-            ev = conn.next_event()
-            if ev is None:
-                break
-            self._event(sock, ev)
-        self.dirty.pop(sock, None)
         now = stack.now
         segs = conn.segments_to_send(now)
         if segs:
@@ -352,9 +339,12 @@ class TcpLayer:
             sock.timer_deadline = deadline
             if deadline is not None:
                 self._timers[sock] = stack.timers.call_at(deadline, partial(self._on_timer, sock))
-        # Events raised while transmitting (none today) wait for the next pass.
-        if conn.has_events():
-            self.dirty[sock] = None
+        # Events.
+        while True:
+            ev = conn.next_event()
+            if ev is None:
+                break
+            self._event(sock, ev)
         # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
         estab = conn.state is State.ESTABLISHED or conn.state is State.CLOSE_WAIT
         if estab != sock.counted_estab:
