@@ -10,45 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
+from aio_net import A_IP, B_IP, PORT, run
 
 from ustack import aio
-from ustack.link.pipe import pipe_pair
 from ustack.stack import Stack
 from ustack.tcp.socket import TcpSocket
-
-A_IP, B_IP = "198.18.0.1", "198.18.0.2"
-PORT = 7
-
-
-@pytest.fixture
-def stacks() -> Iterator[tuple[Stack, Stack]]:
-    da, db = pipe_pair(queue_len=4096)
-    a, b = Stack(), Stack()
-    a.add_interface(da, f"{A_IP}/24")
-    b.add_interface(db, f"{B_IP}/24")
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-def run(stacks: tuple[Stack, Stack], coro_fn: Callable[[], Awaitable[None]],
-        limit: float = 30.0) -> None:
-    """Run ``coro_fn`` in a fresh loop with both stacks attached, bounded in time."""
-
-    async def bounded() -> None:
-        attached = [aio.AioStack(s).start() for s in stacks]
-        try:
-            await asyncio.wait_for(coro_fn(), limit)
-        finally:
-            for x in attached:
-                x.close()
-
-    asyncio.run(bounded())
 
 
 def usock(writer: asyncio.StreamWriter) -> TcpSocket:

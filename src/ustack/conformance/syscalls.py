@@ -383,16 +383,26 @@ class Syscalls:
         self._nargs(args, "recvfrom", 6)
         return self._recv(args[0], args[2], self._int(args[3], "the flags"))
 
-    def _recv(self, fd_arg: Expr, len_arg: Expr, flags: int) -> Invocation:
+    def _io_target(self, fd_arg: Expr, len_arg: Expr,
+                   what: str) -> tuple[_Fd, TcpSocket, int] | Invocation:
+        """The entry, connected socket and length of a read or write call,
+        or the failing Invocation (EBADF, ENOTCONN)."""
         _, entry = self._fd(fd_arg)
         n = self._int(len_arg, "the length")
         if not 0 <= n <= MAX_IO:
-            raise self._error(f"read length {n} out of range (0..{MAX_IO})")
+            raise self._error(f"{what} length {n} out of range (0..{MAX_IO})")
         if entry is None:
             return self._fail(errno.EBADF)
         sock = entry.sock
         if sock is None:
             return self._fail(errno.ENOTCONN)
+        return entry, sock, n
+
+    def _recv(self, fd_arg: Expr, len_arg: Expr, flags: int) -> Invocation:
+        target = self._io_target(fd_arg, len_arg, "read")
+        if isinstance(target, Invocation):
+            return target
+        entry, sock, n = target
         peek = bool(flags & socket.MSG_PEEK)
         nonblock = entry.nonblock or bool(flags & socket.MSG_DONTWAIT)
 
@@ -431,15 +441,10 @@ class Syscalls:
         return self._send(args[0], args[2], self._int(args[3], "the flags"))
 
     def _send(self, fd_arg: Expr, len_arg: Expr, flags: int) -> Invocation:
-        _, entry = self._fd(fd_arg)
-        n = self._int(len_arg, "the length")
-        if not 0 <= n <= MAX_IO:
-            raise self._error(f"write length {n} out of range (0..{MAX_IO})")
-        if entry is None:
-            return self._fail(errno.EBADF)
-        sock = entry.sock
-        if sock is None:
-            return self._fail(errno.ENOTCONN)
+        target = self._io_target(fd_arg, len_arg, "write")
+        if isinstance(target, Invocation):
+            return target
+        entry, sock, n = target
         nonblock = entry.nonblock or bool(flags & socket.MSG_DONTWAIT)
         data = memoryview(bytes(n))
         sent = [0]

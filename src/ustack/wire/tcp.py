@@ -323,14 +323,8 @@ def build(
     payload_sum: int | None = None,
 ) -> bytes:
     """A whole segment: header + options + payload, checksummed unless told not to."""
-    olen = len(options)
-    if olen & 3 or olen > MAX_OPTIONS_LEN:
-        raise ValueError(f"TCP options must be a multiple of 4 up to 40 bytes, got {olen}")
-    hl = 20 + olen
-    csum = (
-        _checksum(src, dst, sport, dport, seq, ack, (hl << 10) | flags, window, urgent,
-                  options, payload, payload_sum)
-        if checksum else 0
-    )
-    hdr = _pack(sport, dport, seq, ack, hl << 2, flags, window, csum, urgent)
-    return b"".join((hdr, options, payload)) if olen else hdr + payload
+    buf = bytearray(20 + len(options) + len(payload))
+    hl = pack_header_into(buf, 0, src, dst, sport, dport, seq, ack, flags, window, options,
+                          payload, urgent, checksum, payload_sum=payload_sum)
+    buf[hl:] = payload
+    return bytes(buf)
