@@ -5,20 +5,33 @@ The same asyncio server program (an ``asyncio.Protocol`` echo: every
 ``--api streams`` a StreamReader/StreamWriter loop) runs
 
   kernel veth      on a kernel socket, the client's kernel at the other end
-                   of a veth pair (two namespaces; offloads off as in the
-                   other rows) -- the reference every ratio is to;
-  ustack packet    on ``ustack.aio`` over AF_PACKET on a veth;
-  ustack tap       on ``ustack.aio`` over a TAP.
+                   of a veth pair (two namespaces; veth's offloads on, its
+                   default) -- the reference every ratio is to;
+  ustack packet    on ``ustack.aio`` over AF_PACKET on a veth (offloads off);
+  ustack tap       on ``ustack.aio`` over a TAP;
+  ustack tap+offload  the same with virtio-net headers (``vnet_hdr=True``):
+                   checksums are offloaded both ways, and the kernel and
+                   ustack pass each other 64 KB super-frames (TSO/GRO).
 
-The client is one Python process in the peer namespace with C kernel TCP
-connections, each sending a 1 KB message and waiting for its echo before
-sending the next (so every message is one ``data_received`` and one write
-on the server).  Client and server are pinned to different cores.  Each
-figure is messages per second, min / median / max over the runs; the
-server's CPU share is printed so a client-bound figure is visible.
+The client is one Python process in the peer namespace, on kernel TCP
+connections, in two modes, each measured against every server in the run:
+
+  pingpong  each connection sends a 1 KB message and waits for its echo
+            before sending the next, so every message is one
+            ``data_received`` and one write on the server: a latency-bound
+            rate, what an RPC-style protocol sees;
+  stream    each connection keeps 256 KB of 1 KB messages in flight
+            (written 64 per send()) and counts the echoed bytes: the
+            throughput a pipelined protocol sees, where the server's
+            stack may coalesce messages into larger reads and writes.
+
+Client and server are pinned to different cores.  Each figure is messages
+per second (and MB/s), min / median / max over the runs; the server's CPU
+share is printed so a client-bound figure is visible.
 
     python3 bench/bench_aio.py [--quick] [--runs N] [--seconds S] [--conns C]
                                [--size B] [--api protocol|streams]
+                               [--mode pingpong|stream]
 
 Needs root (namespaces).  Everything it creates is deleted on exit.
 """
@@ -42,6 +55,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SERVER_PORT = 7
+MODES = ("pingpong", "stream")
+STREAM_BATCH = 64  # messages per client send() in stream mode
+OUTSTANDING = 256 * 1024  # bytes in flight per connection in stream mode
 
 
 # --------------------------------------------------------------------------
@@ -81,7 +97,7 @@ async def serve(a: argparse.Namespace) -> None:
         return
     from ustack import aio
 
-    async with aio.running(a.link, a.ip, host_ip=a.host_ip) as st:
+    async with aio.running(a.link, a.ip, host_ip=a.host_ip, vnet_hdr=a.vnet_hdr) as st:
         # asyncio sets TCP_NODELAY on its TCP transports; the same here.
         st.stack.tcp.config.nodelay = True
         if a.api == "streams":
@@ -145,6 +161,66 @@ def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> Non
     print(f"msgs={count} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
 
 
+def client_stream(ip: str, conns: int, size: int, seconds: float, warmup: float) -> None:
+    """Pipeline ``size``-byte messages on ``conns`` connections; print msgs/s.
+
+    Each connection keeps up to OUTSTANDING bytes of messages in flight,
+    written STREAM_BATCH messages per send() (so the client's system calls
+    are not what is measured), and counts the echoed bytes that come back.
+    """
+    chunk = b"m" * (size * STREAM_BATCH)
+    sel = selectors.DefaultSelector()
+    rw = selectors.EVENT_READ | selectors.EVENT_WRITE
+    outstanding: dict[int, int] = {}
+    socks = []
+    for _ in range(conns):
+        s = socket.create_connection((ip, SERVER_PORT), timeout=5)
+        s.setblocking(False)
+        socks.append(s)
+        sel.register(s, rw)
+        outstanding[s.fileno()] = 0
+    received = 0
+    t0 = time.monotonic()
+    start = t0 + warmup
+    end = start + seconds
+    counting = False
+    cpu0 = 0.0
+    now = t0
+    while now < end:
+        for key, events in sel.select(1.0):
+            s = key.fileobj  # type: ignore[assignment]
+            fd = key.fd
+            if events & selectors.EVENT_READ:
+                try:
+                    data = s.recv(1 << 18)
+                except BlockingIOError:
+                    data = None
+                if data is not None:
+                    if not data:
+                        raise SystemExit("server closed a connection")
+                    received += len(data)
+                    was = outstanding[fd]
+                    outstanding[fd] = was - len(data)
+                    if was >= OUTSTANDING > outstanding[fd]:
+                        sel.modify(s, rw)
+            if events & selectors.EVENT_WRITE and outstanding[fd] < OUTSTANDING:
+                with contextlib.suppress(BlockingIOError):
+                    outstanding[fd] += s.send(chunk)
+                if outstanding[fd] >= OUTSTANDING:
+                    sel.modify(s, selectors.EVENT_READ)
+        now = time.monotonic()
+        if not counting and now >= start:
+            counting = True
+            received = 0
+            start = now
+            cpu0 = time.process_time()
+    wall = now - start
+    cpu = (time.process_time() - cpu0) / wall
+    for s in socks:
+        s.close()
+    print(f"msgs={received // size} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
+
+
 # --------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------
@@ -153,6 +229,7 @@ def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> Non
 @dataclass
 class Row:
     name: str
+    mode: str = "pingpong"
     rates: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     client_cpu: list[float] = field(default_factory=list)
@@ -164,33 +241,38 @@ def self_cmd(cpu: int | None, *args: str) -> list[str]:
     return [*taskset(cpu), sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def measure_row(row: Row, server_ns: object, client_ns: object, server_args: list[str],
-                ip: str, a: argparse.Namespace, cpus: tuple[int | None, int | None]) -> None:
+def measure_server(rows: dict[str, Row], server_ns: object, client_ns: object,
+                   server_args: list[str], ip: str, a: argparse.Namespace,
+                   cpus: tuple[int | None, int | None]) -> None:
+    """Start one server; run the client ``a.runs`` times in every mode against it."""
     from harness import cpu_seconds
 
     from ustack.testbed import Netns
 
     assert isinstance(server_ns, Netns) and isinstance(client_ns, Netns)
+    name = next(iter(rows.values())).name
     proc = server_ns.popen(self_cmd(cpus[1], "--serve", *server_args, "--api", a.api),
                            stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if line.strip() != "ready":
-            raise SystemExit(f"{row.name}: server did not start (exit {proc.poll()})")
+            raise SystemExit(f"{name}: server did not start (exit {proc.poll()})")
         for _ in range(a.runs):
-            c0 = cpu_seconds(proc.pid)
-            t0 = time.monotonic()
-            out = client_ns.run(self_cmd(cpus[0], "--client", ip, "--conns", str(a.conns),
-                                         "--size", str(a.size), "--seconds", str(a.seconds),
-                                         "--warmup", str(a.warmup)),
-                                timeout=a.seconds + a.warmup + 30).stdout
-            wall = time.monotonic() - t0
-            share = (cpu_seconds(proc.pid) - c0) / wall
-            fields = dict(kv.split("=") for kv in out.split()[-3:])
-            row.rates.append(int(fields["msgs"]) / float(fields["seconds"]))
-            row.client_cpu.append(float(fields["cpu"]))
-            row.server_cpu.append(share)
+            for mode, row in rows.items():
+                c0 = cpu_seconds(proc.pid)
+                t0 = time.monotonic()
+                out = client_ns.run(
+                    self_cmd(cpus[0], "--client", ip, "--mode", mode, "--conns", str(a.conns),
+                             "--size", str(a.size), "--seconds", str(a.seconds),
+                             "--warmup", str(a.warmup)),
+                    timeout=a.seconds + a.warmup + 30).stdout
+                wall = time.monotonic() - t0
+                share = (cpu_seconds(proc.pid) - c0) / wall
+                fields = dict(kv.split("=") for kv in out.split()[-3:])
+                row.rates.append(int(fields["msgs"]) / float(fields["seconds"]))
+                row.client_cpu.append(float(fields["cpu"]))
+                row.server_cpu.append(share)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -200,54 +282,79 @@ def measure_row(row: Row, server_ns: object, client_ns: object, server_args: lis
             proc.wait()
 
 
-def run_all(a: argparse.Namespace) -> list[Row]:
+SERVERS = ("kernel veth", "ustack.aio packet", "ustack.aio tap", "ustack.aio tap+offload")
+
+
+def run_all(a: argparse.Namespace) -> dict[str, list[Row]]:
+    """Every server in every mode; returns the rows by mode, kernel first."""
     from harness import pick_cpus
 
     from ustack.testbed import Testbed
 
     cpus = pick_cpus()
-    rows = [Row("kernel veth"), Row("ustack.aio packet"), Row("ustack.aio tap")]
+    table = {mode: [Row(name, mode) for name in SERVERS] for mode in a.modes}
     with Testbed() as tb:
         # kernel <-> kernel over a veth pair.
         kc, ks = tb.netns("kclient"), tb.netns("kserver")
-        tb.veth(kc, ks, "198.18.10.1/24", "198.18.10.2/24")
+        # Offloads stay on (veth's default): the kernel at its best, with
+        # its own segmentation and checksum offloads, as the ustack
+        # tap+offload row has them.
+        tb.veth(kc, ks, "198.18.10.1/24", "198.18.10.2/24", offloads_off=False)
         # kernel client <-> ustack on AF_PACKET over a veth pair.
         pc, ph = tb.netns("pclient"), tb.netns("phost")
         _, host_if = tb.veth(pc, ph, "198.18.11.1/24")
         # kernel client <-> ustack on a TAP (the stack creates it).
         tns = tb.netns("tap")
         tap = tb.ifname("t", tns)
+        # The same with virtio-net headers: the kernel vouches for received
+        # checksums, finishes the ones we send, and both sides may pass
+        # 64 KB super-frames (TSO/GRO) instead of MSS-sized segments.
+        ons = tb.netns("tapo")
+        otap = tb.ifname("o", ons)
         plans = [
-            (rows[0], ks, kc, ["kernel", "--ip", "198.18.10.2/24"], "198.18.10.2"),
-            (rows[1], ph, pc, ["ustack", "--link", f"packet:{host_if}", "--ip",
-                               "198.18.11.2/24"], "198.18.11.2"),
-            (rows[2], tns, tns, ["ustack", "--link", f"tap:{tap}", "--ip", "198.18.12.2/24",
-                                 "--host-ip", "198.18.12.1/24"], "198.18.12.2"),
+            (ks, kc, ["kernel", "--ip", "198.18.10.2/24"], "198.18.10.2"),
+            (ph, pc, ["ustack", "--link", f"packet:{host_if}", "--ip", "198.18.11.2/24"],
+             "198.18.11.2"),
+            (tns, tns, ["ustack", "--link", f"tap:{tap}", "--ip", "198.18.12.2/24",
+                        "--host-ip", "198.18.12.1/24"], "198.18.12.2"),
+            (ons, ons, ["ustack", "--link", f"tap:{otap}", "--ip", "198.18.13.2/24",
+                        "--host-ip", "198.18.13.1/24", "--vnet-hdr"], "198.18.13.2"),
         ]
-        for row, sns, cns, sargs, ip in plans:
-            measure_row(row, sns, cns, sargs, ip, a, cpus)
-    return rows
+        for i, (sns, cns, sargs, ip) in enumerate(plans):
+            rows = {mode: table[mode][i] for mode in a.modes}
+            measure_server(rows, sns, cns, sargs, ip, a, cpus)
+    return table
 
 
 def fmt(xs: list[float]) -> str:
     return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
 
 
-def report(rows: list[Row], a: argparse.Namespace) -> None:
-    ref = statistics.median(rows[0].rates)
-    print(f"asyncio echo, {a.size} B messages, {a.conns} connections ping-pong, "
-          f"API {a.api}, {a.runs} x {a.seconds:g} s")
-    print(f"{'server':<20} {'min':>9} {'median':>9} {'max':>9}  msgs/s   ratio  "
-          f"server-cpu client-cpu")
-    for row in rows:
-        med = statistics.median(row.rates)
-        print(f"{row.name:<20} {fmt(row.rates)}          {med / ref:5.2f}  "
-              f"{statistics.median(row.server_cpu):10.2f} "
-              f"{statistics.median(row.client_cpu):10.2f}")
-    best = max(statistics.median(r.rates) for r in rows[1:])
-    verdict = "met" if best >= ref else "NOT met"
-    print(f"goal ustack.aio >= kernel asyncio: {verdict} "
-          f"(best ustack.aio / kernel = {best / ref:.2f})")
+HEADINGS = {
+    "pingpong": "ping-pong: each connection sends a message and waits for its echo",
+    "stream": (f"stream: each connection keeps {OUTSTANDING // 1024} KB of messages in flight, "
+               f"{STREAM_BATCH} per send()"),
+}
+
+
+def report(table: dict[str, list[Row]], a: argparse.Namespace) -> None:
+    print(f"asyncio echo, {a.size} B messages, {a.conns} connections, API {a.api}, "
+          f"{a.runs} x {a.seconds:g} s per mode")
+    for mode, rows in table.items():
+        ref = statistics.median(rows[0].rates)
+        print()
+        print(HEADINGS[mode])
+        print(f"{'server':<24} {'min':>9} {'median':>9} {'max':>9}  msgs/s   MB/s  ratio  "
+              f"server-cpu client-cpu")
+        for row in rows:
+            med = statistics.median(row.rates)
+            print(f"{row.name:<24} {fmt(row.rates)}  {med * a.size / 1e6:12.1f}  "
+                  f"{med / ref:5.2f}  {statistics.median(row.server_cpu):10.2f} "
+                  f"{statistics.median(row.client_cpu):10.2f}")
+        best = max(statistics.median(r.rates) for r in rows[1:])
+        verdict = "met" if best >= ref else "NOT met"
+        print(f"goal ustack.aio >= kernel asyncio ({mode}): {verdict} "
+              f"(best ustack.aio / kernel = {best / ref:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,19 +366,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conns", type=int, default=8)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--api", choices=["protocol", "streams"], default="protocol")
+    p.add_argument("--mode", choices=MODES, help="measure one mode only (default: both)")
     p.add_argument("--serve", choices=["kernel", "ustack"], help=argparse.SUPPRESS)
     p.add_argument("--client", metavar="IP", help=argparse.SUPPRESS)
     p.add_argument("--link", help=argparse.SUPPRESS)
     p.add_argument("--ip", help=argparse.SUPPRESS)
     p.add_argument("--host-ip", help=argparse.SUPPRESS)
+    p.add_argument("--vnet-hdr", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.serve:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(a))
         return 0
     if a.client:
-        client(a.client, a.conns, a.size, a.seconds, a.warmup)
+        run_client = client_stream if a.mode == "stream" else client
+        run_client(a.client, a.conns, a.size, a.seconds, a.warmup)
         return 0
+    a.modes = MODES if a.mode is None else (a.mode,)
     if a.quick:
         a.runs, a.seconds = 2, 1.0
     if os.geteuid() != 0:

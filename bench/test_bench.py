@@ -8,8 +8,12 @@ only; every run is bounded to about a second.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -180,3 +184,31 @@ def test_loadgen_counts_corrupted_replies_as_bad_and_recovers_the_slots() -> Non
         echo.join(timeout=2)
         echo.sock.close()
     assert r.bad > 0 and r.lost > 0 and r.replies > 0
+
+
+_IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.mark.root
+def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
+    """bench_http.py end to end: kernel, ustack packet and ustack tap each
+    serve http.server requests (1 run of 1 s, no warm-up: about 10 s)."""
+    missing = "needs root" if os.geteuid() != 0 else None
+    if missing is None and shutil.which("ab") is None:
+        missing = "needs ab (apache2-utils; scripts/install-system-deps.sh)"
+    if missing is not None:
+        if _IN_CI:
+            pytest.fail(f"CI=true and a prerequisite is missing: {missing}", pytrace=False)
+        pytest.skip(missing)
+    script = Path(__file__).resolve().parent / "bench_http.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--runs", "1", "--seconds", "1", "--warmup", "0"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("kernel veth", "ustack packet", "ustack tap"):
+        m = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)", proc.stdout, re.M)
+        assert m is not None, f"no {name!r} row in:\n{proc.stdout}"
+        assert float(m.group(2)) > 0 and float(m.group(4)) > 0, m.group(0)

@@ -15,6 +15,7 @@ wanted=(
   nmap:nmap
   curl:curl
   netcat-openbsd:nc
+  apache2-utils:ab
   gcc:gcc
   make:make
 )

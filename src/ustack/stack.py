@@ -87,9 +87,14 @@ class Stack:
     def udp_socket(self) -> UdpSocket:
         return self.udp.socket()
 
-    def tcp_listen(self, address: tuple[str, int], backlog: int = 128) -> TcpListener:
-        """A listening TCP endpoint; established connections come from ``accept()``."""
-        return self.tcp.listen(address, backlog)
+    def tcp_listen(self, address: tuple[str, int], backlog: int = 128,
+                   **options: Any) -> TcpListener:
+        """A listening TCP endpoint; established connections come from ``accept()``.
+
+        ``options`` (``TcpConfig`` field names, as for ``tcp_connect``) apply
+        to every connection accepted from it.
+        """
+        return self.tcp.listen(address, backlog, **options)
 
     def tcp_connect(self, address: tuple[str, int], **options: Any) -> TcpSocket:
         """Start an active open; the socket reports ``Event.CONNECTED`` (or fails).
@@ -108,6 +113,11 @@ class Stack:
 
     def remove_reader(self, fd: int) -> None:
         self._extra_readers.pop(fd, None)
+
+    def extra_readers(self) -> dict[int, Callable[[], None]]:
+        """The readers added with ``add_reader`` (fd -> callback), as a copy:
+        a loop that drives the Stack in ``run()``'s place (ustack.aio) registers them."""
+        return dict(self._extra_readers)
 
     # -- the loop ---------------------------------------------------------
 

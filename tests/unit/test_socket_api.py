@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import pytest
 
 import ustack.socket as us
+from ustack.link.threadpipe import thread_pipe_pair
 from ustack.socketmod.runtime import Runtime, StackDown
-from ustack.socketmod.threadpipe import thread_pipe_pair
 from ustack.stack import Stack
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"

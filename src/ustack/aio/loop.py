@@ -69,7 +69,7 @@ class AioStack:
             self._fds.append(fd)
         # Control sockets and the like; they run the Stack's callbacks and
         # then a poll, since a control request may change the stack.
-        for fd, cb in list(stack._extra_readers.items()):
+        for fd, cb in stack.extra_readers().items():
             loop.add_reader(fd, self._on_extra, cb)
             self._fds.append(fd)
         stack.start(loop.time())
@@ -139,12 +139,20 @@ class AioStack:
         if self.closed:
             return
         stack = self.stack
-        # A device that delivered a full batch may hold more; take a few more
-        # batches now, then let other callbacks run (the reader fires again).
-        for _ in range(4):
-            if stack.poll(now) < BATCH:
-                break
-            now = self.loop.time()
+        # Writes made by callbacks inside the poll leave with its own flush:
+        # while it runs, kick() has nothing to schedule.
+        pending = self._flush_pending
+        self._flush_pending = True
+        try:
+            # A device that delivered a full batch may hold more; take a few
+            # more batches now, then let other callbacks run (the reader
+            # fires again).
+            for _ in range(4):
+                if stack.poll(now) < BATCH:
+                    break
+                now = self.loop.time()
+        finally:
+            self._flush_pending = pending
         self._arm()
 
     def _arm(self) -> None:

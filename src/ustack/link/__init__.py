@@ -1,7 +1,8 @@
 """Devices that move Ethernet frames, and wrappers that compose with any of them.
 
 Devices: ``TapDevice`` (tap.py), ``PacketDevice`` (packet.py, AF_PACKET with
-rings), ``pipe_pair`` (pipe.py, in memory), on ``DeviceBase`` (base.py).
+rings), ``pipe_pair`` (pipe.py, in memory), ``thread_pipe_pair`` (threadpipe.py, in
+memory with each end in its own thread), on ``DeviceBase`` (base.py).
 Wrappers, on ``DeviceWrapper`` (wrapper.py): ``PcapTee`` (pcap.py),
 ``FaultInjector`` (fault.py), ``Shaper`` (shaper.py).  ``open_link``/``wrap`` (open.py)
 build them from strings.  Every failure to open or use one is a
@@ -16,6 +17,7 @@ from ustack.link.packet import PacketDevice
 from ustack.link.pcap import PcapTee, PcapWriter
 from ustack.link.pipe import PipeDevice, pipe_pair
 from ustack.link.tap import TapDevice, configure_host_side, interface_index, interface_mac
+from ustack.link.threadpipe import ThreadPipeDevice, thread_pipe_pair
 from ustack.link.wrapper import DeviceWrapper
 
 __all__ = [
@@ -32,10 +34,12 @@ __all__ = [
     "PcapWriter",
     "PipeDevice",
     "TapDevice",
+    "ThreadPipeDevice",
     "configure_host_side",
     "interface_index",
     "interface_mac",
     "open_link",
     "pipe_pair",
+    "thread_pipe_pair",
     "wrap",
 ]

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ustack.link import vnet
 from ustack.link.base import Device, Frame
+from ustack.wire import ethernet as weth
+from ustack.wire import ipv4 as wip
+from ustack.wire.tcp import CHECKSUM_OFFSET as TCP_CSUM_OFFSET
 
 if TYPE_CHECKING:
     from ustack.net.arp import ArpTable
@@ -38,6 +42,7 @@ class Interface:
         "netmask",
         "network",
         "prefix_len",
+        "tcp_csum_vnet",
         "txq",
     )
 
@@ -61,6 +66,11 @@ class Interface:
         caps = device.caps
         self.gso = bool(caps.tso and caps.vnet_hdr_len and hasattr(device, "send_gso"))
         self.gso_pending = False  # a GsoFrame was queued since the last flush
+        # With offloads on, every TCP frame asks the device to finish its
+        # checksum (NEEDS_CSUM): this header, the same for all of them.
+        self.tcp_csum_vnet = vnet.gso_header(
+            caps.vnet_hdr_len, csum_start=weth.HEADER_LEN + wip.MIN_HEADER_LEN,
+            csum_offset=TCP_CSUM_OFFSET) if self.gso else b""
         self.arp: ArpTable  # set by the Stack right after construction
 
     def on_link(self, addr: bytes) -> bool:

@@ -6,6 +6,11 @@ IPPROTO_TCP TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT.  Values
 read back as Linux reports them: booleans as 0/1, buffer sizes doubled
 (``socket(7)``: the kernel doubles the value to allow for bookkeeping).
 Any other option raises ENOPROTOOPT with a message naming it.
+
+Options set on a listening socket, before or after listen(), are the
+starting options of the sockets it accepts (Linux clones the listener): the
+listener's connections are built with them from the SYN on.  SO_LINGER with
+a timeout makes close() wait for the FIN to be acknowledged (``sock.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from ustack.udp.socket import DEFAULT_RCVBUF
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
-    from ustack.tcp.socket import TcpSocket
+    from ustack.tcp.socket import TcpListener, TcpSocket
 
 SOL_SOCKET = _socket.SOL_SOCKET
 IPPROTO_TCP = _socket.IPPROTO_TCP
@@ -134,8 +139,9 @@ class Options:
         """SO_LINGER on with a zero timeout: close() resets the connection."""
         return self.linger == (1, 0)
 
-    def connect_options(self) -> dict[str, Any]:
-        """TcpConfig fields for ``Stack.tcp_connect`` from the options set so far."""
+    def tcp_options(self) -> dict[str, Any]:
+        """TcpConfig fields from the options set so far, for ``TcpLayer.connect``
+        and ``TcpLayer.listen`` / ``TcpListener.set_options``."""
         out: dict[str, Any] = {}
         t = self.touched
         if "nodelay" in t:
@@ -156,22 +162,26 @@ class Options:
 def apply_to_connection(opts: Options, sock: TcpSocket, stack: Stack) -> None:
     """Options that act on a live connection (stack thread).  The receive
     buffer is not among them: the window scale it implies was fixed by the
-    handshake (RFC 7323 2.2), so SO_RCVBUF only affects later connects."""
+    handshake (RFC 7323 2.2), so SO_RCVBUF only affects connections opened
+    later (connected, or accepted from a listener that has it)."""
     cfg = sock.conn.cfg
     t = opts.touched
     if "nodelay" in t:
         cfg.nodelay = bool(opts.nodelay)
-    if t & {"keepidle", "keepintvl", "keepcnt"}:
-        cfg.keepalive_idle = float(opts.keepidle)
-        cfg.keepalive_interval = float(opts.keepintvl)
-        cfg.keepalive_probes = opts.keepcnt
-    if "keepalive" in t:
-        was = cfg.keepalive
-        cfg.keepalive = bool(opts.keepalive)
-        if cfg.keepalive and not was:
-            # The idle timer is armed at establishment only when keepalive
-            # was on then; arm it now (RFC 1122 4.2.3.6).
-            sock.conn._start_keepalive(stack.now)
     if "sndbuf" in t:
         cfg.sndbuf = opts.sndbuf
-    stack.tcp.kick(sock)
+    if t & {"keepalive", "keepidle", "keepintvl", "keepcnt"}:
+        timings = bool(t & {"keepidle", "keepintvl", "keepcnt"})
+        sock.set_keepalive(bool(opts.keepalive) if "keepalive" in t else cfg.keepalive,
+                           float(opts.keepidle) if timings else None,
+                           float(opts.keepintvl) if timings else None,
+                           opts.keepcnt if timings else None)
+    stack.tcp.kick(sock)  # Nagle or the send buffer may let data go now
+
+
+def apply_to_listener(opts: Options, listener: TcpListener) -> None:
+    """Options set on a listening socket, before or after listen(), reach the
+    connections it accepts from then on: Linux clones the listener, so an
+    accepted socket starts with its options (SO_RCVBUF included, which picks
+    the window scale the SYN-ACK offers, RFC 7323 2.2)."""
+    listener.set_options(**opts.tcp_options())

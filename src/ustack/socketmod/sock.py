@@ -22,7 +22,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as parse_addr
@@ -35,6 +35,9 @@ from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.tcp.states import State
 from ustack.udp.socket import UdpSocket
 from ustack.wire import ipv4 as wip
+
+if TYPE_CHECKING:
+    from ustack.timers import Timer
 
 T = TypeVar("T")
 Address = tuple[str, int]
@@ -51,6 +54,12 @@ _POLLOUT = select.POLLOUT
 _monotonic = time.monotonic
 _SYNCHRONIZING = (State.SYN_SENT, State.SYN_RECEIVED)
 _OPEN = (State.ESTABLISHED, State.CLOSE_WAIT)
+# Closed by the application, our FIN not yet acknowledged: what a lingering
+# close() waits out (Linux's closing(): FIN-WAIT-1, CLOSING, LAST-ACK).
+_FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
+# The ACK of a FIN that carries no data raises no connection event, so a
+# lingering close() also looks this often (seconds, in the stack thread).
+_LINGER_RECHECK = 0.005
 
 
 class _Host:
@@ -135,6 +144,8 @@ class Socket:
         self._shut_rd = False
         self._err_taken = False  # the connection's error was reported once
         self._opts = opt.Options()
+        self._lingering = False  # close() waits for the FIN's ACK (SO_LINGER)
+        self._linger_timer: Timer | None = None
         runtime.call(self._s_open)
 
     @classmethod
@@ -156,6 +167,8 @@ class Socket:
         s._shut_rd = False
         s._err_taken = False
         s._opts = parent._opts.inherited()
+        s._lingering = False
+        s._linger_timer = None
         s._s_open()
         opt.apply_to_connection(s._opts, native, rt.stack)
         return s
@@ -184,6 +197,10 @@ class Socket:
         if t is not None:
             c = t.conn
             st = c.state
+            if self._lingering:
+                # A lingering close() sleeps until readable: the FIN was acked.
+                m.set(st not in _FIN_UNACKED, m.writable)
+                return
             r = (self._shut_rd or bool(c.readable_bytes) or c.peer_fin or bool(c.error)
                  or st is State.CLOSED)
             if st in _SYNCHRONIZING:
@@ -204,6 +221,10 @@ class Socket:
             m.set(True, True)
 
     def _s_close(self) -> None:
+        self._lingering = False
+        timer, self._linger_timer = self._linger_timer, None
+        if timer is not None:
+            timer.cancel()
         t, li, u = self._tcp, self._listener, self._udp
         if t is not None:
             t.on_event = None
@@ -457,6 +478,7 @@ class Socket:
         assert self._bound is not None
         ip, port = self._bound
         li = self._rt.stack.tcp_listen((wip.addr_to_str(ip), port), backlog)
+        opt.apply_to_listener(self._opts, li)  # set before listen(): accepted sockets inherit
         self._s_unbind()
         self._listener = li
         li.on_accept = _weak_sync(weakref.ref(self))
@@ -525,7 +547,7 @@ class Socket:
                 raise err(errno.EISCONN)
             self._tcp = None  # a failed attempt: Linux lets connect() try again
         local_port = self._bound[1] if self._bound is not None else 0
-        options = self._opts.connect_options()
+        options = self._opts.tcp_options()
         t = self._rt.stack.tcp_connect((wip.addr_to_str(ip), port), local_port=local_port,
                                        **options)
         self._s_unbind()
@@ -737,6 +759,9 @@ class Socket:
         rt = self._rt
         if rt.alive:
             try:
+                on, secs = self._opts.linger
+                if on and secs > 0 and self._stream and not rt.in_thread():
+                    self._linger(secs)
                 rt.call(self._s_close)
                 return
             except OSError:
@@ -744,6 +769,48 @@ class Socket:
         m, self._mirror = self._mirror, None
         if m is not None:
             m.close()
+
+    def _linger(self, secs: int) -> None:
+        """SO_LINGER with a timeout (socket(7)): close() returns once everything
+        sent, FIN included, is acknowledged, or after ``secs`` seconds.  Then,
+        as on Linux (tcp_close, sk_stream_wait_close), the connection goes on
+        without the application: no reset, data and FIN still retransmitted.
+        Linux lingers for a non-blocking socket too, and so does this."""
+        deadline = _monotonic() + secs
+        if not self._rt.call(self._s_linger_start):
+            return
+        p = select.poll()
+        p.register(self._fd, _POLLIN)
+        while True:
+            left = deadline - _monotonic()
+            if left <= 0 or p.poll(max(1, int(left * 1000 + 0.999))):
+                return
+
+    def _s_linger_start(self) -> bool:
+        """Close the connection, keeping the descriptor to wait on; False when
+        there is nothing to wait for (not connected, reset, FIN acked)."""
+        t = self._tcp
+        if t is None or self._mirror is None:
+            return False
+        t.close()  # the FIN queues behind the data (a RST if data was left unread)
+        if t.conn.state not in _FIN_UNACKED:
+            return False
+        self._lingering = True
+        t.on_event = _weak_sync(weakref.ref(self))  # TcpSocket.close dropped it
+        self._s_sync()
+        stack = self._rt.stack
+        self._linger_timer = stack.call_at(stack.now + _LINGER_RECHECK, self._s_linger_tick)
+        return True
+
+    def _s_linger_tick(self, now: float) -> None:
+        self._linger_timer = None
+        if not self._lingering:
+            return
+        self._s_sync()
+        m = self._mirror
+        if m is not None and not m.readable:
+            self._linger_timer = self._rt.stack.call_at(now + _LINGER_RECHECK,
+                                                        self._s_linger_tick)
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
@@ -793,6 +860,8 @@ class Socket:
         self._opts.set(level, optname, value)
         if self._tcp is not None:
             opt.apply_to_connection(self._opts, self._tcp, self._rt.stack)
+        elif self._listener is not None:
+            opt.apply_to_listener(self._opts, self._listener)
         elif self._udp is not None and (level, optname) == (_socket.SOL_SOCKET,
                                                             _socket.SO_RCVBUF):
             self._udp.rcvbuf = self._opts.rcvbuf

@@ -31,6 +31,7 @@ errors (RFC 1122 4.2.3.9, RFC 5461); congestion control by ``cc.py``.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions
 
 _MASK = 0xFFFFFFFF
+_pack_ts_option = struct.Struct("!III").pack
+_TS_KIND = 0x0101080A  # NOP NOP kind 8 length 10 (RFC 7323 appendix A layout)
 DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
 TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
 
@@ -287,9 +290,12 @@ class TcpConnection:
         room = self.cfg.sndbuf - len(self._sq)
         if room <= 0:
             return 0
-        n = min(room, len(data))
-        self._sq += data[:n]
-        return n
+        n = len(data)
+        if n <= room:
+            self._sq += data
+            return n
+        self._sq += memoryview(data)[:room]
+        return room
 
     def recv(self, max_bytes: int) -> bytes:
         """Take up to ``max_bytes`` of in-order data (b"" at EOF or when empty).
@@ -300,8 +306,13 @@ class TcpConnection:
         if not self._rq:
             return b""
         before = self._window_to_offer()
-        data = bytes(self._rq[:max_bytes])
-        del self._rq[:max_bytes]
+        rq = self._rq
+        if max_bytes >= len(rq):
+            data = bytes(rq)
+            rq.clear()
+        else:
+            data = bytes(memoryview(rq)[:max_bytes])
+            del rq[:max_bytes]
         if self.state in RECEIVING or self.state is State.CLOSE_WAIT:
             after = self._window_to_offer()
             adv = sq.sub(self.rcv_adv, self.rcv_nxt)
@@ -364,6 +375,15 @@ class TcpConnection:
             self._rst = OutSegment(self.snd_nxt, 0, RST, 0, b"", b"")
         self._close_now(0, Ev.APP_ABORT)
 
+    def _post(self, ev: Event) -> None:
+        """Queue a readiness event (READABLE, WRITABLE) unless one is waiting.
+
+        The application acts on the state, not on each event: one READABLE
+        covers every segment of a receive batch.
+        """
+        if ev not in self._events:
+            self._events.append(ev)
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 
@@ -384,6 +404,106 @@ class TcpConnection:
             return  # the layer answers segments for closed/listening endpoints
         else:
             self._receive_synchronized(seg, now)
+
+    def receive_predicted(self, seq: int, ack: int, window: int, payload: bytes,
+                          ts_val: int, ts_ecr: int, now: float) -> bool:
+        """Header prediction: take the common segment without the general path.
+
+        Van Jacobson's prediction (RFC 1323 appendix; FreeBSD tcp_input's
+        "fast path"): in ESTABLISHED, with no recovery, no reassembly and no
+        pending FIN, a segment whose flags are only ACK (and PSH), whose SEQ
+        is RCV.NXT, whose timestamp passes PAWS and whose ACK lies in
+        [SND.UNA, SND.NXT] is either an ACK of new data or in-order data (or
+        both).  For it every check of RFC 9293 3.10.7.4 has a known outcome,
+        so the steps below are that section's with the branches already
+        taken; the result is the same state as ``receive`` would leave.
+
+        The layer has checked the flags and that the options are exactly
+        NOP NOP TS (``ts_val`` >= 0) or absent (``ts_val`` = -1).  Returns
+        False, having changed nothing, when the segment is not predicted.
+        """
+        if self.state is not State.ESTABLISHED or seq != self.rcv_nxt:
+            return False
+        una = self.snd_una
+        acked = (ack - una) & _MASK
+        n = len(payload)
+        if (acked > ((self.snd_nxt - una) & _MASK) or not (acked or n) or self.in_recovery
+                or self._rtx_nxt is not None or self._ooo.nbytes or self._sq_seq != una
+                or self._peer_fin_seq is not None or not window):
+            return False
+        if self.ts_ok:
+            # RFC 7323 5.3 PAWS: TSval must not be older than TS.Recent.
+            if ts_val < 0 or (ts_val - self.ts_recent) & _MASK >= 0x80000000:
+                return False
+        elif ts_val >= 0:
+            return False
+        # The segment must fit the window we offered (no trimming), and it
+        # must be newer than the one the send window was taken from (SND.WL1/WL2).
+        room = (self.rcv_adv - seq) & _MASK
+        if n > (room if room < 0x80000000 else 0):
+            return False
+        wl1 = self.snd_wl1
+        if wl1 != seq and (seq - wl1) & _MASK >= 0x80000000:
+            return False
+        if wl1 == seq and (ack - self.snd_wl2) & _MASK >= 0x80000000:
+            return False
+        # -- predicted: RFC 9293 3.10.7.4 with the outcomes known ----------
+        self.segs_in += 1
+        self.last_activity = now
+        if self._t_keepalive is not None and self.cfg.keepalive:
+            self._probes = 0
+            self._t_keepalive = now + self.cfg.keepalive_idle
+        # RFC 7323 4.3 (2): TS.Recent from the segment covering Last.ACK.sent.
+        if ts_val >= 0 and (self._last_ack_sent - seq) & _MASK < 0x80000000:
+            self.ts_recent = ts_val
+            self.ts_recent_age = now
+        # Fifth check, the ACK field: SND.UNA < SEG.ACK =< SND.NXT.
+        if acked:
+            in_flight = (self.snd_nxt - una) & _MASK
+            # In ESTABLISHED no FIN is queued: every acked byte is data.
+            del self._sq[:acked]
+            self._sq_seq = self.snd_una = ack
+            self.bytes_out += acked
+            self.retransmits = 0
+            self._probes = 0
+            if self.cfg.sndbuf > len(self._sq):
+                self._post(Event.WRITABLE)
+            rtt = self.rtt
+            if ts_ecr > 0 and self.ts_ok:  # RFC 7323 4.1 RTTM
+                r = ((self._ts_now(now) - ts_ecr) & _MASK) / 1000.0
+                if r < 60.0:
+                    rtt.sample(r)
+            elif self._rtt_seq is not None and sq.gt(ack, self._rtt_seq):
+                rtt.sample(now - self._rtt_time)
+                self._rtt_seq = None
+            rtt.backoffs = 0  # RttEstimator.reset_backoff
+            self.cc.on_ack(acked, in_flight, now, rtt.srtt)
+            self.dupacks = 0
+            # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
+            self._t_rtx = None if ack == self.snd_nxt else now + rtt.rto
+        # The send window (3.10.7.4: the segment is newer than SND.WL1/WL2).
+        wnd = window << self.snd_wscale
+        self.snd_wnd = wnd
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        if wnd > self.max_sndwnd:
+            self.max_sndwnd = wnd
+        self._t_persist = None
+        self._persist_backoff = 0
+        # Seventh, the segment text: in order, inside the window.
+        if n:
+            self._rq += payload
+            self.rcv_nxt = (seq + n) & _MASK
+            self.bytes_in += n
+            self._post(Event.READABLE)
+            # RFC 1122 4.2.3.2, counted in bytes as in _accept_data.
+            pending = self._acks_pending + n
+            self._acks_pending = pending
+            if pending > self.mss:
+                self._ack_now = True
+            elif self._t_delack is None:
+                self._t_delack = now + self.cfg.delack
+        return True
 
     def _receive_syn_sent(self, seg: Segment, now: float) -> None:
         """RFC 9293 3.10.7.3, SYN-SENT.
@@ -633,7 +753,7 @@ class TcpConnection:
             del self._sq[:drop]
             self._sq_seq = (self._sq_seq + drop) & _MASK
             if self.send_space > 0:
-                self._events.append(Event.WRITABLE)
+                self._post(Event.WRITABLE)
         self.snd_una = ack
         self.bytes_out += max(0, data_acked)
         self.retransmits = 0
@@ -769,7 +889,7 @@ class TcpConnection:
                 self._ack_now = True  # a hole was (partly) filled: ACK at once
             self.rcv_nxt = rcv_nxt
             self.bytes_in += n
-            self._events.append(Event.READABLE)
+            self._post(Event.READABLE)
             if self._peer_fin_seq is not None and self._peer_fin_seq == rcv_nxt:
                 self._consume_fin(now)
                 return
@@ -829,20 +949,24 @@ class TcpConnection:
 
     def _advertise(self) -> int:
         """The window field for the next segment; the right edge never moves left."""
-        cur = sq.sub(self.rcv_adv, self.rcv_nxt)
-        if cur < 0:
+        rcv_nxt = self.rcv_nxt
+        cur = (self.rcv_adv - rcv_nxt) & _MASK
+        if cur >= 0x80000000:
             cur = 0
-        free = self._window_to_offer()
+        rcvbuf = self.cfg.rcvbuf
+        free = rcvbuf - len(self._rq) - self._ooo.nbytes
         # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open the window only
         # by at least min(RCV.BUFF/2, MSS); never shrink it (3.8.6).
-        if (free > cur and (free - cur >= min(self.cfg.rcvbuf // 2, self.mss) or (cur == 0 and
-                           free >= self.mss))) or (free > cur and free == self.cfg.rcvbuf):
+        if free > cur and (free == rcvbuf or free - cur >= min(rcvbuf // 2, self.mss) or (
+                cur == 0 and free >= self.mss)):
             wnd = free
         else:
             wnd = cur
         shift = self.rcv_wscale
-        field = min(wnd >> shift, 0xFFFF)
-        self.rcv_adv = (self.rcv_nxt + (field << shift)) & _MASK
+        field = wnd >> shift
+        if field > 0xFFFF:
+            field = 0xFFFF
+        self.rcv_adv = (rcv_nxt + (field << shift)) & _MASK
         return field
 
     def _options(self, now: float, syn: bool) -> bytes:
@@ -858,8 +982,9 @@ class TcpConnection:
             )
         blocks = self._ooo.sack_blocks(3 if self.ts_ok else 4) if (
             self.sack_ok and self._ooo.nbytes) else ()
-        if ts is None and not blocks:
-            return b""
+        if not blocks:
+            # The common case, built directly: NOP NOP TS or nothing.
+            return b"" if ts is None else _pack_ts_option(_TS_KIND, ts[0], ts[1])
         return wtcp.build_options(sack_blocks=blocks, ts=ts)
 
     def _segment(self, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
@@ -985,27 +1110,30 @@ class TcpConnection:
                 self._rtx_nxt = (self._rtx_nxt + n) & _MASK
             if self._rtx_nxt is not None and not sq.lt(self._rtx_nxt, self._rtx_end):
                 self._rtx_nxt = None
-        # New data (and the FIN).
-        while True:
-            if not self._send_new(now, out, seg_max):
-                break
+        # New data (and the FIN); the test in front skips the call when
+        # everything queued has been sent.
+        while (self.fin_queued or self.snd_nxt != (self._sq_seq + len(self._sq)) & _MASK) and (
+                self._send_new(now, out, seg_max)):
+            pass
 
     def _send_new(self, now: float, out: list[OutSegment], seg_max: int,
                   force_one: bool = False) -> bool:
         """Send one new segment if window, congestion, Nagle and SWS allow it."""
         mss = self.mss
+        snd_nxt = self.snd_nxt
         data_end = (self._sq_seq + len(self._sq)) & _MASK
-        avail = sq.sub(data_end, self.snd_nxt)
-        fin_pending = self.fin_queued and not self.fin_acked and (
-            self.snd_nxt == data_end)
+        avail = sq.sub(data_end, snd_nxt)
+        fin_pending = self.fin_queued and not self.fin_acked and snd_nxt == data_end
         if avail <= 0 and not fin_pending:
             return False
-        if fin_pending and sq.sub(self.snd_nxt, data_end) >= 1:
+        if fin_pending and sq.sub(snd_nxt, data_end) >= 1:
             return False  # FIN already sent
-        wnd_edge = (self.snd_una + self.snd_wnd) & _MASK
-        usable_wnd = sq.sub(wnd_edge, self.snd_nxt)
+        usable_wnd = sq.sub((self.snd_una + self.snd_wnd) & _MASK, snd_nxt)
         cwnd = self.cc.cwnd + self._inflate
-        flight = self._flight()
+        if self._rtx_nxt is None and not self.in_recovery:
+            flight = (snd_nxt - self.snd_una) & _MASK  # _flight(), common case
+        else:
+            flight = self._flight()
         usable = min(usable_wnd, cwnd - flight) if not force_one else min(usable_wnd, mss)
         if (usable < mss and self._lt_budget and not self.in_recovery and not force_one
                 and flight <= cwnd + 2 * mss):
@@ -1158,6 +1286,40 @@ class TcpConnection:
     def _start_keepalive(self, now: float) -> None:
         if self.cfg.keepalive:
             self._t_keepalive = now + self.cfg.keepalive_idle
+
+    def set_keepalive(self, enabled: bool, now: float, idle: float | None = None,
+                      interval: float | None = None, probes: int | None = None) -> None:
+        """Turn keep-alives on or off, optionally with new timings (SO_KEEPALIVE,
+        TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+
+        RFC 1122 4.2.3.6: a probe goes out only after the connection has
+        been idle for ``idle`` seconds.  As on Linux, turning keep-alives on
+        arms the timer ``idle`` from now (tcp_set_keepalive), and a new idle
+        time while no probe is outstanding counts from the last segment
+        received (keepalive_time_elapsed); turning them off stops the timer
+        and forgets unanswered probes.  A connection not yet established
+        arms it when it gets there.
+        """
+        cfg = self.cfg
+        was = cfg.keepalive
+        if interval is not None:
+            cfg.keepalive_interval = interval
+        if probes is not None:
+            cfg.keepalive_probes = probes
+        new_idle = idle is not None and idle != cfg.keepalive_idle
+        if idle is not None:
+            cfg.keepalive_idle = idle
+        cfg.keepalive = enabled
+        if not enabled:
+            self._t_keepalive = None
+            self._probes = 0
+            return
+        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or self._probes:
+            return
+        if not was or self._t_keepalive is None:
+            self._t_keepalive = now + cfg.keepalive_idle
+        elif new_idle:
+            self._t_keepalive = max(now, self.last_activity + cfg.keepalive_idle)
 
     def _on_keepalive(self, now: float) -> None:
         if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or not self.cfg.keepalive:

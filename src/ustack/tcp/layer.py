@@ -4,16 +4,24 @@ The layer owns every connection of the Stack in one dict keyed by the
 4-tuple (local ip, local port, remote ip, remote port) and every listener
 by (ip, port).  A segment that matches neither is answered with a reset as
 RFC 9293 3.10.7.1 says.  After any event touches a connection (a segment,
-a timer, an application call) ``service`` collects its segments, writes
-them into frames, re-arms its one Stack timer, and hands its events to the
-application.
+a timer, an application call) ``service`` hands its events to the
+application, then collects its segments (so a reply written from a
+callback leaves with the ACK), writes them into frames, and keeps its one
+Stack timer.
+
+The common segment -- in-order data or an ACK of new data in ESTABLISHED --
+takes header prediction (``TcpConnection.receive_predicted``) and is
+serviced once per receive batch rather than once per segment: the
+application sees one READABLE for the batch and one ACK answers it, as
+after the kernel's GRO.  Every other segment is serviced at once, so each
+out-of-order segment still earns its own duplicate ACK (RFC 5681 4.2).
 """
 
 from __future__ import annotations
 
 import errno
 import random
-from functools import partial
+import struct
 from typing import TYPE_CHECKING
 
 from ustack.link import vnet
@@ -41,15 +49,23 @@ if TYPE_CHECKING:
 # A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
 # within bounds with the largest TCP header.
 GSO_MAX_PAYLOAD = 64000
+# In-order data received in one batch is acknowledged once, but never more
+# than this much at a time (what one GRO super-segment holds on Linux).
+STRETCH_ACK_BYTES = 65536
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 Key = tuple[bytes, int, bytes, int]
 
 _unpack = wtcp.HEADER.unpack_from
+_pack_header = wtcp.HEADER.pack_into
 _from_bytes = int.from_bytes
 _sum_mod = sum_mod
 _parse_options = wtcp.parse_options
 _NO_OPTIONS = wtcp.NO_OPTIONS
 _SYN, _ACK, _RST, _FIN = wtcp.SYN, wtcp.ACK, wtcp.RST, wtcp.FIN
+_READABLE, _WRITABLE = Event.READABLE, Event.WRITABLE
+_NOT_PREDICTED = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG
+_TS_LAYOUT = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): what Linux and ustack send
+_unpack_ts = struct.Struct("!II").unpack_from
 
 
 class TcpLayer:
@@ -84,7 +100,11 @@ class TcpLayer:
             cfg.max_segment = GSO_MAX_PAYLOAD
         return cfg
 
-    def listen(self, address: tuple[str, int], backlog: int = 128) -> TcpListener:
+    def listen(self, address: tuple[str, int], backlog: int = 128,
+               **options: object) -> TcpListener:
+        """A listening endpoint.  ``options`` are ``TcpConfig`` fields, as for
+        ``connect``, that its connections take over the layer's defaults
+        (``TcpListener.set_options`` changes them later)."""
         ip, port = _addr(address)
         if ip != ANY and ip not in self.stack.local_addrs:
             raise os_error(errno.EADDRNOTAVAIL)
@@ -94,6 +114,7 @@ class TcpLayer:
             if lport == port and (lip in (ip, ANY) or ip == ANY):
                 raise os_error(errno.EADDRINUSE)
         listener = TcpListener(self, ip, port, backlog)
+        listener.set_options(**options)  # TypeError for an unknown name, before it listens
         self.listeners[(ip, port)] = listener
         return listener
 
@@ -182,6 +203,31 @@ class TcpLayer:
             c.drop("tcp_checksum")
             return
         c.TcpInSegs += 1
+        # Header prediction (RFC 9293 3.10.7.4 with the outcomes known, see
+        # TcpConnection.receive_predicted): only ACK/PSH set, and options that
+        # are exactly timestamps in Linux's layout or none at all.
+        if not flags & _NOT_PREDICTED and flags & _ACK and (hl == 20 or (
+                hl == 32 and payload[20:24] == _TS_LAYOUT)):
+            sock = self.conns.get((dst, dport, src, sport))
+            if sock is not None:
+                if hl == 32:
+                    ts_val, ts_ecr = _unpack_ts(payload, 24)
+                else:
+                    ts_val = -1
+                    ts_ecr = 0
+                conn = sock.conn
+                if conn.receive_predicted(seq, ack, window, payload[hl:], ts_val, ts_ecr,
+                                          stack.now):
+                    # Serviced once after the whole receive batch (the
+                    # Stack's flush runs ``run_dirty``): the application
+                    # gets one READABLE for every in-order segment of the
+                    # batch, and one ACK covers them, as after the kernel's
+                    # GRO -- up to GRO's 64 KB, beyond which it goes now.
+                    if conn._acks_pending < STRETCH_ACK_BYTES:
+                        self.dirty[sock] = None
+                    else:
+                        self.service(sock)
+                    return
         if hl > 20:
             try:
                 opts = _parse_options(payload[20:hl])
@@ -238,6 +284,14 @@ class TcpLayer:
             c.TcpExtListenDrops += 1
             return
         cfg = self._config_for(iface)
+        options = listener.options
+        if options:
+            # The listener's options (Linux clones the listening socket), set
+            # before the SYN is answered: its window scale comes from rcvbuf
+            # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
+            for name, value in options.items():
+                setattr(cfg, name, value)
+            cfg.mss = min(cfg.mss, iface.mtu - 40)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
@@ -311,10 +365,17 @@ class TcpLayer:
                 self.service(sock)
 
     def service(self, sock: TcpSocket) -> None:
+        """Deliver ``sock``'s events, transmit what it has, keep its timer.
+
+        Events go first: a reply the application writes from its callback
+        then leaves in this same pass, carrying the ACK of the segment that
+        caused it (one segment instead of an ACK and then the data).
+        """
         conn = sock.conn
+        if conn._events:
+            self._deliver(sock, conn)
         stack = self.stack
-        now = stack.now
-        segs = conn.segments_to_send(now)
+        segs = conn.segments_to_send(stack.now)
         if segs:
             lip, lport = conn.local
             rip, rport = conn.remote
@@ -326,32 +387,47 @@ class TcpLayer:
                     if s.flags & _RST:
                         c.TcpOutRsts += 1
                     self._emit(hop, lip, lport, rip, rport, s, mss)
-        d = conn.total_retransmits - sock.retransmits_counted
-        if d:
-            stack.counters.TcpRetransSegs += d
+        if conn._events:
+            # Raised by a callback's own calls (abort, close) or by the
+            # transmission; anything they queue leaves from run_dirty.
+            self._deliver(sock, conn)
+        elif sock in self.dirty:
+            del self.dirty[sock]  # its writes left above
+        if conn.total_retransmits != sock.retransmits_counted:
+            stack.counters.TcpRetransSegs += conn.total_retransmits - sock.retransmits_counted
             sock.retransmits_counted = conn.total_retransmits
-        # Timer: one Stack timer per connection, re-armed only when it moves.
+        # Timer: one Stack timer per connection.  It is moved only when the
+        # connection needs it earlier; one that fires early (the deadline
+        # moved later or went away) finds nothing due and is re-armed, so a
+        # timer restarted by every ACK costs no heap operation per segment.
         deadline = conn.next_timer()
-        if deadline != sock.timer_deadline:
-            old = self._timers.pop(sock, None)
-            if old is not None:
-                old.cancel()
-            sock.timer_deadline = deadline
-            if deadline is not None:
-                self._timers[sock] = stack.timers.call_at(deadline, partial(self._on_timer, sock))
-        # Events.
-        while True:
-            ev = conn.next_event()
-            if ev is None:
-                break
-            self._event(sock, ev)
+        if deadline is not None:
+            armed = sock.timer_deadline
+            if armed is None or deadline < armed:
+                old = self._timers.get(sock)
+                if old is not None:
+                    old.cancel()
+                sock.timer_deadline = deadline
+                self._timers[sock] = stack.timers.call_at(deadline, sock.timer_callback)
         # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
-        estab = conn.state is State.ESTABLISHED or conn.state is State.CLOSE_WAIT
-        if estab != sock.counted_estab:
+        state = conn.state
+        estab = state is State.ESTABLISHED or state is State.CLOSE_WAIT
+        if estab is not sock.counted_estab:
             sock.counted_estab = estab
             stack.counters.TcpCurrEstab += 1 if estab else -1
-        if conn.state is State.CLOSED:
+        if state is State.CLOSED:
             self._forget(sock)
+
+    def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
+        events = conn._events
+        while events:
+            ev = events.popleft()
+            if ev is _READABLE or ev is _WRITABLE:
+                cb = sock.on_event
+                if cb is not None:
+                    cb(sock, ev)
+            else:
+                self._event(sock, ev)
 
     def _on_timer(self, sock: TcpSocket, now: float) -> None:
         self._timers.pop(sock, None)
@@ -395,36 +471,49 @@ class TcpLayer:
               s: OutSegment, mss: int = 0) -> None:
         """Write one segment into a frame and hand it to IPv4.
 
-        A segment longer than the MSS is a super-frame for the device to cut
-        (TSO): it carries a virtio-net header asking for TCPv4 segmentation
-        and a partial checksum, i.e. the folded pseudo-header sum in the
-        checksum field (the kernel's CHECKSUM_PARTIAL convention).
+        The checksum is summed from the field values (RFC 1071 2(B)), so the
+        header is written once.  On a device with offloads the device
+        finishes it instead: the frame carries a virtio-net header asking
+        for a partial checksum, with the folded pseudo-header sum in the
+        checksum field (the kernel's CHECKSUM_PARTIAL convention).  A
+        segment longer than the MSS is then a super-frame for the device to
+        cut (TSO), its header also asking for TCPv4 segmentation.
         """
-        stack = self.stack
         payload = s.payload
-        hl = 20 + len(s.options)
-        size = HEADROOM + hl + len(payload)
+        options = s.options
+        plen = len(payload)
+        hl = 20 + len(options)
+        size = HEADROOM + hl + plen
+        iface = hop.iface
+        addr_sum = hop.addr_sum if lip == hop.src else _from_bytes(lip + rip, "big")
         buf: bytearray
-        if mss and len(payload) > mss and hop.iface.gso:
-            vnet_hdr = vnet.gso_header(
-                hop.iface.device.caps.vnet_hdr_len, csum_start=HEADROOM, csum_offset=16,
-                gso_type=vnet.GSO_TCPV4, gso_size=mss, hdr_len=HEADROOM + hl)
-            buf = GsoFrame(size, vnet_hdr)
-            buf[HEADROOM + hl:] = payload
-            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                                  s.window, s.options, payload, checksum=False)
-            partial = fold(_from_bytes(lip + rip, "big") + wip.PROTO_TCP + hl + len(payload))
-            buf[HEADROOM + 16] = partial >> 8
-            buf[HEADROOM + 17] = partial & 0xFF
-            hop.iface.gso_pending = True
+        if iface.gso:
+            if mss and plen > mss:
+                buf = GsoFrame(size, vnet.gso_header(
+                    iface.device.caps.vnet_hdr_len, csum_start=HEADROOM, csum_offset=16,
+                    gso_type=vnet.GSO_TCPV4, gso_size=mss, hdr_len=HEADROOM + hl))
+            else:
+                buf = GsoFrame(size, iface.tcp_csum_vnet)
+            iface.gso_pending = True
+            csum = fold(addr_sum + wip.PROTO_TCP + hl + plen)
         else:
             buf = bytearray(size)
-            if payload:
-                buf[HEADROOM + hl:] = payload
-            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                                  s.window, s.options, payload)
-        stack.counters.TcpOutSegs += 1
-        stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)
+            total = (s.seq + s.ack + (hl << 10) + s.flags + s.window + lport + rport + addr_sum
+                     + wip.PROTO_TCP + hl + plen)
+            if options:
+                total += _from_bytes(options, "big")
+            if plen:
+                total += _sum_mod(payload)
+            r = total % 0xFFFF
+            csum = 0xFFFF - r if r else 0
+        if plen:
+            buf[HEADROOM + hl:] = payload
+        if options:
+            buf[HEADROOM + 20:HEADROOM + hl] = options
+        _pack_header(buf, HEADROOM, lport, rport, s.seq, s.ack, hl << 2, s.flags, s.window,
+                     csum, 0)
+        self.stack.counters.TcpOutSegs += 1
+        self.stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())

@@ -17,9 +17,10 @@ import errno
 import os
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
-from ustack.tcp.connection import Event, TcpConnection, TcpError
+from ustack.tcp.connection import Event, TcpConfig, TcpConnection, TcpError
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 
@@ -57,6 +58,8 @@ class TcpSocket:
         self.retransmits_counted = 0
         self.counted_estab = False
         self.closed = False  # the application called close()
+        # The Stack timer's callback, bound once (the layer re-arms it often).
+        self.timer_callback: Callable[[float], None] = partial(layer._on_timer, self)
 
     # -- introspection ------------------------------------------------------
 
@@ -151,6 +154,13 @@ class TcpSocket:
         self.conn.abort(self._layer.stack.now)
         self._layer.kick(self)
 
+    def set_keepalive(self, enabled: bool, idle: float | None = None,
+                      interval: float | None = None, probes: int | None = None) -> None:
+        """Keep-alives on or off, with new timings where given (seconds, count):
+        ``TcpConnection.set_keepalive`` (RFC 1122 4.2.3.6) at the stack's time."""
+        self.conn.set_keepalive(enabled, self._layer.stack.now, idle, interval, probes)
+        self._layer.kick(self)  # the connection's timer moved
+
     def _check_open(self) -> None:
         if self.closed:
             raise os_error(errno.EBADF)
@@ -173,6 +183,20 @@ class TcpListener:
         self.syn_received = 0  # connections in SYN-RECEIVED (the "SYN queue")
         self.on_accept: Callable[[TcpListener], None] | None = None
         self.closed = False
+        # TcpConfig fields by name that connections accepted from here take
+        # over the layer's defaults (socket options set on a listening
+        # socket: Linux clones the listener into each new connection).
+        self.options: dict[str, object] = {}
+
+    def set_options(self, **options: object) -> None:
+        """Options for connections whose SYN arrives from now on, by ``TcpConfig``
+        field name, as ``TcpLayer.connect`` takes them (``nodelay=True``,
+        ``rcvbuf=...``, ``keepalive=True`` ...).  ``rcvbuf`` also sets the
+        window scale the SYN-ACK offers (RFC 7323 2.2)."""
+        for name in options:
+            if name not in TcpConfig.__slots__:
+                raise TypeError(f"unknown TCP option {name!r}")
+        self.options.update(options)
 
     def getsockname(self) -> Address:
         return wip.addr_to_str(self.ip), self.port

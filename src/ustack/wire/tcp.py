@@ -15,6 +15,7 @@ from ustack.wire.errors import ParseError
 
 HEADER = struct.Struct("!HHIIBBHHH")
 HEADER_LEN = 20
+CHECKSUM_OFFSET = 16  # where the checksum field sits in the header
 MAX_OPTIONS_LEN = 40
 PROTO_TCP = 6
 
