@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,20 +115,28 @@ async def serve(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------
 
 
-def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> None:
-    """Ping-pong ``size``-byte messages on ``conns`` connections; print msgs/s."""
-    msg = b"m" * size
+def _connect(ip: str, conns: int, events: int,
+             nodelay: bool) -> tuple[selectors.BaseSelector, list[socket.socket]]:
     sel = selectors.DefaultSelector()
-    left: dict[int, int] = {}
     socks = []
     for _ in range(conns):
         s = socket.create_connection((ip, SERVER_PORT), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if nodelay:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
         socks.append(s)
-        sel.register(s, selectors.EVENT_READ)
-        left[s.fileno()] = size
-        s.send(msg)
+        sel.register(s, events)
+    return sel, socks
+
+
+def _measure(sel: selectors.BaseSelector, socks: list[socket.socket],
+             handle: Callable[[socket.socket, int, int], int], unit: int, seconds: float,
+             warmup: float) -> None:
+    """Run ``handle(sock, fd, events)`` for every readiness until the time is up.
+
+    What ``handle`` returns is summed after the warm-up; the sum divided by
+    ``unit`` is printed as messages, with the seconds and the client's CPU share.
+    """
     count = 0
     t0 = time.monotonic()
     start = t0 + warmup
@@ -136,18 +145,8 @@ def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> Non
     cpu0 = 0.0
     now = t0
     while now < end:
-        for key, _ in sel.select(1.0):
-            s = key.fileobj  # type: ignore[assignment]
-            data = s.recv(65536)
-            if not data:
-                raise SystemExit("server closed a connection")
-            fd = key.fd
-            rest = left[fd] - len(data)
-            if rest <= 0:
-                count += 1
-                s.send(msg)  # 1 KB into an empty send buffer: never partial
-                rest += size
-            left[fd] = rest
+        for key, events in sel.select(1.0):
+            count += handle(key.fileobj, key.fd, events)  # type: ignore[arg-type]
         now = time.monotonic()
         if not counting and now >= start:
             counting = True
@@ -158,7 +157,31 @@ def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> Non
     cpu = (time.process_time() - cpu0) / wall
     for s in socks:
         s.close()
-    print(f"msgs={count} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
+    print(f"msgs={count // unit} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
+
+
+def client(ip: str, conns: int, size: int, seconds: float, warmup: float) -> None:
+    """Ping-pong ``size``-byte messages on ``conns`` connections; print msgs/s."""
+    msg = b"m" * size
+    sel, socks = _connect(ip, conns, selectors.EVENT_READ, nodelay=True)
+    left = {s.fileno(): size for s in socks}
+    for s in socks:
+        s.send(msg)
+
+    def handle(s: socket.socket, fd: int, events: int) -> int:
+        data = s.recv(65536)
+        if not data:
+            raise SystemExit("server closed a connection")
+        rest = left[fd] - len(data)
+        done = 0
+        if rest <= 0:
+            done = 1
+            s.send(msg)  # 1 KB into an empty send buffer: never partial
+            rest += size
+        left[fd] = rest
+        return done
+
+    _measure(sel, socks, handle, 1, seconds, warmup)
 
 
 def client_stream(ip: str, conns: int, size: int, seconds: float, warmup: float) -> None:
@@ -169,56 +192,30 @@ def client_stream(ip: str, conns: int, size: int, seconds: float, warmup: float)
     are not what is measured), and counts the echoed bytes that come back.
     """
     chunk = b"m" * (size * STREAM_BATCH)
-    sel = selectors.DefaultSelector()
     rw = selectors.EVENT_READ | selectors.EVENT_WRITE
-    outstanding: dict[int, int] = {}
-    socks = []
-    for _ in range(conns):
-        s = socket.create_connection((ip, SERVER_PORT), timeout=5)
-        s.setblocking(False)
-        socks.append(s)
-        sel.register(s, rw)
-        outstanding[s.fileno()] = 0
-    received = 0
-    t0 = time.monotonic()
-    start = t0 + warmup
-    end = start + seconds
-    counting = False
-    cpu0 = 0.0
-    now = t0
-    while now < end:
-        for key, events in sel.select(1.0):
-            s = key.fileobj  # type: ignore[assignment]
-            fd = key.fd
-            if events & selectors.EVENT_READ:
-                try:
-                    data = s.recv(1 << 18)
-                except BlockingIOError:
-                    data = None
-                if data is not None:
-                    if not data:
-                        raise SystemExit("server closed a connection")
-                    received += len(data)
-                    was = outstanding[fd]
-                    outstanding[fd] = was - len(data)
-                    if was >= OUTSTANDING > outstanding[fd]:
-                        sel.modify(s, rw)
-            if events & selectors.EVENT_WRITE and outstanding[fd] < OUTSTANDING:
-                with contextlib.suppress(BlockingIOError):
-                    outstanding[fd] += s.send(chunk)
-                if outstanding[fd] >= OUTSTANDING:
-                    sel.modify(s, selectors.EVENT_READ)
-        now = time.monotonic()
-        if not counting and now >= start:
-            counting = True
-            received = 0
-            start = now
-            cpu0 = time.process_time()
-    wall = now - start
-    cpu = (time.process_time() - cpu0) / wall
-    for s in socks:
-        s.close()
-    print(f"msgs={received // size} seconds={wall:.4f} cpu={cpu:.3f}", flush=True)
+    sel, socks = _connect(ip, conns, rw, nodelay=False)
+    outstanding = {s.fileno(): 0 for s in socks}
+
+    def handle(s: socket.socket, fd: int, events: int) -> int:
+        received = 0
+        if events & selectors.EVENT_READ:
+            with contextlib.suppress(BlockingIOError):
+                data = s.recv(1 << 18)
+                if not data:
+                    raise SystemExit("server closed a connection")
+                received = len(data)
+                was = outstanding[fd]
+                outstanding[fd] = was - received
+                if was >= OUTSTANDING > outstanding[fd]:
+                    sel.modify(s, rw)
+        if events & selectors.EVENT_WRITE and outstanding[fd] < OUTSTANDING:
+            with contextlib.suppress(BlockingIOError):
+                outstanding[fd] += s.send(chunk)
+            if outstanding[fd] >= OUTSTANDING:
+                sel.modify(s, selectors.EVENT_READ)
+        return received
+
+    _measure(sel, socks, handle, size, seconds, warmup)
 
 
 # --------------------------------------------------------------------------

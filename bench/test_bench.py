@@ -212,3 +212,29 @@ def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
         m = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)", proc.stdout, re.M)
         assert m is not None, f"no {name!r} row in:\n{proc.stdout}"
         assert float(m.group(2)) > 0 and float(m.group(4)) > 0, m.group(0)
+
+
+@pytest.mark.root
+def test_bench_aio_smallest_run_gives_every_row_in_both_modes() -> None:
+    """bench_aio.py end to end: the kernel and the three ustack.aio servers
+    echo in ping-pong and stream mode (1 run of 0.5 s each: about 20 s)."""
+    if os.geteuid() != 0:
+        if _IN_CI:
+            pytest.fail("CI=true and a prerequisite is missing: needs root", pytrace=False)
+        pytest.skip("needs root")
+    script = Path(__file__).resolve().parent / "bench_aio.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--runs", "1", "--seconds", "0.5", "--warmup", "0.1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tables = proc.stdout.split("\n\n")[1:]
+    assert len(tables) == 2, proc.stdout
+    for table in tables:
+        for name in ("kernel veth", "ustack.aio packet", "ustack.aio tap",
+                     "ustack.aio tap+offload"):
+            m = re.search(rf"^{re.escape(name)}\s+(\d+)\s+(\d+)\s+(\d+)", table, re.M)
+            assert m is not None, f"no {name!r} row in:\n{table}"
+            assert int(m.group(2)) > 0, m.group(0)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from aio_net import A_IP, B_IP
+from socket_net import Net
 
 from ustack.link.pipe import pipe_pair
 from ustack.stack import Stack
@@ -23,3 +24,13 @@ def stacks() -> Iterator[tuple[Stack, Stack]]:
     finally:
         a.close()
         b.close()
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    """Two Stacks in Runtime threads for the ``ustack.socket`` tests."""
+    n = Net()
+    try:
+        yield n
+    finally:
+        n.close()

@@ -16,42 +16,12 @@ import socket as std
 import struct
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
+from socket_net import A_IP, B_IP, Net
 
 import ustack.socket as us
-from ustack.link.threadpipe import thread_pipe_pair
-from ustack.socketmod.runtime import Runtime, StackDown
-from ustack.stack import Stack
-
-A_IP, B_IP = "198.18.0.1", "198.18.0.2"
-
-
-class Net:
-    def __init__(self) -> None:
-        # link.pipe is single-threaded; each stack here has its own thread.
-        a_dev, b_dev = thread_pipe_pair()
-        self.sa, self.sb = Stack(), Stack()
-        self.sa.add_interface(a_dev, f"{A_IP}/24")
-        self.sb.add_interface(b_dev, f"{B_IP}/24")
-        self.a = Runtime(self.sa, name="stack-a").start()
-        self.b = Runtime(self.sb, name="stack-b").start()
-
-    def close(self) -> None:
-        self.a.close()
-        self.b.close()
-        self.sa.close()
-        self.sb.close()
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    n = Net()
-    try:
-        yield n
-    finally:
-        n.close()
+from ustack.socketmod.runtime import StackDown
 
 
 def server(net: Net, port: int = 5000) -> us.Socket:

@@ -16,23 +16,13 @@ import hashlib
 import struct
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from test_socket_api import B_IP, Net
+from socket_net import B_IP, Net
 
 import ustack.socket as us
 from ustack.tcp.socket import TcpSocket
 from ustack.tcp.states import State
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    n = Net()
-    try:
-        yield n
-    finally:
-        n.close()
 
 
 def _pair(net: Net, port: int, rcvbuf: int = 16384) -> tuple[us.Socket, us.Socket, us.Socket,

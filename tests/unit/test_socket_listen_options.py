@@ -7,22 +7,12 @@ from __future__ import annotations
 import errno
 import socket as std  # TCP_KEEP* (ustack.socket has them only at run time)
 import time
-from collections.abc import Iterator
 
 import pytest
-from test_socket_api import B_IP, Net
+from socket_net import B_IP, Net
 
 import ustack.socket as us
 from ustack.tcp.socket import TcpSocket
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    n = Net()
-    try:
-        yield n
-    finally:
-        n.close()
 
 
 def _native(rt_sock: us.Socket) -> TcpSocket:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from test_socket_api import B_IP, Net
+from socket_net import B_IP, Net
 
 from ustack.run import Program, parse_program
 from ustack.run import main as run_main
@@ -22,14 +22,11 @@ from ustack.socketmod.errors import NotCoveredError
 from ustack.socketmod.sock import Socket
 
 
-@pytest.fixture
-def net() -> Iterator[Net]:
-    n = Net()
-    try:
-        yield n
-    finally:
-        patch.unpatch()
-        n.close()
+@pytest.fixture(autouse=True)
+def _unpatch(net: Net) -> Iterator[None]:
+    # Depends on net, so it is torn down first: unpatch, then close the runtimes.
+    yield
+    patch.unpatch()
 
 
 def test_patch_routes_af_inet_only(net: Net) -> None:

@@ -1,0 +1,28 @@
+"""Two Stacks, each in its own ``Runtime`` thread, over a thread-safe in-memory
+link: what the ``ustack.socket`` tests run on (collected, holds no tests;
+the ``net`` fixture in conftest.py builds one per test)."""
+
+from __future__ import annotations
+
+from ustack.link.threadpipe import thread_pipe_pair
+from ustack.socketmod.runtime import Runtime
+from ustack.stack import Stack
+
+A_IP, B_IP = "198.18.0.1", "198.18.0.2"
+
+
+class Net:
+    def __init__(self) -> None:
+        # link.pipe is single-threaded; each stack here has its own thread.
+        a_dev, b_dev = thread_pipe_pair()
+        self.sa, self.sb = Stack(), Stack()
+        self.sa.add_interface(a_dev, f"{A_IP}/24")
+        self.sb.add_interface(b_dev, f"{B_IP}/24")
+        self.a = Runtime(self.sa, name="stack-a").start()
+        self.b = Runtime(self.sb, name="stack-b").start()
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+        self.sa.close()
+        self.sb.close()
