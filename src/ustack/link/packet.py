@@ -287,7 +287,7 @@ class PacketDevice(DeviceBase):
             flags = data[0]
             if flags:
                 c.csum_trusted += 1
-            out.append(vnet.rx_frame(flags, data[hlen:]) if flags else data[hlen:])
+            out.append(vnet.rx_frame(flags, memoryview(data)[hlen:]) if flags else data[hlen:])
         return out
 
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:

@@ -122,7 +122,7 @@ class RxRingV3:
                 self.st.truncated += 1
             elif hlen and mm[start - hlen]:  # vnet flags: the kernel vouches for it
                 self.st.csum_trusted += 1
-                append(_rx_frame(mm[start - hlen], mm[start : start + snaplen]))
+                append(_rx_frame(mm[start - hlen], memoryview(mm)[start : start + snaplen]))
                 n += 1
             else:
                 append(mm[start : start + snaplen])
@@ -175,7 +175,7 @@ class RxRingV2:
                 self.st.truncated += 1
             elif hlen and mm[start - hlen]:  # vnet flags: the kernel vouches for it
                 self.st.csum_trusted += 1
-                append(_rx_frame(mm[start - hlen], mm[start : start + snaplen]))
+                append(_rx_frame(mm[start - hlen], memoryview(mm)[start : start + snaplen]))
                 n += 1
             else:
                 append(mm[start : start + snaplen])

@@ -214,7 +214,7 @@ class TapDevice(DeviceBase):
             flags = data[0]
             if flags:
                 self.rx_csum_trusted += 1
-                append(rx_frame(flags, data[hlen:]))
+                append(rx_frame(flags, memoryview(data)[hlen:]))
             else:
                 append(data[hlen:])
         return out

@@ -117,6 +117,10 @@ class Event(Enum):
     SOFT_ERROR = "soft error"  # R1 reached or ICMP error: informational
 
 
+_READABLE = Event.READABLE
+_WRITABLE = Event.WRITABLE
+
+
 class TcpError(Exception):
     """Misuse of the connection API; the socket layers map it to OSError."""
 
@@ -405,7 +409,7 @@ class TcpConnection:
         else:
             self._receive_synchronized(seg, now)
 
-    def receive_predicted(self, seq: int, ack: int, window: int, payload: bytes,
+    def receive_predicted(self, seq: int, ack: int, window: int, payload: bytes | memoryview,
                           ts_val: int, ts_ecr: int, now: float) -> bool:
         """Header prediction: take the common segment without the general path.
 
@@ -466,8 +470,8 @@ class TcpConnection:
             self.bytes_out += acked
             self.retransmits = 0
             self._probes = 0
-            if self.cfg.sndbuf > len(self._sq):
-                self._post(Event.WRITABLE)
+            if self.cfg.sndbuf > len(self._sq) and _WRITABLE not in self._events:
+                self._events.append(_WRITABLE)  # _post, inline
             rtt = self.rtt
             if ts_ecr > 0 and self.ts_ok:  # RFC 7323 4.1 RTTM
                 r = ((self._ts_now(now) - ts_ecr) & _MASK) / 1000.0
@@ -495,7 +499,8 @@ class TcpConnection:
             self._rq += payload
             self.rcv_nxt = (seq + n) & _MASK
             self.bytes_in += n
-            self._post(Event.READABLE)
+            if _READABLE not in self._events:
+                self._events.append(_READABLE)  # _post, inline
             # RFC 1122 4.2.3.2, counted in bytes as in _accept_data.
             pending = self._acks_pending + n
             self._acks_pending = pending
@@ -1020,7 +1025,9 @@ class TcpConnection:
         off = sq.sub(seq, self._sq_seq)
         if off < 0:
             return None
-        payload = bytes(self._sq[off:off + max_len])
+        # One copy (a slice of the bytearray would be copied twice); the
+        # view is gone before the queue next changes size.
+        payload = bytes(memoryview(self._sq)[off:off + max_len])
         flags = ACK
         end = (seq + len(payload)) & _MASK
         if self.fin_queued and end == (self._sq_seq + len(self._sq)) & _MASK and len(
@@ -1178,7 +1185,8 @@ class TcpConnection:
         if self._rtt_seq is None and not self.ts_ok:
             self._rtt_seq, self._rtt_time = self.snd_nxt, now
         self.snd_nxt = (self.snd_nxt + length) & _MASK
-        self._arm_rtx(now)
+        if self._t_rtx is None:
+            self._t_rtx = now + self.rtt.rto  # _arm_rtx, inline
         return not data.flags & FIN
 
     # ==================================================================

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 # A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
 # within bounds with the largest TCP header.
 GSO_MAX_PAYLOAD = 64000
+_VIEW_MIN = 4096
 # In-order data received in one batch is acknowledged once, but never more
 # than this much at a time (what one GRO super-segment holds on Linux).
 STRETCH_ACK_BYTES = 65536
@@ -216,8 +217,11 @@ class TcpLayer:
                     ts_val = -1
                     ts_ecr = 0
                 conn = sock.conn
-                if conn.receive_predicted(seq, ack, window, payload[hl:], ts_val, ts_ecr,
-                                          stack.now):
+                # A large payload is read through a view: it is copied once,
+                # into the receive queue (a view costs more than copying a
+                # small one).
+                data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
+                if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, stack.now):
                     # Serviced once after the whole receive batch (the
                     # Stack's flush runs ``run_dirty``): the application
                     # gets one READABLE for every in-order segment of the

@@ -58,7 +58,7 @@ class ReassemblyQueue:
     # a 6 MB window losing every other full-sized segment.
     MAX_BLOCKS = 2048
 
-    __slots__ = ("_blocks", "_nbytes", "_recent", "dropped", "max_bytes")
+    __slots__ = ("_blocks", "_recent", "dropped", "max_bytes", "nbytes")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -66,12 +66,9 @@ class ReassemblyQueue:
         self._blocks: list[_Block] = []  # sorted by start, disjoint, never adjacent
         # The same blocks, most recently received-into first (RFC 2018 section 4).
         self._recent: list[_Block] = []
-        self._nbytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held (out of order, waiting for the gap before them)."""
-        return self._nbytes
+        # Bytes held (out of order, waiting for the gap before them).  A
+        # plain attribute, read on every segment: not to be set from outside.
+        self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -82,7 +79,7 @@ class ReassemblyQueue:
     def clear(self) -> None:
         self._blocks.clear()
         self._recent.clear()
-        self._nbytes = 0
+        self.nbytes = 0
 
     def add(self, seq: int, data: bytes, rcv_nxt: int) -> int:
         """Queue ``data`` at ``seq``; returns the number of new bytes stored.
@@ -131,14 +128,14 @@ class ReassemblyQueue:
                             key=lambda b: (b.end - base) & MASK)
         if i > j:
             # Touches nothing: a new block between j and j + 1.
-            if seq != rcv_nxt and (self._nbytes + n > self.max_bytes
+            if seq != rcv_nxt and (self.nbytes + n > self.max_bytes
                                    or nblocks >= self.MAX_BLOCKS):
                 self.dropped += n
                 return 0
             blk = _Block(seq, end, [data])
             blocks.insert(i, blk)
             self._recent.insert(0, blk)
-            self._nbytes += n
+            self.nbytes += n
             return n
         first = blocks[i]
         if i == j and le(first.start, seq) and le(end, first.end):
@@ -146,12 +143,12 @@ class ReassemblyQueue:
             return 0
         if i == j and first.end == seq:
             # The common case: the segment extends a block at its top.
-            if seq != rcv_nxt and self._nbytes + n > self.max_bytes:
+            if seq != rcv_nxt and self.nbytes + n > self.max_bytes:
                 self.dropped += n
                 return 0
             first.chunks.append(data)
             first.end = end
-            self._nbytes += n
+            self.nbytes += n
             self._touch(first)
             return n
         # General case: fill the gaps between blocks i..j with our bytes and
@@ -173,7 +170,7 @@ class ReassemblyQueue:
             chunks.append(piece)
             new += len(piece)
             pos = end
-        if new and seq != rcv_nxt and self._nbytes + new > self.max_bytes:
+        if new and seq != rcv_nxt and self.nbytes + new > self.max_bytes:
             self.dropped += new
             return 0
         merged = _Block(start, pos, chunks)
@@ -182,7 +179,7 @@ class ReassemblyQueue:
             recent.remove(blocks[k])
         blocks[i:j + 1] = [merged]
         recent.insert(0, merged)
-        self._nbytes += new
+        self.nbytes += new
         return new
 
     def _touch(self, blk: _Block) -> None:
@@ -213,7 +210,7 @@ class ReassemblyQueue:
     def _discard(self, k: int) -> None:
         b = self._blocks.pop(k)
         self._recent.remove(b)
-        self._nbytes -= (b.end - b.start) & MASK
+        self.nbytes -= (b.end - b.start) & MASK
 
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` SACK blocks ``(left, right)``, right edge exclusive.

@@ -108,7 +108,7 @@ class TcpSocket:
             raise os_error(e.errno) from None
         if n == 0 and len(data):
             raise os_error(errno.EAGAIN)
-        self._layer.kick(self)
+        self._layer.dirty[self] = None  # TcpLayer.kick, inline (every write)
         return n
 
     def recv(self, max_bytes: int = 65536) -> bytes:
@@ -123,7 +123,7 @@ class TcpSocket:
             raise ValueError("negative buffersize in recv")
         if c.readable_bytes:
             data = c.recv(max_bytes)
-            self._layer.kick(self)
+            self._layer.dirty[self] = None  # TcpLayer.kick, inline (every read)
             return data
         if c.error:
             raise os_error(c.error)
