@@ -22,6 +22,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 from ustack.net.sockaddr import ANY
@@ -146,6 +147,11 @@ class Socket:
         self._opts = opt.Options()
         self._lingering = False  # close() waits for the FIN's ACK (SO_LINGER)
         self._linger_timer: Timer | None = None
+        # Bytes handed to the stack thread without waiting (see _post_send);
+        # each counter has one writer, so neither needs a lock.
+        self._posted = 0  # application side
+        self._posted_done = 0  # stack thread
+        self._posted_shut_wr = False  # shutdown(SHUT_WR) was posted
         runtime.call(self._s_open)
 
     @classmethod
@@ -169,6 +175,8 @@ class Socket:
         s._opts = parent._opts.inherited()
         s._lingering = False
         s._linger_timer = None
+        s._posted = s._posted_done = 0
+        s._posted_shut_wr = False
         s._s_open()
         opt.apply_to_connection(s._opts, native, rt.stack)
         return s
@@ -634,7 +642,54 @@ class Socket:
 
     def send(self, data: Any, flags: int = 0) -> int:
         view = memoryview(data).cast("B")
-        return self._io(self._s_send, (view,), True, self._flags(flags, "send"))
+        f = self._flags(flags, "send")
+        if self._post_send(view):
+            return len(view)
+        return self._io(self._s_send, (view,), True, f)
+
+    def _post_send(self, view: memoryview) -> bool:
+        """Hand ``view`` to the stack thread without waiting for it, when the
+        send buffer surely has room for all of it (application thread).
+
+        A blocking call to the stack thread costs a round trip of two thread
+        wake-ups; a send that fits the buffer cannot fail in a way the caller
+        must hear from this call (the kernel, too, reports a reset that comes
+        later on the next call), so it is queued like a finaliser and
+        returns at once.  The calls queue is one FIFO: whatever the
+        application does next runs after it.  Reading the connection's
+        fields from this thread is safe under the GIL (each is one load);
+        bytes posted but not yet queued count against the room.
+        """
+        t = self._tcp
+        n = len(view)
+        if t is None or not n or self._dead or self._err_taken or self._posted_shut_wr:
+            return False
+        c = t.conn
+        st = c.state
+        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or c.error or \
+                c.fin_queued:
+            return False
+        if n + self._posted - self._posted_done > c.send_space:
+            return False
+        data = bytes(view)  # the caller may reuse its buffer once we return
+        self._posted += n
+        self._rt.post(partial(self._s_send_posted, data))
+        return True
+
+    def _s_send_posted(self, data: bytes) -> None:
+        self._posted_done += len(data)
+        t = self._tcp
+        if t is None or t.conn.error:
+            return  # reset or closed meanwhile: the next call reports it
+        try:
+            # Room was checked; should another thread's send have taken it
+            # meanwhile, the rest is queued anyway (a little over SO_SNDBUF)
+            # rather than lost after we said it was sent.
+            t.send(data, force=True)
+        except OSError:
+            pass  # the connection failed since: its error is the next call's
+        finally:
+            self._s_sync()
 
     def _s_send(self, view: memoryview) -> int:
         self._check()
@@ -665,6 +720,8 @@ class Socket:
         timeout = 0.0 if f else self._timeout
         deadline = None if not timeout else _monotonic() + timeout
         total = len(view)
+        if self._post_send(view):
+            return
         off = 0
         call = self._rt.call
         while True:
@@ -719,6 +776,13 @@ class Socket:
     def shutdown(self, how: int) -> None:
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise err(errno.EINVAL)
+        t = self._tcp
+        if t is not None and not self._dead and t.conn.state in _OPEN:
+            # Connected: it cannot fail, so it need not wait (see _post_send).
+            if how != _socket.SHUT_RD:
+                self._posted_shut_wr = True  # later sends take the waiting path
+            self._rt.post(partial(self._s_shutdown, how))
+            return
         self._call(self._s_shutdown, how)
 
     def _s_shutdown(self, how: int) -> None:
@@ -762,7 +826,10 @@ class Socket:
                 on, secs = self._opts.linger
                 if on and secs > 0 and self._stream and not rt.in_thread():
                     self._linger(secs)
-                rt.call(self._s_close)
+                    rt.call(self._s_close)
+                else:
+                    # Nothing to report and nothing to wait for: no round trip.
+                    rt.post(self._s_close)
                 return
             except OSError:
                 pass

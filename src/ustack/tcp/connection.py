@@ -285,16 +285,23 @@ class TcpConnection:
     # Application side
     # ==================================================================
 
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
-        """Queue data; returns how many bytes the send buffer took (maybe 0)."""
+    def send(self, data: bytes | bytearray | memoryview, now: float, *,
+             force: bool = False) -> int:
+        """Queue data; returns how many bytes the send buffer took (maybe 0).
+
+        ``force`` takes all of it, beyond the buffer's size if need be.
+        """
         if self.error:
             raise TcpError(self.error, "connection failed")
         if self.state not in SENDING or self.fin_queued:
             raise TcpError(32, "cannot send after shutdown or close")  # EPIPE
         room = self.cfg.sndbuf - len(self._sq)
+        n = len(data)
+        if force:
+            self._sq += data
+            return n
         if room <= 0:
             return 0
-        n = len(data)
         if n <= room:
             self._sq += data
             return n

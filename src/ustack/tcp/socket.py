@@ -94,8 +94,12 @@ class TcpSocket:
 
     # -- data ---------------------------------------------------------------
 
-    def send(self, data: bytes | bytearray | memoryview) -> int:
-        """Queue bytes; returns how many were taken (BlockingIOError if none)."""
+    def send(self, data: bytes | bytearray | memoryview, *, force: bool = False) -> int:
+        """Queue bytes; returns how many were taken (BlockingIOError if none).
+
+        ``force`` takes all of ``data`` even beyond the send buffer's size
+        (for a layer that already told its caller the bytes were sent).
+        """
         self._check_open()
         c = self.conn
         if c.error:
@@ -103,7 +107,7 @@ class TcpSocket:
         if c.state in (State.CLOSED, State.LISTEN):
             raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
         try:
-            n = c.send(data, self._layer.stack.now)
+            n = c.send(data, self._layer.stack.now, force=force)
         except TcpError as e:
             raise os_error(e.errno) from None
         if n == 0 and len(data):

@@ -30,6 +30,10 @@ from enum import Enum
 
 
 class State(Enum):
+    # Enum's own __hash__ is Python code (hash of the name); every segment
+    # tests the state against a frozenset, so hash by identity, in C.
+    __hash__ = object.__hash__
+
     CLOSED = "CLOSED"
     LISTEN = "LISTEN"
     SYN_SENT = "SYN-SENT"
