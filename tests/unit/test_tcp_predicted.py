@@ -74,7 +74,7 @@ def snapshot(obj: Any, depth: int = 0) -> Any:
         if name in ("cfg", "_challenge_allowed"):
             continue
         value = getattr(obj, name, None)
-        out[name] = snapshot(list(value) if name == "_events" else value, depth + 1)
+        out[name] = snapshot(list(value) if name == "events" else value, depth + 1)
     return out
 
 

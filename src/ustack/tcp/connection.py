@@ -198,12 +198,13 @@ class TcpConnection:
         # Output state.
         self._pending_rtx: list[OutSegment] = []  # retransmissions and probes
         self._ack_now = False
-        self._acks_pending = 0  # bytes received since our last ACK
+        self.acks_pending = 0  # bytes received since our last ACK
         self._last_ack_sent = 0  # RFC 7323 Last.ACK.sent
         self._send_syn = False
         self._rst: OutSegment | None = None
         self._challenge = False
-        self._events: deque[Event] = deque()
+        # Events for the application, read by the layer (``next_event``).
+        self.events: deque[Event] = deque()
         self.error = 0  # errno the application sees (SO_ERROR)
         self.soft_error = 0
         self.orphan = False
@@ -392,11 +393,11 @@ class TcpConnection:
         The application acts on the state, not on each event: one READABLE
         covers every segment of a receive batch.
         """
-        if ev not in self._events:
-            self._events.append(ev)
+        if ev not in self.events:
+            self.events.append(ev)
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self.events.popleft() if self.events else None
 
     # ==================================================================
     # Segment arrival (RFC 9293 3.10.7)
@@ -477,8 +478,8 @@ class TcpConnection:
             self.bytes_out += acked
             self.retransmits = 0
             self._probes = 0
-            if self.cfg.sndbuf > len(self._sq) and _WRITABLE not in self._events:
-                self._events.append(_WRITABLE)  # _post, inline
+            if self.cfg.sndbuf > len(self._sq) and _WRITABLE not in self.events:
+                self.events.append(_WRITABLE)  # _post, inline
             rtt = self.rtt
             if ts_ecr > 0 and self.ts_ok:  # RFC 7323 4.1 RTTM
                 r = ((self._ts_now(now) - ts_ecr) & _MASK) / 1000.0
@@ -506,11 +507,11 @@ class TcpConnection:
             self._rq += payload
             self.rcv_nxt = (seq + n) & _MASK
             self.bytes_in += n
-            if _READABLE not in self._events:
-                self._events.append(_READABLE)  # _post, inline
+            if _READABLE not in self.events:
+                self.events.append(_READABLE)  # _post, inline
             # RFC 1122 4.2.3.2, counted in bytes as in _accept_data.
-            pending = self._acks_pending + n
-            self._acks_pending = pending
+            pending = self.acks_pending + n
+            self.acks_pending = pending
             if pending > self.mss:
                 self._ack_now = True
             elif self._t_delack is None:
@@ -553,7 +554,7 @@ class TcpConnection:
                 self.rtt.fallback()  # RFC 6298 5.7: the SYN timed out, no sample
             self._stop_rtx()
             self._move(Ev.RCV_SYN_ACK)
-            self._events.append(Event.CONNECTED)
+            self.events.append(Event.CONNECTED)
             self._ack_now = True
             self._start_keepalive(now)
             if seg.payload:
@@ -661,7 +662,7 @@ class TcpConnection:
                 # (close() during SYN-RECEIVED already moved us to FIN-WAIT-1.)
                 if not self.fin_queued:
                     self._move(Ev.RCV_ACK_OF_SYN)
-                self._events.append(Event.CONNECTED)
+                self.events.append(Event.CONNECTED)
                 self._start_keepalive(now)
             else:
                 self._rst = OutSegment(seg.ack, 0, RST, 0, b"", b"")
@@ -909,8 +910,8 @@ class TcpConnection:
             # full-sized segment, otherwise within the delayed-ACK time.
             # Counted in bytes (as Linux does: more than one MSS waiting),
             # so a coalesced super-frame is ACKed at once.
-            self._acks_pending += len(payload)
-            if self._acks_pending > self.mss:
+            self.acks_pending += len(payload)
+            if self.acks_pending > self.mss:
                 self._ack_now = True
             elif self._t_delack is None:
                 self._t_delack = now + self.cfg.delack
@@ -924,7 +925,7 @@ class TcpConnection:
         self._peer_fin_seq = None
         self.peer_fin = True
         self._ack_now = True
-        self._events.append(Event.READABLE)
+        self.events.append(Event.READABLE)
         state = self.state
         if state is State.FIN_WAIT_1 and self.fin_acked:
             self._move(Ev.RCV_FIN_ACK_OF_FIN)
@@ -1003,7 +1004,7 @@ class TcpConnection:
         syn = bool(flags & SYN)
         if flags & ACK:
             self._ack_now = False
-            self._acks_pending = 0
+            self.acks_pending = 0
             self._t_delack = None
             self._last_ack_sent = self.rcv_nxt
         window = self._advertise() if not syn else min(self._window_to_offer(), 0xFFFF)
@@ -1273,11 +1274,11 @@ class TcpConnection:
         else:
             limit = self.cfg.retries2
         if self.retransmits > limit:
-            self._events.append(Event.TIMED_OUT)
+            self.events.append(Event.TIMED_OUT)
             self._close_now(self.soft_error or 110, Ev.TIMEOUT)  # ETIMEDOUT
             return
         if self.retransmits == self.cfg.retries1 + 1:
-            self._events.append(Event.SOFT_ERROR)  # RFC 9293 3.8.3: R1 reached
+            self.events.append(Event.SOFT_ERROR)  # RFC 9293 3.8.3: R1 reached
         self.rtt.backoff()  # RFC 6298 5.5
         self._rtt_seq = None  # Karn
         if state in (State.SYN_SENT, State.SYN_RECEIVED):
@@ -1340,7 +1341,7 @@ class TcpConnection:
         if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or not self.cfg.keepalive:
             return
         if self._probes >= self.cfg.keepalive_probes:
-            self._events.append(Event.TIMED_OUT)
+            self.events.append(Event.TIMED_OUT)
             self._close_now(110, Ev.TIMEOUT)
             return
         self._probes += 1
@@ -1366,10 +1367,10 @@ class TcpConnection:
             return
         errno_ = {0: 101, 1: 113, 2: 92, 3: 111}.get(code, 113) if type_ == 3 else 113
         self.soft_error = errno_
-        self._events.append(Event.SOFT_ERROR)
+        self.events.append(Event.SOFT_ERROR)
 
     def _reset(self, errno_: int) -> None:
-        self._events.append(Event.RESET)
+        self.events.append(Event.RESET)
         self._close_now(errno_, Ev.RCV_RST)
 
     def _close_now(self, errno_: int, ev: Ev = Ev.APP_ABORT) -> None:
@@ -1383,7 +1384,7 @@ class TcpConnection:
         self._t_keepalive = self._t_2msl = self._t_finwait2 = None
         self._send_syn = False
         self._ack_now = False
-        self._events.append(Event.CLOSED)
+        self.events.append(Event.CLOSED)
 
     def _move(self, ev: Ev) -> None:
         self.state = next_state(self.state, ev)

@@ -227,7 +227,7 @@ class TcpLayer:
                     # gets one READABLE for every in-order segment of the
                     # batch, and one ACK covers them, as after the kernel's
                     # GRO -- up to GRO's 64 KB, beyond which it goes now.
-                    if conn._acks_pending < STRETCH_ACK_BYTES:
+                    if conn.acks_pending < STRETCH_ACK_BYTES:
                         self.dirty[sock] = None
                     else:
                         self.service(sock)
@@ -376,7 +376,7 @@ class TcpLayer:
         caused it (one segment instead of an ACK and then the data).
         """
         conn = sock.conn
-        if conn._events:
+        if conn.events:
             self._deliver(sock, conn)
         stack = self.stack
         segs = conn.segments_to_send(stack.now)
@@ -391,7 +391,7 @@ class TcpLayer:
                     if s.flags & _RST:
                         c.TcpOutRsts += 1
                     self._emit(hop, lip, lport, rip, rport, s, mss)
-        if conn._events:
+        if conn.events:
             # Raised by a callback's own calls (abort, close) or by the
             # transmission; anything they queue leaves from run_dirty.
             self._deliver(sock, conn)
@@ -423,7 +423,7 @@ class TcpLayer:
             self._forget(sock)
 
     def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
-        events = conn._events
+        events = conn.events
         while events:
             ev = events.popleft()
             if ev is _READABLE or ev is _WRITABLE:
