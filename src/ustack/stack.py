@@ -205,6 +205,8 @@ class Stack:
 
     def next_deadline(self) -> float | None:
         """The earliest time ``poll`` has work without new frames."""
+        if self.tcp.dirty:
+            return self.now  # sockets left over by run_dirty's bound: at once
         deadline = self.timers.next_deadline()
         for iface in self.interfaces:
             d = iface.device.next_deadline()
@@ -234,12 +236,16 @@ class Stack:
                 poller.unregister(fd)
                 registered_extra.discard(fd)
             now = clock()
-            # Keep polling without sleeping while devices deliver full batches.
+            # Keep polling without sleeping while devices deliver full
+            # batches -- but still look at the other readers (a runtime's
+            # calls from application threads), or a sustained load would
+            # starve them.
             if self.poll(now) >= BATCH:
-                continue
-            deadline = self.next_deadline()
-            wait = max_wait if deadline is None else min(max_wait, deadline - clock())
-            events = poller.poll(max(0, int(wait * 1000) + (1 if wait > 0 else 0)))
+                events = poller.poll(0)
+            else:
+                deadline = self.next_deadline()
+                wait = max_wait if deadline is None else min(max_wait, deadline - clock())
+                events = poller.poll(max(0, int(wait * 1000) + (1 if wait > 0 else 0)))
             for fd, _ in events:
                 cb = self._extra_readers.get(fd)
                 if cb is not None:

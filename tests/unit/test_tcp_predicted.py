@@ -35,8 +35,9 @@ def _opts(ts: tuple[int, int] | None, wscale: int | None = None, mss: int | None
                       ts[1] if ts else None, ())
 
 
-def established(ts: bool, wscale: bool) -> TcpConnection:
-    cfg = TcpConfig(nodelay=True, timestamps=ts, window_scaling=wscale, rcvbuf=1 << 16)
+def established(ts: bool, wscale: bool, keepalive: bool = False) -> TcpConnection:
+    cfg = TcpConfig(nodelay=True, timestamps=ts, window_scaling=wscale, rcvbuf=1 << 16,
+                    keepalive=keepalive, keepalive_idle=0.5)
     conn = TcpConnection((b"\xc6\x12\x00\x01", 7), (b"\xc6\x12\x00\x02", 40000), OUR_ISN, cfg,
                          100.0)
     syn = Segment(PEER_ISN, 0, SYN, 65535, b"",
@@ -88,17 +89,21 @@ step = st.fixed_dictionaries({
     "app_read": st.booleans(),
     "dt": st.sampled_from([0.0, 0.0001, 0.01, 0.3]),
     "fire_timer": st.sampled_from([False, False, False, True]),
+    "ts_ecr": st.sampled_from(["fresh", "fresh", "zero", "stale"]),
 })
 
 
 @settings(max_examples=300, deadline=None)
-@given(ts=st.booleans(), wscale=st.booleans(), steps=st.lists(step, min_size=1, max_size=25))
+@given(ts=st.booleans(), wscale=st.booleans(), keepalive=st.booleans(),
+       ts_base=st.sampled_from([2000, 0xFFFFFFF0]),  # the second wraps 2**32
+       steps=st.lists(step, min_size=1, max_size=25))
 def test_prediction_leaves_the_state_the_general_path_leaves(
-        ts: bool, wscale: bool, steps: list[dict[str, Any]]) -> None:
-    conn = established(ts, wscale)
+        ts: bool, wscale: bool, keepalive: bool, ts_base: int,
+        steps: list[dict[str, Any]]) -> None:
+    conn = established(ts, wscale, keepalive)
     now = 100.02
     peer_seq = (PEER_ISN + 1) & MASK
-    peer_ts = 2000
+    peer_ts = ts_base
     predicted = 0
     for s in steps:
         now += s["dt"]
@@ -117,9 +122,11 @@ def test_prediction_leaves_the_state_the_general_path_leaves(
         seq = (peer_seq + s["seq_off"]) & MASK
         payload = bytes([0x61 + len(steps) % 26]) * s["data"]
         if s["ts"] == "new":
-            peer_ts += 3
-        tsval = {"new": peer_ts, "same": peer_ts, "old": peer_ts - 100, "absent": -1}[s["ts"]]
-        ts_ecr = conn._ts_now(now - 0.001) if ts else 0
+            peer_ts = (peer_ts + 3) & MASK
+        tsval = {"new": peer_ts, "same": peer_ts, "old": (peer_ts - 100) & MASK,
+                 "absent": -1}[s["ts"]]
+        ts_ecr = {"fresh": conn._ts_now(now - 0.001), "zero": 0,
+                  "stale": conn._ts_now(now - 90.0)}[s["ts_ecr"]] if ts else 0
         opts = _opts((tsval, ts_ecr) if tsval >= 0 else None)
         seg = Segment(seq, ack, ACK, s["window"], payload, opts)
         fast = copy.deepcopy(conn)

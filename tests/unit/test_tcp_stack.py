@@ -28,8 +28,8 @@ A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 class Net:
     """Two stacks A and B on one link, stepped with a fake clock."""
 
-    def __init__(self, fault: str | None = None) -> None:
-        a_dev, b_dev = pipe_pair(queue_len=100_000)
+    def __init__(self, fault: str | None = None, mtu: int = 1500) -> None:
+        a_dev, b_dev = pipe_pair(mtu, queue_len=100_000)
         dev_a = FaultInjector(a_dev, FaultSpec.parse(fault)) if fault else a_dev
         self.a, self.b = Stack(), Stack()
         self.a.add_interface(dev_a, f"{A_IP}/24")
@@ -120,6 +120,30 @@ def test_bulk_transfer_is_exact(size: int) -> None:
     client, server = pair(net)
     data = random.Random(size).randbytes(size)
     assert transfer(net, client, server, data) == data
+
+
+def test_jumbo_segments_take_the_predicted_path_through_a_view() -> None:
+    """With a 9000-byte MTU every data segment is above the size the layer
+    reads through a memoryview; the stream must still be exact and the
+    segments predicted (one READABLE per batch, data copied once)."""
+    net = Net(mtu=9000)
+    for st in (net.a, net.b):
+        st.tcp.config.mss = 9000 - 40  # the default MSS is for 1500-byte links
+    client, server = pair(net)
+    assert client.stats()["mss"] == 9000 - 40 - 12
+    data = random.Random(9).randbytes(2_000_000)
+    calls = 0
+    real = server.conn.receive_predicted
+
+    def counting(*args: object) -> bool:
+        nonlocal calls
+        took = real(*args)  # type: ignore[arg-type]
+        calls += took
+        return took
+
+    server.conn.receive_predicted = counting  # type: ignore[method-assign]
+    assert transfer(net, client, server, data) == data
+    assert calls > len(data) // 9000 // 2
 
 
 @pytest.mark.parametrize("fault", ["loss=1%,seed=1", "loss=5%,seed=2", "loss=10%,seed=3",

@@ -154,13 +154,17 @@ class Runtime:
             raise c.error
         return c.result  # type: ignore[no-any-return]
 
-    def post(self, fn: Callable[[], None]) -> None:
-        """Run ``fn()`` in the stack thread later; never waits (finalisers)."""
+    def post(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn()`` in the stack thread later; never waits (finalisers,
+        and calls whose caller needs no answer).  False when the runtime is
+        down and ``fn`` will not run.  Posted functions run in order with
+        calls; one still queued when the runtime stops runs then."""
         if self._down is not None:
-            return
+            return False
         self._calls.append(fn)
         with contextlib.suppress(OSError):
             self._kick()
+        return True
 
     def _kick(self) -> None:
         os.eventfd_write(self._wake, 1)
@@ -191,6 +195,12 @@ class Runtime:
             if type(c) is _Call:
                 c.error = StackDown(self._down or "ustack runtime stopped")
                 c.done.release()
+            else:
+                # A posted close() or send(): its caller was told it is done,
+                # so it still runs (a close releases its descriptors).  The
+                # stack thread is gone; nothing else touches the stack now.
+                with contextlib.suppress(Exception):
+                    c()  # type: ignore[operator]
 
     def close(self) -> None:
         """Stop (without lingering) and release the wake-up descriptor."""

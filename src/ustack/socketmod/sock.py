@@ -13,6 +13,7 @@ socket module (``sock_call_ex``), and ``sendall`` has one deadline for all.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import io
 import select
@@ -664,6 +665,9 @@ class Socket:
         n = len(view)
         if t is None or not n or self._dead or self._err_taken or self._posted_shut_wr:
             return False
+        rt = self._rt
+        if rt.in_thread():
+            return False  # calls run at once in the stack thread: posting would reorder
         c = t.conn
         st = c.state
         if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or c.error or \
@@ -673,7 +677,9 @@ class Socket:
             return False
         data = bytes(view)  # the caller may reuse its buffer once we return
         self._posted += n
-        self._rt.post(partial(self._s_send_posted, data))
+        if not rt.post(partial(self._s_send_posted, data)):
+            self._posted -= n
+            return False  # the runtime is down: the waiting path says so
         return True
 
     def _s_send_posted(self, data: bytes) -> None:
@@ -777,16 +783,27 @@ class Socket:
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise err(errno.EINVAL)
         t = self._tcp
-        if t is not None and not self._dead and t.conn.state in _OPEN:
+        rt = self._rt
+        if t is not None and not self._dead and t.conn.state in _OPEN and not rt.in_thread():
             # Connected: it cannot fail, so it need not wait (see _post_send).
             if how != _socket.SHUT_RD:
                 self._posted_shut_wr = True  # later sends take the waiting path
-            self._rt.post(partial(self._s_shutdown, how))
-            return
+            if rt.post(partial(self._s_shutdown_posted, how)):
+                return
         self._call(self._s_shutdown, how)
+
+    def _s_shutdown_posted(self, how: int) -> None:
+        # Without _check: a close() that came after the shutdown was posted
+        # marks the socket dead, and the shutdown must still happen first,
+        # as it did for the application.
+        with contextlib.suppress(OSError):
+            self._s_shutdown_now(how)
 
     def _s_shutdown(self, how: int) -> None:
         self._check()
+        self._s_shutdown_now(how)
+
+    def _s_shutdown_now(self, how: int) -> None:
         t = self._tcp
         rd = how in (_socket.SHUT_RD, _socket.SHUT_RDWR)
         wr = how in (_socket.SHUT_WR, _socket.SHUT_RDWR)
@@ -827,10 +844,14 @@ class Socket:
                 if on and secs > 0 and self._stream and not rt.in_thread():
                     self._linger(secs)
                     rt.call(self._s_close)
-                else:
-                    # Nothing to report and nothing to wait for: no round trip.
-                    rt.post(self._s_close)
-                return
+                    return
+                # Nothing to report and nothing to wait for: no round trip
+                # (in the stack thread itself it runs at once, in order).
+                if rt.in_thread():
+                    self._s_close()
+                    return
+                if rt.post(self._s_close):
+                    return
             except OSError:
                 pass
         m, self._mirror = self._mirror, None
