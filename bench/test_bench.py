@@ -238,3 +238,17 @@ def test_bench_aio_smallest_run_gives_every_row_in_both_modes() -> None:
             m = re.search(rf"^{re.escape(name)}\s+(\d+)\s+(\d+)\s+(\d+)", table, re.M)
             assert m is not None, f"no {name!r} row in:\n{table}"
             assert int(m.group(2)) > 0, m.group(0)
+
+
+def test_bench_inproc_reports_cost_and_bytecodes(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_inproc.py (no root): the echoes complete and both figures print."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_inproc
+
+    assert bench_inproc.main(["--runs", "1", "--echoes", "300", "--opcodes"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"us per echo min / median / max ([\d.]+)", out)
+    assert m is not None and float(m.group(1)) > 0, out
+    m = re.search(r"bytecodes per echo \(both stacks\): (\d+)", out)
+    assert m is not None and int(m.group(1)) > 100, out
+    assert "connection.py:receive_predicted" in out  # the header-prediction path ran

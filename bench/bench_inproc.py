@@ -1,0 +1,135 @@
+"""TCP hot path in one process: two Stacks over an in-memory pipe, no root.
+
+Both ends are ustack, stepped with a fake clock, so the figure is the
+Python cost of the TCP/IP path alone (no system calls, no scheduler):
+``--conns`` connections each send a ``--size``-byte message and wait for
+its echo (the server echoes from its native ``on_event`` callback).  The
+result is CPU microseconds per echo, both stacks together; ``--opcodes``
+also counts CPython bytecodes per echo by function (slow: a tracing run),
+which is the stable figure to compare changes with on a noisy machine.
+
+    python3 bench/bench_inproc.py [--quick] [--echoes N] [--runs R] [--opcodes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from ustack.link.pipe import pipe_pair
+from ustack.stack import Stack
+from ustack.tcp.connection import Event
+from ustack.tcp.socket import TcpListener, TcpSocket
+
+A_IP, B_IP, PORT = "198.18.0.1", "198.18.0.2", 7
+
+
+class PingPong:
+    def __init__(self, conns: int, size: int) -> None:
+        da, db = pipe_pair(queue_len=100_000)
+        self.a, self.b = Stack(), Stack()
+        self.a.add_interface(da, f"{A_IP}/24")
+        self.b.add_interface(db, f"{B_IP}/24")
+        for stack in (self.a, self.b):
+            stack.tcp.config.nodelay = True
+        self.now = 1000.0
+        self.size = size
+        self.msg = b"m" * size
+        self.echoes = 0
+        self.left: dict[TcpSocket, int] = {}
+        listener = self.b.tcp_listen((B_IP, PORT))
+        listener.on_accept = self._accept
+        for _ in range(conns):
+            sock = self.a.tcp_connect((B_IP, PORT))
+            sock.on_event = self._client
+        while len(self.left) < conns:
+            self.step()
+
+    def step(self) -> None:
+        self.now += 0.00002
+        self.a.poll(self.now)
+        self.b.poll(self.now)
+
+    def run(self, n: int) -> None:
+        goal = self.echoes + n
+        while self.echoes < goal:
+            self.step()
+
+    @staticmethod
+    def _server(sock: TcpSocket, ev: Event) -> None:
+        if ev is Event.READABLE and sock.conn.readable_bytes:
+            sock.send(sock.recv(1 << 20))
+
+    def _accept(self, listener: TcpListener) -> None:
+        while listener.accept_queue:
+            listener.accept().on_event = self._server
+
+    def _client(self, sock: TcpSocket, ev: Event) -> None:
+        if ev is Event.CONNECTED:
+            self.left[sock] = self.size
+            sock.send(self.msg)
+        elif ev is Event.READABLE and sock.conn.readable_bytes:
+            rest = self.left[sock] - len(sock.recv(1 << 20))
+            if rest <= 0:
+                self.echoes += 1
+                sock.send(self.msg)
+                rest += self.size
+            self.left[sock] = rest
+
+
+def count_opcodes(pp: PingPong, n: int) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        if event == "opcode":
+            code = frame.f_code
+            counts[f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_name}"] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        pp.run(n)
+    finally:
+        sys.settrace(None)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 runs of 2000 echoes")
+    p.add_argument("--echoes", type=int, default=20000)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--conns", type=int, default=8)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--opcodes", action="store_true", help="also count bytecodes per echo")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.runs, a.echoes = 3, 2000
+    pp = PingPong(a.conns, a.size)
+    pp.run(min(2000, a.echoes))  # warm-up
+    costs = []
+    for _ in range(a.runs):
+        t0 = time.process_time()
+        pp.run(a.echoes)
+        costs.append((time.process_time() - t0) / a.echoes * 1e6)
+    print(f"in-process TCP ping-pong, {a.size} B, {a.conns} connections, both stacks: "
+          f"us per echo min / median / max {min(costs):.1f} / {statistics.median(costs):.1f}"
+          f" / {max(costs):.1f} ({1e6 / statistics.median(costs):.0f} echoes/s)")
+    if a.opcodes:
+        n = max(200, a.echoes // 10)
+        counts = count_opcodes(pp, n)
+        print(f"bytecodes per echo (both stacks): {sum(counts.values()) / n:.0f}")
+        for name, v in counts.most_common(25):
+            print(f"  {v / n:8.1f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
