@@ -247,11 +247,10 @@ class TcpConnection:
         self._arm_rtx(now)
 
     def _choose_wscale(self) -> int:
-        # The smallest shift that lets us advertise the whole buffer (RFC 7323 2.3).
-        shift = 0
-        while (65535 << shift) < self.cfg.rcvbuf and shift < 14:
-            shift += 1
-        return shift
+        # The smallest shift that lets us advertise the whole buffer (RFC 7323
+        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535).
+        need = -(-self.cfg.rcvbuf // 65535)
+        return min((need - 1).bit_length() if need > 1 else 0, 14)
 
     def _take_syn_options(self, seg: Segment) -> None:
         o = seg.opts

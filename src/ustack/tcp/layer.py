@@ -20,6 +20,7 @@ out-of-order segment still earns its own duplicate ACK (RFC 5681 4.2).
 from __future__ import annotations
 
 import errno
+import operator
 import random
 import struct
 from typing import TYPE_CHECKING
@@ -56,6 +57,8 @@ STRETCH_ACK_BYTES = 65536
 EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 Key = tuple[bytes, int, bytes, int]
 
+# Every TcpConfig field in declaration order, read in C (one call per connection).
+_config_values = operator.attrgetter(*TcpConfig.__dataclass_fields__)
 _unpack = wtcp.HEADER.unpack_from
 _pack_header = wtcp.HEADER.pack_into
 _from_bytes = int.from_bytes
@@ -93,7 +96,7 @@ class TcpLayer:
     # ==================================================================
 
     def _config_for(self, iface: Interface) -> TcpConfig:
-        cfg = TcpConfig(**{f: getattr(self.config, f) for f in self.config.__slots__})
+        cfg = TcpConfig(*_config_values(self.config))  # a copy: connections change theirs
         cfg.mss = min(cfg.mss, iface.mtu - 40)
         if iface.gso and not cfg.max_segment:
             # DESIGN.md principle 6: hand the device 64 KB super-frames and

@@ -7,6 +7,7 @@ dispatch never depends on them).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import NamedTuple
@@ -248,6 +249,7 @@ def addr_to_str(addr: bytes | bytearray | memoryview) -> str:
     return f"{a[0]}.{a[1]}.{a[2]}.{a[3]}"
 
 
+@functools.lru_cache(maxsize=1024)  # every connect() and sendto() parses its address
 def addr_from_str(text: str) -> bytes:
     """Dotted quad -> 4 bytes; ValueError naming the bad input."""
     try:
