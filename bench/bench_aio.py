@@ -330,10 +330,6 @@ def run_all(a: argparse.Namespace) -> dict[str, list[Row]]:
     return table
 
 
-def fmt(xs: list[float]) -> str:
-    return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
-
-
 HEADINGS = {
     "pingpong": "ping-pong: each connection sends a message and waits for its echo",
     "stream": (f"stream: each connection keeps {OUTSTANDING // 1024} KB of messages in flight, "
@@ -342,6 +338,8 @@ HEADINGS = {
 
 
 def report(table: dict[str, list[Row]], a: argparse.Namespace) -> None:
+    from harness import min_median_max
+
     print(f"asyncio echo, {a.size} B messages, {a.conns} connections, API {a.api}, "
           f"{a.runs} x {a.seconds:g} s per mode")
     for mode, rows in table.items():
@@ -352,7 +350,7 @@ def report(table: dict[str, list[Row]], a: argparse.Namespace) -> None:
               f"server-cpu client-cpu")
         for row in rows:
             med = statistics.median(row.rates)
-            print(f"{row.name:<24} {fmt(row.rates)}  {med * a.size / 1e6:12.1f}  "
+            print(f"{row.name:<24} {min_median_max(row.rates)}  {med * a.size / 1e6:12.1f}  "
                   f"{med / ref:5.2f}  {statistics.median(row.server_cpu):10.2f} "
                   f"{statistics.median(row.client_cpu):10.2f}")
         best = max(statistics.median(r.rates) for r in rows[1:])

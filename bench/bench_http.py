@@ -51,7 +51,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import UsageMeter, busy_warning, pick_cpus, taskset
+from harness import UsageMeter, busy_warning, min_median_max, pick_cpus, taskset
 
 from ustack.testbed import Netns, Testbed, TestbedError
 
@@ -312,10 +312,6 @@ def run_all(a: argparse.Namespace, docroot: str) -> list[Row]:
     return rows
 
 
-def fmt(xs: list[float]) -> str:
-    return f"{min(xs):9.0f} {statistics.median(xs):9.0f} {max(xs):9.0f}"
-
-
 def report(rows: list[Row], a: argparse.Namespace) -> None:
     ref = statistics.median(rows[0].rates)
     gen, srv = pick_cpus()
@@ -327,7 +323,7 @@ def report(rows: list[Row], a: argparse.Namespace) -> None:
           f"server-cpu client-cpu  failed")
     for row in rows:
         med = statistics.median(row.rates)
-        print(f"{row.name:<16} {fmt(row.rates)}        {med / ref:5.2f}  "
+        print(f"{row.name:<16} {min_median_max(row.rates)}        {med / ref:5.2f}  "
               f"{statistics.median(row.server_cpu):10.2f} "
               f"{statistics.median(row.client_cpu):10.2f}  {row.failed + row.non2xx:6d}")
     print("req/s: complete 200 responses per second; ratio: median / kernel median; "

@@ -233,6 +233,12 @@ def summary(values: Sequence[float]) -> tuple[float, float, float] | None:
     return min(values), statistics.median(values), max(values)
 
 
+def min_median_max(values: Sequence[float], width: int = 9) -> str:
+    """The three columns of one figure, as the tables of bench_aio/bench_http print them."""
+    lo, mid, hi = min(values), statistics.median(values), max(values)
+    return f"{lo:{width}.0f} {mid:{width}.0f} {hi:{width}.0f}"
+
+
 class Figure:
     """The runs of one figure of a table; a subclass says what their values are."""
 

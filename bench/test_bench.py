@@ -189,6 +189,14 @@ def test_loadgen_counts_corrupted_replies_as_bad_and_recovers_the_slots() -> Non
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
+def _require(missing: str | None) -> None:
+    """Skip for a missing prerequisite, except under CI=true, where it fails."""
+    if missing is not None:
+        if _IN_CI:
+            pytest.fail(f"CI=true and a prerequisite is missing: {missing}", pytrace=False)
+        pytest.skip(missing)
+
+
 @pytest.mark.root
 def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
     """bench_http.py end to end: kernel, ustack packet and ustack tap each
@@ -196,10 +204,7 @@ def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
     missing = "needs root" if os.geteuid() != 0 else None
     if missing is None and shutil.which("ab") is None:
         missing = "needs ab (apache2-utils; scripts/install-system-deps.sh)"
-    if missing is not None:
-        if _IN_CI:
-            pytest.fail(f"CI=true and a prerequisite is missing: {missing}", pytrace=False)
-        pytest.skip(missing)
+    _require(missing)
     script = Path(__file__).resolve().parent / "bench_http.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--runs", "1", "--seconds", "1", "--warmup", "0"],
@@ -218,10 +223,7 @@ def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
 def test_bench_aio_smallest_run_gives_every_row_in_both_modes() -> None:
     """bench_aio.py end to end: the kernel and the three ustack.aio servers
     echo in ping-pong and stream mode (1 run of 0.5 s each: about 20 s)."""
-    if os.geteuid() != 0:
-        if _IN_CI:
-            pytest.fail("CI=true and a prerequisite is missing: needs root", pytrace=False)
-        pytest.skip("needs root")
+    _require("needs root" if os.geteuid() != 0 else None)
     script = Path(__file__).resolve().parent / "bench_aio.py"
     proc = subprocess.run(
         [sys.executable, str(script), "--runs", "1", "--seconds", "0.5", "--warmup", "0.1"],

@@ -60,6 +60,25 @@ class Collector(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
+
+async def collecting_server(b: Stack) -> tuple[asyncio.AbstractServer, list[Collector]]:
+    """A server on B whose connections each get a Collector, listed as accepted."""
+    accepted: list[Collector] = []
+
+    def factory() -> Collector:
+        p = Collector()
+        accepted.append(p)
+        return p
+
+    return await aio.create_server(factory, B_IP, PORT, stack=b), accepted
+
+
+async def first_accepted(accepted: list[Collector]) -> Collector:
+    while not accepted or accepted[0].transport is None:
+        await asyncio.sleep(0.001)
+    return accepted[0]
+
+
 def test_protocol_echo_and_half_close(stacks: tuple[Stack, Stack]) -> None:
     a, b = stacks
     data = random.Random(1).randbytes(3 << 20)
@@ -122,19 +141,11 @@ def test_write_buffer_limits_pause_and_resume_writing(stacks: tuple[Stack, Stack
 
 def test_pause_reading_holds_data_in_tcp_until_resumed(stacks: tuple[Stack, Stack]) -> None:
     a, b = stacks
-    server_side: list[Collector] = []
-
-    def factory() -> Collector:
-        p = Collector()
-        server_side.append(p)
-        return p
 
     async def main() -> None:
-        server = await aio.create_server(factory, B_IP, PORT, stack=b)
+        server, accepted = await collecting_server(b)
         transport, _ = await aio.create_connection(Collector, B_IP, PORT, stack=a)
-        while not server_side or server_side[0].transport is None:
-            await asyncio.sleep(0.001)
-        peer = server_side[0]
+        peer = await first_accepted(accepted)
         peer.transport.pause_reading()
         assert not peer.transport.is_reading()
         transport.write(b"x" * 50_000)
@@ -158,24 +169,17 @@ def test_pause_reading_holds_data_in_tcp_until_resumed(stacks: tuple[Stack, Stac
 
 def test_abort_resets_the_peer(stacks: tuple[Stack, Stack]) -> None:
     a, b = stacks
-    server_side: list[Collector] = []
-
-    def factory() -> Collector:
-        p = Collector()
-        server_side.append(p)
-        return p
 
     async def main() -> None:
-        server = await aio.create_server(factory, B_IP, PORT, stack=b)
+        server, accepted = await collecting_server(b)
         transport, proto = await aio.create_connection(Collector, B_IP, PORT, stack=a)
         assert isinstance(proto, Collector)
-        while not server_side:
-            await asyncio.sleep(0.001)
+        peer = await first_accepted(accepted)
         transport.write(b"data that will be thrown away" * 1000)
         transport.abort()
         assert transport.is_closing()
         assert await proto.lost is None
-        assert isinstance(await server_side[0].lost, ConnectionResetError)
+        assert isinstance(await peer.lost, ConnectionResetError)
         server.close()
 
     run(stacks, main)

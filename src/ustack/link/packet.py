@@ -277,17 +277,10 @@ class PacketDevice(DeviceBase):
         except OSError as exc:
             if not raw:
                 raise from_os_error(f"packet {self.name}: recv", exc) from exc
-        hlen = self._hlen
-        out: list[bytes] = []
+        out, bad, trusted = vnet.strip_batch(raw, self._hlen)
         c = self._none_rx
-        for data in raw:
-            if len(data) <= hlen:
-                c.bad_vnet_hdr += 1
-                continue
-            flags = data[0]
-            if flags:
-                c.csum_trusted += 1
-            out.append(vnet.rx_frame(flags, memoryview(data)[hlen:]) if flags else data[hlen:])
+        c.bad_vnet_hdr += bad
+        c.csum_trusted += trusted
         return out
 
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:

@@ -203,20 +203,9 @@ class TapDevice(DeviceBase):
         return out
 
     def _strip(self, raw: list[bytes]) -> list[bytes]:
-        hlen = self._hlen
-        out: list[bytes] = []
-        append = out.append
-        rx_frame = vnet.rx_frame
-        for data in raw:
-            if len(data) <= hlen:
-                self.rx_bad_vnet_hdr += 1
-                continue
-            flags = data[0]
-            if flags:
-                self.rx_csum_trusted += 1
-                append(rx_frame(flags, memoryview(data)[hlen:]))
-            else:
-                append(data[hlen:])
+        out, bad, trusted = vnet.strip_batch(raw, self._hlen)
+        self.rx_bad_vnet_hdr += bad
+        self.rx_csum_trusted += trusted
         return out
 
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:

@@ -71,6 +71,29 @@ def rx_frame(flags: int, frame: bytes | memoryview) -> bytes:
     return bytes(frame)
 
 
+def strip_batch(raw: list[bytes], hlen: int) -> tuple[list[bytes], int, int]:
+    """Frames received behind ``hlen``-byte headers, without them.
+
+    Returns ``(frames, bad, trusted)``: frames too short to hold a header
+    are dropped and counted as ``bad``; those the kernel vouches for are
+    marked (``rx_frame``) and counted as ``trusted``.
+    """
+    out: list[bytes] = []
+    append = out.append
+    bad = trusted = 0
+    for data in raw:
+        if len(data) <= hlen:
+            bad += 1
+            continue
+        flags = data[0]
+        if flags:
+            trusted += 1
+            append(rx_frame(flags, memoryview(data)[hlen:]))
+        else:
+            append(data[hlen:])
+    return out, bad, trusted
+
+
 class GsoFrame(bytearray):
     """A frame that travels with its own virtio-net header (``vnet``).
 

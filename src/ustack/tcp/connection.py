@@ -31,7 +31,6 @@ errors (RFC 1122 4.2.3.9, RFC 5461); congestion control by ``cc.py``.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,8 +47,7 @@ from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpOptions
 
 _MASK = 0xFFFFFFFF
-_pack_ts_option = struct.Struct("!III").pack
-_TS_KIND = 0x0101080A  # NOP NOP kind 8 length 10 (RFC 7323 appendix A layout)
+_ts_option = wtcp.ts_option
 DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
 TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
 
@@ -115,10 +113,6 @@ class Event(Enum):
     RESET = "reset"  # the peer reset it (also followed by CLOSED)
     TIMED_OUT = "timed out"
     SOFT_ERROR = "soft error"  # R1 reached or ICMP error: informational
-
-
-_READABLE = Event.READABLE
-_WRITABLE = Event.WRITABLE
 
 
 class TcpError(Exception):
@@ -477,8 +471,8 @@ class TcpConnection:
             self.bytes_out += acked
             self.retransmits = 0
             self._probes = 0
-            if self.cfg.sndbuf > len(self._sq) and _WRITABLE not in self.events:
-                self.events.append(_WRITABLE)  # _post, inline
+            if self.cfg.sndbuf > len(self._sq):
+                self._post(Event.WRITABLE)
             rtt = self.rtt
             if ts_ecr > 0 and self.ts_ok:  # RFC 7323 4.1 RTTM
                 r = ((self._ts_now(now) - ts_ecr) & _MASK) / 1000.0
@@ -487,7 +481,7 @@ class TcpConnection:
             elif self._rtt_seq is not None and sq.gt(ack, self._rtt_seq):
                 rtt.sample(now - self._rtt_time)
                 self._rtt_seq = None
-            rtt.backoffs = 0  # RttEstimator.reset_backoff
+            rtt.reset_backoff()
             self.cc.on_ack(acked, in_flight, now, rtt.srtt)
             self.dupacks = 0
             # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
@@ -506,8 +500,7 @@ class TcpConnection:
             self._rq += payload
             self.rcv_nxt = (seq + n) & _MASK
             self.bytes_in += n
-            if _READABLE not in self.events:
-                self.events.append(_READABLE)  # _post, inline
+            self._post(Event.READABLE)
             # RFC 1122 4.2.3.2, counted in bytes as in _accept_data.
             pending = self.acks_pending + n
             self.acks_pending = pending
@@ -966,7 +959,7 @@ class TcpConnection:
         if cur >= 0x80000000:
             cur = 0
         rcvbuf = self.cfg.rcvbuf
-        free = rcvbuf - len(self._rq) - self._ooo.nbytes
+        free = self._window_to_offer()
         # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): open the window only
         # by at least min(RCV.BUFF/2, MSS); never shrink it (3.8.6).
         if free > cur and (free == rcvbuf or free - cur >= min(rcvbuf // 2, self.mss) or (
@@ -996,7 +989,7 @@ class TcpConnection:
             self.sack_ok and self._ooo.nbytes) else ()
         if not blocks:
             # The common case, built directly: NOP NOP TS or nothing.
-            return b"" if ts is None else _pack_ts_option(_TS_KIND, ts[0], ts[1])
+            return b"" if ts is None else _ts_option(ts[0], ts[1])
         return wtcp.build_options(sack_blocks=blocks, ts=ts)
 
     def _segment(self, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
@@ -1144,10 +1137,7 @@ class TcpConnection:
             return False  # FIN already sent
         usable_wnd = sq.sub((self.snd_una + self.snd_wnd) & _MASK, snd_nxt)
         cwnd = self.cc.cwnd + self._inflate
-        if self._rtx_nxt is None and not self.in_recovery:
-            flight = (snd_nxt - self.snd_una) & _MASK  # _flight(), common case
-        else:
-            flight = self._flight()
+        flight = self._flight()
         usable = min(usable_wnd, cwnd - flight) if not force_one else min(usable_wnd, mss)
         if (usable < mss and self._lt_budget and not self.in_recovery and not force_one
                 and flight <= cwnd + 2 * mss):
@@ -1192,8 +1182,7 @@ class TcpConnection:
         if self._rtt_seq is None and not self.ts_ok:
             self._rtt_seq, self._rtt_time = self.snd_nxt, now
         self.snd_nxt = (self.snd_nxt + length) & _MASK
-        if self._t_rtx is None:
-            self._t_rtx = now + self.rtt.rto  # _arm_rtx, inline
+        self._arm_rtx(now)
         return not data.flags & FIN
 
     # ==================================================================

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import operator
 import random
-import struct
 from typing import TYPE_CHECKING
 
 from ustack.link import vnet
@@ -38,7 +37,7 @@ from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
-from ustack.wire.checksum import fold, sum_mod
+from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ Key = tuple[bytes, int, bytes, int]
 # Every TcpConfig field in declaration order, read in C (one call per connection).
 _config_values = operator.attrgetter(*TcpConfig.__dataclass_fields__)
 _unpack = wtcp.HEADER.unpack_from
-_pack_header = wtcp.HEADER.pack_into
+_pack_header_into = wtcp.pack_header_into
 _from_bytes = int.from_bytes
 _sum_mod = sum_mod
 _parse_options = wtcp.parse_options
@@ -68,8 +67,8 @@ _NO_OPTIONS = wtcp.NO_OPTIONS
 _SYN, _ACK, _RST, _FIN = wtcp.SYN, wtcp.ACK, wtcp.RST, wtcp.FIN
 _READABLE, _WRITABLE = Event.READABLE, Event.WRITABLE
 _NOT_PREDICTED = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG
-_TS_LAYOUT = b"\x01\x01\x08\x0a"  # NOP NOP TS(10): what Linux and ustack send
-_unpack_ts = struct.Struct("!II").unpack_from
+_TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
+_unpack_ts = wtcp.unpack_ts
 
 
 class TcpLayer:
@@ -478,47 +477,35 @@ class TcpLayer:
               s: OutSegment, mss: int = 0) -> None:
         """Write one segment into a frame and hand it to IPv4.
 
-        The checksum is summed from the field values (RFC 1071 2(B)), so the
-        header is written once.  On a device with offloads the device
-        finishes it instead: the frame carries a virtio-net header asking
-        for a partial checksum, with the folded pseudo-header sum in the
-        checksum field (the kernel's CHECKSUM_PARTIAL convention).  A
-        segment longer than the MSS is then a super-frame for the device to
-        cut (TSO), its header also asking for TCPv4 segmentation.
+        On a device with offloads the device finishes the checksum: the
+        frame carries a virtio-net header asking for it (NEEDS_CSUM) and the
+        checksum field the partial sum.  A segment longer than the MSS is
+        then a super-frame for the device to cut (TSO), its header also
+        asking for TCPv4 segmentation.
         """
         payload = s.payload
-        options = s.options
         plen = len(payload)
-        hl = 20 + len(options)
+        hl = 20 + len(s.options)
         size = HEADROOM + hl + plen
         iface = hop.iface
-        addr_sum = hop.addr_sum if lip == hop.src else _from_bytes(lip + rip, "big")
         buf: bytearray
-        if iface.gso:
+        offload = iface.gso
+        if offload:
             if mss and plen > mss:
                 buf = GsoFrame(size, vnet.gso_header(
-                    iface.device.caps.vnet_hdr_len, csum_start=HEADROOM, csum_offset=16,
-                    gso_type=vnet.GSO_TCPV4, gso_size=mss, hdr_len=HEADROOM + hl))
+                    iface.device.caps.vnet_hdr_len, csum_start=HEADROOM,
+                    csum_offset=wtcp.CHECKSUM_OFFSET, gso_type=vnet.GSO_TCPV4, gso_size=mss,
+                    hdr_len=HEADROOM + hl))
             else:
                 buf = GsoFrame(size, iface.tcp_csum_vnet)
             iface.gso_pending = True
-            csum = fold(addr_sum + wip.PROTO_TCP + hl + plen)
         else:
             buf = bytearray(size)
-            total = (s.seq + s.ack + (hl << 10) + s.flags + s.window + lport + rport + addr_sum
-                     + wip.PROTO_TCP + hl + plen)
-            if options:
-                total += _from_bytes(options, "big")
-            if plen:
-                total += _sum_mod(payload)
-            r = total % 0xFFFF
-            csum = 0xFFFF - r if r else 0
         if plen:
             buf[HEADROOM + hl:] = payload
-        if options:
-            buf[HEADROOM + 20:HEADROOM + hl] = options
-        _pack_header(buf, HEADROOM, lport, rport, s.seq, s.ack, hl << 2, s.flags, s.window,
-                     csum, 0)
+        _pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
+                          s.window, s.options, payload, partial=offload,
+                          addr_sum=hop.addr_sum if lip == hop.src else None)
         self.stack.counters.TcpOutSegs += 1
         self.stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)
 

@@ -112,7 +112,7 @@ class TcpSocket:
             raise os_error(e.errno) from None
         if n == 0 and len(data):
             raise os_error(errno.EAGAIN)
-        self._layer.dirty[self] = None  # TcpLayer.kick, inline (every write)
+        self._layer.kick(self)
         return n
 
     def recv(self, max_bytes: int = 65536) -> bytes:
@@ -127,7 +127,7 @@ class TcpSocket:
             raise ValueError("negative buffersize in recv")
         if c.readable_bytes:
             data = c.recv(max_bytes)
-            self._layer.dirty[self] = None  # TcpLayer.kick, inline (every read)
+            self._layer.kick(self)
             return data
         if c.error:
             raise os_error(c.error)

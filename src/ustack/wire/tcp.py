@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from ustack.wire.checksum import sum_mod
+from ustack.wire.checksum import fold, sum_mod
 from ustack.wire.errors import ParseError
 
 HEADER = struct.Struct("!HHIIBBHHH")
@@ -49,7 +49,11 @@ _WS = struct.Struct("!BBBB")
 _SACK_BLOCK = struct.Struct("!II")
 # RFC 7323 Appendix A: the recommended layout NOP NOP TS, which is what
 # Linux and BSD send on every established segment; parsed without a loop.
-_TS_ALIGNED = b"\x01\x01\x08\x0a"
+TS_ALIGNED = b"\x01\x01\x08\x0a"
+_TS_ALIGNED = TS_ALIGNED
+_TS_OPTION = struct.Struct("!4sII")
+# (TSval, TSecr) of options in TS_ALIGNED layout at ``offset`` of a buffer.
+unpack_ts = _TS.unpack_from
 
 __all__ = [
     "ACK",
@@ -62,6 +66,7 @@ __all__ = [
     "PSH",
     "RST",
     "SYN",
+    "TS_ALIGNED",
     "URG",
     "TcpHeader",
     "TcpOptions",
@@ -70,6 +75,8 @@ __all__ = [
     "pack_header_into",
     "parse",
     "parse_options",
+    "ts_option",
+    "unpack_ts",
 ]
 
 
@@ -242,26 +249,9 @@ def build_options(
     return out
 
 
-def _checksum(
-    src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, offflags: int,
-    window: int, urgent: int, options: bytes, payload: bytes | bytearray | memoryview,
-    payload_sum: int | None,
-) -> int:
-    # Sum the header from the field values (a 32-bit field is its two 16-bit
-    # words modulo 0xFFFF, RFC 1071 2(B)) so the header is written only once.
-    length = 20 + len(options) + len(payload)
-    s = (
-        sport + dport + seq + ack + offflags + window + urgent
-        + _from_bytes(src + dst, "big") + PROTO_TCP + length
-    )
-    if options:
-        s += _from_bytes(options, "big")
-    if payload_sum is not None:
-        s += payload_sum
-    elif payload:
-        s += sum_mod(payload)
-    r = s % 0xFFFF
-    return 0xFFFF - r if r else 0
+def ts_option(ts_val: int, ts_ecr: int) -> bytes:
+    """NOP NOP timestamps (RFC 7323, TS_ALIGNED layout): 12 option bytes."""
+    return _TS_OPTION.pack(TS_ALIGNED, ts_val, ts_ecr)
 
 
 def pack_header_into(
@@ -281,16 +271,21 @@ def pack_header_into(
     checksum: bool = True,
     *,
     payload_sum: int | None = None,
+    addr_sum: int | None = None,
+    partial: bool = False,
 ) -> int:
     """Write header + options at ``buf[offset:]``; return the header length.
 
     The payload is only read for the checksum; the caller places it after
     the header.  ``options`` must be a multiple of 4 bytes (``build_options``
-    output).  ``checksum=False`` leaves the field 0 (for checksum offload
-    the caller writes what the device wants).  ``payload_sum``, if given, is
-    a precomputed ``checksum.ones_sum(payload)`` used instead of summing the
-    payload again (RFC 1071 2(B): sums compose); ``payload`` still gives the
-    length.
+    output).  ``checksum=False`` leaves the field 0.  ``partial=True``
+    writes what a device finishing the checksum expects (checksum offload,
+    the kernel's CHECKSUM_PARTIAL): the folded pseudo-header sum, not
+    complemented.  ``payload_sum``, if given, is a precomputed
+    ``checksum.ones_sum(payload)`` used instead of summing the payload
+    again (RFC 1071 2(B): sums compose); ``payload`` still gives the length.
+    ``addr_sum`` is ``src + dst`` read as one integer, when the caller
+    keeps it (the route cache does, per destination).
     """
     olen = len(options)
     if olen:
@@ -298,11 +293,26 @@ def pack_header_into(
             raise ValueError(f"TCP options must be a multiple of 4 up to 40 bytes, got {olen}")
         buf[offset + 20 : offset + 20 + olen] = options
     hl = 20 + olen
-    csum = (
-        _checksum(src, dst, sport, dport, seq, ack, (hl << 10) | flags, window, urgent,
-                  options, payload, payload_sum)
-        if checksum else 0
-    )
+    if addr_sum is None:
+        addr_sum = _from_bytes(src + dst, "big")
+    # The pseudo-header (RFC 9293 3.1): addresses, protocol, segment length.
+    pseudo = addr_sum + PROTO_TCP + hl + len(payload)
+    if partial:
+        csum = fold(pseudo)
+    elif checksum:
+        # The header summed from the field values (a 32-bit field is its two
+        # 16-bit words modulo 0xFFFF, RFC 1071 2(B)), so it is written once.
+        s = pseudo + sport + dport + seq + ack + (hl << 10) + flags + window + urgent
+        if olen:
+            s += _from_bytes(options, "big")
+        if payload_sum is not None:
+            s += payload_sum
+        elif payload:
+            s += sum_mod(payload)
+        r = s % 0xFFFF
+        csum = 0xFFFF - r if r else 0
+    else:
+        csum = 0
     _pack_into(buf, offset, sport, dport, seq, ack, hl << 2, flags, window, csum, urgent)
     return hl
 
