@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from ustack.net.interface import Interface
     from ustack.net.route import NextHop
     from ustack.stack import Stack
-    from ustack.timers import Timer
 
 # A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
 # within bounds with the largest TCP header.
@@ -82,7 +81,6 @@ class TcpLayer:
         self.conns: dict[Key, TcpSocket] = {}
         self.listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator()
-        self._timers: dict[TcpSocket, Timer] = {}
         # Sockets an application call touched since the last ``run_dirty``.
         self.dirty: dict[TcpSocket, None] = {}
         self._challenge = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
@@ -408,13 +406,11 @@ class TcpLayer:
         # timer restarted by every ACK costs no heap operation per segment.
         deadline = conn.next_timer()
         if deadline is not None:
-            armed = sock.timer_deadline
-            if armed is None or deadline < armed:
-                old = self._timers.get(sock)
-                if old is not None:
-                    old.cancel()
-                sock.timer_deadline = deadline
-                self._timers[sock] = stack.timers.call_at(deadline, sock.timer_callback)
+            armed = sock.timer
+            if armed is None or deadline < armed.deadline:
+                if armed is not None:
+                    armed.cancel()
+                sock.timer = stack.timers.call_at(deadline, sock.timer_callback)
         # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
         state = conn.state
         estab = state is State.ESTABLISHED or state is State.CLOSE_WAIT
@@ -436,8 +432,7 @@ class TcpLayer:
                 self._event(sock, ev)
 
     def _on_timer(self, sock: TcpSocket, now: float) -> None:
-        self._timers.pop(sock, None)
-        sock.timer_deadline = None
+        sock.timer = None
         sock.conn.handle_timer(now)
         self.service(sock)
 
@@ -468,10 +463,10 @@ class TcpLayer:
         key = (*conn.local, *conn.remote)
         if self.conns.get(key) is sock:
             del self.conns[key]
-        t = self._timers.pop(sock, None)
+        t = sock.timer
         if t is not None:
             t.cancel()
-        sock.timer_deadline = None
+            sock.timer = None
 
     def _emit(self, hop: NextHop, lip: bytes, lport: int, rip: bytes, rport: int,
               s: OutSegment, mss: int = 0) -> None:

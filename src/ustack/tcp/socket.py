@@ -26,6 +26,7 @@ from ustack.wire import ipv4 as wip
 
 if TYPE_CHECKING:
     from ustack.tcp.layer import TcpLayer
+    from ustack.timers import Timer
 
 Address = tuple[str, int]
 
@@ -54,7 +55,7 @@ class TcpSocket:
         self.conn = conn
         self.listener = listener
         self.on_event: Callable[[TcpSocket, Event], None] | None = None
-        self.timer_deadline: float | None = None
+        self.timer: Timer | None = None  # the one Stack timer (TcpLayer.service)
         self.retransmits_counted = 0
         self.counted_estab = False
         self.closed = False  # the application called close()
