@@ -183,8 +183,25 @@ class Stack:
         self.flush()
         return received
 
-    def flush(self) -> None:
-        """Hand every interface's queued frames to its device, one batch each."""
+    def advance(self, now: float) -> None:
+        """Set the clock to ``now`` without polling the devices.
+
+        For a driver that makes API calls between polls (the
+        ``ustack.socket`` runtime thread, ``ustack.aio``): what those calls
+        start (a SYN's timestamp, a retransmission timer) counts from
+        ``now``.  With ``poll(now)`` and ``flush(now)`` this is the only way
+        time enters the stack.
+        """
+        self.now = now
+
+    def flush(self, now: float | None = None) -> None:
+        """Hand every interface's queued frames to its device, one batch each.
+
+        ``now``, when given, first sets the clock (as ``advance``): a driver
+        flushing what the application queued since the last poll.
+        """
+        if now is not None:
+            self.now = now
         if self.tcp.dirty:
             self.tcp.run_dirty()
         now = self.now

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from test_net_harness import OUR_IP, PEER_IP, Harness
 
-from ustack.udp.socket import EPHEMERAL_HIGH, EPHEMERAL_LOW, MAX_PAYLOAD, UdpSocket
+from ustack.net.ports import EPHEMERAL_HIGH, EPHEMERAL_LOW
+from ustack.udp.socket import MAX_PAYLOAD, UdpSocket
 
 # An address assigned to no interface of this host (checked before use).
 FOREIGN = "198.19.254.253"

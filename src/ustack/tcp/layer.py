@@ -28,6 +28,7 @@ from ustack.link import vnet
 from ustack.link.vnet import GsoFrame
 from ustack.net.icmp import TokenBucket
 from ustack.net.ipv4 import HEADROOM
+from ustack.net.ports import EphemeralPorts
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as _addr
 from ustack.tcp import seq as sq
@@ -52,7 +53,6 @@ _VIEW_MIN = 4096
 # In-order data received in one batch is acknowledged once, but never more
 # than this much at a time (what one GRO super-segment holds on Linux).
 STRETCH_ACK_BYTES = 65536
-EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 Key = tuple[bytes, int, bytes, int]
 
 # Every TcpConfig field in declaration order, read in C (one call per connection).
@@ -70,6 +70,17 @@ _TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
 _unpack_ts = wtcp.unpack_ts
 
 
+class Binding:
+    """A port reserved by ``TcpLayer.bind``."""
+
+    __slots__ = ("ip", "port", "reuse")
+
+    def __init__(self, ip: bytes, port: int, reuse: bool) -> None:
+        self.ip = ip
+        self.port = port
+        self.reuse = reuse
+
+
 class TcpLayer:
     # RFC 5961 7: challenge ACKs are limited per second (Linux's default
     # net.ipv4.tcp_challenge_ack_limit is 1000).
@@ -84,7 +95,10 @@ class TcpLayer:
         # Sockets an application call touched since the last ``run_dirty``.
         self.dirty: dict[TcpSocket, None] = {}
         self._challenge = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
-        self._next_port = random.randint(EPHEMERAL_LOW, EPHEMERAL_HIGH)
+        self.ephemeral = EphemeralPorts()
+        # Ports bound by sockets that neither listen nor connect yet (Linux's
+        # bind hash, for ``ustack.socket``'s bind before listen or connect).
+        self.bound: dict[int, list[Binding]] = {}
         stack.ipv4.protocols[wip.PROTO_TCP] = self.input
         stack.ipv4.errors[wip.PROTO_TCP] = self.icmp_error
 
@@ -110,7 +124,7 @@ class TcpLayer:
         if ip != ANY and ip not in self.stack.local_addrs:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
-            port = self._ephemeral(ip, None)
+            port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p), errno.EADDRINUSE)
         for (lip, lport) in self.listeners:
             if lport == port and (lip in (ip, ANY) or ip == ANY):
                 raise os_error(errno.EADDRINUSE)
@@ -135,7 +149,9 @@ class TcpLayer:
             raise os_error(errno.EINVAL if rport == 0 else errno.ECONNREFUSED)
         hop = self.stack.ipv4.route(rip)
         lip = hop.src
-        lport = local_port or self._ephemeral(lip, (rip, rport))
+        lport = local_port or self.ephemeral.pick(
+            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound or any(
+                lp == p for (_, lp) in self.listeners))
         key = (lip, lport, rip, rport)
         if key in self.conns:
             raise os_error(errno.EADDRINUSE)
@@ -155,19 +171,47 @@ class TcpLayer:
         self.kick(sock)
         return sock
 
-    def _ephemeral(self, ip: bytes, remote: tuple[bytes, int] | None) -> int:
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        for _ in range(span):
-            port = self._next_port
-            self._next_port = EPHEMERAL_LOW + (port - EPHEMERAL_LOW + 1) % span
-            if remote is None:
-                if any(lp == port for (_, lp) in self.listeners):
-                    continue
-                return port
-            if (ip, port, remote[0], remote[1]) not in self.conns and not any(
-                    lp == port for (_, lp) in self.listeners):
-                return port
-        raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+    # -- bind (before listen or connect) ----------------------------------
+
+    def bind(self, ip: bytes, port: int, *, reuse: bool = False) -> Binding:
+        """Reserve ``(ip, port)`` for a socket that will listen or connect
+        later (``bind()`` in the sockets API); port 0 picks an ephemeral
+        one.  ``reuse`` is SO_REUSEADDR.  Release it with ``unbind`` once the
+        socket listens, connects or closes."""
+        if ip != ANY and ip not in self.stack.local_addrs:
+            raise os_error(errno.EADDRNOTAVAIL)
+        if port == 0:
+            port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p, reuse),
+                                       errno.EADDRINUSE)
+        elif self.port_in_use(ip, port, reuse):
+            raise os_error(errno.EADDRINUSE)
+        b = Binding(ip, port, reuse)
+        self.bound.setdefault(port, []).append(b)
+        return b
+
+    def unbind(self, b: Binding) -> None:
+        lst = self.bound.get(b.port)
+        if lst is not None and b in lst:
+            lst.remove(b)
+            if not lst:
+                del self.bound[b.port]
+
+    def port_in_use(self, ip: bytes, port: int, reuse: bool = False) -> bool:
+        """Linux's bind rules, simplified: a listener on the port always
+        conflicts; bound sockets and connections conflict unless
+        SO_REUSEADDR lets both share it (TIME-WAIT included)."""
+        for (lip, lport) in self.listeners:
+            if lport == port and (lip in (ip, ANY) or ip == ANY):
+                return True
+        for other in self.bound.get(port, ()):
+            if (other.ip == ip or other.ip == ANY or ip == ANY) and not (
+                    reuse and other.reuse):
+                return True
+        if not reuse:
+            for key in self.conns:
+                if key[1] == port and (key[0] == ip or ip == ANY):
+                    return True
+        return False
 
     def _challenge_allowed(self, now: float) -> bool:
         if self._challenge.take(now):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ustack.tcp.connection import Event, TcpConfig, TcpConnection, TcpError
 from ustack.tcp.states import State
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from ustack.timers import Timer
 
 Address = tuple[str, int]
+
+# poll(2) bits, as Linux reports them for a TCP socket.
+POLLIN: Final = select.POLLIN
+POLLOUT: Final = select.POLLOUT
+POLLERR: Final = select.POLLERR
+POLLHUP: Final = select.POLLHUP
+POLLRDHUP: Final = 0x2000  # Linux's EPOLLRDHUP (not in the select module)
 
 _EXC: dict[int, type[OSError]] = {
     errno.ECONNRESET: ConnectionResetError,
@@ -59,6 +67,7 @@ class TcpSocket:
         self.retransmits_counted = 0
         self.counted_estab = False
         self.closed = False  # the application called close()
+        self.shut_rd = False  # shutdown(SHUT_RD): the application reads no more
         # The Stack timer's callback, bound once (the layer re-arms it often).
         self.timer_callback: Callable[[float], None] = partial(layer._on_timer, self)
 
@@ -86,12 +95,44 @@ class TcpSocket:
         """SO_ERROR: the pending error (0 when none)."""
         return self.conn.error or self.conn.soft_error
 
-    def readable(self) -> bool:
+    def poll(self) -> int:
+        """Readiness: the poll(2) mask, by the rule of Linux's ``tcp_poll``.
+
+        Every front end (native callers, ``ustack.socket``'s descriptors,
+        ``ustack.aio``'s transports) reads readiness here and nowhere else:
+
+        - POLLERR: the connection failed (``error``, SO_ERROR);
+        - POLLHUP: it is CLOSED, or shut down both ways;
+        - POLLIN | POLLRDHUP: the peer's FIN arrived, or SHUT_RD (a read
+          returns at once: end of stream);
+        - until the handshake is done (SYN-SENT, SYN-RECEIVED) nothing
+          else; then POLLIN when data waits, and POLLOUT when the send
+          buffer has room or sending is over (a write fails at once).
+        """
         c = self.conn
-        return bool(c.readable_bytes) or c.peer_fin or bool(c.error) or c.state is State.CLOSED
+        st = c.state
+        closed = st is State.CLOSED
+        mask = POLLERR if c.error else 0
+        rd_shut = c.peer_fin or self.shut_rd
+        wr_shut = c.fin_queued or closed
+        if closed or (rd_shut and wr_shut):
+            mask |= POLLHUP
+        if rd_shut:
+            mask |= POLLIN | POLLRDHUP
+        if st is not State.SYN_SENT and st is not State.SYN_RECEIVED:
+            if c.readable_bytes:
+                mask |= POLLIN
+            if wr_shut or c.send_space > 0:
+                mask |= POLLOUT
+        return mask
+
+    def readable(self) -> bool:
+        """select(2)'s view of ``poll()``: a read would not block."""
+        return bool(self.poll() & (POLLIN | POLLHUP | POLLERR))
 
     def writable(self) -> bool:
-        return self.conn.send_space > 0 and self.conn.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+        """select(2)'s view of ``poll()``: a write would not block."""
+        return bool(self.poll() & (POLLOUT | POLLERR))
 
     # -- data ---------------------------------------------------------------
 
@@ -126,6 +167,8 @@ class TcpSocket:
         c = self.conn
         if max_bytes < 0:
             raise ValueError("negative buffersize in recv")
+        if self.shut_rd:
+            return b""
         if c.readable_bytes:
             data = c.recv(max_bytes)
             self._layer.kick(self)
@@ -135,6 +178,15 @@ class TcpSocket:
         if c.peer_fin or c.state is State.CLOSED:
             return b""
         raise os_error(errno.EAGAIN)  # nothing yet (also while still connecting)
+
+    def shutdown_read(self) -> None:
+        """shutdown(SHUT_RD): from now on ``recv`` returns end of stream and
+        ``poll`` reports POLLIN | POLLRDHUP.  Nothing is sent (RFC 9293 has
+        no half-close of the receive side; Linux sends nothing either)."""
+        self._check_open()
+        if self.conn.state is State.CLOSED and not self.conn.error:
+            raise os_error(errno.ENOTCONN)
+        self.shut_rd = True
 
     def shutdown_write(self) -> None:
         self._check_open()
@@ -205,6 +257,13 @@ class TcpListener:
 
     def getsockname(self) -> Address:
         return wip.addr_to_str(self.ip), self.port
+
+    def poll(self) -> int:
+        """Readiness (Linux ``inet_csk_listen_poll``): POLLIN while a connection
+        waits to be accepted; POLLIN | POLLHUP once closed (accept fails at once)."""
+        if self.closed:
+            return POLLIN | POLLHUP
+        return POLLIN if self.accept_queue else 0
 
     def accept(self) -> TcpSocket:
         """The next established connection, or BlockingIOError."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import struct
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ustack.net.ipv4 import HEADROOM
+from ustack.net.ports import EphemeralPorts
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as _addr
 from ustack.wire import icmp as wicmp
@@ -38,7 +40,6 @@ _from_bytes = int.from_bytes
 _sum_mod = sum_mod
 _TTL_PROTO = (64 << 8) | wip.PROTO_UDP  # the header word holding TTL and protocol
 
-EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 MAX_PAYLOAD = 65535 - 20 - 8
 DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
 _BUF_OVERHEAD = 256  # charged per queued datagram, like the kernel's skb truesize
@@ -151,8 +152,20 @@ class UdpSocket:
     def recv(self, bufsize: int = 65535) -> bytes:
         return self.recvfrom(bufsize)[0]
 
+    def poll(self) -> int:
+        """Readiness, as Linux's ``udp_poll``: POLLIN while a datagram waits,
+        POLLERR while an error is pending, and always POLLOUT (a datagram
+        goes straight into a frame; nothing queues on the way out)."""
+        mask = select.POLLOUT
+        if self._queue:
+            mask |= select.POLLIN
+        if self.error:
+            mask |= select.POLLERR
+        return mask
+
     def readable(self) -> bool:
-        return bool(self._queue) or bool(self.error)
+        """select(2)'s view of ``poll()``: a read would not block."""
+        return bool(self.poll() & (select.POLLIN | select.POLLERR))
 
     def close(self) -> None:
         if not self.closed:
@@ -199,13 +212,12 @@ _UNREACH_ERRNO = {
 
 
 class UdpLayer:
-    __slots__ = ("_next_port", "ports", "stack")
+    __slots__ = ("ephemeral", "ports", "stack")
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.ports: dict[int, list[UdpSocket]] = {}
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        self._next_port = EPHEMERAL_LOW + int.from_bytes(os.urandom(2), "big") % span
+        self.ephemeral = EphemeralPorts()
         stack.ipv4.protocols[wip.PROTO_UDP] = self.input
         stack.ipv4.errors[wip.PROTO_UDP] = self.icmp_error
 
@@ -218,7 +230,8 @@ class UdpLayer:
         if ip != ANY and ip not in self.stack.local_addrs:
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         if port == 0:
-            port = self._ephemeral(ip)
+            # Linux's UDP autobind fails with EAGAIN when the range is used up.
+            port = self.ephemeral.pick(self.ports.__contains__, errno.EAGAIN)
         else:
             for other in self.ports.get(port, ()):
                 if other.local_ip == ANY or ip == ANY or other.local_ip == ip:
@@ -232,15 +245,6 @@ class UdpLayer:
             socks.remove(sock)
             if not socks:
                 del self.ports[sock.local_port]
-
-    def _ephemeral(self, ip: bytes) -> int:
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        for _ in range(span):
-            port = self._next_port
-            self._next_port = EPHEMERAL_LOW + (port - EPHEMERAL_LOW + 1) % span
-            if port not in self.ports:
-                return port
-        raise OSError(errno.EAGAIN, "no free ephemeral UDP port")
 
     # -- receive ----------------------------------------------------------
 

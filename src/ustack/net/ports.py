@@ -1,0 +1,43 @@
+"""Ephemeral ports: the one allocator TCP, UDP and the socket layer share.
+
+Linux hands out local ports from ``ip_local_port_range`` (32768..60999 by
+default).  Each protocol keeps one ``EphemeralPorts``; it walks the range
+from a random starting point, one step per port handed out, so ports are
+not predictable from outside (RFC 6056 2.1 asks for that much) and a port
+just released is not the next one reused.  Whether a port is free is the
+caller's rule (a 4-tuple for a TCP connect, any binding for UDP, Linux's
+bind rules for a socket's ``bind``), passed in as a predicate.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from collections.abc import Callable
+
+EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
+SPAN = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+
+
+class EphemeralPorts:
+    """A cursor over the ephemeral range (one per protocol and stack)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = EPHEMERAL_LOW + random.randrange(SPAN)
+
+    def pick(self, taken: Callable[[int], bool], err: int = errno.EADDRNOTAVAIL) -> int:
+        """The next port of the range for which ``taken(port)`` is False.
+
+        Raises OSError(``err``) when every port is taken: the errno the
+        kernel gives for the call that asked (EADDRNOTAVAIL for a TCP
+        connect, EADDRINUSE for bind to port 0, EAGAIN for a UDP autobind).
+        """
+        for _ in range(SPAN):
+            port = self._next
+            self._next = port + 1 if port < EPHEMERAL_HIGH else EPHEMERAL_LOW
+            if not taken(port):
+                return port
+        raise OSError(err, f"{os.strerror(err)} (no free ephemeral port)")
