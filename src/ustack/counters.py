@@ -77,6 +77,14 @@ class Counters:
     TcpExtListenDrops: int
     TcpExtTCPChallengeACK: int
     TcpExtTCPChallengeACKLimited: int
+    TcpExtTCPHPHits: int  # header prediction took a segment with data
+    TcpExtTCPHPAcks: int  # ... a pure ACK
+    # Segments (or their text) the connection dropped, where Linux has a
+    # counter of its own; other drops are Drop<Reason>.
+    TcpExtPAWSEstab: int
+    TcpExtTCPAbortOnData: int
+    TcpExtTCPZeroWindowDrop: int
+    TcpExtTCPOFODrop: int
     # ARP (Linux keeps these per neighbour table; flat here).
     ArpInRequests: int
     ArpInReplies: int
@@ -88,6 +96,12 @@ class Counters:
         for name in self.__class__.__annotations__:
             setattr(self, name, 0)
         self.drops: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name`` (for a name known only at run time)."""
+        if name not in self.__class__.__annotations__:
+            raise AttributeError(f"no counter {name!r}")
+        setattr(self, name, getattr(self, name) + n)
 
     def drop(self, reason: str) -> None:
         """Count one dropped frame/packet under its reason."""

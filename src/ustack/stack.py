@@ -18,8 +18,9 @@ from typing import Any
 
 from ustack.counters import Counters
 from ustack.link.base import Device
-from ustack.link.vnet import CsumOkFrame, GsoFrame
-from ustack.net.arp import ArpTable
+from ustack.net.arp import ArpLayer
+from ustack.net.ethernet import EthernetInput
+from ustack.net.host import Host
 from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import Interface, random_mac
 from ustack.net.ipv4 import Ipv4Layer
@@ -30,35 +31,38 @@ from ustack.timers import Timer, TimerHeap
 from ustack.udp.socket import UdpLayer, UdpSocket
 from ustack.wire import ipv4 as wip
 
-_ETH_IPV4 = b"\x08\x00"
-_ETH_ARP = b"\x08\x06"
-_BROADCAST = b"\xff" * 6
-
 BATCH = 64  # frames taken from a device per poll; bounds latency per iteration
 HOUSEKEEPING_INTERVAL = 10.0  # seconds between ARP cache sweeps
 
 
 class Stack:
+    """The layers wired together over one host context, and the loop."""
+
     def __init__(self) -> None:
-        self.now = 0.0
-        # True while the frame being processed carries the kernel's word
-        # that its transport checksum is good (link.vnet.CsumOkFrame); TCP
-        # and UDP then skip verifying it.
-        self.rx_csum_ok = False
-        self.counters = Counters()
-        self.timers = TimerHeap()
+        # The context every layer gets (net/host.py): clock reading,
+        # counters, timers, routes, local addresses.  The Stack is the only
+        # writer of its clock.
+        self.host = host = Host()
+        self.counters: Counters = host.counters
+        self.timers: TimerHeap = host.timers
+        self.routes: RouteTable = host.routes
+        self.local_addrs: dict[bytes, Interface] = host.local_addrs
         self.interfaces: list[Interface] = []
-        self.routes = RouteTable()
-        # Our unicast addresses (the receive path checks membership per packet).
-        self.local_addrs: dict[bytes, Interface] = {}
-        self.ipv4 = Ipv4Layer(self)
-        self.icmp = IcmpLayer(self)
-        self.ipv4.protocols[wip.PROTO_ICMP] = self.icmp.input
-        self.udp = UdpLayer(self)
-        self.tcp = TcpLayer(self)
+        # The layers, each given the context and the layers below it.
+        self.arp = ArpLayer(host)
+        self.ipv4 = Ipv4Layer(host, self.arp)
+        self.icmp = IcmpLayer(host, self.ipv4)
+        self.udp = UdpLayer(host, self.ipv4, self.icmp)
+        self.tcp = TcpLayer(host, self.ipv4)
+        self.ethernet = EthernetInput(self.ipv4, self.arp)
         self._started = False
         self._stopping = False
         self._extra_readers: dict[int, Callable[[], None]] = {}
+
+    @property
+    def now(self) -> float:
+        """The stack's clock: the time passed to the last ``poll``, ``flush`` or ``advance``."""
+        return self.host.now
 
     # -- configuration ----------------------------------------------------
 
@@ -68,12 +72,11 @@ class Stack:
         if addr in self.local_addrs:
             raise ValueError(f"address {wip.addr_to_str(addr)} is already on an interface")
         iface = Interface(device, mac or random_mac(), addr, prefix)
-        iface.arp = ArpTable(self, iface)
         self.interfaces.append(iface)
         self.local_addrs[addr] = iface
         self.routes.add(addr, prefix, iface)
         if self._started:
-            iface.arp.announce()
+            self.arp.announce(iface)
         return iface
 
     def set_default_gateway(self, gateway: str) -> None:
@@ -123,12 +126,12 @@ class Stack:
 
     def start(self, now: float) -> None:
         """Announce our addresses (gratuitous ARP) and arm housekeeping."""
-        self.now = now
+        self.host.now = now
         if self._started:
             return
         self._started = True
         for iface in self.interfaces:
-            iface.arp.announce()
+            self.arp.announce(iface)
         self.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
         self.flush()
 
@@ -141,45 +144,15 @@ class Stack:
         """One iteration at time ``now``; returns the number of frames received."""
         if not self._started:
             self.start(now)
-        self.now = now
-        c = self.counters
+        self.host.now = now
         received = 0
+        dispatch = self.ethernet.input
         for iface in self.interfaces:
             frames = iface.device.recv_batch(BATCH, now)
-            if not frames:
-                continue
-            received += len(frames)
-            c.EthInFrames += len(frames)
-            mac = iface.mac
-            ip_input = self.ipv4.input
-            trusting = iface.device.caps.vnet_hdr
-            for frame in frames:
-                if trusting:
-                    self.rx_csum_ok = type(frame) is CsumOkFrame
-                # Ethernet II dispatch, inline: this runs for every frame.
-                dst = frame[0:6]
-                if dst != mac and dst != _BROADCAST:
-                    if len(frame) < 14:
-                        c.drop("eth_short")
-                    elif dst[0] & 1:
-                        c.drop("eth_multicast")
-                    else:
-                        c.drop("eth_not_for_us")
-                    continue
-                etype = frame[12:14]
-                if etype == _ETH_IPV4:
-                    if dst == mac:
-                        ip_input(iface, frame[14:])
-                    else:
-                        self.ipv4.input_link_broadcast(iface, frame[14:])
-                elif etype == _ETH_ARP:
-                    iface.arp.input(frame[14:])
-                elif len(frame) < 14:
-                    c.drop("eth_short")
-                else:
-                    c.drop("eth_unknown_type")
-            self.rx_csum_ok = False
-        self.timers.run_due(now)
+            if frames:
+                received += len(frames)
+                dispatch(iface, frames)
+        self.host.timers.run_due(now)
         self.flush()
         return received
 
@@ -192,38 +165,31 @@ class Stack:
         ``now``.  With ``poll(now)`` and ``flush(now)`` this is the only way
         time enters the stack.
         """
-        self.now = now
+        self.host.now = now
 
     def flush(self, now: float | None = None) -> None:
-        """Hand every interface's queued frames to its device, one batch each.
+        """Transmit what the sockets have to send, then hand every interface's
+        queued frames to its device, one batch each.
 
         ``now``, when given, first sets the clock (as ``advance``): a driver
         flushing what the application queued since the last poll.
         """
-        if now is not None:
-            self.now = now
+        if now is None:
+            now = self.host.now
+        else:
+            self.host.now = now
         if self.tcp.dirty:
             self.tcp.run_dirty()
-        now = self.now
+        out = 0
         for iface in self.interfaces:
-            txq = iface.txq
-            if txq:
-                self.counters.EthOutFrames += len(txq)
-                if iface.gso_pending:
-                    # Some frames carry a virtio-net header of their own; the
-                    # others get one that claims nothing.  Order is kept.
-                    iface.gso_pending = False
-                    zero = bytes(iface.device.caps.vnet_hdr_len)
-                    iface.device.send_gso(  # type: ignore[attr-defined]
-                        [(f.vnet if type(f) is GsoFrame else zero, f) for f in txq], now)
-                else:
-                    iface.device.send_batch(txq, now)
-                iface.txq = []
+            if iface.txq:
+                out += iface.transmit(now)
+        self.counters.EthOutFrames += out
 
     def next_deadline(self) -> float | None:
         """The earliest time ``poll`` has work without new frames."""
         if self.tcp.dirty:
-            return self.now  # sockets left over by run_dirty's bound: at once
+            return self.host.now  # sockets left over by run_dirty's bound: at once
         deadline = self.timers.next_deadline()
         for iface in self.interfaces:
             d = iface.device.next_deadline()

@@ -45,7 +45,7 @@ def established(ts: bool, wscale: bool, keepalive: bool = False) -> TcpConnectio
     conn.accept_syn(syn, 100.0)
     conn.segments_to_send(100.0)
     ack = Segment((PEER_ISN + 1) & MASK, (OUR_ISN + 1) & MASK, ACK, 512, b"",
-                  _opts((1001, conn._ts_now(100.0)) if ts else None))
+                  _opts((1001, conn.ts_now(100.0)) if ts else None))
     conn.receive(ack, 100.01)
     conn.segments_to_send(100.01)
     while conn.next_event():
@@ -125,8 +125,8 @@ def test_prediction_leaves_the_state_the_general_path_leaves(
             peer_ts = (peer_ts + 3) & MASK
         tsval = {"new": peer_ts, "same": peer_ts, "old": (peer_ts - 100) & MASK,
                  "absent": -1}[s["ts"]]
-        ts_ecr = {"fresh": conn._ts_now(now - 0.001), "zero": 0,
-                  "stale": conn._ts_now(now - 90.0)}[s["ts_ecr"]] if ts else 0
+        ts_ecr = {"fresh": conn.ts_now(now - 0.001), "zero": 0,
+                  "stale": conn.ts_now(now - 90.0)}[s["ts_ecr"]] if ts else 0
         opts = _opts((tsval, ts_ecr) if tsval >= 0 else None)
         seg = Segment(seq, ack, ACK, s["window"], payload, opts)
         fast = copy.deepcopy(conn)
@@ -159,7 +159,7 @@ def test_in_order_data_and_acks_are_predicted() -> None:
     conn.segments_to_send(now)
     seq = (PEER_ISN + 1) & MASK
     assert conn.receive_predicted(seq, conn.snd_nxt, 512, b"r" * 100, 5000,
-                                  conn._ts_now(now), now + 0.001)
+                                  conn.ts_now(now), now + 0.001)
     assert conn.rcv_nxt == (seq + 100) & MASK
     assert conn.snd_una == conn.snd_nxt
     # A pure duplicate ACK is left to the general path (RFC 5681 dupack rules).

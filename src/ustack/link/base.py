@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
+from ustack.link.errors import LinkError
+
 Frame = bytes | bytearray | memoryview
 
 
@@ -31,8 +33,7 @@ class Capabilities:
     completes partial checksums on transmit.  ``tso``: it accepts TCP
     super-frames up to ``max_frame`` bytes and cuts them.  ``rx_csum_valid``:
     received frames were checksummed by the kernel and need no verification.
-    A device with ``tso`` also has ``send_gso(items, now)`` taking
-    ``(virtio-net header, frame)`` pairs.
+    Only a device with ``vnet_hdr`` takes ``Device.send_gso``.
     """
 
     mtu: int = 1500
@@ -71,6 +72,15 @@ class Device(Protocol):
 
         A full device queue drops the rest (counted by the device, see
         ``stats``); it never blocks the poll loop.
+        """
+        ...
+
+    def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
+        """Transmit ``(virtio-net header, frame)`` pairs in order, as ``send_batch``.
+
+        Each header (``vnet.gso_header``) may ask the kernel to finish the
+        frame's checksum and to cut a TCP super-frame (TSO).  A device
+        without ``caps.vnet_hdr`` raises LinkError.
         """
         ...
 
@@ -125,6 +135,9 @@ class DeviceBase(ABC):
 
     @abstractmethod
     def send_batch(self, frames: Sequence[Frame], now: float) -> int: ...
+
+    def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
+        raise LinkError(f"{self.name}: send_gso needs a device with virtio-net headers")
 
     def next_deadline(self) -> float | None:
         return None

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
 from ustack.link.base import Device, Frame
+from ustack.link.errors import LinkError
 from ustack.link.wrapper import DeviceWrapper
 
 LINKTYPE_ETHERNET = 1
@@ -177,10 +178,11 @@ class PcapTee(DeviceWrapper):
 
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
         """Record the super-frames as handed over, then send them on."""
-        send_gso = self._inner_send_gso()  # refuse before recording anything
+        if not self.inner.caps.vnet_hdr:  # refuse before recording anything
+            raise LinkError(f"pcap {self.name}: send_gso needs a device with virtio-net headers")
         if items:
             self.writer.write_batch([f for _, f in items], self._clock())
-        return send_gso(items, now)
+        return self.inner.send_gso(items, now)
 
     def _own_stats(self) -> dict[str, int]:
         return {"pcap_frames": self.writer.frames, "pcap_truncated": self.writer.truncated}

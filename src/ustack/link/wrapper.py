@@ -15,12 +15,9 @@ two hooks ``_own_deadline`` (when frames it holds back are due) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ustack.link.base import Capabilities, Device, Frame
-from ustack.link.errors import LinkError
-
-SendGso = Callable[[Sequence[tuple[bytes, Frame]], float], int]
 
 
 class DeviceWrapper:
@@ -57,16 +54,9 @@ class DeviceWrapper:
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:
         return self.inner.send_batch(frames, now)
 
-    def _inner_send_gso(self) -> SendGso:
-        """The inner device's ``send_gso``; a LinkError if it has none."""
-        send_gso: SendGso | None = getattr(self.inner, "send_gso", None)
-        if send_gso is None:
-            raise LinkError(f"{self.kind} {self.name}: inner device has no send_gso")
-        return send_gso
-
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
         """Offloaded frames with their virtio-net headers, passed on as they are."""
-        return self._inner_send_gso()(items, now)
+        return self.inner.send_gso(items, now)
 
     def _own_deadline(self) -> float | None:
         """When frames this wrapper holds back are next due; None: it holds none."""

@@ -11,17 +11,13 @@ them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ustack.net.ipv4 import HEADROOM, error_header
+from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.interface import HEADROOM, Interface
+from ustack.net.ipv4 import Ipv4Layer, error_header
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import sum_mod, update16
 from ustack.wire.errors import ParseError
-
-if TYPE_CHECKING:
-    from ustack.net.interface import Interface
-    from ustack.stack import Stack
 
 _sum_mod = sum_mod
 _ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
@@ -56,19 +52,20 @@ class IcmpLayer:
     RATE = 1000.0
     BURST = 50.0
 
-    __slots__ = ("bucket", "echo_ignore_broadcasts", "quiet", "stack")
+    __slots__ = ("bucket", "echo_ignore_broadcasts", "host", "ip")
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        # Set while a datagram that arrived as a link-layer broadcast is
-        # processed: nothing may answer it with an error (RFC 1122 3.2.2).
-        self.quiet = False
+    def __init__(self, host: Host, ip: Ipv4Layer) -> None:
+        self.host = host
+        self.ip = ip
         self.bucket = TokenBucket(self.RATE, self.BURST)
         self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
+        ip.protocols[wip.PROTO_ICMP] = self.input
+        ip.icmp_error = self.send_error
 
-    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes) -> None:
-        stack = self.stack
-        c = stack.counters
+    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
+              rx: int) -> None:
+        host = self.host
+        c = host.counters
         c.IcmpInMsgs += 1
         if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
                 and dst == iface.ip and not _sum_mod(payload)):
@@ -84,9 +81,9 @@ class IcmpLayer:
             buf[HEADROOM] = wicmp.ECHO_REPLY
             buf[HEADROOM + 2] = csum >> 8
             buf[HEADROOM + 3] = csum & 0xFF
-            hop = stack.routes.cache.get(src) or stack.routes.lookup(src)
+            hop = host.routes.cache.get(src) or host.routes.lookup(src)
             if hop is not None:
-                stack.ipv4.output(hop, src, wip.PROTO_ICMP, buf)
+                self.ip.output(hop, src, wip.PROTO_ICMP, buf)
                 c.IcmpOutMsgs += 1
                 c.IcmpOutEchoReps += 1
             else:
@@ -104,7 +101,7 @@ class IcmpLayer:
         t = m.type
         if t == wicmp.ECHO_REQUEST:
             c.IcmpInEchos += 1
-            broadcast = dst != iface.ip and dst not in stack.local_addrs
+            broadcast = dst != iface.ip and dst not in host.local_addrs
             if broadcast and self.echo_ignore_broadcasts:
                 c.drop("icmp_echo_broadcast")
                 return
@@ -127,10 +124,10 @@ class IcmpLayer:
                 c.IcmpInErrors += 1
                 c.drop(e.reason)
                 return
-            if qh.src != iface.ip and qh.src not in stack.local_addrs:
+            if qh.src != iface.ip and qh.src not in host.local_addrs:
                 c.drop("icmp_quote_not_ours")
                 return
-            handler = stack.ipv4.errors.get(qh.proto)
+            handler = self.ip.errors.get(qh.proto)
             if handler is None:
                 c.drop("icmp_error_no_handler")
                 return
@@ -138,12 +135,14 @@ class IcmpLayer:
         else:
             c.drop("icmp_type_ignored")
 
-    def send_error(self, type_: int, code: int, pkt: bytes, mtu: int = 0) -> None:
-        """Send an ICMP error about the received datagram ``pkt``."""
-        stack = self.stack
-        c = stack.counters
+    def send_error(self, type_: int, code: int, pkt: bytes, rx: int = 0, mtu: int = 0) -> None:
+        """Send an ICMP error about the received datagram ``pkt``; ``rx`` are
+        the properties of the frame it came in (``net.host.RX_*``)."""
+        host = self.host
+        c = host.counters
         h = error_header(pkt)
-        if h is None or self.quiet:
+        # RFC 1122 3.2.2: never about a datagram that came in a link-layer broadcast, ...
+        if h is None or rx & RX_LINK_BROADCAST:
             c.drop("icmp_error_suppressed")
             return
         # RFC 1122 3.2.2: never send an error about ...
@@ -159,7 +158,7 @@ class IcmpLayer:
             if len(pkt) <= hl or pkt[hl] in _ERROR_TYPES or pkt[hl] not in (0, 8, 13, 14, 15, 16):
                 c.drop("icmp_error_suppressed")
                 return
-        if not self.bucket.take(stack.now):  # ... and not too many of them.
+        if not self.bucket.take(host.now):  # ... and not too many of them.
             c.IcmpOutRateLimitGlobal += 1
             return
         body = wicmp.build_error(type_, code, pkt, mtu)
@@ -170,19 +169,19 @@ class IcmpLayer:
                 c.IcmpOutTimeExcds += 1
 
     def _send(self, dst: bytes, body: bytes, ttl: int = 64) -> bool:
-        stack = self.stack
-        hop = stack.routes.lookup(dst)
+        host = self.host
+        hop = host.routes.lookup(dst)
         if hop is None:
-            stack.counters.IpOutNoRoutes += 1
-            stack.counters.IcmpOutErrors += 1
+            host.counters.IpOutNoRoutes += 1
+            host.counters.IcmpOutErrors += 1
             return False
         buf = bytearray(HEADROOM + len(body))
         buf[HEADROOM:] = body
-        stack.ipv4.output(hop, dst, wip.PROTO_ICMP, buf, ttl=ttl)
-        stack.counters.IcmpOutMsgs += 1
+        self.ip.output(hop, dst, wip.PROTO_ICMP, buf, ttl=ttl)
+        host.counters.IcmpOutMsgs += 1
         return True
 
     def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes) -> None:
         """Send an echo request (for tools and tests)."""
         if self._send(dst, wicmp.build_echo(wicmp.ECHO_REQUEST, ident, seq, data)):
-            self.stack.counters.IcmpOutEchos += 1
+            self.host.counters.IcmpOutEchos += 1

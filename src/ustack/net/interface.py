@@ -1,18 +1,19 @@
-"""An interface: one device, one MAC, one IPv4 address/prefix."""
+"""An interface: one device, one MAC, one IPv4 address/prefix, its ARP table
+and the frames it will transmit at the end of the poll iteration."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from ustack.link import vnet
 from ustack.link.base import Device, Frame
+from ustack.link.vnet import GsoFrame
+from ustack.net.neighbours import ArpTable
 from ustack.wire import ethernet as weth
 from ustack.wire import ipv4 as wip
 from ustack.wire.tcp import CHECKSUM_OFFSET as TCP_CSUM_OFFSET
 
-if TYPE_CHECKING:
-    from ustack.net.arp import ArpTable
+HEADROOM = weth.HEADER_LEN + wip.MIN_HEADER_LEN  # 34: Ethernet + IPv4 without options
 
 
 def random_mac() -> bytes:
@@ -25,8 +26,12 @@ def random_mac() -> bytes:
 class Interface:
     """Per-interface state the receive and transmit paths touch on every frame.
 
-    ``txq`` collects the frames produced during one poll iteration; the Stack
-    hands the whole list to the device at once (DESIGN.md principle 2).
+    ``txq`` collects the frames produced during one poll iteration;
+    ``transmit`` hands the whole list to the device at once (DESIGN.md
+    principle 2).  On a device with offloads (``gso``), TCP frames are
+    built here (``tcp_frame``) with the virtio-net header that asks the
+    device to finish their checksum and, for a super-frame, to cut it
+    (DESIGN.md principle 6).
     """
 
     __slots__ = (
@@ -44,6 +49,7 @@ class Interface:
         "prefix_len",
         "tcp_csum_vnet",
         "txq",
+        "vnet_hdr_len",
     )
 
     def __init__(self, device: Device, mac: bytes, ip: bytes, prefix_len: int) -> None:
@@ -61,18 +67,55 @@ class Interface:
         bcast = self.network | (~self.netmask & 0xFFFFFFFF)
         self.broadcast = bcast.to_bytes(4, "big")
         self.mtu = device.caps.mtu
+        self.arp = ArpTable(mac)
         self.txq: list[Frame] = []
         # Segmentation offload: the device cuts TCP super-frames (TSO).
         caps = device.caps
-        self.gso = bool(caps.tso and caps.vnet_hdr_len and hasattr(device, "send_gso"))
-        self.gso_pending = False  # a GsoFrame was queued since the last flush
+        self.vnet_hdr_len = caps.vnet_hdr_len
+        self.gso = bool(caps.tso and caps.vnet_hdr_len)
+        self.gso_pending = False  # a GsoFrame was queued since the last transmit
         # With offloads on, every TCP frame asks the device to finish its
         # checksum (NEEDS_CSUM): this header, the same for all of them.
         self.tcp_csum_vnet = vnet.gso_header(
-            caps.vnet_hdr_len, csum_start=weth.HEADER_LEN + wip.MIN_HEADER_LEN,
+            caps.vnet_hdr_len, csum_start=HEADROOM,
             csum_offset=TCP_CSUM_OFFSET) if self.gso else b""
-        self.arp: ArpTable  # set by the Stack right after construction
 
     def on_link(self, addr: bytes) -> bool:
         """True when ``addr`` is in this interface's subnet (directly reachable)."""
         return (int.from_bytes(addr, "big") & self.netmask) == self.network
+
+    def tcp_frame(self, size: int, hdr_len: int, gso_size: int) -> bytearray:
+        """A zeroed frame buffer for a TCP segment of ``size`` bytes in all.
+
+        On an offloading device it carries the virtio-net header that asks
+        for the checksum to be finished; with ``gso_size`` (the MSS, for a
+        payload longer than it) also for TCPv4 segmentation of the
+        ``hdr_len`` bytes of headers plus payload.  The caller then writes
+        the partial checksum (``wire.tcp.pack_header_into(partial=True)``).
+        """
+        if not self.gso:
+            return bytearray(size)
+        self.gso_pending = True
+        if gso_size:
+            return GsoFrame(size, vnet.gso_header(
+                self.vnet_hdr_len, csum_start=HEADROOM, csum_offset=TCP_CSUM_OFFSET,
+                gso_type=vnet.GSO_TCPV4, gso_size=gso_size, hdr_len=hdr_len))
+        return GsoFrame(size, self.tcp_csum_vnet)
+
+    def transmit(self, now: float) -> int:
+        """Hand the queued frames to the device in one batch; how many there were."""
+        txq = self.txq
+        n = len(txq)
+        if not n:
+            return 0
+        self.txq = []
+        if self.gso_pending:
+            # Some frames carry a virtio-net header of their own; the
+            # others get one that claims nothing.  Order is kept.
+            self.gso_pending = False
+            zero = bytes(self.vnet_hdr_len)
+            self.device.send_gso(
+                [(f.vnet if type(f) is GsoFrame else zero, f) for f in txq], now)
+        else:
+            self.device.send_batch(txq, now)
+        return n

@@ -15,31 +15,34 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ustack.link.vnet import GsoFrame
+from ustack.net.arp import ArpLayer
+from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.interface import HEADROOM, Interface
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.errors import ParseError
 
-if TYPE_CHECKING:
-    from ustack.net.interface import Interface
-    from ustack.stack import Stack
-
-# A protocol handler: (interface, source, destination, payload, packet).
+# A protocol handler: (interface, source, destination, payload, packet, rx).
 # ``packet`` is the datagram as received (header first): what an ICMP error
 # about it quotes, and where ``error_header`` finds the rest of the header.
-# The hot path never builds a header object it would not use.
-ProtocolHandler = Callable[["Interface", bytes, bytes, bytes, bytes], None]
+# ``rx`` holds the frame's properties (``net.host.RX_*``).  The hot path
+# never builds a header object it would not use.
+ProtocolHandler = Callable[[Interface, bytes, bytes, bytes, bytes, int], None]
 
 # Told about an ICMP error that quotes one of our datagrams:
 # (quoted header, quoted transport bytes, icmp type, icmp code, next-hop mtu).
 ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
 
-HEADROOM = 34  # Ethernet (14) + IPv4 without options (20)
+# Sends an ICMP error about a received datagram: (type, code, packet, rx).
+ErrorSender = Callable[[int, int, bytes, int], None]
+
 DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
+__all__ = ["DEFAULT_TTL", "HEADROOM", "ErrorHandler", "ErrorSender", "Ipv4Layer",
+           "ProtocolHandler", "error_header"]
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into
@@ -72,23 +75,31 @@ def _martian_source(src: bytes, iface: Interface) -> bool:
     return first >= 224 or first == 0 or first == 127 or src == iface.broadcast
 
 
-class Ipv4Layer:
-    __slots__ = ("errors", "ident", "protocols", "reasm", "stack")
+def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
+    """Until the Stack wires ICMP in: no error is sent."""
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
+
+class Ipv4Layer:
+    __slots__ = ("arp", "errors", "host", "icmp_error", "ident", "protocols", "reasm")
+
+    def __init__(self, host: Host, arp: ArpLayer) -> None:
+        self.host = host
+        self.arp = arp
         self.protocols: dict[int, ProtocolHandler] = {}
         self.errors: dict[int, ErrorHandler] = {}
-        self.reasm = Reassembler(stack.counters, stack.timers, self._reasm_timeout)
+        # ICMP sits above IPv4 (it sends through ``output``), so it is wired
+        # in by the Stack: IcmpLayer.send_error.
+        self.icmp_error: ErrorSender = _no_icmp
+        self.reasm = Reassembler(host.counters, host.timers, self._reasm_timeout)
         # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto) for
         # non-atomic datagrams; a random start avoids predictable IDs.
         self.ident = int.from_bytes(os.urandom(2), "big")
 
     # -- input ------------------------------------------------------------
 
-    def input(self, iface: Interface, pkt: bytes) -> None:
-        stack = self.stack
-        c = stack.counters
+    def input(self, iface: Interface, pkt: bytes, rx: int) -> None:
+        host = self.host
+        c = host.counters
         c.IpInReceives += 1
         # Fast path: the common datagram has no options and is not a fragment.
         # It is validated exactly as wire.ipv4.parse would (version, IHL,
@@ -97,34 +108,30 @@ class Ipv4Layer:
             _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
             if (20 <= total <= len(pkt) and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
-                    and (dst == iface.ip or dst in stack.local_addrs)
+                    and (dst == iface.ip or dst in host.local_addrs)
                     and 0 < src[0] < 224 and src[0] != 127 and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
-                    handler(iface, src, dst, pkt[20:total], pkt)
+                    handler(iface, src, dst, pkt[20:total], pkt, rx)
                     return
-        self._input_slow(iface, pkt)
+        self._input_slow(iface, pkt, rx)
 
-    def input_link_broadcast(self, iface: Interface, pkt: bytes) -> None:
+    def input_link_broadcast(self, iface: Interface, pkt: bytes, rx: int) -> None:
         """A datagram that came in a link-layer broadcast frame.
 
         RFC 1122 3.2.2: no ICMP error may answer it, even when its IP
-        destination is our unicast address.
+        destination is our unicast address (``RX_LINK_BROADCAST`` travels
+        with it to whoever would send one).
         """
-        icmp = self.stack.icmp
-        icmp.quiet = True
-        try:
-            self.stack.counters.IpInReceives += 1
-            self._input_slow(iface, pkt)
-        finally:
-            icmp.quiet = False
+        self.host.counters.IpInReceives += 1
+        self._input_slow(iface, pkt, rx | RX_LINK_BROADCAST)
 
-    def _input_slow(self, iface: Interface, pkt: bytes) -> None:
+    def _input_slow(self, iface: Interface, pkt: bytes, rx: int) -> None:
         """Everything the fast path does not take: options, fragments,
         broadcasts, unknown protocols and every kind of malformed header."""
-        stack = self.stack
-        c = stack.counters
+        host = self.host
+        c = host.counters
         try:
             h = _parse(pkt)
         except ParseError as e:
@@ -133,7 +140,7 @@ class Ipv4Layer:
             return
         dst = h.dst
         broadcast = False
-        if dst != iface.ip and dst not in stack.local_addrs:
+        if dst != iface.ip and dst not in host.local_addrs:
             if dst == _LIMITED_BROADCAST or dst == iface.broadcast:
                 broadcast = True
             else:
@@ -145,7 +152,7 @@ class Ipv4Layer:
             c.drop("ipv4_martian_source")
             return
         if h.flags & wip.FLAG_MF or h.frag_offset:
-            whole = self.reasm.add(h, pkt[h.header_len:h.total_length], stack.now)
+            whole = self.reasm.add(h, pkt[h.header_len:h.total_length], host.now)
             if whole is None:
                 return
             payload = whole
@@ -160,34 +167,38 @@ class Ipv4Layer:
             c.IpInUnknownProtos += 1
             c.drop("ipv4_unknown_protocol")
             if not broadcast:
-                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt)
+                self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
             return
         c.IpInDelivers += 1
-        handler(iface, h.src, dst, payload, pkt)
+        handler(iface, h.src, dst, payload, pkt, rx)
 
     def _reasm_timeout(self, quote: bytes) -> None:
         # RFC 1122 3.3.2 / RFC 792: time exceeded, code 1 (fragment
         # reassembly time exceeded), quoting the first fragment.
-        self.stack.icmp.send_error(wicmp.TIME_EXCEEDED, wicmp.REASM_TIME_EXCEEDED, quote)
+        self.icmp_error(wicmp.TIME_EXCEEDED, wicmp.REASM_TIME_EXCEEDED, quote, 0)
 
     # -- output -----------------------------------------------------------
 
     def route(self, dst: bytes) -> NextHop:
         """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
-        hop = self.stack.routes.lookup(dst)
+        hop = self.host.routes.lookup(dst)
         if hop is None:
-            self.stack.counters.IpOutNoRoutes += 1
+            self.host.counters.IpOutNoRoutes += 1
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
 
-    def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray, *,
-               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False,
-               src: bytes | None = None) -> None:
+    def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray,
+               src: bytes | None = None, ttl: int = DEFAULT_TTL, tos: int = 0,
+               df: bool = False) -> None:
         """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
 
-        ``src`` overrides the route's source address (a socket bound to one
-        of our addresses, RFC 1122 4.1.3.5).  Raises OSError(EMSGSIZE) when
-        the datagram exceeds the MTU and ``df`` forbids fragmenting it.
+        The one IPv4 output path: every transport and ICMP hand their
+        frames here, and here the header is written (``wire.ipv4``), the
+        datagram fragmented when it exceeds the MTU, and the frame handed
+        to ARP.  ``src`` overrides the route's source address (a socket
+        bound to one of our addresses, RFC 1122 4.1.3.5).  Raises
+        OSError(EMSGSIZE) when the datagram exceeds the MTU and ``df``
+        forbids fragmenting it.
         """
         iface = hop.iface
         addr_sum = hop.addr_sum
@@ -196,14 +207,21 @@ class Ipv4Layer:
         elif src != hop.src:
             addr_sum = _from_bytes(src + dst, "big")
         total = len(buf) - 14
-        c = self.stack.counters
+        c = self.host.counters
         c.IpOutRequests += 1
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
             _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
                                     proto, src, dst, addr_sum)
-            iface.arp.output(hop.addr, buf)
+            # A neighbour in the cache and not due for a refresh: the link
+            # header is its prebuilt one (the rest is ArpLayer.output's).
+            e = iface.arp.entries.get(hop.addr)
+            if e is not None and self.host.now < e.refresh_at:
+                buf[0:14] = e.hdr
+                iface.txq.append(buf)
+            else:
+                self.arp.output(iface, hop.addr, buf)
             return
         if df:
             c.IpFragFails += 1
@@ -214,7 +232,7 @@ class Ipv4Layer:
         step = (iface.mtu - 20) & ~7
         n = len(payload)
         off = 0
-        out = iface.arp.output
+        out = self.arp.output
         while off < n:
             chunk = payload[off:off + step]
             more = off + step < n
@@ -223,7 +241,7 @@ class Ipv4Layer:
             _pack_header_into(frag, 14, src=src, dst=dst, proto=proto,
                               total_length=20 + len(chunk), ident=ident,
                               flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
-            out(hop.addr, frag)
+            out(iface, hop.addr, frag)
             c.IpFragCreates += 1
             off += step
         c.IpFragOKs += 1

@@ -22,29 +22,27 @@ from __future__ import annotations
 import errno
 import operator
 import random
-from typing import TYPE_CHECKING
 
-from ustack.link import vnet
-from ustack.link.vnet import GsoFrame
+from ustack.counters import Counters
+from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
-from ustack.net.ipv4 import HEADROOM
+from ustack.net.interface import HEADROOM, Interface
+from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
+from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as _addr
 from ustack.tcp import seq as sq
-from ustack.tcp.connection import Event, OutSegment, Segment, TcpConfig, TcpConnection
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.connection import TcpConnection
 from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.output import segments_to_send
+from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
-from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
-
-if TYPE_CHECKING:
-    from ustack.net.interface import Interface
-    from ustack.net.route import NextHop
-    from ustack.stack import Stack
 
 # A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
 # within bounds with the largest TCP header.
@@ -57,17 +55,31 @@ Key = tuple[bytes, int, bytes, int]
 
 # Every TcpConfig field in declaration order, read in C (one call per connection).
 _config_values = operator.attrgetter(*TcpConfig.__dataclass_fields__)
-_unpack = wtcp.HEADER.unpack_from
+_parse_fields = wtcp.parse_fields
 _pack_header_into = wtcp.pack_header_into
 _from_bytes = int.from_bytes
-_sum_mod = sum_mod
 _parse_options = wtcp.parse_options
 _NO_OPTIONS = wtcp.NO_OPTIONS
 _SYN, _ACK, _RST, _FIN = wtcp.SYN, wtcp.ACK, wtcp.RST, wtcp.FIN
 _READABLE, _WRITABLE = Event.READABLE, Event.WRITABLE
-_NOT_PREDICTED = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG
+_ESTABLISHED, _CLOSE_WAIT, _CLOSED = State.ESTABLISHED, State.CLOSE_WAIT, State.CLOSED
+# Header prediction takes ACK (and PSH, ECE, CWR) but none of these flags.
+_PREDICTION_MASK = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG | wtcp.ACK
 _TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
 _unpack_ts = wtcp.unpack_ts
+
+# What the connection reports about a segment it dropped (or part of one),
+# when Linux has a TcpExt counter of that name; anything else is counted as
+# ``Drop<Reason>`` (``Counters.drop``).
+TCPEXT_DROPS = frozenset({"PAWSEstab", "TCPAbortOnData", "TCPZeroWindowDrop", "TCPOFODrop"})
+
+
+def count_drop(c: Counters, reason: str) -> None:
+    """Count what ``TcpConnection.receive`` reported under its name."""
+    if reason in TCPEXT_DROPS:
+        c.add("TcpExt" + reason)
+    else:
+        c.drop(reason)
 
 
 class Binding:
@@ -86,8 +98,9 @@ class TcpLayer:
     # net.ipv4.tcp_challenge_ack_limit is 1000).
     CHALLENGE_ACK_LIMIT = 1000.0
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
+    def __init__(self, host: Host, ip: Ipv4Layer) -> None:
+        self.host = host
+        self.ip = ip
         self.config = TcpConfig()
         self.conns: dict[Key, TcpSocket] = {}
         self.listeners: dict[tuple[bytes, int], TcpListener] = {}
@@ -99,8 +112,8 @@ class TcpLayer:
         # Ports bound by sockets that neither listen nor connect yet (Linux's
         # bind hash, for ``ustack.socket``'s bind before listen or connect).
         self.bound: dict[int, list[Binding]] = {}
-        stack.ipv4.protocols[wip.PROTO_TCP] = self.input
-        stack.ipv4.errors[wip.PROTO_TCP] = self.icmp_error
+        ip.protocols[wip.PROTO_TCP] = self.input
+        ip.errors[wip.PROTO_TCP] = self.icmp_error
 
     # ==================================================================
     # Application entry points
@@ -115,26 +128,28 @@ class TcpLayer:
             cfg.max_segment = GSO_MAX_PAYLOAD
         return cfg
 
+    def _socket(self, conn: TcpConnection, listener: TcpListener | None = None) -> TcpSocket:
+        sock = TcpSocket(self.host, self.dirty, self._on_timer, conn, listener)
+        self.conns[(*conn.local, *conn.remote)] = sock
+        return sock
+
     def listen(self, address: tuple[str, int], backlog: int = 128,
                **options: object) -> TcpListener:
         """A listening endpoint.  ``options`` are ``TcpConfig`` fields, as for
         ``connect``, that its connections take over the layer's defaults
         (``TcpListener.set_options`` changes them later)."""
         ip, port = _addr(address)
-        if ip != ANY and ip not in self.stack.local_addrs:
+        if ip != ANY and ip not in self.host.local_addrs:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p), errno.EADDRINUSE)
         for (lip, lport) in self.listeners:
             if lport == port and (lip in (ip, ANY) or ip == ANY):
                 raise os_error(errno.EADDRINUSE)
-        listener = TcpListener(self, ip, port, backlog)
+        listener = TcpListener(self.listeners, ip, port, backlog)
         listener.set_options(**options)  # TypeError for an unknown name, before it listens
         self.listeners[(ip, port)] = listener
         return listener
-
-    def unlisten(self, listener: TcpListener) -> None:
-        self.listeners.pop((listener.ip, listener.port), None)
 
     def connect(self, address: tuple[str, int], *, local_port: int = 0,
                 config: TcpConfig | None = None, **options: object) -> TcpSocket:
@@ -147,15 +162,14 @@ class TcpLayer:
         rip, rport = _addr(address)
         if rip == ANY or rport == 0:
             raise os_error(errno.EINVAL if rport == 0 else errno.ECONNREFUSED)
-        hop = self.stack.ipv4.route(rip)
+        hop = self.ip.route(rip)
         lip = hop.src
         lport = local_port or self.ephemeral.pick(
             lambda p: (lip, p, rip, rport) in self.conns or p in self.bound or any(
                 lp == p for (_, lp) in self.listeners))
-        key = (lip, lport, rip, rport)
-        if key in self.conns:
+        if (lip, lport, rip, rport) in self.conns:
             raise os_error(errno.EADDRINUSE)
-        now = self.stack.now
+        now = self.host.now
         cfg = config or self._config_for(hop.iface)
         for name, value in options.items():
             if name not in TcpConfig.__slots__:
@@ -164,10 +178,9 @@ class TcpLayer:
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
-        sock = TcpSocket(self, conn)
-        self.conns[key] = sock
+        sock = self._socket(conn)
         conn.connect(now)
-        self.stack.counters.TcpActiveOpens += 1
+        self.host.counters.TcpActiveOpens += 1
         self.kick(sock)
         return sock
 
@@ -178,7 +191,7 @@ class TcpLayer:
         later (``bind()`` in the sockets API); port 0 picks an ephemeral
         one.  ``reuse`` is SO_REUSEADDR.  Release it with ``unbind`` once the
         socket listens, connects or closes."""
-        if ip != ANY and ip not in self.stack.local_addrs:
+        if ip != ANY and ip not in self.host.local_addrs:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p, reuse),
@@ -215,9 +228,9 @@ class TcpLayer:
 
     def _challenge_allowed(self, now: float) -> bool:
         if self._challenge.take(now):
-            self.stack.counters.TcpExtTCPChallengeACK += 1
+            self.host.counters.TcpExtTCPChallengeACK += 1
             return True
-        self.stack.counters.TcpExtTCPChallengeACKLimited += 1
+        self.host.counters.TcpExtTCPChallengeACKLimited += 1
         return False
 
     # ==================================================================
@@ -225,35 +238,28 @@ class TcpLayer:
     # ==================================================================
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes,
-              pkt: bytes) -> None:
-        stack = self.stack
-        c = stack.counters
-        n = len(payload)
-        if n < 20:
-            c.TcpInErrs += 1
-            c.drop("tcp_short")
-            return
-        sport, dport, seq, ack, off, flags, window, _csum, _urg = _unpack(payload)
-        hl = (off >> 4) << 2
-        if hl < 20 or hl > n:
-            c.TcpInErrs += 1
-            c.drop("tcp_header_len")
-            return
+              pkt: bytes, rx: int) -> None:
+        host = self.host
+        c = host.counters
         # RFC 9293 3.1: the checksum covers the pseudo-header and the segment
-        # (unless the kernel vouched for it: Stack.rx_csum_ok).
-        if not stack.rx_csum_ok and (
-                _sum_mod(payload) + _from_bytes(src + dst, "big") + 6 + n) % 0xFFFF:
+        # (unless the kernel vouched for it: RX_CSUM_OK).
+        try:
+            sport, dport, seq, ack, hl, flags, window = _parse_fields(
+                payload, -1 if rx & RX_CSUM_OK else _from_bytes(src + dst, "big"))
+        except ParseError as e:
             c.TcpInErrs += 1
-            c.TcpInCsumErrors += 1
-            c.drop("tcp_checksum")
+            if e.reason == "tcp_checksum":
+                c.TcpInCsumErrors += 1
+            c.drop(e.reason)
             return
         c.TcpInSegs += 1
+        key = (dst, dport, src, sport)
         # Header prediction (RFC 9293 3.10.7.4 with the outcomes known, see
         # TcpConnection.receive_predicted): only ACK/PSH set, and options that
         # are exactly timestamps in Linux's layout or none at all.
-        if not flags & _NOT_PREDICTED and flags & _ACK and (hl == 20 or (
+        if flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
                 hl == 32 and payload[20:24] == _TS_LAYOUT)):
-            sock = self.conns.get((dst, dport, src, sport))
+            sock = self.conns.get(key)
             if sock is not None:
                 if hl == 32:
                     ts_val, ts_ecr = _unpack_ts(payload, 24)
@@ -264,8 +270,13 @@ class TcpLayer:
                 # A large payload is read through a view: it is copied once,
                 # into the receive queue (a view costs more than copying a
                 # small one).
+                n = len(payload)
                 data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
-                if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, stack.now):
+                if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, host.now):
+                    if n > hl:
+                        c.TcpExtTCPHPHits += 1
+                    else:
+                        c.TcpExtTCPHPAcks += 1
                     # Serviced once after the whole receive batch (the
                     # Stack's flush runs ``run_dirty``): the application
                     # gets one READABLE for every in-order segment of the
@@ -285,9 +296,9 @@ class TcpLayer:
                 return
         else:
             opts = _NO_OPTIONS
-        seg = Segment(seq, ack, flags, window, payload[hl:] if hl < n else b"", opts)
-        sock = self.conns.get((dst, dport, src, sport))
-        now = stack.now
+        seg = Segment(seq, ack, flags, window, payload[hl:] if hl < len(payload) else b"", opts)
+        sock = self.conns.get(key)
+        now = host.now
         if sock is not None:
             conn = sock.conn
             if conn.state is State.TIME_WAIT and flags & _SYN and not flags & (_ACK | _RST):
@@ -304,7 +315,9 @@ class TcpLayer:
                     self._forget(sock)
                     sock = None
             if sock is not None:
-                conn.receive(seg, now)
+                dropped = conn.receive(seg, now)
+                if dropped:
+                    count_drop(c, dropped)
                 self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
@@ -322,7 +335,7 @@ class TcpLayer:
 
     def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
                       rip: bytes, rport: int, seg: Segment, now: float) -> None:
-        c = self.stack.counters
+        c = self.host.counters
         # Drop early on overload (DESIGN.md principle 3): connections not
         # yet accepted (handshaking or queued) are bounded by the backlog; a
         # SYN beyond it is dropped and the peer retransmits it.  (SYN
@@ -343,8 +356,7 @@ class TcpLayer:
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
-        sock = TcpSocket(self, conn, listener)
-        self.conns[(lip, lport, rip, rport)] = sock
+        sock = self._socket(conn, listener)
         listener.syn_received += 1
         conn.accept_syn(seg, now)
         c.TcpPassiveOpens += 1
@@ -352,8 +364,7 @@ class TcpLayer:
 
     def _reset_for(self, lip: bytes, lport: int, rip: bytes, rport: int, seg: Segment) -> None:
         """RFC 9293 3.10.7.1, CLOSED: answer anything but a RST with a RST."""
-        c = self.stack.counters
-        c.drop("tcp_no_socket")
+        self.host.counters.drop("tcp_no_socket")
         if seg.flags & _RST:
             return
         if seg.flags & _ACK:
@@ -361,33 +372,33 @@ class TcpLayer:
         else:
             seg_len = len(seg.payload) + (1 if seg.flags & _SYN else 0) + (
                 1 if seg.flags & _FIN else 0)
-            self._send_rst(lip, lport, rip, rport, 0, (seg.seq + seg_len) & 0xFFFFFFFF,
-                           _RST | _ACK)
+            self._send_rst(lip, lport, rip, rport, 0, sq.add(seg.seq, seg_len), _RST | _ACK)
 
     def _send_rst(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
                   flags: int) -> None:
-        hop = self.stack.routes.lookup(rip)
+        hop = self.host.routes.lookup(rip)
         if hop is None:
             return
-        self.stack.counters.TcpOutRsts += 1
+        self.host.counters.TcpOutRsts += 1
         self._emit(hop, lip, lport, rip, rport, OutSegment(seq, ack, flags, 0, b"", b""))
 
     def icmp_error(self, qh: wip.Ipv4Header, qdata: bytes, type_: int, code: int,
                    mtu: int) -> None:
         sport = (qdata[0] << 8) | qdata[1]
         dport = (qdata[2] << 8) | qdata[3]
+        c = self.host.counters
         sock = self.conns.get((qh.src, sport, qh.dst, dport))
         if sock is None:
-            self.stack.counters.drop("tcp_icmp_error_no_socket")
+            c.drop("tcp_icmp_error_no_socket")
             return
         conn = sock.conn
         # RFC 5927 4.1: only believe errors that quote a sequence number we
         # have outstanding, so blind ICMP attacks cannot reach the connection.
         seq_q = _from_bytes(qdata[4:8], "big")
-        if not sq.between(conn.snd_una, seq_q, (conn.snd_nxt + 1) & 0xFFFFFFFF):
-            self.stack.counters.drop("tcp_icmp_error_bad_seq")
+        if not sq.between(conn.snd_una, seq_q, sq.add(conn.snd_nxt, 1)):
+            c.drop("tcp_icmp_error_bad_seq")
             return
-        conn.icmp_error(type_, code, mtu, self.stack.now)
+        conn.icmp_error(type_, code, mtu, self.host.now)
         self.service(sock)
 
     # ==================================================================
@@ -422,14 +433,15 @@ class TcpLayer:
         conn = sock.conn
         if conn.events:
             self._deliver(sock, conn)
-        stack = self.stack
-        segs = conn.segments_to_send(stack.now)
+        host = self.host
+        segs = segments_to_send(conn, host.now)
         if segs:
             lip, lport = conn.local
             rip, rport = conn.remote
-            hop = stack.routes.cache.get(rip) or stack.routes.lookup(rip)
+            routes = host.routes
+            hop = routes.cache.get(rip) or routes.lookup(rip)
             if hop is not None:
-                c = stack.counters
+                c = host.counters
                 mss = conn.mss
                 for s in segs:
                     if s.flags & _RST:
@@ -442,26 +454,26 @@ class TcpLayer:
         elif sock in self.dirty:
             del self.dirty[sock]  # its writes left above
         if conn.total_retransmits != sock.retransmits_counted:
-            stack.counters.TcpRetransSegs += conn.total_retransmits - sock.retransmits_counted
+            host.counters.TcpRetransSegs += conn.total_retransmits - sock.retransmits_counted
             sock.retransmits_counted = conn.total_retransmits
         # Timer: one Stack timer per connection.  It is moved only when the
         # connection needs it earlier; one that fires early (the deadline
         # moved later or went away) finds nothing due and is re-armed, so a
         # timer restarted by every ACK costs no heap operation per segment.
-        deadline = conn.next_timer()
+        deadline = conn.timers.next()
         if deadline is not None:
             armed = sock.timer
             if armed is None or deadline < armed.deadline:
                 if armed is not None:
                     armed.cancel()
-                sock.timer = stack.timers.call_at(deadline, sock.timer_callback)
+                sock.timer = host.timers.call_at(deadline, sock.timer_callback)
         # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
         state = conn.state
-        estab = state is State.ESTABLISHED or state is State.CLOSE_WAIT
+        estab = state is _ESTABLISHED or state is _CLOSE_WAIT
         if estab is not sock.counted_estab:
             sock.counted_estab = estab
-            stack.counters.TcpCurrEstab += 1 if estab else -1
-        if state is State.CLOSED:
+            host.counters.TcpCurrEstab += 1 if estab else -1
+        if state is _CLOSED:
             self._forget(sock)
 
     def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
@@ -481,7 +493,7 @@ class TcpLayer:
         self.service(sock)
 
     def _event(self, sock: TcpSocket, ev: Event) -> None:
-        c = self.stack.counters
+        c = self.host.counters
         listener = sock.listener
         if ev is Event.CONNECTED:
             if listener is not None:
@@ -516,40 +528,24 @@ class TcpLayer:
               s: OutSegment, mss: int = 0) -> None:
         """Write one segment into a frame and hand it to IPv4.
 
-        On a device with offloads the device finishes the checksum: the
-        frame carries a virtio-net header asking for it (NEEDS_CSUM) and the
-        checksum field the partial sum.  A segment longer than the MSS is
-        then a super-frame for the device to cut (TSO), its header also
-        asking for TCPv4 segmentation.
+        The interface makes the frame (``Interface.tcp_frame``): on a device
+        with offloads it asks the device to finish the checksum, and a
+        segment longer than the MSS is a super-frame for the device to cut
+        (TSO); the header then carries the partial checksum.
         """
         payload = s.payload
         plen = len(payload)
         hl = 20 + len(s.options)
-        size = HEADROOM + hl + plen
         iface = hop.iface
-        buf: bytearray
-        offload = iface.gso
-        if offload:
-            if mss and plen > mss:
-                buf = GsoFrame(size, vnet.gso_header(
-                    iface.device.caps.vnet_hdr_len, csum_start=HEADROOM,
-                    csum_offset=wtcp.CHECKSUM_OFFSET, gso_type=vnet.GSO_TCPV4, gso_size=mss,
-                    hdr_len=HEADROOM + hl))
-            else:
-                buf = GsoFrame(size, iface.tcp_csum_vnet)
-            iface.gso_pending = True
-        else:
-            buf = bytearray(size)
+        buf = iface.tcp_frame(HEADROOM + hl + plen, HEADROOM + hl,
+                              mss if mss and plen > mss else 0)
         if plen:
             buf[HEADROOM + hl:] = payload
         _pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                          s.window, s.options, payload, partial=offload,
+                          s.window, s.options, payload, partial=iface.gso,
                           addr_sum=hop.addr_sum if lip == hop.src else None)
-        self.stack.counters.TcpOutSegs += 1
-        self.stack.ipv4.output(hop, rip, wip.PROTO_TCP, buf, src=lip)
+        self.host.counters.TcpOutSegs += 1
+        self.ip.output(hop, rip, wip.PROTO_TCP, buf, lip)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())
-
-
-

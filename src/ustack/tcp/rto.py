@@ -23,6 +23,9 @@ import math
 ALPHA = 0.125
 BETA = 0.25
 K = 4.0
+_KEEP_SRTT = 1.0 - ALPHA
+_KEEP_RTTVAR = 1.0 - BETA
+_INF = math.inf
 
 
 class RttEstimator:
@@ -88,7 +91,7 @@ class RttEstimator:
         does not undo a backoff by itself; call :meth:`reset_backoff` when new
         data is acknowledged.
         """
-        if not (rtt >= 0.0 and rtt != math.inf):  # also rejects NaN
+        if not (rtt >= 0.0 and rtt != _INF):  # also rejects NaN
             self.rejected += 1
             return
         srtt = self.srtt
@@ -98,12 +101,19 @@ class RttEstimator:
             self.rttvar = rttvar = rtt * 0.5
         else:
             # RFC 6298 2.3: RTTVAR first, with the SRTT from before this sample.
-            self.rttvar = rttvar = (1.0 - BETA) * self.rttvar + BETA * abs(srtt - rtt)
-            self.srtt = srtt = (1.0 - ALPHA) * srtt + ALPHA * rtt
+            d = srtt - rtt
+            self.rttvar = rttvar = _KEEP_RTTVAR * self.rttvar + BETA * (d if d >= 0.0 else -d)
+            self.srtt = srtt = _KEEP_SRTT * srtt + ALPHA * rtt
         self.samples += 1
         var = K * rttvar
         g = self.granularity
-        self._base = self._clamp(srtt + (var if var > g else g))
+        rto = srtt + (var if var > g else g)
+        # RFC 6298 2.4 (with Linux's 200 ms minimum) and 2.5, as _clamp.
+        if rto < self.min_rto:
+            rto = self.min_rto
+        elif rto > self.max_rto:
+            rto = self.max_rto
+        self._base = rto
 
     @property
     def base_rto(self) -> float:

@@ -20,12 +20,17 @@ def add(a: int, n: int) -> int:
 
 def sub(a: int, b: int) -> int:
     """Signed distance from ``b`` to ``a`` (positive when a is after b)."""
-    d = (a - b) & MASK
-    return d - MOD if d >= HALF else d
+    return ((a - b + HALF) & MASK) - HALF
+
+
+# The comparisons, each one test of a distance taken modulo 2**32: ``a`` is
+# before ``b`` when the distance from ``b`` to ``a`` lies in the half of the
+# space below ``b`` (RFC 1982 3.2; distances of exactly 2**31 compare as
+# neither before nor after).
 
 
 def lt(a: int, b: int) -> bool:
-    return 0 < ((b - a) & MASK) < HALF
+    return ((a - b) & MASK) > HALF
 
 
 def le(a: int, b: int) -> bool:
@@ -33,7 +38,7 @@ def le(a: int, b: int) -> bool:
 
 
 def gt(a: int, b: int) -> bool:
-    return 0 < ((a - b) & MASK) < HALF
+    return ((b - a) & MASK) > HALF
 
 
 def ge(a: int, b: int) -> bool:

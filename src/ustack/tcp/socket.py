@@ -21,13 +21,20 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-from ustack.tcp.connection import Event, TcpConfig, TcpConnection, TcpError
+from ustack.net.host import Host
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.connection import TcpConnection
+from ustack.tcp.segment import Event, TcpError
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 
 if TYPE_CHECKING:
-    from ustack.tcp.layer import TcpLayer
     from ustack.timers import Timer
+
+# What a socket asks of its layer, handed over when the layer makes it
+# (the layer's own tables, not the layer: tcp/layer.py imports this module).
+Dirty = dict["TcpSocket", None]  # sockets to service before the next flush
+OnTimer = Callable[["TcpSocket", float], None]  # the layer's timer handler
 
 Address = tuple[str, int]
 
@@ -37,6 +44,7 @@ POLLOUT: Final = select.POLLOUT
 POLLERR: Final = select.POLLERR
 POLLHUP: Final = select.POLLHUP
 POLLRDHUP: Final = 0x2000  # Linux's EPOLLRDHUP (not in the select module)
+_UNCONNECTED = frozenset({State.CLOSED, State.LISTEN})
 
 _EXC: dict[int, type[OSError]] = {
     errno.ECONNRESET: ConnectionResetError,
@@ -57,9 +65,10 @@ def os_error(code: int, message: str | None = None) -> OSError:
 class TcpSocket:
     """One connection, as the application holds it."""
 
-    def __init__(self, layer: TcpLayer, conn: TcpConnection,
+    def __init__(self, host: Host, dirty: Dirty, on_timer: OnTimer, conn: TcpConnection,
                  listener: TcpListener | None = None) -> None:
-        self._layer = layer
+        self._host = host
+        self._dirty = dirty
         self.conn = conn
         self.listener = listener
         self.on_event: Callable[[TcpSocket, Event], None] | None = None
@@ -69,7 +78,7 @@ class TcpSocket:
         self.closed = False  # the application called close()
         self.shut_rd = False  # shutdown(SHUT_RD): the application reads no more
         # The Stack timer's callback, bound once (the layer re-arms it often).
-        self.timer_callback: Callable[[float], None] = partial(layer._on_timer, self)
+        self.timer_callback: Callable[[float], None] = partial(on_timer, self)
 
     # -- introspection ------------------------------------------------------
 
@@ -142,19 +151,20 @@ class TcpSocket:
         ``force`` takes all of ``data`` even beyond the send buffer's size
         (for a layer that already told its caller the bytes were sent).
         """
-        self._check_open()
+        if self.closed:
+            raise os_error(errno.EBADF)
         c = self.conn
         if c.error:
             raise os_error(c.error)
-        if c.state in (State.CLOSED, State.LISTEN):
+        if c.state in _UNCONNECTED:
             raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
         try:
-            n = c.send(data, self._layer.stack.now, force=force)
+            n = c.send(data, self._host.now, force=force)
         except TcpError as e:
             raise os_error(e.errno) from None
         if n == 0 and len(data):
             raise os_error(errno.EAGAIN)
-        self._layer.kick(self)
+        self._dirty[self] = None
         return n
 
     def recv(self, max_bytes: int = 65536) -> bytes:
@@ -163,15 +173,16 @@ class TcpSocket:
         Raises BlockingIOError when nothing is there yet, the connection's
         error (ConnectionResetError, TimeoutError ...) when it failed.
         """
-        self._check_open()
+        if self.closed:
+            raise os_error(errno.EBADF)
         c = self.conn
         if max_bytes < 0:
             raise ValueError("negative buffersize in recv")
         if self.shut_rd:
             return b""
-        if c.readable_bytes:
+        if c.rcvq.buf:
             data = c.recv(max_bytes)
-            self._layer.kick(self)
+            self._dirty[self] = None
             return data
         if c.error:
             raise os_error(c.error)
@@ -192,8 +203,8 @@ class TcpSocket:
         self._check_open()
         if self.conn.state in (State.CLOSED, State.LISTEN) and not self.conn.error:
             raise os_error(errno.ENOTCONN)
-        self.conn.shutdown_write(self._layer.stack.now)
-        self._layer.kick(self)
+        self.conn.shutdown_write(self._host.now)
+        self._dirty[self] = None
 
     def close(self) -> None:
         """Graceful close; the stack keeps the connection until it is done."""
@@ -201,22 +212,22 @@ class TcpSocket:
             return
         self.closed = True
         self.on_event = None
-        self.conn.close(self._layer.stack.now)
-        self._layer.kick(self)
+        self.conn.close(self._host.now)
+        self._dirty[self] = None
 
     def abort(self) -> None:
         """Reset the connection now (SO_LINGER with a zero timeout)."""
         self.closed = True
         self.on_event = None
-        self.conn.abort(self._layer.stack.now)
-        self._layer.kick(self)
+        self.conn.abort(self._host.now)
+        self._dirty[self] = None
 
     def set_keepalive(self, enabled: bool, idle: float | None = None,
                       interval: float | None = None, probes: int | None = None) -> None:
         """Keep-alives on or off, with new timings where given (seconds, count):
         ``TcpConnection.set_keepalive`` (RFC 1122 4.2.3.6) at the stack's time."""
-        self.conn.set_keepalive(enabled, self._layer.stack.now, idle, interval, probes)
-        self._layer.kick(self)  # the connection's timer moved
+        self.conn.set_keepalive(enabled, self._host.now, idle, interval, probes)
+        self._dirty[self] = None  # the connection's timer moved
 
     def _check_open(self) -> None:
         if self.closed:
@@ -231,8 +242,9 @@ class TcpSocket:
 class TcpListener:
     """A listening endpoint with its accept queue (RFC 9293 LISTEN)."""
 
-    def __init__(self, layer: TcpLayer, ip: bytes, port: int, backlog: int) -> None:
-        self._layer = layer
+    def __init__(self, listeners: dict[tuple[bytes, int], TcpListener], ip: bytes, port: int,
+                 backlog: int) -> None:
+        self._listeners = listeners  # the layer's table, which this one leaves on close
         self.ip = ip
         self.port = port
         self.backlog = max(1, backlog)
@@ -278,7 +290,9 @@ class TcpListener:
         if self.closed:
             return
         self.closed = True
-        self._layer.unlisten(self)
+        key = (self.ip, self.port)
+        if self._listeners.get(key) is self:
+            del self._listeners[key]
         while self.accept_queue:
             self.accept_queue.popleft().abort()
 

@@ -19,9 +19,12 @@ Rules (RFC 9293 3.3.2 and figure 5, plus the states it leaves implicit):
     data that arrives for an orphan is answered with RST and the
     connection is dropped (RFC 9293 3.10.7.4 and RFC 2525 2.17; Linux).
     An orphan in FIN_WAIT_2 is reaped after ``fin_timeout``.
-* Every transition is one row below; the tests enumerate the table.  Rows
-  for events that are answered without a state change (a challenge ACK, a
-  duplicate) are not listed: ``next_state`` returns the same state.
+* Every transition is one row below; the tests enumerate the table.  Events
+  that are answered without a state change (a challenge ACK, a duplicate)
+  are not events of the table: the connection does not call ``next_state``
+  for them.  An event the table has no row for, in the state the connection
+  is in, is a bug in the connection: ``next_state`` raises
+  ``TransitionError`` instead of leaving the state as it was.
 """
 
 from __future__ import annotations
@@ -109,6 +112,10 @@ for _s in _ANY_SYNC:
 for _s in (S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK):
     TRANSITIONS[(_s, E.RCV_DATA_AFTER_CLOSE)] = S.CLOSED
 TRANSITIONS[(S.TIME_WAIT, E.APP_ABORT)] = S.CLOSED
+# abort() of a connection that never synchronized (a listener's, or one
+# already closed) only has to be sure it is CLOSED.
+TRANSITIONS[(S.LISTEN, E.APP_ABORT)] = S.CLOSED
+TRANSITIONS[(S.CLOSED, E.APP_ABORT)] = S.CLOSED
 
 SYNCHRONIZED = frozenset(_ANY_SYNC) | {S.TIME_WAIT}
 # States in which the peer may still send us data (RFC 9293 3.10.7.4 step 7).
@@ -117,6 +124,13 @@ RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 SENDING = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
 
 
+class TransitionError(LookupError):
+    """An event the state table has no row for: a bug, never the peer's doing."""
+
+
 def next_state(state: State, event: Ev) -> State:
-    """The state after ``event``; the same state when the table has no row."""
-    return TRANSITIONS.get((state, event), state)
+    """The state after ``event``; TransitionError when the table has no row."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise TransitionError(f"no transition for {event.name} in {state.value}") from None

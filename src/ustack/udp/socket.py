@@ -13,32 +13,24 @@ from __future__ import annotations
 import errno
 import os
 import select
-import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from ustack.net.ipv4 import HEADROOM
+from ustack.net.host import RX_CSUM_OK, Host
+from ustack.net.icmp import IcmpLayer
+from ustack.net.interface import HEADROOM, Interface
+from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as _addr
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire import udp as wudp
-from ustack.wire.checksum import sum_mod
+from ustack.wire.errors import ParseError
 
-if TYPE_CHECKING:
-    from ustack.net.interface import Interface
-    from ustack.stack import Stack
-
-# The IPv4 header (no options) and the UDP header, written with one call on
-# the transmit fast path (DESIGN.md principle 5).
-_IP_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")
-_pack_ip_udp = _IP_UDP.pack_into
-_unpack_udp = wudp.HEADER.unpack_from
+_parse_sum = wudp.parse_sum
+_pack_header_into = wudp.pack_header_into
 _from_bytes = int.from_bytes
-_sum_mod = sum_mod
-_TTL_PROTO = (64 << 8) | wip.PROTO_UDP  # the header word holding TTL and protocol
 
 MAX_PAYLOAD = 65535 - 20 - 8
 DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
@@ -212,14 +204,16 @@ _UNREACH_ERRNO = {
 
 
 class UdpLayer:
-    __slots__ = ("ephemeral", "ports", "stack")
+    __slots__ = ("ephemeral", "host", "icmp", "ip", "ports")
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
+    def __init__(self, host: Host, ip: Ipv4Layer, icmp: IcmpLayer) -> None:
+        self.host = host
+        self.ip = ip
+        self.icmp = icmp
         self.ports: dict[int, list[UdpSocket]] = {}
         self.ephemeral = EphemeralPorts()
-        stack.ipv4.protocols[wip.PROTO_UDP] = self.input
-        stack.ipv4.errors[wip.PROTO_UDP] = self.icmp_error
+        ip.protocols[wip.PROTO_UDP] = self.input
+        ip.errors[wip.PROTO_UDP] = self.icmp_error
 
     def socket(self) -> UdpSocket:
         return UdpSocket(self)
@@ -227,7 +221,7 @@ class UdpLayer:
     # -- binding ----------------------------------------------------------
 
     def bind(self, sock: UdpSocket, ip: bytes, port: int) -> None:
-        if ip != ANY and ip not in self.stack.local_addrs:
+        if ip != ANY and ip not in self.host.local_addrs:
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         if port == 0:
             # Linux's UDP autobind fails with EAGAIN when the range is used up.
@@ -249,30 +243,19 @@ class UdpLayer:
     # -- receive ----------------------------------------------------------
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes,
-              pkt: bytes) -> None:
-        stack = self.stack
-        c = stack.counters
-        # The checks of wire.udp.parse, inline: this runs for every datagram.
-        n = len(payload)
-        if n >= 8:
-            sport, dport, length, csum = _unpack_udp(payload)
-        if n < 8 or not 8 <= length <= n:
+              pkt: bytes, rx: int) -> None:
+        c = self.host.counters
+        # RFC 768: a zero checksum field means the sender computed none; a
+        # frame the kernel vouched for (RX_CSUM_OK) needs no check either.
+        try:
+            sport, dport, length, _, data_sum = _parse_sum(
+                payload, -1 if rx & RX_CSUM_OK else _from_bytes(src + dst, "big"))
+        except ParseError as e:
             c.UdpInErrors += 1
-            c.drop("udp_short" if n < 8 else "udp_length")
-            return
-        data_sum = -1
-        # RFC 768: zero means the sender computed none; a frame the kernel
-        # vouched for (Stack.rx_csum_ok) needs no check either.
-        if csum and not stack.rx_csum_ok:
-            v = _sum_mod(payload if length == n else payload[:length])
-            if (v + _from_bytes(src + dst, "big") + 17 + length) % 0xFFFF:
-                c.UdpInErrors += 1
+            if e.reason == "udp_checksum":
                 c.UdpInCsumErrors += 1
-                c.drop("udp_checksum")
-                return
-            # The header is four 16-bit words, so the payload's own sum is the
-            # datagram's minus theirs (RFC 1071 2(B)).
-            data_sum = (v - sport - dport - length - csum) % 0xFFFF
+            c.drop(e.reason)
+            return
         socks = self.ports.get(dport)
         sock = None
         if socks is not None:
@@ -284,9 +267,9 @@ class UdpLayer:
                     break
         if sock is None:
             c.UdpNoPorts += 1
-            if dst == iface.ip or dst in stack.local_addrs:
+            if dst == iface.ip or dst in self.host.local_addrs:
                 # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for broadcasts).
-                stack.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt)
+                self.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
             return
         data = payload[8:length]
         cb = sock.on_datagram
@@ -315,17 +298,18 @@ class UdpLayer:
                 if s.on_readable is not None:
                     s.on_readable()
                 return
-        self.stack.counters.drop("udp_icmp_error_no_socket")
+        self.host.counters.drop("udp_icmp_error_no_socket")
 
     # -- send -------------------------------------------------------------
 
     def output(self, sock: UdpSocket, data: bytes, ip: bytes, port: int,
                data_sum: int = -1) -> int:
+        """Send ``data`` from ``sock`` to ``(ip, port)``; ``data_sum``, when
+        >= 0, is ``checksum.sum_mod(data)`` known already (an echo)."""
         n = len(data)
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        stack = self.stack
-        hop = stack.routes.cache.get(ip) or stack.ipv4.route(ip)
+        hop = self.host.routes.cache.get(ip) or self.ip.route(ip)
         sport = sock.local_port or self._autobind(sock)
         src, addr_sum = hop.src, hop.addr_sum
         if sock.local_ip != ANY and sock.local_ip != src:
@@ -334,33 +318,11 @@ class UdpLayer:
             addr_sum = _from_bytes(src + ip, "big")
         buf = bytearray(HEADROOM + 8 + n)
         buf[HEADROOM + 8:] = data
-        ulen = 8 + n
-        total = 20 + ulen
-        if total > hop.iface.mtu:
-            # Needs fragmenting: the general path.
-            wudp.pack_header_into(buf, HEADROOM, src, ip, sport, port, data)
-            stack.ipv4.output(hop, ip, wip.PROTO_UDP, buf, src=src)
-        else:
-            # Both headers in one write, both checksums from sums of field
-            # values (RFC 1071): the data is read once, for the UDP checksum.
-            ip4 = stack.ipv4
-            ip4.ident = ident = (ip4.ident + 1) & 0xFFFF
-            r = (0x4500 + total + ident + _TTL_PROTO + addr_sum) % 0xFFFF
-            if data_sum < 0:
-                data_sum = _sum_mod(data)
-            u = (data_sum + addr_sum + 17 + ulen + sport + port + ulen) % 0xFFFF
-            # RFC 768: a computed 0 is sent as all ones (0 means "no checksum").
-            _pack_ip_udp(buf, 14, 0x45, 0, total, ident, 0, 64, 17, 0xFFFF - r if r else 0,
-                         src, ip, sport, port, ulen, 0xFFFF - u if u else 0xFFFF)
-            stack.counters.IpOutRequests += 1
-            arp = hop.iface.arp
-            e = arp.entries.get(hop.addr)
-            if e is not None and stack.now < e.refresh_at:
-                buf[0:14] = e.hdr
-                hop.iface.txq.append(buf)
-            else:
-                arp.output(hop.addr, buf)
-        stack.counters.UdpOutDatagrams += 1
+        # The checksum from sums of field values (RFC 1071): the data is read
+        # at most once, and not at all when the caller knows its sum.
+        _pack_header_into(buf, HEADROOM, src, ip, sport, port, data, data_sum, addr_sum)
+        self.ip.output(hop, ip, wip.PROTO_UDP, buf, src)
+        self.host.counters.UdpOutDatagrams += 1
         return n
 
     def _autobind(self, sock: UdpSocket) -> int:

@@ -35,11 +35,31 @@ _from_bytes = int.from_bytes
 # Folding starts at this many bytes; below it one remainder is cheaper than
 # the extra Python operations of a fold.
 _FOLD_MIN = 256
-# Masks (1 << k) - 1 by bit count k, reused across calls.  Bounded: cleared
-# when full so a stream of distinct lengths cannot grow it without limit
-# (worst case ~256 masks of <= 32 KiB each).
+# The folds for a buffer of a given size, (k, (1 << k) - 1) pairs: worked
+# out once per size and kept.  Bounded: cleared when full, so a stream of
+# distinct sizes cannot grow it without limit (each plan is a few small
+# tuples; the masks, up to 32 KiB each, are shared between plans).
+_plans: dict[int, tuple[tuple[int, int], ...]] = {}
 _masks: dict[int, int] = {}
-_MASKS_MAX = 256
+_PLANS_MAX = 1024
+
+
+def _fold_plan(size: int) -> tuple[tuple[int, int], ...]:
+    """The folds ``sum_mod`` applies to a ``size``-byte buffer: each halves
+    the bits at a 16-bit-aligned position, down to about 1024 bits."""
+    if len(_plans) >= _PLANS_MAX:
+        _plans.clear()
+        _masks.clear()
+    steps = []
+    k = (size >> 2) << 4  # half the bits, rounded down to a multiple of 16
+    while k >= 1024:
+        m = _masks.get(k)
+        if m is None:
+            m = _masks[k] = (1 << k) - 1
+        steps.append((k, m))
+        k = (k >> 5) << 4
+    plan = _plans[size] = tuple(steps)
+    return plan
 
 
 def sum_mod(data: bytes | bytearray | memoryview) -> int:
@@ -54,16 +74,9 @@ def sum_mod(data: bytes | bytearray | memoryview) -> int:
     size = len(data)
     n = _from_bytes(data, "big")
     if size >= _FOLD_MIN:
-        k = (size >> 2) << 4  # half the bits, rounded down to a multiple of 16
-        masks = _masks
-        while k >= 1024:
-            m = masks.get(k)
-            if m is None:
-                if len(masks) >= _MASKS_MAX:
-                    masks.clear()
-                m = masks[k] = (1 << k) - 1
+        plan = _plans.get(size) or _fold_plan(size)
+        for k, m in plan:
             n = (n >> k) + (n & m)
-            k = (k >> 5) << 4
     if size & 1:
         # RFC 1071: an odd byte count is padded with one zero octet.
         return (n << 8) % 0xFFFF

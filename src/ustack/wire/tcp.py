@@ -52,6 +52,7 @@ _SACK_BLOCK = struct.Struct("!II")
 TS_ALIGNED = b"\x01\x01\x08\x0a"
 _TS_ALIGNED = TS_ALIGNED
 _TS_OPTION = struct.Struct("!4sII")
+_CSUM_URG = struct.Struct("!HH")
 # (TSval, TSecr) of options in TS_ALIGNED layout at ``offset`` of a buffer.
 unpack_ts = _TS.unpack_from
 
@@ -74,6 +75,7 @@ __all__ = [
     "build_options",
     "pack_header_into",
     "parse",
+    "parse_fields",
     "parse_options",
     "ts_option",
     "unpack_ts",
@@ -122,10 +124,31 @@ def parse(
     Reasons: tcp_short (under 20 bytes, or shorter than the data offset
     says), tcp_header_len (data offset < 5), tcp_checksum.
     """
+    addr_sum = _from_bytes(src + dst, "big") if src is not None and dst is not None else -1
+    sport, dport, seq, ack, hl, flags, window = parse_fields(data, addr_sum)
+    csum, urgent = _CSUM_URG.unpack_from(data, 16)
+    return _tuple_new(
+        TcpHeader,
+        (
+            sport, dport, seq, ack, hl, flags, window, csum, urgent,
+            bytes(data[20:hl]) if hl > 20 else b"",
+        ),
+    )
+
+
+def parse_fields(data: bytes | bytearray | memoryview, addr_sum: int
+                 ) -> tuple[int, int, int, int, int, int, int]:
+    """``parse`` for the receive path: (sport, dport, seq, ack, header length,
+    flags, window), with no header object and the options left in ``data``.
+
+    ``addr_sum`` is the source and destination addresses read as one
+    integer (what the route cache keeps), or -1 not to verify the checksum
+    (a frame the kernel vouched for).  Raises ParseError as ``parse`` does.
+    """
     n = len(data)
     if n < 20:
         raise ParseError("tcp_short", f"{n} bytes")
-    sport, dport, seq, ack, off, flags, window, csum, urgent = _unpack_from(data, 0)
+    sport, dport, seq, ack, off, flags, window, csum, _ = _unpack_from(data, 0)
     hl = (off >> 4) << 2
     if hl < 20:
         raise ParseError("tcp_header_len", f"data offset {hl >> 2}")
@@ -134,19 +157,9 @@ def parse(
     # RFC 9293 3.1: the one's-complement sum over the pseudo-header and the
     # segment must be all ones, i.e. 0 modulo 0xFFFF (never the empty sum:
     # the pseudo-header holds protocol 6).
-    if (
-        src is not None
-        and dst is not None
-        and (sum_mod(data) + _from_bytes(src + dst, "big") + PROTO_TCP + n) % 0xFFFF
-    ):
+    if addr_sum >= 0 and (sum_mod(data) + addr_sum + PROTO_TCP + n) % 0xFFFF:
         raise ParseError("tcp_checksum", f"{csum:#06x}")
-    return _tuple_new(
-        TcpHeader,
-        (
-            sport, dport, seq, ack, hl, flags, window, csum, urgent,
-            bytes(data[20:hl]) if hl > 20 else b"",
-        ),
-    )
+    return sport, dport, seq, ack, hl, flags, window
 
 
 def parse_options(raw: bytes | bytearray | memoryview) -> TcpOptions:

@@ -18,7 +18,8 @@ _pack = HEADER.pack
 _from_bytes = int.from_bytes
 _tuple_new = tuple.__new__
 
-__all__ = ["HEADER", "HEADER_LEN", "UdpHeader", "build", "pack_header_into", "parse"]
+__all__ = ["HEADER", "HEADER_LEN", "UdpHeader", "build", "pack_header_into", "parse",
+           "parse_sum"]
 
 
 class UdpHeader(NamedTuple):
@@ -38,27 +39,52 @@ def parse(
     the field is non-zero (RFC 768: zero means "no checksum").  Raises
     ParseError with reason udp_short, udp_length or udp_checksum.
     """
+    addr_sum = _from_bytes(src + dst, "big") if src is not None and dst is not None else -1
+    sport, dport, length, csum, _ = parse_sum(data, addr_sum)
+    return _tuple_new(UdpHeader, (sport, dport, length, csum))
+
+
+def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
+              ) -> tuple[int, int, int, int, int]:
+    """``parse`` for the receive path: (sport, dport, length, checksum, payload sum).
+
+    ``addr_sum`` is the source and destination addresses read as one
+    integer (what the route cache keeps), or -1 not to verify the checksum
+    (a frame the kernel vouched for).  The payload sum is the payload read
+    as one integer modulo 0xFFFF (``checksum.sum_mod``), a by-product of
+    verifying, or -1 when nothing was verified: an application that sends
+    the same bytes back passes it on and they are never summed twice (RFC
+    1071 2(B): sums compose).
+    """
     n = len(data)
     if n < 8:
         raise ParseError("udp_short", f"{n} bytes")
-    hdr = _unpack_from(data, 0)
-    length = hdr[2]
+    sport, dport, length, csum = _unpack_from(data, 0)
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
-    if src is not None and dst is not None and hdr[3]:
+    data_sum = -1
+    if addr_sum >= 0 and csum:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
         # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17).
         v = sum_mod(data if length == n else data[:length])
-        if (v + _from_bytes(src + dst, "big") + PROTO_UDP + length) % 0xFFFF:
-            raise ParseError("udp_checksum", f"{hdr[3]:#06x}")
-    return _tuple_new(UdpHeader, hdr)
+        if (v + addr_sum + PROTO_UDP + length) % 0xFFFF:
+            raise ParseError("udp_checksum", f"{csum:#06x}")
+        # The header is four 16-bit words, so the payload's own sum is the
+        # datagram's minus theirs (RFC 1071 2(B)).
+        data_sum = (v - sport - dport - length - csum) % 0xFFFF
+    return sport, dport, length, csum, data_sum
 
 
 def _checksum(src: bytes, dst: bytes, sport: int, dport: int, length: int,
-              payload: bytes | bytearray | memoryview) -> int:
-    # Pseudo-header (addresses, protocol, length) + header + payload.
-    s = sum_mod(payload) + _from_bytes(src + dst, "big") + PROTO_UDP + length
-    s += sport + dport + length
+              payload: bytes | bytearray | memoryview, payload_sum: int = -1,
+              addr_sum: int = -1) -> int:
+    # Pseudo-header (addresses, protocol, length) + header + payload, from
+    # sums of field values (RFC 1071 2(B)) and the given sums where known.
+    if payload_sum < 0:
+        payload_sum = sum_mod(payload)
+    if addr_sum < 0:
+        addr_sum = _from_bytes(src + dst, "big")
+    s = payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length
     r = s % 0xFFFF
     # r == 0: the folded sum is 0xFFFF and its complement 0, which RFC 768
     # reserves for "no checksum"; send the other zero, 0xFFFF.  The sum is
@@ -74,14 +100,18 @@ def pack_header_into(
     sport: int,
     dport: int,
     payload: bytes | bytearray | memoryview,
+    payload_sum: int = -1,
+    addr_sum: int = -1,
 ) -> None:
     """Write the 8-byte header with its checksum at ``buf[offset:]``.
 
     The payload itself is not copied: the caller places it after the header
-    (it is only read to compute the checksum).
+    (it is only read to compute the checksum).  ``payload_sum``, when >= 0,
+    is ``checksum.sum_mod(payload)`` known already; ``addr_sum``, when >= 0,
+    is ``src + dst`` read as one integer (the route cache keeps it).
     """
     length = 8 + len(payload)
-    csum = _checksum(src, dst, sport, dport, length, payload)
+    csum = _checksum(src, dst, sport, dport, length, payload, payload_sum, addr_sum)
     _pack_into(buf, offset, sport, dport, length, csum)
 
 

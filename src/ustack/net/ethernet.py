@@ -1,0 +1,65 @@
+"""Ethernet II receive dispatch: a batch of frames from one interface, up.
+
+Called once per batch (the loop over the frames is here, not a call per
+frame): each frame addressed to us (our MAC or broadcast) goes straight to
+IPv4 or ARP by EtherType (direct dispatch, DESIGN.md principle 2); every
+other one is dropped with a named counter.  The properties of the frame the
+layers above need travel with it as ``rx`` flags (``net.host.RX_*``), never
+as state: the kernel's word that the transport checksum is good (a
+``CsumOkFrame`` from a device with virtio-net headers), and whether it was a
+link-layer broadcast.
+"""
+
+from __future__ import annotations
+
+from ustack.link.vnet import CsumOkFrame
+from ustack.net.arp import ArpLayer
+from ustack.net.host import RX_CSUM_OK
+from ustack.net.interface import Interface
+from ustack.net.ipv4 import Ipv4Layer
+from ustack.wire import ethernet as weth
+
+_ETH_IPV4 = weth.ETHERTYPE_IPV4.to_bytes(2, "big")
+_ETH_ARP = weth.ETHERTYPE_ARP.to_bytes(2, "big")
+_BROADCAST = weth.BROADCAST
+
+
+class EthernetInput:
+    __slots__ = ("arp", "ip")
+
+    def __init__(self, ip: Ipv4Layer, arp: ArpLayer) -> None:
+        self.ip = ip
+        self.arp = arp
+
+    def input(self, iface: Interface, frames: list[bytes]) -> None:
+        """Dispatch ``frames``, all received on ``iface``."""
+        c = self.ip.host.counters
+        c.EthInFrames += len(frames)
+        mac = iface.mac
+        ip_input = self.ip.input
+        trusting = iface.device.caps.vnet_hdr
+        rx = 0
+        for frame in frames:
+            if trusting:
+                rx = RX_CSUM_OK if type(frame) is CsumOkFrame else 0
+            dst = frame[0:6]
+            if dst != mac and dst != _BROADCAST:
+                if len(frame) < 14:
+                    c.drop("eth_short")
+                elif dst[0] & 1:
+                    c.drop("eth_multicast")
+                else:
+                    c.drop("eth_not_for_us")
+                continue
+            etype = frame[12:14]
+            if etype == _ETH_IPV4:
+                if dst == mac:
+                    ip_input(iface, frame[14:], rx)
+                else:
+                    self.ip.input_link_broadcast(iface, frame[14:], rx)
+            elif etype == _ETH_ARP:
+                self.arp.input(iface, frame[14:])
+            elif len(frame) < 14:
+                c.drop("eth_short")
+            else:
+                c.drop("eth_unknown_type")

@@ -1,0 +1,41 @@
+"""Per-connection settings: the layer's defaults, changed per socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    """What a connection is told, not what it learns (that is the TCB's).
+
+    The layer keeps one as its defaults (``TcpLayer.config``); every
+    connection gets a copy, changed by the listener's or the socket's options
+    (``TcpLayer.listen(**options)``, ``connect(**options)``, socket options).
+    """
+
+    mss: int = 1460  # the MSS we advertise: MTU - 40 (RFC 9293 3.7.1)
+    rcvbuf: int = 1 << 20
+    sndbuf: int = 1 << 20
+    nodelay: bool = False
+    cc: str = "cubic"
+    sack: bool = True
+    timestamps: bool = True
+    window_scaling: bool = True
+    delack: float = 0.040  # RFC 1122 4.2.3.2: < 0.5 s; Linux's minimum
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+    max_rto: float = 120.0
+    # RFC 9293 MUST-23: at least 3 minutes for a SYN; 7 retries give up at
+    # about 4 minutes (Linux's default of 6 stops at 127 s, short of it).
+    syn_retries: int = 7
+    synack_retries: int = 6  # a passive half-open connection holds a backlog slot: 127 s
+    retries1: int = 3  # RFC 9293 3.8.3: R1, after which the application hears a soft error
+    retries2: int = 15  # R2 (Linux tcp_retries2): well beyond the 100 s MUST-20 minimum
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL = 60 s, as on Linux
+    fin_timeout: float = 60.0  # orphaned FIN-WAIT-2 is reaped after this (Linux)
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0  # RFC 1122 4.2.3.6: >= 2 hours by default
+    keepalive_interval: float = 75.0
+    keepalive_probes: int = 9
+    max_segment: int = 0  # largest payload per segment handed down (TSO); 0 = one MSS

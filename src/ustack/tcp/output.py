@@ -1,0 +1,283 @@
+"""What a connection sends, and when (RFC 9293 3.8; FreeBSD's tcp_output.c).
+
+Functions over the TCB (``tcb.py``), called by the connection
+(``segments_to_send``, the retransmissions of loss recovery and of the
+timers): the SYN and SYN-ACK, data within the send window and the
+congestion window (RFC 5681) with Nagle (RFC 896, RFC 1122 4.2.3.4) and
+sender SWS avoidance (RFC 9293 3.8.6.2.1), limited transmit (RFC 3042),
+SACK-based recovery's NextSeg (RFC 6675 5), the resend after a timeout
+(RFC 5681 3.1), the FIN, ACKs (delayed or not), challenge ACKs (RFC 5961)
+and resets.  Every segment carries the ACK field, the window it is time to
+advertise and the options (timestamps, SACK blocks) of the moment.
+"""
+
+from __future__ import annotations
+
+from ustack.tcp import seq as sq
+from ustack.tcp.segment import OutSegment
+from ustack.tcp.states import State
+from ustack.tcp.tcb import Tcb
+from ustack.wire import tcp as wtcp
+from ustack.wire.tcp import ACK, FIN, PSH, SYN
+
+_ts_option = wtcp.ts_option
+# The states as module constants: the output runs for every segment.
+_CLOSED = State.CLOSED
+_LISTEN = State.LISTEN
+_SYN_SENT = State.SYN_SENT
+_SYN_RECEIVED = State.SYN_RECEIVED
+_TIME_WAIT = State.TIME_WAIT
+_tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__
+
+
+def options(tp: Tcb, now: float, syn: int) -> bytes:
+    """The option bytes of our next segment (Linux's layout, ``wire.tcp``)."""
+    if not syn and not (tp.sack_ok and tp.rcvq.ooo.nbytes):
+        # The common case, built directly: NOP NOP TS or nothing.
+        return _ts_option(tp.ts_now(now), tp.ts_recent) if tp.ts_ok else b""
+    cfg = tp.cfg
+    state = tp.state
+    ts = (tp.ts_now(now), tp.ts_recent) if tp.ts_ok or (
+        syn and cfg.timestamps and state is State.SYN_SENT) else None
+    if syn:
+        return wtcp.build_options(
+            mss=cfg.mss,
+            wscale=tp.rcv_wscale if cfg.window_scaling and (
+                state is State.SYN_SENT or tp.rcv_wscale or tp.snd_wscale) else None,
+            sack_permitted=cfg.sack and (state is State.SYN_SENT or tp.sack_ok),
+            ts=ts if ts is None or state is State.SYN_SENT or tp.ts_ok else None,
+        )
+    return wtcp.build_options(sack_blocks=tp.rcvq.ooo.sack_blocks(3 if tp.ts_ok else 4), ts=ts)
+
+
+def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
+    """A segment from ``seq`` with ``flags``: the ACK field, window and options
+    filled in as of now.  One carrying ACK satisfies any pending ACK."""
+    syn = flags & SYN
+    rcv_nxt = tp.rcv_nxt
+    if flags & ACK:
+        tp.ack_now = False
+        tp.acks_pending = 0
+        tp.timers.delack = None
+        tp.last_ack_sent = rcv_nxt
+    if syn:
+        # A SYN's window is never scaled (RFC 7323 2.2).
+        free = tp.rcvq.free()
+        window = free if free < 0xFFFF else 0xFFFF
+        tp.rcv_adv = sq.add(rcv_nxt, window)
+    else:
+        # The right edge never moves left (RFC 9293 3.8.6): what the scale
+        # cannot express is rounded down, and that is what is advertised.
+        shift = tp.rcv_wscale
+        window = tp.rcvq.window(rcv_nxt, tp.rcv_adv, tp.mss) >> shift
+        if window > 0xFFFF:
+            window = 0xFFFF
+        tp.rcv_adv = sq.add(rcv_nxt, window << shift)
+    tp.segs_out += 1
+    return _tuple_new(OutSegment, (seq, rcv_nxt if flags & ACK else 0, flags, window,
+                                   options(tp, now, syn), payload))
+
+
+def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
+    """A segment carrying stream bytes from ``seq`` (and the FIN if it follows)."""
+    q = tp.sendq
+    payload = q.peek(seq, max_len)
+    if payload is None:
+        return None
+    n = len(payload)
+    last = sq.add(seq, n) == q.end  # up to the last byte queued
+    flags = ACK
+    if tp.fin_queued and last:
+        flags |= FIN
+    elif not n:
+        return None
+    if n and last:
+        flags |= PSH
+    return segment(tp, seq, flags, payload, now)
+
+
+def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = None) -> int:
+    """Queue a retransmission of one segment starting at ``seq``; returns its
+    length in sequence space (0: nothing there to send)."""
+    tp.total_retransmits += 1
+    if tp.rtt_seq is not None and sq.le(seq, tp.rtt_seq):
+        tp.rtt_seq = None  # Karn: never time a retransmitted segment
+    seg = data_segment(tp, seq, tp.mss, now)
+    if seg is None:
+        return 0
+    if out is None:
+        tp.pending_rtx.append(seg)
+    else:
+        out.append(seg)
+    return len(seg.payload) + (1 if seg.flags & FIN else 0)
+
+
+def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
+    """Everything the connection wants on the wire now, in order."""
+    out: list[OutSegment] = []
+    if tp.rst is not None:
+        out.append(tp.rst)
+        tp.rst = None
+        tp.segs_out += 1
+    state = tp.state
+    if state is _CLOSED or state is _LISTEN:
+        return out
+    if tp.send_syn:
+        tp.send_syn = False
+        flags = SYN | ACK if state is _SYN_RECEIVED else SYN
+        tp.timers.arm_rtx(now, tp.rtt.rto)
+        if tp.rtt_seq is None and tp.retransmits == 0:
+            tp.rtt_seq, tp.rtt_time = tp.iss, now
+        out.append(segment(tp, tp.iss, flags, b"", now))
+        return out
+    if state is _SYN_SENT:
+        return out  # nothing received yet that an ACK could acknowledge
+    if state is _SYN_RECEIVED:
+        # A challenge ACK (RFC 5961 3.2, 4.2) or the ACK answering an
+        # unacceptable segment (RFC 9293 3.10.7.4 first check).
+        if tp.challenge or tp.ack_now:
+            tp.challenge = False
+            out.append(segment(tp, tp.snd_nxt, ACK, b"", now))
+        return out
+    if tp.pending_rtx:
+        out.extend(tp.pending_rtx)
+        tp.pending_rtx.clear()
+    if state is not _TIME_WAIT:
+        _send_data(tp, now, out)
+    if tp.challenge:
+        tp.challenge = False
+        out.append(segment(tp, tp.snd_nxt, ACK, b"", now))
+    elif tp.ack_now and not (out and out[-1].flags & ACK):
+        out.append(segment(tp, tp.snd_nxt, ACK, b"", now))
+    return out
+
+
+def _send_data(tp: Tcb, now: float, out: list[OutSegment]) -> None:
+    mss = tp.mss
+    rec = tp.rec
+    if rec.active and tp.sack_ok:
+        # RFC 6675 5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
+        sb = tp.sb
+        cwnd = tp.cc.cwnd
+        while cwnd - sb.pipe(tp.snd_una, tp.snd_nxt, mss) >= mss:
+            nxt = sb.next_seg(tp.snd_una, tp.snd_nxt, mss, tp.sendq.end)
+            if nxt is None:
+                break
+            s, length = nxt
+            if s == tp.snd_nxt:
+                if not _send_new(tp, now, out, min(length, mss), force_one=True):
+                    break
+            else:
+                sb.on_retransmit(s, length)
+                if not retransmit_at(tp, s, now, out):
+                    break
+        return
+    if rec.rtx_nxt is not None and not _resend_after_rto(tp, now, out):
+        return  # the congestion window is full of resent data
+    # New data (and the FIN); the test in front skips the call when
+    # everything queued has been sent.
+    seg_max = tp.cfg.max_segment  # TSO: larger than the MSS, or 0
+    if seg_max < mss:
+        seg_max = mss
+    while (tp.fin_queued or tp.snd_nxt != tp.sendq.end) and _send_new(tp, now, out, seg_max):
+        pass
+
+
+def _resend_after_rto(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
+    """After an RTO: resend what was outstanding, cwnd allowing (RFC 5681 3.1);
+    with SACK, not what the peer reported it holds (RFC 6675 5.1).  False
+    when the congestion window stopped it (no new data may go either)."""
+    rec = tp.rec
+    mss = tp.mss
+    while rec.resending():
+        nxt = rec.rtx_nxt
+        assert nxt is not None
+        if tp.cc.cwnd - sq.sub(nxt, tp.snd_una) < mss:
+            return False
+        if tp.sack_ok:
+            for left, right in tp.sb.blocks():
+                if sq.between(left, nxt, right):
+                    nxt = right  # the peer has it: skip
+            rec.rtx_nxt = nxt
+            if not rec.resending():
+                break
+        n = retransmit_at(tp, nxt, now, out)
+        if not n:
+            rec.rtx_nxt = None
+            break
+        rec.rtx_nxt = sq.add(nxt, n)
+    if not rec.resending():
+        rec.rtx_nxt = None
+    return True
+
+
+def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
+              force_one: bool = False) -> bool:
+    """Send one new segment if window, congestion, Nagle and SWS allow it."""
+    mss = tp.mss
+    snd_nxt = tp.snd_nxt
+    data_end = tp.sendq.end
+    avail = sq.sub(data_end, snd_nxt)
+    fin_pending = tp.fin_queued and not tp.fin_acked and snd_nxt == data_end
+    if avail <= 0 and not fin_pending:
+        return False
+    if fin_pending and sq.sub(snd_nxt, data_end) >= 1:
+        return False  # FIN already sent
+    rec = tp.rec
+    outstanding = sq.sub(snd_nxt, tp.snd_una)
+    # FlightSize is what is outstanding, except in recovery (Recovery.flight).
+    flight = outstanding if rec.rtx_nxt is None and not rec.active else tp.flight()
+    # The send window's right edge, SND.UNA + SND.WND, less SND.NXT.
+    usable_wnd = tp.snd_wnd - outstanding
+    cwnd = tp.cc.cwnd + rec.inflate
+    usable = mss if force_one else cwnd - flight
+    if usable_wnd < usable:
+        usable = usable_wnd
+    if (usable < mss and rec.lt_budget and not rec.active and not force_one
+            and flight <= cwnd + 2 * mss):
+        # RFC 3042 limited transmit: one new segment per early dupACK.
+        rec.lt_budget -= 1
+        usable = min(usable_wnd, mss)
+    timers = tp.timers
+    if avail <= 0:
+        # Only the FIN is left; it needs no window space of its own here
+        # (the peer always accepts a FIN at RCV.NXT with its data).
+        out.append(segment(tp, snd_nxt, ACK | FIN, b"", now))
+        tp.snd_nxt = sq.add(snd_nxt, 1)
+        timers.arm_rtx(now, tp.rtt.rto)
+        return False
+    if usable <= 0:
+        if usable_wnd <= 0 and flight == 0 and timers.persist is None:
+            timers.arm_persist(now, tp.rtt.rto, tp.cfg.max_rto)
+        return False
+    n = avail if avail < usable else usable
+    if seg_max < n:
+        n = seg_max
+    if n < mss and not force_one:
+        # Sender SWS avoidance (RFC 9293 3.8.6.2.1): a segment shorter
+        # than the MSS goes only if it carries everything queued, or at
+        # least half the largest window the peer has offered; otherwise
+        # wait for the window to open (the persist timer overrides).
+        if n < avail and (tp.max_sndwnd == 0 or n < tp.max_sndwnd // 2):
+            if timers.persist is None and flight == 0:
+                timers.arm_persist(now, tp.rtt.rto, tp.cfg.max_rto)
+            return False
+        # Nagle (RFC 896, RFC 1122 4.2.3.4): no small segment while
+        # data is outstanding, unless TCP_NODELAY.
+        if flight and not tp.cfg.nodelay:
+            return False
+    if tp.snd_una == snd_nxt and data_end != snd_nxt:
+        # Sending restarts after an idle period (RFC 5681 4.1, RFC 9438).
+        tp.cc.on_idle(now - tp.last_send, tp.rtt.rto, now)
+    data = data_segment(tp, snd_nxt, n, now)
+    if data is None:
+        return False
+    tp.last_send = now
+    out.append(data)
+    fin = data.flags & FIN
+    if tp.rtt_seq is None and not tp.ts_ok:
+        tp.rtt_seq, tp.rtt_time = snd_nxt, now
+    tp.snd_nxt = sq.add(snd_nxt, len(data.payload) + 1 if fin else len(data.payload))
+    if timers.rtx is None:  # RFC 6298 5.1: running, it keeps its deadline
+        timers.rtx = now + tp.rtt.rto
+    return not fin

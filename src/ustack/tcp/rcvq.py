@@ -1,0 +1,71 @@
+"""The receive queue: bytes received in order and not yet read, the
+out-of-order segments beyond them, and the window they leave to offer.
+
+RCV.NXT and the right edge of the window last advertised stay in the TCB
+(RFC 9293 3.3.1); this holds the bytes and the receive-window rules that
+only depend on how many there are: what is free of the receive buffer, and
+the window field receiver SWS avoidance lets us advertise (RFC 9293
+3.8.6.2.2), never moving the right edge left (3.8.6).
+"""
+
+from __future__ import annotations
+
+from ustack.tcp import seq as sq
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.reassembly import ReassemblyQueue
+
+
+class ReceiveQueue:
+    __slots__ = ("buf", "cfg", "ooo")
+
+    def __init__(self, cfg: TcpConfig) -> None:
+        # cfg.rcvbuf (SO_RCVBUF) bounds in-order and out-of-order bytes together.
+        self.cfg = cfg
+        self.buf = bytearray()  # in order, unread: RCV.NXT - len(buf) .. RCV.NXT
+        self.ooo = ReassemblyQueue(cfg.rcvbuf)  # beyond a gap, until it fills
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+    def free(self) -> int:
+        """The window we could offer now: the receive buffer not yet used."""
+        n = self.cfg.rcvbuf - len(self.buf) - self.ooo.nbytes
+        return n if n > 0 else 0
+
+    def read(self, max_bytes: int) -> bytes:
+        """Take up to ``max_bytes`` from the front."""
+        buf = self.buf
+        if max_bytes >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+            return data
+        data = bytes(memoryview(buf)[:max_bytes])
+        del buf[:max_bytes]
+        return data
+
+    def window(self, rcv_nxt: int, rcv_adv: int, mss: int) -> int:
+        """The window to advertise (bytes, unscaled) with RCV.NXT ``rcv_nxt``
+        when the right edge last advertised is ``rcv_adv``.
+
+        Receiver SWS avoidance (RFC 9293 3.8.6.2.2): the window opens only
+        by at least min(RCV.BUFF/2, MSS) (or to the whole buffer, or from
+        zero to a full MSS); it never shrinks (3.8.6), so at worst the old
+        right edge is offered again.
+        """
+        cur = sq.sub(rcv_adv, rcv_nxt)
+        if cur < 0:
+            cur = 0
+        rcvbuf = self.cfg.rcvbuf
+        free = rcvbuf - len(self.buf) - self.ooo.nbytes
+        if free > cur and (free == rcvbuf or free - cur >= min(rcvbuf // 2, mss) or (
+                cur == 0 and free >= mss)):
+            return free
+        return cur
+
+    def opened_enough(self, adv: int, mss: int) -> bool:
+        """With ``adv`` bytes of window still advertised, would a window
+        update now open it by enough to be worth a segment (by at least
+        min(RCV.BUFF/2, MSS): the receiver side of SWS avoidance, RFC 9293
+        3.8.6.2.2)?"""
+        after = self.free()
+        return after > adv and after - adv >= min(self.cfg.rcvbuf // 2, mss)

@@ -1,0 +1,96 @@
+"""Loss recovery of the sender: duplicate ACKs, fast recovery, the RTO cursor.
+
+The state the sender keeps between a loss and its repair:
+
+- ``dupacks`` (reset by every ACK of new data) and the limited-transmit
+  budget (RFC 5681 3.2, RFC 3042);
+- ``active`` and ``recover``, the recovery point: fast recovery lasts until
+  an ACK covers what was outstanding when it began (RFC 6582 3.2; with
+  SACK, RFC 6675 5), and a new one cannot start before the last one's
+  point was passed, so one window of losses cuts cwnd once;
+- ``inflate``: NewReno's inflation of the window during recovery without
+  SACK (RFC 5681 3.2 steps 3-5, RFC 6582 3.2);
+- the retransmission cursor after a timeout (RFC 6298 5.4, RFC 5681 3.1):
+  everything outstanding at the RTO (``rtx_nxt`` .. ``rtx_end``) is sent
+  again from SND.UNA, as the congestion window opens.
+
+Which segments SACK shows missing is the scoreboard's (``sack.py``); what
+to send is the output's (``output.py``); the connection applies these rules
+as ACKs and timeouts arrive.
+"""
+
+from __future__ import annotations
+
+from ustack.tcp import seq as sq
+from ustack.tcp.sack import Scoreboard
+
+
+class Recovery:
+    __slots__ = ("active", "dupacks", "inflate", "lt_budget", "recover", "rtx_end", "rtx_nxt")
+
+    def __init__(self, iss: int) -> None:
+        self.dupacks = 0
+        self.lt_budget = 0  # segments limited transmit may still send
+        self.active = False  # in fast recovery
+        self.recover = iss  # RFC 6582 "recover"; ISS: no recovery yet
+        self.inflate = 0  # NewReno cwnd inflation during fast recovery
+        self.rtx_nxt: int | None = None  # after an RTO: next sequence to resend
+        self.rtx_end = 0  # ... up to here (SND.NXT at the timeout)
+
+    def flight(self, una: int, nxt: int, mss: int, sack_ok: bool, sb: Scoreboard) -> int:
+        """Bytes (and SYN/FIN) in flight as the sender counts them: after an
+        RTO only what was resent; in SACK recovery the pipe (RFC 6675 4);
+        otherwise SND.NXT - SND.UNA."""
+        if self.rtx_nxt is not None:
+            return sq.sub(self.rtx_nxt, una)
+        if self.active and sack_ok:
+            return sb.pipe(una, nxt, mss)
+        return sq.sub(nxt, una)
+
+    def on_dupack(self) -> None:
+        self.dupacks += 1
+        if self.dupacks <= 2:
+            self.lt_budget = 1  # RFC 3042: the first two dupACKs each allow one
+
+    def may_start(self, una: int, iss: int) -> bool:
+        """RFC 6582 3.2 step 2: a new recovery only once the ACKs have passed
+        the last one's recovery point (one reduction per window of losses)."""
+        return sq.gt(una, self.recover) or self.recover == iss
+
+    def start(self, nxt: int) -> None:
+        self.active = True
+        self.recover = nxt
+
+    def covers(self, ack: int) -> bool:
+        """Does ``ack`` end the fast recovery in progress (a full ACK)?"""
+        return sq.ge(ack, self.recover)
+
+    def finish(self) -> None:
+        self.active = False
+        self.inflate = 0
+
+    def advance_cursor(self, ack: int) -> None:
+        """New data acknowledged while resending after an RTO: the cursor
+        skips what the ACK covers, and stops past ``rtx_end``."""
+        nxt = self.rtx_nxt
+        if nxt is not None:
+            if sq.ge(ack, self.rtx_end):
+                self.rtx_nxt = None
+            elif sq.lt(nxt, ack):
+                self.rtx_nxt = ack
+
+    def on_rto(self, una: int, nxt: int) -> None:
+        """The retransmission timer fired: leave fast recovery, resend from
+        SND.UNA everything that was outstanding (RFC 5681 3.1), and let no
+        new recovery start inside that window."""
+        self.active = False
+        self.inflate = 0
+        self.dupacks = 0
+        self.recover = nxt
+        self.rtx_nxt = una
+        self.rtx_end = nxt
+
+    def resending(self) -> bool:
+        """Is the RTO cursor still short of ``rtx_end``?"""
+        nxt = self.rtx_nxt
+        return nxt is not None and sq.lt(nxt, self.rtx_end)

@@ -1,0 +1,68 @@
+"""The send queue: the bytes of the stream the peer has not acknowledged.
+
+RFC 9293 3.3.1: every byte from SND.UNA on stays queued, sent or not, until
+it is acknowledged (retransmissions are sent from here).  The queue knows
+the sequence number of its first byte (``seq``) and of the byte after its
+last (``end``: where our FIN sits once the application closes); all the
+sequence arithmetic of the send side that is about bytes lives here.
+"""
+
+from __future__ import annotations
+
+from ustack.tcp import seq as sq
+
+
+class SendQueue:
+    __slots__ = ("buf", "end", "seq")
+
+    def __init__(self, seq: int) -> None:
+        self.buf = bytearray()
+        self.seq = seq  # sequence number of buf[0]: ISS + 1 until data is acknowledged
+        self.end = seq  # seq + len(buf), kept as the bytes come and go
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+    def free(self, sndbuf: int) -> int:
+        """Room left in a send buffer of ``sndbuf`` bytes (never negative)."""
+        n = sndbuf - len(self.buf)
+        return n if n > 0 else 0
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        self.buf += data
+        self.end = sq.add(self.end, len(data))
+
+    def unsent(self, snd_nxt: int) -> int:
+        """Bytes queued at or after ``snd_nxt`` (not sent yet)."""
+        sent = sq.sub(snd_nxt, self.seq)
+        return len(self.buf) - (sent if sent > 0 else 0)
+
+    def ack(self, una: int, ack: int, acked: int) -> int:
+        """The peer acknowledged ``acked`` bytes of sequence space up to
+        ``ack`` (SND.UNA was ``una``): drop those bytes; returns how many
+        data bytes that was (a SYN or FIN in the range is not in the queue)."""
+        buf = self.buf
+        if una == self.seq and acked <= len(buf):
+            del buf[:acked]  # the common case: data only, from the front
+            self.seq = ack
+            return acked
+        start = sq.sub(una, self.seq)
+        if start < 0:
+            start = 0  # una was our SYN
+        held = len(buf) - start
+        data = acked if acked < held else held
+        if data <= 0:
+            return 0
+        drop = start + data
+        del buf[:drop]
+        self.seq = sq.add(self.seq, drop)
+        return data
+
+    def peek(self, seq: int, max_len: int) -> bytes | None:
+        """Up to ``max_len`` queued bytes from ``seq`` on (None if before the queue)."""
+        off = sq.sub(seq, self.seq)
+        if off < 0:
+            return None
+        # One copy (a slice of the bytearray would be copied twice); the view
+        # is gone before the queue next changes size.
+        return bytes(memoryview(self.buf)[off:off + max_len])

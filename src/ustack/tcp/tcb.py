@@ -1,0 +1,204 @@
+"""The transmission control block: everything one connection remembers.
+
+RFC 9293 3.3.1 names the variables (SND.UNA, SND.NXT, SND.WND, SND.WL1,
+SND.WL2, ISS, RCV.NXT, RCV.WND, IRS); the extensions add their own
+(window scale, timestamps, SACK, RTT, congestion window).  They are all
+here, in one place, with the parts that hold state of their own: the send
+and receive queues (``sendq.py``, ``rcvq.py``), loss recovery
+(``recovery.py``), the timers (``timers.py``), the RTT estimator
+(``rto.py``), congestion control (``cc.py``) and the SACK scoreboard
+(``sack.py``).
+
+The rules that change them live beside it, each in the module of its part
+of RFC 9293: ``connection.py`` (the state machine, the application's calls,
+segment arrival and timeouts, 3.10) and ``output.py`` (what to send and
+when, 3.8).  Sequence space (3.4): ``iss`` is our SYN; data byte k (from 0)
+sits at ``iss + 1 + k``; a FIN, once queued, sits right after the last data
+byte (``sendq.end``).  ``snd_una`` is the oldest unacknowledged sequence
+number, ``snd_nxt`` the next new one (never wound back: retransmissions go
+from ``snd_una`` without moving it, as Linux does).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ustack.tcp import seq as sq
+from ustack.tcp.cc import CongestionControl, make_cc
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.rcvq import ReceiveQueue
+from ustack.tcp.recovery import Recovery
+from ustack.tcp.rto import RttEstimator
+from ustack.tcp.sack import Scoreboard
+from ustack.tcp.segment import Event, OutSegment
+from ustack.tcp.sendq import SendQueue
+from ustack.tcp.states import Ev, State, next_state
+from ustack.tcp.timers import ConnectionTimers
+
+MASK = 0xFFFFFFFF
+DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
+TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
+
+
+def _always(now: float) -> bool:
+    return True
+
+
+class Tcb:
+    def __init__(self, local: tuple[bytes, int], remote: tuple[bytes, int], iss: int,
+                 config: TcpConfig, now: float,
+                 challenge_allowed: Callable[[float], bool] | None = None,
+                 ts_offset: int = 0) -> None:
+        self.local = local
+        self.remote = remote
+        self.cfg = config
+        self.state = State.CLOSED
+        # RFC 5961 7: may a challenge ACK go now?  (The layer's global limit.)
+        self._challenge_allowed = challenge_allowed or _always
+        # Send sequence variables (RFC 9293 3.3.1).
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_sndwnd = 0  # the largest window the peer offered (SWS, RFC 5961 5.2)
+        self.sendq = SendQueue((iss + 1) & MASK)
+        self.fin_queued = False  # close()/shutdown(SHUT_WR): our FIN follows the data
+        self.fin_acked = False
+        # Receive sequence variables.
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0  # right edge of the window we last advertised
+        self.rcvq = ReceiveQueue(config)
+        self.peer_fin = False  # the peer's FIN has been consumed (EOF)
+        self.peer_fin_seq: int | None = None  # a FIN seen beyond a gap
+        # Options (RFC 7323, 2018, 6691).
+        self.peer_mss = DEFAULT_PEER_MSS
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_age = 0.0
+        self.ts_offset = ts_offset
+        self.sack_ok = False
+        self.mss = min(DEFAULT_PEER_MSS, config.mss)  # effective send MSS (payload)
+        # Loss recovery, RTT and congestion control.
+        self.rtt = RttEstimator(initial_rto=config.initial_rto, min_rto=config.min_rto,
+                                max_rto=config.max_rto)
+        self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
+        self.sb = Scoreboard()
+        self.rec = Recovery(iss)
+        self.retransmits = 0  # consecutive timeouts (R1/R2 count)
+        self.total_retransmits = 0
+        self.rtt_seq: int | None = None  # segment being timed (no timestamps)
+        self.rtt_time = 0.0
+        self.last_send = now  # when new data last went out (idle restart)
+        self.timers = ConnectionTimers()
+        # Output state.
+        self.pending_rtx: list[OutSegment] = []  # retransmissions and probes
+        self.ack_now = False
+        self.acks_pending = 0  # bytes received since our last ACK
+        self.last_ack_sent = 0  # RFC 7323 Last.ACK.sent
+        self.send_syn = False
+        self.rst: OutSegment | None = None
+        self.challenge = False
+        # Events for the application, read by the layer (``next_event``).
+        self.events: deque[Event] = deque()
+        self.error = 0  # errno the application sees (SO_ERROR)
+        self.soft_error = 0
+        self.orphan = False
+        self.shut_rd = False
+        self.last_activity = now
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.segs_in = 0
+        self.segs_out = 0
+
+    def ts_now(self, now: float) -> int:
+        """Our TSval clock (RFC 7323 5.4: 1 ms ticks, from a random offset)."""
+        return (int(now * 1000) + self.ts_offset) & MASK
+
+    def post(self, ev: Event) -> None:
+        """Queue a readiness event (READABLE, WRITABLE) unless one is waiting.
+
+        The application acts on the state, not on each event: one READABLE
+        covers every segment of a receive batch.
+        """
+        if ev not in self.events:
+            self.events.append(ev)
+
+    def flight(self) -> int:
+        """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
+        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok, self.sb)
+
+    # -- the state table (states.py) -------------------------------------
+
+    def move(self, ev: Ev) -> None:
+        """Take the table's row for ``ev`` (there is one: a missing row raises)."""
+        self.state = next_state(self.state, ev)
+
+    def close_now(self, errno_: int, ev: Ev) -> None:
+        """Go to CLOSED by the table's row for ``ev``: stop every timer and
+        tell the application (``error`` says why, 0 = normally)."""
+        if errno_ and not self.error:
+            self.error = errno_
+        self.move(ev)
+        if self.state is not State.CLOSED:
+            raise AssertionError(f"{ev} from the table does not close the connection")
+        self.timers.stop_all()
+        self.send_syn = False
+        self.ack_now = False
+        self.events.append(Event.CLOSED)
+
+    # -- what the application and the layer read --------------------------
+
+    @property
+    def readable_bytes(self) -> int:
+        return len(self.rcvq.buf)
+
+    @property
+    def at_eof(self) -> bool:
+        return self.peer_fin and not self.rcvq.buf
+
+    @property
+    def send_space(self) -> int:
+        return self.sendq.free(self.cfg.sndbuf)
+
+    @property
+    def unsent_bytes(self) -> int:
+        return self.sendq.unsent(self.snd_nxt)
+
+    @property
+    def in_recovery(self) -> bool:
+        return self.rec.active
+
+    @property
+    def recover(self) -> int:
+        return self.rec.recover
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "cwnd": self.cc.cwnd,
+            "ssthresh": self.cc.ssthresh,
+            "srtt": self.rtt.srtt,
+            "rttvar": self.rtt.rttvar,
+            "rto": self.rtt.rto,
+            "retransmits": self.total_retransmits,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "segs_in": self.segs_in,
+            "segs_out": self.segs_out,
+            "mss": self.mss,
+            "snd_wnd": self.snd_wnd,
+            "rcv_wnd": sq.sub(self.rcv_adv, self.rcv_nxt),
+            "sack_blocks": self.sb.blocks() if self.sack_ok else [],
+            "sack": self.sack_ok,
+            "timestamps": self.ts_ok,
+            "wscale": (self.snd_wscale, self.rcv_wscale),
+            "cc": self.cc.name,
+            "unacked": sq.sub(self.snd_nxt, self.snd_una),
+            "unsent": self.unsent_bytes,
+        }
