@@ -1,4 +1,4 @@
-"""TCP hot path in one process: two Stacks over an in-memory pipe, no root.
+"""The hot paths in one process: two Stacks over an in-memory pipe, no root.
 
 Both ends are ustack, stepped with a fake clock, so the figure is the
 Python cost of the TCP/IP path alone (no system calls, no scheduler):
@@ -7,8 +7,10 @@ its echo (the server echoes from its native ``on_event`` callback).  The
 result is CPU microseconds per echo, both stacks together; ``--opcodes``
 also counts CPython bytecodes per echo by function (slow: a tracing run),
 which is the stable figure to compare changes with on a noisy machine.
+``--udp`` does the same for UDP: ``--conns`` datagrams of ``--size`` bytes
+in flight, echoed by the ``udp-echo`` service of ``ustack up``.
 
-    python3 bench/bench_inproc.py [--quick] [--echoes N] [--runs R] [--opcodes]
+    python3 bench/bench_inproc.py [--quick] [--udp] [--echoes N] [--runs R] [--opcodes]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from types import FrameType
 from typing import Any
 
+from ustack.apps import services
 from ustack.link.pipe import pipe_pair
 from ustack.stack import Stack
 from ustack.tcp.connection import Event
@@ -82,7 +85,43 @@ class PingPong:
             self.left[sock] = rest
 
 
-def count_opcodes(pp: PingPong, n: int) -> collections.Counter[str]:
+class UdpPingPong:
+    """``conns`` datagrams in flight between a UDP socket on one stack and the
+    udp-echo service on the other (each echo answered sends the next)."""
+
+    def __init__(self, conns: int, size: int) -> None:
+        da, db = pipe_pair(queue_len=100_000)
+        self.a, self.b = Stack(), Stack()
+        self.a.add_interface(da, f"{A_IP}/24")
+        self.b.add_interface(db, f"{B_IP}/24")
+        services.udp_echo(self.b, PORT)
+        self.now = 1000.0
+        self.echoes = 0
+        self.msg = b"m" * size
+        self.sock = self.a.udp_socket()
+        self.sock.connect((B_IP, PORT))
+        self.sock.on_datagram = self._echo
+        self.step()  # ARP both ways before the measurement
+        for _ in range(conns):
+            self.sock.send(self.msg)
+        self.step()
+
+    def _echo(self, data: bytes, ip: bytes, port: int, data_sum: int) -> None:
+        self.echoes += 1
+        self.sock.send(self.msg)
+
+    def step(self) -> None:
+        self.now += 0.00002
+        self.a.poll(self.now)
+        self.b.poll(self.now)
+
+    def run(self, n: int) -> None:
+        goal = self.echoes + n
+        while self.echoes < goal:
+            self.step()
+
+
+def count_opcodes(pp: PingPong | UdpPingPong, n: int) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:
@@ -109,17 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conns", type=int, default=8)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--opcodes", action="store_true", help="also count bytecodes per echo")
+    p.add_argument("--udp", action="store_true", help="UDP echo instead of TCP")
     a = p.parse_args(argv)
     if a.quick:
         a.runs, a.echoes = 3, 2000
-    pp = PingPong(a.conns, a.size)
+    pp: PingPong | UdpPingPong = (UdpPingPong if a.udp else PingPong)(a.conns, a.size)
     pp.run(min(2000, a.echoes))  # warm-up
     costs = []
     for _ in range(a.runs):
         t0 = time.process_time()
         pp.run(a.echoes)
         costs.append((time.process_time() - t0) / a.echoes * 1e6)
-    print(f"in-process TCP ping-pong, {a.size} B, {a.conns} connections, both stacks: "
+    what = "UDP echo" if a.udp else "TCP ping-pong"
+    print(f"in-process {what}, {a.size} B, {a.conns} in flight, both stacks: "
           f"us per echo min / median / max {min(costs):.1f} / {statistics.median(costs):.1f}"
           f" / {max(costs):.1f} ({1e6 / statistics.median(costs):.0f} echoes/s)")
     if a.opcodes:

@@ -254,3 +254,16 @@ def test_bench_inproc_reports_cost_and_bytecodes(capsys: pytest.CaptureFixture[s
     m = re.search(r"bytecodes per echo \(both stacks\): (\d+)", out)
     assert m is not None and int(m.group(1)) > 100, out
     assert "connection.py:receive_predicted" in out  # the header-prediction path ran
+
+
+def test_bench_inproc_udp_reports_bytecodes(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_inproc.py --udp: the UDP echoes complete through the udp-echo service."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_inproc
+
+    assert bench_inproc.main(["--udp", "--runs", "1", "--echoes", "300", "--opcodes"]) == 0
+    out = capsys.readouterr().out
+    assert "in-process UDP echo" in out
+    m = re.search(r"bytecodes per echo \(both stacks\): (\d+)", out)
+    assert m is not None and int(m.group(1)) > 50, out
+    assert "socket.py:input" in out  # the UDP receive path ran

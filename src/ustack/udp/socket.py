@@ -311,17 +311,21 @@ class UdpLayer:
             raise OSError(errno.EMSGSIZE, "Message too long")
         hop = self.host.routes.cache.get(ip) or self.ip.route(ip)
         sport = sock.local_port or self._autobind(sock)
-        src, addr_sum = hop.src, hop.addr_sum
-        if sock.local_ip != ANY and sock.local_ip != src:
+        src = hop.src
+        addr_sum = hop.addr_sum
+        local: bytes | None = sock.local_ip
+        if local != ANY and local != src:
             # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
             src = sock.local_ip
             addr_sum = _from_bytes(src + ip, "big")
+        else:
+            local = None  # the route's own source
         buf = bytearray(HEADROOM + 8 + n)
         buf[HEADROOM + 8:] = data
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
         _pack_header_into(buf, HEADROOM, src, ip, sport, port, data, data_sum, addr_sum)
-        self.ip.output(hop, ip, wip.PROTO_UDP, buf, src)
+        self.ip.output(hop, ip, wip.PROTO_UDP, buf, local)
         self.host.counters.UdpOutDatagrams += 1
         return n
 

@@ -14,7 +14,6 @@ PROTO_UDP = 17
 
 _unpack_from = HEADER.unpack_from
 _pack_into = HEADER.pack_into
-_pack = HEADER.pack
 _from_bytes = int.from_bytes
 _tuple_new = tuple.__new__
 
@@ -75,23 +74,6 @@ def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
     return sport, dport, length, csum, data_sum
 
 
-def _checksum(src: bytes, dst: bytes, sport: int, dport: int, length: int,
-              payload: bytes | bytearray | memoryview, payload_sum: int = -1,
-              addr_sum: int = -1) -> int:
-    # Pseudo-header (addresses, protocol, length) + header + payload, from
-    # sums of field values (RFC 1071 2(B)) and the given sums where known.
-    if payload_sum < 0:
-        payload_sum = sum_mod(payload)
-    if addr_sum < 0:
-        addr_sum = _from_bytes(src + dst, "big")
-    s = payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length
-    r = s % 0xFFFF
-    # r == 0: the folded sum is 0xFFFF and its complement 0, which RFC 768
-    # reserves for "no checksum"; send the other zero, 0xFFFF.  The sum is
-    # never truly zero because the pseudo-header protocol field is 17.
-    return 0xFFFF - r if r else 0xFFFF
-
-
 def pack_header_into(
     buf: bytearray | memoryview,
     offset: int,
@@ -111,13 +93,24 @@ def pack_header_into(
     is ``src + dst`` read as one integer (the route cache keeps it).
     """
     length = 8 + len(payload)
-    csum = _checksum(src, dst, sport, dport, length, payload, payload_sum, addr_sum)
-    _pack_into(buf, offset, sport, dport, length, csum)
+    # Pseudo-header (addresses, protocol, length) + header + payload, from
+    # sums of field values (RFC 1071 2(B)) and the given sums where known.
+    if payload_sum < 0:
+        payload_sum = sum_mod(payload)
+    if addr_sum < 0:
+        addr_sum = _from_bytes(src + dst, "big")
+    r = (payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length) % 0xFFFF
+    # r == 0: the folded sum is 0xFFFF and its complement 0, which RFC 768
+    # reserves for "no checksum"; send the other zero, 0xFFFF.  The sum is
+    # never truly zero because the pseudo-header protocol field is 17.
+    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r if r else 0xFFFF)
 
 
 def build(
     src: bytes, dst: bytes, sport: int, dport: int, payload: bytes | bytearray | memoryview
 ) -> bytes:
     """Header (with checksum) + payload."""
-    length = 8 + len(payload)
-    return _pack(sport, dport, length, _checksum(src, dst, sport, dport, length, payload)) + payload
+    buf = bytearray(8 + len(payload))
+    pack_header_into(buf, 0, src, dst, sport, dport, payload)
+    buf[8:] = payload
+    return bytes(buf)
