@@ -1029,7 +1029,7 @@ def start_ustack(ns: Netns, args: Sequence[str], timeout: float = 10.0) -> Ustac
 
 
 # --------------------------------------------------------------------------
-# python -m ustack.testbed {list,reap}
+# python -m ustack_testbed {list,reap}
 # --------------------------------------------------------------------------
 
 
@@ -1050,9 +1050,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in reap_stale():
             print(f"deleted {name}")
         return 0
-    print("usage: python -m ustack.testbed {list|reap}", file=sys.stderr)
+    print("usage: python -m ustack_testbed {list|reap}", file=sys.stderr)
     return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
