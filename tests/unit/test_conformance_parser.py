@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustack.conformance import (
+from ustack.wire import tcp
+from ustack_conform import (
     WILDCARD,
     CodeEvent,
     IcmpEvent,
@@ -27,8 +28,8 @@ from ustack.conformance import (
     parse_path,
     parse_text,
 )
-from ustack.conformance.parser import main
-from ustack.conformance.script import (
+from ustack_conform.parser import main
+from ustack_conform.script import (
     Array,
     BitOr,
     Call,
@@ -38,7 +39,6 @@ from ustack.conformance.script import (
     Struct,
     Symbol,
 )
-from ustack.wire import tcp
 
 SUITE = Path(
     os.environ.get(

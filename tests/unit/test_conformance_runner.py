@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ustack import cli
-from ustack.conformance import runner
-from ustack.conformance.parser import iter_scripts, parse_path, parse_text
-from ustack.conformance.runner import (
+from ustack_conform import runner
+from ustack_conform.parser import iter_scripts, parse_path, parse_text
+from ustack_conform.runner import (
     DEFAULT_XFAIL,
     Outcome,
     RunOptions,
@@ -30,7 +30,7 @@ from ustack.conformance.runner import (
     run_path,
     run_script,
 )
-from ustack.conformance.script import Event, PacketEvent, Script, ScriptError, Time
+from ustack_conform.script import Event, PacketEvent, Script, ScriptError, Time
 
 SUITE = Path(
     os.environ.get(

@@ -32,7 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ustack.conformance.script import (
+from ustack.stack import Stack
+from ustack.tcp.socket import TcpListener, TcpSocket
+from ustack.tcp.states import State
+from ustack_conform.script import (
     Array,
     BitOr,
     Call,
@@ -44,7 +47,7 @@ from ustack.conformance.script import (
     SyscallEvent,
     Wildcard,
 )
-from ustack.conformance.symbols import (
+from ustack_conform.symbols import (
     BUFFER_OPTIONS,
     CONFIG_FIELD,
     CONSTANTS,
@@ -55,9 +58,6 @@ from ustack.conformance.symbols import (
     errno_name,
     poll_names,
 )
-from ustack.stack import Stack
-from ustack.tcp.socket import TcpListener, TcpSocket
-from ustack.tcp.states import State
 
 __all__ = ["Flow", "Invocation", "SysResult", "Syscalls"]
 

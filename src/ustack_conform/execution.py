@@ -48,8 +48,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from ustack.conformance import packets
-from ustack.conformance.script import (
+from ustack.link.pipe import PipeDevice, pipe_pair
+from ustack.stack import Stack
+from ustack.tcp.states import State
+from ustack.wire import tcp as wtcp
+from ustack_conform import packets
+from ustack_conform.script import (
     TCP_OPTION_KINDS,
     CodeEvent,
     Event,
@@ -63,12 +67,8 @@ from ustack.conformance.script import (
     Time,
     Wildcard,
 )
-from ustack.conformance.symbols import errno_name
-from ustack.conformance.syscalls import Flow, Invocation, Syscalls, SysResult
-from ustack.link.pipe import PipeDevice, pipe_pair
-from ustack.stack import Stack
-from ustack.tcp.states import State
-from ustack.wire import tcp as wtcp
+from ustack_conform.symbols import errno_name
+from ustack_conform.syscalls import Flow, Invocation, Syscalls, SysResult
 
 __all__ = ["DEFAULT_DEFINES", "Execution", "Outcome", "RunOptions", "run_script"]
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
-from ustack.conformance.execution import DEFAULT_DEFINES, Outcome, RunOptions, run_script
-from ustack.conformance.parser import iter_scripts, parse_path
-from ustack.conformance.script import ScriptError
+from ustack_conform.execution import DEFAULT_DEFINES, Outcome, RunOptions, run_script
+from ustack_conform.parser import iter_scripts, parse_path
+from ustack_conform.script import ScriptError
 
 __all__ = [
     "DEFAULT_DEFINES",

@@ -17,8 +17,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from ustack.conformance.script import TcpOptionSpec
 from ustack.wire.checksum import checksum
+from ustack_conform.script import TcpOptionSpec
 
 __all__ = [
     "Endpoints",

@@ -8,8 +8,8 @@ onto the native API, ``packets`` builds and reads the frames), and
 ``xfail.txt``: the ``ustack conform`` command.
 """
 
-from ustack.conformance.parser import iter_scripts, parse_all, parse_path, parse_text
-from ustack.conformance.script import (
+from ustack_conform.parser import iter_scripts, parse_all, parse_path, parse_text
+from ustack_conform.script import (
     WILDCARD,
     CodeEvent,
     Event,

@@ -1,4 +1,4 @@
-"""Parse packetdrill scripts into ``ustack.conformance.script`` objects.
+"""Parse packetdrill scripts into ``ustack_conform.script`` objects.
 
 Written from packetdrill's documented grammar (``Syntax.md`` in
 google/packetdrill) and the forms the FreeBSD tcp-testsuite uses; see
@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from ustack.conformance.script import (
+from ustack.tcp import seq
+from ustack_conform.script import (
     ICMP_CODES,
     ICMP_TYPES,
     TCP_FLAG_BITS,
@@ -56,7 +57,6 @@ from ustack.conformance.script import (
     Time,
     Wildcard,
 )
-from ustack.tcp import seq
 
 __all__ = ["iter_scripts", "main", "parse_all", "parse_path", "parse_text"]
 
@@ -735,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse only, for a CLI: a line per script, a summary, exit status 1 on errors."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m ustack.conformance.parser PATH...", file=sys.stderr)
+        print("usage: python -m ustack_conform.parser PATH...", file=sys.stderr)
         return 2
     ok = bad = 0
     for r in parse_all(*args):
