@@ -11,7 +11,7 @@ and line, never a traceback, and the run goes on.
 
 Usage::
 
-    ustack conform ../shared/conformance/tcp-testsuite tests/conformance
+    ustack conform tests/conformance
     ustack conform --strict -v tests/conformance/data-after-close.pkt
     outcome = run_path("x.pkt")            # Outcome(path, status, line, message)
     summary = run_all(paths, RunOptions(), load_xfail(DEFAULT_XFAIL))

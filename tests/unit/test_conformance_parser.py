@@ -40,10 +40,11 @@ from ustack_conform.script import (
     Symbol,
 )
 
+# The in-repository copy; USTACK_TCP_TESTSUITE: another copy (e.g. a newer one).
 SUITE = Path(
     os.environ.get(
         "USTACK_TCP_TESTSUITE",
-        Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "tcp-testsuite",
+        Path(__file__).resolve().parents[1] / "conformance" / "tcp-testsuite",
     )
 )
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
