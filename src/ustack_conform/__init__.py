@@ -4,8 +4,8 @@
 ``execution`` plays one script's remote peer against a fresh Stack over the
 in-memory link with a controlled clock (``syscalls`` maps the system calls
 onto the native API, ``packets`` builds and reads the frames), and
-``runner`` runs many scripts against the expected-failure list
-``xfail.txt``: the ``ustack conform`` command.
+``runner`` runs many scripts against the expected-failure lists
+(``xfail.txt`` next to the scripts): the ``ustack conform`` command.
 """
 
 from ustack_conform.parser import iter_scripts, parse_all, parse_path, parse_text

@@ -2,19 +2,30 @@
 
 Each script is played by ``execution.run_script`` against a fresh stack.
 Results: one line per script (``pass``, ``FAIL file:line: first
-mismatch``, ``error file:line: why``) and ``N passed, N failed``.  The
-expected-failure list (``xfail.txt`` next to this file: ``path: reason``
-per line, the path relative to the suite) names the scripts that fail on
-purpose; an unexpected failure and an unexpected pass both make the run
-fail (exit status 1).  A malformed script is an ``error`` line with its file
-and line, never a traceback, and the run goes on.
+mismatch``, ``error file:line: why``) and ``N passed, N failed``.  An
+expected-failure list names the scripts that fail on purpose; an unexpected
+failure and an unexpected pass both make the run fail (exit status 1).  A
+malformed script is an ``error`` line with its file and line, never a
+traceback, and the run goes on.
+
+Expected-failure lists live next to the scripts they describe: a file named
+``xfail.txt`` with one ``path/to/script.pkt: reason`` per line, the path
+relative to the folder of the list (tests/conformance/xfail.txt covers
+tests/conformance and the FreeBSD suite in tests/conformance/tcp-testsuite).
+A script matches an entry when its path ends with ``/`` + the entry, so the
+list also serves another copy of the same folders.  For each PATH given,
+the list is the nearest ``xfail.txt`` (``find_xfail``): in PATH itself when
+it is a folder, in its folder when it is a script, else in the closest
+folder above; with none, every script under PATH is expected to pass.
+``--xfail FILE`` judges every PATH by FILE instead, ``--no-xfail`` by no
+list at all.
 
 Usage::
 
     ustack conform tests/conformance
     ustack conform --strict -v tests/conformance/data-after-close.pkt
     outcome = run_path("x.pkt")            # Outcome(path, status, line, message)
-    summary = run_all(paths, RunOptions(), load_xfail(DEFAULT_XFAIL))
+    summary = run_all(paths, RunOptions())  # each PATH judged by its nearest xfail.txt
 """
 
 from __future__ import annotations
@@ -34,20 +45,24 @@ from ustack_conform.script import ScriptError
 
 __all__ = [
     "DEFAULT_DEFINES",
-    "DEFAULT_XFAIL",
+    "XFAIL_NAME",
     "Outcome",
     "RunOptions",
     "Summary",
     "Verdict",
+    "find_xfail",
     "judge",
     "load_xfail",
     "main",
+    "plan",
     "run_all",
     "run_path",
+    "run_plan",
     "run_script",
 ]
 
-DEFAULT_XFAIL = Path(__file__).with_name("xfail.txt")
+#: The file name of an expected-failure list (see the module docstring).
+XFAIL_NAME = "xfail.txt"
 
 
 def run_path(path: str | os.PathLike[str], opts: RunOptions | None = None) -> Outcome:
@@ -77,6 +92,23 @@ def load_xfail(path: str | os.PathLike[str]) -> dict[str, str]:
             raise ValueError(f"{path}:{n}: expected 'path/to/script.pkt: reason'")
         out[name.strip()] = reason.strip()
     return out
+
+
+def find_xfail(path: str | os.PathLike[str]) -> Path | None:
+    """The expected-failure list for the scripts under ``path``, or None.
+
+    The nearest ``xfail.txt``: in ``path`` when it is a folder, in its folder
+    when it is a script (or does not exist), else in the closest folder
+    above.  The path is made absolute but symbolic links are not followed:
+    the folders searched are the ones the path names.
+    """
+    p = Path(os.path.abspath(path))
+    start = p if p.is_dir() else p.parent
+    for folder in (start, *start.parents):
+        candidate = folder / XFAIL_NAME
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _xfail_reason(path: str, xfail: dict[str, str]) -> str | None:
@@ -109,10 +141,21 @@ def judge(outcome: Outcome, xfail: dict[str, str]) -> Verdict:
     return Verdict(outcome, reason, passed if reason is None else not passed)
 
 
-def _scripts(paths: Iterable[str]) -> list[str]:
-    out: list[str] = []
+def plan(paths: Iterable[str],
+         xfail: dict[str, str] | None = None) -> list[tuple[str, dict[str, str]]]:
+    """Every script under ``paths``, each with the expected-failure list it is judged by.
+
+    ``xfail`` is the list for every script; None: each PATH's nearest
+    ``xfail.txt`` (``find_xfail``), or no list when there is none.  All lists
+    are read here, before any script runs (OSError, ValueError).
+    """
+    out: list[tuple[str, dict[str, str]]] = []
     for p in paths:
-        out.extend(os.fspath(q) for q in iter_scripts(p))
+        listed = xfail
+        if listed is None:
+            found = find_xfail(p)
+            listed = load_xfail(found) if found else {}
+        out.extend((os.fspath(q), listed) for q in iter_scripts(p))
     return out
 
 
@@ -144,19 +187,29 @@ class Summary:
                 f"failures, {xpass} unexpected passes)")
 
 
-def run_all(paths: Sequence[str], opts: RunOptions, xfail: dict[str, str], *, jobs: int = 1,
-            echo: bool = True) -> Summary:
-    """Run every script under ``paths``; print a line per script when ``echo``."""
-    scripts = _scripts(paths)
+def run_all(paths: Sequence[str], opts: RunOptions, xfail: dict[str, str] | None = None, *,
+            jobs: int = 1, echo: bool = True) -> Summary:
+    """Run every script under ``paths``; print a line per script when ``echo``.
+
+    ``xfail``: the expected-failure list for every script; None (the
+    default): each PATH's nearest ``xfail.txt`` (see ``plan``).
+    """
+    return run_plan(plan(paths, xfail), opts, jobs=jobs, echo=echo)
+
+
+def run_plan(planned: Sequence[tuple[str, dict[str, str]]], opts: RunOptions, *, jobs: int = 1,
+             echo: bool = True) -> Summary:
+    """Run the scripts of a ``plan``, each judged by its own list."""
     summary = Summary()
-    work = [(s, opts) for s in scripts]
+    work = [(s, opts) for s, _ in planned]
+    lists = [xfail for _, xfail in planned]
     if jobs > 1 and len(work) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             outcomes: Iterable[Outcome] = pool.map(_run_one, work, chunksize=4)
-            for o in outcomes:
+            for o, xfail in zip(outcomes, lists, strict=True):
                 _record(summary, o, xfail, echo)
     else:
-        for w in work:
+        for w, xfail in zip(work, lists, strict=True):
             _record(summary, _run_one(w), xfail, echo)
     return summary
 
@@ -182,7 +235,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
     p = _Parser(
         prog=prog, description="Run packetdrill scripts against ustack (the stack under test "
-        "is in memory; the runner plays the remote peer with a fake clock).")
+        "is in memory; the runner plays the remote peer with a fake clock).",
+        epilog=f"Expected failures: the scripts under each PATH are judged by the nearest "
+        f"{XFAIL_NAME}, in PATH (a folder) or PATH's folder (a script), else in the closest "
+        f"folder above; with none, every script must pass.  Each line of the list is "
+        f"'path/to/script.pkt: reason', the path relative to the list's folder (a script "
+        f"matches when its path ends with it); '#' starts a comment.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scripts, or folders of *.pkt")
     p.add_argument("--strict", action="store_true",
                    help="also compare windows, TTL and TCP options of outbound packets, "
@@ -190,8 +248,10 @@ def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
     p.add_argument("--define", "-D", action="append", default=None, metavar="NAME",
                    help="#ifdef names that hold (default: STANDARD); repeatable")
     p.add_argument("--xfail", metavar="FILE", default=None,
-                   help=f"expected-failure list (default: {DEFAULT_XFAIL.name} of the package)")
-    p.add_argument("--no-xfail", action="store_true", help="expect every script to pass")
+                   help=f"the expected-failure list for every PATH (default: each PATH's "
+                        f"nearest {XFAIL_NAME}, see below)")
+    p.add_argument("--no-xfail", action="store_true",
+                   help="no expected-failure list: expect every script to pass")
     p.add_argument("--tolerance-usecs", type=int, default=None, metavar="N",
                    help="override the scripts' --tolerance_usecs")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
@@ -213,14 +273,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "ustack conform") -> int
     opts = RunOptions(strict=args.strict,
                       defines=frozenset(args.define) if args.define else DEFAULT_DEFINES,
                       tolerance_usecs=args.tolerance_usecs, trace=args.trace)
-    xfail: dict[str, str] = {}
-    if not args.no_xfail:
-        try:
-            xfail = load_xfail(args.xfail or DEFAULT_XFAIL)
-        except (OSError, ValueError) as e:
-            print(f"{prog}: {e}", file=sys.stderr)
-            return 2
-    summary = run_all(args.paths, opts, xfail, jobs=args.jobs)
+    xfail: dict[str, str] | None = {} if args.no_xfail else None  # None: each PATH's own
+    try:
+        if xfail is None and args.xfail:
+            xfail = load_xfail(args.xfail)
+        planned = plan(args.paths, xfail)
+    except (OSError, ValueError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    summary = run_plan(planned, opts, jobs=args.jobs)
     print(summary.line())
     return 0 if summary.ok else 1
 
