@@ -50,7 +50,7 @@ bench: install
 
 # Namespaces/links left by a test run that was killed with SIGKILL.
 clean-net:
-	@if [ -x $(VPY) ]; then $(VPY) -m ustack.testbed reap; else $(PYTHON) -m ustack.testbed reap; fi
+	@if [ -x $(VPY) ]; then $(VPY) -m ustack_testbed reap; else PYTHONPATH=src $(PYTHON) -m ustack_testbed reap; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build

@@ -244,7 +244,7 @@ def measure_server(rows: dict[str, Row], server_ns: object, client_ns: object,
     """Start one server; run the client ``a.runs`` times in every mode against it."""
     from harness import cpu_seconds
 
-    from ustack.testbed import Netns
+    from ustack_testbed import Netns
 
     assert isinstance(server_ns, Netns) and isinstance(client_ns, Netns)
     name = next(iter(rows.values())).name
@@ -293,7 +293,7 @@ def run_all(a: argparse.Namespace) -> dict[str, list[Row]]:
     """Every server in every mode; returns the rows by mode, kernel first."""
     from harness import pick_cpus
 
-    from ustack.testbed import Testbed
+    from ustack_testbed import Testbed
 
     cpus = pick_cpus()
     table = {mode: [Row(name, mode) for name in SERVERS] for mode in a.modes}

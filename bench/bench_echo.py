@@ -33,7 +33,7 @@ import harness  # bench/harness.py: run as a script, bench/ is on sys.path
 import loadgen
 from harness import BENCH, GEN_BOUND
 
-from ustack.testbed import (
+from ustack_testbed import (
     Netns,
     Testbed,
     TestbedError,

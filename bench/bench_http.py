@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import UsageMeter, busy_warning, min_median_max, pick_cpus, taskset
 
-from ustack.testbed import Netns, Testbed, TestbedError
+from ustack_testbed import Netns, Testbed, TestbedError
 
 PORT = 8080
 # How long a server may take to print "Serving HTTP on ..." (ustack run

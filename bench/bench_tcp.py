@@ -52,7 +52,7 @@ import harness  # bench/harness.py: run as a script, bench/ is on sys.path
 import tcpgen
 from harness import GEN_BOUND, flush_neighbours
 
-from ustack.testbed import (
+from ustack_testbed import (
     Testbed,
     TestbedError,
     Topology,

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ustack.testbed import TestbedError, Topology
+from ustack_testbed import TestbedError, Topology
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

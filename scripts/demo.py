@@ -14,7 +14,7 @@ import shlex
 import socket
 import sys
 
-from ustack.testbed import Testbed, TestbedError, UstackProcess, tap_topology
+from ustack_testbed import Testbed, TestbedError, UstackProcess, tap_topology
 
 ECHO_PORT = 7
 

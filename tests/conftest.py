@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ustack.testbed import Testbed, Topology, reap_stale, topology
+from ustack_testbed import Testbed, Topology, reap_stale, topology
 
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 _root_problem_cache: list[str | None] = []

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from ustack import __version__
@@ -81,8 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="give up when nothing moves for this many seconds")
         _link_options(t)
 
-    # `ustack conform ARGS...` goes straight to the conformance runner (main
-    # below); this entry only lists it in `ustack --help`.
+    # `ustack conform ARGS...` goes straight to the conformance runner, the
+    # ustack.commands entry point of ustack_conform (main below); this entry
+    # only lists it in `ustack --help`.
     sub.add_parser("conform", add_help=False,
                    help="run packetdrill scripts against ustack (see ustack conform --help)")
 
@@ -254,12 +255,32 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_entry_point(args: Sequence[str]) -> Callable[[list[str]], int] | None:
+    """The ``ustack.commands`` entry point that ``args[0]`` names, or None.
+
+    Tools installed beside the runtime add commands to ``ustack`` through
+    this entry-point group (``conform = "ustack_conform.runner:main"`` in
+    pyproject.toml), so the runtime never imports them.  Only a first word
+    that is no built-in command or option is looked up: reading the
+    installed distributions' metadata costs time the built-in commands
+    should not pay.  The command is called with the words after its name
+    and returns the exit status.
+    """
+    if not args or args[0].startswith("-") or args[0] in ("up", "tcp", "run", "stats"):
+        return None
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="ustack.commands", name=args[0]):
+        command: Callable[[list[str]], int] = entry.load()
+        return command
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["conform"]:
-        from ustack.conformance.runner import main as conform_main
-
-        return conform_main(args_list[1:])
+    command = _command_entry_point(args_list)
+    if command is not None:
+        return command(args_list[1:])
     if args_list[:1] == ["run"]:
         from ustack.run import main as run_main
 

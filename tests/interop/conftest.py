@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ustack.testbed import Testbed, Topology, UstackProcess, topology
+from ustack_testbed import Testbed, Topology, UstackProcess, topology
 
 ECHO_PORT = 7
 CLOSED_PORT = 9999

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ustack.testbed import Netns
+from ustack_testbed import Netns
 
 __all__ = [
     "DEFAULT_FILE_SIZE",

@@ -20,7 +20,7 @@ from ustack import aio
 from ustack.link.base import Device
 from ustack.link.open import open_link
 from ustack.stack import Stack
-from ustack.testbed import Testbed, Topology, tap_topology
+from ustack_testbed import Testbed, Topology, tap_topology
 
 pytestmark = pytest.mark.root
 

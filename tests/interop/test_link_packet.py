@@ -20,8 +20,8 @@ from ustack.link import LinkError
 from ustack.link.netif import interface_mac
 from ustack.link.packet import PacketDevice
 from ustack.link.vnet import CsumOkFrame, finish_csum
-from ustack.testbed import Netns, Testbed
 from ustack.wire.checksum import pseudo_header_sum, verify
+from ustack_testbed import Netns, Testbed
 
 pytestmark = pytest.mark.root
 

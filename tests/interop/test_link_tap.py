@@ -21,8 +21,8 @@ from ustack.link import LinkError, vnet
 from ustack.link.netif import interface_index, interface_mac, interface_mtu
 from ustack.link.tap import TapDevice, configure_host_side
 from ustack.link.vnet import GSO_UDP_L4, gso_header
-from ustack.testbed import Netns, Testbed
 from ustack.wire.checksum import fold, pseudo_header_sum
+from ustack_testbed import Netns, Testbed
 
 pytestmark = pytest.mark.root
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ustack.testbed import Testbed, Topology, tap_topology
+from ustack_testbed import Testbed, Topology, tap_topology
 
 pytestmark = pytest.mark.root
 

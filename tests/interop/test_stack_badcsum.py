@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ustack.testbed import Topology, UstackProcess
+from ustack_testbed import Topology, UstackProcess
 
 pytestmark = pytest.mark.root
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from ustack.testbed import Netns, Testbed, Topology
+from ustack_testbed import Netns, Testbed, Topology
 
 pytestmark = pytest.mark.root
 

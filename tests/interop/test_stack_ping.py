@@ -13,7 +13,7 @@ import socket
 import dpkt
 import pytest
 
-from ustack.testbed import Topology, UstackProcess
+from ustack_testbed import Topology, UstackProcess
 
 pytestmark = pytest.mark.root
 

@@ -53,8 +53,8 @@ from tcp_tools import (
 
 from ustack.tcp.connection import OutSegment, Segment, TcpConfig, TcpConnection
 from ustack.tcp.states import State
-from ustack.testbed import Testbed, Topology, topology
 from ustack.wire.tcp import ACK, SYN, TcpOptions
+from ustack_testbed import Testbed, Topology, topology
 
 SIZE = 20 * 1024 * 1024
 FILE_SEED = 20

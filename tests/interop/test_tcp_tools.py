@@ -34,7 +34,7 @@ from tcp_tools import (
     write_pcap,
 )
 
-from ustack.testbed import Netns, Testbed
+from ustack_testbed import Netns, Testbed
 
 SERVER_CIDR = "198.18.5.1/24"
 CLIENT_CIDR = "198.18.5.2/24"

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ustack.conformance import (
+from ustack.wire import tcp
+from ustack_conform import (
     WILDCARD,
     CodeEvent,
     IcmpEvent,
@@ -27,8 +28,8 @@ from ustack.conformance import (
     parse_path,
     parse_text,
 )
-from ustack.conformance.parser import main
-from ustack.conformance.script import (
+from ustack_conform.parser import main
+from ustack_conform.script import (
     Array,
     BitOr,
     Call,
@@ -38,12 +39,12 @@ from ustack.conformance.script import (
     Struct,
     Symbol,
 )
-from ustack.wire import tcp
 
+# The in-repository copy; USTACK_TCP_TESTSUITE: another copy (e.g. a newer one).
 SUITE = Path(
     os.environ.get(
         "USTACK_TCP_TESTSUITE",
-        Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "tcp-testsuite",
+        Path(__file__).resolve().parents[1] / "conformance" / "tcp-testsuite",
     )
 )
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}

@@ -18,27 +18,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ustack import cli
-from ustack.conformance import runner
-from ustack.conformance.parser import iter_scripts, parse_path, parse_text
-from ustack.conformance.runner import (
-    DEFAULT_XFAIL,
+from ustack_conform import runner
+from ustack_conform.parser import iter_scripts, parse_path, parse_text
+from ustack_conform.runner import (
     Outcome,
     RunOptions,
+    find_xfail,
     judge,
     load_xfail,
     run_all,
     run_path,
     run_script,
 )
-from ustack.conformance.script import Event, PacketEvent, Script, ScriptError, Time
+from ustack_conform.script import Event, PacketEvent, Script, ScriptError, Time
 
-SUITE = Path(
-    os.environ.get(
-        "USTACK_TCP_TESTSUITE",
-        Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "tcp-testsuite",
-    )
-)
+# Our own scripts at the top of tests/conformance, FreeBSD's suite below it
+# (USTACK_TCP_TESTSUITE: another copy of the suite, e.g. a newer one).
 OURS = Path(__file__).resolve().parents[1] / "conformance"
+OUR_SCRIPTS = sorted(OURS.glob("*.pkt"))
+XFAIL = OURS / "xfail.txt"
+SUITE = Path(os.environ.get("USTACK_TCP_TESTSUITE", OURS / "tcp-testsuite"))
 _IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
@@ -81,35 +80,40 @@ ACTIVE = (
 # --- the whole FreeBSD suite and our own scripts -------------------------------
 
 
+def suite_xfail() -> dict[str, str]:
+    """The suite's entries of xfail.txt made relative to the suite, so that
+    they match a copy elsewhere (USTACK_TCP_TESTSUITE) as well."""
+    return {name.removeprefix("tcp-testsuite/"): reason
+            for name, reason in load_xfail(XFAIL).items() if name.startswith("tcp-testsuite/")}
+
+
 def test_suite_matches_the_expected_failure_list() -> None:
     """`ustack conform` over the FreeBSD suite: every result is the expected one."""
     if not SUITE.is_dir():
         if _IN_CI:
             pytest.fail(f"{SUITE} not found")
         pytest.skip(f"{SUITE} not found (set USTACK_TCP_TESTSUITE)")
-    xfail = load_xfail(DEFAULT_XFAIL)
+    xfail = suite_xfail()
     t0 = time.monotonic()
     summary = run_all([str(SUITE)], RunOptions(), xfail, echo=False)
     elapsed = time.monotonic() - t0
     wrong = [v.line() for v in summary.verdicts if not v.ok]
     assert not wrong, "\n".join(wrong)
     assert len(summary.verdicts) >= 370
-    ours = sum(1 for name in xfail if not (SUITE / name).is_file())
     # Every listed script exists (a stale entry would hide nothing but
-    # mislead): it is in the suite or among our own scripts.
-    names = {p.resolve().as_posix() for p in [*iter_scripts(SUITE), *iter_scripts(OURS)]}
-    for entry in xfail:
-        assert any(n.endswith("/" + entry) for n in names), f"xfail.txt: no script {entry}"
+    # mislead): the entries are paths from the folder of xfail.txt.
+    for entry in load_xfail(XFAIL):
+        assert (OURS / entry).is_file(), f"xfail.txt: no script {entry}"
     # No error lines: a script the runner cannot play is not a conformance result.
     assert not [v for v in summary.verdicts if v.outcome.status == "error"]
-    assert summary.passed == len(summary.verdicts) - (len(xfail) - ours)
+    assert summary.passed == len(summary.verdicts) - len(xfail)
     assert elapsed < 60, f"the suite took {elapsed:.1f} s"
 
 
 def _passing_suite_scripts() -> list[Script]:
     if not SUITE.is_dir():
         return []
-    xfail = load_xfail(DEFAULT_XFAIL)
+    xfail = suite_xfail()
     return [parse_path(p).select(runner.DEFAULT_DEFINES) for p in iter_scripts(SUITE)
             if judge(Outcome(str(p), "fail"), xfail).expected_failure is None]
 
@@ -149,8 +153,8 @@ def test_suite_mutations_are_caught() -> None:
 @pytest.mark.parametrize("strict", [False, True], ids=["relaxed", "strict"])
 def test_our_scripts(strict: bool) -> None:
     """tests/conformance (the hidden close states ...), in both modes, against xfail.txt."""
-    xfail = load_xfail(DEFAULT_XFAIL)
-    paths = list(iter_scripts(OURS))
+    xfail = load_xfail(XFAIL)
+    paths = OUR_SCRIPTS
     assert len(paths) >= 6
     for p in paths:
         v = judge(run_path(p, RunOptions(strict=strict)), xfail)
@@ -158,8 +162,20 @@ def test_our_scripts(strict: bool) -> None:
         assert v.outcome.status != "error", v.line()
 
 
+def test_conform_takes_the_list_next_to_the_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    """`ustack conform tests/conformance` without --xfail: judged by tests/conformance/xfail.txt."""
+    assert find_xfail(OURS) == XFAIL
+    assert find_xfail(OURS / "tcp-testsuite" / "snd-syn") == XFAIL
+    assert find_xfail(OUR_SCRIPTS[0]) == XFAIL
+    assert runner.main([str(OURS)]) == 0
+    out = capsys.readouterr().out
+    listed = len(load_xfail(XFAIL))
+    assert f" failed ({listed} expected, 0 unexpected failures, 0 unexpected passes)" in out
+    assert out.count("\nxfail ") == listed
+
+
 def test_xfail_file_format() -> None:
-    xfail = load_xfail(DEFAULT_XFAIL)
+    xfail = load_xfail(XFAIL)
     assert xfail
     for name, reason in xfail.items():
         assert name.endswith(".pkt")
@@ -555,6 +571,46 @@ def test_expected_failures_and_unexpected_passes(tmp_path: Path,
     assert "expected 'path/to/script.pkt: reason'" in capsys.readouterr().err
     assert runner.main(["--jobs", "0", str(good)]) == 2
     assert "--jobs" in capsys.readouterr().err
+
+
+def test_nearest_xfail_per_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each PATH is judged by the nearest xfail.txt in it or above it; --xfail and
+    --no-xfail replace that for every PATH."""
+    top, sub, other = tmp_path / "top", tmp_path / "top" / "a" / "b", tmp_path / "other"
+    sub.mkdir(parents=True)
+    other.mkdir()
+    bad = _write(sub, "bad.pkt", _FAILING)
+    other_bad = _write(other, "bad.pkt", _FAILING)
+    assert find_xfail(sub) is None and find_xfail(bad) is None
+    top_list = _write(top, "xfail.txt", "a/b/bad.pkt: freebsd: from the top\n")
+    assert find_xfail(bad) == find_xfail(sub) == find_xfail(top) == top_list
+    assert find_xfail(sub / "missing.pkt") == top_list
+    assert runner.main([str(bad)]) == 0
+    assert "[freebsd: from the top]" in capsys.readouterr().out
+    # The nearest list wins, whole: the top one no longer counts below a/.
+    near = _write(top / "a", "xfail.txt", "b/other.pkt: freebsd: another\n")
+    assert find_xfail(sub) == near
+    assert runner.main([str(sub)]) == 1
+    # Two PATHs, two lists: other/ has none, so its failure is unexpected.
+    _write(top / "a", "xfail.txt", "bad.pkt: freebsd: near\n")
+    assert runner.main([str(sub), str(other_bad)]) == 1
+    out = capsys.readouterr().out
+    assert "[freebsd: near]" in out and f"FAIL  {other_bad}:" in out
+    assert runner.main([str(sub), str(other_bad), "--xfail", str(near)]) == 0
+    assert runner.main([str(sub), "--no-xfail"]) == 1
+    assert runner.main([str(sub), "--xfail", str(tmp_path / "none.txt")]) == 2
+    assert "none.txt" in capsys.readouterr().err
+    _write(top / "a", "xfail.txt", "bad.pkt\n")
+    assert runner.main([str(sub)]) == 2
+    assert "expected 'path/to/script.pkt: reason'" in capsys.readouterr().err
+
+
+def test_conform_help_explains_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["conform", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nearest xfail.txt" in out and "--no-xfail" in out
 
 
 def test_judge_matches_by_path_suffix() -> None:

@@ -15,7 +15,7 @@ import time
 import dpkt
 import pytest
 
-from ustack.testbed import (
+from ustack_testbed import (
     IFNAME_MAX,
     Namer,
     Testbed,
@@ -223,7 +223,7 @@ def test_popen_children_are_stopped_at_close() -> None:
 _CHILD = textwrap.dedent(
     """
     import sys, time
-    from ustack.testbed import Testbed, packet_topology
+    from ustack_testbed import Testbed, packet_topology
     tb = Testbed()
     topo = packet_topology(tb)
     print(topo.peer_ns.name, topo.stack_ns.name, flush=True)

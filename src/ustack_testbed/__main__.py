@@ -1,0 +1,26 @@
+"""``python -m ustack_testbed {list,reap}`` (``make clean-net`` runs ``reap``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ustack_testbed.reap import _iter_ours, reap_stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["list"]:
+        for name in _iter_ours():
+            print(name)
+        return 0
+    if args == ["reap"]:
+        for name in reap_stale():
+            print(f"deleted {name}")
+        return 0
+    print("usage: python -m ustack_testbed {list|reap}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

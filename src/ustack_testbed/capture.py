@@ -1,0 +1,119 @@
+"""tcpdump in a namespace, and the pcap files it writes."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+from ustack_testbed.commands import _terminate
+from ustack_testbed.errors import TestbedError
+
+if TYPE_CHECKING:
+    from ustack_testbed.netns import Netns
+
+
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": "<",  # microsecond, little-endian
+    b"\xa1\xb2\xc3\xd4": ">",
+    b"\x4d\x3c\xb2\xa1": "<",  # nanosecond variants
+    b"\xa1\xb2\x3c\x4d": ">",
+}
+
+
+def read_pcap(data: bytes) -> list[bytes]:
+    """The frames of a classic pcap file (the format tcpdump -w writes)."""
+    if len(data) < 24 or data[:4] not in _PCAP_MAGIC:
+        raise TestbedError("not a pcap file")
+    record = struct.Struct(_PCAP_MAGIC[data[:4]] + "IIII")
+    frames: list[bytes] = []
+    off = 24
+    while off + record.size <= len(data):
+        _sec, _frac, incl, _orig = record.unpack_from(data, off)
+        off += record.size
+        if off + incl > len(data):
+            break  # truncated last record (capture killed mid-write)
+        frames.append(data[off : off + incl])
+        off += incl
+    return frames
+
+
+class Capture:
+    """tcpdump in a namespace writing a pcap; see :meth:`Netns.capture`."""
+
+    def __init__(self, ns: Netns, iface: str, bpf: str, timeout: float) -> None:
+        self.frames: list[bytes] = []
+        self._file = tempfile.NamedTemporaryFile(prefix="ustack-cap-", suffix=".pcap")  # noqa: SIM115
+        # -Z root: tcpdump would otherwise drop to user tcpdump and fail to
+        # write a root-owned temp file; -U: write each packet at once.
+        cmd = [
+            "tcpdump",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-U",
+            "-n",
+            "-s",
+            "0",
+            "-i",
+            iface,
+            "-w",
+            self._file.name,
+        ]
+        if bpf:
+            cmd.append(bpf)
+        if shutil.which("tcpdump") is None:
+            raise TestbedError("tcpdump not found (scripts/install-system-deps.sh)")
+        self._proc = ns.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self._proc.stderr is not None
+        fd = self._proc.stderr.fileno()
+        seen = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"listening on" not in seen:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._proc.poll() is not None:
+                    _terminate(self._proc)
+                    raise TestbedError(f"tcpdump did not start: {seen.decode(errors='replace')}")
+                if sel.select(remaining):
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        continue
+                    seen += chunk
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, settle: float = 0.05) -> list[bytes]:
+        """Stop tcpdump (SIGINT flushes its buffer) and read the frames.
+
+        ``settle``: a frame the kernel has already delivered may still sit in
+        tcpdump's ring when the signal lands; a short pause lets it be read.
+        """
+        if self._file.closed:
+            return self.frames
+        if self._proc.poll() is None:
+            time.sleep(settle)
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+        with open(self._file.name, "rb") as f:
+            data = f.read()
+        self._file.close()
+        self.frames = read_pcap(data) if data else []
+        return self.frames

@@ -1,0 +1,61 @@
+"""``ustack`` dispatch: built-in commands, commands from the ``ustack.commands``
+entry points (``ustack conform``), and unknown words."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+
+import pytest
+
+from ustack import cli
+
+
+def test_conform_is_an_installed_entry_point() -> None:
+    (entry,) = importlib.metadata.entry_points(group="ustack.commands", name="conform")
+    assert entry.value == "ustack_conform.runner:main"
+
+
+def test_help_lists_conform(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    assert "conform" in capsys.readouterr().out
+
+
+class _Entry:
+    def __init__(self, command: Callable[[list[str]], int]) -> None:
+        self.command = command
+
+    def load(self) -> Callable[[list[str]], int]:
+        return self.command
+
+
+def test_an_entry_point_gets_the_remaining_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str, list[str]]] = []
+
+    def fake_entry_points(*, group: str, name: str) -> list[_Entry]:
+        return [_Entry(lambda argv: seen.append((group, name, argv)) or 5)]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    assert cli.main(["hello", "a", "--b"]) == 5
+    assert seen == [("ustack.commands", "hello", ["a", "--b"])]
+
+
+@pytest.mark.parametrize("argv", [["stats", "--bogus"], ["up", "--bogus"], ["tcp"], ["--bogus"]])
+def test_built_in_commands_do_not_read_entry_points(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    def no_scan(**_: str) -> list[_Entry]:
+        raise AssertionError("entry points read for a built-in command")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_scan)
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith("ustack")
+
+
+def test_unknown_command_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["no-such-command", "x"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("ustack: ") and err.count("\n") == 1, err
+    assert "no-such-command" in err
