@@ -4,13 +4,18 @@ Modules, from the wire up:
 
 - ``seq``: sequence-number arithmetic modulo 2**32 (every comparison).
 - ``states``: the states and the transition table, with its rules.
-- ``connection``: one connection, sans-I/O (segments and time in,
-  segments, timers and events out).
-- ``rto``, ``cc``, ``sack``, ``reassembly``: the RTT estimator (RFC 6298),
-  congestion control (CUBIC, NewReno), the SACK scoreboard (RFC 6675) and
-  the out-of-order queue (RFC 2018 blocks).
+- ``config``, ``segment``: per-connection settings; segments in and out,
+  events for the application.
+- ``tcb``: what one connection remembers, with its parts: ``sendq`` and
+  ``rcvq`` (the bytes and their sequence arithmetic), ``recovery`` (dupacks,
+  fast recovery, the RTO cursor), ``timers`` (the six deadlines), ``rto``,
+  ``cc``, ``sack``, ``reassembly``.
+- ``connection``: the rules of RFC 9293 3.10 (state machine, application
+  calls, segment arrival with header prediction); ``output`` (what to send
+  and when, 3.8) and ``timeouts`` (3.10.8) act on the same TCB.
 - ``isn``: initial sequence numbers (RFC 6528).
-- ``layer``: the Stack's TCP: demultiplexing, listeners, resets, timers,
-  frames out (with TSO on capable links).
-- ``socket``: the native application API (TcpSocket, TcpListener).
+- ``layer``: the Stack's TCP: demultiplexing, listeners, resets, the one
+  timer per connection, frames out (with TSO on capable links), bind.
+- ``socket``: the native application API (TcpSocket, TcpListener) and the
+  one readiness rule (``poll``).
 """
