@@ -67,12 +67,15 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
                           ttl, proto, csum, src, dst, bytes(pkt[20:hl]))
 
 
+# RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast (limited
+# or directed), multicast (class D), class E, "this network" (0/8) or
+# loopback (127/8) address.  The first octet decides all but the directed
+# broadcast: a table of them, indexed by it.
+_MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
+
+
 def _martian_source(src: bytes, iface: Interface) -> bool:
-    # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast
-    # (limited or directed), multicast (class D), class E, "this network"
-    # (0/8) or loopback (127/8) address.
-    first = src[0]
-    return first >= 224 or first == 0 or first == 127 or src == iface.broadcast
+    return bool(_MARTIAN_FIRST[src[0]]) or src == iface.broadcast
 
 
 def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
@@ -104,12 +107,13 @@ class Ipv4Layer:
         # Fast path: the common datagram has no options and is not a fragment.
         # It is validated exactly as wire.ipv4.parse would (version, IHL,
         # total length, header checksum) without building a header object.
-        if len(pkt) >= 20 and pkt[0] == 0x45:
+        n = len(pkt)
+        if n >= 20 and pkt[0] == 0x45:
             _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
-            if (20 <= total <= len(pkt) and not ff & _FRAGMENT_BITS
+            if (20 <= total <= n and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in host.local_addrs)
-                    and 0 < src[0] < 224 and src[0] != 127 and src != iface.broadcast):
+                    and not _MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
