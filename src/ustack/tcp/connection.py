@@ -30,28 +30,30 @@ counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 
 from __future__ import annotations
 
+import errno
+
 from ustack.tcp import output, timeouts
 from ustack.tcp import seq as sq
-from ustack.tcp.cc import CongestionControl
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import Event, OutSegment, Segment, TcpError
 from ustack.tcp.states import RECEIVING, SENDING, Ev, State
 from ustack.tcp.tcb import MASK, TS_OPTION_LEN, Tcb
 from ustack.wire.tcp import ACK, FIN, RST, SYN
 
-__all__ = ["CongestionControl", "Event", "OutSegment", "Segment", "TcpConfig",
-           "TcpConnection", "TcpError"]
+# The types a user of the connection needs, importable from here too.
+__all__ = ["Event", "OutSegment", "Segment", "TcpConfig", "TcpConnection", "TcpError"]
 
 _READABLE = Event.READABLE
 _WRITABLE = Event.WRITABLE
 _ESTABLISHED = State.ESTABLISHED
 
-# Errno values the application sees (Linux's).
-_ECONNRESET = 104
-_ECONNREFUSED = 111
-_ETIMEDOUT = 110
-_EPIPE = 32
-_EISCONN = 106
+_ECONNRESET = errno.ECONNRESET
+_ECONNREFUSED = errno.ECONNREFUSED
+_EPIPE = errno.EPIPE
+# ICMP destination unreachable codes as the socket error they become
+# (RFC 1122 4.2.3.9; Linux's icmp_err_convert): net, host, protocol, port.
+_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
+                  3: errno.ECONNREFUSED}
 
 
 class TcpConnection(Tcb):
@@ -62,7 +64,7 @@ class TcpConnection(Tcb):
     def connect(self, now: float) -> None:
         """Active open (RFC 9293 3.10.1): send SYN, enter SYN-SENT."""
         if self.state is not State.CLOSED:
-            raise TcpError(_EISCONN, "connect() on a connection that is not closed")
+            raise TcpError(errno.EISCONN, "connect() on a connection that is not closed")
         self.move(Ev.APP_CONNECT)
         self.rcv_wscale = self._choose_wscale() if self.cfg.window_scaling else 0
         self.snd_nxt = sq.add(self.iss, 1)
@@ -797,6 +799,6 @@ class TcpConnection(Tcb):
                 self.mss = new
                 self.cc.set_mss(new)
             return
-        errno_ = {0: 101, 1: 113, 2: 92, 3: 111}.get(code, 113) if type_ == 3 else 113
-        self.soft_error = errno_
+        self.soft_error = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if type_ == 3 else (
+            errno.EHOSTUNREACH)
         self.events.append(Event.SOFT_ERROR)

@@ -16,6 +16,8 @@ Functions over the TCB (``tcb.py``); the deadlines themselves are
 
 from __future__ import annotations
 
+import errno
+
 from ustack.tcp import output
 from ustack.tcp import seq as sq
 from ustack.tcp.segment import Event
@@ -23,7 +25,7 @@ from ustack.tcp.states import Ev, State
 from ustack.tcp.tcb import MASK, Tcb
 from ustack.wire.tcp import ACK
 
-_ETIMEDOUT = 110
+_ETIMEDOUT = errno.ETIMEDOUT
 
 
 def expire(tp: Tcb, now: float) -> None:
