@@ -13,9 +13,9 @@ This module holds the rules of RFC 9293 3.10, in its order: opening
 (3.10.1, 3.10.7.2), the application's calls (3.10.2-3.10.5), segment arrival
 (3.10.7.3 SYN-SENT, 3.10.7.4 the numbered checks of every later state) and
 timeouts (3.10.8), with the state table of ``states.py``.  What it
-remembers is the TCB's (``tcb.py``); what and when it sends is
-``output.py``'s.  Also implemented, with the RFC at the place each rule is
-applied: RFC 5961 challenge ACKs (rate limited by the layer); window
+remembers is the TCB's (``tcb.py``, with the options a SYN negotiates);
+what and when it sends is ``output.py``'s.  Also implemented, with the RFC
+at the place each rule is applied: RFC 5961 challenge ACKs (rate limited by the layer); window
 scaling, timestamps, RTTM and PAWS (RFC 7323); MSS (RFC 6691, RFC 9293
 MUST-15/16); RTO (RFC 6298) with Karn's rule; R1/R2 and SYN retries (RFC
 9293 MUST-20..23); fast retransmit with NewReno recovery (RFC 6582) and
@@ -66,7 +66,7 @@ class TcpConnection(Tcb):
         if self.state is not State.CLOSED:
             raise TcpError(errno.EISCONN, "connect() on a connection that is not closed")
         self.move(Ev.APP_CONNECT)
-        self.rcv_wscale = self._choose_wscale() if self.cfg.window_scaling else 0
+        self.rcv_wscale = self.choose_wscale() if self.cfg.window_scaling else 0
         self.snd_nxt = sq.add(self.iss, 1)
         self.send_syn = True
         self.timers.arm_rtx(now, self.rtt.rto)
@@ -80,7 +80,7 @@ class TcpConnection(Tcb):
         """
         self.move(Ev.APP_LISTEN)
         self.move(Ev.RCV_SYN)
-        self._take_syn_options(seg)
+        self.take_syn_options(seg)
         self.irs = seg.seq
         self.rcv_nxt = sq.add(seg.seq, 1)
         self.snd_wnd = seg.window  # never scaled in a SYN (RFC 7323 2.2)
@@ -88,41 +88,6 @@ class TcpConnection(Tcb):
         self.snd_nxt = sq.add(self.iss, 1)
         self.send_syn = True
         self.timers.arm_rtx(now, self.rtt.rto)
-
-    def _choose_wscale(self) -> int:
-        # The smallest shift that lets us advertise the whole buffer (RFC 7323
-        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535).
-        need = -(-self.cfg.rcvbuf // 65535)
-        return min((need - 1).bit_length() if need > 1 else 0, 14)
-
-    def _take_syn_options(self, seg: Segment) -> None:
-        o = seg.opts
-        cfg = self.cfg
-        if o.mss:
-            self.peer_mss = o.mss
-        if o.wscale is not None and cfg.window_scaling:
-            # RFC 7323 2.3: a shift above 14 is used as 14.
-            self.snd_wscale = min(o.wscale, 14)
-            if self.state is not State.SYN_SENT or not self.rcv_wscale:
-                self.rcv_wscale = self._choose_wscale()
-        else:
-            self.snd_wscale = self.rcv_wscale = 0
-        self.sack_ok = cfg.sack and o.sack_permitted
-        if cfg.timestamps and o.ts_val is not None:
-            self.ts_ok = True
-            self.ts_recent = o.ts_val
-        else:
-            self.ts_ok = False
-        self._set_mss()
-
-    def _set_mss(self) -> None:
-        # RFC 9293 3.7.1 / RFC 6691: the send MSS is the smaller of the peer's
-        # MSS and our own (MTU - 40), less the options every segment carries.
-        mss = min(self.peer_mss, self.cfg.mss)
-        if self.ts_ok:
-            mss -= TS_OPTION_LEN
-        self.mss = max(mss, 64)
-        self.cc.set_mss(self.mss)
 
     # ==================================================================
     # The application's calls (RFC 9293 3.10.2-3.10.5)
@@ -341,7 +306,7 @@ class TcpConnection(Tcb):
             return "tcp_rst_without_ack"
         if not f & SYN:
             return "tcp_no_syn"
-        self._take_syn_options(seg)
+        self.take_syn_options(seg)
         self.irs = seg.seq
         self.rcv_nxt = sq.add(seg.seq, 1)
         if not f & ACK:

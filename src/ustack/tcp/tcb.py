@@ -31,7 +31,7 @@ from ustack.tcp.rcvq import ReceiveQueue
 from ustack.tcp.recovery import Recovery
 from ustack.tcp.rto import RttEstimator
 from ustack.tcp.sack import Scoreboard
-from ustack.tcp.segment import Event, OutSegment
+from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.sendq import SendQueue
 from ustack.tcp.states import Ev, State, next_state
 from ustack.tcp.timers import ConnectionTimers
@@ -132,6 +132,46 @@ class Tcb:
     def flight(self) -> int:
         """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
         return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok, self.sb)
+
+    # -- the options a SYN negotiates ------------------------------------
+
+    def choose_wscale(self) -> int:
+        # The smallest shift that lets us advertise the whole buffer (RFC 7323
+        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535).
+        need = -(-self.cfg.rcvbuf // 65535)
+        return min((need - 1).bit_length() if need > 1 else 0, 14)
+
+    def take_syn_options(self, seg: Segment) -> None:
+        """What the peer's SYN (or SYN-ACK) offers, and what we take of it:
+        MSS (RFC 6691), window scale (RFC 7323 2), SACK-permitted (RFC 2018),
+        timestamps (RFC 7323 3)."""
+        o = seg.opts
+        cfg = self.cfg
+        if o.mss:
+            self.peer_mss = o.mss
+        if o.wscale is not None and cfg.window_scaling:
+            # RFC 7323 2.3: a shift above 14 is used as 14.
+            self.snd_wscale = min(o.wscale, 14)
+            if self.state is not State.SYN_SENT or not self.rcv_wscale:
+                self.rcv_wscale = self.choose_wscale()
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        self.sack_ok = cfg.sack and o.sack_permitted
+        if cfg.timestamps and o.ts_val is not None:
+            self.ts_ok = True
+            self.ts_recent = o.ts_val
+        else:
+            self.ts_ok = False
+        self.set_mss()
+
+    def set_mss(self) -> None:
+        # RFC 9293 3.7.1 / RFC 6691: the send MSS is the smaller of the peer's
+        # MSS and our own (MTU - 40), less the options every segment carries.
+        mss = min(self.peer_mss, self.cfg.mss)
+        if self.ts_ok:
+            mss -= TS_OPTION_LEN
+        self.mss = max(mss, 64)
+        self.cc.set_mss(self.mss)
 
     # -- the state table (states.py) -------------------------------------
 
