@@ -14,14 +14,15 @@ This module holds the rules of RFC 9293 3.10, in its order: opening
 (3.10.7.3 SYN-SENT, 3.10.7.4 the numbered checks of every later state) and
 timeouts (3.10.8), with the state table of ``states.py``.  What it
 remembers is the TCB's (``tcb.py``, with the options a SYN negotiates);
-what and when it sends is ``output.py``'s.  Also implemented, with the RFC
-at the place each rule is applied: RFC 5961 challenge ACKs (rate limited by the layer); window
-scaling, timestamps, RTTM and PAWS (RFC 7323); MSS (RFC 6691, RFC 9293
-MUST-15/16); RTO (RFC 6298) with Karn's rule; R1/R2 and SYN retries (RFC
-9293 MUST-20..23); fast retransmit with NewReno recovery (RFC 6582) and
-limited transmit (RFC 3042); SACK (RFC 2018, RFC 6675); zero-window probing
-(3.8.6.1); delayed ACK (RFC 1122 4.2.3.2); keepalive (RFC 1122 4.2.3.6);
-ICMP soft errors (RFC 1122 4.2.3.9, RFC 5461).
+what and when it sends is ``output.py``'s.  Also implemented, with the
+RFC at the place each rule is applied: RFC 5961 challenge ACKs (rate
+limited by the layer); window scaling, timestamps, RTTM and PAWS (RFC
+7323); MSS (RFC 6691, RFC 9293 MUST-15/16); RTO (RFC 6298) with Karn's
+rule; R1/R2 and SYN retries (RFC 9293 MUST-20..23); fast retransmit with
+NewReno recovery (RFC 6582) and limited transmit (RFC 3042); SACK (RFC
+2018, RFC 6675); zero-window probing (3.8.6.1); delayed ACK (RFC 1122
+4.2.3.2); keepalive (RFC 1122 4.2.3.6); ICMP soft errors (RFC 1122
+4.2.3.9, RFC 5461).
 
 ``receive`` returns why it dropped a segment, if it did: a Linux TcpExt
 counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
