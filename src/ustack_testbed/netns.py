@@ -10,20 +10,23 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ustack_testbed.capture import Capture
 from ustack_testbed.commands import _die_with_parent, _get_libc, _run
 from ustack_testbed.errors import _warn
 from ustack_testbed.names import check_test_address
 
-if TYPE_CHECKING:
-    from ustack_testbed.testbed import Testbed
-
-
 T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
 _ethtool_warned = False
+
+
+class NetnsOwner(Protocol):
+    """What a :class:`Netns` needs of the :class:`Testbed` that made it."""
+
+    def adopt(self, proc: subprocess.Popen[Any]) -> None:
+        """Stop ``proc`` (by pid) when the test bed closes."""
 
 
 @dataclass(eq=False)
@@ -31,7 +34,7 @@ class Netns:
     """A network namespace made by a :class:`Testbed` (``/run/netns/NAME``)."""
 
     name: str
-    testbed: Testbed = field(repr=False)
+    testbed: NetnsOwner = field(repr=False)
 
     @property
     def path(self) -> str:
@@ -59,7 +62,7 @@ class Netns:
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("preexec_fn", _die_with_parent)
         proc: subprocess.Popen[Any] = subprocess.Popen([*self.exec_prefix(), *cmd], **kw)
-        self.testbed._procs.append(proc)
+        self.testbed.adopt(proc)
         return proc
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -14,13 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from ustack_testbed.commands import _VERBOSE, _trace
 from ustack_testbed.errors import TestbedError, _warn
-
-if TYPE_CHECKING:
-    from ustack_testbed.netns import Netns
+from ustack_testbed.netns import Netns
 
 
 def parse_ready_line(line: str) -> dict[str, str]:

@@ -162,6 +162,10 @@ class Testbed:
         stack.wait_ready(timeout)
         return stack
 
+    def adopt(self, proc: subprocess.Popen[Any]) -> None:
+        """Stop ``proc`` (by pid) at close; :meth:`Netns.popen` adopts what it starts."""
+        self._procs.append(proc)
+
     # -- cleanup ----------------------------------------------------------
 
     def close(self) -> list[str]:
