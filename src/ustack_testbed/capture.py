@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ustack_testbed.commands import _terminate
+from ustack_testbed.commands import terminate
 from ustack_testbed.errors import TestbedError
 
 _PCAP_MAGIC = {
@@ -84,7 +84,7 @@ class Capture:
             while b"listening on" not in seen:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._proc.poll() is not None:
-                    _terminate(self._proc)
+                    terminate(self._proc)
                     raise TestbedError(f"tcpdump did not start: {seen.decode(errors='replace')}")
                 if sel.select(remaining):
                     chunk = os.read(fd, 4096)

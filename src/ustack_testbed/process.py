@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from ustack_testbed.commands import _VERBOSE, _trace
-from ustack_testbed.errors import TestbedError, _warn
+from ustack_testbed.commands import VERBOSE, trace
+from ustack_testbed.errors import TestbedError, warn
 from ustack_testbed.netns import Netns
 
 
@@ -177,11 +177,11 @@ class UstackProcess:
             try:
                 self.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _warn(f"ustack {self.name} (pid {self.pid}) ignored SIGINT for 5 s; killed")
+                warn(f"ustack {self.name} (pid {self.pid}) ignored SIGINT for 5 s; killed")
                 self.popen.kill()
                 self.popen.wait(timeout=5)
-            if _VERBOSE:
-                _trace(f"{time.monotonic() - t0:.3f}s stop ustack {self.name} pid {self.pid}")
+            if VERBOSE:
+                trace(f"{time.monotonic() - t0:.3f}s stop ustack {self.name} pid {self.pid}")
         if self.returncode is None:
             self.returncode = self.popen.returncode
         for stream in (self.popen.stdout,):
