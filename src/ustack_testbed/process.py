@@ -100,7 +100,7 @@ class UstackProcess:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill()
+                    self.kill()
                     raise TestbedError(
                         f"ustack not ready after {timeout}s; stderr:\n{self.stderr_text()}"
                     )
@@ -161,7 +161,7 @@ class UstackProcess:
         try:
             out, _ = self.popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            self._kill()
+            self.kill()
             raise TestbedError(f"ustack (pid {self.pid}) ignored signal {sig}") from exc
         self.returncode = self.popen.returncode
         self.stdout_tail = self._pending.decode(errors="replace") + out
@@ -169,7 +169,7 @@ class UstackProcess:
             raise TestbedError(f"ustack exited {self.returncode}; stderr:\n{self.stderr_text()}")
         return parse_counters(self.stdout_tail)
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         """Stop without questions (cleanup path): SIGINT, then SIGKILL."""
         if self.popen.poll() is None:
             t0 = time.monotonic()

@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from ustack_testbed.commands import run, terminate
 from ustack_testbed.errors import TestbedError, warn
@@ -41,6 +41,7 @@ class Testbed:
         self._namer = current_namer()
         self._procs: list[subprocess.Popen[Any]] = []
         self._stacks: list[UstackProcess] = []
+        self._stderr_files: list[IO[str]] = []
         self._links: list[tuple[Netns | None, str]] = []
         self._netns: list[Netns] = []
         self.closed = False
@@ -157,6 +158,7 @@ class Testbed:
             stderr=errfile,
             text=True,
         )
+        self._stderr_files.append(errfile)
         stack = UstackProcess(ns, popen, name, errfile)
         self._stacks.append(stack)
         stack.wait_ready(timeout)
@@ -176,7 +178,7 @@ class Testbed:
         errors: list[str] = []
         for stack in self._stacks:
             try:
-                stack._kill()
+                stack.kill()
             except Exception as exc:
                 errors.append(f"stop ustack {stack.pid}: {exc}")
         for child in self._procs:
@@ -197,8 +199,8 @@ class Testbed:
             proc = run(["ip", "netns", "del", ns.name], check=False)
             if proc.returncode != 0 and os.path.exists(ns.path):
                 errors.append(f"ip netns del {ns.name}: {proc.stderr.strip()}")
-        for stack in self._stacks:
-            stack._stderr_file.close()
+        for errfile in self._stderr_files:
+            errfile.close()
         _live.discard(self)
         if errors:
             warn("testbed cleanup incomplete:\n  " + "\n  ".join(errors))
