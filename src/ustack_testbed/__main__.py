@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from ustack_testbed.reap import _iter_ours, reap_stale
+from ustack_testbed.reap import iter_ours, reap_stale
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["list"]:
-        for name in _iter_ours():
+        for name in iter_ours():
             print(name)
         return 0
     if args == ["reap"]:

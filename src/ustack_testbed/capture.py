@@ -10,14 +10,11 @@ import struct
 import subprocess
 import tempfile
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from ustack_testbed.commands import _terminate
+from ustack_testbed.commands import terminate
 from ustack_testbed.errors import TestbedError
-
-if TYPE_CHECKING:
-    from ustack_testbed.netns import Netns
-
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": "<",  # microsecond, little-endian
@@ -44,10 +41,17 @@ def read_pcap(data: bytes) -> list[bytes]:
     return frames
 
 
+class Spawner(Protocol):
+    """Where a :class:`Capture` runs tcpdump: a :class:`Netns`, as far as it cares."""
+
+    def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        """Start ``cmd`` there; the owner stops it at close (:meth:`Netns.popen`)."""
+
+
 class Capture:
     """tcpdump in a namespace writing a pcap; see :meth:`Netns.capture`."""
 
-    def __init__(self, ns: Netns, iface: str, bpf: str, timeout: float) -> None:
+    def __init__(self, ns: Spawner, iface: str, bpf: str, timeout: float) -> None:
         self.frames: list[bytes] = []
         self._file = tempfile.NamedTemporaryFile(prefix="ustack-cap-", suffix=".pcap")  # noqa: SIM115
         # -Z root: tcpdump would otherwise drop to user tcpdump and fail to
@@ -80,7 +84,7 @@ class Capture:
             while b"listening on" not in seen:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._proc.poll() is not None:
-                    _terminate(self._proc)
+                    terminate(self._proc)
                     raise TestbedError(f"tcpdump did not start: {seen.decode(errors='replace')}")
                 if sel.select(remaining):
                     chunk = os.read(fd, 4096)

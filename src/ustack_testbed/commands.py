@@ -16,13 +16,14 @@ from ustack_testbed.errors import TestbedError
 _PR_SET_PDEATHSIG = 1
 
 
-def _run(
+def run(
     cmd: Sequence[str],
     *,
     check: bool = True,
     timeout: float = 30.0,
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` with text output captured and a time limit; TestbedError if it fails."""
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
@@ -37,8 +38,8 @@ def _run(
         raise TestbedError(f"command not found: {cmd[0]}") from exc
     except subprocess.TimeoutExpired as exc:
         raise TestbedError(f"timed out after {timeout}s: {' '.join(cmd)}") from exc
-    if _VERBOSE:
-        _trace(f"{time.monotonic() - t0:.3f}s rc={proc.returncode} {' '.join(cmd)}")
+    if VERBOSE:
+        trace(f"{time.monotonic() - t0:.3f}s rc={proc.returncode} {' '.join(cmd)}")
     if check and proc.returncode != 0:
         raise TestbedError(
             f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
@@ -49,30 +50,33 @@ def _run(
 
 #: USTACK_TESTBED_VERBOSE=1 traces every command, its duration and each
 #: stack stop to stderr (for a CI run that hangs or is slow in setup).
-_VERBOSE = os.environ.get("USTACK_TESTBED_VERBOSE", "") not in ("", "0")
+VERBOSE = os.environ.get("USTACK_TESTBED_VERBOSE", "") not in ("", "0")
 
 
-def _trace(message: str) -> None:
+def trace(message: str) -> None:
+    """``testbed: MESSAGE`` to stderr (the USTACK_TESTBED_VERBOSE trace)."""
     print(f"testbed: {message}", file=sys.stderr, flush=True)
 
 
 _libc: Any = None
 
 
-def _get_libc() -> Any:
+def get_libc() -> Any:
+    """The C library (ctypes, errno kept) for the calls Python lacks: setns, prctl."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
-def _die_with_parent() -> None:
-    """Child-side: get SIGTERM when the parent dies, so a killed test run
+def die_with_parent() -> None:
+    """Child-side (a Popen preexec_fn): get SIGTERM when the parent dies, so a killed test run
     does not leave stacks running that keep a namespace alive."""
-    _get_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    get_libc().prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _terminate(proc: subprocess.Popen[Any]) -> None:
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """Stop ``proc`` if it still runs: SIGTERM, then SIGKILL after 5 s."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -17,5 +17,6 @@ class TestbedWarning(UserWarning):
     __test__ = False
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """Warn with a :class:`TestbedWarning`, reported at the caller's caller."""
     warnings.warn(message, TestbedWarning, stacklevel=3)

@@ -68,7 +68,7 @@ _namer = Namer()
 _namer_lock = threading.Lock()
 
 
-def _current_namer() -> Namer:
+def current_namer() -> Namer:
     """The namer for this process (a fork gets a new pid, hence a new namer)."""
     global _namer
     with _namer_lock:

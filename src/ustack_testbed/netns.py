@@ -10,20 +10,24 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ustack_testbed.capture import Capture
-from ustack_testbed.commands import _die_with_parent, _get_libc, _run
-from ustack_testbed.errors import _warn
+from ustack_testbed.commands import die_with_parent, get_libc
+from ustack_testbed.commands import run as run_command
+from ustack_testbed.errors import warn
 from ustack_testbed.names import check_test_address
-
-if TYPE_CHECKING:
-    from ustack_testbed.testbed import Testbed
-
 
 T = TypeVar("T")
 _CLONE_NEWNET = 0x40000000
 _ethtool_warned = False
+
+
+class NetnsOwner(Protocol):
+    """What a :class:`Netns` needs of the :class:`Testbed` that made it."""
+
+    def adopt(self, proc: subprocess.Popen[Any]) -> None:
+        """Stop ``proc`` (by pid) when the test bed closes."""
 
 
 @dataclass(eq=False)
@@ -31,7 +35,7 @@ class Netns:
     """A network namespace made by a :class:`Testbed` (``/run/netns/NAME``)."""
 
     name: str
-    testbed: Testbed = field(repr=False)
+    testbed: NetnsOwner = field(repr=False)
 
     @property
     def path(self) -> str:
@@ -49,7 +53,7 @@ class Netns:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` in the namespace, capture text output, bounded in time."""
-        return _run([*self.exec_prefix(), *cmd], check=check, timeout=timeout, input=input)
+        return run_command([*self.exec_prefix(), *cmd], check=check, timeout=timeout, input=input)
 
     def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
         """Start ``cmd`` in the namespace; the testbed stops it (by pid) at close.
@@ -57,14 +61,14 @@ class Netns:
         ``ip netns exec`` execs the command, so ``.pid`` is the command's own.
         """
         kw.setdefault("stdin", subprocess.DEVNULL)
-        kw.setdefault("preexec_fn", _die_with_parent)
+        kw.setdefault("preexec_fn", die_with_parent)
         proc: subprocess.Popen[Any] = subprocess.Popen([*self.exec_prefix(), *cmd], **kw)
-        self.testbed._procs.append(proc)
+        self.testbed.adopt(proc)
         return proc
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``ip -n NAME args...``."""
-        return _run(["ip", "-n", self.name, *args], check=check)
+        return run_command(["ip", "-n", self.name, *args], check=check)
 
     def sysctl(self, key: str, value: str) -> None:
         self.run(["sysctl", "-q", "-w", f"{key}={value}"])
@@ -88,7 +92,7 @@ class Netns:
         if shutil.which("ethtool") is None:
             if not _ethtool_warned:
                 _ethtool_warned = True
-                _warn(
+                warn(
                     "ethtool not found: veth offloads stay ON, so frames may carry "
                     "partial checksums or be GSO super-frames (install ethtool)"
                 )
@@ -110,7 +114,7 @@ class Netns:
             try:
                 fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    if _get_libc().setns(fd, _CLONE_NEWNET) != 0:
+                    if get_libc().setns(fd, _CLONE_NEWNET) != 0:
                         err = ctypes.get_errno()
                         raise OSError(err, f"setns({self.path}): {os.strerror(err)}")
                 finally:

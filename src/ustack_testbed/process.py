@@ -14,13 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-from ustack_testbed.commands import _VERBOSE, _trace
-from ustack_testbed.errors import TestbedError, _warn
-
-if TYPE_CHECKING:
-    from ustack_testbed.netns import Netns
+from ustack_testbed.commands import VERBOSE, trace
+from ustack_testbed.errors import TestbedError, warn
+from ustack_testbed.netns import Netns
 
 
 def parse_ready_line(line: str) -> dict[str, str]:
@@ -102,7 +100,7 @@ class UstackProcess:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._kill()
+                    self.kill()
                     raise TestbedError(
                         f"ustack not ready after {timeout}s; stderr:\n{self.stderr_text()}"
                     )
@@ -163,7 +161,7 @@ class UstackProcess:
         try:
             out, _ = self.popen.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            self._kill()
+            self.kill()
             raise TestbedError(f"ustack (pid {self.pid}) ignored signal {sig}") from exc
         self.returncode = self.popen.returncode
         self.stdout_tail = self._pending.decode(errors="replace") + out
@@ -171,7 +169,7 @@ class UstackProcess:
             raise TestbedError(f"ustack exited {self.returncode}; stderr:\n{self.stderr_text()}")
         return parse_counters(self.stdout_tail)
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         """Stop without questions (cleanup path): SIGINT, then SIGKILL."""
         if self.popen.poll() is None:
             t0 = time.monotonic()
@@ -179,11 +177,11 @@ class UstackProcess:
             try:
                 self.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _warn(f"ustack {self.name} (pid {self.pid}) ignored SIGINT for 5 s; killed")
+                warn(f"ustack {self.name} (pid {self.pid}) ignored SIGINT for 5 s; killed")
                 self.popen.kill()
                 self.popen.wait(timeout=5)
-            if _VERBOSE:
-                _trace(f"{time.monotonic() - t0:.3f}s stop ustack {self.name} pid {self.pid}")
+            if VERBOSE:
+                trace(f"{time.monotonic() - t0:.3f}s stop ustack {self.name} pid {self.pid}")
         if self.returncode is None:
             self.returncode = self.popen.returncode
         for stream in (self.popen.stdout,):

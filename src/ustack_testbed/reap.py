@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ustack_testbed.commands import _run
+from ustack_testbed.commands import run
 from ustack_testbed.names import owner_pid
 
 
@@ -13,20 +13,20 @@ def reap_stale() -> list[str]:
     """Delete testbed namespaces and root-namespace links whose creating
     process is gone (a run killed with SIGKILL).  Returns what was deleted."""
     deleted: list[str] = []
-    listing = _run(["ip", "netns", "list"], check=False).stdout
+    listing = run(["ip", "netns", "list"], check=False).stdout
     for line in listing.splitlines():
         name = line.split(" ", 1)[0]
         if _stale(name):
-            _run(["ip", "netns", "del", name], check=False)
+            run(["ip", "netns", "del", name], check=False)
             deleted.append(name)
-    links = _run(["ip", "-o", "link", "show"], check=False).stdout
+    links = run(["ip", "-o", "link", "show"], check=False).stdout
     for line in links.splitlines():
         parts = line.split(":", 2)
         if len(parts) < 3:
             continue
         name = parts[1].strip().split("@", 1)[0]
         if _stale(name):
-            _run(["ip", "link", "del", name], check=False)
+            run(["ip", "link", "del", name], check=False)
             deleted.append(name)
     return deleted
 
@@ -44,8 +44,9 @@ def _stale(name: str) -> bool:
     return False
 
 
-def _iter_ours() -> Iterator[str]:
-    for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
+def iter_ours() -> Iterator[str]:
+    """The namespaces a test bed made, live or stale (``python -m ustack_testbed list``)."""
+    for line in run(["ip", "netns", "list"], check=False).stdout.splitlines():
         name = line.split(" ", 1)[0]
         if owner_pid(name) is not None:
             yield name

@@ -14,11 +14,11 @@ import time
 import weakref
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
-from ustack_testbed.commands import _run, _terminate
-from ustack_testbed.errors import TestbedError, _warn
-from ustack_testbed.names import _current_namer, check_test_address
+from ustack_testbed.commands import run, terminate
+from ustack_testbed.errors import TestbedError, warn
+from ustack_testbed.names import check_test_address, current_namer
 from ustack_testbed.netns import Netns
 from ustack_testbed.process import UstackProcess, stack_name
 
@@ -38,9 +38,10 @@ class Testbed:
     __test__ = False
 
     def __init__(self) -> None:
-        self._namer = _current_namer()
+        self._namer = current_namer()
         self._procs: list[subprocess.Popen[Any]] = []
         self._stacks: list[UstackProcess] = []
+        self._stderr_files: list[IO[str]] = []
         self._links: list[tuple[Netns | None, str]] = []
         self._netns: list[Netns] = []
         self.closed = False
@@ -68,7 +69,7 @@ class Testbed:
         """A new namespace with ``lo`` up and IPv6 off (no stray RS/MLD/DAD)."""
         self._check_open()
         ns = Netns(self._namer.netns(role), self)
-        _run(["ip", "netns", "add", ns.name])
+        run(["ip", "netns", "add", ns.name])
         self._netns.append(ns)
         ns.ip("link", "set", "lo", "up")
         # default.* applies to interfaces created later (veth moved in, the
@@ -85,7 +86,7 @@ class Testbed:
             check=False,
         )
         if proc.returncode != 0:
-            _warn(f"could not disable IPv6 in {ns.name}: {proc.stderr.strip()}")
+            warn(f"could not disable IPv6 in {ns.name}: {proc.stderr.strip()}")
         return ns
 
     def veth(
@@ -115,7 +116,7 @@ class Testbed:
         cmd += ["type", "veth", "peer", "name", name_b, "netns", ns_b.name]
         if mtu is not None:
             cmd += ["mtu", str(mtu)]
-        _run(cmd)
+        run(cmd)
         for ns, name, cidr in ((ns_a, name_a, ip_a), (ns_b, name_b, ip_b)):
             if offloads_off:
                 ns.disable_offloads(name)
@@ -157,10 +158,15 @@ class Testbed:
             stderr=errfile,
             text=True,
         )
+        self._stderr_files.append(errfile)
         stack = UstackProcess(ns, popen, name, errfile)
         self._stacks.append(stack)
         stack.wait_ready(timeout)
         return stack
+
+    def adopt(self, proc: subprocess.Popen[Any]) -> None:
+        """Stop ``proc`` (by pid) at close; :meth:`Netns.popen` adopts what it starts."""
+        self._procs.append(proc)
 
     # -- cleanup ----------------------------------------------------------
 
@@ -172,32 +178,32 @@ class Testbed:
         errors: list[str] = []
         for stack in self._stacks:
             try:
-                stack._kill()
+                stack.kill()
             except Exception as exc:
                 errors.append(f"stop ustack {stack.pid}: {exc}")
         for child in self._procs:
             try:
-                _terminate(child)
+                terminate(child)
             except Exception as exc:
                 errors.append(f"stop pid {child.pid}: {exc}")
         for ns, link in reversed(self._links):
             cmd = ["ip", "link", "del", link]
             if ns is not None:
                 cmd[1:1] = ["-n", ns.name]
-            proc = _run(cmd, check=False)
+            proc = run(cmd, check=False)
             # Deleting one veth end deletes the other; a TAP the stack made
             # vanishes with it; both show up here as "Cannot find device".
             if proc.returncode != 0 and "Cannot find device" not in proc.stderr:
                 errors.append(f"{' '.join(cmd)}: {proc.stderr.strip()}")
         for ns in reversed(self._netns):
-            proc = _run(["ip", "netns", "del", ns.name], check=False)
+            proc = run(["ip", "netns", "del", ns.name], check=False)
             if proc.returncode != 0 and os.path.exists(ns.path):
                 errors.append(f"ip netns del {ns.name}: {proc.stderr.strip()}")
-        for stack in self._stacks:
-            stack._stderr_file.close()
+        for errfile in self._stderr_files:
+            errfile.close()
         _live.discard(self)
         if errors:
-            _warn("testbed cleanup incomplete:\n  " + "\n  ".join(errors))
+            warn("testbed cleanup incomplete:\n  " + "\n  ".join(errors))
         return errors
 
     def _check_open(self) -> None:

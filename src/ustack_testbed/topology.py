@@ -97,4 +97,7 @@ def topology(tb: Testbed, kind: str) -> Topology:
 
 def start_ustack(ns: Netns, args: Sequence[str], timeout: float = 10.0) -> UstackProcess:
     """Module-level spelling of :meth:`Testbed.start_ustack`."""
-    return ns.testbed.start_ustack(ns, args, timeout)
+    tb = ns.testbed
+    if not isinstance(tb, Testbed):
+        raise TypeError(f"namespace {ns.name} was not made by a Testbed")
+    return tb.start_ustack(ns, args, timeout)
