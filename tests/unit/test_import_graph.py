@@ -44,8 +44,6 @@ KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
         ("ustack.run", "ustack.cli", "_LinkedStack"),
         ("ustack.run", "ustack.cli", "_Parser"),
         ("ustack.run", "ustack.cli", "_link_options"),
-        # Found with the check: the thread pipe's waker subclasses the pipe's.
-        ("ustack.link.threadpipe", "ustack.link.pipe", "_Waker"),
     }
 )
 

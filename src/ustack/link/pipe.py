@@ -24,7 +24,7 @@ from ustack.link.errors import LinkError
 ETH_HLEN = 14
 
 
-class _Waker:
+class Waker:
     """An eventfd that is readable while ``armed``."""
 
     __slots__ = ("_fd", "armed")
@@ -79,7 +79,7 @@ class PipeDevice(DeviceBase):
         self._max_frame = mtu + ETH_HLEN
         self._queue_len = queue_len
         self._rxq: deque[bytes] = deque()
-        self._waker = _Waker()
+        self._waker = Waker()
         self._peer: PipeDevice | None = None
         self._closed = False
 

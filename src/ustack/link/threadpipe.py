@@ -27,10 +27,10 @@ import os
 import threading
 
 from ustack.link.errors import LinkError
-from ustack.link.pipe import PipeDevice, _Waker
+from ustack.link.pipe import PipeDevice, Waker
 
 
-class _CountingWaker(_Waker):
+class _CountingWaker(Waker):
     """An eventfd written once per batch (from any thread) and read by its owner."""
 
     __slots__ = ("_lock", "signals", "taken")
