@@ -5,7 +5,7 @@
 
 brings a stack up on the link (the options of ``ustack up``), starts it in a
 background thread (``ustack.socket``), replaces the AF_INET parts of the
-standard ``socket`` module with ustack's (``socketmod.patch``) and runs the
+standard ``socket`` module with ustack's (``ustack.api.socket.patch``) and runs the
 program in this process: ``python3 -m MODULE ARGS``, ``python3 SCRIPT ARGS``,
 ``python3 -c CODE ARGS`` or ``SCRIPT.py ARGS``, with ``sys.argv`` and
 ``sys.path[0]`` as Python would set them.  The exit status is the program's.
@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """``ustack run`` (``cli.main`` hands over everything after ``run``)."""
-    from ustack.socketmod import api, patch
+    from ustack.api.socket import functions, patch
     from ustack.wire import ethernet
 
     argv = list(argv)
@@ -141,7 +141,7 @@ def main(argv: Sequence[str]) -> int:
             signal.signal(signal.SIGTERM, _on_sigterm)
             print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(iface.mac)} "
                   f"ip={args.ip}", file=sys.stderr, flush=True)
-            rt = api.attach(stack)
+            rt = functions.attach(stack)
             patch.patch(rt)
             try:
                 return run_program(prog)
@@ -156,7 +156,7 @@ def main(argv: Sequence[str]) -> int:
             finally:
                 patch.unpatch()
                 sys.stdout.flush()
-                api.detach(linger=max(0.0, args.linger))
+                functions.detach(linger=max(0.0, args.linger))
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE

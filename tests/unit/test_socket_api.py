@@ -21,7 +21,7 @@ import pytest
 from socket_net import A_IP, B_IP, Net
 
 import ustack.socket as us
-from ustack.socketmod.runtime import StackDown
+from ustack.api.socket.runtime import StackDown
 
 
 def server(net: Net, port: int = 5000) -> us.Socket:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
+from ustack.api.aio.loop import AioStack, attach
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 from ustack.wire import ipv4 as wip

@@ -12,10 +12,10 @@ import errno
 import socket as _std
 from typing import TYPE_CHECKING, Any
 
-from ustack.socketmod.errors import NotCoveredError
-from ustack.socketmod.resolve import getaddrinfo
-from ustack.socketmod.runtime import Runtime
-from ustack.socketmod.sock import Socket
+from ustack.api.socket.errors import NotCoveredError
+from ustack.api.socket.resolve import getaddrinfo
+from ustack.api.socket.runtime import Runtime
+from ustack.api.socket.sock import Socket
 
 if TYPE_CHECKING:
     from ustack.stack import Stack

@@ -28,7 +28,7 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
+from ustack.api.aio.loop import AioStack, attach
 from ustack.stack import Stack
 from ustack.tcp.connection import Event
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error

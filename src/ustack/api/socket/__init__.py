@@ -7,7 +7,7 @@ Modules:
 - ``sock``: ``Socket``, the ``socket.socket`` object for AF_INET.
 - ``options``: socket options and what they do to a connection.
 - ``resolve``: getaddrinfo & co. from numeric addresses and /etc/hosts.
-- ``api``: module-level functions and the default runtime (attach/detach).
+- ``functions``: module-level functions and the default runtime (attach/detach).
 - ``patch``: putting all that into the standard ``socket`` module (``ustack run``).
 - ``errors``: NotCoveredError and stdlib-style errors.
 """

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
-from ustack.aio.tcp import Server, TcpTransport, connect, create_server
+from ustack.api.aio.loop import AioStack, attach
+from ustack.api.aio.tcp import Server, TcpTransport, connect, create_server
 from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2 ** 16  # asyncio.streams' default

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
+from ustack.api.socket import options as opt
+from ustack.api.socket.errors import NotCoveredError, err, timeout_error
+from ustack.api.socket.readiness import Mirror
+from ustack.api.socket.resolve import numeric, resolve
+from ustack.api.socket.runtime import Runtime
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as parse_addr
-from ustack.socketmod import options as opt
-from ustack.socketmod.errors import NotCoveredError, err, timeout_error
-from ustack.socketmod.readiness import Mirror
-from ustack.socketmod.resolve import numeric, resolve
-from ustack.socketmod.runtime import Runtime
 from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.tcp.states import State
 from ustack.udp.socket import UdpSocket
@@ -125,7 +125,7 @@ class Socket:
         if proto not in (0, want):
             raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
         if runtime is None:
-            from ustack.socketmod.api import default_runtime
+            from ustack.api.socket.functions import default_runtime
 
             runtime = default_runtime()
         self._rt = runtime
