@@ -33,6 +33,7 @@ from ustack.api.socket.resolve import numeric, resolve
 from ustack.api.socket.runtime import Runtime
 from ustack.net.sockaddr import ANY
 from ustack.net.sockaddr import parse as parse_addr
+from ustack.tcp.layer import Binding
 from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.tcp.states import State
 from ustack.udp.socket import UdpSocket
@@ -48,7 +49,6 @@ AF_INET = _std.AddressFamily.AF_INET
 SOCK_STREAM = _std.SocketKind.SOCK_STREAM
 SOCK_DGRAM = _std.SocketKind.SOCK_DGRAM
 _TYPE_FLAGS = _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
-EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
 _MSG_DONTWAIT = _socket.MSG_DONTWAIT
 
 _POLLIN = select.POLLIN
@@ -65,12 +65,10 @@ _LINGER_RECHECK = 0.005
 
 
 class _Host:
-    """What the sockets of one runtime share: TCP ports bound but not yet
-    listening or connected (the native layer only knows listeners and
-    connections), and every live socket, to wake when the stack stops."""
+    """What the sockets of one runtime share: every live socket, to wake
+    when the stack stops."""
 
     def __init__(self, rt: Runtime) -> None:
-        self.bound: dict[int, list[Socket]] = {}
         self.live: weakref.WeakSet[Socket] = weakref.WeakSet()
         rt.on_stop.append(self.wake_all)
 
@@ -142,7 +140,8 @@ class Socket:
         self._tcp: TcpSocket | None = None
         self._listener: TcpListener | None = None
         self._udp: UdpSocket | None = None
-        self._bound: tuple[bytes, int] | None = None  # TCP, before listen/connect
+        # TCP, bound before listen/connect: the port reserved in the TCP layer.
+        self._bound: Binding | None = None
         self._shut_rd = False
         self._err_taken = False  # the connection's error was reported once
         self._opts = opt.Options()
@@ -258,11 +257,7 @@ class Socket:
         b = self._bound
         if b is not None:
             self._bound = None
-            lst = _host(self._rt).bound.get(b[1])
-            if lst is not None and self in lst:
-                lst.remove(self)
-                if not lst:
-                    del _host(self._rt).bound[b[1]]
+            self._rt.stack.tcp.unbind(b)
 
     # -- application side: plumbing ----------------------------------------
 
@@ -403,44 +398,9 @@ class Socket:
             return
         if self._bound is not None or self._tcp is not None or self._listener is not None:
             raise err(errno.EINVAL)
-        host = _host(self._rt)
-        if port == 0:
-            port = self._s_free_port(ip)
-        elif self._s_port_taken(ip, port):
-            raise err(errno.EADDRINUSE)
-        self._bound = (ip, port)
-        host.bound.setdefault(port, []).append(self)
-
-    def _s_port_taken(self, ip: bytes, port: int) -> bool:
-        """Linux bind rules, simplified: a listener on the port always
-        conflicts; other bound sockets and connections conflict unless
-        SO_REUSEADDR lets them share (TIME-WAIT included)."""
-        tcp = self._rt.stack.tcp
-        reuse = self._opts.reuseaddr
-        for (lip, lport) in tcp.listeners:
-            if lport == port and (lip in (ip, ANY) or ip == ANY):
-                return True
-        for other in _host(self._rt).bound.get(port, ()):
-            assert other._bound is not None
-            oip = other._bound[0]
-            if (oip in (ip, ANY) or ip == ANY) and not (reuse and other._opts.reuseaddr):
-                return True
-        if not reuse:
-            for key in tcp.conns:
-                if key[1] == port and (key[0] == ip or ip == ANY):
-                    return True
-        return False
-
-    def _s_free_port(self, ip: bytes) -> int:
-        import random
-
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        start = random.randrange(span)
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
-            if not self._s_port_taken(ip, port):
-                return port
-        raise err(errno.EADDRINUSE)
+        # The TCP layer keeps the port until listen() or connect() takes it
+        # over (Linux's bind rules, SO_REUSEADDR; port 0 is an ephemeral one).
+        self._bound = stack.tcp.bind(ip, port, reuse=bool(self._opts.reuseaddr))
 
     def getsockname(self) -> Address:
         return self._call(self._s_getsockname)
@@ -454,7 +414,7 @@ class Socket:
         if self._udp is not None:
             return self._udp.getsockname()
         if self._bound is not None:
-            return wip.addr_to_str(self._bound[0]), self._bound[1]
+            return wip.addr_to_str(self._bound.ip), self._bound.port
         return "0.0.0.0", 0
 
     def getpeername(self) -> Address:
@@ -485,7 +445,7 @@ class Socket:
         if self._bound is None:
             self._s_bind(ANY, 0)
         assert self._bound is not None
-        ip, port = self._bound
+        ip, port = self._bound.ip, self._bound.port
         li = self._rt.stack.tcp_listen((wip.addr_to_str(ip), port), backlog)
         opt.apply_to_listener(self._opts, li)  # set before listen(): accepted sockets inherit
         self._s_unbind()
@@ -555,7 +515,7 @@ class Socket:
             if st is not State.CLOSED:
                 raise err(errno.EISCONN)
             self._tcp = None  # a failed attempt: Linux lets connect() try again
-        local_port = self._bound[1] if self._bound is not None else 0
+        local_port = self._bound.port if self._bound is not None else 0
         options = self._opts.tcp_options()
         t = self._rt.stack.tcp_connect((wip.addr_to_str(ip), port), local_port=local_port,
                                        **options)
