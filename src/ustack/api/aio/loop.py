@@ -85,8 +85,7 @@ class AioStack:
             return
         loop = self.loop
         with contextlib.suppress(Exception):
-            self.stack.now = loop.time()
-            self.stack.flush()
+            self.stack.flush(loop.time())
         for fd in self._fds:
             loop.remove_reader(fd)
         self._fds.clear()
@@ -114,11 +113,9 @@ class AioStack:
         self._flush_pending = False
         if self.closed:
             return
-        stack = self.stack
-        # Segments take their timestamps and timers from stack.now; the loop
-        # may have slept since the last poll.
-        stack.now = self.loop.time()
-        stack.flush()
+        # Segments take their timestamps and timers from the stack's clock;
+        # the loop may have slept since the last poll.
+        self.stack.flush(self.loop.time())
         self._arm()
 
     def _on_readable(self) -> None:

@@ -466,7 +466,7 @@ async def connect(aio: AioStack, host: str, port: int, options: dict[str, Any]) 
     that take minutes; wrap in ``asyncio.timeout`` for less).
     """
     loop = aio.loop
-    aio.stack.now = loop.time()
+    aio.stack.advance(loop.time())  # the SYN's timestamp and first RTO count from now
     sock = aio.stack.tcp_connect((host, port), **options)
     done: asyncio.Future[None] = loop.create_future()
 

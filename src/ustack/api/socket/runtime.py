@@ -174,7 +174,7 @@ class Runtime:
             os.eventfd_read(self._wake)
         # The stack's clock only moves in poll(); calls must see the time now
         # (RTT samples, timers they arm).
-        self.stack.now = time.monotonic()
+        self.stack.advance(time.monotonic())
         calls = self._calls
         while calls:
             c = calls.popleft()
