@@ -4,4 +4,8 @@
   Stack in a background thread (public face: ``ustack.socket``).
 - ``aio``: asyncio transports, servers and streams, with the Stack inside the
   event loop (public face: ``ustack.aio``).
+
+Both read readiness from the native sockets' ``poll()`` (one rule, Linux's
+``tcp_poll``/``udp_poll``) and hand time to the Stack only through its
+``advance``/``flush``/``poll`` methods.
 """

@@ -55,6 +55,10 @@ _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _monotonic = time.monotonic
 _SYNCHRONIZING = (State.SYN_SENT, State.SYN_RECEIVED)
+# A TCP socket that neither listens nor is connected has no native socket to
+# ask; Linux's tcp_poll answers POLLOUT | POLLHUP for it (a fresh TCP_CLOSE
+# socket: select() shows it readable and writable, and calls fail at once).
+_UNCONNECTED = select.POLLOUT | select.POLLHUP
 _OPEN = (State.ESTABLISHED, State.CLOSE_WAIT)
 # Closed by the application, our FIN not yet acknowledged: what a lingering
 # close() waits out (Linux's closing(): FIN-WAIT-1, CLOSING, LAST-ACK).
@@ -142,7 +146,6 @@ class Socket:
         self._udp: UdpSocket | None = None
         # TCP, bound before listen/connect: the port reserved in the TCP layer.
         self._bound: Binding | None = None
-        self._shut_rd = False
         self._err_taken = False  # the connection's error was reported once
         self._opts = opt.Options()
         self._lingering = False  # close() waits for the FIN's ACK (SO_LINGER)
@@ -170,7 +173,6 @@ class Socket:
         s._listener = None
         s._udp = None
         s._bound = None
-        s._shut_rd = False
         s._err_taken = False
         s._opts = parent._opts.inherited()
         s._lingering = False
@@ -196,37 +198,26 @@ class Socket:
         self._s_sync()
 
     def _s_sync(self, *_: object) -> None:
-        """Make the descriptor's readiness the socket's (RFC-free: Linux
-        tcp_poll semantics: an error or EOF is readable, an error is writable)."""
+        """Make the descriptor's readiness the socket's: the native socket's
+        ``poll()`` mask (Linux's tcp_poll/udp_poll rule), shown as select(2)
+        shows it (``Mirror.show``)."""
         m = self._mirror
         if m is None:
             return
         t = self._tcp
         if t is not None:
-            c = t.conn
-            st = c.state
             if self._lingering:
-                # A lingering close() sleeps until readable: the FIN was acked.
-                m.set(st not in _FIN_UNACKED, m.writable)
+                # Not readiness but the close: a lingering close() sleeps
+                # until the descriptor is readable, i.e. the FIN was acked.
+                m.set(t.state not in _FIN_UNACKED, m.writable)
                 return
-            r = (self._shut_rd or bool(c.readable_bytes) or c.peer_fin or bool(c.error)
-                 or st is State.CLOSED)
-            if st in _SYNCHRONIZING:
-                w = bool(c.error)
-            elif st in _OPEN:
-                w = c.fin_queued or c.send_space > 0
-            else:
-                w = True
-            m.set(r, w)
+            m.show(t.poll())
         elif self._listener is not None:
-            li = self._listener
-            m.set(bool(li.accept_queue) or li.closed, False)
+            m.show(self._listener.poll())
         elif self._udp is not None:
-            m.set(self._udp.readable(), True)
+            m.show(self._udp.poll())
         else:
-            # Unconnected TCP: Linux tcp_poll says POLLOUT|POLLHUP, which
-            # select() shows as readable and writable (calls fail at once).
-            m.set(True, True)
+            m.show(_UNCONNECTED)
 
     def _s_close(self) -> None:
         self._lingering = False
@@ -562,10 +553,10 @@ class Socket:
             if self._udp is not None:
                 return self._s_recvfrom(n)[0]
             raise err(errno.ENOTCONN)
-        if self._shut_rd or (self._err_taken and t.conn.error):
+        if self._err_taken and t.conn.error:
             return b""
         try:
-            return t.recv(n)
+            return t.recv(n)  # end of stream after SHUT_RD (TcpSocket.shutdown_read)
         except OSError as e:
             if e.errno != errno.EAGAIN and t.conn.error:
                 self._err_taken = True  # reported once, then EOF (Linux sock_error)
@@ -772,7 +763,7 @@ class Socket:
                                                   and not t.conn.error):
                 raise err(errno.ENOTCONN)
             if rd:
-                self._shut_rd = True
+                t.shutdown_read()
             if wr and t.conn.state is not State.CLOSED:
                 t.shutdown_write()
             self._s_sync()
@@ -783,8 +774,7 @@ class Socket:
             self._s_sync()
             return
         if self._udp is not None and self._udp.remote_ip is not None:
-            self._shut_rd = self._shut_rd or rd
-            return
+            return  # accepted, as Linux does; datagrams still arrive
         raise err(errno.ENOTCONN)
 
     def close(self) -> None:
