@@ -14,13 +14,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from ustack import __version__
 
 if TYPE_CHECKING:
-    from ustack.net.interface import Interface
+    from ustack.bringup import LinkedStack, LinkOptions
     from ustack.stack import Stack
 
 EXIT_ERROR = 1
@@ -103,80 +103,63 @@ def _print_counters(counters: dict[str, int], *, all_: bool = False) -> None:
             print(f"{name} {value}")
 
 
-class _LinkedStack:
-    """A Stack on the link the common options describe, closed on exit.
+def _link_options_of(args: argparse.Namespace, prog: str) -> LinkOptions:
+    """The link options given, checked (one-line UsageError otherwise)."""
+    from ustack.bringup import LinkOptions
 
-    ``with _LinkedStack(args, "ustack up") as (stack, iface):`` validates the
-    options (one-line UsageError otherwise), opens and configures the link,
-    installs SIGINT/SIGTERM handlers that stop ``stack.run()`` at once, and
-    releases everything when the block ends.
-    """
+    try:
+        options = LinkOptions(args.link, args.ip, gw=args.gw, mac=args.mac,
+                              host_ip=args.host_ip, pcap=args.pcap, fault=args.fault,
+                              vnet_hdr=args.vnet_hdr)
+    except ValueError as e:
+        raise UsageError(f"{prog}: {e}") from None
+    if os.geteuid() != 0:
+        raise UsageError(f"{prog}: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
+    return options
 
-    def __init__(self, args: argparse.Namespace, prog: str) -> None:
-        from ustack.wire import ethernet, ipv4
 
-        self.args = args
-        self.prog = prog
-        try:
-            ipv4.parse_cidr(args.ip)
-            self.mac = ethernet.mac_from_str(args.mac) if args.mac else None
-            if args.gw:
-                ipv4.addr_from_str(args.gw)
-            if args.host_ip:
-                ipv4.parse_cidr(args.host_ip)
-        except ValueError as e:
-            raise UsageError(f"{prog}: {e}") from None
-        kind, _, self.devname = args.link.partition(":")
-        if args.host_ip and kind != "tap":
-            raise UsageError(f"{prog}: --host-ip only applies to --link tap:NAME")
-        if os.geteuid() != 0:
-            raise UsageError(f"{prog}: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
+@contextlib.contextmanager
+def _linked(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
+    """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors."""
+    from ustack.bringup import LinkedStack
+    from ustack.link.errors import LinkError
 
-    def __enter__(self) -> tuple[Stack, Interface]:
-        from ustack.link.errors import LinkError
-        from ustack.link.open import open_link, wrap
-        from ustack.stack import Stack
+    up = LinkedStack(options)
+    try:
+        up.open()
+    except (LinkError, ValueError) as e:
+        raise UsageError(f"{prog}: {e}") from None
+    try:
+        yield up
+    finally:
+        up.close()
 
-        args, prog = self.args, self.prog
-        try:
-            self.device = open_link(args.link, vnet_hdr=args.vnet_hdr)
-        except LinkError as e:
-            raise UsageError(f"{prog}: {e}") from None
-        self.stack = stack = Stack()
-        try:
-            if args.host_ip:
-                from ustack.link.tap import configure_host_side
 
-                configure_host_side(self.devname, args.host_ip)
-            dev = wrap(self.device, pcap=args.pcap, fault=args.fault)
-            iface = stack.add_interface(dev, args.ip, mac=self.mac)
-            if args.gw:
-                stack.set_default_gateway(args.gw)
-        except (LinkError, ValueError) as e:
-            self.__exit__()
-            raise UsageError(f"{prog}: {e}") from None
-        except BaseException:
-            self.__exit__()
-            raise
-        # Signals only set a flag; the wake-up fd makes the loop notice at once.
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        self._wake = (wake_r, wake_w)
-        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stack.stop())
+@contextlib.contextmanager
+def _stop_on_signals(stack: Stack) -> Iterator[None]:
+    """SIGINT and SIGTERM make ``stack.run()`` return at once: the handlers
+    only set a flag, and the wake-up descriptor makes the loop notice."""
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    old = {sig: signal.signal(sig, lambda *_: stack.stop())
+           for sig in (signal.SIGINT, signal.SIGTERM)}
 
-        def drain_wakeups() -> None:
-            with contextlib.suppress(OSError):
-                wake_r.recv(512)
+    def drain_wakeups() -> None:
+        with contextlib.suppress(OSError):
+            wake_r.recv(512)
 
-        stack.add_reader(wake_r.fileno(), drain_wakeups)
-        return stack, iface
-
-    def __exit__(self, *exc: object) -> None:
-        self.stack.close()
-        self.device.close()
+    stack.add_reader(wake_r.fileno(), drain_wakeups)
+    try:
+        yield
+    finally:
+        stack.remove_reader(wake_r.fileno())
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(old_fd)
+        wake_r.close()
+        wake_w.close()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -190,14 +173,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             services.parse_service(spec)
     except ValueError as e:
         raise UsageError(f"ustack up: {e}") from None
-    linked = _LinkedStack(args, "ustack up")
-    with linked as (stack, iface):
+    options = _link_options_of(args, "ustack up")
+    with _linked(options, "ustack up") as up, _stop_on_signals(up.stack):
+        stack = up.stack
         control = None
         try:
             names = [services.install(stack, spec) for spec in args.service]
-            control = ControlServer(stack, args.name or linked.devname)
-            print(f"ready: link={args.link} mac={ethernet.mac_to_str(iface.mac)} ip={args.ip}"
-                  + (f" services={','.join(names)}" if names else ""), flush=True)
+            control = ControlServer(stack, args.name or options.device_name)
+            print(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
+                  f"ip={args.ip}" + (f" services={','.join(names)}" if names else ""),
+                  flush=True)
             stack.run()
         except (LinkError, ControlError, OSError) as e:
             raise UsageError(f"ustack up: {e}") from None
@@ -217,7 +202,7 @@ def cmd_tcp(args: argparse.Namespace) -> int:
         endpoint = parse_endpoint(args.to)
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
-    linked = _LinkedStack(args, prog)
+    options = _link_options_of(args, prog)
     with contextlib.ExitStack() as cleanup:
         stream: BinaryIO
         if args.file in (None, "-"):
@@ -228,7 +213,8 @@ def cmd_tcp(args: argparse.Namespace) -> int:
                     open(args.file, "rb" if args.direction == "send" else "wb"))
             except OSError as e:
                 raise UsageError(f"{prog}: {args.file}: {e.strerror}") from None
-        stack, _iface = cleanup.enter_context(linked)
+        stack = cleanup.enter_context(_linked(options, prog)).stack
+        cleanup.enter_context(_stop_on_signals(stack))
         job = Transfer(stack, endpoint, args.direction, stream, timeout=args.timeout)
         try:
             job.run()

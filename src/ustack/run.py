@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from ustack.cli import EXIT_USAGE, UsageError, _link_options, _LinkedStack, _Parser
+from ustack.cli import EXIT_USAGE, UsageError, _link_options, _link_options_of, _linked, _Parser
 
 PROG = "ustack run"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -133,15 +133,14 @@ def main(argv: Sequence[str]) -> int:
             raise UsageError(f"{PROG}: give the program after --, e.g. "
                              "-- python3 -m http.server 80 (see ustack run --help)")
         prog = parse_program(words)
-        linked = _LinkedStack(args, PROG)
-        with linked as (stack, iface):
-            # _LinkedStack makes signals stop the loop; here they belong to
-            # the program, as they would without ustack.
+        options = _link_options_of(args, PROG)
+        with _linked(options, PROG) as up:
+            # Signals belong to the program, as they would without ustack.
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _on_sigterm)
-            print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(iface.mac)} "
+            print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
                   f"ip={args.ip}", file=sys.stderr, flush=True)
-            rt = functions.attach(stack)
+            rt = functions.attach(up.stack)
             patch.patch(rt)
             try:
                 return run_program(prog)
