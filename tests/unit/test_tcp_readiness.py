@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from test_tcp_stack import B_IP, Net, pair
@@ -236,43 +237,20 @@ def u_peer_fin(net: Net) -> int:
     return client.poll()
 
 
-def k_shut_rd(k: Kernel) -> Polled:
+def k_shutdown(how: int, k: Kernel) -> Polled:
     client, _ = k.pair()
-    client.shutdown(socket.SHUT_RD)
+    client.shutdown(how)
     return client, 0
 
 
-def u_shut_rd(net: Net) -> int:
+def u_shutdown(how: int, net: Net) -> int:
     client, _ = u_pair(net)
-    client.shutdown_read()
+    if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+        client.shutdown_read()  # nothing is sent
+    if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+        client.shutdown_write()
+        net.run_until(lambda: client.state is State.FIN_WAIT_2, 5)  # our FIN acked
     net.step(10)
-    return client.poll()
-
-
-def k_shut_wr(k: Kernel) -> Polled:
-    client, _ = k.pair()
-    client.shutdown(socket.SHUT_WR)
-    return client, 0
-
-
-def u_shut_wr(net: Net) -> int:
-    client, _ = u_pair(net)
-    client.shutdown_write()
-    net.run_until(lambda: client.state is State.FIN_WAIT_2, 5)
-    return client.poll()
-
-
-def k_shut_rdwr(k: Kernel) -> Polled:
-    client, _ = k.pair()
-    client.shutdown(socket.SHUT_RDWR)
-    return client, 0
-
-
-def u_shut_rdwr(net: Net) -> int:
-    client, _ = u_pair(net)
-    client.shutdown_read()
-    client.shutdown_write()
-    net.run_until(lambda: client.state is State.FIN_WAIT_2, 5)
     return client.poll()
 
 
@@ -340,9 +318,9 @@ SITUATIONS = [
     Situation("data waiting", k_data_waiting, u_data_waiting),
     Situation("send buffer full", k_send_buffer_full, u_send_buffer_full),
     Situation("peer's FIN", k_peer_fin, u_peer_fin),
-    Situation("SHUT_RD", k_shut_rd, u_shut_rd),
-    Situation("SHUT_WR", k_shut_wr, u_shut_wr),
-    Situation("SHUT_RDWR", k_shut_rdwr, u_shut_rdwr),
+    *(Situation(name, partial(k_shutdown, how), partial(u_shutdown, how))
+      for name, how in (("SHUT_RD", socket.SHUT_RD), ("SHUT_WR", socket.SHUT_WR),
+                        ("SHUT_RDWR", socket.SHUT_RDWR))),
     Situation("FIN both ways", k_both_fins, u_both_fins),
     Situation("reset by the peer", k_reset, u_reset),
     Situation("connect refused", k_refused, u_refused),

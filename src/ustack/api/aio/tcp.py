@@ -390,8 +390,12 @@ class Server(asyncio.AbstractServer):
 
     def _on_accept(self, listener: TcpListener) -> None:
         loop = self._aio.loop
-        while listener.accept_queue:
-            sock = listener.accept()
+        while True:
+            # Accept until it would block, as asyncio's own servers do.
+            try:
+                sock = listener.accept()
+            except OSError:
+                return
             try:
                 protocol = self._factory()
             except Exception as exc:
