@@ -114,9 +114,10 @@ class AioStack:
         self._flush_pending = False
         if self.closed:
             return
-        # Segments take their timestamps and timers from the stack's clock;
-        # the loop may have slept since the last poll.
-        self.stack.flush(self.loop.time())
+        stack = self.stack
+        # Segments take their timestamps and timers from stack.now; the loop
+        # may have slept since the last poll.
+        stack.flush(self.loop.time())
         self._arm()
 
     def _on_readable(self) -> None:

@@ -481,7 +481,7 @@ async def connect(aio: AioStack, host: str, port: int, options: dict[str, Any]) 
     that take minutes; wrap in ``asyncio.timeout`` for less).
     """
     loop = aio.loop
-    aio.stack.advance(loop.time())  # the SYN's timestamp and first RTO count from now
+    aio.stack.advance(loop.time())
     sock = aio.stack.tcp_connect((host, port), **options)
     done: asyncio.Future[None] = loop.create_future()
 
