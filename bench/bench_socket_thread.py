@@ -24,8 +24,8 @@ import threading
 import time
 
 import ustack.socket as us
+from ustack.api.socket.runtime import Runtime
 from ustack.link.threadpipe import thread_pipe_pair
-from ustack.socketmod.runtime import Runtime
 from ustack.stack import Stack
 from ustack.tcp.connection import Event
 from ustack.tcp.socket import TcpListener, TcpSocket

@@ -15,7 +15,7 @@ SOCK_STREAM or SOCK_DGRAM; ``fileno()`` is a real descriptor that polls like
 the socket, so ``select``, ``selectors`` and asyncio work on it.  Errors are
 the standard library's, with the same errno values.  What is covered, and
 what raises ``NotCoveredError`` instead, is listed in README.md.  The
-implementation lives in ``ustack.socketmod``.
+implementation lives in ``ustack.api.socket``.
 
 Every constant of the standard module (AF_INET, SOL_SOCKET, TCP_NODELAY,
 ...) is available here too, as are the pure helpers (inet_aton, htons ...).
@@ -68,7 +68,8 @@ from socket import (
     timeout,
 )
 
-from ustack.socketmod.api import (
+from ustack.api.socket.errors import NotCoveredError
+from ustack.api.socket.functions import (
     attach,
     create_connection,
     create_server,
@@ -77,16 +78,15 @@ from ustack.socketmod.api import (
     has_dualstack_ipv6,
     socket,
 )
-from ustack.socketmod.errors import NotCoveredError
-from ustack.socketmod.resolve import (
+from ustack.api.socket.resolve import (
     getaddrinfo,
     gethostbyaddr,
     gethostbyname,
     gethostbyname_ex,
     getnameinfo,
 )
-from ustack.socketmod.runtime import Runtime, StackDown
-from ustack.socketmod.sock import Socket
+from ustack.api.socket.runtime import Runtime, StackDown
+from ustack.api.socket.sock import Socket
 
 SocketType = Socket
 

@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from ustack import aio
-from ustack.link.base import Device
-from ustack.link.open import open_link
+from ustack.bringup import LinkedStack, LinkOptions
 from ustack.stack import Stack
 from ustack_testbed import Testbed, Topology, tap_topology
 
@@ -29,21 +28,11 @@ PORT = 7
 DEADLINE = 60.0
 
 
-def ustack_on(topo: Topology) -> tuple[Stack, Device]:
-    """A Stack on the topology's link; the device is opened inside its namespace."""
-
-    def open_dev() -> Device:
-        dev = open_link(topo.link)
-        if topo.kind == "tap":
-            from ustack.link.netif import configure_host_side
-
-            configure_host_side(topo.stack_if, topo.peer_cidr)
-        return dev
-
-    dev = topo.stack_ns.call(open_dev)
-    stack = Stack()
-    stack.add_interface(dev, topo.stack_cidr)
-    return stack, dev
+def ustack_on(topo: Topology) -> LinkedStack:
+    """A Stack on the topology's link, brought up inside its namespace."""
+    host_ip = topo.peer_cidr if topo.kind == "tap" else None
+    options = LinkOptions(topo.link, topo.stack_cidr, host_ip=host_ip)
+    return topo.stack_ns.call(LinkedStack(options).open)
 
 
 def run_bounded(stack: Stack, body: Callable[[], Awaitable[None]]) -> None:
@@ -85,7 +74,8 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 
 def test_kernel_client_to_ustack_aio_server(topo: Topology) -> None:
-    stack, dev = ustack_on(topo)
+    up = ustack_on(topo)
+    stack = up.stack
     data = random.Random(51).randbytes(SIZE)
     try:
         async def go() -> None:
@@ -101,12 +91,12 @@ def test_kernel_client_to_ustack_aio_server(topo: Topology) -> None:
 
         run_bounded(stack, go)
     finally:
-        stack.close()
-        dev.close()
+        up.close()
 
 
 def test_ustack_aio_client_to_kernel_server(topo: Topology) -> None:
-    stack, dev = ustack_on(topo)
+    up = ustack_on(topo)
+    stack = up.stack
     data = random.Random(52).randbytes(SIZE)
     try:
         async def go() -> None:
@@ -122,8 +112,7 @@ def test_ustack_aio_client_to_kernel_server(topo: Topology) -> None:
 
         run_bounded(stack, go)
     finally:
-        stack.close()
-        dev.close()
+        up.close()
 
 
 def test_running_brings_a_stack_up_on_a_tap(testbed: Testbed) -> None:

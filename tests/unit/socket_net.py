@@ -4,8 +4,8 @@ the ``net`` fixture in conftest.py builds one per test)."""
 
 from __future__ import annotations
 
+from ustack.api.socket.runtime import Runtime
 from ustack.link.threadpipe import thread_pipe_pair
-from ustack.socketmod.runtime import Runtime
 from ustack.stack import Stack
 
 A_IP, B_IP = "198.18.0.1", "198.18.0.2"

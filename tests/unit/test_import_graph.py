@@ -30,22 +30,8 @@ PACKAGES = ("ustack", "ustack_testbed", "ustack_conform")
 # component (a new module joining it fails the test), a private import is
 # (importing module, imported module, name).  An entry that no longer occurs
 # fails test_the_allow_lists_hold_no_stale_entry: delete it then.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # Removed on another branch (socketmod without the api <-> sock circle).
-        frozenset({"ustack.socketmod.api", "ustack.socketmod.sock"}),
-        # Removed on another branch (cli and run apart).
-        frozenset({"ustack.cli", "ustack.run"}),
-    }
-)
-KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset(
-    {
-        # Go with the cli <-> run cycle above.
-        ("ustack.run", "ustack.cli", "_LinkedStack"),
-        ("ustack.run", "ustack.cli", "_Parser"),
-        ("ustack.run", "ustack.cli", "_link_options"),
-    }
-)
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
+KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pytest
 from socket_net import A_IP, B_IP, Net
 
 import ustack.socket as us
-from ustack.socketmod.runtime import StackDown
+from ustack.api.socket.runtime import StackDown
 
 
 def server(net: Net, port: int = 5000) -> us.Socket:
@@ -245,6 +245,18 @@ def test_address_in_use(net: Net) -> None:
         s.close()
     again = server(net, 6000)  # closing freed the port
     again.close()
+
+
+def test_bound_port_is_reserved_in_the_tcp_layer(net: Net) -> None:
+    """bind() reserves the port in the stack's one TCP table, so the native
+    API's ephemeral ports avoid it too; close() releases it."""
+    s = us.socket(runtime=net.b)
+    s.bind(("0.0.0.0", 0))
+    port = s.getsockname()[1]
+    tcp = net.sb.tcp
+    assert net.b.call(tcp.port_in_use, b"\0\0\0\0", port)
+    s.close()
+    assert not net.b.call(tcp.port_in_use, b"\0\0\0\0", port)  # runs after the close
 
 
 def test_send_after_shutdown_is_broken_pipe(net: Net) -> None:

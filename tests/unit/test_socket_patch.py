@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 from socket_net import B_IP, Net
 
-from ustack.run import Program, parse_program
-from ustack.run import main as run_main
-from ustack.socketmod import patch
-from ustack.socketmod.errors import NotCoveredError
-from ustack.socketmod.sock import Socket
+from ustack.api.socket import patch
+from ustack.api.socket.errors import NotCoveredError
+from ustack.api.socket.sock import Socket
+from ustack.cli.run import Program, parse_program
+from ustack.cli.run import main as run_main
 
 
 @pytest.fixture(autouse=True)

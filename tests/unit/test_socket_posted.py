@@ -23,7 +23,7 @@ from socket_net import Net
 from test_socket_api import pair
 
 import ustack.socket as us
-from ustack.socketmod.runtime import Runtime
+from ustack.api.socket.runtime import Runtime
 
 
 def count_calls(rt: Runtime) -> list[str]:

@@ -112,19 +112,24 @@ class TcpSocket:
 
         - POLLERR: the connection failed (``error``, SO_ERROR);
         - POLLHUP: it is CLOSED, or shut down both ways;
-        - POLLIN | POLLRDHUP: the peer's FIN arrived, or SHUT_RD (a read
-          returns at once: end of stream);
+        - POLLIN | POLLRDHUP: the peer's FIN arrived, SHUT_RD, or CLOSED
+          (a read returns at once: end of stream or the error);
         - until the handshake is done (SYN-SENT, SYN-RECEIVED) nothing
           else; then POLLIN when data waits, and POLLOUT when the send
           buffer has room or sending is over (a write fails at once).
+
+        A connection that reached CLOSED counts as shut down both ways, as
+        Linux's ``tcp_done`` marks it (``sk_shutdown = SHUTDOWN_MASK``): a
+        reset or refused connection polls IN|OUT|ERR|HUP|RDHUP there, and
+        here (``tests/unit/test_tcp_readiness.py`` holds the two side by side).
         """
         c = self.conn
         st = c.state
         closed = st is State.CLOSED
         mask = POLLERR if c.error else 0
-        rd_shut = c.peer_fin or self.shut_rd
+        rd_shut = c.peer_fin or self.shut_rd or closed
         wr_shut = c.fin_queued or closed
-        if closed or (rd_shut and wr_shut):
+        if rd_shut and wr_shut:
             mask |= POLLHUP
         if rd_shut:
             mask |= POLLIN | POLLRDHUP

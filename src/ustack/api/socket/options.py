@@ -10,7 +10,7 @@ Any other option raises ENOPROTOOPT with a message naming it.
 Options set on a listening socket, before or after listen(), are the
 starting options of the sockets it accepts (Linux clones the listener): the
 listener's connections are built with them from the SYN on.  SO_LINGER with
-a timeout makes close() wait for the FIN to be acknowledged (``sock.py``).
+a timeout makes close() wait for the FIN to be acknowledged (``close.py``).
 """
 
 from __future__ import annotations

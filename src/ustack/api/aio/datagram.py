@@ -9,9 +9,10 @@ as Linux reports them, RFC 1122 4.1.3.3) go to ``error_received``.
 from __future__ import annotations
 
 import asyncio
+from select import POLLERR
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
+from ustack.api.aio.loop import AioStack, attach
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 from ustack.wire import ipv4 as wip
@@ -49,6 +50,10 @@ class UdpTransport(asyncio.DatagramTransport):
                 "exception": exc, "transport": self, "protocol": self._protocol})
 
     def _on_error(self) -> None:
+        # Datagrams never queue here (on_datagram takes them), so the socket
+        # is only ever readable for an error: POLLERR, taken by recvfrom.
+        if not self._sock.poll() & POLLERR:
+            return
         try:
             self._sock.recvfrom()
         except BlockingIOError:

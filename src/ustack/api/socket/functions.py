@@ -1,54 +1,48 @@
-"""The module-level functions of ``ustack.socket`` and the default runtime.
+"""The module-level functions of ``ustack.socket``.
 
-``attach(stack)`` starts a Runtime for ``stack`` and makes it the one
-``socket()``, ``create_connection()`` ... use when no ``runtime=`` is given;
-``detach()`` stops it.  ``ustack run`` attaches the stack it brings up.
+``attach(stack)`` starts a Runtime for ``stack`` and makes it the default
+(``runtime.default_runtime``) that ``socket()``, ``create_connection()`` ...
+use when no ``runtime=`` is given; ``detach()`` stops it.  ``ustack run``
+attaches the stack it brings up.
 """
 
 from __future__ import annotations
 
 import _socket
-import errno
 import socket as _std
 from typing import TYPE_CHECKING, Any
 
-from ustack.socketmod.errors import NotCoveredError
-from ustack.socketmod.resolve import getaddrinfo
-from ustack.socketmod.runtime import Runtime
-from ustack.socketmod.sock import Socket
+from ustack.api.socket.errors import NotCoveredError
+from ustack.api.socket.resolve import getaddrinfo
+from ustack.api.socket.runtime import Runtime, default_runtime, exchange_default
+from ustack.api.socket.sock import Socket
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
 
-_default: Runtime | None = None
+__all__ = ["attach", "create_connection", "create_server", "default_runtime", "detach",
+           "has_dualstack_ipv6", "socket"]
 GLOBAL_DEFAULT_TIMEOUT: Any = _std._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 
 def attach(stack: Stack) -> Runtime:
     """Run ``stack`` in a background thread and make it the default for
     ``ustack.socket``; returns the runtime (``detach()`` stops it)."""
-    global _default
-    if _default is not None and _default.alive:
+    old = exchange_default(None)
+    if old is not None and old.alive:
+        exchange_default(old)
         raise RuntimeError("a stack is already attached; detach() it first")
-    _default = Runtime(stack).start()
-    return _default
+    rt = Runtime(stack).start()
+    exchange_default(rt)
+    return rt
 
 
 def detach(linger: float = 0.0) -> None:
     """Stop the default runtime (after up to ``linger`` s for closing connections)."""
-    global _default
-    rt, _default = _default, None
+    rt = exchange_default(None)
     if rt is not None:
         rt.stop(linger)
         rt.close()
-
-
-def default_runtime() -> Runtime:
-    rt = _default
-    if rt is None:
-        raise OSError(errno.ENETDOWN, "ustack.socket: no stack attached (call "
-                      "ustack.socket.attach(stack), or run the program under `ustack run`)")
-    return rt
 
 
 def socket(family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None,

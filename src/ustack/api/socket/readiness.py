@@ -3,7 +3,9 @@
 ``select``, ``selectors`` and asyncio only understand descriptors, and a
 ustack socket is a Python object.  Each one therefore owns a Unix socket
 pair: the application end (``fileno()``) and a private end.  Only the stack
-thread changes it, and only when the ustack socket's readiness changes:
+thread changes it, and only when the ustack socket's readiness changes.
+What is ready is not decided here: the native socket's ``poll()`` mask
+(Linux's rule) is shown the way select(2) shows a mask (``show``):
 
 - readable: one byte sent from the private end sits unread on the
   application end; clearing it reads it back.
@@ -21,8 +23,15 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+from select import POLLERR, POLLHUP, POLLIN, POLLOUT
 
 _FILL = bytes(4096)
+
+# What select(2) counts as readable and writable (Linux fs/select.c
+# POLLIN_SET / POLLOUT_SET): a hang-up or an error wakes a reader, an
+# error wakes a writer, so the call that follows returns at once.
+SELECT_READABLE = POLLIN | POLLHUP | POLLERR
+SELECT_WRITABLE = POLLOUT | POLLERR
 
 
 class Mirror:
@@ -40,6 +49,11 @@ class Mirror:
 
     def fileno(self) -> int:
         return self._app.fileno()
+
+    def show(self, mask: int) -> None:
+        """Make the descriptor poll as a socket with the poll(2) ``mask``
+        selects (stack thread)."""
+        self.set(bool(mask & SELECT_READABLE), bool(mask & SELECT_WRITABLE))
 
     def set(self, readable: bool, writable: bool) -> None:
         """Make the descriptor's readiness ``readable``/``writable`` (stack thread)."""

@@ -20,10 +20,10 @@ import _socket
 import socket as _std
 from typing import Any
 
-from ustack.socketmod import api, resolve
-from ustack.socketmod.errors import NotCoveredError
-from ustack.socketmod.runtime import Runtime
-from ustack.socketmod.sock import Socket
+from ustack.api.socket import functions, resolve
+from ustack.api.socket.errors import NotCoveredError
+from ustack.api.socket.runtime import Runtime
+from ustack.api.socket.sock import Socket
 
 _real_socket = _std.socket
 _saved: dict[str, Any] = {}
@@ -58,18 +58,20 @@ def _fromfd(fd: int, family: int, type: int, proto: int = 0) -> Any:
     return _real_socket(family, type, proto, _socket.dup(fd))
 
 
-def _create_connection(address: tuple[str, int], timeout: Any = api.GLOBAL_DEFAULT_TIMEOUT,
+def _create_connection(address: tuple[str, int],
+                       timeout: Any = functions.GLOBAL_DEFAULT_TIMEOUT,
                        source_address: tuple[str, int] | None = None, *,
                        all_errors: bool = False) -> Socket:
-    return api.create_connection(address, timeout, source_address, all_errors=all_errors,
-                                 runtime=_runtime)
+    return functions.create_connection(address, timeout, source_address,
+                                       all_errors=all_errors, runtime=_runtime)
 
 
 def _create_server(address: tuple[str, int], *, family: int = _socket.AF_INET,
                    backlog: int | None = None, reuse_port: bool = False,
                    dualstack_ipv6: bool = False) -> Socket:
-    return api.create_server(address, family=family, backlog=backlog, reuse_port=reuse_port,
-                             dualstack_ipv6=dualstack_ipv6, runtime=_runtime)
+    return functions.create_server(address, family=family, backlog=backlog,
+                                   reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6,
+                                   runtime=_runtime)
 
 
 REPLACEMENTS: dict[str, Any] = {
@@ -77,7 +79,7 @@ REPLACEMENTS: dict[str, Any] = {
     "SocketType": PatchedSocket,
     "create_connection": _create_connection,
     "create_server": _create_server,
-    "has_dualstack_ipv6": api.has_dualstack_ipv6,
+    "has_dualstack_ipv6": functions.has_dualstack_ipv6,
     "fromfd": _fromfd,
     "getaddrinfo": resolve.getaddrinfo,
     "gethostbyname": resolve.gethostbyname,

@@ -208,3 +208,23 @@ class Runtime:
         if self._thread is None or not self._thread.is_alive():
             with contextlib.suppress(OSError):
                 os.close(self._wake)
+
+
+# The runtime ``ustack.socket`` uses when a call names none (``attach``).
+_default: Runtime | None = None
+
+
+def exchange_default(rt: Runtime | None) -> Runtime | None:
+    """Make ``rt`` the default runtime; returns the one it replaces."""
+    global _default
+    old, _default = _default, rt
+    return old
+
+
+def default_runtime() -> Runtime:
+    """The attached runtime, or OSError(ENETDOWN) when none is."""
+    rt = _default
+    if rt is None:
+        raise OSError(errno.ENETDOWN, "ustack.socket: no stack attached (call "
+                      "ustack.socket.attach(stack), or run the program under `ustack run`)")
+    return rt

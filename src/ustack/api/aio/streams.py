@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
-from ustack.aio.tcp import Server, TcpTransport, connect, create_server
+from ustack.api.aio.loop import AioStack, attach
+from ustack.api.aio.tcp import Server, create_connection, create_server
 from ustack.stack import Stack
 
 DEFAULT_LIMIT = 2 ** 16  # asyncio.streams' default
@@ -46,10 +46,9 @@ async def open_connection(host: str, port: int, *, stack: Stack | AioStack,
     """
     aio = attach(stack)
     loop = aio.loop
-    sock = await connect(aio, host, port, tcp_options)
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport = TcpTransport(aio, sock, protocol)
-    transport._start()
+    transport, _ = await create_connection(lambda: protocol, host, port, stack=aio,
+                                           **tcp_options)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer

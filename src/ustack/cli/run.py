@@ -5,8 +5,8 @@
 
 brings a stack up on the link (the options of ``ustack up``), starts it in a
 background thread (``ustack.socket``), replaces the AF_INET parts of the
-standard ``socket`` module with ustack's (``socketmod.patch``) and runs the
-program in this process: ``python3 -m MODULE ARGS``, ``python3 SCRIPT ARGS``,
+standard ``socket`` module with ustack's (``ustack.api.socket.patch``) and
+runs the program in this process: ``python3 -m MODULE ARGS``, ``python3 SCRIPT ARGS``,
 ``python3 -c CODE ARGS`` or ``SCRIPT.py ARGS``, with ``sys.argv`` and
 ``sys.path[0]`` as Python would set them.  The exit status is the program's.
 
@@ -30,7 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from ustack.cli import EXIT_USAGE, UsageError, _link_options, _LinkedStack, _Parser
+from ustack.cli.common import (
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    add_link_options,
+    link_options,
+    linked_stack,
+)
 
 PROG = "ustack run"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -106,10 +113,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Run a Python program with its AF_INET sockets on "
+    p = Parser(prog=PROG, description="Run a Python program with its AF_INET sockets on "
                 "ustack: ustack run --link ... --ip CIDR [--gw IP] [--host-ip CIDR] -- "
                 "PROGRAM ARGS...")
-    _link_options(p)
+    add_link_options(p)
     p.add_argument("--linger", type=float, default=2.0, metavar="SECONDS",
                    help="after the program ends, wait up to this long for closed "
                         "connections to finish sending (default 2)")
@@ -117,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``ustack run`` (``cli.main`` hands over everything after ``run``)."""
-    from ustack.socketmod import api, patch
+    """``ustack run`` (``ustack.cli.main`` hands over everything after ``run``)."""
+    from ustack.api.socket import functions, patch
     from ustack.wire import ethernet
 
     argv = list(argv)
@@ -133,15 +140,14 @@ def main(argv: Sequence[str]) -> int:
             raise UsageError(f"{PROG}: give the program after --, e.g. "
                              "-- python3 -m http.server 80 (see ustack run --help)")
         prog = parse_program(words)
-        linked = _LinkedStack(args, PROG)
-        with linked as (stack, iface):
-            # _LinkedStack makes signals stop the loop; here they belong to
-            # the program, as they would without ustack.
+        options = link_options(args, PROG)
+        with linked_stack(options, PROG) as up:
+            # Signals belong to the program, as they would without ustack.
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _on_sigterm)
-            print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(iface.mac)} "
+            print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
                   f"ip={args.ip}", file=sys.stderr, flush=True)
-            rt = api.attach(stack)
+            rt = functions.attach(up.stack)
             patch.patch(rt)
             try:
                 return run_program(prog)
@@ -156,7 +162,7 @@ def main(argv: Sequence[str]) -> int:
             finally:
                 patch.unpatch()
                 sys.stdout.flush()
-                api.detach(linger=max(0.0, args.linger))
+                functions.detach(linger=max(0.0, args.linger))
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE

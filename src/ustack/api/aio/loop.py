@@ -20,6 +20,7 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator, Callable
 
+from ustack.bringup import LinkedStack, LinkOptions
 from ustack.stack import BATCH, Stack
 
 _attached: weakref.WeakKeyDictionary[Stack, AioStack] = weakref.WeakKeyDictionary()
@@ -183,26 +184,17 @@ async def running(link: str, ip: str, *, gw: str | None = None, host_ip: str | N
                   fault: str | None = None) -> AsyncIterator[AioStack]:
     """``async with running("tap:u0", "198.18.0.2/24", host_ip="198.18.0.1/24") as aio:``
 
-    Opens the link (as the ``ustack`` command's link options do), brings a
-    Stack up on it in the running loop, and closes everything on exit.
-    ``aio.stack`` is the Stack to pass as ``stack=``.
+    Opens the link and brings a Stack up on it as the ``ustack`` command's
+    link options do (``ustack.bringup``), attaches it to the running loop,
+    and closes everything on exit.  ``aio.stack`` is the Stack to pass as
+    ``stack=``.
     """
-    from ustack.link.open import open_link, wrap
-
-    device = open_link(link, vnet_hdr=vnet_hdr)
-    stack = Stack()
-    aio = AioStack(stack)
-    try:
-        if host_ip is not None:
-            from ustack.link.netif import configure_host_side
-
-            configure_host_side(link.partition(":")[2], host_ip)
-        stack.add_interface(wrap(device, pcap=pcap, fault=fault), ip, mac=mac)
-        if gw is not None:
-            stack.set_default_gateway(gw)
-        aio.start()
-        yield aio
-    finally:
-        aio.close()
-        stack.close()
-        device.close()
+    options = LinkOptions(link, ip, gw=gw, mac=mac, host_ip=host_ip, pcap=pcap, fault=fault,
+                          vnet_hdr=vnet_hdr)
+    with LinkedStack(options) as up:
+        aio = AioStack(up.stack)
+        try:
+            aio.start()
+            yield aio
+        finally:
+            aio.close()

@@ -7,7 +7,10 @@ loop's own socket transports are driven by readiness callbacks:
 - READABLE: everything in the receive buffer goes to ``data_received`` at
   once, unless reading is paused.  Paused, the bytes stay in the TCP receive
   buffer, so a slow reader closes the advertised window (RFC 9293 3.8.6)
-  instead of growing a queue in user space.
+  instead of growing a queue in user space.  Whether there is data or the
+  end of the stream to deliver is the socket's readiness (``poll()``,
+  Linux's rule): POLLIN means a read returns at once, with bytes or with
+  b"" for end of stream, as a selector transport reads a kernel socket.
 - WRITABLE: bytes the TCP send buffer could not take wait in the
   transport's buffer; ``pause_writing`` fires when that buffer exceeds the
   high-water mark and ``resume_writing`` when it falls to the low one.  The
@@ -28,10 +31,10 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
-from ustack.aio.loop import AioStack, attach
+from ustack.api.aio.loop import AioStack, attach
 from ustack.stack import Stack
 from ustack.tcp.connection import Event
-from ustack.tcp.socket import TcpListener, TcpSocket, os_error
+from ustack.tcp.socket import POLLIN, TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
 
 _READABLE = Event.READABLE
@@ -89,7 +92,7 @@ class TcpTransport(asyncio.Transport):
         self._ready = True
         self._read_ready()
         self._aio.kick()
-        if self._sock.conn.state is State.CLOSED and not self._closing:
+        if self._sock.state is State.CLOSED and not self._closing:
             self._stack_closed()
 
     # -- events from the Stack --------------------------------------------------
@@ -105,17 +108,25 @@ class TcpTransport(asyncio.Transport):
             self._stack_closed()
 
     def _read_ready(self) -> None:
+        """Deliver what the socket is readable for: bytes while there are
+        any, then the end of the stream once.  A failed connection's error
+        is not delivered here: CLOSED ends the transport with it."""
         sock = self._sock
-        conn = sock.conn
         protocol = self._protocol
         try:
-            while self._reading and conn.readable_bytes and not self._lost:
-                protocol.data_received(sock.recv(READ_CHUNK))
-            if (conn.peer_fin and not conn.readable_bytes and self._reading
-                    and not self._eof_seen and not self._lost and not conn.error):
-                self._eof_seen = True
-                if not protocol.eof_received():
-                    self.close()
+            while self._reading and not self._lost and sock.poll() & POLLIN:
+                try:
+                    data = sock.recv(READ_CHUNK)
+                except OSError:
+                    return  # the connection failed (see _stack_closed)
+                if data:
+                    protocol.data_received(data)
+                    continue
+                if not self._eof_seen:
+                    self._eof_seen = True
+                    if not protocol.eof_received():
+                        self.close()
+                return
         except Exception as exc:
             self._callback_failed(exc, "data_received/eof_received")
 
@@ -253,7 +264,7 @@ class TcpTransport(asyncio.Transport):
     def _resume(self) -> None:
         if self._reading and not self._lost:
             self._read_ready()
-            if self._sock.conn.state is State.CLOSED and not self._closing:
+            if self._sock.state is State.CLOSED and not self._closing:
                 self._stack_closed()
             self._aio.kick()  # reading opened the window: the update goes now
 
@@ -379,8 +390,12 @@ class Server(asyncio.AbstractServer):
 
     def _on_accept(self, listener: TcpListener) -> None:
         loop = self._aio.loop
-        while listener.accept_queue:
-            sock = listener.accept()
+        while True:
+            # Accept until it would block, as asyncio's own servers do.
+            try:
+                sock = listener.accept()
+            except OSError:
+                return
             try:
                 protocol = self._factory()
             except Exception as exc:

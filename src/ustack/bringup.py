@@ -1,0 +1,115 @@
+"""One way to bring a Stack up on a real link: ``LinkOptions`` and ``LinkedStack``.
+
+The ``ustack`` command (``up``, ``tcp``, ``run``), ``ustack.aio.running``
+and the benchmarks that run a stack on a TAP or an AF_PACKET interface take
+the same options: the link, our address, and optional gateway, MAC, the
+kernel side of a TAP, a pcap file, injected faults and the virtio-net header.
+``LinkOptions`` holds them and checks what can be checked without touching
+the system (``ValueError`` with a one-line reason, naming the options as the
+command spells them); ``LinkedStack`` opens the device, wraps it (pcap tee,
+fault injector), gives a TAP's kernel side its address, creates the Stack
+with its interface and gateway, and closes all of it again::
+
+    options = LinkOptions("tap:u0", "198.18.0.2/24", host_ip="198.18.0.1/24")
+    with LinkedStack(options) as up:
+        up.stack.run()
+
+Opening fails with ``LinkError`` (the device) or ``ValueError`` (an
+address the stack refuses), after closing what was already open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ustack.link.base import Device
+from ustack.link.fault import FaultSpec
+from ustack.link.netif import configure_host_side
+from ustack.link.open import open_link, wrap
+from ustack.net.interface import Interface
+from ustack.stack import Stack
+from ustack.wire import ethernet, ipv4
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """The link options of the ``ustack`` command, checked when made."""
+
+    link: str  # "tap:NAME" (a TAP device) or "packet:IFACE" (AF_PACKET on IFACE)
+    ip: str  # our address with its prefix length, "198.18.0.2/24"
+    gw: str | None = None  # default gateway
+    mac: str | bytes | None = None  # our MAC (default: random, locally administered)
+    host_ip: str | None = None  # tap only: the kernel side's address, "198.18.0.1/24"
+    pcap: str | None = None  # file for every frame in and out
+    fault: str | None = None  # e.g. "loss=2%,dup=1%,seed=7"
+    vnet_hdr: bool = False  # checksum and segmentation offload
+
+    def __post_init__(self) -> None:
+        ipv4.parse_cidr(self.ip)
+        self.mac_bytes()
+        if self.gw:
+            ipv4.addr_from_str(self.gw)
+        if self.host_ip:
+            ipv4.parse_cidr(self.host_ip)
+            if self.kind != "tap":
+                raise ValueError("--host-ip only applies to --link tap:NAME")
+        if self.fault is not None:
+            FaultSpec.parse(self.fault)
+
+    @property
+    def kind(self) -> str:
+        """``tap`` or ``packet`` (anything else fails when the link opens)."""
+        return self.link.partition(":")[0]
+
+    @property
+    def device_name(self) -> str:
+        """The TAP's or the interface's name."""
+        return self.link.partition(":")[2]
+
+    def mac_bytes(self) -> bytes | None:
+        if isinstance(self.mac, str):
+            return ethernet.mac_from_str(self.mac) if self.mac else None
+        if self.mac is not None and len(self.mac) != 6:
+            raise ValueError(f"a MAC address is 6 bytes, not {len(self.mac)}")
+        return self.mac
+
+
+class LinkedStack:
+    """A Stack on the link ``options`` describe; ``close()`` (or the end of
+    the ``with`` block) closes the stack and the device."""
+
+    stack: Stack
+    iface: Interface
+
+    def __init__(self, options: LinkOptions) -> None:
+        self.options = options
+        self.device: Device | None = None
+
+    def open(self) -> LinkedStack:
+        """Open and configure everything; on failure close what was opened."""
+        o = self.options
+        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr)
+        self.stack = Stack()
+        try:
+            if o.host_ip:
+                configure_host_side(o.device_name, o.host_ip)
+            dev = wrap(self.device, pcap=o.pcap, fault=o.fault)
+            self.iface = self.stack.add_interface(dev, o.ip, mac=o.mac_bytes())
+            if o.gw:
+                self.stack.set_default_gateway(o.gw)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        device, self.device = self.device, None
+        if device is not None:
+            self.stack.close()  # the interfaces' devices: the wrappers, pcap file included
+            device.close()
+
+    def __enter__(self) -> LinkedStack:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

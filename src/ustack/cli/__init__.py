@@ -1,0 +1,111 @@
+"""The ``ustack`` command.
+
+Every failure the user can cause (not root, device busy, bad address, an
+unknown option) ends in one line on stderr starting with ``ustack:`` and a
+non-zero exit status, never a traceback.
+
+One module per subcommand: ``up`` (a stack on a link until interrupted),
+``tcp`` (stream a file over ustack TCP), ``stats`` (a running stack's
+counters, through ``control``), ``run`` (a Python program on ustack's
+sockets); ``conform`` is the conformance runner's, reached through the
+``ustack.commands`` entry points (the runtime imports no tool package).  ``common``
+holds what they share: the one-line errors and exit codes, the link
+options and the stack they bring up (``ustack.bringup``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ustack import __version__
+from ustack.cli import stats, tcp, up
+from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError
+
+# The subcommands whose options argparse parses here.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": up.main,
+    "tcp": tcp.main,
+    "stats": stats.main,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ustack", description="A user-space TCP/IP stack: IP per process.")
+    p.add_argument("--version", action="version", version=f"ustack {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    up.add_arguments(sub.add_parser("up", help=up.HELP, description=up.DESCRIPTION))
+    tcp.add_arguments(sub.add_parser("tcp", help=tcp.HELP))
+
+    # `ustack conform ARGS...` goes straight to the conformance runner, an
+    # entry point of the distribution (main below); this entry only lists
+    # it in `ustack --help`.
+    sub.add_parser("conform", add_help=False,
+                   help="run packetdrill scripts against ustack (see ustack conform --help)")
+
+    # `ustack run ... -- PROGRAM` goes straight to ustack.cli.run (main below).
+    sub.add_parser("run", add_help=False,
+                   help="run a Python program with its sockets on ustack (see ustack run --help)")
+
+    stats.add_arguments(sub.add_parser("stats", help=stats.HELP))
+    return p
+
+
+def run_command(argv: list[str]) -> int:
+    """``ustack run ... -- PROGRAM``: its own command line (``ustack.cli.run``)."""
+    from ustack.cli.run import main as run_main
+
+    return run_main(argv)
+
+
+# Subcommands that take the rest of the command line as it is.
+PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {
+    "run": run_command,
+}
+
+
+def entry_point_command(args: Sequence[str]) -> Callable[[list[str]], int] | None:
+    """The ``ustack.commands`` entry point that ``args[0]`` names, or None.
+
+    Tools installed beside the runtime add commands to ``ustack`` through
+    this entry-point group (``conform = "ustack_conform.runner:main"`` in
+    pyproject.toml), so the runtime never imports them.  Only a first word
+    that is no built-in command or option is looked up: reading the
+    installed distributions' metadata costs time the built-in commands
+    should not pay.  The command is called with the words after its name
+    and returns the exit status.
+    """
+    if not args or args[0].startswith("-") or args[0] in COMMANDS or args[0] in PASS_THROUGH:
+        return None
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="ustack.commands", name=args[0]):
+        command: Callable[[list[str]], int] = entry.load()
+        return command
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    whole = PASS_THROUGH.get(args_list[0]) if args_list else None
+    if whole is None:
+        whole = entry_point_command(args_list)
+    if whole is not None:
+        return whole(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        command = COMMANDS.get(args.command)
+        if command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return command(args)
+    except UsageError as e:
+        print(e if str(e).startswith("ustack") else f"ustack: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        print(f"ustack: {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR

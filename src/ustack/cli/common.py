@@ -1,0 +1,117 @@
+"""What the subcommands of ``ustack`` share: one-line errors, exit codes,
+the link options, and the stack they bring up.
+
+Every failure the user can cause ends as a ``UsageError`` whose text is the
+one line ``main`` prints on stderr (``ustack up: ...``); argparse's own
+errors are made one line too (``Parser``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from ustack.bringup import LinkedStack, LinkOptions
+    from ustack.stack import Stack
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line, not usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def add_link_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that brings up a stack takes."""
+    p.add_argument("--link", required=True, metavar="tap:NAME|packet:IFACE",
+                   help="tap:NAME creates a TAP device; packet:IFACE attaches AF_PACKET "
+                        "to an existing interface")
+    p.add_argument("--ip", required=True, metavar="CIDR", help="our address, e.g. 198.18.0.2/24")
+    p.add_argument("--gw", metavar="IP", help="default gateway")
+    p.add_argument("--mac", help="our MAC (default: random, locally administered)")
+    p.add_argument("--host-ip", metavar="CIDR",
+                   help="tap only: give the kernel's side of the TAP this address, bring it up")
+    p.add_argument("--pcap", metavar="FILE", help="write every frame in and out to FILE")
+    p.add_argument("--fault", metavar="SPEC",
+                   help="inject faults, e.g. loss=2%%,dup=1%%,reorder=1%%,seed=7")
+    p.add_argument("--vnet-hdr", action="store_true",
+                   help="use the virtio-net header (checksum/segmentation offload)")
+
+
+def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
+    """The link options given, checked (one-line UsageError otherwise)."""
+    from ustack.bringup import LinkOptions
+
+    try:
+        options = LinkOptions(args.link, args.ip, gw=args.gw, mac=args.mac,
+                              host_ip=args.host_ip, pcap=args.pcap, fault=args.fault,
+                              vnet_hdr=args.vnet_hdr)
+    except ValueError as e:
+        raise UsageError(f"{prog}: {e}") from None
+    if os.geteuid() != 0:
+        raise UsageError(f"{prog}: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
+    return options
+
+
+@contextlib.contextmanager
+def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
+    """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors."""
+    from ustack.bringup import LinkedStack
+    from ustack.link.errors import LinkError
+
+    up = LinkedStack(options)
+    try:
+        up.open()
+    except (LinkError, ValueError) as e:
+        raise UsageError(f"{prog}: {e}") from None
+    try:
+        yield up
+    finally:
+        up.close()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stack: Stack) -> Iterator[None]:
+    """SIGINT and SIGTERM make ``stack.run()`` return at once: the handlers
+    only set a flag, and the wake-up descriptor makes the loop notice."""
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    old = {sig: signal.signal(sig, lambda *_: stack.stop())
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def drain_wakeups() -> None:
+        with contextlib.suppress(OSError):
+            wake_r.recv(512)
+
+    stack.add_reader(wake_r.fileno(), drain_wakeups)
+    try:
+        yield
+    finally:
+        stack.remove_reader(wake_r.fileno())
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(old_fd)
+        wake_r.close()
+        wake_w.close()
+
+
+def print_counters(counters: dict[str, int], *, all_: bool = False) -> None:
+    for name, value in counters.items():
+        if value or all_:
+            print(f"{name} {value}")

@@ -1,0 +1,56 @@
+"""``ustack up``: a stack on a link, with services, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+from ustack.cli.common import (
+    UsageError,
+    add_link_options,
+    link_options,
+    linked_stack,
+    print_counters,
+    stop_on_signals,
+)
+
+HELP = "bring a stack up on a link and run until interrupted"
+DESCRIPTION = ("Bring a stack up with its own MAC and IP address and run until "
+               "SIGINT/SIGTERM, then print its counters.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_link_options(p)
+    p.add_argument("--service", action="append", default=[], metavar="NAME:PORT",
+                   help="run a built-in service (udp-echo:7, udp-discard:9); repeatable")
+    p.add_argument("--name", help="name of the control socket (default: the device name)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ustack.apps import services
+    from ustack.cli.control import ControlError, ControlServer
+    from ustack.link.errors import LinkError
+    from ustack.wire import ethernet
+
+    try:
+        for spec in args.service:
+            services.parse_service(spec)
+    except ValueError as e:
+        raise UsageError(f"ustack up: {e}") from None
+    options = link_options(args, "ustack up")
+    with linked_stack(options, "ustack up") as up, stop_on_signals(up.stack):
+        stack = up.stack
+        control = None
+        try:
+            names = [services.install(stack, spec) for spec in args.service]
+            control = ControlServer(stack, args.name or options.device_name)
+            print(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
+                  f"ip={args.ip}" + (f" services={','.join(names)}" if names else ""),
+                  flush=True)
+            stack.run()
+        except (LinkError, ControlError, OSError) as e:
+            raise UsageError(f"ustack up: {e}") from None
+        finally:
+            if control is not None:
+                control.close()
+    print_counters(stack.counters.snapshot())
+    return 0

@@ -1,0 +1,122 @@
+"""The rules that keep the API floor one floor, checked on the source.
+
+Each front end (``ustack.socket``, ``ustack.aio``, the native API) stands
+on the same core pieces: one clock that only the Stack writes, one
+ephemeral port allocator.  These tests read ``src/`` with ``ast`` and fail,
+naming file and line, when code elsewhere grows a second copy.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "ustack"
+
+
+def modules(root: Path = SRC) -> Iterator[tuple[Path, ast.Module]]:
+    for path in sorted(root.rglob("*.py")):
+        yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(SRC)}:{getattr(node, 'lineno', 0)}"
+
+
+def assigned_attributes(tree: ast.Module) -> Iterator[ast.Attribute | ast.Call]:
+    """Every ``x.attr = ...`` / ``x.attr += ...`` target, and every ``setattr`` call."""
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id == "setattr":
+            yield node
+        for t in targets:
+            for sub in ast.walk(t):  # tuple targets: a.now, b = ...
+                if isinstance(sub, ast.Attribute):
+                    yield sub
+
+
+def test_scanner_sees_a_clock_write() -> None:
+    """The scan below is only as good as its matcher: it must see these."""
+    tree = ast.parse("stack.now = 1\nself.stack.now += 2\na, b.now = 1, 2\n"
+                     "setattr(stack, 'now', 3)\nself.now = 4\n")
+    found = [n for n in assigned_attributes(tree) if clock_write(n)]
+    assert [n.lineno for n in found] == [1, 2, 3, 4]
+
+
+def clock_write(node: ast.Attribute | ast.Call) -> bool:
+    """``<something other than self>.now = ...`` or ``setattr(x, "now", ...)``.
+
+    ``self.now`` is a class's own clock (the conformance runner, test
+    harnesses keep one); a Stack's clock is written through a reference to
+    the Stack (``stack.now``, ``self.stack.now``, ``aio.stack.now``).
+    """
+    if isinstance(node, ast.Call):
+        return len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+            and node.args[1].value == "now"
+    return node.attr == "now" and not (isinstance(node.value, ast.Name)
+                                       and node.value.id == "self")
+
+
+def test_only_the_stack_writes_its_clock() -> None:
+    """Time enters the core only through ``Stack.poll(now)``, ``flush(now)``
+    or ``advance(now)``: no code outside ``stack.py`` assigns ``.now`` on a
+    Stack (a driver that did would bypass what those methods do with it)."""
+    offenders = [where(path, node) for path, tree in modules()
+                 if path != PACKAGE / "stack.py"
+                 for node in assigned_attributes(tree) if clock_write(node)]
+    assert offenders == [], "Stack.now written outside stack.py (use advance/flush/poll)"
+
+
+def test_only_net_ports_walks_the_ephemeral_range() -> None:
+    """One allocator (``net/ports.py``): nothing else names the range's bounds."""
+    bounds = {"EPHEMERAL_LOW", "EPHEMERAL_HIGH", 32768, 60999}
+    offenders = []
+    for path, tree in modules():
+        if path == PACKAGE / "net" / "ports.py":
+            continue
+        for node in ast.walk(tree):
+            name = node.id if isinstance(node, ast.Name) else \
+                node.attr if isinstance(node, ast.Attribute) else \
+                node.value if isinstance(node, ast.Constant) else None
+            if isinstance(name, (str, int)) and name in bounds:
+                offenders.append(where(path, node))
+    assert offenders == [], "the ephemeral range is net/ports.py's alone"
+
+
+# The API floor's own packages (sockets, asyncio, the command line).
+API_PACKAGES = [PACKAGE / "api", PACKAGE / "cli"]
+MAX_LINES = 800
+
+
+def api_modules() -> Iterator[tuple[Path, ast.Module]]:
+    for root in API_PACKAGES:
+        if root.is_dir():
+            yield from modules(root)
+
+
+def test_api_modules_stay_readable() -> None:
+    """No module of the API packages over ~800 lines: a part that grows
+    past that is split by what it holds, not left to sprawl."""
+    long = [f"{path.relative_to(SRC)}: {len(path.read_text().splitlines())} lines"
+            for path, _ in api_modules()
+            if len(path.read_text().splitlines()) > MAX_LINES]
+    assert long == []
+
+
+def test_api_modules_import_no_private_names() -> None:
+    """What one module of the API packages uses from another is public
+    there: no ``from x import _name`` between them."""
+    offenders = [f"{where(path, node)} {alias.name}"
+                 for path, tree in api_modules()
+                 for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ustack")
+                 for alias in node.names
+                 if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert offenders == []
