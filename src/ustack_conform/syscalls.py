@@ -487,6 +487,8 @@ class Syscalls:
             return self._fail(errno.ENOTCONN)
         if how != socket.SHUT_WR:
             entry.shut_rd = True
+            if sock.conn.state is not State.CLOSED:
+                sock.shutdown_read()
         if how != socket.SHUT_RD:
             try:
                 sock.shutdown_write()
@@ -683,23 +685,19 @@ class Syscalls:
         entry = self.fds.get(fd)
         if entry is None:
             return select.POLLNVAL
-        r = 0
         if entry.listener is not None:
-            if entry.listener.accept_queue:
-                r |= select.POLLIN
-            return r & (events | select.POLLERR | select.POLLHUP)
+            return entry.listener.poll() & (events | select.POLLERR | select.POLLHUP)
         sock = entry.sock
         if sock is None:
             return select.POLLOUT & events | select.POLLHUP  # Linux: unconnected is "hung up"
-        conn = sock.conn
-        if sock.readable() or entry.shut_rd:
+        # The stack's one readiness rule (TcpSocket.poll, Linux's tcp_poll);
+        # an error the script has read (SO_ERROR, a failed call) is cleared,
+        # as Linux clears sk_err once it is reported.
+        r = sock.poll()
+        if entry.shut_rd:
             r |= select.POLLIN
-        if sock.writable():
-            r |= select.POLLOUT
-        if sock.error and sock.error != entry.reported:
-            r |= select.POLLERR
-        if conn.state is State.CLOSED or (conn.peer_fin and conn.fin_queued):
-            r |= select.POLLHUP
+        if sock.error and sock.error == entry.reported:
+            r &= ~select.POLLERR
         return r & (events | select.POLLERR | select.POLLHUP | select.POLLNVAL)
 
     # -- TCP_INFO ---------------------------------------------------------------------------------
