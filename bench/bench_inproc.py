@@ -32,26 +32,18 @@ from ustack.tcp.socket import TcpListener, TcpSocket
 A_IP, B_IP, PORT = "198.18.0.1", "198.18.0.2", 7
 
 
-class PingPong:
-    def __init__(self, conns: int, size: int) -> None:
+class Pair:
+    """Two Stacks on the ends of an in-memory pipe, stepped with a fake clock."""
+
+    def __init__(self, size: int) -> None:
         da, db = pipe_pair(queue_len=100_000)
         self.a, self.b = Stack(), Stack()
         self.a.add_interface(da, f"{A_IP}/24")
         self.b.add_interface(db, f"{B_IP}/24")
-        for stack in (self.a, self.b):
-            stack.tcp.config.nodelay = True
         self.now = 1000.0
         self.size = size
         self.msg = b"m" * size
         self.echoes = 0
-        self.left: dict[TcpSocket, int] = {}
-        listener = self.b.tcp_listen((B_IP, PORT))
-        listener.on_accept = self._accept
-        for _ in range(conns):
-            sock = self.a.tcp_connect((B_IP, PORT))
-            sock.on_event = self._client
-        while len(self.left) < conns:
-            self.step()
 
     def step(self) -> None:
         self.now += 0.00002
@@ -61,6 +53,21 @@ class PingPong:
     def run(self, n: int) -> None:
         goal = self.echoes + n
         while self.echoes < goal:
+            self.step()
+
+
+class PingPong(Pair):
+    def __init__(self, conns: int, size: int) -> None:
+        super().__init__(size)
+        for stack in (self.a, self.b):
+            stack.tcp.config.nodelay = True
+        self.left: dict[TcpSocket, int] = {}
+        listener = self.b.tcp_listen((B_IP, PORT))
+        listener.on_accept = self._accept
+        for _ in range(conns):
+            sock = self.a.tcp_connect((B_IP, PORT))
+            sock.on_event = self._client
+        while len(self.left) < conns:
             self.step()
 
     @staticmethod
@@ -85,19 +92,13 @@ class PingPong:
             self.left[sock] = rest
 
 
-class UdpPingPong:
+class UdpPingPong(Pair):
     """``conns`` datagrams in flight between a UDP socket on one stack and the
     udp-echo service on the other (each echo answered sends the next)."""
 
     def __init__(self, conns: int, size: int) -> None:
-        da, db = pipe_pair(queue_len=100_000)
-        self.a, self.b = Stack(), Stack()
-        self.a.add_interface(da, f"{A_IP}/24")
-        self.b.add_interface(db, f"{B_IP}/24")
+        super().__init__(size)
         services.udp_echo(self.b, PORT)
-        self.now = 1000.0
-        self.echoes = 0
-        self.msg = b"m" * size
         self.sock = self.a.udp_socket()
         self.sock.connect((B_IP, PORT))
         self.sock.on_datagram = self._echo
@@ -110,18 +111,8 @@ class UdpPingPong:
         self.echoes += 1
         self.sock.send(self.msg)
 
-    def step(self) -> None:
-        self.now += 0.00002
-        self.a.poll(self.now)
-        self.b.poll(self.now)
 
-    def run(self, n: int) -> None:
-        goal = self.echoes + n
-        while self.echoes < goal:
-            self.step()
-
-
-def count_opcodes(pp: PingPong | UdpPingPong, n: int) -> collections.Counter[str]:
+def count_opcodes(pp: Pair, n: int) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:
@@ -152,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.quick:
         a.runs, a.echoes = 3, 2000
-    pp: PingPong | UdpPingPong = (UdpPingPong if a.udp else PingPong)(a.conns, a.size)
+    pp: Pair = (UdpPingPong if a.udp else PingPong)(a.conns, a.size)
     pp.run(min(2000, a.echoes))  # warm-up
     costs = []
     for _ in range(a.runs):
