@@ -12,6 +12,7 @@ link-layer broadcast.
 
 from __future__ import annotations
 
+from ustack.counters import Counters
 from ustack.link.vnet import CsumOkFrame
 from ustack.net.arp import ArpLayer
 from ustack.net.host import RX_CSUM_OK
@@ -42,24 +43,29 @@ class EthernetInput:
         for frame in frames:
             if trusting:
                 rx = RX_CSUM_OK if type(frame) is CsumOkFrame else 0
-            dst = frame[0:6]
-            if dst != mac and dst != _BROADCAST:
-                if len(frame) < 14:
-                    c.drop("eth_short")
-                elif dst[0] & 1:
-                    c.drop("eth_multicast")
-                else:
-                    c.drop("eth_not_for_us")
-                continue
             etype = frame[12:14]
+            dst = frame[0:6]
             if etype == _ETH_IPV4:
-                if dst == mac:
+                if dst == mac:  # the common frame first
                     ip_input(iface, frame[14:], rx)
-                else:
+                elif dst == _BROADCAST:
                     self.ip.input_link_broadcast(iface, frame[14:], rx)
+                else:
+                    self._not_for_us(c, frame)
+            elif dst != mac and dst != _BROADCAST:
+                self._not_for_us(c, frame)
             elif etype == _ETH_ARP:
                 self.arp.input(iface, frame[14:])
             elif len(frame) < 14:
                 c.drop("eth_short")
             else:
                 c.drop("eth_unknown_type")
+
+    @staticmethod
+    def _not_for_us(c: Counters, frame: bytes) -> None:
+        if len(frame) < 14:
+            c.drop("eth_short")
+        elif frame[0] & 1:
+            c.drop("eth_multicast")
+        else:
+            c.drop("eth_not_for_us")
