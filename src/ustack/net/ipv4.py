@@ -79,7 +79,7 @@ def _martian_source(src: bytes, iface: Interface) -> bool:
 
 
 def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
-    """Until the Stack wires ICMP in: no error is sent."""
+    """Until an ICMP layer registers itself: no error is sent."""
 
 
 class Ipv4Layer:
@@ -90,8 +90,8 @@ class Ipv4Layer:
         self.arp = arp
         self.protocols: dict[int, ProtocolHandler] = {}
         self.errors: dict[int, ErrorHandler] = {}
-        # ICMP sits above IPv4 (it sends through ``output``), so it is wired
-        # in by the Stack: IcmpLayer.send_error.
+        # ICMP sits above IPv4 (it sends through ``output``), so it registers
+        # its send_error here, as the transports register their handlers.
         self.icmp_error: ErrorSender = _no_icmp
         self.reasm = Reassembler(host.counters, host.timers, self._reasm_timeout)
         # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto) for
