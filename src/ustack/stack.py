@@ -162,8 +162,9 @@ class Stack:
         For a driver that makes API calls between polls (the
         ``ustack.socket`` runtime thread, ``ustack.aio``): what those calls
         start (a SYN's timestamp, a retransmission timer) counts from
-        ``now``.  With ``poll(now)`` and ``flush(now)`` this is the only way
-        time enters the stack.
+        ``now``.  With ``poll(now)``, ``flush(now)`` and ``start(now)`` (the
+        first poll's, for a driver that starts the stack itself) this is the
+        only way time enters the stack.
         """
         self.host.now = now
 

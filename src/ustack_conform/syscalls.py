@@ -694,8 +694,6 @@ class Syscalls:
         # an error the script has read (SO_ERROR, a failed call) is cleared,
         # as Linux clears sk_err once it is reported.
         r = sock.poll()
-        if entry.shut_rd:
-            r |= select.POLLIN
         if sock.error and sock.error == entry.reported:
             r &= ~select.POLLERR
         return r & (events | select.POLLERR | select.POLLHUP | select.POLLNVAL)

@@ -59,3 +59,14 @@ def test_unknown_command_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.startswith("ustack: ") and err.count("\n") == 1, err
     assert "no-such-command" in err
+
+
+def test_conform_without_its_entry_point_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ustack installed without the tools: one line saying what is missing."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [])
+    assert cli.main(["conform", "tests/conformance"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("ustack conform: ") and "not installed" in err
+    assert err.count("\n") == 1, err

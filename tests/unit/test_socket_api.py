@@ -259,6 +259,27 @@ def test_bound_port_is_reserved_in_the_tcp_layer(net: Net) -> None:
     assert not net.b.call(tcp.port_in_use, b"\0\0\0\0", port)  # runs after the close
 
 
+def test_reuseaddr_set_after_bind_still_shares_the_port(net: Net) -> None:
+    """Linux reads SO_REUSEADDR when the next socket binds, not when this one
+    did: set after bind(), it still lets a second reusing socket bind."""
+    kernel = []
+    for _ in range(2):
+        k = std.socket()
+        kernel.append(k)
+    kernel[0].bind(("127.0.0.1", 0))
+    kernel[0].setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+    kernel[1].setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+    kernel[1].bind(kernel[0].getsockname())  # the kernel's answer: shared
+    a = us.socket(runtime=net.b)
+    a.bind(("0.0.0.0", 6100))
+    a.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
+    b = us.socket(runtime=net.b)
+    b.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
+    b.bind(("0.0.0.0", 6100))
+    for x in (a, b, *kernel):
+        x.close()
+
+
 def test_send_after_shutdown_is_broken_pipe(net: Net) -> None:
     lst, cli, srv = pair(net)
     cli.shutdown(us.SHUT_WR)

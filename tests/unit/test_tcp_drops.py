@@ -104,6 +104,31 @@ def test_text_beyond_a_zero_window_counts_zero_window_drop() -> None:
         assert _counted(p).get("TcpExtTCPZeroWindowDrop", 0) >= 1
 
 
+def test_text_after_the_peers_fin_is_counted() -> None:
+    """RFC 9293 3.10.7.4 seventh: in CLOSE-WAIT the text is ignored, and counted."""
+    with peer() as p:
+        f = _established(p)
+        f.send("FA")
+        f.take()
+        assert state(f.s) is State.CLOSE_WAIT
+        f.send("PA", b"after the FIN", seq=f.snd_nxt)
+        assert f.s.conn.readable_bytes == 0
+        assert _counted(p).get("DropTcpDataAfterFin") == 1
+
+
+def test_text_past_the_window_is_counted() -> None:
+    """RFC 9293 3.10.7.4 seventh: the tail of a segment beyond the window we
+    advertised is cut off (the peer sends it again), and counted."""
+    with peer() as p:
+        p.cfg.rcvbuf = 4096
+        f = _established(p)
+        for _ in range(3):  # 4200 bytes into a 4096-byte window, none read
+            f.send("PA", b"b" * 1400)
+            f.take()
+        assert _counted(p).get("DropTcpOverwindow") == 1
+        assert f.s.conn.readable_bytes == 4096
+
+
 def test_header_prediction_counts_hits_and_acks() -> None:
     """In-order data and pure ACKs of new data take the predicted path."""
     with peer() as p:

@@ -95,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return whole(args_list[1:])
     parser = build_parser()
     try:
+        if args_list[:1] == ["conform"]:
+            # Listed in the help, but its entry point was not found above.
+            raise UsageError("ustack conform: the conformance runner (package ustack_conform) "
+                             "is not installed with this ustack; pip install -e . installs it")
         args = parser.parse_args(argv)
         command = COMMANDS.get(args.command)
         if command is None:

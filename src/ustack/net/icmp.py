@@ -135,7 +135,7 @@ class IcmpLayer:
         else:
             c.drop("icmp_type_ignored")
 
-    def send_error(self, type_: int, code: int, pkt: bytes, rx: int = 0, mtu: int = 0) -> None:
+    def send_error(self, type_: int, code: int, pkt: bytes, rx: int = 0, *, mtu: int = 0) -> None:
         """Send an ICMP error about the received datagram ``pkt``; ``rx`` are
         the properties of the frame it came in (``net.host.RX_*``)."""
         host = self.host

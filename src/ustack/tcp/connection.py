@@ -10,9 +10,10 @@ application side is ``send``, ``recv``, ``shutdown_write``, ``close``,
 in a test with a fake clock.
 
 This module holds the rules of RFC 9293 3.10, in its order: opening
-(3.10.1, 3.10.7.2), the application's calls (3.10.2-3.10.5), segment arrival
-(3.10.7.3 SYN-SENT, 3.10.7.4 the numbered checks of every later state) and
-timeouts (3.10.8), with the state table of ``states.py``.  What it
+(3.10.1, 3.10.7.2), the application's calls (3.10.2-3.10.5) and segment
+arrival (3.10.7.3 SYN-SENT, 3.10.7.4 the numbered checks of every later
+state), with the state table of ``states.py``; what the timers do when they
+expire (3.10.8) is ``timeouts.py``'s.  What it
 remembers is the TCB's (``tcb.py``, with the options a SYN negotiates);
 what and when it sends is ``output.py``'s.  Also implemented, with the
 RFC at the place each rule is applied: RFC 5961 challenge ACKs (rate
@@ -24,7 +25,10 @@ NewReno recovery (RFC 6582) and limited transmit (RFC 3042); SACK (RFC
 4.2.3.2); keepalive (RFC 1122 4.2.3.6); ICMP soft errors (RFC 1122
 4.2.3.9, RFC 5461).
 
-``receive`` returns why it dropped a segment, if it did: a Linux TcpExt
+The layer calls ``output.segments_to_send`` and ``timers.next`` itself (one
+call less per segment); the methods of the same names here are the
+connection's sans-I/O interface for everyone else.  ``receive`` returns
+why it dropped a segment (or its text), if it did: a Linux TcpExt
 counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 (``tcp_invalid_sequence`` ...); the layer counts it.
 """
@@ -38,7 +42,7 @@ from ustack.tcp import seq as sq
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import Event, OutSegment, Segment, TcpError
 from ustack.tcp.states import RECEIVING, SENDING, Ev, State
-from ustack.tcp.tcb import MASK, TS_OPTION_LEN, Tcb
+from ustack.tcp.tcb import TS_OPTION_LEN, Tcb
 from ustack.wire.tcp import ACK, FIN, RST, SYN
 
 # The types a user of the connection needs, importable from here too.
@@ -104,6 +108,8 @@ class TcpConnection(Tcb):
             raise TcpError(self.error, "connection failed")
         if self.state not in SENDING or self.fin_queued:
             raise TcpError(_EPIPE, "cannot send after shutdown or close")
+        if type(data) is memoryview and data.itemsize != 1:
+            data = data.cast("B")  # counted in bytes, not in items of another size
         q = self.sendq
         n = len(data)
         if force:
@@ -268,8 +274,8 @@ class TcpConnection(Tcb):
         if n and n > sq.sub(self.rcv_adv, seq):
             return False
         wl1 = self.snd_wl1
-        if sq.lt(seq, wl1) or (wl1 == seq and sq.lt(ack, self.snd_wl2)):
-            return False
+        if not (sq.lt(wl1, seq) or (wl1 == seq and sq.le(self.snd_wl2, ack))):
+            return False  # _update_window would not take this window
         # -- predicted: RFC 9293 3.10.7.4 with the outcomes known ----------
         self._arrived(now)
         # RFC 7323 4.3 (2): TS.Recent from the segment covering Last.ACK.sent.
@@ -335,7 +341,7 @@ class TcpConnection(Tcb):
         """Our SYN is acknowledged: the first RTT sample (RFC 6298 2.2), or
         after a timed-out SYN, 3 s until one (RFC 6298 5.7)."""
         if self.ts_ok and seg.opts.ts_ecr:
-            self.rtt.sample(max(0.0, ((self.ts_now(now) - seg.opts.ts_ecr) & MASK) / 1000.0))
+            self.rtt.sample(sq.ahead(self.ts_now(now), seg.opts.ts_ecr) / 1000.0)
         elif self.retransmits == 0 and self.rtt_seq is not None:
             self.rtt.sample(now - self.rtt_time)
         self.rtt_seq = None
@@ -448,13 +454,16 @@ class TcpConnection(Tcb):
         # Seventh, process the segment text.
         # (In CLOSE-WAIT, CLOSING, LAST-ACK and TIME-WAIT the peer already
         # sent its FIN: the text is ignored.)
-        if payload and self.state in RECEIVING:
-            if self.shut_rd and self.orphan:
+        if payload:
+            if self.state not in RECEIVING:
+                trimmed = "tcp_data_after_fin"  # RFC 9293 3.10.7.4 seventh: ignored
+            elif self.shut_rd and self.orphan:
                 # Data for an application that closed: RST (RFC 2525 2.17).
                 self.rst = OutSegment(self.snd_nxt, 0, RST, 0, b"", b"")
                 self.close_now(_ECONNRESET, Ev.RCV_DATA_AFTER_CLOSE)
                 return "TCPAbortOnData"
-            trimmed = self._accept_data(seg.seq, payload, now) or trimmed
+            else:
+                trimmed = self._accept_data(seg.seq, payload, now) or trimmed
         # Eighth, check the FIN bit.
         if f & FIN:
             fin_seq = sq.add(seg.seq, len(payload))
@@ -471,7 +480,7 @@ class TcpConnection(Tcb):
     def _challenge_ack(self, now: float) -> None:
         # RFC 5961 7: challenge ACKs are rate limited (by the layer, globally).
         if self._challenge_allowed(now):
-            self.challenge = True
+            self.challenge_due = True
 
     # -- the ACK field (fifth check) --------------------------------------
 
@@ -617,7 +626,7 @@ class TcpConnection(Tcb):
         rtt = self.rtt
         rec = self.rec
         if ts_ecr and self.ts_ok and rec.rtx_nxt is None:
-            r = ((self.ts_now(now) - ts_ecr) & MASK) / 1000.0
+            r = sq.ahead(self.ts_now(now), ts_ecr) / 1000.0
             if r < 60.0:
                 rtt.sample(r)
         elif self.rtt_seq is not None and sq.gt(ack, self.rtt_seq):
@@ -671,25 +680,19 @@ class TcpConnection(Tcb):
         """Take text at ``seg_seq``: trimmed to the window, in order or queued
         beyond a gap.  Returns "" or why some of it was dropped."""
         rcv_nxt = self.rcv_nxt
-        # Trim what we already have and what lies beyond the window.
-        off = sq.sub(rcv_nxt, seg_seq)
-        if off > 0:
-            payload = payload[off:]
-            seg_seq = rcv_nxt
-        wnd_end = self.rcv_adv if sq.gt(self.rcv_adv, rcv_nxt) else rcv_nxt
-        room = sq.sub(wnd_end, seg_seq)
-        if room < len(payload):
-            payload = payload[:max(room, 0)]
-        if not payload:
+        seg_seq, payload, beyond = self.rcvq.clip(seg_seq, payload, rcv_nxt, self.rcv_adv)
+        if not payload:  # (all of it past the window: the first check lets none through)
             self.ack_now = True
-            return ""
+            return "tcp_overwindow"
         ooo = self.rcvq.ooo
         if seg_seq != rcv_nxt:
             # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK.
             before = ooo.dropped
             ooo.add(seg_seq, payload, rcv_nxt)
             self.ack_now = True
-            return "TCPOFODrop" if ooo.dropped != before else ""
+            if ooo.dropped != before:
+                return "TCPOFODrop"
+            return "tcp_overwindow" if beyond else ""
         self._deliver(payload, now)
         if ooo.nbytes:
             # A hole was (partly) filled: what it releases, and an ACK at once.
@@ -701,7 +704,7 @@ class TcpConnection(Tcb):
             self.ack_now = True
         if self.peer_fin_seq is not None and self.peer_fin_seq == self.rcv_nxt:
             self._consume_fin(now)
-        return ""
+        return "tcp_overwindow" if beyond else ""
 
     def _consume_fin(self, now: float) -> None:
         self.rcv_nxt = sq.add(self.rcv_nxt, 1)

@@ -83,7 +83,8 @@ def count_drop(c: Counters, reason: str) -> None:
 
 
 class Binding:
-    """A port reserved by ``TcpLayer.bind``."""
+    """A port reserved by ``TcpLayer.bind``; ``reuse`` (SO_REUSEADDR) may be
+    changed while it is held, as on Linux, and counts at the next bind."""
 
     __slots__ = ("ip", "port", "reuse")
 
@@ -107,7 +108,7 @@ class TcpLayer:
         self.isn = IsnGenerator()
         # Sockets an application call touched since the last ``run_dirty``.
         self.dirty: dict[TcpSocket, None] = {}
-        self._challenge = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
+        self._challenge_acks = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
         self.ephemeral = EphemeralPorts()
         # Ports bound by sockets that neither listen nor connect yet (Linux's
         # bind hash, for ``ustack.socket``'s bind before listen or connect).
@@ -227,7 +228,7 @@ class TcpLayer:
         return False
 
     def _challenge_allowed(self, now: float) -> bool:
-        if self._challenge.take(now):
+        if self._challenge_acks.take(now):
             self.host.counters.TcpExtTCPChallengeACK += 1
             return True
         self.host.counters.TcpExtTCPChallengeACKLimited += 1
@@ -501,7 +502,7 @@ class TcpLayer:
                 if listener.closed:
                     sock.abort()
                     return
-                listener._ready(sock)
+                listener.established(sock)
                 return
         elif ev is Event.RESET:
             if sock.conn.state is State.CLOSED and sock.conn.error == errno.ECONNREFUSED:
@@ -512,7 +513,7 @@ class TcpLayer:
               and sock not in listener.accept_queue and sock.conn.segs_in <= 1):
             # Died in SYN-RECEIVED: it leaves the SYN queue.
             listener.syn_received = max(0, listener.syn_received - 1)
-        sock._dispatch(ev)
+        sock.dispatch(ev)
 
     def _forget(self, sock: TcpSocket) -> None:
         conn = sock.conn

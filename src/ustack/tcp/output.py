@@ -135,8 +135,8 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
     if state is _SYN_RECEIVED:
         # A challenge ACK (RFC 5961 3.2, 4.2) or the ACK answering an
         # unacceptable segment (RFC 9293 3.10.7.4 first check).
-        if tp.challenge or tp.ack_now:
-            tp.challenge = False
+        if tp.challenge_due or tp.ack_now:
+            tp.challenge_due = False
             out.append(segment(tp, tp.snd_nxt, ACK, b"", now))
         return out
     if tp.pending_rtx:
@@ -144,8 +144,8 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
         tp.pending_rtx.clear()
     if state is not _TIME_WAIT:
         _send_data(tp, now, out)
-    if tp.challenge:
-        tp.challenge = False
+    if tp.challenge_due:
+        tp.challenge_due = False
         out.append(segment(tp, tp.snd_nxt, ACK, b"", now))
     elif tp.ack_now and not (out and out[-1].flags & ACK):
         out.append(segment(tp, tp.snd_nxt, ACK, b"", now))

@@ -43,6 +43,21 @@ class ReceiveQueue:
         del buf[:max_bytes]
         return data
 
+    def clip(self, seq: int, data: bytes, rcv_nxt: int, rcv_adv: int) -> tuple[int, bytes, bool]:
+        """The part of ``data`` (text at ``seq``) the window takes, and where it
+        starts: what we already have is cut from the front, what lies past
+        the right edge we advertised (``rcv_adv``) from the back (RFC 9293
+        3.10.7.4, seventh: "trimmed").  The flag says that a tail was cut."""
+        off = sq.sub(rcv_nxt, seq)
+        if off > 0:
+            data = data[off:]
+            seq = rcv_nxt
+        right = rcv_adv if sq.gt(rcv_adv, rcv_nxt) else rcv_nxt
+        room = sq.sub(right, seq)
+        if room < len(data):
+            return seq, data[:max(room, 0)], True
+        return seq, data, False
+
     def window(self, rcv_nxt: int, rcv_adv: int, mss: int) -> int:
         """The window to advertise (bytes, unscaled) with RCV.NXT ``rcv_nxt``
         when the right edge last advertised is ``rcv_adv``.

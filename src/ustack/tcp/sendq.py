@@ -18,7 +18,7 @@ class SendQueue:
     def __init__(self, seq: int) -> None:
         self.buf = bytearray()
         self.seq = seq  # sequence number of buf[0]: ISS + 1 until data is acknowledged
-        self.end = seq  # seq + len(buf), kept as the bytes come and go
+        self.end = seq  # seq + len(buf): the only writers are append and the acks
 
     def __len__(self) -> int:
         return len(self.buf)
@@ -29,13 +29,16 @@ class SendQueue:
         return n if n > 0 else 0
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        self.buf += data
-        self.end = sq.add(self.end, len(data))
+        buf = self.buf
+        n = len(buf)
+        buf += data
+        self.end = sq.add(self.end, len(buf) - n)  # bytes, whatever ``data`` counts in
 
     def unsent(self, snd_nxt: int) -> int:
         """Bytes queued at or after ``snd_nxt`` (not sent yet)."""
         sent = sq.sub(snd_nxt, self.seq)
-        return len(self.buf) - (sent if sent > 0 else 0)
+        n = len(self.buf) - (sent if sent > 0 else 0)
+        return n if n > 0 else 0  # (our FIN is past the last byte)
 
     def ack(self, una: int, ack: int, acked: int) -> int:
         """The peer acknowledged ``acked`` bytes of sequence space up to

@@ -18,6 +18,12 @@ def add(a: int, n: int) -> int:
     return (a + n) & MASK
 
 
+def ahead(a: int, b: int) -> int:
+    """How far ``a`` is past ``b``, as a count in 0 .. 2**32 - 1 (timestamp
+    ticks elapsed, RFC 7323 4.1; bytes from one sequence number to the next)."""
+    return (a - b) & MASK
+
+
 def sub(a: int, b: int) -> int:
     """Signed distance from ``b`` to ``a`` (positive when a is after b)."""
     return ((a - b + HALF) & MASK) - HALF

@@ -238,7 +238,8 @@ class TcpSocket:
         if self.closed:
             raise os_error(errno.EBADF)
 
-    def _dispatch(self, ev: Event) -> None:
+    def dispatch(self, ev: Event) -> None:
+        """Tell the application of ``ev`` (the layer calls it; ``on_event``)."""
         cb = self.on_event
         if cb is not None:
             cb(self, ev)
@@ -277,9 +278,11 @@ class TcpListener:
 
     def poll(self) -> int:
         """Readiness (Linux ``inet_csk_listen_poll``): POLLIN while a connection
-        waits to be accepted; POLLIN | POLLHUP once closed (accept fails at once)."""
+        waits to be accepted.  Once closed, what Linux answers for a listener
+        stopped by shutdown(SHUT_RD), a fresh unconnected socket again
+        (``tcp_disconnect``): POLLOUT | POLLHUP (accept() fails at once)."""
         if self.closed:
-            return POLLIN | POLLHUP
+            return POLLOUT | POLLHUP
         return POLLIN if self.accept_queue else 0
 
     def accept(self) -> TcpSocket:
@@ -301,7 +304,9 @@ class TcpListener:
         while self.accept_queue:
             self.accept_queue.popleft().abort()
 
-    def _ready(self, sock: TcpSocket) -> None:
+    def established(self, sock: TcpSocket) -> None:
+        """``sock``'s handshake completed: queue it for ``accept`` and tell the
+        application (the layer calls it; ``on_accept``)."""
         self.accept_queue.append(sock)
         cb = self.on_accept
         if cb is not None:

@@ -22,7 +22,9 @@ Rules (RFC 9293 3.3.2 and figure 5, plus the states it leaves implicit):
 * Every transition is one row below; the tests enumerate the table.  Events
   that are answered without a state change (a challenge ACK, a duplicate)
   are not events of the table: the connection does not call ``next_state``
-  for them.  An event the table has no row for, in the state the connection
+  for them.  One row says so on purpose: TIME-WAIT keeps its state on an
+  acceptable RST (RFC 1337), and the connection ignores such a RST before it
+  would take the row.  An event the table has no row for, in the state the connection
   is in, is a bug in the connection: ``next_state`` raises
   ``TransitionError`` instead of leaving the state as it was.
 """

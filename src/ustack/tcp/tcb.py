@@ -11,8 +11,8 @@ and receive queues (``sendq.py``, ``rcvq.py``), loss recovery
 
 The rules that change them live beside it, each in the module of its part
 of RFC 9293: ``connection.py`` (the state machine, the application's calls,
-segment arrival and timeouts, 3.10) and ``output.py`` (what to send and
-when, 3.8).  Sequence space (3.4): ``iss`` is our SYN; data byte k (from 0)
+segment arrival, 3.10), ``timeouts.py`` (3.10.8) and ``output.py`` (what
+to send and when, 3.8).  Sequence space (3.4): ``iss`` is our SYN; data byte k (from 0)
 sits at ``iss + 1 + k``; a FIN, once queued, sits right after the last data
 byte (``sendq.end``).  ``snd_una`` is the oldest unacknowledged sequence
 number, ``snd_nxt`` the next new one (never wound back: retransmissions go
@@ -36,7 +36,6 @@ from ustack.tcp.sendq import SendQueue
 from ustack.tcp.states import Ev, State, next_state
 from ustack.tcp.timers import ConnectionTimers
 
-MASK = 0xFFFFFFFF
 DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
 TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
 
@@ -64,7 +63,7 @@ class Tcb:
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_sndwnd = 0  # the largest window the peer offered (SWS, RFC 5961 5.2)
-        self.sendq = SendQueue((iss + 1) & MASK)
+        self.sendq = SendQueue(sq.add(iss, 1))
         self.fin_queued = False  # close()/shutdown(SHUT_WR): our FIN follows the data
         self.fin_acked = False
         # Receive sequence variables.
@@ -103,7 +102,7 @@ class Tcb:
         self.last_ack_sent = 0  # RFC 7323 Last.ACK.sent
         self.send_syn = False
         self.rst: OutSegment | None = None
-        self.challenge = False
+        self.challenge_due = False  # a challenge ACK goes with the next output (RFC 5961)
         # Events for the application, read by the layer (``next_event``).
         self.events: deque[Event] = deque()
         self.error = 0  # errno the application sees (SO_ERROR)
@@ -118,7 +117,7 @@ class Tcb:
 
     def ts_now(self, now: float) -> int:
         """Our TSval clock (RFC 7323 5.4: 1 ms ticks, from a random offset)."""
-        return (int(now * 1000) + self.ts_offset) & MASK
+        return (int(now * 1000) + self.ts_offset) & sq.MASK  # a 32-bit clock (RFC 7323 4.1)
 
     def post(self, ev: Event) -> None:
         """Queue a readiness event (READABLE, WRITABLE) unless one is waiting.

@@ -22,7 +22,7 @@ from ustack.tcp import output
 from ustack.tcp import seq as sq
 from ustack.tcp.segment import Event
 from ustack.tcp.states import Ev, State
-from ustack.tcp.tcb import MASK, Tcb
+from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK
 
 _ETIMEDOUT = errno.ETIMEDOUT
@@ -95,7 +95,7 @@ def _persist(tp: Tcb, now: float) -> None:
         # peer must answer with an ACK carrying its current window.  Nothing
         # new is put in flight, so the probe can never be mistaken for data
         # the peer has not seen.
-        tp.pending_rtx.append(output.segment(tp, (tp.snd_una - 1) & MASK, ACK, b"", now))
+        tp.pending_rtx.append(output.segment(tp, sq.add(tp.snd_una, -1), ACK, b"", now))
         t.persist_backoff = min(t.persist_backoff + 1, 12)
         t.arm_persist(now, tp.rtt.rto, tp.cfg.max_rto)
     elif sq.lt(tp.snd_nxt, data_end):
@@ -118,5 +118,5 @@ def _keepalive(tp: Tcb, now: float) -> None:
         return
     t.probes += 1
     # RFC 1122 4.2.3.6: a segment with SEG.SEQ = SND.NXT - 1 and no data.
-    tp.pending_rtx.append(output.segment(tp, (tp.snd_nxt - 1) & MASK, ACK, b"", now))
+    tp.pending_rtx.append(output.segment(tp, sq.add(tp.snd_nxt, -1), ACK, b"", now))
     t.keepalive = now + cfg.keepalive_interval

@@ -36,18 +36,20 @@ _from_bytes = int.from_bytes
 # the extra Python operations of a fold.
 _FOLD_MIN = 256
 # The folds for a buffer of a given size, (k, (1 << k) - 1) pairs: worked
-# out once per size and kept.  Bounded: cleared when full, so a stream of
-# distinct sizes cannot grow it without limit (each plan is a few small
-# tuples; the masks, up to 32 KiB each, are shared between plans).
+# out once per size and kept.  Bounded: both tables are cleared when either
+# is full, so a stream of distinct sizes (a peer choosing datagram lengths)
+# cannot grow them without limit: at most 256 masks of up to 32 KiB each
+# (sizes a few bytes apart share them), and 1024 plans of a few small tuples.
 _plans: dict[int, tuple[tuple[int, int], ...]] = {}
 _masks: dict[int, int] = {}
 _PLANS_MAX = 1024
+_MASKS_MAX = 256
 
 
 def _fold_plan(size: int) -> tuple[tuple[int, int], ...]:
     """The folds ``sum_mod`` applies to a ``size``-byte buffer: each halves
     the bits at a 16-bit-aligned position, down to about 1024 bits."""
-    if len(_plans) >= _PLANS_MAX:
+    if len(_plans) >= _PLANS_MAX or len(_masks) >= _MASKS_MAX:
         _plans.clear()
         _masks.clear()
     steps = []

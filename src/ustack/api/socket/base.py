@@ -181,10 +181,7 @@ class SocketBase:
                 return
             m.show(t.poll())
         elif self._listener is not None:
-            li = self._listener
-            # shutdown(SHUT_RD) stops a listener; Linux's socket is then a
-            # fresh unconnected one (tcp_disconnect), and polls as such.
-            m.show(_UNCONNECTED if li.closed else li.poll())
+            m.show(self._listener.poll())
         elif self._udp is not None:
             m.show(self._udp.poll())
         else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ustack.api.socket.errors import NotCoveredError
 from ustack.api.socket.resolve import getaddrinfo
-from ustack.api.socket.runtime import Runtime, default_runtime, exchange_default
+from ustack.api.socket.runtime import Runtime, current_default, default_runtime, set_default
 from ustack.api.socket.sock import Socket
 
 if TYPE_CHECKING:
@@ -28,18 +28,18 @@ GLOBAL_DEFAULT_TIMEOUT: Any = _std._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-
 def attach(stack: Stack) -> Runtime:
     """Run ``stack`` in a background thread and make it the default for
     ``ustack.socket``; returns the runtime (``detach()`` stops it)."""
-    old = exchange_default(None)
+    old = current_default()
     if old is not None and old.alive:
-        exchange_default(old)
         raise RuntimeError("a stack is already attached; detach() it first")
     rt = Runtime(stack).start()
-    exchange_default(rt)
+    set_default(rt)
     return rt
 
 
 def detach(linger: float = 0.0) -> None:
     """Stop the default runtime (after up to ``linger`` s for closing connections)."""
-    rt = exchange_default(None)
+    rt = current_default()
+    set_default(None)
     if rt is not None:
         rt.stop(linger)
         rt.close()

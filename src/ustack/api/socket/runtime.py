@@ -172,8 +172,9 @@ class Runtime:
     def _drain(self) -> None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wake)
-        # The stack's clock only moves in poll(); calls must see the time now
-        # (RTT samples, timers they arm).
+        # The stack's clock moves with each poll, and the loop may have slept
+        # since the last one; calls must see the time now (RTT samples,
+        # timers they arm).
         self.stack.advance(time.monotonic())
         calls = self._calls
         while calls:
@@ -214,11 +215,15 @@ class Runtime:
 _default: Runtime | None = None
 
 
-def exchange_default(rt: Runtime | None) -> Runtime | None:
-    """Make ``rt`` the default runtime; returns the one it replaces."""
+def set_default(rt: Runtime | None) -> None:
+    """Make ``rt`` the default runtime (None: no default)."""
     global _default
-    old, _default = _default, rt
-    return old
+    _default = rt
+
+
+def current_default() -> Runtime | None:
+    """The default runtime, if one was set (alive or not)."""
+    return _default
 
 
 def default_runtime() -> Runtime:

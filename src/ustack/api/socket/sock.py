@@ -69,6 +69,10 @@ class Socket(ConnectionSetup, DataPath, FileObjects):
         elif self._udp is not None and (level, optname) == (_socket.SOL_SOCKET,
                                                             _socket.SO_RCVBUF):
             self._udp.rcvbuf = self._opts.rcvbuf
+        if self._bound is not None:
+            # Linux reads SO_REUSEADDR when another socket binds (sk_reuse),
+            # so one set after bind() still lets the port be shared.
+            self._bound.reuse = bool(self._opts.reuseaddr)
 
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
         return self._call(self._s_getsockopt, level, optname, buflen)
