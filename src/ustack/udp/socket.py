@@ -204,10 +204,14 @@ _UNREACH_ERRNO = {
 
 
 class UdpLayer:
-    __slots__ = ("ephemeral", "host", "icmp", "ip", "ports")
+    __slots__ = ("counters", "ephemeral", "host", "icmp", "ip", "ports", "route_cache")
 
     def __init__(self, host: Host, ip: Ipv4Layer, icmp: IcmpLayer) -> None:
         self.host = host
+        # The two the datagram path touches each time, held directly (the
+        # host keeps both objects for its lifetime).
+        self.counters = host.counters
+        self.route_cache = host.routes.cache
         self.ip = ip
         self.icmp = icmp
         self.ports: dict[int, list[UdpSocket]] = {}
@@ -244,7 +248,7 @@ class UdpLayer:
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes,
               pkt: bytes, rx: int) -> None:
-        c = self.host.counters
+        c = self.counters
         # RFC 768: a zero checksum field means the sender computed none; a
         # frame the kernel vouched for (RX_CSUM_OK) needs no check either.
         try:
@@ -309,24 +313,22 @@ class UdpLayer:
         n = len(data)
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        hop = self.host.routes.cache.get(ip) or self.ip.route(ip)
+        hop = self.route_cache.get(ip) or self.ip.route(ip)
         sport = sock.local_port or self._autobind(sock)
-        src = hop.src
-        addr_sum = hop.addr_sum
-        local: bytes | None = sock.local_ip
-        if local != ANY and local != src:
-            # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
-            src = sock.local_ip
-            addr_sum = _from_bytes(src + ip, "big")
-        else:
-            local = None  # the route's own source
         buf = bytearray(HEADROOM + 8 + n)
         buf[HEADROOM + 8:] = data
+        local = sock.local_ip
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
-        _pack_header_into(buf, HEADROOM, src, ip, sport, port, data, data_sum, addr_sum)
-        self.ip.output(hop, ip, wip.PROTO_UDP, buf, local)
-        self.host.counters.UdpOutDatagrams += 1
+        if local == ANY or local == hop.src:
+            _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum,
+                              hop.addr_sum)
+            self.ip.output(hop, ip, wip.PROTO_UDP, buf)
+        else:
+            # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
+            _pack_header_into(buf, HEADROOM, local, ip, sport, port, data, data_sum)
+            self.ip.output(hop, ip, wip.PROTO_UDP, buf, local)
+        self.counters.UdpOutDatagrams += 1
         return n
 
     def _autobind(self, sock: UdpSocket) -> int:
