@@ -83,10 +83,11 @@ def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
 
 
 class Ipv4Layer:
-    __slots__ = ("arp", "errors", "host", "icmp_error", "ident", "protocols", "reasm")
+    __slots__ = ("arp", "counters", "errors", "host", "icmp_error", "ident", "protocols", "reasm")
 
     def __init__(self, host: Host, arp: ArpLayer) -> None:
         self.host = host
+        self.counters = host.counters  # read per datagram; the host keeps it
         self.arp = arp
         self.protocols: dict[int, ProtocolHandler] = {}
         self.errors: dict[int, ErrorHandler] = {}
@@ -101,8 +102,7 @@ class Ipv4Layer:
     # -- input ------------------------------------------------------------
 
     def input(self, iface: Interface, pkt: bytes, rx: int) -> None:
-        host = self.host
-        c = host.counters
+        c = self.counters
         c.IpInReceives += 1
         # Fast path: the common datagram has no options and is not a fragment.
         # It is validated exactly as wire.ipv4.parse would (version, IHL,
@@ -112,7 +112,7 @@ class Ipv4Layer:
             _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
-                    and (dst == iface.ip or dst in host.local_addrs)
+                    and (dst == iface.ip or dst in self.host.local_addrs)
                     and not _MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
@@ -211,7 +211,7 @@ class Ipv4Layer:
         elif src != hop.src:
             addr_sum = _from_bytes(src + dst, "big")
         total = len(buf) - 14
-        c = self.host.counters
+        c = self.counters
         c.IpOutRequests += 1
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:

@@ -31,6 +31,8 @@ from ustack.wire.errors import ParseError
 _parse_sum = wudp.parse_sum
 _pack_header_into = wudp.pack_header_into
 _from_bytes = int.from_bytes
+# Zeros where Ethernet, IPv4 and UDP headers go; ``+ data`` copies it.
+_HEADERS_ROOM = bytearray(HEADROOM + 8)
 
 MAX_PAYLOAD = 65535 - 20 - 8
 DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
@@ -315,8 +317,8 @@ class UdpLayer:
             raise OSError(errno.EMSGSIZE, "Message too long")
         hop = self.route_cache.get(ip) or self.ip.route(ip)
         sport = sock.local_port or self._autobind(sock)
-        buf = bytearray(HEADROOM + 8 + n)
-        buf[HEADROOM + 8:] = data
+        # Headroom for the three headers, then the data: one allocation.
+        buf = _HEADERS_ROOM + data
         local = sock.local_ip
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
