@@ -62,6 +62,21 @@ def topo(testbed: Testbed) -> Topology:
     return tap_topology(testbed)
 
 
+def test_missing_module_is_one_line_not_a_traceback(topo: Topology) -> None:
+    # A dotted module is found only once the stack is up (finding it imports
+    # its parents, which must see the patched socket module).
+    proc = start_run(topo, sys.executable, "-m", "no_such_package_x.sub")
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stop(proc)
+    assert proc.returncode == 2, (out, err)
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == ("ustack run: Error while finding module specification for "
+                                    "'no_such_package_x.sub' (ModuleNotFoundError: No module "
+                                    "named 'no_such_package_x')")
+
+
 def test_http_server_serves_curl(topo: Topology, tmp_path: Path,
                                  need_tool: Callable[[str], str]) -> None:
     need_tool("curl")

@@ -106,6 +106,9 @@ def test_run_parses_python_programs(words: list[str], expected: Program) -> None
     ["--link", "tap:x", "--ip", "198.18.0.2/24", "--", "curl", "http://x"],  # not Python
     ["--link", "tap:x", "--ip", "198.18.0.2/24", "--", "python3", "-W", "x.py"],
     ["--ip", "198.18.0.2/24", "--", "python3", "x.py"],  # no --link
+    # Programs that cannot start, found before the link is opened.
+    ["--link", "tap:x", "--ip", "198.18.0.2/24", "--", "python3", "/nonexistent/x.py"],
+    ["--link", "tap:x", "--ip", "198.18.0.2/24", "--", "python3", "-m", "no_such_module_x"],
 ])
 def test_run_usage_errors_are_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]
                                        ) -> None:

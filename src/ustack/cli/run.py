@@ -20,13 +20,15 @@ after the process exits), then the stack goes down.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import os
 import re
 import runpy
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -80,15 +82,49 @@ def parse_program(words: Sequence[str]) -> Program:
     return Program("script", opt, rest)
 
 
+def check_program(prog: Program) -> None:
+    """UsageError, before any link is touched, for a program that cannot
+    start: a script that is not there, a top-level module not found.
+
+    (A dotted module is not looked up here: finding it imports its parent
+    packages, which must see the patched ``socket`` module.)
+    """
+    if prog.kind == "script" and not os.path.exists(prog.target):
+        raise UsageError(f"{PROG}: can't open file {prog.target!r}: No such file")
+    if prog.kind == "module" and "." not in prog.target:
+        with _path_first(os.getcwd()):
+            if importlib.util.find_spec(prog.target) is None:
+                raise UsageError(f"{PROG}: No module named {prog.target}")
+
+
+@contextlib.contextmanager
+def _path_first(folder: str) -> Iterator[None]:
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+
+
+def _raised_by_runpy(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "runpy"
+
+
 def run_program(prog: Program) -> int:
     """Run ``prog`` here as ``__main__``; its exit status."""
     sys.argv = prog.argv
     if prog.kind == "module":
         sys.path[0] = os.getcwd()
-        runpy.run_module(prog.target, run_name="__main__", alter_sys=True)
+        try:
+            runpy.run_module(prog.target, run_name="__main__", alter_sys=True)
+        except ImportError as e:
+            if _raised_by_runpy(e):  # not found, before any of its code ran
+                raise UsageError(f"{PROG}: {e}") from None
+            raise
     elif prog.kind == "script":
-        if not os.path.exists(prog.target):
-            raise UsageError(f"{PROG}: can't open file {prog.target!r}: No such file")
         sys.path[0] = os.path.dirname(os.path.abspath(prog.target))
         runpy.run_path(prog.target, run_name="__main__")
     else:
@@ -140,6 +176,7 @@ def main(argv: Sequence[str]) -> int:
             raise UsageError(f"{PROG}: give the program after --, e.g. "
                              "-- python3 -m http.server 80 (see ustack run --help)")
         prog = parse_program(words)
+        check_program(prog)
         options = link_options(args, PROG)
         with linked_stack(options, PROG) as up:
             # Signals belong to the program, as they would without ustack.
@@ -153,6 +190,8 @@ def main(argv: Sequence[str]) -> int:
                 return run_program(prog)
             except SystemExit as e:
                 return _exit_status(e)
+            except UsageError:
+                raise
             except KeyboardInterrupt:
                 traceback.print_exc()
                 return 128 + signal.SIGINT
