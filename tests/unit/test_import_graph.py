@@ -25,14 +25,6 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGES = ("ustack", "ustack_testbed", "ustack_conform")
 
-# Known cases, tolerated until the branch that removes them is merged.  Each
-# entry is exact: a cycle is the set of modules of one strongly connected
-# component (a new module joining it fails the test), a private import is
-# (importing module, imported module, name).  An entry that no longer occurs
-# fails test_the_allow_lists_hold_no_stale_entry: delete it then.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
-KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str, str]] = frozenset()
-
 
 @dataclass(frozen=True)
 class Import:
@@ -224,31 +216,16 @@ def private_imports(
 
 
 def test_no_import_cycles() -> None:
-    found = cycles()
-    new = sorted(
-        f"{', '.join(sorted(c))}\n    e.g. {path}"
-        for c, path in found.items()
-        if c not in KNOWN_CYCLES
-    )
-    assert not new, "import cycles in src/ (modules, one cycle):\n  " + "\n  ".join(new)
+    found = sorted(f"{', '.join(sorted(c))}\n    e.g. {path}" for c, path in cycles().items())
+    assert not found, "import cycles in src/ (modules, one cycle):\n  " + "\n  ".join(found)
 
 
 def test_no_private_name_imported_from_another_module() -> None:
-    found = private_imports()
-    new = sorted(
+    found = sorted(
         f"{importer} (line {line}) imports {name} from {module}"
-        for (importer, module, name), line in found.items()
-        if (importer, module, name) not in KNOWN_PRIVATE_IMPORTS
+        for (importer, module, name), line in private_imports().items()
     )
-    assert not new, "private names imported across modules:\n  " + "\n  ".join(new)
-
-
-def test_the_allow_lists_hold_no_stale_entry() -> None:
-    """Once a known case is gone, its entry goes too (it would hide its return)."""
-    found = cycles()  # a known cycle grown into a bigger one fails above, not here
-    stale = [sorted(c) for c in KNOWN_CYCLES if not any(c <= f for f in found)]
-    stale += [list(p) for p in KNOWN_PRIVATE_IMPORTS - set(private_imports())]
-    assert not stale, f"allow-list entries that no longer occur, delete them: {stale}"
+    assert not found, "private names imported across modules:\n  " + "\n  ".join(found)
 
 
 def test_the_modules_are_found() -> None:
