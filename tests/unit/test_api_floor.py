@@ -12,13 +12,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+from srcscan import SRC, parsed
+
 PACKAGE = SRC / "ustack"
-
-
-def modules(root: Path = SRC) -> Iterator[tuple[Path, ast.Module]]:
-    for path in sorted(root.rglob("*.py")):
-        yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
 
 
 def where(path: Path, node: ast.AST) -> str:
@@ -68,7 +64,7 @@ def test_only_the_stack_writes_its_clock() -> None:
     """Time enters the core only through ``Stack.poll(now)``, ``flush(now)``
     or ``advance(now)``: no code outside ``stack.py`` assigns ``.now`` on a
     Stack (a driver that did would bypass what those methods do with it)."""
-    offenders = [where(path, node) for path, tree in modules()
+    offenders = [where(path, node) for path, tree in parsed()
                  if path != PACKAGE / "stack.py"
                  for node in assigned_attributes(tree) if clock_write(node)]
     assert offenders == [], "Stack.now written outside stack.py (use advance/flush/poll)"
@@ -78,7 +74,7 @@ def test_only_net_ports_walks_the_ephemeral_range() -> None:
     """One allocator (``net/ports.py``): nothing else names the range's bounds."""
     bounds = {"EPHEMERAL_LOW", "EPHEMERAL_HIGH", 32768, 60999}
     offenders = []
-    for path, tree in modules():
+    for path, tree in parsed():
         if path == PACKAGE / "net" / "ports.py":
             continue
         for node in ast.walk(tree):
@@ -98,7 +94,7 @@ MAX_LINES = 800
 def api_modules() -> Iterator[tuple[Path, ast.Module]]:
     for root in API_PACKAGES:
         if root.is_dir():
-            yield from modules(root)
+            yield from parsed(root)
 
 
 def test_api_modules_stay_readable() -> None:

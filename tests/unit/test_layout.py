@@ -13,74 +13,76 @@ import ast
 import textwrap
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-RUNTIME = SRC / "ustack"
-TOOLS = ("ustack_testbed", "ustack_conform")
+from srcscan import RUNTIME, SRC, TOOLS, all_imports, find_modules, in_package, literal_imports
 
 
 def _is_tool(module: str) -> bool:
-    return any(module == t or module.startswith(t + ".") for t in TOOLS)
+    return any(in_package(module, tool) for tool in TOOLS)
 
 
-def tool_imports(source: str, filename: str = "<string>") -> list[str]:
-    """``line: module`` for every import of a tool package anywhere in ``source``.
+def tool_imports(src: Path = SRC) -> list[str]:
+    """``module:line: imported`` for every import of a tool package in the runtime.
 
-    ``ast.walk`` visits every node, so imports in function bodies and in
-    ``if TYPE_CHECKING:`` blocks count like the ones at the top; so do
+    ``srcscan.all_imports`` sees every import statement, in function bodies
+    and ``if TYPE_CHECKING:`` blocks as well as at the top; on top of those,
     ``importlib.import_module("...")`` and ``__import__("...")`` with a
     literal name.
     """
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source, filename)):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        elif isinstance(node, ast.Call) and node.args:
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            arg = node.args[0]
-            if (called in ("import_module", "__import__") and isinstance(arg, ast.Constant)
-                    and isinstance(arg.value, str)):
-                names = [arg.value]
-        found.extend((node.lineno, n) for n in names if _is_tool(n))
-    return [f"{line}: {name}" for line, name in sorted(found)]
+    found = [(imp.importer, imp.line, imp.module) for imp in all_imports(src)
+             if in_package(imp.importer, RUNTIME) and _is_tool(imp.module)]
+    for name, path in find_modules(src, [RUNTIME]).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        found += [(name, line, imported) for line, imported in literal_imports(tree)
+                  if _is_tool(imported)]
+    return [f"{name}:{line}: {imported}" for name, line, imported in sorted(found)]
 
 
 def test_the_runtime_imports_no_tool_package() -> None:
-    modules = sorted(RUNTIME.rglob("*.py"))
-    assert len(modules) > 50, f"not the ustack package? {RUNTIME}"
-    offenders = [f"{m.relative_to(SRC)}:{hit}"
-                 for m in modules for hit in tool_imports(m.read_text(encoding="utf-8"), str(m))]
+    assert len(find_modules(SRC, [RUNTIME])) > 50, f"not the ustack package? {SRC / RUNTIME}"
+    offenders = tool_imports()
     assert not offenders, "src/ustack imports a tool package:\n" + "\n".join(offenders)
 
 
-def test_the_check_finds_every_kind_of_import() -> None:
+def test_the_check_finds_every_kind_of_import(tmp_path: Path) -> None:
     """The check above can fail: each way of importing a tool is caught."""
-    source = textwrap.dedent("""
-        import os
-        import ustack_testbed
-        from typing import TYPE_CHECKING
-        if TYPE_CHECKING:
-            from ustack_conform.script import Script
-        def f():
-            import ustack_testbed.netns as n
-            from ustack_conform import runner
-            import importlib
-            importlib.import_module("ustack_conform.runner")
-            __import__("ustack_testbed")
-        from ustack.wire import tcp
-        import ustack_testbedx
-        from . import ustack_conform
-    """)
-    assert [hit.split(": ")[1] for hit in tool_imports(source)] == [
-        "ustack_testbed",
-        "ustack_conform.script",
-        "ustack_testbed.netns",
-        "ustack_conform",
-        "ustack_conform.runner",
-        "ustack_testbed",
+    files = {
+        "ustack/__init__.py": "",
+        "ustack/wire/__init__.py": "",
+        "ustack/wire/tcp.py": "",
+        "ustack_testbed/__init__.py": "",
+        "ustack_testbed/netns.py": "",
+        "ustack_conform/__init__.py": "",
+        "ustack_conform/script.py": "",
+        "ustack_conform/runner.py": "",
+        "ustack/mod.py": """
+            import os
+            import ustack_testbed
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from ustack_conform.script import Script
+            def f():
+                import ustack_testbed.netns as n
+                from ustack_conform import runner
+                import importlib
+                importlib.import_module("ustack_conform.runner")
+                __import__("ustack_testbed")
+            from ustack.wire import tcp
+            import ustack_testbedx
+            from . import ustack_conform
+        """,
+        # A tool importing the runtime is the allowed direction.
+        "ustack_conform/uses.py": "from ustack.wire import tcp\n",
+    }
+    for rel, source in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(textwrap.dedent(source), encoding="utf-8")
+    assert tool_imports(tmp_path) == [
+        "ustack.mod:3: ustack_testbed",
+        "ustack.mod:6: ustack_conform.script",
+        "ustack.mod:8: ustack_testbed.netns",
+        "ustack.mod:9: ustack_conform.runner",  # from ustack_conform import runner
+        "ustack.mod:11: ustack_conform.runner",
+        "ustack.mod:12: ustack_testbed",
     ]
 
 
@@ -90,7 +92,7 @@ MAX_MODULE_LINES = 820
 
 
 def test_no_runtime_module_is_larger_than_about_800_lines() -> None:
-    sizes = {p.relative_to(RUNTIME).as_posix(): len(p.read_text().splitlines())
-             for p in RUNTIME.rglob("*.py")}
+    sizes = {name: len(path.read_text().splitlines())
+             for name, path in find_modules(SRC, [RUNTIME]).items()}
     large = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
     assert not large, large
