@@ -104,15 +104,3 @@ def test_api_modules_stay_readable() -> None:
             for path, _ in api_modules()
             if len(path.read_text().splitlines()) > MAX_LINES]
     assert long == []
-
-
-def test_api_modules_import_no_private_names() -> None:
-    """What one module of the API packages uses from another is public
-    there: no ``from x import _name`` between them."""
-    offenders = [f"{where(path, node)} {alias.name}"
-                 for path, tree in api_modules()
-                 for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ustack")
-                 for alias in node.names
-                 if alias.name.startswith("_") and not alias.name.startswith("__")]
-    assert offenders == []

@@ -6,9 +6,11 @@ two modules that cannot be understood (or moved) one without the other.
 
 ``from pkg import name`` is an import of the module ``pkg.name`` when there is
 such a module, else of ``pkg``.  A name with a leading underscore belongs to
-its module: another module of the same top-level package may not import it
-(nor reach it as ``module._name`` through an imported module); a module with a
-leading underscore belongs to its package.  Dunder names are not private.
+its module: no other module under src/ may import it (nor reach it as
+``module._name`` through an imported module), whether of the same top-level
+package or not (``ustack_conform`` and ``ustack_testbed`` use the public names
+of ``ustack`` only); a module with a leading underscore belongs to its
+package.  Dunder names are not private.
 """
 
 from __future__ import annotations
@@ -101,12 +103,10 @@ def cycles(src: Path = SRC, packages: Iterable[str] = PACKAGES) -> dict[frozense
 def private_imports(
     src: Path = SRC, packages: Iterable[str] = PACKAGES
 ) -> dict[tuple[str, str, str], int]:
-    """(importer, module, private name) -> line, within one top-level package."""
+    """(importer, module, private name) -> line, across all of ``packages``:
+    a tool package's imports from the runtime count like the runtime's own."""
     found: dict[tuple[str, str, str], int] = {}
     for imp in all_imports(src, packages):
-        top = imp.importer.partition(".")[0]
-        if imp.module.partition(".")[0] != top:
-            continue
         if imp.name is not None and imp.module != imp.importer and is_private(imp.name):
             found.setdefault((imp.importer, imp.module, imp.name), imp.line)
         # A private module is its package's: only modules inside may import it.
@@ -242,7 +242,8 @@ def test_private_imports_are_found(tmp_path: Path) -> None:
             "pa/sub/_impl.py": "z = 1\n",
             "pa/e.py": "from pa.sub import _impl\n",  # outside sub
             "pb/__init__.py": "",
-            "pb/x.py": "from pa.a import _x\n",  # another top-level package: not checked
+            "pb/x.py": "from pa.a import _x\n",  # another top-level package: the same rule
+            "pb/y.py": "import pa.sub._impl\n",
         },
     )
     assert private_imports(src, ["pa", "pb"]) == {
@@ -252,4 +253,6 @@ def test_private_imports_are_found(tmp_path: Path) -> None:
         ("pa.b", "pa.a", "_z"): 7,
         ("pa.b", "pa.a", "_w"): 7,
         ("pa.e", "pa.sub", "_impl"): 1,
+        ("pb.x", "pa.a", "_x"): 1,
+        ("pb.y", "pa.sub", "_impl"): 1,
     }
