@@ -84,23 +84,3 @@ def test_only_net_ports_walks_the_ephemeral_range() -> None:
             if isinstance(name, (str, int)) and name in bounds:
                 offenders.append(where(path, node))
     assert offenders == [], "the ephemeral range is net/ports.py's alone"
-
-
-# The API floor's own packages (sockets, asyncio, the command line).
-API_PACKAGES = [PACKAGE / "api", PACKAGE / "cli"]
-MAX_LINES = 800
-
-
-def api_modules() -> Iterator[tuple[Path, ast.Module]]:
-    for root in API_PACKAGES:
-        if root.is_dir():
-            yield from parsed(root)
-
-
-def test_api_modules_stay_readable() -> None:
-    """No module of the API packages over ~800 lines: a part that grows
-    past that is split by what it holds, not left to sprawl."""
-    long = [f"{path.relative_to(SRC)}: {len(path.read_text().splitlines())} lines"
-            for path, _ in api_modules()
-            if len(path.read_text().splitlines()) > MAX_LINES]
-    assert long == []

@@ -87,12 +87,13 @@ def test_the_check_finds_every_kind_of_import(tmp_path: Path) -> None:
 
 
 # Small modules named for what they hold: none in the runtime grows past
-# about 800 lines (a module that does is two things; split it).
-MAX_MODULE_LINES = 820
+# 800 lines (a module that does is two things; split it).  The one limit for
+# every floor, the API's and the command line's included.
+MAX_MODULE_LINES = 800
 
 
-def test_no_runtime_module_is_larger_than_about_800_lines() -> None:
+def test_no_runtime_module_is_larger_than_800_lines() -> None:
     sizes = {name: len(path.read_text().splitlines())
              for name, path in find_modules(SRC, [RUNTIME]).items()}
     large = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
-    assert not large, large
+    assert not large, f"modules over {MAX_MODULE_LINES} lines (split them): {large}"
