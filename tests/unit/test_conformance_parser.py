@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tcp_testsuite import SUITE, require_suite
 
 from ustack.wire import tcp
 from ustack_conform import (
@@ -39,15 +39,6 @@ from ustack_conform.script import (
     Struct,
     Symbol,
 )
-
-# The in-repository copy; USTACK_TCP_TESTSUITE: another copy (e.g. a newer one).
-SUITE = Path(
-    os.environ.get(
-        "USTACK_TCP_TESTSUITE",
-        Path(__file__).resolve().parents[1] / "conformance" / "tcp-testsuite",
-    )
-)
-_IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def _suite_scripts() -> list[Path]:
@@ -85,8 +76,7 @@ def _lines_matching(path: Path, pattern: re.Pattern[str]) -> set[int]:
 
 
 def test_suite_is_present() -> None:
-    if not SUITE.is_dir() and not _IN_CI:
-        pytest.skip(f"{SUITE} not found (set USTACK_TCP_TESTSUITE)")
+    require_suite()
     assert len(SUITE_SCRIPTS) >= 370
 
 
@@ -113,9 +103,7 @@ def test_suite_script_parses(path: Path) -> None:
 
 def test_suite_census() -> None:
     """What the runner must implement; a change in the suite shows here."""
-    if not SUITE_SCRIPTS:
-        pytest.skip("suite not present")
-    results = list(parse_all(SUITE))
+    results = list(parse_all(require_suite()))
     assert not [r for r in results if isinstance(r, ScriptError)]
     names: dict[str, int] = {}
     icmp = guarded = 0

@@ -8,7 +8,6 @@ wrong reason (or passes everything) cannot hide.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tcp_testsuite import OURS, SUITE, require_suite
 
 from ustack import cli
 from ustack_conform import runner
@@ -33,12 +33,9 @@ from ustack_conform.runner import (
 from ustack_conform.script import Event, PacketEvent, Script, ScriptError, Time
 
 # Our own scripts at the top of tests/conformance, FreeBSD's suite below it
-# (USTACK_TCP_TESTSUITE: another copy of the suite, e.g. a newer one).
-OURS = Path(__file__).resolve().parents[1] / "conformance"
+# (tcp_testsuite: SUITE, the vendored copy or USTACK_TCP_TESTSUITE's).
 OUR_SCRIPTS = sorted(OURS.glob("*.pkt"))
 XFAIL = OURS / "xfail.txt"
-SUITE = Path(os.environ.get("USTACK_TCP_TESTSUITE", OURS / "tcp-testsuite"))
-_IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def run(*lines: str, **opts: object) -> Outcome:
@@ -89,10 +86,7 @@ def suite_xfail() -> dict[str, str]:
 
 def test_suite_matches_the_expected_failure_list() -> None:
     """`ustack conform` over the FreeBSD suite: every result is the expected one."""
-    if not SUITE.is_dir():
-        if _IN_CI:
-            pytest.fail(f"{SUITE} not found")
-        pytest.skip(f"{SUITE} not found (set USTACK_TCP_TESTSUITE)")
+    require_suite()
     xfail = suite_xfail()
     t0 = time.monotonic()
     summary = run_all([str(SUITE)], RunOptions(), xfail, echo=False)
@@ -111,8 +105,7 @@ def test_suite_matches_the_expected_failure_list() -> None:
 
 
 def _passing_suite_scripts() -> list[Script]:
-    if not SUITE.is_dir():
-        return []
+    require_suite()
     xfail = suite_xfail()
     return [parse_path(p).select(runner.DEFAULT_DEFINES) for p in iter_scripts(SUITE)
             if judge(Outcome(str(p), "fail"), xfail).expected_failure is None]
@@ -126,8 +119,6 @@ def test_suite_mutations_are_caught() -> None:
     then fail, at exactly that line.
     """
     scripts = _passing_suite_scripts()
-    if not scripts:
-        pytest.skip("suite not present")
     tried = 0
     for s in scripts:
         tol = (s.tolerance_usecs or 4000) / 1e6
