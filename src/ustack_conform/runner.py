@@ -16,7 +16,10 @@ A script matches an entry when its path ends with ``/`` + the entry, so the
 list also serves another copy of the same folders.  For each PATH given,
 the list is the nearest ``xfail.txt`` (``find_xfail``): in PATH itself when
 it is a folder, in its folder when it is a script, else in the closest
-folder above; with none, every script under PATH is expected to pass.
+folder above, up to the top of the project (the first folder up that holds
+``.git`` or ``pyproject.toml``) and never beyond it, so that an unrelated
+list in /tmp or $HOME never applies; outside any project, only PATH's own
+folder counts.  With none, every script under PATH is expected to pass.
 ``--xfail FILE`` judges every PATH by FILE instead, ``--no-xfail`` by no
 list at all.
 
@@ -45,6 +48,7 @@ from ustack_conform.script import ScriptError
 
 __all__ = [
     "DEFAULT_DEFINES",
+    "PROJECT_MARKERS",
     "XFAIL_NAME",
     "Outcome",
     "RunOptions",
@@ -63,6 +67,8 @@ __all__ = [
 
 #: The file name of an expected-failure list (see the module docstring).
 XFAIL_NAME = "xfail.txt"
+#: What marks the top of a project: the search for an ``xfail.txt`` stops there.
+PROJECT_MARKERS = (".git", "pyproject.toml")
 
 
 def run_path(path: str | os.PathLike[str], opts: RunOptions | None = None) -> Outcome:
@@ -99,12 +105,18 @@ def find_xfail(path: str | os.PathLike[str]) -> Path | None:
 
     The nearest ``xfail.txt``: in ``path`` when it is a folder, in its folder
     when it is a script (or does not exist), else in the closest folder
-    above.  The path is made absolute but symbolic links are not followed:
-    the folders searched are the ones the path names.
+    above, up to and including the top of the project (the first folder up
+    that holds one of ``PROJECT_MARKERS``), never above it: a list found
+    higher up belongs to something else.  Outside any project only the first
+    folder is searched.  The path is made absolute but symbolic links are not
+    followed: the folders searched are the ones the path names.
     """
     p = Path(os.path.abspath(path))
     start = p if p.is_dir() else p.parent
-    for folder in (start, *start.parents):
+    chain = [start, *start.parents]
+    top = next((i for i, folder in enumerate(chain)
+                if any((folder / m).exists() for m in PROJECT_MARKERS)), 0)
+    for folder in chain[: top + 1]:
         candidate = folder / XFAIL_NAME
         if candidate.is_file():
             return candidate
@@ -238,7 +250,9 @@ def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
         "is in memory; the runner plays the remote peer with a fake clock).",
         epilog=f"Expected failures: the scripts under each PATH are judged by the nearest "
         f"{XFAIL_NAME}, in PATH (a folder) or PATH's folder (a script), else in the closest "
-        f"folder above; with none, every script must pass.  Each line of the list is "
+        f"folder above, up to the top of the project (the first folder holding .git or "
+        f"pyproject.toml; outside a project, PATH's folder only); with none, every script "
+        f"must pass.  Each line of the list is "
         f"'path/to/script.pkt: reason', the path relative to the list's folder (a script "
         f"matches when its path ends with it); '#' starts a comment.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scripts, or folders of *.pkt")

@@ -576,6 +576,10 @@ def test_nearest_xfail_per_path(tmp_path: Path, capsys: pytest.CaptureFixture[st
     --no-xfail replace that for every PATH."""
     top, sub, other = tmp_path / "top", tmp_path / "top" / "a" / "b", tmp_path / "other"
     sub.mkdir(parents=True)
+    # The search goes up to the top of a project, no higher: make tmp_path one
+    # (without it only a PATH's own folder would count, and the lists in top/
+    # and top/a/ would not be found from a/b/).
+    _write(tmp_path, "pyproject.toml", "")
     other.mkdir()
     bad = _write(sub, "bad.pkt", _FAILING)
     other_bad = _write(other, "bad.pkt", _FAILING)
@@ -603,6 +607,26 @@ def test_nearest_xfail_per_path(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "expected 'path/to/script.pkt: reason'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("marker", [".git", "pyproject.toml"])
+def test_xfail_search_stops_at_the_project_top(tmp_path: Path, marker: str) -> None:
+    """A list above the project's top folder (e.g. a stray /tmp/xfail.txt)
+    never judges its scripts; outside any project only PATH's folder counts."""
+    _write(tmp_path, "xfail.txt", "proj/a/bad.pkt: freebsd: not ours\n")
+    project, scripts = tmp_path / "proj", tmp_path / "proj" / "a"
+    scripts.mkdir(parents=True)
+    bad = _write(scripts, "bad.pkt", _FAILING)
+    assert find_xfail(bad) is None  # no project: a/ only
+    if marker == ".git":
+        (project / marker).mkdir()
+    else:
+        _write(project, marker, "")
+    assert find_xfail(bad) is None  # the project stops the search below tmp_path
+    assert runner.main([str(bad)]) == 1
+    own = _write(project, "xfail.txt", "a/bad.pkt: freebsd: ours\n")
+    assert find_xfail(bad) == find_xfail(scripts) == find_xfail(project) == own
+    assert runner.main([str(bad)]) == 0
+
+
 def test_conform_help_explains_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["conform", "--help"])
@@ -620,7 +644,7 @@ def test_judge_matches_by_path_suffix() -> None:
 
 def test_cli_conform_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = _write(tmp_path, "good.pkt", _GOOD)
-    assert cli.main(["conform", str(good), "--strict", "-j", "2", str(good)]) == 0
+    assert cli.main(["conform", str(good), "--strict", "-j", "2", str(good), "--no-xfail"]) == 0
     assert capsys.readouterr().out.count("pass ") == 2
     assert cli.main(["conform"]) == 2
     assert "ustack conform:" in capsys.readouterr().err
