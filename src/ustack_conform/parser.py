@@ -13,7 +13,7 @@ so a runner reports ``file:line: message`` and goes on with the next script.
 
 Usage::
 
-    script = parse_path("tests/conformance/close-with-data.pkt")
+    script = parse_path("tests/conformance/close-with-unsent-data.pkt")
     for result in parse_all("tests/conformance/tcp-testsuite"):
         ...  # a Script, or the ScriptError of a malformed one
     main(["PATH", ...])  # parse only: one line per script and a summary
