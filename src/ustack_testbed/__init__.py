@@ -53,7 +53,6 @@ from ustack_testbed.topology import (
     TAP_STACK_CIDR,
     Topology,
     packet_topology,
-    start_ustack,
     tap_topology,
     topology,
 )
@@ -83,7 +82,6 @@ __all__ = [
     "read_pcap",
     "reap_stale",
     "stack_name",
-    "start_ustack",
     "tap_topology",
     "topology",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ustack_testbed.names import check_test_address
@@ -93,11 +92,3 @@ def topology(tb: Testbed, kind: str) -> Topology:
     if kind == "packet":
         return packet_topology(tb)
     raise ValueError(f"unknown topology {kind!r} (tap or packet)")
-
-
-def start_ustack(ns: Netns, args: Sequence[str], timeout: float = 10.0) -> UstackProcess:
-    """Module-level spelling of :meth:`Testbed.start_ustack`."""
-    tb = ns.testbed
-    if not isinstance(tb, Testbed):
-        raise TypeError(f"namespace {ns.name} was not made by a Testbed")
-    return tb.start_ustack(ns, args, timeout)
