@@ -16,6 +16,9 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from ustack.bringup import LinkOptions
+from ustack.cli import build_parser
+from ustack.cli.common import UsageError
 from ustack_testbed.commands import VERBOSE, trace
 from ustack_testbed.errors import TestbedError, warn
 from ustack_testbed.netns import Netns
@@ -189,29 +192,23 @@ class UstackProcess:
                 stream.close()
 
 
-def _link_device(args: Sequence[str]) -> str | None:
-    """The device name in ``--link kind:NAME`` (the stack's default --name)."""
-    for i, arg in enumerate(args):
-        value = None
-        if arg == "--link" and i + 1 < len(args):
-            value = args[i + 1]
-        elif arg.startswith("--link="):
-            value = arg[len("--link=") :]
-        if value is not None:
-            return value.partition(":")[2] or None
-    return None
-
-
-def _flag_value(args: Sequence[str], flag: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg[len(flag) + 1 :]
-    return None
-
-
 def stack_name(args: Sequence[str]) -> str:
-    """The control-socket name ``ustack up ARGS`` uses: --name, else the
-    link's device name (the CLI's default)."""
-    return _flag_value(args, "--name") or _link_device(args) or "ustack"
+    """The control-socket name ``ustack ARGS`` (``up ...``) gives its stack.
+
+    Read with the command's own parser (``ustack.cli.build_parser``) and the
+    rule of ``ustack up`` (cli/up.py): ``--name``, else the link's device
+    name (``LinkOptions.device_name``).  A command line the CLI rejects
+    raises TestbedError with the CLI's one-line message.
+    """
+    try:
+        parsed = build_parser().parse_args(list(args))
+    except UsageError as e:
+        raise TestbedError(str(e)) from None
+    if parsed.command != "up":
+        raise TestbedError(f"not a ustack up command line: {' '.join(args)}")
+    if parsed.name:
+        return str(parsed.name)
+    try:
+        return LinkOptions(parsed.link, parsed.ip).device_name
+    except ValueError as e:
+        raise TestbedError(f"ustack up: {e}") from None

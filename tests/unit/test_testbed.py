@@ -121,14 +121,29 @@ def test_read_pcap_against_dpkt_writer(nano: bool) -> None:
     [
         (["up", "--link", "tap:u0", "--ip", "198.18.0.2/24"], "u0"),
         (["up", "--link=packet:veth1", "--ip", "198.18.0.2/24"], "veth1"),
-        (["up", "--link", "tap:u0", "--name", "web"], "web"),
-        (["up", "--name=web", "--link", "tap:u0"], "web"),
-        (["up", "--ip", "198.18.0.2/24"], "ustack"),
+        (["up", "--link", "tap:u0", "--ip", "198.18.0.2/24", "--name", "web"], "web"),
+        (["up", "--name=web", "--link", "tap:u0", "--ip=198.18.0.2/24"], "web"),
     ],
 )
 def test_control_name_follows_the_cli_default(args: list[str], name: str) -> None:
     """``ustack stats --name`` must find the stack: --name, else the device."""
     assert stack_name(args) == name
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["up", "--ip", "198.18.0.2/24"], "--link"),  # required: no default name to guess
+        (["up", "--link", "tap:u0"], "--ip"),
+        (["up", "--link", "tap:u0", "--ip", "198.18.0.2/24", "--nmae", "web"], "--nmae"),
+        (["stats", "--name", "u0"], "not a ustack up"),
+    ],
+)
+def test_control_name_of_a_command_line_the_cli_rejects(args: list[str], words: str) -> None:
+    """The CLI's own parser reads the command line: what it rejects is an
+    error here too, with its message, not a guessed name."""
+    with pytest.raises(TestbedError, match=words):
+        stack_name(args)
 
 
 def test_testbed_is_not_collected_as_a_test_class() -> None:
