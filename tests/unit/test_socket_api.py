@@ -16,6 +16,8 @@ import socket as std
 import struct
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from socket_net import A_IP, B_IP, Net
@@ -259,25 +261,49 @@ def test_bound_port_is_reserved_in_the_tcp_layer(net: Net) -> None:
     assert not net.b.call(tcp.port_in_use, b"\0\0\0\0", port)  # runs after the close
 
 
-def test_reuseaddr_set_after_bind_still_shares_the_port(net: Net) -> None:
+def _second_bind(make: Callable[[], Any], addr: tuple[str, int], first_reuse: bool,
+                 second_reuse: bool) -> int:
+    """Bind a first socket to ``addr``, set SO_REUSEADDR on it *after* the
+    bind when ``first_reuse``, then bind a second one (SO_REUSEADDR before
+    its bind when ``second_reuse``) to the first's address: 0 or its errno."""
+    first, second = make(), make()
+    try:
+        first.bind(addr)
+        if first_reuse:
+            first.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+        if second_reuse:
+            second.setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
+        try:
+            second.bind(first.getsockname())
+        except OSError as e:
+            return e.errno or -1
+        return 0
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize(
+    ("first_reuse", "second_reuse", "expected"),
+    [
+        (True, True, 0),
+        (False, True, errno.EADDRINUSE),  # the negative control
+        (True, False, errno.EADDRINUSE),
+    ],
+    ids=["both", "not-the-first", "not-the-second"],
+)
+def test_reuseaddr_set_after_bind_still_shares_the_port(
+    net: Net, first_reuse: bool, second_reuse: bool, expected: int
+) -> None:
     """Linux reads SO_REUSEADDR when the next socket binds, not when this one
-    did: set after bind(), it still lets a second reusing socket bind."""
-    kernel = []
-    for _ in range(2):
-        k = std.socket()
-        kernel.append(k)
-    kernel[0].bind(("127.0.0.1", 0))
-    kernel[0].setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
-    kernel[1].setsockopt(std.SOL_SOCKET, std.SO_REUSEADDR, 1)
-    kernel[1].bind(kernel[0].getsockname())  # the kernel's answer: shared
-    a = us.socket(runtime=net.b)
-    a.bind(("0.0.0.0", 6100))
-    a.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
-    b = us.socket(runtime=net.b)
-    b.setsockopt(us.SOL_SOCKET, us.SO_REUSEADDR, 1)
-    b.bind(("0.0.0.0", 6100))
-    for x in (a, b, *kernel):
-        x.close()
+    did: set after bind(), it still lets a second reusing socket bind; without
+    it on either socket the second bind fails, EADDRINUSE.  The kernel's
+    answer (on loopback) and ustack's must agree."""
+    kernel = _second_bind(std.socket, ("127.0.0.1", 0), first_reuse, second_reuse)
+    ours = _second_bind(lambda: us.socket(runtime=net.b), ("0.0.0.0", 6100),
+                        first_reuse, second_reuse)
+    assert kernel == expected, errno.errorcode.get(kernel, kernel)
+    assert ours == kernel, errno.errorcode.get(ours, ours)
 
 
 def test_send_after_shutdown_is_broken_pipe(net: Net) -> None:
