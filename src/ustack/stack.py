@@ -1,6 +1,6 @@
 """The Stack: interfaces, tables, timers, counters and the one poll loop.
 
-One Stack per process (DESIGN.md principle 2).  ``poll(now)`` is one
+One Stack per process (docs/architecture.md, principle 2).  ``poll(now)`` is one
 iteration: take a batch of frames from every device, push each straight
 through Ethernet -> IPv4 -> transport -> application (direct dispatch, no
 queues between layers), fire due timers, then flush every interface's

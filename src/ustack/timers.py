@@ -1,4 +1,4 @@
-"""One timer structure for the whole Stack (DESIGN.md principle 2).
+"""One timer structure for the whole Stack (docs/architecture.md, principle 2).
 
 A binary heap of (deadline, sequence, handle).  Cancelling only marks the
 handle; the heap discards it when it reaches the top, so cancel is O(1) and

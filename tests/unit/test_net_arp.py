@@ -151,7 +151,7 @@ def test_after_failure_a_new_packet_starts_a_new_resolution(h: Harness) -> None:
 
 
 def test_pending_queue_is_bounded_per_neighbour(h: Harness) -> None:
-    """DESIGN principle 3: a bounded queue per unresolved neighbour, drops named.
+    """docs/architecture.md, principle 3: a bounded queue per unresolved neighbour, drops named.
 
     The bound is in bytes (Linux unres_qlen_bytes); each datagram here is a
     1000-byte frame, so exactly ``fit`` of them are kept.
@@ -306,7 +306,7 @@ def test_probe_for_our_address_is_answered_but_not_cached(h: Harness) -> None:
     ],
 )
 def test_malformed_arp_is_counted_never_raises(h: Harness, body: bytes, reason: str) -> None:
-    """Bad input is a counted drop (DESIGN principle 3), never an exception."""
+    """Bad input is a counted drop (docs/architecture.md, principle 3), never an exception."""
     frame = Ether(src=PEER_MAC, dst=BCAST_MAC, type=0x0806) / body
     h.send(bytes(frame))
     assert h.recv() == []

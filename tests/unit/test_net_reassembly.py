@@ -281,7 +281,7 @@ def test_flood_of_tiny_datagrams_from_one_source_does_not_block_others(
     h: Harness, sock: UdpSocket
 ) -> None:
     """A flood of incomplete datagrams from one source must not prevent another
-    source's datagram from reassembling (DESIGN principle 3: bounded per source)."""
+    source's datagram from reassembling (docs/architecture.md, principle 3: bounded per source)."""
     tiny = frag(b"", 0, 0, more=True, data=b"\x00" * 8)
     flood = []
     for ident in range(Reassembler.MAX_DATAGRAMS + 100):

@@ -182,7 +182,7 @@ def run_frames(frames: list[bytes]) -> Stack:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames_strategy)
 def test_hostile_frames_never_raise_and_are_all_counted(frames: list[bytes]) -> None:
-    """Principle 3 of DESIGN.md: every dropped frame has a name and a counter."""
+    """docs/architecture.md, principle 3: every dropped frame has a name and a counter."""
     stack = run_frames(frames)
     assert stack.counters.EthInFrames == len(frames)
     assert_accounted(stack)

@@ -128,7 +128,7 @@ def test_random_arming_and_cancelling_matches_a_model() -> None:
 
 def test_stack_poll_fires_due_timers_and_reports_next_deadline() -> None:
     """Stack.poll(now) runs due timers; next_deadline() tells a run loop how
-    long it may sleep (DESIGN.md principle 2: one timer structure, one loop)."""
+    long it may sleep (docs/architecture.md, principle 2: one timer structure, one loop)."""
     with Harness(start=False) as h:
         stack = h.stack
         fired: list[float] = []

@@ -252,7 +252,7 @@ def test_half_close_keeps_receiving() -> None:
 
 
 def test_close_against_a_zero_window_sends_fin_after_the_data() -> None:
-    """Implicit state (DESIGN.md, RFC 9293 3.10.4): close() with queued data and
+    """Implicit state (tcp/states.py, RFC 9293 3.10.4): close() with queued data and
     a zero window: FIN-WAIT-1 at once, the window is probed, and the FIN goes
     only behind the last byte once the window opens."""
     with peer() as p:

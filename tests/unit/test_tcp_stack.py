@@ -1,6 +1,6 @@
 """TCP between two ustack Stacks over the in-memory link, with a fake clock.
 
-One test per situation of RFC 9293 (and the hidden states of DESIGN.md);
+One test per situation of RFC 9293 (and the states it leaves implicit, tcp/states.py);
 the peer is another ustack, so these check behaviour end to end, while the
 interop tests check it against the Linux kernel.
 """
@@ -281,7 +281,7 @@ def test_zero_window_is_probed_and_recovers() -> None:
 
 
 def test_listen_backlog_overflow_drops_syn() -> None:
-    """DESIGN principle 3: a full accept queue drops SYNs, counted."""
+    """docs/architecture.md, principle 3: a full accept queue drops SYNs, counted."""
     net = Net()
     net.b.tcp_listen(("0.0.0.0", 80), backlog=2)
     socks = [net.a.tcp_connect((B_IP, 80)) for _ in range(4)]

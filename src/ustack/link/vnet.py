@@ -52,8 +52,8 @@ class CsumOkFrame(bytes):
     checksum) or NEEDS_CSUM (it built the packet itself and left the
     checksum partial, as for its own TSO/GRO super-frames: the data never
     crossed a wire).  Verifying, or first completing, a 64 KB super-frame
-    in Python costs more than everything else TCP does with it (DESIGN.md
-    principle 6: skip checksums the header marks valid).  A partial
+    in Python costs more than everything else TCP does with it
+    (docs/architecture.md, principle 6: skip checksums the header marks valid).  A partial
     checksum stays in the frame as the kernel left it.
     """
 

@@ -2,7 +2,7 @@
 
 Called once per batch (the loop over the frames is here, not a call per
 frame): each frame addressed to us (our MAC or broadcast) goes straight to
-IPv4 or ARP by EtherType (direct dispatch, DESIGN.md principle 2); every
+IPv4 or ARP by EtherType (direct dispatch, docs/architecture.md, principle 2); every
 other one is dropped with a named counter.  The properties of the frame the
 layers above need travel with it as ``rx`` flags (``net.host.RX_*``), never
 as state: the kernel's word that the transport checksum is good (a

@@ -1,6 +1,6 @@
 """The host context: what every layer may use of the host it runs on.
 
-DESIGN.md: layers get a small context, never the Stack.  The Stack builds
+Layers get a small context, never the Stack (docs/architecture.md, Floors).  The Stack builds
 one ``Host`` and hands it, with the layers below, to every layer it wires
 together.  It holds the clock reading, the counters, the one timer heap, the
 routing table and the local addresses; capabilities are per interface

@@ -27,11 +27,11 @@ class Interface:
     """Per-interface state the receive and transmit paths touch on every frame.
 
     ``txq`` collects the frames produced during one poll iteration;
-    ``transmit`` hands the whole list to the device at once (DESIGN.md
-    principle 2).  On a device with offloads (``gso``), TCP frames are
+    ``transmit`` hands the whole list to the device at once
+    (docs/architecture.md, principle 2).  On a device with offloads (``gso``), TCP frames are
     built here (``tcp_frame``) with the virtio-net header that asks the
     device to finish their checksum and, for a super-frame, to cut it
-    (DESIGN.md principle 6).
+    (docs/architecture.md, principle 6).
     """
 
     __slots__ = (

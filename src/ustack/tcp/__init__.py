@@ -1,4 +1,4 @@
-"""TCP (RFC 9293 and the RFCs DESIGN.md lists).
+"""TCP (RFC 9293 and the RFCs docs/architecture.md lists).
 
 Modules, from the wire up:
 

@@ -124,7 +124,7 @@ class TcpLayer:
         cfg = TcpConfig(*_config_values(self.config))  # a copy: connections change theirs
         cfg.mss = min(cfg.mss, iface.mtu - 40)
         if iface.gso and not cfg.max_segment:
-            # DESIGN.md principle 6: hand the device 64 KB super-frames and
+            # docs/architecture.md, principle 6: hand the device 64 KB super-frames and
             # let it cut them (the IPv4 total length field caps them).
             cfg.max_segment = GSO_MAX_PAYLOAD
         return cfg
@@ -337,7 +337,7 @@ class TcpLayer:
     def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
                       rip: bytes, rport: int, seg: Segment, now: float) -> None:
         c = self.host.counters
-        # Drop early on overload (DESIGN.md principle 3): connections not
+        # Drop early on overload (docs/architecture.md, principle 3): connections not
         # yet accepted (handshaking or queued) are bounded by the backlog; a
         # SYN beyond it is dropped and the peer retransmits it.  (SYN
         # cookies, a later issue, will answer instead of dropping.)

@@ -43,7 +43,7 @@ Address = tuple[str, int]
 # payload read as one integer modulo 0xFFFF (``wire.checksum.sum_mod``), a
 # by-product of verifying the checksum, or -1 when the sender sent none.  An
 # application that sends the same bytes back passes it to ``send_raw`` and
-# the payload is never summed twice (DESIGN.md principle 5).
+# the payload is never summed twice (docs/architecture.md, principle 5).
 DatagramCallback = Callable[[bytes, bytes, int, int], None]
 
 

@@ -7,7 +7,7 @@ in the loop's own iteration; one ``loop.call_at`` handle stands for the
 Stack's next deadline and is re-armed after each poll.  Application writes
 (transports, datagram endpoints) only mark the stack dirty; ``kick()``
 schedules one ``flush`` with ``call_soon``, so every write of one loop
-iteration leaves in one batch (DESIGN.md principle 2).
+iteration leaves in one batch (docs/architecture.md, principle 2).
 
 The Stack is not thread-safe: once attached, only the loop's thread may
 touch it.

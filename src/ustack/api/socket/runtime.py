@@ -1,6 +1,6 @@
 """The Stack in a background thread, and calls into it from other threads.
 
-The Stack is not thread-safe (DESIGN.md principle 2: one loop, no threads in
+The Stack is not thread-safe (docs/architecture.md, principle 2: one loop, no threads in
 the core), so in this mode exactly one thread, the runtime's, touches it.
 Application threads hand it work with ``call(fn, *args)``: the call goes on a
 queue, an eventfd the Stack polls (``Stack.add_reader``) wakes the loop, the
