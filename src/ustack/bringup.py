@@ -14,15 +14,20 @@ with its interface and gateway, and closes all of it again::
     with LinkedStack(options) as up:
         up.stack.run()
 
-Opening fails with ``LinkError`` (the device) or ``ValueError`` (an
-address the stack refuses), after closing what was already open.
+Opening fails with ``LinkError`` (the device, the kernel side of a TAP,
+the pcap file: every ``OSError`` of the bring-up comes out as one, naming
+what failed) or ``ValueError`` (an address the stack refuses), after
+closing what was already open.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 from ustack.link.base import Device
+from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
 from ustack.link.netif import configure_host_side
 from ustack.link.open import open_link, wrap
@@ -93,7 +98,10 @@ class LinkedStack:
         try:
             if o.host_ip:
                 configure_host_side(o.device_name, o.host_ip)
-            dev = wrap(self.device, pcap=o.pcap, fault=o.fault)
+            try:
+                dev = wrap(self.device, pcap=o.pcap, fault=o.fault)
+            except OSError as e:  # creating the pcap file
+                raise _pcap_error(o.pcap, e) from e
             self.iface = self.stack.add_interface(dev, o.ip, mac=o.mac_bytes())
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
@@ -113,3 +121,12 @@ class LinkedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pcap_error(path: str | None, e: OSError) -> LinkError:
+    """``--pcap FILE: <cause>``; a folder on the way that is not there is
+    named, since the file itself need not exist."""
+    folder = os.path.dirname(path or "")
+    if e.errno == errno.ENOENT and folder and not os.path.isdir(folder):
+        return LinkError(f"--pcap {path}: no such directory {folder}", e.errno)
+    return from_os_error(f"--pcap {path}", e)

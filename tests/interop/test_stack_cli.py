@@ -126,3 +126,20 @@ def test_pcap_file_is_readable_by_tshark(
         frames = [buf for _ts, buf in dpkt.pcap.Reader(f)]
     arp = [f for f in frames if dpkt.ethernet.Ethernet(f).type == dpkt.ethernet.ETH_TYPE_ARP]
     assert arp and len(frames) >= 4  # ARP request/reply, echo request/reply
+
+
+@pytest.mark.parametrize("command", ["up", "run"])
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_unwritable_pcap_is_a_one_line_error(testbed: Testbed, tmp_path: Path, command: str,
+                                             where: str) -> None:
+    """The pcap file is created once the link is open: its failure is one
+    line naming the command and the file, exit 2, no traceback."""
+    ns = testbed.netns("cli")
+    pcap = str(tmp_path / "missing" / "x.pcap") if where == "missing-dir" else str(tmp_path)
+    tail = ["--", "python3", "-c", "pass"] if command == "run" else []
+    proc = ustack(ns, command, "--link", f"tap:{testbed.ifname('x', ns)}",
+                  "--ip", "198.18.0.2/24", "--pcap", pcap, *tail)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"ustack {command}: --pcap {pcap}: ")
+    assert proc.stderr.count("\n") == 1, proc.stderr

@@ -95,3 +95,19 @@ def test_a_failed_bring_up_closes_the_device(
 def test_a_link_that_does_not_open_leaves_nothing_open() -> None:
     with pytest.raises(LinkError, match="expected tap:NAME or packet:IFACE"):
         LinkedStack(LinkOptions("bogus:x", "198.18.0.2/24")).open()
+
+
+@pytest.mark.parametrize(("where", "reason"), [
+    ("missing/x.pcap", "no such directory {tmp}/missing"),
+    ("", "is a directory"),
+])
+def test_a_pcap_file_that_cannot_be_created_is_a_link_error(
+        pipe_link: list[Device], tmp_path: Any, where: str, reason: str) -> None:
+    """One LinkError naming the option and the file (not a bare OSError),
+    and the device opened before it is closed again."""
+    path = str(tmp_path / where) if where else str(tmp_path)
+    up = LinkedStack(LinkOptions("tap:x0", "198.18.0.2/24", pcap=path))
+    with pytest.raises(LinkError) as e:
+        up.open()
+    assert str(e.value) == f"--pcap {path}: {reason.format(tmp=tmp_path)}"
+    assert closed(pipe_link[0])

@@ -70,3 +70,43 @@ def test_conform_without_its_entry_point_says_so(
     err = capsys.readouterr().err
     assert err.startswith("ustack conform: ") and "not installed" in err
     assert err.count("\n") == 1, err
+
+
+def _entry_point(monkeypatch: pytest.MonkeyPatch, command: Callable[[list[str]], int]) -> None:
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: [_Entry(command)])
+
+
+@pytest.mark.parametrize(("exc", "status", "line"), [
+    (cli.UsageError("bad option"), cli.EXIT_USAGE, "ustack hello: bad option"),
+    (cli.UsageError("ustack hello: bad option"), cli.EXIT_USAGE, "ustack hello: bad option"),
+    (FileNotFoundError(2, "No such file or directory", "/nonexistent/x"), cli.EXIT_ERROR,
+     "ustack hello: /nonexistent/x: No such file or directory"),
+    (OSError(16, "Device or resource busy"), cli.EXIT_ERROR,
+     "ustack hello: Device or resource busy"),
+])
+def test_entry_point_failures_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    exc: Exception, status: int, line: str,
+) -> None:
+    """Commands dispatched by their whole command line (entry points, ``run``)
+    run under main's handlers too: one line naming the command, no traceback."""
+    def command(argv: list[str]) -> int:
+        raise exc
+
+    _entry_point(monkeypatch, command)
+    assert cli.main(["hello", "x"]) == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_entry_point_interrupted_is_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def command(argv: list[str]) -> int:
+        raise KeyboardInterrupt
+
+    _entry_point(monkeypatch, command)
+    assert cli.main(["hello"]) == 130
+
+
+def test_run_usage_error_is_printed_once_by_main(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--link", "tap:x", "--ip", "198.18.0.2/24"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("ustack run: give the program after --") and err.count("\n") == 1

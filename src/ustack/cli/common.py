@@ -28,6 +28,13 @@ class UsageError(Exception):
     pass
 
 
+def os_error_text(e: OSError) -> str:
+    """An ``OSError`` as the tail of one line: what failed and why, e.g.
+    ``/run/ustack/x.sock: No such file or directory`` (never ``[Errno 2]``)."""
+    why = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {why}" if e.filename is not None else why
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line, not usage + message."""
 
@@ -78,6 +85,8 @@ def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
         up.open()
     except (LinkError, ValueError) as e:
         raise UsageError(f"{prog}: {e}") from None
+    except OSError as e:  # none is expected (bring-up turns them into LinkError)
+        raise UsageError(f"{prog}: {os_error_text(e)}") from None
     try:
         yield up
     finally:
