@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from ustack import cli
+from ustack.cli import control
+from ustack.stack import Stack
 
 
 def test_conform_is_an_installed_entry_point() -> None:
@@ -110,3 +113,37 @@ def test_run_usage_error_is_printed_once_by_main(capsys: pytest.CaptureFixture[s
     assert cli.main(["run", "--link", "tap:x", "--ip", "198.18.0.2/24"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("ustack run: give the program after --") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["a/b", "", "..", "a\0b"])
+def test_up_bad_name_is_one_line_before_the_link(capsys: pytest.CaptureFixture[str],
+                                                 name: str) -> None:
+    """--name is checked before anything is opened (the link here does not
+    exist: reaching it would be another line)."""
+    argv = ["up", "--link", "packet:nosuch-uxq0", "--ip", "198.18.0.2/24", "--name", name]
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == (f"ustack up: --name {name!r}: a stack's name is a file name in "
+                   f"{control.RUN_DIR} (not empty, no '/')\n")
+
+
+def test_stats_bad_name_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["stats", "--name", "a/b"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.startswith("ustack stats: --name 'a/b': ")
+
+
+def test_control_socket_that_cannot_be_made_names_its_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError making the control socket is one ControlError naming the
+    socket's path (ustack up prints it), not '[Errno 20] Not a directory'."""
+    blocker = tmp_path / "run"
+    blocker.write_text("a file where the run folder should be")
+    monkeypatch.setattr(control, "RUN_DIR", str(blocker))
+    stack = Stack()
+    with pytest.raises(control.ControlError) as e:
+        control.ControlServer(stack, "u0")
+    assert str(e.value).startswith(f"control socket {blocker}/u0.sock: ")
+    monkeypatch.setattr(control, "RUN_DIR", str(tmp_path / ("d" * 120)))  # sun_path: 108
+    with pytest.raises(control.ControlError, match=f"control socket {tmp_path}/d+/u0.sock: "):
+        control.ControlServer(stack, "u0")
+    stack.close()
