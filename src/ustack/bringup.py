@@ -30,7 +30,7 @@ from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
 from ustack.link.netif import configure_host_side
-from ustack.link.open import open_link, wrap
+from ustack.link.open import open_link, parse_link, wrap
 from ustack.net.interface import Interface
 from ustack.stack import Stack
 from ustack.wire import ethernet, ipv4
@@ -50,6 +50,10 @@ class LinkOptions:
     vnet_hdr: bool = False  # checksum and segmentation offload
 
     def __post_init__(self) -> None:
+        try:
+            parse_link(self.link, "--link")
+        except LinkError as e:
+            raise ValueError(str(e)) from None
         ipv4.parse_cidr(self.ip)
         self.mac_bytes()
         if self.gw:
@@ -63,13 +67,13 @@ class LinkOptions:
 
     @property
     def kind(self) -> str:
-        """``tap`` or ``packet`` (anything else fails when the link opens)."""
-        return self.link.partition(":")[0]
+        """``tap`` or ``packet``, as ``open_link`` reads ``link`` (``parse_link``)."""
+        return parse_link(self.link)[0]
 
     @property
     def device_name(self) -> str:
-        """The TAP's or the interface's name."""
-        return self.link.partition(":")[2]
+        """The TAP's or the interface's name, as ``open_link`` reads it."""
+        return parse_link(self.link)[1]
 
     def mac_bytes(self) -> bytes | None:
         if isinstance(self.mac, str):

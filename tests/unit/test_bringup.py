@@ -13,6 +13,7 @@ import ustack.bringup as bringup
 from ustack.bringup import LinkedStack, LinkOptions
 from ustack.link.base import Device
 from ustack.link.errors import LinkError
+from ustack.link.open import parse_link
 from ustack.link.pipe import pipe_pair
 
 
@@ -92,9 +93,32 @@ def test_a_failed_bring_up_closes_the_device(
     up.close()  # again: nothing left to do
 
 
-def test_a_link_that_does_not_open_leaves_nothing_open() -> None:
-    with pytest.raises(LinkError, match="expected tap:NAME or packet:IFACE"):
+def test_a_link_that_does_not_open_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bad spec is now refused when the options are made, before any
+    # system access (was: a LinkError from open()); open_link still refuses
+    # it with the same words (test_link_open.py).
+    monkeypatch.setattr(bringup, "open_link", None)  # never reached
+    with pytest.raises(ValueError, match="expected tap:NAME or packet:IFACE"):
         LinkedStack(LinkOptions("bogus:x", "198.18.0.2/24")).open()
+
+
+@pytest.mark.parametrize(("link", "kind", "name"), [
+    ("TAP:u0", "tap", "u0"),
+    ("tap: u0", "tap", "u0"),
+    (" Packet :veth1 ", "packet", "veth1"),
+])
+def test_the_link_spec_is_read_as_open_link_reads_it(link: str, kind: str, name: str) -> None:
+    """One reading (link.open.parse_link): a spec open_link takes is taken
+    here with the same kind and name; --host-ip follows the kind."""
+    o = LinkOptions(link, "198.18.0.2/24", host_ip="198.18.0.1/24" if kind == "tap" else None)
+    assert (o.kind, o.device_name) == (kind, name) == parse_link(link)
+
+
+@pytest.mark.parametrize("link", ["bogus:x", "tap:", "tap", ":u0", "tap: "])
+def test_a_bad_link_spec_is_refused_when_the_options_are_made(link: str) -> None:
+    with pytest.raises(ValueError) as e:
+        LinkOptions(link, "198.18.0.2/24")
+    assert str(e.value) == f"--link: expected tap:NAME or packet:IFACE, got {link!r}"
 
 
 @pytest.mark.parametrize(("where", "reason"), [
