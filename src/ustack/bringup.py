@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import TypeVar
 
 from ustack.link.base import Device
@@ -44,10 +44,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LinkOptions:
-    """The link options of the ``ustack`` command, checked when made."""
+    """The link options of the ``ustack`` command, checked when made.
+
+    The one list of them: ``ustack.cli.common.link_options`` reads the
+    command's options by these fields' names, ``ustack.aio.running`` takes
+    these arguments.
+    """
 
     link: str  # "tap:NAME" (a TAP device) or "packet:IFACE" (AF_PACKET on IFACE)
     ip: str  # our address with its prefix length, "198.18.0.2/24"
+    _: KW_ONLY  # the rest by name
     gw: str | None = None  # default gateway
     mac: str | bytes | None = None  # our MAC (default: random, locally administered)
     host_ip: str | None = None  # tap only: the kernel side's address, "198.18.0.1/24"

@@ -3,14 +3,19 @@ entry points (``ustack conform``), and unknown words."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import importlib.metadata
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ustack import cli
+from ustack import aio, cli
+from ustack.bringup import LinkOptions
 from ustack.cli import control
+from ustack.cli.common import add_link_options
 from ustack.stack import Stack
 
 
@@ -147,3 +152,20 @@ def test_control_socket_that_cannot_be_made_names_its_path(
     with pytest.raises(control.ControlError, match=f"control socket {tmp_path}/d+/u0.sock: "):
         control.ControlServer(stack, "u0")
     stack.close()
+
+
+def test_link_options_are_the_fields_of_link_options() -> None:
+    """One list of link options: the command's are LinkOptions' fields by
+    name (link_options reads them so), and ustack.aio.running takes them."""
+    p = argparse.ArgumentParser()
+    add_link_options(p)
+    dests = {a.dest for a in p._actions if a.dest != "help"}
+    assert dests == {f.name for f in dataclasses.fields(LinkOptions)}
+    assert inspect.signature(aio.running).parameters == inspect.signature(LinkOptions).parameters
+
+
+def test_running_checks_its_options_as_link_options_does() -> None:
+    with pytest.raises(ValueError, match=r"^--ip: "):
+        aio.running("tap:u0", "198.18.0.300/24")
+    with pytest.raises(TypeError, match="hostip"):
+        aio.running("tap:u0", "198.18.0.2/24", hostip="198.18.0.1/24")  # type: ignore[call-arg]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -43,7 +44,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
-    """The options every command that brings up a stack takes."""
+    """The options every command that brings up a stack takes: one per
+    field of ``ustack.bringup.LinkOptions``, of the same name."""
     p.add_argument("--link", required=True, metavar="tap:NAME|packet:IFACE",
                    help="tap:NAME creates a TAP device; packet:IFACE attaches AF_PACKET "
                         "to an existing interface")
@@ -63,10 +65,12 @@ def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
     """The link options given, checked (one-line UsageError otherwise)."""
     from ustack.bringup import LinkOptions
 
+    # add_link_options names each option after its LinkOptions field
+    # (--host-ip is host_ip); tests/unit/test_cli_commands.py holds the two
+    # lists equal.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(LinkOptions)}
     try:
-        options = LinkOptions(args.link, args.ip, gw=args.gw, mac=args.mac,
-                              host_ip=args.host_ip, pcap=args.pcap, fault=args.fault,
-                              vnet_hdr=args.vnet_hdr)
+        options = LinkOptions(**given)
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
     if os.geteuid() != 0:
