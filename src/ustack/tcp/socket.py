@@ -44,6 +44,11 @@ POLLOUT: Final = select.POLLOUT
 POLLERR: Final = select.POLLERR
 POLLHUP: Final = select.POLLHUP
 POLLRDHUP: Final = 0x2000  # Linux's EPOLLRDHUP (not in the select module)
+# A TCP socket neither connected nor listening (a fresh one, a closed
+# listener): Linux's tcp_poll on TCP_CLOSE, "hung up" and writable (every
+# call fails at once).  ustack.socket's and the packetdrill runner's
+# unconnected sockets poll as this too.
+POLL_UNCONNECTED: Final = POLLOUT | POLLHUP
 _UNCONNECTED = frozenset({State.CLOSED, State.LISTEN})
 
 _EXC: dict[int, type[OSError]] = {
@@ -139,14 +144,6 @@ class TcpSocket:
             if wr_shut or c.send_space > 0:
                 mask |= POLLOUT
         return mask
-
-    def readable(self) -> bool:
-        """select(2)'s view of ``poll()``: a read would not block."""
-        return bool(self.poll() & (POLLIN | POLLHUP | POLLERR))
-
-    def writable(self) -> bool:
-        """select(2)'s view of ``poll()``: a write would not block."""
-        return bool(self.poll() & (POLLOUT | POLLERR))
 
     # -- data ---------------------------------------------------------------
 
@@ -282,7 +279,7 @@ class TcpListener:
         stopped by shutdown(SHUT_RD), a fresh unconnected socket again
         (``tcp_disconnect``): POLLOUT | POLLHUP (accept() fails at once)."""
         if self.closed:
-            return POLLOUT | POLLHUP
+            return POLL_UNCONNECTED
         return POLLIN if self.accept_queue else 0
 
     def accept(self) -> TcpSocket:
