@@ -16,7 +16,6 @@ from typing import Any
 from ustack.api.socket.base import SYNCHRONIZING, Address, SocketBase
 from ustack.api.socket.errors import err
 from ustack.tcp.states import State
-from ustack.wire import ipv4 as wip
 
 
 class DataPath(SocketBase):
@@ -204,7 +203,11 @@ class DataPath(SocketBase):
         self._check()
         u = self._udp
         assert u is not None
-        return u.sendto(view, (wip.addr_to_str(ip), port))
+        # The address is in wire form already (_address): what
+        # UdpSocket.sendto would check of it is port 0 (Linux: EINVAL).
+        if port == 0:
+            raise err(errno.EINVAL)
+        return u.send_raw(bytes(view), ip, port)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """``socket.sendfile`` by reading and ``sendall`` (its documented fallback)."""
