@@ -5,10 +5,10 @@ runs application callbacks itself: it marks the socket for the Stack,
 which transmits and delivers its events later in the same poll iteration,
 so a callback is never re-entered from inside another call.  An application
 either sets ``on_event`` (called from the poll loop with the socket and an
-``Event``) or polls ``recv``/``send``; the stdlib-compatible layer of a later
-issue builds on these.  Errors are the standard library's exceptions with
-the same errno values (BlockingIOError, ConnectionResetError, BrokenPipeError,
-TimeoutError, OSError(ENOTCONN) ...).
+``Event``) or polls ``recv``/``send``; ``ustack.socket`` (api/socket/) and
+``ustack.aio`` (api/aio/) are built on these.  Errors are the standard
+library's exceptions with the same errno values (BlockingIOError,
+ConnectionResetError, BrokenPipeError, TimeoutError, OSError(ENOTCONN) ...).
 """
 
 from __future__ import annotations
