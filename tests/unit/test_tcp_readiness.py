@@ -373,3 +373,27 @@ def test_readable_and_writable_are_the_select_view() -> None:
     server.abort()
     net.run_until(lambda: client.state is State.CLOSED, 5)
     assert view() == (True, True)
+
+
+def test_send_room_is_what_send_takes_and_implies_pollout() -> None:
+    """``send_room()`` (what ustack.socket's posted send asks): the free send
+    buffer while sending is open, else 0; room always polls POLLOUT (the
+    converse does not hold: a write that fails at once is POLLOUT too)."""
+    net = Net()
+    opening = net.a.tcp_connect((B_IP, PORT + 1))
+    assert opening.send_room() == 0 and not opening.poll() & POLLOUT  # SYN-SENT
+    opening.abort()
+    client, server = u_pair(net)
+    room = client.send_room()
+    assert room == client.conn.send_space > 0 and client.poll() & POLLOUT
+    assert client.send(bytes(room + 1000)) == room  # all of the room, no more
+    assert client.send_room() == 0 and not client.poll() & POLLOUT
+    net.run_until(lambda: client.send_room() > 0, 5)  # acknowledged: room again
+    assert client.poll() & POLLOUT
+    server.shutdown_write()
+    net.run_until(lambda: client.state is State.CLOSE_WAIT, 5)
+    assert client.send_room() > 0  # CLOSE-WAIT still sends
+    client.shutdown_write()
+    assert client.send_room() == 0 and client.poll() & POLLOUT  # fails at once: EPIPE
+    with pytest.raises(BrokenPipeError):
+        client.send(b"x")

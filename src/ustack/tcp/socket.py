@@ -145,6 +145,24 @@ class TcpSocket:
                 mask |= POLLOUT
         return mask
 
+    def send_room(self) -> int:
+        """How many bytes ``send`` would queue now, in full: the send
+        buffer's free space while the connection is open for sending
+        (ESTABLISHED or CLOSE-WAIT, no error, no FIN queued); 0 when a send
+        would block or fail (ask ``send`` for which).
+
+        Not ``poll()``'s POLLOUT, which also holds when a write fails at
+        once (after a FIN, once CLOSED): a caller that queues data without
+        hearing ``send``'s answer (``ustack.socket``'s posted send) asks
+        this.  Safe from another thread under the GIL: one read per field.
+        """
+        c = self.conn
+        st = c.state
+        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or c.error or \
+                c.fin_queued or self.closed:
+            return 0
+        return c.send_space
+
     # -- data ---------------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview, *, force: bool = False) -> int:
