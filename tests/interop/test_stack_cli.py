@@ -143,3 +143,31 @@ def test_unwritable_pcap_is_a_one_line_error(testbed: Testbed, tmp_path: Path, c
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"ustack {command}: --pcap {pcap}: ")
     assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_link_lost_during_tcp_transfer_is_a_one_line_error(testbed: Testbed,
+                                                           tmp_path: Path) -> None:
+    """The TAP removed under a running 'ustack tcp recv': the device's
+    LinkError is one line naming the command (was a traceback)."""
+    ns = testbed.netns("cli")
+    tap = testbed.ifname("x", ns)
+    server = ns.popen([sys.executable, "-c", "import socket, sys, time\n"
+                       "s = socket.create_server(('0.0.0.0', 5000))\n"
+                       "print('listening', flush=True)\n"
+                       "c, _ = s.accept()\nprint('accepted', flush=True)\ntime.sleep(30)\n"],
+                      stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline() == "listening\n"
+    client = ns.popen([sys.executable, "-m", "ustack.cli", "tcp", "recv",
+                       "--to", "198.18.0.1:5000", "--link", f"tap:{tap}",
+                       "--ip", "198.18.0.2/24", "--host-ip", "198.18.0.1/24",
+                       "--timeout", "20", str(tmp_path / "out")],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "accepted\n"
+        ns.ip("link", "del", tap)
+        _out, err = client.communicate(timeout=15)
+    finally:
+        client.kill()
+        server.kill()
+    assert client.returncode == 2, err
+    assert err.startswith(f"ustack tcp recv: tap {tap}: ") and err.count("\n") == 1, err

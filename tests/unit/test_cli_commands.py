@@ -169,3 +169,17 @@ def test_running_checks_its_options_as_link_options_does() -> None:
         aio.running("tap:u0", "198.18.0.300/24")
     with pytest.raises(TypeError, match="hostip"):
         aio.running("tap:u0", "198.18.0.2/24", hostip="198.18.0.1/24")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("argv", "prog"), [
+    (["up", "--link", "tap:x", "--ip", "198.18.0.2/24", "-o"], "ustack up"),
+    (["tcp", "recv", "--to", "198.18.0.1:9", "--link", "tap:x", "--ip", "198.18.0.2/24",
+      "f", "-o"], "ustack tcp recv"),
+    (["stats", "-o"], "ustack stats"),
+    (["-o"], "ustack"),
+])
+def test_unrecognized_arguments_name_the_command(
+        capsys: pytest.CaptureFixture[str], argv: list[str], prog: str) -> None:
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == (f"{prog}: unrecognized arguments: -o "
+                                       f"(see {prog} --help)\n")

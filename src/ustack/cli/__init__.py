@@ -106,12 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("ustack conform: the conformance runner (package ustack_conform) "
                              "is not installed with this ustack; pip install -e . installs it")
         parser = build_parser()
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        prog = args.command_prog
+        if extra:  # argparse would name the top command only
+            raise UsageError(f"{prog}: unrecognized arguments: {' '.join(extra)} "
+                             f"(see {prog} --help)")
         command = COMMANDS.get(args.command)
         if command is None:
             parser.print_help()
             return EXIT_USAGE
-        prog = f"ustack {args.command}"
         return command(args)
     except UsageError as e:
         print(e if str(e).startswith("ustack") else f"{prog}: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
@@ -37,7 +37,15 @@ def os_error_text(e: OSError) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line, not usage + message."""
+    """argparse, but an error is one line, not usage + message.
+
+    The parsed namespace's ``command_prog`` is the innermost command's name
+    (``ustack tcp recv``): a subcommand's defaults override its parent's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_prog=self.prog)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
