@@ -5,38 +5,55 @@ and the benchmarks that run a stack on a TAP or an AF_PACKET interface take
 the same options: the link, our address, and optional gateway, MAC, the
 kernel side of a TAP, a pcap file, injected faults and the virtio-net header.
 ``LinkOptions`` holds them and checks what can be checked without touching
-the system (``ValueError`` with a one-line reason, naming the options as the
-command spells them); ``LinkedStack`` opens the device, wraps it (pcap tee,
-fault injector), gives a TAP's kernel side its address, creates the Stack
-with its interface and gateway, and closes all of it again::
+the system: each value, the gateway on our subnet, the kernel side's
+address not ours, our MAC unicast (``ValueError``, one line starting with
+the option as the command spells it, ``--gw 10.0.0.1: ...``).
+``LinkedStack`` opens the device, wraps it (pcap tee, fault injector),
+gives a TAP's kernel side its address, creates the Stack with its interface
+and gateway, and closes all of it again::
 
     options = LinkOptions("tap:u0", "198.18.0.2/24", host_ip="198.18.0.1/24")
     with LinkedStack(options) as up:
         up.stack.run()
 
-Opening fails with ``LinkError`` (the device) or ``ValueError`` (an
-address the stack refuses), after closing what was already open.
+Opening fails with ``LinkError`` (the device, the kernel side of a TAP,
+the pcap file: every ``OSError`` of the bring-up comes out as one, naming
+what failed) or ``ValueError`` (an address the stack refuses), after
+closing what was already open.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
+from typing import TypeVar
 
 from ustack.link.base import Device
+from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
 from ustack.link.netif import configure_host_side
-from ustack.link.open import open_link, wrap
+from ustack.link.open import open_link, parse_link, wrap
 from ustack.net.interface import Interface
 from ustack.stack import Stack
 from ustack.wire import ethernet, ipv4
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class LinkOptions:
-    """The link options of the ``ustack`` command, checked when made."""
+    """The link options of the ``ustack`` command, checked when made.
+
+    The one list of them: ``ustack.cli.common.link_options`` reads the
+    command's options by these fields' names, ``ustack.aio.running`` takes
+    these arguments.
+    """
 
     link: str  # "tap:NAME" (a TAP device) or "packet:IFACE" (AF_PACKET on IFACE)
     ip: str  # our address with its prefix length, "198.18.0.2/24"
+    _: KW_ONLY  # the rest by name
     gw: str | None = None  # default gateway
     mac: str | bytes | None = None  # our MAC (default: random, locally administered)
     host_ip: str | None = None  # tap only: the kernel side's address, "198.18.0.1/24"
@@ -45,26 +62,47 @@ class LinkOptions:
     vnet_hdr: bool = False  # checksum and segmentation offload
 
     def __post_init__(self) -> None:
-        ipv4.parse_cidr(self.ip)
-        self.mac_bytes()
+        # Each line starts with the option it is about, as the command
+        # spells it (the same reason reads alike for --ip and --host-ip).
+        try:
+            kind, _ = parse_link(self.link, "--link")
+        except LinkError as e:
+            raise ValueError(str(e)) from None
+        ip, prefix = _checked("--ip", ipv4.parse_cidr, self.ip)
+        mac = _checked("--mac", self.mac_bytes)
+        if mac is not None and (ethernet.is_multicast(mac) or not any(mac)):
+            # A station's own address is an individual one, not zero (IEEE
+            # 802-2014 8.2; Linux is_valid_ether_addr): ARP would announce a
+            # group address as a host's.
+            why = "a group (multicast) address" if ethernet.is_multicast(mac) else "all zero"
+            raise ValueError(f"--mac {ethernet.mac_to_str(mac)}: {why}; our MAC must be "
+                             "unicast (the first octet even)")
         if self.gw:
-            ipv4.addr_from_str(self.gw)
+            gw = _checked("--gw", ipv4.addr_from_str, self.gw)
+            if gw == ip:
+                raise ValueError(f"--gw {self.gw}: that is our own address (--ip)")
+            if not _same_subnet(gw, ip, prefix):
+                # A next hop must be on the link (RFC 1122 3.3.1.1).
+                raise ValueError(f"--gw {self.gw}: not on the subnet of --ip {self.ip}")
         if self.host_ip:
-            ipv4.parse_cidr(self.host_ip)
-            if self.kind != "tap":
+            host, _ = _checked("--host-ip", ipv4.parse_cidr, self.host_ip)
+            if kind != "tap":
                 raise ValueError("--host-ip only applies to --link tap:NAME")
+            if host == ip:
+                raise ValueError(f"--host-ip {self.host_ip}: the same address as --ip; the "
+                                 "kernel's side of the TAP needs an address of its own")
         if self.fault is not None:
-            FaultSpec.parse(self.fault)
+            _checked("--fault", FaultSpec.parse, self.fault)
 
     @property
     def kind(self) -> str:
-        """``tap`` or ``packet`` (anything else fails when the link opens)."""
-        return self.link.partition(":")[0]
+        """``tap`` or ``packet``, as ``open_link`` reads ``link`` (``parse_link``)."""
+        return parse_link(self.link)[0]
 
     @property
     def device_name(self) -> str:
-        """The TAP's or the interface's name."""
-        return self.link.partition(":")[2]
+        """The TAP's or the interface's name, as ``open_link`` reads it."""
+        return parse_link(self.link)[1]
 
     def mac_bytes(self) -> bytes | None:
         if isinstance(self.mac, str):
@@ -72,6 +110,19 @@ class LinkOptions:
         if self.mac is not None and len(self.mac) != 6:
             raise ValueError(f"a MAC address is 6 bytes, not {len(self.mac)}")
         return self.mac
+
+
+def _checked(flag: str, check: Callable[..., T], *args: object) -> T:
+    """``check(*args)``, its ValueError prefixed with ``flag``."""
+    try:
+        return check(*args)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
+
+
+def _same_subnet(a: bytes, b: bytes, prefix: int) -> bool:
+    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")) & mask == 0
 
 
 class LinkedStack:
@@ -93,7 +144,10 @@ class LinkedStack:
         try:
             if o.host_ip:
                 configure_host_side(o.device_name, o.host_ip)
-            dev = wrap(self.device, pcap=o.pcap, fault=o.fault)
+            try:
+                dev = wrap(self.device, pcap=o.pcap, fault=o.fault)
+            except OSError as e:  # creating the pcap file
+                raise _pcap_error(o.pcap, e) from e
             self.iface = self.stack.add_interface(dev, o.ip, mac=o.mac_bytes())
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
@@ -113,3 +167,12 @@ class LinkedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pcap_error(path: str | None, e: OSError) -> LinkError:
+    """``--pcap FILE: <cause>``; a folder on the way that is not there is
+    named, since the file itself need not exist."""
+    folder = os.path.dirname(path or "")
+    if e.errno == errno.ENOENT and folder and not os.path.isdir(folder):
+        return LinkError(f"--pcap {path}: no such directory {folder}", e.errno)
+    return from_os_error(f"--pcap {path}", e)

@@ -40,8 +40,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
+from ustack.cli.common import Parser, UsageError
 from ustack_conform.execution import DEFAULT_DEFINES, Outcome, RunOptions, run_script
 from ustack_conform.parser import iter_scripts, parse_path
 from ustack_conform.script import ScriptError
@@ -233,19 +234,8 @@ def _record(summary: Summary, o: Outcome, xfail: dict[str, str], echo: bool) -> 
         print(v.line(), flush=True)
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error instead of usage + message (as ``ustack``)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
 def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(  # the ustack command's: a one-line error, not usage + message
         prog=prog, description="Run packetdrill scripts against ustack (the stack under test "
         "is in memory; the runner plays the remote peer with a fake clock).",
         epilog=f"Expected failures: the scripts under each PATH are judged by the nearest "

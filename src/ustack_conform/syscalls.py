@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ustack.stack import Stack
-from ustack.tcp.socket import TcpListener, TcpSocket
+from ustack.tcp.socket import POLL_UNCONNECTED, TcpListener, TcpSocket
 from ustack.tcp.states import State
 from ustack_conform.script import (
     Array,
@@ -689,7 +689,7 @@ class Syscalls:
             return entry.listener.poll() & (events | select.POLLERR | select.POLLHUP)
         sock = entry.sock
         if sock is None:
-            return select.POLLOUT & events | select.POLLHUP  # Linux: unconnected is "hung up"
+            return POLL_UNCONNECTED & (events | select.POLLERR | select.POLLHUP)
         # The stack's one readiness rule (TcpSocket.poll, Linux's tcp_poll);
         # an error the script has read (SO_ERROR, a failed call) is cleared,
         # as Linux clears sk_err once it is reported.

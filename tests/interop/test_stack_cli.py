@@ -126,3 +126,48 @@ def test_pcap_file_is_readable_by_tshark(
         frames = [buf for _ts, buf in dpkt.pcap.Reader(f)]
     arp = [f for f in frames if dpkt.ethernet.Ethernet(f).type == dpkt.ethernet.ETH_TYPE_ARP]
     assert arp and len(frames) >= 4  # ARP request/reply, echo request/reply
+
+
+@pytest.mark.parametrize("command", ["up", "run"])
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_unwritable_pcap_is_a_one_line_error(testbed: Testbed, tmp_path: Path, command: str,
+                                             where: str) -> None:
+    """The pcap file is created once the link is open: its failure is one
+    line naming the command and the file, exit 2, no traceback."""
+    ns = testbed.netns("cli")
+    pcap = str(tmp_path / "missing" / "x.pcap") if where == "missing-dir" else str(tmp_path)
+    tail = ["--", "python3", "-c", "pass"] if command == "run" else []
+    proc = ustack(ns, command, "--link", f"tap:{testbed.ifname('x', ns)}",
+                  "--ip", "198.18.0.2/24", "--pcap", pcap, *tail)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"ustack {command}: --pcap {pcap}: ")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_link_lost_during_tcp_transfer_is_a_one_line_error(testbed: Testbed,
+                                                           tmp_path: Path) -> None:
+    """The TAP removed under a running 'ustack tcp recv': the device's
+    LinkError is one line naming the command (was a traceback)."""
+    ns = testbed.netns("cli")
+    tap = testbed.ifname("x", ns)
+    server = ns.popen([sys.executable, "-c", "import socket, sys, time\n"
+                       "s = socket.create_server(('0.0.0.0', 5000))\n"
+                       "print('listening', flush=True)\n"
+                       "c, _ = s.accept()\nprint('accepted', flush=True)\ntime.sleep(30)\n"],
+                      stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline() == "listening\n"
+    client = ns.popen([sys.executable, "-m", "ustack.cli", "tcp", "recv",
+                       "--to", "198.18.0.1:5000", "--link", f"tap:{tap}",
+                       "--ip", "198.18.0.2/24", "--host-ip", "198.18.0.1/24",
+                       "--timeout", "20", str(tmp_path / "out")],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "accepted\n"
+        ns.ip("link", "del", tap)
+        _out, err = client.communicate(timeout=15)
+    finally:
+        client.kill()
+        server.kill()
+    assert client.returncode == 2, err
+    assert err.startswith(f"ustack tcp recv: tap {tap}: ") and err.count("\n") == 1, err

@@ -15,6 +15,7 @@ import ustack
 from ustack.link import FaultInjector, LinkError, PcapTee, open_link, pipe_pair, wrap
 from ustack.link.errors import from_os_error
 from ustack.link.netif import configure_host_side, interface_index, interface_mac
+from ustack.link.open import parse_link
 
 
 @pytest.mark.parametrize("spec", ["x", "tap", "tap:", "veth:eth0", ":eth0", "packet: "])
@@ -22,6 +23,16 @@ def test_bad_link_spec(spec: str) -> None:
     with pytest.raises(LinkError) as info:
         open_link(spec)
     assert str(info.value) == f"link: expected tap:NAME or packet:IFACE, got {spec!r}"
+
+
+@pytest.mark.parametrize(("spec", "parsed"), [
+    ("tap:u0", ("tap", "u0")), ("TAP:u0", ("tap", "u0")), ("tap: u0 ", ("tap", "u0")),
+    ("Packet:veth0", ("packet", "veth0")),
+])
+def test_parse_link(spec: str, parsed: tuple[str, str]) -> None:
+    assert parse_link(spec) == parsed
+    with pytest.raises(LinkError, match=r"^--link: expected tap:NAME or packet:IFACE, got 'x'$"):
+        parse_link("x", "--link")
 
 
 def test_unknown_option_is_a_link_error() -> None:

@@ -249,6 +249,54 @@ def test_address_in_use(net: Net) -> None:
     again.close()
 
 
+def _raised(call: object) -> BaseException:
+    try:
+        call()  # type: ignore[operator]
+    except Exception as e:
+        return e
+    raise AssertionError("no exception")
+
+
+@pytest.mark.parametrize("kind", [std.SOCK_STREAM, std.SOCK_DGRAM], ids=["tcp", "udp"])
+def test_bind_checks_the_address_before_the_socket_state(net: Net, kind: int) -> None:
+    """A bound socket bound again to an address that is not ours: Linux's
+    __inet_bind checks the address first (EADDRNOTAVAIL, not EINVAL)."""
+    ours = us.socket(us.AF_INET, kind, runtime=net.b)
+    kernel = std.socket(std.AF_INET, kind)
+    try:
+        ours.bind((B_IP, 0))
+        kernel.bind(("127.0.0.1", 0))
+        got = _raised(lambda: ours.bind(("198.18.0.77", 0)))
+        want = _raised(lambda: kernel.bind(("203.0.113.77", 0)))  # TEST-NET-3: not ours
+        assert (type(got), got.errno) == (type(want), want.errno) == (  # type: ignore[attr-defined]
+            OSError, errno.EADDRNOTAVAIL)
+    finally:
+        ours.close()
+        kernel.close()
+
+
+def test_udp_sendto_errors_are_the_kernels(net: Net) -> None:
+    """sendto's address errors, as the standard library's socket raises them."""
+    ours = us.socket(us.AF_INET, us.SOCK_DGRAM, runtime=net.a)
+    kernel = std.socket(std.AF_INET, std.SOCK_DGRAM)
+    try:
+        for ip_ours, ip_kernel, port in ((B_IP, "127.0.0.1", 0), ("", "", 0),
+                                         (B_IP, "127.0.0.1", 70000)):
+            got = _raised(lambda: ours.sendto(b"x", (ip_ours, port)))  # noqa: B023
+            want = _raised(lambda: kernel.sendto(b"x", (ip_kernel, port)))  # noqa: B023
+            assert type(got) is type(want), (port, got, want)
+            assert getattr(got, "errno", None) == getattr(want, "errno", None), (got, want)
+        assert ours.getsockname()[1] == 0  # nothing was sent, nothing bound
+        ours.close()
+        kernel.close()
+        got = _raised(lambda: ours.sendto(b"x", (B_IP, 9)))
+        want = _raised(lambda: kernel.sendto(b"x", ("127.0.0.1", 9)))
+        assert (type(got), got.errno) == (type(want), want.errno)  # type: ignore[attr-defined]
+    finally:
+        ours.close()
+        kernel.close()
+
+
 def test_bound_port_is_reserved_in_the_tcp_layer(net: Net) -> None:
     """bind() reserves the port in the stack's one TCP table, so the native
     API's ephemeral ports avoid it too; close() releases it."""

@@ -37,7 +37,7 @@ from functools import partial
 import pytest
 from test_tcp_stack import B_IP, Net, pair
 
-from ustack.api.socket.readiness import Mirror
+from ustack.api.socket.readiness import SELECT_READABLE, SELECT_WRITABLE, Mirror
 from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.tcp.states import State
 
@@ -360,11 +360,40 @@ def test_ustack_polls_as_linux(situation: Situation, kernel: Kernel) -> None:
 
 
 def test_readable_and_writable_are_the_select_view() -> None:
-    """readable()/writable() are select(2)'s reading of the mask
-    (POLLIN|POLLHUP|POLLERR, POLLOUT|POLLERR), as ``Mirror.show`` reads it."""
+    """select(2)'s reading of the mask (POLLIN|POLLHUP|POLLERR,
+    POLLOUT|POLLERR) is the one ``Mirror.show`` uses."""
     net = Net()
     client, server = u_pair(net)
-    assert (client.readable(), client.writable()) == (False, True)
+
+    def view() -> tuple[bool, bool]:
+        mask = client.poll()
+        return bool(mask & SELECT_READABLE), bool(mask & SELECT_WRITABLE)
+
+    assert view() == (False, True)
     server.abort()
     net.run_until(lambda: client.state is State.CLOSED, 5)
-    assert (client.readable(), client.writable()) == (True, True)
+    assert view() == (True, True)
+
+
+def test_send_room_is_what_send_takes_and_implies_pollout() -> None:
+    """``send_room()`` (what ustack.socket's posted send asks): the free send
+    buffer while sending is open, else 0; room always polls POLLOUT (the
+    converse does not hold: a write that fails at once is POLLOUT too)."""
+    net = Net()
+    opening = net.a.tcp_connect((B_IP, PORT + 1))
+    assert opening.send_room() == 0 and not opening.poll() & POLLOUT  # SYN-SENT
+    opening.abort()
+    client, server = u_pair(net)
+    room = client.send_room()
+    assert room == client.conn.send_space > 0 and client.poll() & POLLOUT
+    assert client.send(bytes(room + 1000)) == room  # all of the room, no more
+    assert client.send_room() == 0 and not client.poll() & POLLOUT
+    net.run_until(lambda: client.send_room() > 0, 5)  # acknowledged: room again
+    assert client.poll() & POLLOUT
+    server.shutdown_write()
+    net.run_until(lambda: client.state is State.CLOSE_WAIT, 5)
+    assert client.send_room() > 0  # CLOSE-WAIT still sends
+    client.shutdown_write()
+    assert client.send_room() == 0 and client.poll() & POLLOUT  # fails at once: EPIPE
+    with pytest.raises(BrokenPipeError):
+        client.send(b"x")

@@ -1,8 +1,9 @@
 """The ``ustack`` command.
 
 Every failure the user can cause (not root, device busy, bad address, an
-unknown option) ends in one line on stderr starting with ``ustack:`` and a
-non-zero exit status, never a traceback.
+unknown option, a file that cannot be written) ends in one line on stderr
+starting with the command (``ustack up: ...``; ``ustack: ...`` before one is
+known) and a non-zero exit status (2 for usage), never a traceback.
 
 One module per subcommand: ``up`` (a stack on a link until interrupted),
 ``tcp`` (stream a file over ustack TCP), ``stats`` (a running stack's
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from ustack import __version__
 from ustack.cli import stats, tcp, up
-from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError
+from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
 
 # The subcommands whose options argparse parses here.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -87,29 +88,39 @@ def entry_point_command(args: Sequence[str]) -> Callable[[list[str]], int] | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names; its exit status.  Every command,
+    the pass-through ones and the entry points included, runs under the
+    handlers below: a ``UsageError`` is its one line (exit 2), an
+    ``OSError`` that escaped is one line naming the file (exit 1)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    whole = PASS_THROUGH.get(args_list[0]) if args_list else None
-    if whole is None:
-        whole = entry_point_command(args_list)
-    if whole is not None:
-        return whole(args_list[1:])
-    parser = build_parser()
+    prog = "ustack"
     try:
+        whole = PASS_THROUGH.get(args_list[0]) if args_list else None
+        if whole is None:
+            whole = entry_point_command(args_list)
+        if whole is not None:
+            prog = f"ustack {args_list[0]}"
+            return whole(args_list[1:])
         if args_list[:1] == ["conform"]:
             # Listed in the help, but its entry point was not found above.
             raise UsageError("ustack conform: the conformance runner (package ustack_conform) "
                              "is not installed with this ustack; pip install -e . installs it")
-        args = parser.parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(args_list)
+        prog = args.command_prog
+        if extra:  # argparse would name the top command only
+            raise UsageError(f"{prog}: unrecognized arguments: {' '.join(extra)} "
+                             f"(see {prog} --help)")
         command = COMMANDS.get(args.command)
         if command is None:
             parser.print_help()
             return EXIT_USAGE
         return command(args)
     except UsageError as e:
-        print(e if str(e).startswith("ustack") else f"ustack: {e}", file=sys.stderr)
+        print(e if str(e).startswith("ustack") else f"{prog}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except OSError as e:
-        print(f"ustack: {e.strerror or e}", file=sys.stderr)
+        print(f"{prog}: {os_error_text(e)}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
@@ -28,15 +29,31 @@ class UsageError(Exception):
     pass
 
 
+def os_error_text(e: OSError) -> str:
+    """An ``OSError`` as the tail of one line: what failed and why, e.g.
+    ``/run/ustack/x.sock: No such file or directory`` (never ``[Errno 2]``)."""
+    why = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {why}" if e.filename is not None else why
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line, not usage + message."""
+    """argparse, but an error is one line, not usage + message.
+
+    The parsed namespace's ``command_prog`` is the innermost command's name
+    (``ustack tcp recv``): a subcommand's defaults override its parent's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_prog=self.prog)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def add_link_options(p: argparse.ArgumentParser) -> None:
-    """The options every command that brings up a stack takes."""
+    """The options every command that brings up a stack takes: one per
+    field of ``ustack.bringup.LinkOptions``, of the same name."""
     p.add_argument("--link", required=True, metavar="tap:NAME|packet:IFACE",
                    help="tap:NAME creates a TAP device; packet:IFACE attaches AF_PACKET "
                         "to an existing interface")
@@ -56,10 +73,12 @@ def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
     """The link options given, checked (one-line UsageError otherwise)."""
     from ustack.bringup import LinkOptions
 
+    # add_link_options names each option after its LinkOptions field
+    # (--host-ip is host_ip); tests/unit/test_cli_commands.py holds the two
+    # lists equal.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(LinkOptions)}
     try:
-        options = LinkOptions(args.link, args.ip, gw=args.gw, mac=args.mac,
-                              host_ip=args.host_ip, pcap=args.pcap, fault=args.fault,
-                              vnet_hdr=args.vnet_hdr)
+        options = LinkOptions(**given)
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
     if os.geteuid() != 0:
@@ -78,6 +97,8 @@ def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
         up.open()
     except (LinkError, ValueError) as e:
         raise UsageError(f"{prog}: {e}") from None
+    except OSError as e:  # none is expected (bring-up turns them into LinkError)
+        raise UsageError(f"{prog}: {os_error_text(e)}") from None
     try:
         yield up
     finally:

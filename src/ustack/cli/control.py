@@ -21,12 +21,21 @@ from ustack.wire import ethernet, ipv4
 RUN_DIR = os.environ.get("USTACK_RUN_DIR", "/run/ustack")
 
 
-def socket_path(name: str) -> str:
-    return os.path.join(RUN_DIR, f"{name}.sock")
-
-
 class ControlError(Exception):
     """One human line: why the control socket could not be used."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a control socket (a file in ``RUN_DIR``),
+    else ControlError: checked before a stack is brought up under it."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ControlError(f"--name {name!r}: a stack's name is a file name in {RUN_DIR} "
+                           "(not empty, no '/')")
+    return name
+
+
+def socket_path(name: str) -> str:
+    return os.path.join(RUN_DIR, f"{check_name(name)}.sock")
 
 
 def report(stack: Stack) -> dict[str, Any]:
@@ -62,17 +71,28 @@ def _tcp_states(stack: Stack) -> dict[str, int]:
 
 
 class ControlServer:
+    """The listening control socket of the stack ``name``; ControlError,
+    one line naming the socket's path, when it cannot be made."""
+
     def __init__(self, stack: Stack, name: str) -> None:
         self.stack = stack
         self.path = socket_path(name)
-        os.makedirs(RUN_DIR, exist_ok=True)
-        if os.path.exists(self.path):
-            if _alive(self.path):
-                raise ControlError(f"a stack named {name!r} is already running ({self.path})")
-            os.unlink(self.path)  # stale: its stack is gone
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(8)
+        try:
+            os.makedirs(RUN_DIR, exist_ok=True)
+            if os.path.exists(self.path):
+                if _alive(self.path):
+                    raise ControlError(f"a stack named {name!r} is already running "
+                                       f"({self.path})")
+                os.unlink(self.path)  # stale: its stack is gone
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.bind(self.path)
+                self.sock.listen(8)
+            except OSError:
+                self.sock.close()
+                raise
+        except OSError as e:
+            raise ControlError(f"control socket {self.path}: {e.strerror or e}") from None
         self.sock.setblocking(False)
         stack.add_reader(self.sock.fileno(), self._accept)
 

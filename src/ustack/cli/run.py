@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from types import FrameType
 
 from ustack.cli.common import (
-    EXIT_USAGE,
     Parser,
     UsageError,
     add_link_options,
@@ -160,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``ustack run`` (``ustack.cli.main`` hands over everything after ``run``)."""
+    """``ustack run`` (``ustack.cli.main`` hands over everything after ``run``
+    and prints the one line of a ``UsageError`` this raises)."""
     from ustack.api.socket import functions, patch
     from ustack.wire import ethernet
 
@@ -170,38 +170,34 @@ def main(argv: Sequence[str]) -> int:
         opts, words = argv[:cut], argv[cut + 1:]
     else:
         opts, words = argv, []
-    try:
-        args = _parser().parse_args(opts)
-        if not words:
-            raise UsageError(f"{PROG}: give the program after --, e.g. "
-                             "-- python3 -m http.server 80 (see ustack run --help)")
-        prog = parse_program(words)
-        check_program(prog)
-        options = link_options(args, PROG)
-        with linked_stack(options, PROG) as up:
-            # Signals belong to the program, as they would without ustack.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, _on_sigterm)
-            print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
-                  f"ip={args.ip}", file=sys.stderr, flush=True)
-            rt = functions.attach(up.stack)
-            patch.patch(rt)
-            try:
-                return run_program(prog)
-            except SystemExit as e:
-                return _exit_status(e)
-            except UsageError:
-                raise
-            except KeyboardInterrupt:
-                traceback.print_exc()
-                return 128 + signal.SIGINT
-            except Exception:  # the program's own failure: as python would show it
-                traceback.print_exc()
-                return 1
-            finally:
-                patch.unpatch()
-                sys.stdout.flush()
-                functions.detach(linger=max(0.0, args.linger))
-    except UsageError as e:
-        print(e, file=sys.stderr)
-        return EXIT_USAGE
+    args = _parser().parse_args(opts)
+    if not words:
+        raise UsageError(f"{PROG}: give the program after --, e.g. "
+                         "-- python3 -m http.server 80 (see ustack run --help)")
+    prog = parse_program(words)
+    check_program(prog)
+    options = link_options(args, PROG)
+    with linked_stack(options, PROG) as up:
+        # Signals belong to the program, as they would without ustack.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        print(f"{PROG}: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
+              f"ip={args.ip}", file=sys.stderr, flush=True)
+        rt = functions.attach(up.stack)
+        patch.patch(rt)
+        try:
+            return run_program(prog)
+        except SystemExit as e:
+            return _exit_status(e)
+        except UsageError:
+            raise
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            return 128 + signal.SIGINT
+        except Exception:  # the program's own failure: as python would show it
+            traceback.print_exc()
+            return 1
+        finally:
+            patch.unpatch()
+            sys.stdout.flush()
+            functions.detach(linger=max(0.0, args.linger))

@@ -13,6 +13,7 @@ from ustack.cli.common import (
     add_link_options,
     link_options,
     linked_stack,
+    os_error_text,
     stop_on_signals,
 )
 
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ustack.apps.transfer import Transfer, parse_endpoint
+    from ustack.link.errors import LinkError
 
     prog = f"ustack tcp {args.direction}"
     try:
@@ -57,8 +59,10 @@ def main(args: argparse.Namespace) -> int:
         job = Transfer(stack, endpoint, args.direction, stream, timeout=args.timeout)
         try:
             job.run()
+        except LinkError as e:  # the device failed while running (as ustack up)
+            raise UsageError(f"{prog}: {e}") from None
         except OSError as e:
-            raise UsageError(f"{prog}: {e.strerror or e}") from None
+            raise UsageError(f"{prog}: {os_error_text(e)}") from None
     secs = max(job.seconds, 1e-9)
     print(f"{args.direction}: {job.nbytes} bytes in {secs:.3f} s, "
           f"{job.nbytes / secs / 1e6:.2f} MB/s", file=sys.stderr)

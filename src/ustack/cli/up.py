@@ -9,6 +9,7 @@ from ustack.cli.common import (
     add_link_options,
     link_options,
     linked_stack,
+    os_error_text,
     print_counters,
     stop_on_signals,
 )
@@ -27,14 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ustack.apps import services
-    from ustack.cli.control import ControlError, ControlServer
+    from ustack.cli.control import ControlError, ControlServer, check_name
     from ustack.link.errors import LinkError
     from ustack.wire import ethernet
 
+    # Everything that can be checked is, before the link is touched.
     try:
         for spec in args.service:
             services.parse_service(spec)
-    except ValueError as e:
+        if args.name is not None:
+            check_name(args.name)
+    except (ValueError, ControlError) as e:
         raise UsageError(f"ustack up: {e}") from None
     options = link_options(args, "ustack up")
     with linked_stack(options, "ustack up") as up, stop_on_signals(up.stack):
@@ -47,8 +51,10 @@ def main(args: argparse.Namespace) -> int:
                   f"ip={args.ip}" + (f" services={','.join(names)}" if names else ""),
                   flush=True)
             stack.run()
-        except (LinkError, ControlError, OSError) as e:
+        except (LinkError, ControlError) as e:
             raise UsageError(f"ustack up: {e}") from None
+        except OSError as e:
+            raise UsageError(f"ustack up: {os_error_text(e)}") from None
         finally:
             if control is not None:
                 control.close()

@@ -26,17 +26,29 @@ _KINDS: dict[str, type[TapDevice] | type[PacketDevice]] = {
 }
 
 
+def parse_link(spec: str, what: str = "link") -> tuple[str, str]:
+    """``(kind, name)`` of ``"tap:NAME"`` or ``"packet:IFACE"``: the one
+    reading of a link spec (``open_link``, ``bringup.LinkOptions``).
+
+    The kind is case-insensitive and returned lower-case; blanks around
+    either part are dropped (``"TAP: u0"`` is ``("tap", "u0")``).  Anything
+    else is a ``LinkError`` "``what``: expected tap:NAME or packet:IFACE, got ...".
+    """
+    kind, sep, name = spec.partition(":")
+    kind, name = kind.strip().lower(), name.strip()
+    if not sep or kind not in _KINDS or not name:
+        raise LinkError(f"{what}: expected tap:NAME or packet:IFACE, got {spec!r}")
+    return kind, name
+
+
 def open_link(spec: str, *, vnet_hdr: bool = False, **opts: Any) -> Device:
-    """A device for ``"tap:NAME"`` or ``"packet:IFACE"``.
+    """A device for ``"tap:NAME"`` or ``"packet:IFACE"`` (``parse_link``).
 
     ``opts`` go to the device's constructor (``TapDevice`` or
     ``PacketDevice``); an unknown option is a ``LinkError``, like a bad spec.
     """
-    kind, sep, name = spec.partition(":")
-    cls = _KINDS.get(kind.strip().lower())
-    if not sep or cls is None or not name.strip():
-        raise LinkError(f"link: expected tap:NAME or packet:IFACE, got {spec!r}")
-    name = name.strip()
+    kind, name = parse_link(spec)
+    cls = _KINDS[kind]
     try:
         inspect.signature(cls).bind(name, vnet_hdr=vnet_hdr, **opts)
     except TypeError as exc:

@@ -5,10 +5,10 @@ runs application callbacks itself: it marks the socket for the Stack,
 which transmits and delivers its events later in the same poll iteration,
 so a callback is never re-entered from inside another call.  An application
 either sets ``on_event`` (called from the poll loop with the socket and an
-``Event``) or polls ``recv``/``send``; the stdlib-compatible layer of a later
-issue builds on these.  Errors are the standard library's exceptions with
-the same errno values (BlockingIOError, ConnectionResetError, BrokenPipeError,
-TimeoutError, OSError(ENOTCONN) ...).
+``Event``) or polls ``recv``/``send``; ``ustack.socket`` (api/socket/) and
+``ustack.aio`` (api/aio/) are built on these.  Errors are the standard
+library's exceptions with the same errno values (BlockingIOError,
+ConnectionResetError, BrokenPipeError, TimeoutError, OSError(ENOTCONN) ...).
 """
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ POLLOUT: Final = select.POLLOUT
 POLLERR: Final = select.POLLERR
 POLLHUP: Final = select.POLLHUP
 POLLRDHUP: Final = 0x2000  # Linux's EPOLLRDHUP (not in the select module)
+# A TCP socket neither connected nor listening (a fresh one, a closed
+# listener): Linux's tcp_poll on TCP_CLOSE, "hung up" and writable (every
+# call fails at once).  ustack.socket's and the packetdrill runner's
+# unconnected sockets poll as this too.
+POLL_UNCONNECTED: Final = POLLOUT | POLLHUP
 _UNCONNECTED = frozenset({State.CLOSED, State.LISTEN})
 
 _EXC: dict[int, type[OSError]] = {
@@ -140,13 +145,23 @@ class TcpSocket:
                 mask |= POLLOUT
         return mask
 
-    def readable(self) -> bool:
-        """select(2)'s view of ``poll()``: a read would not block."""
-        return bool(self.poll() & (POLLIN | POLLHUP | POLLERR))
+    def send_room(self) -> int:
+        """How many bytes ``send`` would queue now, in full: the send
+        buffer's free space while the connection is open for sending
+        (ESTABLISHED or CLOSE-WAIT, no error, no FIN queued); 0 when a send
+        would block or fail (ask ``send`` for which).
 
-    def writable(self) -> bool:
-        """select(2)'s view of ``poll()``: a write would not block."""
-        return bool(self.poll() & (POLLOUT | POLLERR))
+        Not ``poll()``'s POLLOUT, which also holds when a write fails at
+        once (after a FIN, once CLOSED): a caller that queues data without
+        hearing ``send``'s answer (``ustack.socket``'s posted send) asks
+        this.  Safe from another thread under the GIL: one read per field.
+        """
+        c = self.conn
+        st = c.state
+        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or c.error or \
+                c.fin_queued or self.closed:
+            return 0
+        return c.send_space
 
     # -- data ---------------------------------------------------------------
 
@@ -282,7 +297,7 @@ class TcpListener:
         stopped by shutdown(SHUT_RD), a fresh unconnected socket again
         (``tcp_disconnect``): POLLOUT | POLLHUP (accept() fails at once)."""
         if self.closed:
-            return POLLOUT | POLLHUP
+            return POLL_UNCONNECTED
         return POLLIN if self.accept_queue else 0
 
     def accept(self) -> TcpSocket:

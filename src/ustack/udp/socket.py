@@ -157,10 +157,6 @@ class UdpSocket:
             mask |= select.POLLERR
         return mask
 
-    def readable(self) -> bool:
-        """select(2)'s view of ``poll()``: a read would not block."""
-        return bool(self.poll() & (select.POLLIN | select.POLLERR))
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True

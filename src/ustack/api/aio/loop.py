@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import weakref
 from collections.abc import AsyncIterator, Callable
+from typing import ParamSpec, TypeVar
 
 from ustack.bringup import LinkedStack, LinkOptions
 from ustack.stack import BATCH, Stack
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _attached: weakref.WeakKeyDictionary[Stack, AioStack] = weakref.WeakKeyDictionary()
 
@@ -178,19 +184,34 @@ def attach(stack: Stack | AioStack) -> AioStack:
     return AioStack(stack).start()
 
 
+def _with_options(make: Callable[P, LinkOptions]) -> Callable[
+        [Callable[[LinkOptions], R]], Callable[P, R]]:
+    """``f(options)`` called as ``f(*args, **kwargs)``, the arguments being
+    ``make``'s (the link options, typed and checked as LinkOptions takes
+    them, listed once: in LinkOptions)."""
+    def decorate(f: Callable[[LinkOptions], R]) -> Callable[P, R]:
+        @functools.wraps(f)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            return f(make(*args, **kwargs))
+        # help() and inspect show the arguments taken, not f's.
+        del call.__wrapped__
+        call.__signature__ = inspect.signature(make).replace(  # type: ignore[attr-defined]
+            return_annotation=inspect.Signature.empty)
+        return call
+    return decorate
+
+
+@_with_options(LinkOptions)
 @contextlib.asynccontextmanager
-async def running(link: str, ip: str, *, gw: str | None = None, host_ip: str | None = None,
-                  mac: bytes | None = None, vnet_hdr: bool = False, pcap: str | None = None,
-                  fault: str | None = None) -> AsyncIterator[AioStack]:
+async def running(options: LinkOptions) -> AsyncIterator[AioStack]:
     """``async with running("tap:u0", "198.18.0.2/24", host_ip="198.18.0.1/24") as aio:``
 
-    Opens the link and brings a Stack up on it as the ``ustack`` command's
-    link options do (``ustack.bringup``), attaches it to the running loop,
-    and closes everything on exit.  ``aio.stack`` is the Stack to pass as
-    ``stack=``.
+    Takes the arguments of ``ustack.bringup.LinkOptions`` (``link`` and
+    ``ip``, the others by keyword), opens the link and brings a Stack up on
+    it as the ``ustack`` command's link options do (``ustack.bringup``),
+    attaches it to the running loop, and closes everything on exit.  ``aio.stack`` is the Stack
+    to pass as ``stack=``.
     """
-    options = LinkOptions(link, ip, gw=gw, mac=mac, host_ip=host_ip, pcap=pcap, fault=fault,
-                          vnet_hdr=vnet_hdr)
     with LinkedStack(options) as up:
         aio = AioStack(up.stack)
         try:

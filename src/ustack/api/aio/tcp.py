@@ -110,11 +110,20 @@ class TcpTransport(asyncio.Transport):
     def _read_ready(self) -> None:
         """Deliver what the socket is readable for: bytes while there are
         any, then the end of the stream once.  A failed connection's error
-        is not delivered here: CLOSED ends the transport with it."""
+        is not delivered here: CLOSED ends the transport with it.
+
+        Bytes in the receive buffer are POLLIN in every state a transport
+        lives in (established or later; ``TcpSocket.poll``), so ``poll()``,
+        the rule, is asked only once the buffer is empty: whether a read
+        now returns the end of the stream.  (A length is one field read;
+        ``poll()`` is a call through the whole rule, on every event.)"""
         sock = self._sock
+        conn = sock.conn
         protocol = self._protocol
         try:
-            while self._reading and not self._lost and sock.poll() & POLLIN:
+            while self._reading and not self._lost:
+                if not conn.readable_bytes and not sock.poll() & POLLIN:
+                    return
                 try:
                     data = sock.recv(READ_CHUNK)
                 except OSError:

@@ -33,6 +33,7 @@ from ustack.api.socket.readiness import Mirror
 from ustack.api.socket.resolve import numeric, resolve
 from ustack.api.socket.runtime import Runtime
 from ustack.net.sockaddr import parse as parse_addr
+from ustack.tcp.socket import POLL_UNCONNECTED
 from ustack.tcp.states import State
 
 if TYPE_CHECKING:
@@ -56,10 +57,6 @@ FIN_UNACKED = (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _monotonic = time.monotonic
-# A TCP socket that neither listens nor is connected has no native socket to
-# ask; Linux's tcp_poll answers POLLOUT | POLLHUP for it (a fresh TCP_CLOSE
-# socket: select() shows it readable and writable, and calls fail at once).
-_UNCONNECTED = select.POLLOUT | select.POLLHUP
 
 
 class _Live:
@@ -185,7 +182,9 @@ class SocketBase:
         elif self._udp is not None:
             m.show(self._udp.poll())
         else:
-            m.show(_UNCONNECTED)
+            # Neither listening nor connected: no native socket to ask
+            # (select() shows it readable and writable; calls fail at once).
+            m.show(POLL_UNCONNECTED)
 
     def _s_unbind(self) -> None:
         b = self._bound

@@ -37,6 +37,9 @@ class ConnectionSetup(SocketBase):
     def _s_bind(self, ip: bytes, port: int) -> None:
         self._check()
         stack = self._rt.stack
+        # The layers' bind checks this too, but after the socket's own
+        # state (EINVAL: bound already); Linux's __inet_bind checks the
+        # address first, so it is checked here, first.
         if ip != ANY and ip not in stack.local_addrs:
             raise err(errno.EADDRNOTAVAIL)
         if not self._stream:

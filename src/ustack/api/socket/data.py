@@ -15,8 +15,6 @@ from typing import Any
 
 from ustack.api.socket.base import SYNCHRONIZING, Address, SocketBase
 from ustack.api.socket.errors import err
-from ustack.tcp.states import State
-from ustack.wire import ipv4 as wip
 
 
 class DataPath(SocketBase):
@@ -103,9 +101,10 @@ class DataPath(SocketBase):
         must hear from this call (the kernel, too, reports a reset that comes
         later on the next call), so it is queued like a finaliser and
         returns at once.  The calls queue is one FIFO: whatever the
-        application does next runs after it.  Reading the connection's
-        fields from this thread is safe under the GIL (each is one load);
-        bytes posted but not yet queued count against the room.
+        application does next runs after it.  ``TcpSocket.send_room`` says
+        what the connection takes (reading its fields from this thread is
+        safe under the GIL: each is one load); bytes posted but not yet
+        queued count against it.
         """
         t = self._tcp
         n = len(view)
@@ -114,12 +113,7 @@ class DataPath(SocketBase):
         rt = self._rt
         if rt.in_thread():
             return False  # calls run at once in the stack thread: posting would reorder
-        c = t.conn
-        st = c.state
-        if (st is not State.ESTABLISHED and st is not State.CLOSE_WAIT) or c.error or \
-                c.fin_queued:
-            return False
-        if n + self._posted - self._posted_done > c.send_space:
+        if n + self._posted - self._posted_done > t.send_room():
             return False
         data = bytes(view)  # the caller may reuse its buffer once we return
         self._posted += n
@@ -204,7 +198,11 @@ class DataPath(SocketBase):
         self._check()
         u = self._udp
         assert u is not None
-        return u.sendto(view, (wip.addr_to_str(ip), port))
+        # The address is in wire form already (_address): what
+        # UdpSocket.sendto would check of it is port 0 (Linux: EINVAL).
+        if port == 0:
+            raise err(errno.EINVAL)
+        return u.send_raw(bytes(view), ip, port)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """``socket.sendfile`` by reading and ``sendall`` (its documented fallback)."""
