@@ -52,7 +52,7 @@ class Stack:
         self.arp = ArpLayer(host)
         self.ipv4 = Ipv4Layer(host, self.arp)
         self.icmp = IcmpLayer(host, self.ipv4)
-        self.udp = UdpLayer(host, self.ipv4, self.icmp)
+        self.udp = UdpLayer(host, self.ipv4)
         self.tcp = TcpLayer(host, self.ipv4)
         self.ethernet = EthernetInput(self.ipv4, self.arp)
         self._started = False

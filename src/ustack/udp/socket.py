@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 
 from ustack.net.host import RX_CSUM_OK, Host
-from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
@@ -206,16 +205,15 @@ _UNREACH_ERRNO = {
 
 
 class UdpLayer:
-    __slots__ = ("counters", "ephemeral", "host", "icmp", "ip", "ports", "route_cache")
+    __slots__ = ("counters", "ephemeral", "host", "ip", "ports", "route_cache")
 
-    def __init__(self, host: Host, ip: Ipv4Layer, icmp: IcmpLayer) -> None:
+    def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
         # The two the datagram path touches each time, held directly (the
         # host keeps both objects for its lifetime).
         self.counters = host.counters
         self.route_cache = host.routes.cache
         self.ip = ip
-        self.icmp = icmp
         self.ports: dict[int, list[UdpSocket]] = {}
         self.ephemeral = EphemeralPorts()
         ip.protocols[wip.PROTO_UDP] = self.input
@@ -274,8 +272,9 @@ class UdpLayer:
         if sock is None:
             c.UdpNoPorts += 1
             if dst == iface.ip or dst in self.host.local_addrs:
-                # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for broadcasts).
-                self.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
+                # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for
+                # broadcasts), through the sender ICMP registered with IPv4.
+                self.ip.icmp_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
             return
         data = payload[8:length]
         cb = sock.on_datagram
