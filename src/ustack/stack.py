@@ -54,7 +54,7 @@ class Stack:
         self.icmp = IcmpLayer(host, self.ipv4)
         self.udp = UdpLayer(host, self.ipv4)
         self.tcp = TcpLayer(host, self.ipv4)
-        self.ethernet = EthernetInput(self.ipv4, self.arp)
+        self.ethernet = EthernetInput(host, self.ipv4, self.arp)
         self._started = False
         self._stopping = False
         self._extra_readers: dict[int, Callable[[], None]] = {}
