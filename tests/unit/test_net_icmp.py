@@ -214,6 +214,25 @@ def test_no_error_about_udp_to_broadcast(h: Harness) -> None:
     assert h.stack.counters.UdpNoPorts == 2
 
 
+@pytest.mark.parametrize("dst", [SUBNET_BCAST, "255.255.255.255"])
+def test_no_error_about_ip_broadcast_in_unicast_frame(h: Harness, dst: str) -> None:
+    """RFC 1122 3.2.2 / 4.1.3.1: the IP destination decides too.  An IP
+    broadcast that came in a frame to our own MAC gets no port or protocol
+    unreachable, and its echo request is ignored (3.2.2.6), as IPv4 tells
+    the layers above with RX_IP_BROADCAST."""
+    h.send(
+        h.udp_in(b"x", dport=9, dst=dst),
+        Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src=PEER_IP, dst=dst, proto=253) / b"12345678",
+        echo(b"smurf", dst=dst),
+    )
+    assert h.recv() == []
+    c = h.stack.counters
+    assert (c.UdpNoPorts, c.IpInUnknownProtos, c.IcmpInEchos) == (1, 1, 1)
+    assert h.drops.get("icmp_error_suppressed") == 2
+    assert h.drops.get("icmp_echo_broadcast") == 1
+    assert_accounted(h.stack)
+
+
 def test_no_error_about_link_layer_broadcast(h: Harness) -> None:
     """RFC 1122 3.2.2: an ICMP error MUST NOT be sent about a datagram sent as
     a link-layer broadcast."""

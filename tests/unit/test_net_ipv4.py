@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,7 @@ from test_net_harness import (
     macb,
 )
 
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
@@ -213,6 +215,21 @@ def test_broadcast_datagram_is_delivered(h: Harness, dst: str, eth_dst: str) -> 
     s = bound(h)
     h.send(h.udp_in(b"all", dst=dst, eth_dst=eth_dst))
     assert s.recvfrom() == (b"all", (PEER_IP, 40000))
+
+
+def test_broadcast_destination_travels_up_as_rx_flag(h: Harness) -> None:
+    """IPv4 tells the protocol above that a datagram was sent to a broadcast
+    address (RX_IP_BROADCAST), whatever the frame's MAC; a unicast datagram,
+    or one to our address in a link-layer broadcast, does not carry it."""
+    seen: list[tuple[bytes, int]] = []
+    h.stack.ipv4.protocols[253] = lambda iface, src, dst, payload, pkt, rx: seen.append(
+        (dst, rx))
+    for dst, eth_dst in [(OUR_IP, OUR_MAC), (SUBNET_BCAST, OUR_MAC),
+                         ("255.255.255.255", BCAST_MAC), (OUR_IP, BCAST_MAC)]:
+        h.send(Ether(src=PEER_MAC, dst=eth_dst) / IP(src=PEER_IP, dst=dst, proto=253) / b"x")
+    assert [(socket.inet_ntoa(d), bool(rx & RX_IP_BROADCAST)) for d, rx in seen] == [
+        (OUR_IP, False), (SUBNET_BCAST, True), ("255.255.255.255", True), (OUR_IP, False)]
+    assert [bool(rx & RX_LINK_BROADCAST) for _, rx in seen] == [False, False, True, True]
 
 
 def test_unknown_protocol_gets_protocol_unreachable(h: Harness) -> None:

@@ -25,6 +25,10 @@ RX_CSUM_OK = 1
 """The kernel vouched for the transport checksum (virtio-net header): skip it."""
 RX_LINK_BROADCAST = 2
 """The frame was a link-layer broadcast: no ICMP error may answer it (RFC 1122 3.2.2)."""
+RX_IP_BROADCAST = 4
+"""The datagram was sent to a broadcast address (limited or our subnet's; IPv4
+sets it): no ICMP error may answer it (RFC 1122 3.2.2, 4.1.3.1), and an echo
+request to it may be ignored (3.2.2.6)."""
 
 
 class Host:

@@ -11,7 +11,7 @@ them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
 
 from __future__ import annotations
 
-from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer, error_header
 from ustack.wire import icmp as wicmp
@@ -101,8 +101,7 @@ class IcmpLayer:
         t = m.type
         if t == wicmp.ECHO_REQUEST:
             c.IcmpInEchos += 1
-            broadcast = dst != iface.ip and dst not in host.local_addrs
-            if broadcast and self.echo_ignore_broadcasts:
+            if rx & RX_IP_BROADCAST and self.echo_ignore_broadcasts:
                 c.drop("icmp_echo_broadcast")
                 return
             # RFC 792: the reply is the request with type 0; RFC 1624 turns the
@@ -141,8 +140,9 @@ class IcmpLayer:
         host = self.host
         c = host.counters
         h = error_header(pkt)
-        # RFC 1122 3.2.2: never about a datagram that came in a link-layer broadcast, ...
-        if h is None or rx & RX_LINK_BROADCAST:
+        # RFC 1122 3.2.2: never about a datagram sent to an IP broadcast
+        # address or that came in a link-layer broadcast, ...
+        if h is None or rx & (RX_IP_BROADCAST | RX_LINK_BROADCAST):
             c.drop("icmp_error_suppressed")
             return
         # RFC 1122 3.2.2: never send an error about ...

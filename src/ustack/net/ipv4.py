@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ustack.link.vnet import GsoFrame
 from ustack.net.arp import ArpLayer
-from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
@@ -143,10 +143,10 @@ class Ipv4Layer:
             c.drop(e.reason)
             return
         dst = h.dst
-        broadcast = False
         if dst != iface.ip and dst not in host.local_addrs:
             if dst == _LIMITED_BROADCAST or dst == iface.broadcast:
-                broadcast = True
+                # Travels up with the datagram: no layer above works it out again.
+                rx |= RX_IP_BROADCAST
             else:
                 c.IpInAddrErrors += 1
                 c.drop("ipv4_not_for_us")
@@ -170,8 +170,8 @@ class Ipv4Layer:
         if handler is None:
             c.IpInUnknownProtos += 1
             c.drop("ipv4_unknown_protocol")
-            if not broadcast:
-                self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
+            # (Not about a broadcast: the ICMP layer declines by ``rx``.)
+            self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
             return
         c.IpInDelivers += 1
         handler(iface, h.src, dst, payload, pkt, rx)

@@ -271,10 +271,10 @@ class UdpLayer:
                     break
         if sock is None:
             c.UdpNoPorts += 1
-            if dst == iface.ip or dst in self.host.local_addrs:
-                # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for
-                # broadcasts), through the sender ICMP registered with IPv4.
-                self.ip.icmp_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
+            # RFC 1122 4.1.3.1: SHOULD send port unreachable, through the
+            # sender ICMP registered with IPv4 (which declines a broadcast
+            # datagram by ``rx``, 3.2.2).
+            self.ip.icmp_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
             return
         data = payload[8:length]
         cb = sock.on_datagram
