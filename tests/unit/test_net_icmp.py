@@ -270,6 +270,20 @@ def test_no_error_about_a_non_initial_fragment(h: Harness) -> None:
     assert h.drops.get("icmp_error_suppressed") == 1
 
 
+@pytest.mark.parametrize("src", ["0.0.0.5", "127.0.0.1", "224.0.0.1", "240.0.0.1",
+                                 "255.255.255.255"])
+def test_no_error_about_a_source_that_is_not_one_host(h: Harness, src: str) -> None:
+    """RFC 1122 3.2.2: never an ICMP error about a datagram whose source is
+    "this network", loopback, multicast, class E or the limited broadcast
+    (IPv4's MARTIAN_FIRST table); a unicast source gets its error."""
+    for s in (src, PEER_IP):
+        h.stack.icmp.send_error(3, 3, bytes(IP(src=s, dst=OUR_IP) / UDP(sport=1, dport=2)))
+    h.poll()
+    (out,) = h.recv()
+    assert out[IP].dst == PEER_IP
+    assert h.drops.get("icmp_error_suppressed") == 1
+
+
 def test_received_error_about_unknown_datagram_is_not_answered(h: Harness) -> None:
     """An incoming error quoting a datagram that is not ours is dropped, and
     (RFC 1122 3.2.2) never answered with an error."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer, error_header
+from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, error_header
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import sum_mod, update16
@@ -21,7 +21,6 @@ from ustack.wire.errors import ParseError
 
 _sum_mod = sum_mod
 _ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
-_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 
 
 class TokenBucket:
@@ -150,8 +149,8 @@ class IcmpLayer:
             c.drop("icmp_error_suppressed")
             return
         src = h.src
-        if src[0] >= 224 or src[0] == 0 or src[0] == 127 or src == _LIMITED_BROADCAST:
-            c.drop("icmp_error_suppressed")  # ... a source that is not one host,
+        if MARTIAN_FIRST[src[0]]:  # ... a source that is not one host (3.2.1.3's list),
+            c.drop("icmp_error_suppressed")
             return
         if h.proto == wip.PROTO_ICMP:  # ... an ICMP error message,
             hl = h.header_len

@@ -41,8 +41,8 @@ ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
 ErrorSender = Callable[[int, int, bytes, int], None]
 
 DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
-__all__ = ["DEFAULT_TTL", "HEADROOM", "ErrorHandler", "ErrorSender", "Ipv4Layer",
-           "ProtocolHandler", "error_header"]
+__all__ = ["DEFAULT_TTL", "HEADROOM", "MARTIAN_FIRST", "ErrorHandler", "ErrorSender",
+           "Ipv4Layer", "ProtocolHandler", "error_header"]
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into
@@ -70,12 +70,12 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
 # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast (limited
 # or directed), multicast (class D), class E, "this network" (0/8) or
 # loopback (127/8) address.  The first octet decides all but the directed
-# broadcast: a table of them, indexed by it.
-_MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
+# broadcast: a table of them, indexed by it (ICMP's error rules read it too).
+MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
 
 
 def _martian_source(src: bytes, iface: Interface) -> bool:
-    return bool(_MARTIAN_FIRST[src[0]]) or src == iface.broadcast
+    return bool(MARTIAN_FIRST[src[0]]) or src == iface.broadcast
 
 
 def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
@@ -113,7 +113,7 @@ class Ipv4Layer:
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in self.host.local_addrs)
-                    and not _MARTIAN_FIRST[src[0]] and src != iface.broadcast):
+                    and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
