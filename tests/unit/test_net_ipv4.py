@@ -6,8 +6,9 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDP, IPerror
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
 from scapy.layers.l2 import Ether
+from tcp_peer import verify_checksums
 from test_net_harness import (
     BCAST_MAC,
     OUR_IP,
@@ -20,9 +21,11 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
+    ipb,
     macb,
 )
 
+from ustack.link.pipe import pipe_pair
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
@@ -286,3 +289,36 @@ def test_unknown_ethertype_is_dropped(h: Harness) -> None:
     h.send(bytes(Ether(src=PEER_MAC, dst=OUR_MAC, type=0x86DD)) + b"\x60" + b"\x00" * 45)
     assert h.drops.get("eth_unknown_type") == 1
     assert_accounted(h.stack)
+
+
+def test_tcp_answers_from_the_address_it_was_sent_to_on_a_multihomed_stack() -> None:
+    """RFC 1122 4.1.3.5 / 3.3.4.2: a SYN to our second address, arriving on
+    the first interface, is answered (SYN-ACK from a listener, RST from a
+    closed port) with that address as the IP source, not the outgoing
+    interface's, and both checksums are over that source (the route
+    lookup from a bound source, ``RouteTable.lookup(dst, src)``)."""
+    a, peer_a = pipe_pair()
+    b, peer_b = pipe_pair()
+    stack = Stack()
+    try:
+        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
+        stack.add_interface(b, "198.18.1.1/24")
+        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+        stack.tcp_listen(("0.0.0.0", 80))
+        stack.poll(0.0)
+        peer_a.recv_batch(64, 0.0)
+        syns = [Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src=PEER_IP, dst="198.18.1.1")
+                / TCP(sport=40000 + i, dport=dport, flags="S", seq=1000)
+                for i, dport in enumerate((80, 81))]
+        peer_a.send_batch([bytes(f) for f in syns], 0.0)
+        stack.poll(0.0)
+        frames = [Ether(f) for f in peer_a.recv_batch(64, 0.0)]
+        got = sorted((f[TCP].dport, str(f[TCP].flags)) for f in frames if TCP in f)
+        assert got == [(40000, "SA"), (40001, "RA")]
+        for f in frames:
+            assert f[IP].src == "198.18.1.1"
+            verify_checksums(f)
+    finally:
+        stack.close()
+        peer_a.close()
+        peer_b.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, error_header
+from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import sum_mod, update16
@@ -80,7 +81,7 @@ class IcmpLayer:
             buf[HEADROOM] = wicmp.ECHO_REPLY
             buf[HEADROOM + 2] = csum >> 8
             buf[HEADROOM + 3] = csum & 0xFF
-            hop = host.routes.cache.get(src) or host.routes.lookup(src)
+            hop = host.routes.cache.get(ANY + src) or host.routes.lookup(src)
             if hop is not None:
                 self.ip.output(hop, src, wip.PROTO_ICMP, buf)
                 c.IcmpOutMsgs += 1

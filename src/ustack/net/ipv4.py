@@ -22,6 +22,7 @@ from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
+from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.errors import ParseError
@@ -183,33 +184,28 @@ class Ipv4Layer:
 
     # -- output -----------------------------------------------------------
 
-    def route(self, dst: bytes) -> NextHop:
-        """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
-        hop = self.host.routes.lookup(dst)
+    def route(self, dst: bytes, src: bytes = ANY) -> NextHop:
+        """The next hop for ``dst`` from ``src`` (ANY: the outgoing
+        interface's address), or OSError(ENETUNREACH) like the kernel."""
+        hop = self.host.routes.lookup(dst, src)
         if hop is None:
             self.host.counters.IpOutNoRoutes += 1
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
 
     def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray,
-               src: bytes | None = None, ttl: int = DEFAULT_TTL, tos: int = 0,
-               df: bool = False) -> None:
+               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
         """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
 
         The one IPv4 output path: every transport and ICMP hand their
         frames here, and here the header is written (``wire.ipv4``), the
         datagram fragmented when it exceeds the MTU, and the frame handed
-        to ARP.  ``src`` overrides the route's source address (a socket
-        bound to one of our addresses, RFC 1122 4.1.3.5).  Raises
-        OSError(EMSGSIZE) when the datagram exceeds the MTU and ``df``
-        forbids fragmenting it.
+        to the neighbour.  The source address and the address sum are the
+        hop's (``route``: the sender's bound address or the interface's).
+        Raises OSError(EMSGSIZE) when the datagram exceeds the MTU and
+        ``df`` forbids fragmenting it.
         """
         iface = hop.iface
-        addr_sum = hop.addr_sum
-        if src is None:
-            src = hop.src
-        elif src != hop.src:
-            addr_sum = _from_bytes(src + dst, "big")
         total = len(buf) - 14
         c = self.counters
         c.IpOutRequests += 1
@@ -217,7 +213,7 @@ class Ipv4Layer:
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
             _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
-                                    proto, src, dst, addr_sum)
+                                    proto, hop.src, dst, hop.addr_sum)
             # A neighbour in the cache and not due for a refresh: the link
             # header is its prebuilt one (the rest is ArpLayer.output's).
             e = iface.arp.entries.get(hop.addr)
@@ -242,7 +238,7 @@ class Ipv4Layer:
             more = off + step < n
             frag = bytearray(HEADROOM + len(chunk))
             frag[HEADROOM:] = chunk
-            _pack_header_into(frag, 14, src=src, dst=dst, proto=proto,
+            _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
                               total_length=20 + len(chunk), ident=ident,
                               flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
             out(iface, hop.addr, frag)

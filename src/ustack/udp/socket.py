@@ -314,21 +314,18 @@ class UdpLayer:
         n = len(data)
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        hop = self.route_cache.get(ip) or self.ip.route(ip)
+        # The hop says the source (the bound address, or the interface's if
+        # unbound) and its address sum; the cache holds it per (source,
+        # destination), so only a miss makes a call.
+        local = sock.local_ip
+        hop = self.route_cache.get(local + ip) or self.ip.route(ip, local)
         sport = sock.local_port or self._autobind(sock)
         # Headroom for the three headers, then the data: one allocation.
         buf = _HEADERS_ROOM + data
-        local = sock.local_ip
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
-        if local == ANY or local == hop.src:
-            _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum,
-                              hop.addr_sum)
-            self.ip.output(hop, ip, wip.PROTO_UDP, buf)
-        else:
-            # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
-            _pack_header_into(buf, HEADROOM, local, ip, sport, port, data, data_sum)
-            self.ip.output(hop, ip, wip.PROTO_UDP, buf, local)
+        _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum, hop.addr_sum)
+        self.ip.output(hop, ip, wip.PROTO_UDP, buf)
         self.counters.UdpOutDatagrams += 1
         return n
 
