@@ -21,9 +21,13 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
+    ipb,
+    macb,
 )
 
+from ustack.link.pipe import pipe_pair
 from ustack.net.icmp import IcmpLayer
+from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
 
@@ -108,6 +112,49 @@ def test_fragmented_echo_request_gets_fragmented_reply(h: Harness) -> None:
     (whole,) = defragment([f[IP] for f in out])
     reply = Ether(src=OUR_MAC, dst=PEER_MAC) / IP(bytes(whole))
     check_reply(reply, req)
+
+
+@pytest.mark.parametrize("code", [0, 5])  # the fast path, and the general one
+def test_echo_reply_comes_from_the_address_the_request_was_sent_to(code: int) -> None:
+    """RFC 1122 3.2.2.6: "The IP source address in an ICMP Echo Reply MUST be
+    the same as the specific-destination address ... of the corresponding
+    ICMP Echo Request message": our second address, although the reply
+    leaves through the first interface, whose address the route would pick."""
+    a, peer_a = pipe_pair()
+    b, peer_b = pipe_pair()
+    stack = Stack()
+    try:
+        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
+        stack.add_interface(b, "198.18.1.1/24")
+        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+        stack.poll(0.0)
+        peer_a.recv_batch(64, 0.0)
+        req = echo(b"which address?", dst="198.18.1.1")
+        req[ICMP].code = code
+        peer_a.send_batch([bytes(req)], 0.0)
+        stack.poll(0.0)
+        (reply,) = [Ether(f) for f in peer_a.recv_batch(64, 0.0)]
+        assert (reply[IP].src, reply[IP].dst, reply[ICMP].type) == ("198.18.1.1", PEER_IP, 0)
+        assert_ip_checksum(reply)
+        assert_icmp_checksum(reply)
+    finally:
+        stack.close()
+        peer_a.close()
+        peer_b.close()
+
+
+@pytest.mark.parametrize("code", [0, 5])
+def test_echo_without_a_route_back_is_counted(h: Harness, code: int) -> None:
+    """No route to the requester (off-link, no gateway): no reply, counted as
+    IpOutNoRoutes and IcmpOutErrors (Linux's counters for it), and no
+    IcmpOutEchoReps; the same for an error about its datagram."""
+    req = Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src="203.0.113.5", dst=OUR_IP) / ICMP(
+        type=8, code=code) / b"lost"
+    h.send(req, h.udp_in(b"x", src="203.0.113.5", dport=9))
+    assert h.recv() == []
+    c = h.stack.counters
+    assert (c.IcmpInEchos, c.IpOutNoRoutes, c.IcmpOutErrors) == (1, 2, 2)
+    assert (c.IcmpOutMsgs, c.IcmpOutEchoReps, c.IcmpOutDestUnreachs) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("dst", [SUBNET_BCAST, "255.255.255.255"])

@@ -81,14 +81,16 @@ class IcmpLayer:
             buf[HEADROOM] = wicmp.ECHO_REPLY
             buf[HEADROOM + 2] = csum >> 8
             buf[HEADROOM + 3] = csum & 0xFF
-            hop = host.routes.cache.get(ANY + src) or host.routes.lookup(src)
-            if hop is not None:
-                self.ip.output(hop, src, wip.PROTO_ICMP, buf)
-                c.IcmpOutMsgs += 1
-                c.IcmpOutEchoReps += 1
-            else:
-                c.IpOutNoRoutes += 1
+            # RFC 1122 3.2.2.6: the reply's source is the request's
+            # destination (one of ours: the fast path is for iface.ip).
+            try:
+                hop = host.routes.cache.get(dst + src) or self.ip.route(src, dst)
+            except OSError:  # no route back (counted as IpOutNoRoutes)
                 c.IcmpOutErrors += 1
+                return
+            self.ip.output(hop, src, wip.PROTO_ICMP, buf)
+            c.IcmpOutMsgs += 1
+            c.IcmpOutEchoReps += 1
             return
         try:
             m = wicmp.parse(payload)
@@ -108,8 +110,10 @@ class IcmpLayer:
             # checksum for the changed first word instead of summing the data.
             csum = update16(m.checksum, wicmp.ECHO_REQUEST << 8 | m.code, m.code)
             body = wicmp.HEADER.pack(wicmp.ECHO_REPLY, m.code, csum, m.rest) + m.body
-            self._send(src, body)
-            c.IcmpOutEchoReps += 1
+            # RFC 1122 3.2.2.6: from the request's destination, unless that
+            # was a broadcast (then the interface's address, 3.2.1.3).
+            if self._send(src, body, ANY if rx & RX_IP_BROADCAST else dst):
+                c.IcmpOutEchoReps += 1
         elif t == wicmp.ECHO_REPLY:
             c.IcmpInEchoReps += 1
         elif t == wicmp.DEST_UNREACH or t == wicmp.TIME_EXCEEDED:
@@ -168,17 +172,18 @@ class IcmpLayer:
             elif type_ == wicmp.TIME_EXCEEDED:
                 c.IcmpOutTimeExcds += 1
 
-    def _send(self, dst: bytes, body: bytes, ttl: int = 64) -> bool:
-        host = self.host
-        hop = host.routes.lookup(dst)
-        if hop is None:
-            host.counters.IpOutNoRoutes += 1
-            host.counters.IcmpOutErrors += 1
+    def _send(self, dst: bytes, body: bytes, src: bytes = ANY) -> bool:
+        """Send the ICMP message ``body`` to ``dst``; False if no route leads there."""
+        c = self.host.counters
+        try:
+            hop = self.ip.route(dst, src)
+        except OSError:  # no route (counted as IpOutNoRoutes)
+            c.IcmpOutErrors += 1
             return False
         buf = bytearray(HEADROOM + len(body))
         buf[HEADROOM:] = body
-        self.ip.output(hop, dst, wip.PROTO_ICMP, buf, ttl=ttl)
-        host.counters.IcmpOutMsgs += 1
+        self.ip.output(hop, dst, wip.PROTO_ICMP, buf)
+        c.IcmpOutMsgs += 1
         return True
 
     def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes) -> None:
