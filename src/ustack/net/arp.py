@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from functools import partial
 
-from ustack.link.vnet import GsoFrame
 from ustack.net.host import Host
 from ustack.net.interface import Interface
 from ustack.net.neighbours import ArpTable, Pending
@@ -162,9 +161,7 @@ class ArpLayer:
         if p is not None:
             if p.timer is not None:
                 p.timer.cancel()
-            txq = iface.txq
+            hdr = e.hdr
             for frame in p.frames:
-                frame[0:14] = e.hdr
-                txq.append(frame)
-                if type(frame) is GsoFrame:
-                    iface.gso_pending = True
+                frame[0:14] = hdr
+            iface.txq.extend(p.frames)
