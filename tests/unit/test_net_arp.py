@@ -205,6 +205,30 @@ def test_entry_is_refreshed_by_unicast_request_after_reachable(h: Harness) -> No
     assert [f for f in arp_requests(frames) if f.dst == BCAST_MAC] == []
 
 
+def test_fragments_take_the_neighbour_as_one_datagram(h: Harness) -> None:
+    """The fragments of one datagram (RFC 791) meet the neighbour cache as the
+    datagram would: unresolved, all wait for one broadcast request and leave
+    in order with the reply; fresh, all leave with its MAC and nothing else;
+    stale, all leave at once and one unicast request refreshes it."""
+    big = bytes(4000)  # three fragments at MTU 1500
+    send_udp(h, payload=big)
+    frames = h.recv()
+    assert len(arp_requests(frames)) == 1 and [f for f in frames if IP in f] == []
+    h.send(arp_in(2, eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    frames = h.recv()
+    assert [f[IP].frag * 8 for f in frames] == [0, 1480, 2960]
+    assert all(f.dst == PEER_MAC for f in frames)
+    send_udp(h, payload=big)  # fresh
+    frames = h.recv()
+    assert len(frames) == 3 and all(IP in f and f.dst == PEER_MAC for f in frames)
+    h.advance(ArpTable.REACHABLE + 1)
+    send_udp(h, payload=big)  # stale
+    frames = h.recv()
+    assert len([f for f in frames if IP in f and f.dst == PEER_MAC]) == 3
+    (probe,) = arp_requests(frames)
+    assert (probe.dst, probe[ARP].pdst) == (PEER_MAC, PEER_IP)
+
+
 def test_entry_expires_after_expire_seconds(h: Harness) -> None:
     """An entry not confirmed for EXPIRE seconds is forgotten: the next datagram
     waits for a fresh broadcast resolution."""

@@ -36,19 +36,21 @@ class ArpLayer:
 
     # -- transmit ---------------------------------------------------------
 
-    def output(self, iface: Interface, next_hop: bytes, frame: bytearray) -> None:
-        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``.
+    def resolve(self, iface: Interface, next_hop: bytes, frame: bytearray) -> None:
+        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``
+        whose entry is not fresh (``ArpTable.fresh_hdr`` said None; a fresh
+        one needs nothing but its header, which ``Ipv4Layer.output`` writes).
 
-        Hot callers do the first step themselves (``Ipv4Layer.output``): an
-        entry with ``now < refresh_at`` needs nothing but
-        ``frame[0:14] = entry.hdr``.
+        An entry past ``REACHABLE`` but not expired still serves, and one
+        unicast request per ``RETRY`` refreshes it; a broadcast next hop
+        takes the broadcast MAC; anything else waits for a resolution.
         """
         e = iface.arp.entries.get(next_hop)
         now = self.host.now
         if e is not None and now < e.expires:
             frame[0:14] = e.hdr
             iface.txq.append(frame)
-            if now >= e.refresh_at and now >= e.probe_at:
+            if now >= e.probe_at:
                 e.probe_at = now + ArpTable.RETRY
                 self._send(iface, warp.OP_REQUEST, e.mac, next_hop, e.mac)
             return

@@ -215,13 +215,14 @@ class Ipv4Layer:
             _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
                                     proto, hop.src, dst, hop.addr_sum)
             # A neighbour in the cache and not due for a refresh: the link
-            # header is its prebuilt one (the rest is ArpLayer.output's).
+            # header is its prebuilt one (``ArpTable.fresh_hdr`` written out:
+            # a call per datagram otherwise); anything else is ARP's.
             e = iface.arp.entries.get(hop.addr)
             if e is not None and self.host.now < e.refresh_at:
                 buf[0:14] = e.hdr
                 iface.txq.append(buf)
             else:
-                self.arp.output(iface, hop.addr, buf)
+                self.arp.resolve(iface, hop.addr, buf)
             return
         if df:
             c.IpFragFails += 1
@@ -232,7 +233,9 @@ class Ipv4Layer:
         step = (iface.mtu - 20) & ~7
         n = len(payload)
         off = 0
-        out = self.arp.output
+        # One neighbour for every fragment: its header when fresh, else ARP.
+        hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+        txq = iface.txq
         while off < n:
             chunk = payload[off:off + step]
             more = off + step < n
@@ -241,7 +244,11 @@ class Ipv4Layer:
             _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
                               total_length=20 + len(chunk), ident=ident,
                               flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
-            out(iface, hop.addr, frag)
+            if hdr is not None:
+                frag[0:14] = hdr
+                txq.append(frag)
+            else:
+                self.arp.resolve(iface, hop.addr, frag)
             c.IpFragCreates += 1
             off += step
         c.IpFragOKs += 1

@@ -75,6 +75,14 @@ class ArpTable:
         self.entries: dict[bytes, Entry] = {}
         self.pending: dict[bytes, Pending] = {}
 
+    def fresh_hdr(self, ip: bytes, now: float) -> bytes | None:
+        """The link header for a frame to ``ip`` when its entry needs no ARP
+        at all (cached, not due for a refresh), else None: the frame then
+        goes through ``ArpLayer.resolve``.  (``Ipv4Layer.output`` writes
+        this test out for the unfragmented datagram: it runs per datagram.)"""
+        e = self.entries.get(ip)
+        return e.hdr if e is not None and now < e.refresh_at else None
+
     def learn(self, ip: bytes, mac: bytes, now: float) -> Entry:
         """Create or confirm the entry for ``ip`` (the oldest goes when full)."""
         entries = self.entries
