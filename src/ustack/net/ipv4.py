@@ -42,8 +42,8 @@ ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
 ErrorSender = Callable[[int, int, bytes, int], None]
 
 DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
-__all__ = ["DEFAULT_TTL", "HEADROOM", "MARTIAN_FIRST", "ErrorHandler", "ErrorSender",
-           "Ipv4Layer", "ProtocolHandler", "error_header"]
+__all__ = ["DEFAULT_TTL", "MARTIAN_FIRST", "ErrorHandler", "ErrorSender", "Ipv4Layer",
+           "ProtocolHandler", "error_header"]
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into

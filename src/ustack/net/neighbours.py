@@ -32,12 +32,11 @@ _ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
 class Entry:
     """A resolved neighbour."""
 
-    __slots__ = ("confirmed", "expires", "hdr", "mac", "probe_at", "refresh_at")
+    __slots__ = ("expires", "hdr", "mac", "probe_at", "refresh_at")
 
     def __init__(self, mac: bytes, our_mac: bytes, now: float) -> None:
         self.mac = mac
         self.hdr = mac + our_mac + _ETH_IP
-        self.confirmed = now
         # Until refresh_at the entry is used with no further thought; then
         # one unicast probe per RETRY refreshes it, until it expires.
         self.refresh_at = now + ArpTable.REACHABLE
@@ -88,7 +87,6 @@ class ArpTable:
         entries = self.entries
         e = entries.get(ip)
         if e is not None and e.mac == mac:
-            e.confirmed = now
             e.refresh_at = now + self.REACHABLE
             e.expires = now + self.EXPIRE
             return e
