@@ -88,7 +88,9 @@ class Ipv4Layer:
 
     def __init__(self, host: Host, arp: ArpLayer) -> None:
         self.host = host
-        self.counters = host.counters  # read per datagram; the host keeps it
+        # Read per datagram, so held directly (the host keeps it for its
+        # lifetime); every method here uses this one.
+        self.counters = host.counters
         self.arp = arp
         self.protocols: dict[int, ProtocolHandler] = {}
         self.errors: dict[int, ErrorHandler] = {}
@@ -129,14 +131,14 @@ class Ipv4Layer:
         destination is our unicast address (``RX_LINK_BROADCAST`` travels
         with it to whoever would send one).
         """
-        self.host.counters.IpInReceives += 1
+        self.counters.IpInReceives += 1
         self._input_slow(iface, pkt, rx | RX_LINK_BROADCAST)
 
     def _input_slow(self, iface: Interface, pkt: bytes, rx: int) -> None:
         """Everything the fast path does not take: options, fragments,
         broadcasts, unknown protocols and every kind of malformed header."""
         host = self.host
-        c = host.counters
+        c = self.counters
         try:
             h = _parse(pkt)
         except ParseError as e:
@@ -189,7 +191,7 @@ class Ipv4Layer:
         interface's address), or OSError(ENETUNREACH) like the kernel."""
         hop = self.host.routes.lookup(dst, src)
         if hop is None:
-            self.host.counters.IpOutNoRoutes += 1
+            self.counters.IpOutNoRoutes += 1
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
 

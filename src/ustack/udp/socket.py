@@ -210,7 +210,8 @@ class UdpLayer:
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
         # The two the datagram path touches each time, held directly (the
-        # host keeps both objects for its lifetime).
+        # host keeps both objects for its lifetime, and the route table
+        # clears its cache in place); every method here uses these.
         self.counters = host.counters
         self.route_cache = host.routes.cache
         self.ip = ip
@@ -303,7 +304,7 @@ class UdpLayer:
                 if s.on_readable is not None:
                     s.on_readable()
                 return
-        self.host.counters.drop("udp_icmp_error_no_socket")
+        self.counters.drop("udp_icmp_error_no_socket")
 
     # -- send -------------------------------------------------------------
 
