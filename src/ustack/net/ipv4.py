@@ -6,8 +6,11 @@ fragments and dispatches by protocol number.  A host does not forward:
 anything else is counted as IpInAddrErrors and dropped.
 
 Output writes the header into the headroom the transport left (bytes 14..34
-of the frame buffer), fragments datagrams larger than the interface MTU
-unless DF is asked for, and hands the frame to ARP, which fills bytes 0..14.
+of the frame buffer) with the source address and address sum of the next
+hop (``route``), fragments datagrams larger than the interface MTU unless DF
+is asked for, and fills bytes 0..14 with the neighbour's prebuilt Ethernet
+header when its ARP entry is fresh; any other frame goes to
+``ArpLayer.resolve`` (a refresh probe, or a wait for the resolution).
 """
 
 from __future__ import annotations
