@@ -33,6 +33,9 @@ def test_build_parses_in_scapy_and_dpkt(
 ) -> None:
     dg = udp.build(src, dst, sport, dport, pl)
     assert len(dg) == 8 + len(pl)
+    assert type(dg) is bytes
+    for view in (bytearray(pl), memoryview(pl)):  # any buffer, the same datagram
+        assert udp.build(src, dst, sport, dport, view) == dg
     csum = int.from_bytes(dg[6:8], "big")
     assert csum != 0  # RFC 768: zero is sent as all ones
     assert dpkt.in_cksum(pseudo(src, dst, len(dg)) + dg) == 0

@@ -109,8 +109,7 @@ def pack_header_into(
 def build(
     src: bytes, dst: bytes, sport: int, dport: int, payload: bytes | bytearray | memoryview
 ) -> bytes:
-    """Header (with checksum) + payload."""
-    buf = bytearray(8 + len(payload))
-    pack_header_into(buf, 0, src, dst, sport, dport, payload)
-    buf[8:] = payload
-    return bytes(buf)
+    """Header (with checksum) + payload, the payload copied once (into the result)."""
+    hdr = bytearray(8)
+    pack_header_into(hdr, 0, src, dst, sport, dport, payload)
+    return bytes(hdr) + payload
