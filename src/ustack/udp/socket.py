@@ -29,7 +29,6 @@ from ustack.wire.errors import ParseError
 
 _parse_sum = wudp.parse_sum
 _pack_header_into = wudp.pack_header_into
-_from_bytes = int.from_bytes
 # Zeros where Ethernet, IPv4 and UDP headers go; ``+ data`` copies it.
 _HEADERS_ROOM = bytearray(HEADROOM + 8)
 
@@ -253,8 +252,7 @@ class UdpLayer:
         # RFC 768: a zero checksum field means the sender computed none; a
         # frame the kernel vouched for (RX_CSUM_OK) needs no check either.
         try:
-            sport, dport, length, _, data_sum = _parse_sum(
-                payload, -1 if rx & RX_CSUM_OK else _from_bytes(src + dst, "big"))
+            sport, dport, length, _, data_sum = _parse_sum(payload, src, dst, rx & RX_CSUM_OK)
         except ParseError as e:
             c.UdpInErrors += 1
             if e.reason == "udp_checksum":

@@ -38,22 +38,24 @@ def parse(
     the field is non-zero (RFC 768: zero means "no checksum").  Raises
     ParseError with reason udp_short, udp_length or udp_checksum.
     """
-    addr_sum = _from_bytes(src + dst, "big") if src is not None and dst is not None else -1
-    sport, dport, length, csum, _ = parse_sum(data, addr_sum)
+    if src is None or dst is None:
+        sport, dport, length, csum, _ = parse_sum(data, b"", b"", True)
+    else:
+        sport, dport, length, csum, _ = parse_sum(data, src, dst)
     return _tuple_new(UdpHeader, (sport, dport, length, csum))
 
 
-def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
-              ) -> tuple[int, int, int, int, int]:
+def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
+              trusted: int = 0) -> tuple[int, int, int, int, int]:
     """``parse`` for the receive path: (sport, dport, length, checksum, payload sum).
 
-    ``addr_sum`` is the source and destination addresses read as one
-    integer (what the route cache keeps), or -1 not to verify the checksum
-    (a frame the kernel vouched for).  The payload sum is the payload read
-    as one integer modulo 0xFFFF (``checksum.sum_mod``), a by-product of
-    verifying, or -1 when nothing was verified: an application that sends
-    the same bytes back passes it on and they are never summed twice (RFC
-    1071 2(B): sums compose).
+    ``src`` and ``dst`` are the IPv4 addresses of the pseudo-header, read
+    only when the checksum is verified: not when ``trusted`` (a frame the
+    kernel vouched for) nor when the field is zero.  The payload sum is the
+    payload read as one integer modulo 0xFFFF (``checksum.sum_mod``), a
+    by-product of verifying, or -1 when nothing was verified: an
+    application that sends the same bytes back passes it on and they are
+    never summed twice (RFC 1071 2(B): sums compose).
     """
     n = len(data)
     if n < 8:
@@ -62,11 +64,12 @@ def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
     data_sum = -1
-    if addr_sum >= 0 and csum:
+    if csum and not trusted:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
-        # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17).
+        # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17);
+        # the addresses as one integer are their 16-bit words (RFC 1071 2(B)).
         v = sum_mod(data if length == n else data[:length])
-        if (v + addr_sum + PROTO_UDP + length) % 0xFFFF:
+        if (v + _from_bytes(src + dst, "big") + PROTO_UDP + length) % 0xFFFF:
             raise ParseError("udp_checksum", f"{csum:#06x}")
         # The header is four 16-bit words, so the payload's own sum is the
         # datagram's minus theirs (RFC 1071 2(B)).
