@@ -17,6 +17,7 @@ from test_net_harness import (
     PEER_MAC,
     Harness,
     ipb,
+    macb,
 )
 
 from ustack.net.arp import ArpTable
@@ -282,6 +283,23 @@ def test_changed_mac_updates_existing_entry(h: Harness) -> None:
     send_udp(h)
     frames = h.recv()
     assert len(frames) == 1 and frames[0].dst == new_mac
+
+
+def test_static_entry_stays_as_configured(h: Harness) -> None:
+    """A static entry (``--arp``, tests) is configuration, as Linux's
+    permanent neighbours: an ARP packet from that neighbour, with the same
+    MAC or another, neither makes it expire nor changes it, and it is never
+    probed."""
+    h.iface.arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+    h.send(arp_in(1))  # same MAC: answered, the entry untouched
+    h.send(arp_in(2, hwsrc="02:00:00:00:00:99", eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    e = h.iface.arp.entries[ipb(PEER_IP)]
+    assert (e.mac, e.expires, e.refresh_at) == (macb(PEER_MAC), float("inf"), float("inf"))
+    h.recv()
+    h.advance(ArpTable.EXPIRE + 1)
+    send_udp(h)
+    frames = h.recv()
+    assert [f.dst for f in frames] == [PEER_MAC] and UDP in frames[0]
 
 
 @pytest.mark.parametrize("mac", ["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"])

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ustack.timers import Timer
 
 _ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
+_FOREVER = float("inf")  # the lifetime of a static entry
 
 
 class Entry:
@@ -83,12 +84,18 @@ class ArpTable:
         return e.hdr if e is not None and now < e.refresh_at else None
 
     def learn(self, ip: bytes, mac: bytes, now: float) -> Entry:
-        """Create or confirm the entry for ``ip`` (the oldest goes when full)."""
+        """Create or confirm the entry for ``ip`` (the oldest goes when full).
+
+        A static entry (``add_static``) is what was configured: ARP neither
+        confirms it into one that expires nor replaces its MAC (Linux's
+        NUD_PERMANENT), and it is returned as it is.
+        """
         entries = self.entries
         e = entries.get(ip)
-        if e is not None and e.mac == mac:
-            e.refresh_at = now + self.REACHABLE
-            e.expires = now + self.EXPIRE
+        if e is not None and (e.mac == mac or e.expires == _FOREVER):
+            if e.expires != _FOREVER:
+                e.refresh_at = now + self.REACHABLE
+                e.expires = now + self.EXPIRE
             return e
         if e is None and len(entries) >= self.MAX_ENTRIES:
             self.expire(now)
@@ -106,5 +113,5 @@ class ArpTable:
     def add_static(self, ip: bytes, mac: bytes) -> None:
         """A permanent entry (tests, `--arp` configuration)."""
         e = Entry(mac, self.mac, 0.0)
-        e.refresh_at = e.expires = float("inf")
+        e.refresh_at = e.expires = _FOREVER
         self.entries[ip] = e
