@@ -125,6 +125,7 @@ class UdpSocket:
 
         ``data_sum``, when >= 0, is ``sum_mod(data)`` already known to the caller.
         """
+        self._check_open()
         return self._layer.output(self, data, ip, port, data_sum)
 
     def recvfrom(self, bufsize: int = 65535) -> tuple[bytes, Address]:
