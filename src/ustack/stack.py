@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ustack.counters import Counters
@@ -76,7 +77,8 @@ class Stack:
         return self.host.routes
 
     @property
-    def local_addrs(self) -> dict[bytes, Interface]:
+    def local_addrs(self) -> AbstractSet[bytes]:
+        """Our unicast addresses (``add_interface`` adds them)."""
         return self.host.local_addrs
 
     # -- configuration ----------------------------------------------------
@@ -89,7 +91,7 @@ class Stack:
             raise ValueError(f"address {wip.addr_to_str(addr)} is already on an interface")
         iface = Interface(device, mac or random_mac(), addr, prefix)
         self.interfaces.append(iface)
-        host.local_addrs[addr] = iface
+        host.local_addrs.add(addr)
         host.routes.add(addr, prefix, iface)
         if self._started:
             self.arp.announce(iface)

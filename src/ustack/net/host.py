@@ -15,7 +15,6 @@ them (a TCP connection, the reassembler), which never read a clock.
 from __future__ import annotations
 
 from ustack.counters import Counters
-from ustack.net.interface import Interface
 from ustack.net.route import RouteTable
 from ustack.timers import TimerHeap
 
@@ -39,5 +38,6 @@ class Host:
         self.counters = Counters()
         self.timers = TimerHeap()
         self.routes = RouteTable()
-        # Our unicast addresses (the receive path checks membership per packet).
-        self.local_addrs: dict[bytes, Interface] = {}
+        # Our unicast addresses (the receive path checks membership per
+        # packet; which interface holds one is the interface's to say).
+        self.local_addrs: set[bytes] = set()
