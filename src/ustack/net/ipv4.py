@@ -212,8 +212,7 @@ class Ipv4Layer:
         """
         iface = hop.iface
         total = len(buf) - 14
-        c = self.counters
-        c.IpOutRequests += 1
+        self.counters.IpOutRequests += 1
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
@@ -229,6 +228,7 @@ class Ipv4Layer:
             else:
                 self.arp.resolve(iface, hop.addr, buf)
             return
+        c = self.counters
         if df:
             c.IpFragFails += 1
             raise OSError(errno.EMSGSIZE, "Message too long")

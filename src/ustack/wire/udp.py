@@ -103,10 +103,11 @@ def pack_header_into(
     if addr_sum < 0:
         addr_sum = _from_bytes(src + dst, "big")
     r = (payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length) % 0xFFFF
-    # r == 0: the folded sum is 0xFFFF and its complement 0, which RFC 768
-    # reserves for "no checksum"; send the other zero, 0xFFFF.  The sum is
-    # never truly zero because the pseudo-header protocol field is 17.
-    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r if r else 0xFFFF)
+    # The checksum is 0xFFFF - r, in 1..0xFFFF: never 0, which RFC 768
+    # reserves for "no checksum".  (r == 0: the folded sum is 0xFFFF, whose
+    # complement 0 is sent as the other zero, 0xFFFF; the sum is never truly
+    # zero because the pseudo-header protocol field is 17.)
+    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r)
 
 
 def build(
