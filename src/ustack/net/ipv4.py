@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Callable
 
 from ustack.link.vnet import GsoFrame
@@ -52,6 +53,9 @@ _parse = wip.parse
 _pack_header_into = wip.pack_header_into
 _pack_plain_header_into = wip.pack_plain_header_into
 _unpack_header = wip.HEADER.unpack_from
+# The fields the input fast path reads (total length, flags/fragment offset,
+# protocol, source, destination); the others are skipped as pad bytes.
+_unpack_fast = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
 _from_bytes = int.from_bytes
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 _FRAGMENT_BITS = wip.FLAG_MF | wip.OFFSET_MASK
@@ -115,7 +119,7 @@ class Ipv4Layer:
         # total length, header checksum) without building a header object.
         n = len(pkt)
         if n >= 20 and pkt[0] == 0x45:
-            _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
+            total, ff, proto, src, dst = _unpack_fast(pkt)
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in self.host.local_addrs)
