@@ -63,7 +63,6 @@ def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
     sport, dport, length, csum = _unpack_from(data, 0)
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
-    data_sum = -1
     if csum and not trusted:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
         # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17);
@@ -73,8 +72,8 @@ def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
             raise ParseError("udp_checksum", f"{csum:#06x}")
         # The header is four 16-bit words, so the payload's own sum is the
         # datagram's minus theirs (RFC 1071 2(B)).
-        data_sum = (v - sport - dport - length - csum) % 0xFFFF
-    return sport, dport, length, csum, data_sum
+        return sport, dport, length, csum, (v - sport - dport - length - csum) % 0xFFFF
+    return sport, dport, length, csum, -1
 
 
 def pack_header_into(
