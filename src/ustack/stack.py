@@ -14,6 +14,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ustack.counters import Counters
@@ -43,18 +44,14 @@ class Stack:
         # counters, timers, routes, local addresses.  The Stack is the only
         # writer of its clock.
         self.host = host = Host()
-        self.counters: Counters = host.counters
-        self.timers: TimerHeap = host.timers
-        self.routes: RouteTable = host.routes
-        self.local_addrs: dict[bytes, Interface] = host.local_addrs
         self.interfaces: list[Interface] = []
         # The layers, each given the context and the layers below it.
         self.arp = ArpLayer(host)
         self.ipv4 = Ipv4Layer(host, self.arp)
         self.icmp = IcmpLayer(host, self.ipv4)
-        self.udp = UdpLayer(host, self.ipv4, self.icmp)
+        self.udp = UdpLayer(host, self.ipv4)
         self.tcp = TcpLayer(host, self.ipv4)
-        self.ethernet = EthernetInput(self.ipv4, self.arp)
+        self.ethernet = EthernetInput(host, self.ipv4, self.arp)
         self._started = False
         self._stopping = False
         self._extra_readers: dict[int, Callable[[], None]] = {}
@@ -64,17 +61,38 @@ class Stack:
         """The stack's clock: the time passed to the last ``poll``, ``flush`` or ``advance``."""
         return self.host.now
 
+    # The host context's parts, for applications and tools; read-only, so
+    # the Stack and its layers can never hold different ones.
+
+    @property
+    def counters(self) -> Counters:
+        return self.host.counters
+
+    @property
+    def timers(self) -> TimerHeap:
+        return self.host.timers
+
+    @property
+    def routes(self) -> RouteTable:
+        return self.host.routes
+
+    @property
+    def local_addrs(self) -> AbstractSet[bytes]:
+        """Our unicast addresses (``add_interface`` adds them)."""
+        return self.host.local_addrs
+
     # -- configuration ----------------------------------------------------
 
     def add_interface(self, device: Device, ip: str, *, mac: bytes | None = None) -> Interface:
         """Attach ``device`` with address ``ip`` ("198.18.0.2/24")."""
         addr, prefix = wip.parse_cidr(ip)
-        if addr in self.local_addrs:
+        host = self.host
+        if addr in host.local_addrs:
             raise ValueError(f"address {wip.addr_to_str(addr)} is already on an interface")
         iface = Interface(device, mac or random_mac(), addr, prefix)
         self.interfaces.append(iface)
-        self.local_addrs[addr] = iface
-        self.routes.add(addr, prefix, iface)
+        host.local_addrs.add(addr)
+        host.routes.add(addr, prefix, iface)
         if self._started:
             self.arp.announce(iface)
         return iface
@@ -83,7 +101,7 @@ class Stack:
         gw = wip.addr_from_str(gateway)
         for iface in self.interfaces:
             if iface.on_link(gw):
-                self.routes.add(b"\x00\x00\x00\x00", 0, iface, gw)
+                self.host.routes.add(b"\x00\x00\x00\x00", 0, iface, gw)
                 return
         raise ValueError(f"gateway {gateway} is not on the subnet of any interface")
 
@@ -108,7 +126,7 @@ class Stack:
         return self.tcp.connect(address, **options)
 
     def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
-        return self.timers.call_at(deadline, callback)
+        return self.host.timers.call_at(deadline, callback)
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Have ``run()`` call ``callback`` when ``fd`` is readable (control socket)."""
@@ -132,13 +150,13 @@ class Stack:
         self._started = True
         for iface in self.interfaces:
             self.arp.announce(iface)
-        self.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
+        self.host.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
         self.flush()
 
     def _housekeeping(self, now: float) -> None:
         for iface in self.interfaces:
             iface.arp.expire(now)
-        self.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
+        self.host.timers.call_at(now + HOUSEKEEPING_INTERVAL, self._housekeeping)
 
     def poll(self, now: float) -> int:
         """One iteration at time ``now``; returns the number of frames received."""
@@ -185,13 +203,13 @@ class Stack:
         for iface in self.interfaces:
             if iface.txq:
                 out += iface.transmit(now)
-        self.counters.EthOutFrames += out
+        self.host.counters.EthOutFrames += out
 
     def next_deadline(self) -> float | None:
         """The earliest time ``poll`` has work without new frames."""
         if self.tcp.dirty:
             return self.host.now  # sockets left over by run_dirty's bound: at once
-        deadline = self.timers.next_deadline()
+        deadline = self.host.timers.next_deadline()
         for iface in self.interfaces:
             d = iface.device.next_deadline()
             if d is not None and (deadline is None or d < deadline):

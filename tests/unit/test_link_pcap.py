@@ -11,6 +11,7 @@ import dpkt  # type: ignore[import-untyped]
 import pytest
 from scapy.utils import rdpcap
 
+from ustack.link.errors import LinkError
 from ustack.link.pcap import PcapTee, PcapWriter
 from ustack.link.pipe import pipe_pair
 
@@ -151,3 +152,19 @@ def test_tee_records_received_and_sent_frames(tmp_path: Path) -> None:
         got = list(dpkt.pcap.Reader(fh))
     assert [bytes(f) for _, f in got] == [ARP, UDP, UDP + b"x"]
     assert got[2][0] - got[0][0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_send_gso_without_virtio_net_headers_is_refused_before_recording() -> None:
+    """A device without virtio-net headers (the pipe) refuses send_gso; the
+    tee over it says so in its own name and records nothing first."""
+    a, b = pipe_pair()
+    buf = io.BytesIO()
+    tee = PcapTee(b, buf, clock=FakeClock())
+    items = [(bytes(12), UDP)]
+    with pytest.raises(LinkError, match=rf"^{b.name}: send_gso needs vnet_hdr=True"):
+        b.send_gso(items, 0.0)
+    with pytest.raises(LinkError, match=rf"^pcap {b.name}: send_gso needs vnet_hdr=True"):
+        tee.send_gso(items, 0.0)
+    assert tee.stats()["pcap_frames"] == 0
+    assert a.recv_batch(10, 0.0) == []
+    tee.close()

@@ -17,6 +17,7 @@ from test_net_harness import (
     PEER_MAC,
     Harness,
     ipb,
+    macb,
 )
 
 from ustack.net.arp import ArpTable
@@ -205,6 +206,30 @@ def test_entry_is_refreshed_by_unicast_request_after_reachable(h: Harness) -> No
     assert [f for f in arp_requests(frames) if f.dst == BCAST_MAC] == []
 
 
+def test_fragments_take_the_neighbour_as_one_datagram(h: Harness) -> None:
+    """The fragments of one datagram (RFC 791) meet the neighbour cache as the
+    datagram would: unresolved, all wait for one broadcast request and leave
+    in order with the reply; fresh, all leave with its MAC and nothing else;
+    stale, all leave at once and one unicast request refreshes it."""
+    big = bytes(4000)  # three fragments at MTU 1500
+    send_udp(h, payload=big)
+    frames = h.recv()
+    assert len(arp_requests(frames)) == 1 and [f for f in frames if IP in f] == []
+    h.send(arp_in(2, eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    frames = h.recv()
+    assert [f[IP].frag * 8 for f in frames] == [0, 1480, 2960]
+    assert all(f.dst == PEER_MAC for f in frames)
+    send_udp(h, payload=big)  # fresh
+    frames = h.recv()
+    assert len(frames) == 3 and all(IP in f and f.dst == PEER_MAC for f in frames)
+    h.advance(ArpTable.REACHABLE + 1)
+    send_udp(h, payload=big)  # stale
+    frames = h.recv()
+    assert len([f for f in frames if IP in f and f.dst == PEER_MAC]) == 3
+    (probe,) = arp_requests(frames)
+    assert (probe.dst, probe[ARP].pdst) == (PEER_MAC, PEER_IP)
+
+
 def test_entry_expires_after_expire_seconds(h: Harness) -> None:
     """An entry not confirmed for EXPIRE seconds is forgotten: the next datagram
     waits for a fresh broadcast resolution."""
@@ -258,6 +283,23 @@ def test_changed_mac_updates_existing_entry(h: Harness) -> None:
     send_udp(h)
     frames = h.recv()
     assert len(frames) == 1 and frames[0].dst == new_mac
+
+
+def test_static_entry_stays_as_configured(h: Harness) -> None:
+    """A static entry (``--arp``, tests) is configuration, as Linux's
+    permanent neighbours: an ARP packet from that neighbour, with the same
+    MAC or another, neither makes it expire nor changes it, and it is never
+    probed."""
+    h.iface.arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+    h.send(arp_in(1))  # same MAC: answered, the entry untouched
+    h.send(arp_in(2, hwsrc="02:00:00:00:00:99", eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    e = h.iface.arp.entries[ipb(PEER_IP)]
+    assert (e.mac, e.expires, e.refresh_at) == (macb(PEER_MAC), float("inf"), float("inf"))
+    h.recv()
+    h.advance(ArpTable.EXPIRE + 1)
+    send_udp(h)
+    frames = h.recv()
+    assert [f.dst for f in frames] == [PEER_MAC] and UDP in frames[0]
 
 
 @pytest.mark.parametrize("mac", ["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"])

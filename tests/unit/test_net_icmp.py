@@ -21,10 +21,14 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
+    ipb,
+    macb,
 )
 
 from ustack.api.socket.readiness import SELECT_READABLE
+from ustack.link.pipe import pipe_pair
 from ustack.net.icmp import IcmpLayer
+from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
 
@@ -109,6 +113,49 @@ def test_fragmented_echo_request_gets_fragmented_reply(h: Harness) -> None:
     (whole,) = defragment([f[IP] for f in out])
     reply = Ether(src=OUR_MAC, dst=PEER_MAC) / IP(bytes(whole))
     check_reply(reply, req)
+
+
+@pytest.mark.parametrize("code", [0, 5])  # the fast path, and the general one
+def test_echo_reply_comes_from_the_address_the_request_was_sent_to(code: int) -> None:
+    """RFC 1122 3.2.2.6: "The IP source address in an ICMP Echo Reply MUST be
+    the same as the specific-destination address ... of the corresponding
+    ICMP Echo Request message": our second address, although the reply
+    leaves through the first interface, whose address the route would pick."""
+    a, peer_a = pipe_pair()
+    b, peer_b = pipe_pair()
+    stack = Stack()
+    try:
+        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
+        stack.add_interface(b, "198.18.1.1/24")
+        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+        stack.poll(0.0)
+        peer_a.recv_batch(64, 0.0)
+        req = echo(b"which address?", dst="198.18.1.1")
+        req[ICMP].code = code
+        peer_a.send_batch([bytes(req)], 0.0)
+        stack.poll(0.0)
+        (reply,) = [Ether(f) for f in peer_a.recv_batch(64, 0.0)]
+        assert (reply[IP].src, reply[IP].dst, reply[ICMP].type) == ("198.18.1.1", PEER_IP, 0)
+        assert_ip_checksum(reply)
+        assert_icmp_checksum(reply)
+    finally:
+        stack.close()
+        peer_a.close()
+        peer_b.close()
+
+
+@pytest.mark.parametrize("code", [0, 5])
+def test_echo_without_a_route_back_is_counted(h: Harness, code: int) -> None:
+    """No route to the requester (off-link, no gateway): no reply, counted as
+    IpOutNoRoutes and IcmpOutErrors (Linux's counters for it), and no
+    IcmpOutEchoReps; the same for an error about its datagram."""
+    req = Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src="203.0.113.5", dst=OUR_IP) / ICMP(
+        type=8, code=code) / b"lost"
+    h.send(req, h.udp_in(b"x", src="203.0.113.5", dport=9))
+    assert h.recv() == []
+    c = h.stack.counters
+    assert (c.IcmpInEchos, c.IpOutNoRoutes, c.IcmpOutErrors) == (1, 2, 2)
+    assert (c.IcmpOutMsgs, c.IcmpOutEchoReps, c.IcmpOutDestUnreachs) == (0, 0, 0)
 
 
 @pytest.mark.parametrize("dst", [SUBNET_BCAST, "255.255.255.255"])
@@ -215,6 +262,25 @@ def test_no_error_about_udp_to_broadcast(h: Harness) -> None:
     assert h.stack.counters.UdpNoPorts == 2
 
 
+@pytest.mark.parametrize("dst", [SUBNET_BCAST, "255.255.255.255"])
+def test_no_error_about_ip_broadcast_in_unicast_frame(h: Harness, dst: str) -> None:
+    """RFC 1122 3.2.2 / 4.1.3.1: the IP destination decides too.  An IP
+    broadcast that came in a frame to our own MAC gets no port or protocol
+    unreachable, and its echo request is ignored (3.2.2.6), as IPv4 tells
+    the layers above with RX_IP_BROADCAST."""
+    h.send(
+        h.udp_in(b"x", dport=9, dst=dst),
+        Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src=PEER_IP, dst=dst, proto=253) / b"12345678",
+        echo(b"smurf", dst=dst),
+    )
+    assert h.recv() == []
+    c = h.stack.counters
+    assert (c.UdpNoPorts, c.IpInUnknownProtos, c.IcmpInEchos) == (1, 1, 1)
+    assert h.drops.get("icmp_error_suppressed") == 2
+    assert h.drops.get("icmp_echo_broadcast") == 1
+    assert_accounted(h.stack)
+
+
 def test_no_error_about_link_layer_broadcast(h: Harness) -> None:
     """RFC 1122 3.2.2: an ICMP error MUST NOT be sent about a datagram sent as
     a link-layer broadcast."""
@@ -249,6 +315,20 @@ def test_no_error_about_a_non_initial_fragment(h: Harness) -> None:
     h.stack.icmp.send_error(3, 3, frag)
     h.poll()
     assert h.recv() == []
+    assert h.drops.get("icmp_error_suppressed") == 1
+
+
+@pytest.mark.parametrize("src", ["0.0.0.5", "127.0.0.1", "224.0.0.1", "240.0.0.1",
+                                 "255.255.255.255"])
+def test_no_error_about_a_source_that_is_not_one_host(h: Harness, src: str) -> None:
+    """RFC 1122 3.2.2: never an ICMP error about a datagram whose source is
+    "this network", loopback, multicast, class E or the limited broadcast
+    (IPv4's MARTIAN_FIRST table); a unicast source gets its error."""
+    for s in (src, PEER_IP):
+        h.stack.icmp.send_error(3, 3, bytes(IP(src=s, dst=OUR_IP) / UDP(sport=1, dport=2)))
+    h.poll()
+    (out,) = h.recv()
+    assert out[IP].dst == PEER_IP
     assert h.drops.get("icmp_error_suppressed") == 1
 
 

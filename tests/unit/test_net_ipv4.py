@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import ICMP, IP, UDP, IPerror
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
 from scapy.layers.l2 import Ether
+from tcp_peer import verify_checksums
 from test_net_harness import (
     BCAST_MAC,
     OUR_IP,
@@ -19,9 +21,12 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
+    ipb,
     macb,
 )
 
+from ustack.link.pipe import pipe_pair
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
@@ -215,6 +220,21 @@ def test_broadcast_datagram_is_delivered(h: Harness, dst: str, eth_dst: str) -> 
     assert s.recvfrom() == (b"all", (PEER_IP, 40000))
 
 
+def test_broadcast_destination_travels_up_as_rx_flag(h: Harness) -> None:
+    """IPv4 tells the protocol above that a datagram was sent to a broadcast
+    address (RX_IP_BROADCAST), whatever the frame's MAC; a unicast datagram,
+    or one to our address in a link-layer broadcast, does not carry it."""
+    seen: list[tuple[bytes, int]] = []
+    h.stack.ipv4.protocols[253] = lambda iface, src, dst, payload, pkt, rx: seen.append(
+        (dst, rx))
+    for dst, eth_dst in [(OUR_IP, OUR_MAC), (SUBNET_BCAST, OUR_MAC),
+                         ("255.255.255.255", BCAST_MAC), (OUR_IP, BCAST_MAC)]:
+        h.send(Ether(src=PEER_MAC, dst=eth_dst) / IP(src=PEER_IP, dst=dst, proto=253) / b"x")
+    assert [(socket.inet_ntoa(d), bool(rx & RX_IP_BROADCAST)) for d, rx in seen] == [
+        (OUR_IP, False), (SUBNET_BCAST, True), ("255.255.255.255", True), (OUR_IP, False)]
+    assert [bool(rx & RX_LINK_BROADCAST) for _, rx in seen] == [False, False, True, True]
+
+
 def test_unknown_protocol_gets_protocol_unreachable(h: Harness) -> None:
     """RFC 1122 3.2.2.1 / RFC 792: an unknown transport protocol -> Destination
     Unreachable code 2, quoting the IP header and the first data bytes."""
@@ -269,3 +289,36 @@ def test_unknown_ethertype_is_dropped(h: Harness) -> None:
     h.send(bytes(Ether(src=PEER_MAC, dst=OUR_MAC, type=0x86DD)) + b"\x60" + b"\x00" * 45)
     assert h.drops.get("eth_unknown_type") == 1
     assert_accounted(h.stack)
+
+
+def test_tcp_answers_from_the_address_it_was_sent_to_on_a_multihomed_stack() -> None:
+    """RFC 1122 4.1.3.5 / 3.3.4.2: a SYN to our second address, arriving on
+    the first interface, is answered (SYN-ACK from a listener, RST from a
+    closed port) with that address as the IP source, not the outgoing
+    interface's, and both checksums are over that source (the route
+    lookup from a bound source, ``RouteTable.lookup(dst, src)``)."""
+    a, peer_a = pipe_pair()
+    b, peer_b = pipe_pair()
+    stack = Stack()
+    try:
+        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
+        stack.add_interface(b, "198.18.1.1/24")
+        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+        stack.tcp_listen(("0.0.0.0", 80))
+        stack.poll(0.0)
+        peer_a.recv_batch(64, 0.0)
+        syns = [Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src=PEER_IP, dst="198.18.1.1")
+                / TCP(sport=40000 + i, dport=dport, flags="S", seq=1000)
+                for i, dport in enumerate((80, 81))]
+        peer_a.send_batch([bytes(f) for f in syns], 0.0)
+        stack.poll(0.0)
+        frames = [Ether(f) for f in peer_a.recv_batch(64, 0.0)]
+        got = sorted((f[TCP].dport, str(f[TCP].flags)) for f in frames if TCP in f)
+        assert got == [(40000, "SA"), (40001, "RA")]
+        for f in frames:
+            assert f[IP].src == "198.18.1.1"
+            verify_checksums(f)
+    finally:
+        stack.close()
+        peer_a.close()
+        peer_b.close()

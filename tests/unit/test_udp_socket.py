@@ -286,3 +286,17 @@ def test_getsockname_on_closed_socket_is_ebadf(h: Harness) -> None:
     s.close()
     with pytest.raises(OSError):
         s.getsockname()
+
+
+def test_send_raw_on_closed_socket_is_ebadf_and_binds_nothing(h: Harness) -> None:
+    """The fast path refuses a closed socket as send does (EBADF); it used to
+    autobind it again and send."""
+    s = h.stack.udp_socket()
+    s.close()
+    with pytest.raises(OSError) as ei:
+        s.send_raw(b"x", bytes([198, 18, 0, 2]), 9)
+    assert ei.value.errno == errno.EBADF
+    assert s.local_port == 0 and h.stack.udp.ports == {}
+    h.poll()
+    assert h.recv() == []
+    assert h.stack.counters.UdpOutDatagrams == 0

@@ -12,7 +12,7 @@ from scapy.compat import raw
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 
-from ustack.wire import ParseError, ipv4, udp
+from ustack.wire import ParseError, checksum, ipv4, udp
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -33,6 +33,9 @@ def test_build_parses_in_scapy_and_dpkt(
 ) -> None:
     dg = udp.build(src, dst, sport, dport, pl)
     assert len(dg) == 8 + len(pl)
+    assert type(dg) is bytes
+    for view in (bytearray(pl), memoryview(pl)):  # any buffer, the same datagram
+        assert udp.build(src, dst, sport, dport, view) == dg
     csum = int.from_bytes(dg[6:8], "big")
     assert csum != 0  # RFC 768: zero is sent as all ones
     assert dpkt.in_cksum(pseudo(src, dst, len(dg)) + dg) == 0
@@ -122,3 +125,24 @@ def test_reasons(data: bytes, reason: str) -> None:
     with pytest.raises(ParseError) as e:
         udp.parse(data, b"\xc6\x12\x00\x01", b"\xc6\x12\x00\x02")
     assert e.value.reason == reason
+
+
+@SETTINGS
+@given(addrs, addrs, ports, ports, payloads)
+def test_parse_sum_gives_the_payload_sum_only_when_it_verified(
+    src: bytes, dst: bytes, sport: int, dport: int, pl: bytes
+) -> None:
+    """The receive path's parse: the payload's sum (sum_mod) as a by-product
+    of a verified checksum; -1 when the kernel vouched for the frame or the
+    sender sent no checksum, and then a wrong checksum is not seen."""
+    dg = udp.build(src, dst, sport, dport, pl)
+    want = (sport, dport, len(dg), int.from_bytes(dg[6:8], "big"))
+    assert udp.parse_sum(dg, src, dst) == (*want, checksum.sum_mod(pl))
+    assert udp.parse_sum(dg + b"pad", src, dst) == (*want, checksum.sum_mod(pl))
+    bad = bytearray(dg)
+    bad[6] ^= 0x01
+    with pytest.raises(ParseError, match="udp_checksum"):
+        udp.parse_sum(bad, src, dst)
+    assert udp.parse_sum(bad, src, dst, 1)[4] == -1
+    bad[6:8] = b"\x00\x00"
+    assert udp.parse_sum(bad, src, dst)[3:] == (0, -1)

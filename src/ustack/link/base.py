@@ -23,6 +23,12 @@ from ustack.link.errors import LinkError
 Frame = bytes | bytearray | memoryview
 
 
+def no_vnet_hdr(who: str) -> LinkError:
+    """What ``send_gso`` raises on a device without virtio-net headers
+    (``who``: the device's kind and name, as its other errors say it)."""
+    return LinkError(f"{who}: send_gso needs vnet_hdr=True (a device with virtio-net headers)")
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a device can do beyond moving plain frames.
@@ -137,7 +143,7 @@ class DeviceBase(ABC):
     def send_batch(self, frames: Sequence[Frame], now: float) -> int: ...
 
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
-        raise LinkError(f"{self.name}: send_gso needs a device with virtio-net headers")
+        raise no_vnet_hdr(self.name)
 
     def next_deadline(self) -> float | None:
         return None

@@ -43,7 +43,7 @@ import struct
 from collections.abc import Sequence
 
 from ustack.link import vnet
-from ustack.link.base import Capabilities, DeviceBase, Frame
+from ustack.link.base import Capabilities, DeviceBase, Frame, no_vnet_hdr
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import interface_index, interface_mac, interface_mtu
 from ustack.link.rings import (
@@ -304,7 +304,7 @@ class PacketDevice(DeviceBase):
         if self._closed:
             raise LinkError(f"packet {self.name}: closed")
         if not self._vnet:
-            raise LinkError(f"packet {self.name}: send_gso needs vnet_hdr=True")
+            raise no_vnet_hdr(f"packet {self.name}")
         return self._sendmsg(items)
 
     def _sendmsg(self, items: Sequence[tuple[bytes, Frame]]) -> int:

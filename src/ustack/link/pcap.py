@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from ustack.link.base import Device, Frame
-from ustack.link.errors import LinkError
+from ustack.link.base import Device, Frame, no_vnet_hdr
 from ustack.link.wrapper import DeviceWrapper
 
 LINKTYPE_ETHERNET = 1
@@ -179,7 +178,7 @@ class PcapTee(DeviceWrapper):
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:
         """Record the super-frames as handed over, then send them on."""
         if not self.inner.caps.vnet_hdr:  # refuse before recording anything
-            raise LinkError(f"pcap {self.name}: send_gso needs a device with virtio-net headers")
+            raise no_vnet_hdr(f"pcap {self.name}")
         if items:
             self.writer.write_batch([f for _, f in items], self._clock())
         return self.inner.send_gso(items, now)

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Sequence
 
 from ustack.link import vnet
-from ustack.link.base import Capabilities, DeviceBase, Frame
+from ustack.link.base import Capabilities, DeviceBase, Frame, no_vnet_hdr
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import (
     check_ifname,
@@ -234,7 +234,7 @@ class TapDevice(DeviceBase):
         checksums (NEEDS_CSUM) and cuts super-frames (gso_type/gso_size).
         """
         if not self._vnet:
-            raise LinkError(f"tap {self.name}: send_gso needs vnet_hdr=True")
+            raise no_vnet_hdr(f"tap {self.name}")
         return self._writev(items)
 
     def _writev(self, items: Sequence[tuple[bytes, Frame]]) -> int:

@@ -8,7 +8,7 @@
 - ``ethernet``: receive dispatch, a batch of frames at a time.
 - ``neighbours`` (the ARP table of an interface) and ``arp`` (the protocol).
 - ``ipv4`` (input, the one output path, fragmentation), ``reassembly``,
-  ``route`` (longest prefix, per-destination cache), ``icmp``.
+  ``route`` (longest prefix; next hops cached per source and destination), ``icmp``.
 - ``ports`` (the ephemeral port allocator TCP, UDP and the sockets share)
   and ``sockaddr`` (AF_INET addresses as the socket module checks them).
 """

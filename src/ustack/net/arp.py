@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from functools import partial
 
-from ustack.link.vnet import GsoFrame
 from ustack.net.host import Host
 from ustack.net.interface import Interface
 from ustack.net.neighbours import ArpTable, Pending
@@ -37,19 +36,21 @@ class ArpLayer:
 
     # -- transmit ---------------------------------------------------------
 
-    def output(self, iface: Interface, next_hop: bytes, frame: bytearray) -> None:
-        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``.
+    def resolve(self, iface: Interface, next_hop: bytes, frame: bytearray) -> None:
+        """Send an IPv4 frame (14 bytes of headroom) to the neighbour ``next_hop``
+        whose entry is not fresh (``ArpTable.fresh_hdr`` said None; a fresh
+        one needs nothing but its header, which ``Ipv4Layer.output`` writes).
 
-        Hot callers do the first step themselves (``Ipv4Layer.output``): an
-        entry with ``now < refresh_at`` needs nothing but
-        ``frame[0:14] = entry.hdr``.
+        An entry past ``REACHABLE`` but not expired still serves, and one
+        unicast request per ``RETRY`` refreshes it; a broadcast next hop
+        takes the broadcast MAC; anything else waits for a resolution.
         """
         e = iface.arp.entries.get(next_hop)
         now = self.host.now
         if e is not None and now < e.expires:
             frame[0:14] = e.hdr
             iface.txq.append(frame)
-            if now >= e.refresh_at and now >= e.probe_at:
+            if now >= e.probe_at:
                 e.probe_at = now + ArpTable.RETRY
                 self._send(iface, warp.OP_REQUEST, e.mac, next_hop, e.mac)
             return
@@ -162,9 +163,7 @@ class ArpLayer:
         if p is not None:
             if p.timer is not None:
                 p.timer.cancel()
-            txq = iface.txq
+            hdr = e.hdr
             for frame in p.frames:
-                frame[0:14] = e.hdr
-                txq.append(frame)
-                if type(frame) is GsoFrame:
-                    iface.gso_pending = True
+                frame[0:14] = hdr
+            iface.txq.extend(p.frames)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ustack.counters import Counters
 from ustack.link.vnet import CsumOkFrame
 from ustack.net.arp import ArpLayer
-from ustack.net.host import RX_CSUM_OK
+from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.wire import ethernet as weth
@@ -26,15 +26,16 @@ _BROADCAST = weth.BROADCAST
 
 
 class EthernetInput:
-    __slots__ = ("arp", "ip")
+    __slots__ = ("arp", "host", "ip")
 
-    def __init__(self, ip: Ipv4Layer, arp: ArpLayer) -> None:
+    def __init__(self, host: Host, ip: Ipv4Layer, arp: ArpLayer) -> None:
+        self.host = host
         self.ip = ip
         self.arp = arp
 
     def input(self, iface: Interface, frames: list[bytes]) -> None:
         """Dispatch ``frames``, all received on ``iface``."""
-        c = self.ip.host.counters
+        c = self.host.counters
         c.EthInFrames += len(frames)
         mac = iface.mac
         ip_input = self.ip.input

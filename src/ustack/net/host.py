@@ -15,7 +15,6 @@ them (a TCP connection, the reassembler), which never read a clock.
 from __future__ import annotations
 
 from ustack.counters import Counters
-from ustack.net.interface import Interface
 from ustack.net.route import RouteTable
 from ustack.timers import TimerHeap
 
@@ -25,6 +24,10 @@ RX_CSUM_OK = 1
 """The kernel vouched for the transport checksum (virtio-net header): skip it."""
 RX_LINK_BROADCAST = 2
 """The frame was a link-layer broadcast: no ICMP error may answer it (RFC 1122 3.2.2)."""
+RX_IP_BROADCAST = 4
+"""The datagram was sent to a broadcast address (limited or our subnet's; IPv4
+sets it): no ICMP error may answer it (RFC 1122 3.2.2, 4.1.3.1), and an echo
+request to it may be ignored (3.2.2.6)."""
 
 
 class Host:
@@ -35,5 +38,6 @@ class Host:
         self.counters = Counters()
         self.timers = TimerHeap()
         self.routes = RouteTable()
-        # Our unicast addresses (the receive path checks membership per packet).
-        self.local_addrs: dict[bytes, Interface] = {}
+        # Our unicast addresses (the receive path checks membership per
+        # packet; which interface holds one is the interface's to say).
+        self.local_addrs: set[bytes] = set()

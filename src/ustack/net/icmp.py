@@ -11,9 +11,10 @@ them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
 
 from __future__ import annotations
 
-from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer, error_header
+from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, error_header
+from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import sum_mod, update16
@@ -21,7 +22,6 @@ from ustack.wire.errors import ParseError
 
 _sum_mod = sum_mod
 _ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
-_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 
 
 class TokenBucket:
@@ -81,14 +81,16 @@ class IcmpLayer:
             buf[HEADROOM] = wicmp.ECHO_REPLY
             buf[HEADROOM + 2] = csum >> 8
             buf[HEADROOM + 3] = csum & 0xFF
-            hop = host.routes.cache.get(src) or host.routes.lookup(src)
-            if hop is not None:
-                self.ip.output(hop, src, wip.PROTO_ICMP, buf)
-                c.IcmpOutMsgs += 1
-                c.IcmpOutEchoReps += 1
-            else:
-                c.IpOutNoRoutes += 1
+            # RFC 1122 3.2.2.6: the reply's source is the request's
+            # destination (one of ours: the fast path is for iface.ip).
+            try:
+                hop = host.routes.cache.get(dst + src) or self.ip.route(src, dst)
+            except OSError:  # no route back (counted as IpOutNoRoutes)
                 c.IcmpOutErrors += 1
+                return
+            self.ip.output(hop, src, wip.PROTO_ICMP, buf)
+            c.IcmpOutMsgs += 1
+            c.IcmpOutEchoReps += 1
             return
         try:
             m = wicmp.parse(payload)
@@ -101,16 +103,17 @@ class IcmpLayer:
         t = m.type
         if t == wicmp.ECHO_REQUEST:
             c.IcmpInEchos += 1
-            broadcast = dst != iface.ip and dst not in host.local_addrs
-            if broadcast and self.echo_ignore_broadcasts:
+            if rx & RX_IP_BROADCAST and self.echo_ignore_broadcasts:
                 c.drop("icmp_echo_broadcast")
                 return
             # RFC 792: the reply is the request with type 0; RFC 1624 turns the
             # checksum for the changed first word instead of summing the data.
             csum = update16(m.checksum, wicmp.ECHO_REQUEST << 8 | m.code, m.code)
             body = wicmp.HEADER.pack(wicmp.ECHO_REPLY, m.code, csum, m.rest) + m.body
-            self._send(src, body)
-            c.IcmpOutEchoReps += 1
+            # RFC 1122 3.2.2.6: from the request's destination, unless that
+            # was a broadcast (then the interface's address, 3.2.1.3).
+            if self._send(src, body, ANY if rx & RX_IP_BROADCAST else dst):
+                c.IcmpOutEchoReps += 1
         elif t == wicmp.ECHO_REPLY:
             c.IcmpInEchoReps += 1
         elif t == wicmp.DEST_UNREACH or t == wicmp.TIME_EXCEEDED:
@@ -141,8 +144,9 @@ class IcmpLayer:
         host = self.host
         c = host.counters
         h = error_header(pkt)
-        # RFC 1122 3.2.2: never about a datagram that came in a link-layer broadcast, ...
-        if h is None or rx & RX_LINK_BROADCAST:
+        # RFC 1122 3.2.2: never about a datagram sent to an IP broadcast
+        # address or that came in a link-layer broadcast, ...
+        if h is None or rx & (RX_IP_BROADCAST | RX_LINK_BROADCAST):
             c.drop("icmp_error_suppressed")
             return
         # RFC 1122 3.2.2: never send an error about ...
@@ -150,8 +154,8 @@ class IcmpLayer:
             c.drop("icmp_error_suppressed")
             return
         src = h.src
-        if src[0] >= 224 or src[0] == 0 or src[0] == 127 or src == _LIMITED_BROADCAST:
-            c.drop("icmp_error_suppressed")  # ... a source that is not one host,
+        if MARTIAN_FIRST[src[0]]:  # ... a source that is not one host (3.2.1.3's list),
+            c.drop("icmp_error_suppressed")
             return
         if h.proto == wip.PROTO_ICMP:  # ... an ICMP error message,
             hl = h.header_len
@@ -168,17 +172,18 @@ class IcmpLayer:
             elif type_ == wicmp.TIME_EXCEEDED:
                 c.IcmpOutTimeExcds += 1
 
-    def _send(self, dst: bytes, body: bytes, ttl: int = 64) -> bool:
-        host = self.host
-        hop = host.routes.lookup(dst)
-        if hop is None:
-            host.counters.IpOutNoRoutes += 1
-            host.counters.IcmpOutErrors += 1
+    def _send(self, dst: bytes, body: bytes, src: bytes = ANY) -> bool:
+        """Send the ICMP message ``body`` to ``dst``; False if no route leads there."""
+        c = self.host.counters
+        try:
+            hop = self.ip.route(dst, src)
+        except OSError:  # no route (counted as IpOutNoRoutes)
+            c.IcmpOutErrors += 1
             return False
         buf = bytearray(HEADROOM + len(body))
         buf[HEADROOM:] = body
-        self.ip.output(hop, dst, wip.PROTO_ICMP, buf, ttl=ttl)
-        host.counters.IcmpOutMsgs += 1
+        self.ip.output(hop, dst, wip.PROTO_ICMP, buf)
+        c.IcmpOutMsgs += 1
         return True
 
     def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes) -> None:

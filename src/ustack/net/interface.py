@@ -39,7 +39,6 @@ class Interface:
         "broadcast",
         "device",
         "gso",
-        "gso_pending",
         "ip",
         "mac",
         "mtu",
@@ -50,6 +49,7 @@ class Interface:
         "tcp_csum_vnet",
         "txq",
         "vnet_hdr_len",
+        "vnet_zero",
     )
 
     def __init__(self, device: Device, mac: bytes, ip: bytes, prefix_len: int) -> None:
@@ -73,7 +73,9 @@ class Interface:
         caps = device.caps
         self.vnet_hdr_len = caps.vnet_hdr_len
         self.gso = bool(caps.tso and caps.vnet_hdr_len)
-        self.gso_pending = False  # a GsoFrame was queued since the last transmit
+        # The virtio-net header that claims nothing, for the frames that go
+        # out in a batch with offloaded ones (``transmit``).
+        self.vnet_zero = bytes(caps.vnet_hdr_len)
         # With offloads on, every TCP frame asks the device to finish its
         # checksum (NEEDS_CSUM): this header, the same for all of them.
         self.tcp_csum_vnet = vnet.gso_header(
@@ -95,7 +97,6 @@ class Interface:
         """
         if not self.gso:
             return bytearray(size)
-        self.gso_pending = True
         if gso_size:
             return GsoFrame(size, vnet.gso_header(
                 self.vnet_hdr_len, csum_start=HEADROOM, csum_offset=TCP_CSUM_OFFSET,
@@ -103,19 +104,22 @@ class Interface:
         return GsoFrame(size, self.tcp_csum_vnet)
 
     def transmit(self, now: float) -> int:
-        """Hand the queued frames to the device in one batch; how many there were."""
+        """Hand the queued frames to the device in one batch; how many there were.
+
+        The Stack calls it only when ``txq`` holds frames (a test of the
+        list, cheaper than a call per idle interface and poll).
+        """
         txq = self.txq
-        n = len(txq)
-        if not n:
-            return 0
         self.txq = []
-        if self.gso_pending:
+        # Only an offloading interface makes GsoFrames (``tcp_frame``); asked
+        # here, once per batch (the scan runs in C), rather than flagged by
+        # every path that queues a frame (IPv4, ARP releasing what waited).
+        if self.gso and GsoFrame in map(type, txq):
             # Some frames carry a virtio-net header of their own; the
             # others get one that claims nothing.  Order is kept.
-            self.gso_pending = False
-            zero = bytes(self.vnet_hdr_len)
+            zero = self.vnet_zero
             self.device.send_gso(
                 [(f.vnet if type(f) is GsoFrame else zero, f) for f in txq], now)
         else:
             self.device.send_batch(txq, now)
-        return n
+        return len(txq)

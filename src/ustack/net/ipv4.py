@@ -6,22 +6,27 @@ fragments and dispatches by protocol number.  A host does not forward:
 anything else is counted as IpInAddrErrors and dropped.
 
 Output writes the header into the headroom the transport left (bytes 14..34
-of the frame buffer), fragments datagrams larger than the interface MTU
-unless DF is asked for, and hands the frame to ARP, which fills bytes 0..14.
+of the frame buffer) with the source address and address sum of the next
+hop (``route``), fragments datagrams larger than the interface MTU unless DF
+is asked for, and fills bytes 0..14 with the neighbour's prebuilt Ethernet
+header when its ARP entry is fresh; any other frame goes to
+``ArpLayer.resolve`` (a refresh probe, or a wait for the resolution).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Callable
 
 from ustack.link.vnet import GsoFrame
 from ustack.net.arp import ArpLayer
-from ustack.net.host import RX_LINK_BROADCAST, Host
+from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
+from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.errors import ParseError
@@ -41,13 +46,16 @@ ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
 ErrorSender = Callable[[int, int, bytes, int], None]
 
 DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
-__all__ = ["DEFAULT_TTL", "HEADROOM", "ErrorHandler", "ErrorSender", "Ipv4Layer",
+__all__ = ["DEFAULT_TTL", "MARTIAN_FIRST", "ErrorHandler", "ErrorSender", "Ipv4Layer",
            "ProtocolHandler", "error_header"]
 
 _parse = wip.parse
 _pack_header_into = wip.pack_header_into
 _pack_plain_header_into = wip.pack_plain_header_into
 _unpack_header = wip.HEADER.unpack_from
+# The fields the input fast path reads (total length, flags/fragment offset,
+# protocol, source, destination); the others are skipped as pad bytes.
+_unpack_fast = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
 _from_bytes = int.from_bytes
 _LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 _FRAGMENT_BITS = wip.FLAG_MF | wip.OFFSET_MASK
@@ -70,12 +78,12 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
 # RFC 1122 3.2.1.3: discard datagrams whose source is a broadcast (limited
 # or directed), multicast (class D), class E, "this network" (0/8) or
 # loopback (127/8) address.  The first octet decides all but the directed
-# broadcast: a table of them, indexed by it.
-_MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
+# broadcast: a table of them, indexed by it (ICMP's error rules read it too).
+MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
 
 
 def _martian_source(src: bytes, iface: Interface) -> bool:
-    return bool(_MARTIAN_FIRST[src[0]]) or src == iface.broadcast
+    return bool(MARTIAN_FIRST[src[0]]) or src == iface.broadcast
 
 
 def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
@@ -87,7 +95,9 @@ class Ipv4Layer:
 
     def __init__(self, host: Host, arp: ArpLayer) -> None:
         self.host = host
-        self.counters = host.counters  # read per datagram; the host keeps it
+        # Read per datagram, so held directly (the host keeps it for its
+        # lifetime); every method here uses this one.
+        self.counters = host.counters
         self.arp = arp
         self.protocols: dict[int, ProtocolHandler] = {}
         self.errors: dict[int, ErrorHandler] = {}
@@ -109,11 +119,11 @@ class Ipv4Layer:
         # total length, header checksum) without building a header object.
         n = len(pkt)
         if n >= 20 and pkt[0] == 0x45:
-            _, _, total, _, ff, _, proto, _, src, dst = _unpack_header(pkt)
+            total, ff, proto, src, dst = _unpack_fast(pkt)
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
                     and not _from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in self.host.local_addrs)
-                    and not _MARTIAN_FIRST[src[0]] and src != iface.broadcast):
+                    and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
@@ -128,14 +138,14 @@ class Ipv4Layer:
         destination is our unicast address (``RX_LINK_BROADCAST`` travels
         with it to whoever would send one).
         """
-        self.host.counters.IpInReceives += 1
+        self.counters.IpInReceives += 1
         self._input_slow(iface, pkt, rx | RX_LINK_BROADCAST)
 
     def _input_slow(self, iface: Interface, pkt: bytes, rx: int) -> None:
         """Everything the fast path does not take: options, fragments,
         broadcasts, unknown protocols and every kind of malformed header."""
         host = self.host
-        c = host.counters
+        c = self.counters
         try:
             h = _parse(pkt)
         except ParseError as e:
@@ -143,10 +153,10 @@ class Ipv4Layer:
             c.drop(e.reason)
             return
         dst = h.dst
-        broadcast = False
         if dst != iface.ip and dst not in host.local_addrs:
             if dst == _LIMITED_BROADCAST or dst == iface.broadcast:
-                broadcast = True
+                # Travels up with the datagram: no layer above works it out again.
+                rx |= RX_IP_BROADCAST
             else:
                 c.IpInAddrErrors += 1
                 c.drop("ipv4_not_for_us")
@@ -170,8 +180,8 @@ class Ipv4Layer:
         if handler is None:
             c.IpInUnknownProtos += 1
             c.drop("ipv4_unknown_protocol")
-            if not broadcast:
-                self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
+            # (Not about a broadcast: the ICMP layer declines by ``rx``.)
+            self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
             return
         c.IpInDelivers += 1
         handler(iface, h.src, dst, payload, pkt, rx)
@@ -183,50 +193,46 @@ class Ipv4Layer:
 
     # -- output -----------------------------------------------------------
 
-    def route(self, dst: bytes) -> NextHop:
-        """The next hop for ``dst``, or OSError(ENETUNREACH) like the kernel."""
-        hop = self.host.routes.lookup(dst)
+    def route(self, dst: bytes, src: bytes = ANY) -> NextHop:
+        """The next hop for ``dst`` from ``src`` (ANY: the outgoing
+        interface's address), or OSError(ENETUNREACH) like the kernel."""
+        hop = self.host.routes.lookup(dst, src)
         if hop is None:
-            self.host.counters.IpOutNoRoutes += 1
+            self.counters.IpOutNoRoutes += 1
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
 
     def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray,
-               src: bytes | None = None, ttl: int = DEFAULT_TTL, tos: int = 0,
-               df: bool = False) -> None:
+               ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
         """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
 
         The one IPv4 output path: every transport and ICMP hand their
         frames here, and here the header is written (``wire.ipv4``), the
         datagram fragmented when it exceeds the MTU, and the frame handed
-        to ARP.  ``src`` overrides the route's source address (a socket
-        bound to one of our addresses, RFC 1122 4.1.3.5).  Raises
-        OSError(EMSGSIZE) when the datagram exceeds the MTU and ``df``
-        forbids fragmenting it.
+        to the neighbour.  The source address and the address sum are the
+        hop's (``route``: the sender's bound address or the interface's).
+        Raises OSError(EMSGSIZE) when the datagram exceeds the MTU and
+        ``df`` forbids fragmenting it.
         """
         iface = hop.iface
-        addr_sum = hop.addr_sum
-        if src is None:
-            src = hop.src
-        elif src != hop.src:
-            addr_sum = _from_bytes(src + dst, "big")
         total = len(buf) - 14
-        c = self.counters
-        c.IpOutRequests += 1
+        self.counters.IpOutRequests += 1
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
             _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
-                                    proto, src, dst, addr_sum)
+                                    proto, hop.src, dst, hop.addr_sum)
             # A neighbour in the cache and not due for a refresh: the link
-            # header is its prebuilt one (the rest is ArpLayer.output's).
+            # header is its prebuilt one (``ArpTable.fresh_hdr`` written out:
+            # a call per datagram otherwise); anything else is ARP's.
             e = iface.arp.entries.get(hop.addr)
             if e is not None and self.host.now < e.refresh_at:
                 buf[0:14] = e.hdr
                 iface.txq.append(buf)
             else:
-                self.arp.output(iface, hop.addr, buf)
+                self.arp.resolve(iface, hop.addr, buf)
             return
+        c = self.counters
         if df:
             c.IpFragFails += 1
             raise OSError(errno.EMSGSIZE, "Message too long")
@@ -236,16 +242,22 @@ class Ipv4Layer:
         step = (iface.mtu - 20) & ~7
         n = len(payload)
         off = 0
-        out = self.arp.output
+        # One neighbour for every fragment: its header when fresh, else ARP.
+        hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+        txq = iface.txq
         while off < n:
             chunk = payload[off:off + step]
             more = off + step < n
             frag = bytearray(HEADROOM + len(chunk))
             frag[HEADROOM:] = chunk
-            _pack_header_into(frag, 14, src=src, dst=dst, proto=proto,
+            _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
                               total_length=20 + len(chunk), ident=ident,
                               flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
-            out(iface, hop.addr, frag)
+            if hdr is not None:
+                frag[0:14] = hdr
+                txq.append(frag)
+            else:
+                self.arp.resolve(iface, hop.addr, frag)
             c.IpFragCreates += 1
             off += step
         c.IpFragOKs += 1

@@ -27,17 +27,17 @@ if TYPE_CHECKING:
     from ustack.timers import Timer
 
 _ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
+_FOREVER = float("inf")  # the lifetime of a static entry
 
 
 class Entry:
     """A resolved neighbour."""
 
-    __slots__ = ("confirmed", "expires", "hdr", "mac", "probe_at", "refresh_at")
+    __slots__ = ("expires", "hdr", "mac", "probe_at", "refresh_at")
 
     def __init__(self, mac: bytes, our_mac: bytes, now: float) -> None:
         self.mac = mac
         self.hdr = mac + our_mac + _ETH_IP
-        self.confirmed = now
         # Until refresh_at the entry is used with no further thought; then
         # one unicast probe per RETRY refreshes it, until it expires.
         self.refresh_at = now + ArpTable.REACHABLE
@@ -75,14 +75,27 @@ class ArpTable:
         self.entries: dict[bytes, Entry] = {}
         self.pending: dict[bytes, Pending] = {}
 
+    def fresh_hdr(self, ip: bytes, now: float) -> bytes | None:
+        """The link header for a frame to ``ip`` when its entry needs no ARP
+        at all (cached, not due for a refresh), else None: the frame then
+        goes through ``ArpLayer.resolve``.  (``Ipv4Layer.output`` writes
+        this test out for the unfragmented datagram: it runs per datagram.)"""
+        e = self.entries.get(ip)
+        return e.hdr if e is not None and now < e.refresh_at else None
+
     def learn(self, ip: bytes, mac: bytes, now: float) -> Entry:
-        """Create or confirm the entry for ``ip`` (the oldest goes when full)."""
+        """Create or confirm the entry for ``ip`` (the oldest goes when full).
+
+        A static entry (``add_static``) is what was configured: ARP neither
+        confirms it into one that expires nor replaces its MAC (Linux's
+        NUD_PERMANENT), and it is returned as it is.
+        """
         entries = self.entries
         e = entries.get(ip)
-        if e is not None and e.mac == mac:
-            e.confirmed = now
-            e.refresh_at = now + self.REACHABLE
-            e.expires = now + self.EXPIRE
+        if e is not None and (e.mac == mac or e.expires == _FOREVER):
+            if e.expires != _FOREVER:
+                e.refresh_at = now + self.REACHABLE
+                e.expires = now + self.EXPIRE
             return e
         if e is None and len(entries) >= self.MAX_ENTRIES:
             self.expire(now)
@@ -100,5 +113,5 @@ class ArpTable:
     def add_static(self, ip: bytes, mac: bytes) -> None:
         """A permanent entry (tests, `--arp` configuration)."""
         e = Entry(mac, self.mac, 0.0)
-        e.refresh_at = e.expires = float("inf")
+        e.refresh_at = e.expires = _FOREVER
         self.entries[ip] = e

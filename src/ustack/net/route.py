@@ -2,7 +2,10 @@
 
 A host stack has few routes (the connected subnets and a default gateway),
 but looks one up for every datagram it sends, so results are cached by
-destination; the cache is bounded and cleared whenever the table changes.
+source and destination; the cache is bounded and cleared whenever the table
+changes.  A next hop also says which source address the datagram carries
+and the sum of the two addresses: decided here once per (source,
+destination), so no layer compares addresses or sums them per datagram.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ustack.net.interface import Interface
+from ustack.net.sockaddr import ANY
 
 _CACHE_MAX = 4096
 
@@ -26,16 +30,21 @@ class NextHop(NamedTuple):
 
     iface: Interface
     addr: bytes  # the next hop's IPv4 address (the gateway or the destination)
-    src: bytes  # source address to use (RFC 1122 3.3.4.3: the interface's)
+    src: bytes  # the datagram's source address (see ``_hop``)
     # src and destination read as one 64-bit integer: the address part of the
     # IPv4 header sum and of the TCP/UDP pseudo-header sum (RFC 1071 2(B):
     # summing 16-bit words is grouping-independent modulo 0xFFFF), computed
-    # once per destination instead of once per datagram.
+    # once per (source, destination) instead of once per datagram.
     addr_sum: int
 
 
-def _hop(iface: Interface, addr: bytes, dst: bytes) -> NextHop:
-    return NextHop(iface, addr, iface.ip, int.from_bytes(iface.ip + dst, "big"))
+def _hop(iface: Interface, addr: bytes, src: bytes, dst: bytes) -> NextHop:
+    # The one rule for the source address: the outgoing interface's (RFC
+    # 1122 3.3.4.3), unless the sender is bound to one of our addresses,
+    # which is then the source wherever the route leads (4.1.3.5).
+    if src == ANY:
+        src = iface.ip
+    return NextHop(iface, addr, src, int.from_bytes(src + dst, "big"))
 
 
 class RouteTable:
@@ -43,8 +52,10 @@ class RouteTable:
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
-        # Public so the transmit hot path can try it without a call; a miss
-        # (or a None entry: no route) goes through ``lookup``.
+        # Keyed by source + destination (8 bytes; the source ANY for "the
+        # route's own"), public so the transmit hot path can try it without
+        # a call; a miss (or a None entry: no route) goes through ``lookup``.
+        # Cleared in place, never rebound: layers hold it (UdpLayer).
         self.cache: dict[bytes, NextHop | None] = {}
 
     def add(self, network: bytes, prefix_len: int, iface: Interface,
@@ -59,10 +70,13 @@ class RouteTable:
     def routes(self) -> list[Route]:
         return list(self._routes)
 
-    def lookup(self, dst: bytes) -> NextHop | None:
+    def lookup(self, dst: bytes, src: bytes = ANY) -> NextHop | None:
+        """The next hop for ``dst`` from ``src`` (one of our addresses, or
+        ANY for the outgoing interface's); None when no route leads there."""
         cache = self.cache
+        key = src + dst
         try:
-            return cache[dst]
+            return cache[key]
         except KeyError:
             pass
         addr = int.from_bytes(dst, "big")
@@ -70,13 +84,13 @@ class RouteTable:
         for r in self._routes:
             mask = (0xFFFFFFFF << (32 - r.prefix_len)) & 0xFFFFFFFF
             if addr & mask == r.network:
-                hop = _hop(r.iface, r.gateway or dst, dst)
+                hop = _hop(r.iface, r.gateway or dst, src, dst)
                 break
         if dst == b"\xff\xff\xff\xff" and hop is None and self._routes:
             # Limited broadcast goes out of the first interface (RFC 1122 3.3.6).
             iface = self._routes[-1].iface
-            hop = _hop(iface, dst, dst)
+            hop = _hop(iface, dst, src, dst)
         if len(cache) >= _CACHE_MAX:
             cache.clear()
-        cache[dst] = hop
+        cache[key] = hop
         return hop

@@ -377,7 +377,7 @@ class TcpLayer:
 
     def _send_rst(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
                   flags: int) -> None:
-        hop = self.host.routes.lookup(rip)
+        hop = self.host.routes.lookup(rip, lip)
         if hop is None:
             return
         self.host.counters.TcpOutRsts += 1
@@ -440,7 +440,7 @@ class TcpLayer:
             lip, lport = conn.local
             rip, rport = conn.remote
             routes = host.routes
-            hop = routes.cache.get(rip) or routes.lookup(rip)
+            hop = routes.cache.get(lip + rip) or routes.lookup(rip, lip)
             if hop is not None:
                 c = host.counters
                 mss = conn.mss
@@ -544,9 +544,9 @@ class TcpLayer:
             buf[HEADROOM + hl:] = payload
         _pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
                           s.window, s.options, payload, partial=iface.gso,
-                          addr_sum=hop.addr_sum if lip == hop.src else None)
+                          addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
         self.host.counters.TcpOutSegs += 1
-        self.ip.output(hop, rip, wip.PROTO_TCP, buf, lip)
+        self.ip.output(hop, rip, wip.PROTO_TCP, buf)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())

@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 
 from ustack.net.host import RX_CSUM_OK, Host
-from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
@@ -30,7 +29,6 @@ from ustack.wire.errors import ParseError
 
 _parse_sum = wudp.parse_sum
 _pack_header_into = wudp.pack_header_into
-_from_bytes = int.from_bytes
 # Zeros where Ethernet, IPv4 and UDP headers go; ``+ data`` copies it.
 _HEADERS_ROOM = bytearray(HEADROOM + 8)
 
@@ -127,6 +125,7 @@ class UdpSocket:
 
         ``data_sum``, when >= 0, is ``sum_mod(data)`` already known to the caller.
         """
+        self._check_open()
         return self._layer.output(self, data, ip, port, data_sum)
 
     def recvfrom(self, bufsize: int = 65535) -> tuple[bytes, Address]:
@@ -202,16 +201,16 @@ _UNREACH_ERRNO = {
 
 
 class UdpLayer:
-    __slots__ = ("counters", "ephemeral", "host", "icmp", "ip", "ports", "route_cache")
+    __slots__ = ("counters", "ephemeral", "host", "ip", "ports", "route_cache")
 
-    def __init__(self, host: Host, ip: Ipv4Layer, icmp: IcmpLayer) -> None:
+    def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
         # The two the datagram path touches each time, held directly (the
-        # host keeps both objects for its lifetime).
+        # host keeps both objects for its lifetime, and the route table
+        # clears its cache in place); every method here uses these.
         self.counters = host.counters
         self.route_cache = host.routes.cache
         self.ip = ip
-        self.icmp = icmp
         self.ports: dict[int, list[UdpSocket]] = {}
         self.ephemeral = EphemeralPorts()
         ip.protocols[wip.PROTO_UDP] = self.input
@@ -250,8 +249,7 @@ class UdpLayer:
         # RFC 768: a zero checksum field means the sender computed none; a
         # frame the kernel vouched for (RX_CSUM_OK) needs no check either.
         try:
-            sport, dport, length, _, data_sum = _parse_sum(
-                payload, -1 if rx & RX_CSUM_OK else _from_bytes(src + dst, "big"))
+            sport, dport, length, _, data_sum = _parse_sum(payload, src, dst, rx & RX_CSUM_OK)
         except ParseError as e:
             c.UdpInErrors += 1
             if e.reason == "udp_checksum":
@@ -269,9 +267,10 @@ class UdpLayer:
                     break
         if sock is None:
             c.UdpNoPorts += 1
-            if dst == iface.ip or dst in self.host.local_addrs:
-                # RFC 1122 4.1.3.1: SHOULD send port unreachable (not for broadcasts).
-                self.icmp.send_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
+            # RFC 1122 4.1.3.1: SHOULD send port unreachable, through the
+            # sender ICMP registered with IPv4 (which declines a broadcast
+            # datagram by ``rx``, 3.2.2).
+            self.ip.icmp_error(wicmp.DEST_UNREACH, wicmp.PORT_UNREACH, pkt, rx)
             return
         data = payload[8:length]
         cb = sock.on_datagram
@@ -300,7 +299,7 @@ class UdpLayer:
                 if s.on_readable is not None:
                     s.on_readable()
                 return
-        self.host.counters.drop("udp_icmp_error_no_socket")
+        self.counters.drop("udp_icmp_error_no_socket")
 
     # -- send -------------------------------------------------------------
 
@@ -311,21 +310,18 @@ class UdpLayer:
         n = len(data)
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        hop = self.route_cache.get(ip) or self.ip.route(ip)
+        # The hop says the source (the bound address, or the interface's if
+        # unbound) and its address sum; the cache holds it per (source,
+        # destination), so only a miss makes a call.
+        local = sock.local_ip
+        hop = self.route_cache.get(local + ip) or self.ip.route(ip, local)
         sport = sock.local_port or self._autobind(sock)
         # Headroom for the three headers, then the data: one allocation.
         buf = _HEADERS_ROOM + data
-        local = sock.local_ip
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
-        if local == ANY or local == hop.src:
-            _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum,
-                              hop.addr_sum)
-            self.ip.output(hop, ip, wip.PROTO_UDP, buf)
-        else:
-            # Bound to another of our addresses: it is the source (RFC 1122 4.1.3.5).
-            _pack_header_into(buf, HEADROOM, local, ip, sport, port, data, data_sum)
-            self.ip.output(hop, ip, wip.PROTO_UDP, buf, local)
+        _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum, hop.addr_sum)
+        self.ip.output(hop, ip, wip.PROTO_UDP, buf)
         self.counters.UdpOutDatagrams += 1
         return n
 

@@ -126,6 +126,8 @@ def parse(
     """
     addr_sum = _from_bytes(src + dst, "big") if src is not None and dst is not None else -1
     sport, dport, seq, ack, hl, flags, window = parse_fields(data, addr_sum)
+    # The two fields the receive path's tuple leaves out, read again here
+    # (4 bytes) rather than widen parse_fields for every segment received.
     csum, urgent = _CSUM_URG.unpack_from(data, 16)
     return _tuple_new(
         TcpHeader,
@@ -295,10 +297,12 @@ def pack_header_into(
     writes what a device finishing the checksum expects (checksum offload,
     the kernel's CHECKSUM_PARTIAL): the folded pseudo-header sum, not
     complemented.  ``payload_sum``, if given, is a precomputed
-    ``checksum.ones_sum(payload)`` used instead of summing the payload
+    ``checksum.sum_mod(payload)`` used instead of summing the payload
     again (RFC 1071 2(B): sums compose); ``payload`` still gives the length.
     ``addr_sum`` is ``src + dst`` read as one integer, when the caller
-    keeps it (the route cache does, per destination).
+    keeps it (the route cache does, per source and destination).  (None,
+    not ``wire.udp``'s -1, for "not given": CPython tests ``is None`` in
+    one instruction, and this runs for every segment sent.)
     """
     olen = len(options)
     if olen:

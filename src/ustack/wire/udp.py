@@ -38,22 +38,24 @@ def parse(
     the field is non-zero (RFC 768: zero means "no checksum").  Raises
     ParseError with reason udp_short, udp_length or udp_checksum.
     """
-    addr_sum = _from_bytes(src + dst, "big") if src is not None and dst is not None else -1
-    sport, dport, length, csum, _ = parse_sum(data, addr_sum)
+    if src is None or dst is None:
+        sport, dport, length, csum, _ = parse_sum(data, b"", b"", True)
+    else:
+        sport, dport, length, csum, _ = parse_sum(data, src, dst)
     return _tuple_new(UdpHeader, (sport, dport, length, csum))
 
 
-def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
-              ) -> tuple[int, int, int, int, int]:
+def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
+              trusted: int = 0) -> tuple[int, int, int, int, int]:
     """``parse`` for the receive path: (sport, dport, length, checksum, payload sum).
 
-    ``addr_sum`` is the source and destination addresses read as one
-    integer (what the route cache keeps), or -1 not to verify the checksum
-    (a frame the kernel vouched for).  The payload sum is the payload read
-    as one integer modulo 0xFFFF (``checksum.sum_mod``), a by-product of
-    verifying, or -1 when nothing was verified: an application that sends
-    the same bytes back passes it on and they are never summed twice (RFC
-    1071 2(B): sums compose).
+    ``src`` and ``dst`` are the IPv4 addresses of the pseudo-header, read
+    only when the checksum is verified: not when ``trusted`` (a frame the
+    kernel vouched for) nor when the field is zero.  The payload sum is the
+    payload read as one integer modulo 0xFFFF (``checksum.sum_mod``), a
+    by-product of verifying, or -1 when nothing was verified: an
+    application that sends the same bytes back passes it on and they are
+    never summed twice (RFC 1071 2(B): sums compose).
     """
     n = len(data)
     if n < 8:
@@ -61,17 +63,17 @@ def parse_sum(data: bytes | bytearray | memoryview, addr_sum: int
     sport, dport, length, csum = _unpack_from(data, 0)
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
-    data_sum = -1
-    if addr_sum >= 0 and csum:
+    if csum and not trusted:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
-        # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17).
+        # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17);
+        # the addresses as one integer are their 16-bit words (RFC 1071 2(B)).
         v = sum_mod(data if length == n else data[:length])
-        if (v + addr_sum + PROTO_UDP + length) % 0xFFFF:
+        if (v + _from_bytes(src + dst, "big") + PROTO_UDP + length) % 0xFFFF:
             raise ParseError("udp_checksum", f"{csum:#06x}")
         # The header is four 16-bit words, so the payload's own sum is the
         # datagram's minus theirs (RFC 1071 2(B)).
-        data_sum = (v - sport - dport - length - csum) % 0xFFFF
-    return sport, dport, length, csum, data_sum
+        return sport, dport, length, csum, (v - sport - dport - length - csum) % 0xFFFF
+    return sport, dport, length, csum, -1
 
 
 def pack_header_into(
@@ -100,17 +102,17 @@ def pack_header_into(
     if addr_sum < 0:
         addr_sum = _from_bytes(src + dst, "big")
     r = (payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length) % 0xFFFF
-    # r == 0: the folded sum is 0xFFFF and its complement 0, which RFC 768
-    # reserves for "no checksum"; send the other zero, 0xFFFF.  The sum is
-    # never truly zero because the pseudo-header protocol field is 17.
-    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r if r else 0xFFFF)
+    # The checksum is 0xFFFF - r, in 1..0xFFFF: never 0, which RFC 768
+    # reserves for "no checksum".  (r == 0: the folded sum is 0xFFFF, whose
+    # complement 0 is sent as the other zero, 0xFFFF; the sum is never truly
+    # zero because the pseudo-header protocol field is 17.)
+    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r)
 
 
 def build(
     src: bytes, dst: bytes, sport: int, dport: int, payload: bytes | bytearray | memoryview
 ) -> bytes:
-    """Header (with checksum) + payload."""
-    buf = bytearray(8 + len(payload))
-    pack_header_into(buf, 0, src, dst, sport, dport, payload)
-    buf[8:] = payload
-    return bytes(buf)
+    """Header (with checksum) + payload, the payload copied once (into the result)."""
+    hdr = bytearray(8)
+    pack_header_into(hdr, 0, src, dst, sport, dport, payload)
+    return bytes(hdr) + payload
