@@ -315,7 +315,12 @@ class TcpConnection(Tcb):
             return "tcp_no_syn"
         self.take_syn_options(seg)
         self.irs = seg.seq
+        # Our SYN went out with RCV.NXT still 0 (output.segment: RCV.ADV =
+        # RCV.NXT + its unscaled window); the window it offered starts at
+        # RCV.NXT now that IRS is known (RFC 9293 3.10.7.3, RFC 7323 2.2).
+        syn_window = sq.ahead(self.rcv_adv, self.rcv_nxt)
         self.rcv_nxt = sq.add(seg.seq, 1)
+        self.rcv_adv = sq.add(self.rcv_nxt, syn_window)
         if not f & ACK:
             # Simultaneous open (RFC 9293 figure 7).
             self.move(Ev.RCV_SYN)
