@@ -162,7 +162,6 @@ class TcpConnection(Tcb):
         3.10.4 allows either for unread data).
         """
         self.orphan = True
-        self.shut_rd = True
         if self.state in (State.CLOSED, State.TIME_WAIT):
             return
         if self.state is State.SYN_SENT:
@@ -462,7 +461,7 @@ class TcpConnection(Tcb):
         if payload:
             if self.state not in RECEIVING:
                 trimmed = "tcp_data_after_fin"  # RFC 9293 3.10.7.4 seventh: ignored
-            elif self.shut_rd and self.orphan:
+            elif self.orphan:
                 # Data for an application that closed: RST (RFC 2525 2.17).
                 self.rst = OutSegment(self.snd_nxt, 0, RST, 0, b"", b"")
                 self.close_now(_ECONNRESET, Ev.RCV_DATA_AFTER_CLOSE)

@@ -107,8 +107,7 @@ class Tcb:
         self.events: deque[Event] = deque()
         self.error = 0  # errno the application sees (SO_ERROR)
         self.soft_error = 0
-        self.orphan = False
-        self.shut_rd = False
+        self.orphan = False  # close(): the application reads no more (and holds no handle)
         self.last_activity = now
         self.bytes_in = 0
         self.bytes_out = 0
