@@ -23,7 +23,7 @@ import errno
 import operator
 import random
 
-from ustack.counters import Counters
+from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
 from ustack.net.interface import HEADROOM, Interface
@@ -68,16 +68,18 @@ _PREDICTION_MASK = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG | wtcp.ACK
 _TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
 _unpack_ts = wtcp.unpack_ts
 
-# What the connection reports about a segment it dropped (or part of one),
-# when Linux has a TcpExt counter of that name; anything else is counted as
-# ``Drop<Reason>`` (``Counters.drop``).
-TCPEXT_DROPS = frozenset({"PAWSEstab", "TCPAbortOnData", "TCPZeroWindowDrop", "TCPOFODrop"})
+# The counters a drop reason of the connection may be counted under: Linux's
+# TcpExt names, where Counters declares one (``TcpExt`` + the reason).
+_COUNTERS = frozenset(NAMES)
 
 
 def count_drop(c: Counters, reason: str) -> None:
-    """Count what ``TcpConnection.receive`` reported under its name."""
-    if reason in TCPEXT_DROPS:
-        c.add("TcpExt" + reason)
+    """Count what ``TcpConnection.receive`` reported: under ``TcpExt<reason>``
+    when the Counters have that field (Linux has a counter of that name),
+    otherwise as ``Drop<Reason>`` (``Counters.drop``)."""
+    name = "TcpExt" + reason
+    if name in _COUNTERS:
+        setattr(c, name, getattr(c, name) + 1)
     else:
         c.drop(reason)
 
