@@ -211,6 +211,15 @@ def _resend_after_rto(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
     return True
 
 
+def send_one(tp: Tcb, now: float, out: list[OutSegment]) -> None:
+    """Send one new segment of up to an MSS that the send window allows,
+    whatever the congestion window, Nagle and sender SWS avoidance say: the
+    persist timer's override (RFC 9293 3.8.6.2.1).  The one way new data
+    goes out (``_send_new``): SND.NXT counts a FIN it carries, the segment
+    is timed and restarts the retransmission timer."""
+    _send_new(tp, now, out, tp.mss, force_one=True)
+
+
 def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
               force_one: bool = False) -> bool:
     """Send one new segment if window, congestion, Nagle and SWS allow it."""
