@@ -617,7 +617,7 @@ class TcpConnection(Tcb):
         if data:
             self.bytes_out += data
             if len(q.buf) < self.cfg.sndbuf and _WRITABLE not in self.events:
-                self.events.append(_WRITABLE)  # (Tcb.post)
+                self.events.append(_WRITABLE)  # (one waiting at most: Tcb.events)
         self.snd_una = ack
         self.retransmits = 0
         self.timers.probes = 0
@@ -669,7 +669,7 @@ class TcpConnection(Tcb):
         self.rcv_nxt = sq.add(self.rcv_nxt, n)
         self.bytes_in += n
         events = self.events
-        if _READABLE not in events:  # one READABLE covers them all (Tcb.post)
+        if _READABLE not in events:  # one READABLE covers them all (Tcb.events)
             events.append(_READABLE)
         pending = self.acks_pending + n
         self.acks_pending = pending
@@ -715,7 +715,8 @@ class TcpConnection(Tcb):
         self.peer_fin_seq = None
         self.peer_fin = True
         self.ack_now = True
-        self.events.append(_READABLE)
+        if _READABLE not in self.events:  # EOF is readable (Tcb.events)
+            self.events.append(_READABLE)
         if self.state is State.FIN_WAIT_1 and self.fin_acked:
             self.move(Ev.RCV_FIN_ACK_OF_FIN)
         else:

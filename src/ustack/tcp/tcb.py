@@ -104,6 +104,10 @@ class Tcb:
         self.rst: OutSegment | None = None
         self.challenge_due = False  # a challenge ACK goes with the next output (RFC 5961)
         # Events for the application, read by the layer (``next_event``).
+        # READABLE and WRITABLE say what the state is, not what happened: one
+        # is queued only when none is waiting (one READABLE covers every
+        # segment of a receive batch; the test is written where they are
+        # queued, on the per-segment path).
         self.events: deque[Event] = deque()
         self.error = 0  # errno the application sees (SO_ERROR)
         self.soft_error = 0
@@ -117,15 +121,6 @@ class Tcb:
     def ts_now(self, now: float) -> int:
         """Our TSval clock (RFC 7323 5.4: 1 ms ticks, from a random offset)."""
         return (int(now * 1000) + self.ts_offset) & sq.MASK  # a 32-bit clock (RFC 7323 4.1)
-
-    def post(self, ev: Event) -> None:
-        """Queue a readiness event (READABLE, WRITABLE) unless one is waiting.
-
-        The application acts on the state, not on each event: one READABLE
-        covers every segment of a receive batch.
-        """
-        if ev not in self.events:
-            self.events.append(ev)
 
     def flight(self) -> int:
         """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
