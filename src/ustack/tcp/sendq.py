@@ -18,7 +18,7 @@ class SendQueue:
     def __init__(self, seq: int) -> None:
         self.buf = bytearray()
         self.seq = seq  # sequence number of buf[0]: ISS + 1 until data is acknowledged
-        self.end = seq  # seq + len(buf): the only writers are append and the acks
+        self.end = seq  # seq + len(buf): append moves it (an ACK moves seq and buf together)
 
     def __len__(self) -> int:
         return len(self.buf)
@@ -49,16 +49,15 @@ class SendQueue:
             del buf[:acked]  # the common case: data only, from the front
             self.seq = ack
             return acked
-        start = sq.sub(una, self.seq)
-        if start < 0:
-            start = 0  # una was our SYN
-        held = len(buf) - start
-        data = acked if acked < held else held
+        # Our SYN sits just before ``seq`` and our FIN at ``end``: the data
+        # acknowledged is what the queue holds below ``ack``.
+        data = sq.sub(ack, self.seq)
         if data <= 0:
             return 0
-        drop = start + data
-        del buf[:drop]
-        self.seq = sq.add(self.seq, drop)
+        if data > len(buf):
+            data = len(buf)
+        del buf[:data]
+        self.seq = sq.add(self.seq, data)
         return data
 
     def peek(self, seq: int, max_len: int) -> bytes | None:

@@ -1,0 +1,42 @@
+"""The send queue's sequence arithmetic (tcp/sendq.py): what an ACK takes
+out of it when the range it covers holds our SYN or FIN, which are not
+bytes of the queue (RFC 9293 3.4: each occupies one sequence number)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ustack.tcp.sendq import SendQueue
+
+MASK = 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("iss", [100, MASK, MASK - 3])  # the last two cross the wrap
+def test_an_ack_covering_our_syn_counts_only_the_data_bytes(iss: int) -> None:
+    q = SendQueue((iss + 1) & MASK)
+    q.append(b"0123456789")
+    assert q.ack(iss, (iss + 6) & MASK, 6) == 5  # SYN + 5 bytes
+    assert bytes(q.buf) == b"56789" and q.seq == (iss + 6) & MASK
+    assert q.end == (iss + 11) & MASK
+
+
+def test_an_ack_of_only_our_syn_takes_no_data() -> None:
+    q = SendQueue(101)
+    q.append(b"abc")
+    assert q.ack(100, 101, 1) == 0
+    assert bytes(q.buf) == b"abc" and q.seq == 101
+
+
+def test_an_ack_covering_our_fin_counts_only_the_data_bytes() -> None:
+    q = SendQueue(101)
+    q.append(b"0123456789")
+    assert q.ack(101, 104, 3) == 3  # the common case
+    assert q.ack(104, 112, 8) == 7  # 7 bytes and the FIN
+    assert not q.buf and q.seq == q.end == 111
+
+
+def test_an_ack_covering_syn_data_and_fin() -> None:
+    q = SendQueue(101)
+    q.append(b"0123456789")
+    assert q.ack(100, 112, 12) == 10
+    assert not q.buf and q.seq == q.end == 111
