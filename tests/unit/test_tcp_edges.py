@@ -103,3 +103,16 @@ def test_a_fin_sent_by_the_sws_override_is_counted_once() -> None:
     assert len(seg.payload) == 150 and seg.flags & wtcp.FIN
     assert conn.snd_nxt == (conn.sendq.end + 1) & MASK
     assert conn.segments_to_send(deadline) == []
+
+
+def test_send_of_wide_items_counts_bytes_against_the_send_buffer() -> None:
+    """send() of an array of 4-byte ints takes what the send buffer holds,
+    in bytes (socket.send returns bytes): 10 of the 20, not all 5 items."""
+    conn = established(ts=False, wscale=False)
+    conn.cfg.sndbuf = 10
+    data = array("i", range(5))
+    assert conn.send(data, 100.5) == 10  # type: ignore[arg-type]
+    q = conn.sendq
+    assert bytes(q.buf) == data.tobytes()[:10]
+    assert (q.end - q.seq) & MASK == 10
+    assert conn.send(data, 100.5) == 0  # type: ignore[arg-type]

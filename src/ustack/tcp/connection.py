@@ -108,19 +108,21 @@ class TcpConnection(Tcb):
             raise TcpError(self.error, "connection failed")
         if self.state not in SENDING or self.fin_queued:
             raise TcpError(_EPIPE, "cannot send after shutdown or close")
-        if type(data) is memoryview and data.itemsize != 1:
-            data = data.cast("B")  # counted in bytes, not in items of another size
+        if type(data) is not bytes and type(data) is not bytearray:
+            # Any other buffer (a memoryview, an array of wider items) as a
+            # view of its bytes: the send buffer and the stream count bytes.
+            data = memoryview(data).cast("B")
         q = self.sendq
         n = len(data)
         if force:
             q.append(data)
             return n
-        room = self.cfg.sndbuf - len(q.buf)
-        if room <= 0:
-            return 0
+        room = self.cfg.sndbuf - len(q.buf)  # (SendQueue.free, without a call per send)
         if n <= room:
             q.append(data)
             return n
+        if room <= 0:
+            return 0
         q.append(memoryview(data)[:room])
         return room
 

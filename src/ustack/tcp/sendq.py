@@ -29,10 +29,10 @@ class SendQueue:
         return n if n > 0 else 0
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        buf = self.buf
-        n = len(buf)
-        buf += data
-        self.end = sq.add(self.end, len(buf) - n)  # bytes, whatever ``data`` counts in
+        """Queue ``data``: bytes, or a view of bytes (format "B": its length
+        counts bytes; ``TcpConnection.send`` casts every other buffer)."""
+        self.buf += data
+        self.end = sq.add(self.end, len(data))
 
     def unsent(self, snd_nxt: int) -> int:
         """Bytes queued at or after ``snd_nxt`` (not sent yet)."""
