@@ -542,7 +542,11 @@ class TcpConnection(Tcb):
 
     def _ack_new_data(self, seg: Segment, now: float) -> None:
         ack = seg.ack
-        self._take_ack(ack, sq.sub(ack, self.snd_una), self.flight(), seg.opts.ts_ecr or 0, now)
+        # FlightSize only feeds congestion avoidance: in fast recovery
+        # _take_ack does not read it (and with SACK it is the pipe, a walk
+        # of the scoreboard).
+        flight = 0 if self.rec.active else self.flight()
+        self._take_ack(ack, sq.sub(ack, self.snd_una), flight, seg.opts.ts_ecr or 0, now)
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
@@ -607,7 +611,8 @@ class TcpConnection(Tcb):
 
     def _take_ack(self, ack: int, acked: int, flight: int, ts_ecr: int, now: float) -> None:
         """SND.UNA < SEG.ACK =< SND.NXT, ``acked`` bytes of sequence space
-        with ``flight`` outstanding before: what every ACK of new data does.
+        with ``flight`` outstanding before (read outside fast recovery only):
+        what every ACK of new data does.
 
         The bytes leave the send queue; the RTT is sampled; the backoff
         ends; the congestion window grows (RFC 5681, RFC 9438), or fast
