@@ -146,9 +146,8 @@ class TcpLayer:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p), errno.EADDRINUSE)
-        for (lip, lport) in self.listeners:
-            if lport == port and (lip in (ip, ANY) or ip == ANY):
-                raise os_error(errno.EADDRINUSE)
+        if self._listening(ip, port):
+            raise os_error(errno.EADDRINUSE)
         listener = TcpListener(self.listeners, ip, port, backlog)
         listener.set_options(**options)  # TypeError for an unknown name, before it listens
         self.listeners[(ip, port)] = listener
@@ -168,8 +167,8 @@ class TcpLayer:
         hop = self.ip.route(rip)
         lip = hop.src
         lport = local_port or self.ephemeral.pick(
-            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound or any(
-                lp == p for (_, lp) in self.listeners))
+            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound
+            or self._listening(ANY, p))
         if (lip, lport, rip, rport) in self.conns:
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
@@ -216,9 +215,8 @@ class TcpLayer:
         """Linux's bind rules, simplified: a listener on the port always
         conflicts; bound sockets and connections conflict unless
         SO_REUSEADDR lets both share it (TIME-WAIT included)."""
-        for (lip, lport) in self.listeners:
-            if lport == port and (lip in (ip, ANY) or ip == ANY):
-                return True
+        if self._listening(ip, port):
+            return True
         for other in self.bound.get(port, ()):
             if (other.ip == ip or other.ip == ANY or ip == ANY) and not (
                     reuse and other.reuse):
@@ -228,6 +226,14 @@ class TcpLayer:
                 if key[1] == port and (key[0] == ip or ip == ANY):
                     return True
         return False
+
+    def _listening(self, ip: bytes, port: int) -> bool:
+        """Is a listener on ``port`` at ``ip``, or at an address that overlaps it
+        (either is the wildcard)?"""
+        listeners = self.listeners
+        if ip != ANY:
+            return (ip, port) in listeners or (ANY, port) in listeners
+        return any(lport == port for (_, lport) in listeners)
 
     def _challenge_allowed(self, now: float) -> bool:
         if self._challenge_acks.take(now):
