@@ -262,40 +262,44 @@ class TcpLayer:
             c.drop(e.reason)
             return
         c.TcpInSegs += 1
-        key = (dst, dport, src, sport)
+        sock = self.conns.get((dst, dport, src, sport))
+        text: bytes | None  # the segment's text, if it was cut out already
         # Header prediction (RFC 9293 3.10.7.4 with the outcomes known, see
         # TcpConnection.receive_predicted): only ACK/PSH set, and options that
         # are exactly timestamps in Linux's layout or none at all.
-        if flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
+        if sock is not None and flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
                 hl == 32 and payload[20:24] == _TS_LAYOUT)):
-            sock = self.conns.get(key)
-            if sock is not None:
-                if hl == 32:
-                    ts_val, ts_ecr = _unpack_ts(payload, 24)
+            if hl == 32:
+                ts_val, ts_ecr = _unpack_ts(payload, 24)
+            else:
+                ts_val = -1
+                ts_ecr = 0
+            conn = sock.conn
+            # A large payload is read through a view: it is copied once,
+            # into the receive queue (a view costs more than copying a
+            # small one).
+            n = len(payload)
+            data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
+            if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, host.now):
+                if n > hl:
+                    c.TcpExtTCPHPHits += 1
                 else:
-                    ts_val = -1
-                    ts_ecr = 0
-                conn = sock.conn
-                # A large payload is read through a view: it is copied once,
-                # into the receive queue (a view costs more than copying a
-                # small one).
-                n = len(payload)
-                data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
-                if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, host.now):
-                    if n > hl:
-                        c.TcpExtTCPHPHits += 1
-                    else:
-                        c.TcpExtTCPHPAcks += 1
-                    # Serviced once after the whole receive batch (the
-                    # Stack's flush runs ``run_dirty``): the application
-                    # gets one READABLE for every in-order segment of the
-                    # batch, and one ACK covers them, as after the kernel's
-                    # GRO -- up to GRO's 64 KB, beyond which it goes now.
-                    if conn.acks_pending < STRETCH_ACK_BYTES:
-                        self.dirty[sock] = None
-                    else:
-                        self.service(sock)
-                    return
+                    c.TcpExtTCPHPAcks += 1
+                # Serviced once after the whole receive batch (the
+                # Stack's flush runs ``run_dirty``): the application
+                # gets one READABLE for every in-order segment of the
+                # batch, and one ACK covers them, as after the kernel's
+                # GRO -- up to GRO's 64 KB, beyond which it goes now.
+                if conn.acks_pending < STRETCH_ACK_BYTES:
+                    self.dirty[sock] = None
+                else:
+                    self.service(sock)
+                return
+            # Refused: the general path takes the text cut out already, if
+            # it is a copy (it may keep it; a view of the frame it must not).
+            text = data if isinstance(data, bytes) else None
+        else:
+            text = None
         if hl > 20:
             try:
                 opts = _parse_options(payload[20:hl])
@@ -305,8 +309,9 @@ class TcpLayer:
                 return
         else:
             opts = _NO_OPTIONS
-        seg = Segment(seq, ack, flags, window, payload[hl:] if hl < len(payload) else b"", opts)
-        sock = self.conns.get(key)
+        if text is None:
+            text = payload[hl:] if hl < len(payload) else b""
+        seg = Segment(seq, ack, flags, window, text, opts)
         now = host.now
         if sock is not None:
             conn = sock.conn
