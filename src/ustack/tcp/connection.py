@@ -274,8 +274,7 @@ class TcpConnection(Tcb):
         # must be newer than the one the send window was taken from (SND.WL1/WL2).
         if n and n > sq.sub(self.rcv_adv, seq):
             return False
-        wl1 = self.snd_wl1
-        if not (sq.lt(wl1, seq) or (wl1 == seq and sq.le(self.snd_wl2, ack))):
+        if not sq.pair_le(self.snd_wl1, self.snd_wl2, seq, ack):
             return False  # _update_window would not take this window
         # -- predicted: RFC 9293 3.10.7.4 with the outcomes known ----------
         self._arrived(now)
@@ -595,7 +594,7 @@ class TcpConnection(Tcb):
     def _update_window(self, seq: int, ack: int, wnd: int) -> None:
         # RFC 9293 3.10.7.4: update the send window only from a segment that
         # is newer than the one it was last taken from (SND.WL1/WL2).
-        if sq.lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and sq.le(self.snd_wl2, ack)):
+        if sq.pair_le(self.snd_wl1, self.snd_wl2, seq, ack):
             self._set_window(seq, ack, wnd)
 
     # -- the effects every path shares ------------------------------------
@@ -709,9 +708,7 @@ class TcpConnection(Tcb):
             # A hole was (partly) filled: what it releases, and an ACK at once.
             more = ooo.pop_ready(self.rcv_nxt)
             if more:
-                self.rcvq.buf += more
-                self.rcv_nxt = sq.add(self.rcv_nxt, len(more))
-                self.bytes_in += len(more)
+                self._deliver(more, now)
             self.ack_now = True
         if self.peer_fin_seq is not None and self.peer_fin_seq == self.rcv_nxt:
             self._consume_fin(now)
