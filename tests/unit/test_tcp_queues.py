@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ustack.tcp import seq as sq
 from ustack.tcp.sendq import SendQueue
 
 MASK = 0xFFFFFFFF
@@ -40,3 +41,17 @@ def test_an_ack_covering_syn_data_and_fin() -> None:
     q.append(b"0123456789")
     assert q.ack(100, 112, 12) == 10
     assert not q.buf and q.seq == q.end == 111
+
+
+@pytest.mark.parametrize("wl1", [0, 1000, MASK - 5, 0x80000000])
+def test_pair_le_is_the_window_update_test_of_rfc_9293(wl1: int) -> None:
+    """seq.pair_le(SND.WL1, SND.WL2, SEG.SEQ, SEG.ACK) is RFC 9293 3.10.7.4's
+    "SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)", with
+    seq.lt and seq.le (2**31 apart: neither before nor after)."""
+    wl2 = (wl1 * 7 + 3) & MASK
+    for dseq in (0, 1, 5, -1, 0x7FFFFFFF, 0x80000000, -0x7FFFFFFF):
+        for dack in (0, 1, -1, 0x80000000):
+            s = (wl1 + dseq) & MASK
+            a = (wl2 + dack) & MASK
+            expect = sq.lt(wl1, s) or (wl1 == s and sq.le(wl2, a))
+            assert sq.pair_le(wl1, wl2, s, a) is expect, (dseq, dack)
