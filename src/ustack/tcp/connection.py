@@ -284,7 +284,8 @@ class TcpConnection(Tcb):
             self.ts_recent_age = now
         # Fifth check, the ACK field: SND.UNA < SEG.ACK =< SND.NXT.
         if acked:
-            self._take_ack(ack, acked, flight, ts_ecr, now)
+            self._take_ack(ack, acked, ts_ecr, now)
+            self.cc.on_ack(acked, flight, now, self.rtt.srtt)  # (no recovery: the guard)
         self._set_window(seq, ack, window << self.snd_wscale)
         # Seventh, the segment text: in order, inside the window.
         if n:
@@ -541,11 +542,25 @@ class TcpConnection(Tcb):
 
     def _ack_new_data(self, seg: Segment, now: float) -> None:
         ack = seg.ack
-        # FlightSize only feeds congestion avoidance: in fast recovery
-        # _take_ack does not read it (and with SACK it is the pipe, a walk
-        # of the scoreboard).
-        flight = 0 if self.rec.active else self.flight()
-        self._take_ack(ack, sq.sub(ack, self.snd_una), flight, seg.opts.ts_ecr or 0, now)
+        acked = sq.sub(ack, self.snd_una)
+        rec = self.rec
+        resending = rec.rtx_nxt is not None
+        # FlightSize before the ACK feeds congestion avoidance only: in fast
+        # recovery it is not read (and with SACK it is the pipe, a walk of
+        # the scoreboard).
+        flight = 0 if rec.active else self.flight()
+        # No RTT from timestamps while resending after an RTO: the ACK of
+        # resent data may echo the TSval of its first transmission, when the
+        # earlier ACK was lost, and the sample would include the whole
+        # timeout; each inflated RTO then inflates the next sample (Karn's
+        # rule, applied to timestamps).  The timed segment still counts.
+        self._take_ack(ack, acked, 0 if resending else seg.opts.ts_ecr or 0, now)
+        if resending:
+            rec.advance_cursor(ack)
+        if rec.active:
+            self._recovery_ack(ack, acked, now)
+        else:
+            self.cc.on_ack(acked, flight, now, self.rtt.srtt)
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
@@ -608,15 +623,17 @@ class TcpConnection(Tcb):
         if cfg.keepalive:
             self.timers.keepalive_activity(now, cfg.keepalive_idle)
 
-    def _take_ack(self, ack: int, acked: int, flight: int, ts_ecr: int, now: float) -> None:
-        """SND.UNA < SEG.ACK =< SND.NXT, ``acked`` bytes of sequence space
-        with ``flight`` outstanding before (read outside fast recovery only):
-        what every ACK of new data does.
+    def _take_ack(self, ack: int, acked: int, ts_ecr: int, now: float) -> None:
+        """SND.UNA < SEG.ACK =< SND.NXT, ``acked`` bytes of sequence space:
+        what every ACK of new data does, in recovery or not.
 
-        The bytes leave the send queue; the RTT is sampled; the backoff
-        ends; the congestion window grows (RFC 5681, RFC 9438), or fast
-        recovery moves on; the retransmission timer stops when all is
-        acknowledged, else restarts (RFC 6298 5.2/5.3).
+        The bytes leave the send queue; the RTT is sampled (from the echoed
+        timestamp ``ts_ecr``, 0 for none, RFC 7323 4.1; or from the one timed
+        segment, Karn); the backoff ends; the retransmission timer stops
+        when all is acknowledged, else restarts (RFC 6298 5.2/5.3).  What
+        the congestion window does (RFC 5681, RFC 9438) or fast recovery
+        (RFC 6582, RFC 6675) is the caller's, which knows which applies:
+        header prediction proved there is no recovery of either kind.
         """
         q = self.sendq
         data = q.ack(self.snd_una, ack, acked)
@@ -627,15 +644,8 @@ class TcpConnection(Tcb):
         self.snd_una = ack
         self.retransmits = 0
         self.timers.probes = 0
-        # RTT measurement: timestamps (RFC 7323 4.1) or one timed segment
-        # (Karn).  Not from timestamps while resending after an RTO: the
-        # ACK of resent data may echo the TSval of its first transmission,
-        # when the earlier ACK was lost, and the sample would include the
-        # whole timeout; each inflated RTO then inflates the next sample
-        # (Karn's rule, applied to timestamps).
         rtt = self.rtt
-        rec = self.rec
-        if ts_ecr and self.ts_ok and rec.rtx_nxt is None:
+        if ts_ecr and self.ts_ok:
             r = sq.ahead(self.ts_now(now), ts_ecr) / 1000.0
             if r < 60.0:
                 rtt.sample(r)
@@ -643,13 +653,7 @@ class TcpConnection(Tcb):
             rtt.sample(now - self.rtt_time)
             self.rtt_seq = None
         rtt.reset_backoff()
-        rec.dupacks = 0
-        if rec.rtx_nxt is not None:
-            rec.advance_cursor(ack)
-        if rec.active:
-            self._recovery_ack(ack, acked, now)
-        else:
-            self.cc.on_ack(acked, flight, now, rtt.srtt)
+        self.rec.dupacks = 0
         self.timers.rtx = None if ack == self.snd_nxt else now + rtt.rto
 
     def _set_window(self, seq: int, ack: int, wnd: int) -> None:
