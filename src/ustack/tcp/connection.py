@@ -473,7 +473,7 @@ class TcpConnection(Tcb):
         # Eighth, check the FIN bit.
         if f & FIN:
             fin_seq = sq.add(seg.seq, len(payload))
-            if self.state in RECEIVING or self.state is State.SYN_RECEIVED:
+            if self.state in RECEIVING:  # (SYN-RECEIVED was left at the ACK)
                 if fin_seq == self.rcv_nxt:
                     self._consume_fin(now)
                 elif sq.gt(fin_seq, self.rcv_nxt):
@@ -725,10 +725,9 @@ class TcpConnection(Tcb):
         self.ack_now = True
         if _READABLE not in self.events:  # EOF is readable (Tcb.events)
             self.events.append(_READABLE)
-        if self.state is State.FIN_WAIT_1 and self.fin_acked:
-            self.move(Ev.RCV_FIN_ACK_OF_FIN)
-        else:
-            self.move(Ev.RCV_FIN)
+        # (A FIN that also acknowledges ours found FIN_WAIT_2 already: the
+        # ACK field is processed first.)
+        self.move(Ev.RCV_FIN)
         if self.state is State.TIME_WAIT:
             self._enter_time_wait(now)
 

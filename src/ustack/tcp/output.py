@@ -229,9 +229,7 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     avail = sq.sub(data_end, snd_nxt)
     fin_pending = tp.fin_queued and not tp.fin_acked and snd_nxt == data_end
     if avail <= 0 and not fin_pending:
-        return False
-    if fin_pending and sq.sub(snd_nxt, data_end) >= 1:
-        return False  # FIN already sent
+        return False  # nothing queued, or the FIN already sent
     rec = tp.rec
     outstanding = sq.sub(snd_nxt, tp.snd_una)
     # FlightSize is what is outstanding, except in recovery (Recovery.flight).

@@ -24,9 +24,6 @@ class ReceiveQueue:
         self.buf = bytearray()  # in order, unread: RCV.NXT - len(buf) .. RCV.NXT
         self.ooo = ReassemblyQueue(cfg.rcvbuf)  # beyond a gap, until it fills
 
-    def __len__(self) -> int:
-        return len(self.buf)
-
     def free(self) -> int:
         """The window we could offer now: the receive buffer not yet used."""
         n = self.cfg.rcvbuf - len(self.buf) - self.ooo.nbytes

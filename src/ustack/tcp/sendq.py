@@ -20,9 +20,6 @@ class SendQueue:
         self.seq = seq  # sequence number of buf[0]: ISS + 1 until data is acknowledged
         self.end = seq  # seq + len(buf): append moves it (an ACK moves seq and buf together)
 
-    def __len__(self) -> int:
-        return len(self.buf)
-
     def free(self, sndbuf: int) -> int:
         """Room left in a send buffer of ``sndbuf`` bytes (never negative)."""
         n = sndbuf - len(self.buf)
