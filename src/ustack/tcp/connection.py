@@ -26,8 +26,8 @@ NewReno recovery (RFC 6582) and limited transmit (RFC 3042); SACK (RFC
 4.2.3.9, RFC 5461).
 
 The layer calls ``output.segments_to_send`` and ``timers.next`` itself (one
-call less per segment); the methods of the same names here are the
-connection's sans-I/O interface for everyone else.  ``receive`` returns
+call less per segment); ``segments_to_send`` and ``next_timer`` here are
+the connection's sans-I/O interface for everyone else.  ``receive`` returns
 why it dropped a segment (or its text), if it did: a Linux TcpExt
 counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 (``tcp_invalid_sequence`` ...); the layer counts it.

@@ -19,7 +19,9 @@ class ReceiveQueue:
     __slots__ = ("buf", "cfg", "ooo")
 
     def __init__(self, cfg: TcpConfig) -> None:
-        # cfg.rcvbuf (SO_RCVBUF) bounds in-order and out-of-order bytes together.
+        # cfg.rcvbuf (SO_RCVBUF): the window offered is what it leaves of
+        # in-order and out-of-order bytes together (free, window); the
+        # out-of-order queue alone is capped at it as well.
         self.cfg = cfg
         self.buf = bytearray()  # in order, unread: RCV.NXT - len(buf) .. RCV.NXT
         self.ooo = ReassemblyQueue(cfg.rcvbuf)  # beyond a gap, until it fills
