@@ -568,8 +568,6 @@ class TcpConnection(Tcb):
         rec = self.rec
         if rec.covers(ack):
             rec.finish()
-            if self.sack_ok:
-                self.sb.exit_recovery()
             self.cc.on_recovery_end(now)
         elif not self.sack_ok:
             # RFC 6582 3.2 step 5: a partial ACK retransmits the next hole
@@ -593,11 +591,10 @@ class TcpConnection(Tcb):
         # 5681 3.2 step 2, RFC 6675 5 step 4.2, RFC 9438 4.6); inside
         # recovery flight() is the SACK pipe, which is not FlightSize.
         self.cc.on_congestion(self.flight(), now)
-        self.rec.start(self.snd_nxt)
+        self.rec.start(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
         if self.sack_ok:
             # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
             # and retransmitted at once, whatever the pipe says.
-            self.sb.enter_recovery(self.snd_una, self.snd_nxt, self.mss)
             n = output.retransmit_at(self, self.snd_una, now)
             if n:
                 self.sb.on_retransmit(self.snd_una, n)

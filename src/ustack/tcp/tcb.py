@@ -88,7 +88,7 @@ class Tcb:
                                 max_rto=config.max_rto)
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
         self.sb = Scoreboard()
-        self.rec = Recovery(iss)
+        self.rec = Recovery(iss, self.sb)  # (drives the scoreboard's recovery phases)
         self.retransmits = 0  # consecutive timeouts (R1/R2 count)
         self.total_retransmits = 0
         self.rtt_seq: int | None = None  # segment being timed (no timestamps)
@@ -124,7 +124,7 @@ class Tcb:
 
     def flight(self) -> int:
         """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
-        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok, self.sb)
+        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
 
     # -- the options a SYN negotiates ------------------------------------
 

@@ -80,9 +80,7 @@ def _retransmission(tp: Tcb, now: float) -> None:
         return
     # RFC 5681 3.1 / RFC 6298 5.4: shrink the window and resend from SND.UNA.
     tp.cc.on_rto(tp.flight(), now)
-    tp.rec.on_rto(tp.snd_una, tp.snd_nxt)
-    # RFC 6675 5.1: keep the SACK information; what it covers is not resent.
-    tp.sb.on_rto(tp.snd_una, tp.snd_nxt)
+    tp.rec.on_rto(tp.snd_una, tp.snd_nxt)  # (and the scoreboard's, RFC 6675 5.1)
     tp.timers.arm_rtx(now, tp.rtt.rto)
 
 
