@@ -1,6 +1,7 @@
-"""The send queue's sequence arithmetic (tcp/sendq.py): what an ACK takes
-out of it when the range it covers holds our SYN or FIN, which are not
-bytes of the queue (RFC 9293 3.4: each occupies one sequence number)."""
+"""Sequence arithmetic of the send side: what an ACK takes out of the send
+queue (tcp/sendq.py) when the range it covers holds our SYN or FIN, which
+are not bytes of the queue (RFC 9293 3.4: each occupies one sequence
+number); the window-update test of tcp/seq.py."""
 
 from __future__ import annotations
 
