@@ -93,15 +93,9 @@ class Counters:
     ArpResolveFailed: int
 
     def __init__(self) -> None:
-        for name in self.__class__.__annotations__:
+        for name in NAMES:
             setattr(self, name, 0)
         self.drops: dict[str, int] = {}
-
-    def add(self, name: str, n: int = 1) -> None:
-        """Add ``n`` to the counter ``name`` (for a name known only at run time)."""
-        if name not in self.__class__.__annotations__:
-            raise AttributeError(f"no counter {name!r}")
-        setattr(self, name, getattr(self, name) + n)
 
     def drop(self, reason: str) -> None:
         """Count one dropped frame/packet under its reason."""
@@ -110,9 +104,14 @@ class Counters:
 
     def snapshot(self, *, nonzero: bool = False) -> dict[str, int]:
         """Every counter by name; drop reasons appear as ``Drop<Reason>``."""
-        out = {name: getattr(self, name) for name in self.__class__.__annotations__}
+        out = {name: getattr(self, name) for name in NAMES}
         for reason, n in sorted(self.drops.items()):
             out["Drop" + _camel(reason)] = n
         if nonzero:
             out = {k: v for k, v in out.items() if v}
         return out
+
+
+# Every counter's name, in the order declared: the annotations of Counters
+# are the one list (a name known only at run time is tested against this).
+NAMES: tuple[str, ...] = tuple(Counters.__annotations__)

@@ -79,3 +79,40 @@ def test_prediction_refuses_a_window_the_general_path_would_not_take() -> None:
     assert not fast.receive_predicted(seq, conn.snd_una, 777, b"x" * 10, -1, 0, 100.5)
     conn.receive(Segment(seq, conn.snd_una, ACK, 777, b"x" * 10, _opts(None)), 100.5)
     assert conn.snd_wnd != 777
+
+
+def test_a_fin_sent_by_the_sws_override_is_counted_once() -> None:
+    """The persist timer's SWS override (RFC 9293 3.8.6.2.1) sends through
+    the output's one new-data path: when its segment carries the FIN,
+    SND.NXT moves past the FIN and the FIN is not sent a second time."""
+    conn = established(ts=False, wscale=False)
+    now = 100.02
+    seq = conn.rcv_nxt
+    conn.receive(Segment(seq, conn.snd_una, ACK, 65535, b"", _opts(None)), now)
+    conn.receive(Segment(seq, conn.snd_una, ACK, 100, b"", _opts(None)), now)
+    conn.send(b"x" * 150, now)
+    conn.close(now)
+    assert conn.segments_to_send(now) == []  # sender SWS holds 100 of 150 bytes
+    deadline = conn.timers.persist
+    assert deadline is not None
+    # The window the timer meets is wide enough for the rest and the FIN
+    # (set directly: what the override must do whatever led there).
+    conn.snd_wnd = 200
+    conn.handle_timer(deadline)
+    [seg] = conn.segments_to_send(deadline)
+    assert len(seg.payload) == 150 and seg.flags & wtcp.FIN
+    assert conn.snd_nxt == (conn.sendq.end + 1) & MASK
+    assert conn.segments_to_send(deadline) == []
+
+
+def test_send_of_wide_items_counts_bytes_against_the_send_buffer() -> None:
+    """send() of an array of 4-byte ints takes what the send buffer holds,
+    in bytes (socket.send returns bytes): 10 of the 20, not all 5 items."""
+    conn = established(ts=False, wscale=False)
+    conn.cfg.sndbuf = 10
+    data = array("i", range(5))
+    assert conn.send(data, 100.5) == 10  # type: ignore[arg-type]
+    q = conn.sendq
+    assert bytes(q.buf) == data.tobytes()[:10]
+    assert (q.end - q.seq) & MASK == 10
+    assert conn.send(data, 100.5) == 0  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tcp_peer import Flow, Peer, peer, seq_add, state
 
+from ustack.tcp.connection import Event
 from ustack.tcp.states import State
 
 TWO_MSL = 60.0  # MSL = 30 s, as Linux
@@ -48,6 +49,19 @@ def test_peer_fin_moves_to_close_wait_then_last_ack_then_closed() -> None:
         assert state(f.s) is State.CLOSED
         assert not p.stack.tcp.conns
         assert f.take() == []
+
+
+def test_data_and_fin_in_one_segment_make_one_readable_event() -> None:
+    """A readiness event is queued once until the application has it: the
+    text and the FIN of one segment (RFC 9293 3.10.7.4 seventh and eighth)
+    are one READABLE, after which the data and then EOF are read."""
+    with peer() as p:
+        f = _established(p)
+        got = p.events(f.s)
+        f.send("FPA", b"last words")
+        assert got == [Event.READABLE]
+        assert f.app_recv() == b"last words"
+        assert f.app_recv() == b""
 
 
 def test_close_sends_fin_then_fin_wait_1_fin_wait_2_time_wait() -> None:

@@ -375,3 +375,48 @@ def test_advertised_mss_follows_the_interface_mtu() -> None:
         p.flush()
         [syn] = p.take()
         assert syn.option("MSS") == 960
+
+
+def _syn_ack_with(p: Peer, irs: int, payload: bytes = b"") -> Flow:
+    """Active open by the stack answered by a SYN-ACK with ISN ``irs`` (and
+    ``payload``, RFC 9293 3.10.7.3 fourth: text on a SYN-ACK is queued)."""
+    sock = p.stack.tcp_connect((PEER_IP, 80))
+    p.flush()
+    [syn] = p.take()
+    f = Flow(p, 80, syn.tcp.sport, irs)
+    f.sock = sock
+    f.rcv_nxt = seq_add(syn.seq, 1)
+    ws = syn.option("WScale")
+    assert isinstance(ws, int)
+    f.ws_in = ws
+    f.send("SA", payload, options=[("MSS", 1460), ("NOP", None), ("WScale", 7)])
+    assert state(sock) is State.ESTABLISHED
+    return f
+
+
+@pytest.mark.parametrize("irs", [0x100000, 0x90000000, PEER_ISN])
+def test_text_on_a_syn_ack_is_taken_whatever_the_peers_isn(irs: int) -> None:
+    """RFC 9293 3.10.7.3 fourth check: text on the SYN-ACK is processed as in
+    ESTABLISHED; our SYN offered a window from RCV.NXT, and that window holds
+    once IRS is known (it was counted from RCV.NXT = 0 when the SYN left:
+    a peer ISN far from 0 put its text past the right edge)."""
+    with peer() as p:
+        f = _syn_ack_with(p, irs, b"hello")
+        [ack] = f.take()
+        assert ack.ack == seq_add(irs, 1 + 5)
+        assert f.s.recv(100) == b"hello"
+        assert "DropTcpOverwindow" not in p.stack.counters.snapshot(nonzero=True)
+
+
+@pytest.mark.parametrize("irs", [0x100000, 0x90000000, PEER_ISN])
+def test_first_ack_of_an_active_open_offers_the_receive_buffer(irs: int) -> None:
+    """RFC 9293 3.8.6: the window after the handshake is what the receive
+    buffer holds (RFC 7323 2.3: scaled), whatever the peer's ISN (an IRS
+    far from 0 left the right edge ~1.9 GB away, and the ACK offered more
+    than the buffer)."""
+    with peer() as p:
+        f = _syn_ack_with(p, irs)
+        ack = f.expect1("A")
+        ws = f.ws_in
+        assert p.cfg.rcvbuf - (1 << ws) < ack.win << ws <= p.cfg.rcvbuf
+        assert f.s.stats()["rcv_wnd"] == ack.win << ws

@@ -79,6 +79,28 @@ def test_sender_sws_does_not_fill_a_small_window() -> None:
         assert [len(s.payload) for s in f.take()] == [MSS, MSS]
 
 
+def test_sender_sws_override_sends_what_fits_and_times_it() -> None:
+    """RFC 9293 3.8.6.2.1: when the persist timer overrides sender SWS
+    avoidance, the segment is new data like any other: it fits the window,
+    it is timed (RFC 6298 / Karn, here without timestamps) and an ACK of it
+    gives an RTT sample."""
+    with peer() as p:
+        f = _established(p, wscale=None, ts=False, win=20 * MSS)
+        f.app_send(bytes(12 * MSS))
+        assert len(f.take()) == 10
+        f.send("A", ack=f.rcv_nxt, win=500)
+        assert f.take() == []
+        p.run_to(p.stack.next_deadline() or 0.0)  # the persist timer
+        [seg] = f.take()
+        assert len(seg.payload) == 500 and seg.t == p.now
+        srtt = f.s.stats()["srtt"]
+        assert isinstance(srtt, float)
+        p.advance(0.1)  # within the RTO (200 ms): no retransmission
+        f.send("A", win=500)
+        after = f.s.stats()["srtt"]
+        assert isinstance(after, float) and after > srtt + 0.01  # 7/8 srtt + 1/8 * 0.1 s
+
+
 def _lose_first_and_dupack(f: Flow, p: Peer, n_segs: int, sack: bool
                            ) -> tuple[list[Seg], list[list[Seg]]]:
     """Send ``n_segs`` MSS of data; the peer loses segment 0 and answers each of

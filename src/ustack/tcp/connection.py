@@ -26,8 +26,8 @@ NewReno recovery (RFC 6582) and limited transmit (RFC 3042); SACK (RFC
 4.2.3.9, RFC 5461).
 
 The layer calls ``output.segments_to_send`` and ``timers.next`` itself (one
-call less per segment); the methods of the same names here are the
-connection's sans-I/O interface for everyone else.  ``receive`` returns
+call less per segment); ``segments_to_send`` and ``next_timer`` here are
+the connection's sans-I/O interface for everyone else.  ``receive`` returns
 why it dropped a segment (or its text), if it did: a Linux TcpExt
 counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 (``tcp_invalid_sequence`` ...); the layer counts it.
@@ -108,19 +108,21 @@ class TcpConnection(Tcb):
             raise TcpError(self.error, "connection failed")
         if self.state not in SENDING or self.fin_queued:
             raise TcpError(_EPIPE, "cannot send after shutdown or close")
-        if type(data) is memoryview and data.itemsize != 1:
-            data = data.cast("B")  # counted in bytes, not in items of another size
+        if type(data) is not bytes and type(data) is not bytearray:
+            # Any other buffer (a memoryview, an array of wider items) as a
+            # view of its bytes: the send buffer and the stream count bytes.
+            data = memoryview(data).cast("B")
         q = self.sendq
         n = len(data)
         if force:
             q.append(data)
             return n
-        room = self.cfg.sndbuf - len(q.buf)
-        if room <= 0:
-            return 0
+        room = self.cfg.sndbuf - len(q.buf)  # (SendQueue.free, without a call per send)
         if n <= room:
             q.append(data)
             return n
+        if room <= 0:
+            return 0
         q.append(memoryview(data)[:room])
         return room
 
@@ -162,7 +164,6 @@ class TcpConnection(Tcb):
         3.10.4 allows either for unread data).
         """
         self.orphan = True
-        self.shut_rd = True
         if self.state in (State.CLOSED, State.TIME_WAIT):
             return
         if self.state is State.SYN_SENT:
@@ -273,8 +274,7 @@ class TcpConnection(Tcb):
         # must be newer than the one the send window was taken from (SND.WL1/WL2).
         if n and n > sq.sub(self.rcv_adv, seq):
             return False
-        wl1 = self.snd_wl1
-        if not (sq.lt(wl1, seq) or (wl1 == seq and sq.le(self.snd_wl2, ack))):
+        if not sq.pair_le(self.snd_wl1, self.snd_wl2, seq, ack):
             return False  # _update_window would not take this window
         # -- predicted: RFC 9293 3.10.7.4 with the outcomes known ----------
         self._arrived(now)
@@ -284,7 +284,8 @@ class TcpConnection(Tcb):
             self.ts_recent_age = now
         # Fifth check, the ACK field: SND.UNA < SEG.ACK =< SND.NXT.
         if acked:
-            self._take_ack(ack, acked, flight, ts_ecr, now)
+            self._take_ack(ack, acked, ts_ecr, now)
+            self.cc.on_ack(acked, flight, now, self.rtt.srtt)  # (no recovery: the guard)
         self._set_window(seq, ack, window << self.snd_wscale)
         # Seventh, the segment text: in order, inside the window.
         if n:
@@ -315,7 +316,12 @@ class TcpConnection(Tcb):
             return "tcp_no_syn"
         self.take_syn_options(seg)
         self.irs = seg.seq
+        # Our SYN went out with RCV.NXT still 0 (output.segment: RCV.ADV =
+        # RCV.NXT + its unscaled window); the window it offered starts at
+        # RCV.NXT now that IRS is known (RFC 9293 3.10.7.3, RFC 7323 2.2).
+        syn_window = sq.ahead(self.rcv_adv, self.rcv_nxt)
         self.rcv_nxt = sq.add(seg.seq, 1)
+        self.rcv_adv = sq.add(self.rcv_nxt, syn_window)
         if not f & ACK:
             # Simultaneous open (RFC 9293 figure 7).
             self.move(Ev.RCV_SYN)
@@ -457,7 +463,7 @@ class TcpConnection(Tcb):
         if payload:
             if self.state not in RECEIVING:
                 trimmed = "tcp_data_after_fin"  # RFC 9293 3.10.7.4 seventh: ignored
-            elif self.shut_rd and self.orphan:
+            elif self.orphan:
                 # Data for an application that closed: RST (RFC 2525 2.17).
                 self.rst = OutSegment(self.snd_nxt, 0, RST, 0, b"", b"")
                 self.close_now(_ECONNRESET, Ev.RCV_DATA_AFTER_CLOSE)
@@ -467,7 +473,7 @@ class TcpConnection(Tcb):
         # Eighth, check the FIN bit.
         if f & FIN:
             fin_seq = sq.add(seg.seq, len(payload))
-            if self.state in RECEIVING or self.state is State.SYN_RECEIVED:
+            if self.state in RECEIVING:  # (SYN-RECEIVED was left at the ACK)
                 if fin_seq == self.rcv_nxt:
                     self._consume_fin(now)
                 elif sq.gt(fin_seq, self.rcv_nxt):
@@ -536,7 +542,25 @@ class TcpConnection(Tcb):
 
     def _ack_new_data(self, seg: Segment, now: float) -> None:
         ack = seg.ack
-        self._take_ack(ack, sq.sub(ack, self.snd_una), self.flight(), seg.opts.ts_ecr or 0, now)
+        acked = sq.sub(ack, self.snd_una)
+        rec = self.rec
+        resending = rec.rtx_nxt is not None
+        # FlightSize before the ACK feeds congestion avoidance only: in fast
+        # recovery it is not read (and with SACK it is the pipe, a walk of
+        # the scoreboard).
+        flight = 0 if rec.active else self.flight()
+        # No RTT from timestamps while resending after an RTO: the ACK of
+        # resent data may echo the TSval of its first transmission, when the
+        # earlier ACK was lost, and the sample would include the whole
+        # timeout; each inflated RTO then inflates the next sample (Karn's
+        # rule, applied to timestamps).  The timed segment still counts.
+        self._take_ack(ack, acked, 0 if resending else seg.opts.ts_ecr or 0, now)
+        if resending:
+            rec.advance_cursor(ack)
+        if rec.active:
+            self._recovery_ack(ack, acked, now)
+        else:
+            self.cc.on_ack(acked, flight, now, self.rtt.srtt)
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
@@ -544,8 +568,6 @@ class TcpConnection(Tcb):
         rec = self.rec
         if rec.covers(ack):
             rec.finish()
-            if self.sack_ok:
-                self.sb.exit_recovery()
             self.cc.on_recovery_end(now)
         elif not self.sack_ok:
             # RFC 6582 3.2 step 5: a partial ACK retransmits the next hole
@@ -569,11 +591,10 @@ class TcpConnection(Tcb):
         # 5681 3.2 step 2, RFC 6675 5 step 4.2, RFC 9438 4.6); inside
         # recovery flight() is the SACK pipe, which is not FlightSize.
         self.cc.on_congestion(self.flight(), now)
-        self.rec.start(self.snd_nxt)
+        self.rec.start(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
         if self.sack_ok:
             # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
             # and retransmitted at once, whatever the pipe says.
-            self.sb.enter_recovery(self.snd_una, self.snd_nxt, self.mss)
             n = output.retransmit_at(self, self.snd_una, now)
             if n:
                 self.sb.on_retransmit(self.snd_una, n)
@@ -585,7 +606,7 @@ class TcpConnection(Tcb):
     def _update_window(self, seq: int, ack: int, wnd: int) -> None:
         # RFC 9293 3.10.7.4: update the send window only from a segment that
         # is newer than the one it was last taken from (SND.WL1/WL2).
-        if sq.lt(self.snd_wl1, seq) or (self.snd_wl1 == seq and sq.le(self.snd_wl2, ack)):
+        if sq.pair_le(self.snd_wl1, self.snd_wl2, seq, ack):
             self._set_window(seq, ack, wnd)
 
     # -- the effects every path shares ------------------------------------
@@ -599,33 +620,29 @@ class TcpConnection(Tcb):
         if cfg.keepalive:
             self.timers.keepalive_activity(now, cfg.keepalive_idle)
 
-    def _take_ack(self, ack: int, acked: int, flight: int, ts_ecr: int, now: float) -> None:
-        """SND.UNA < SEG.ACK =< SND.NXT, ``acked`` bytes of sequence space
-        with ``flight`` outstanding before: what every ACK of new data does.
+    def _take_ack(self, ack: int, acked: int, ts_ecr: int, now: float) -> None:
+        """SND.UNA < SEG.ACK =< SND.NXT, ``acked`` bytes of sequence space:
+        what every ACK of new data does, in recovery or not.
 
-        The bytes leave the send queue; the RTT is sampled; the backoff
-        ends; the congestion window grows (RFC 5681, RFC 9438), or fast
-        recovery moves on; the retransmission timer stops when all is
-        acknowledged, else restarts (RFC 6298 5.2/5.3).
+        The bytes leave the send queue; the RTT is sampled (from the echoed
+        timestamp ``ts_ecr``, 0 for none, RFC 7323 4.1; or from the one timed
+        segment, Karn); the backoff ends; the retransmission timer stops
+        when all is acknowledged, else restarts (RFC 6298 5.2/5.3).  What
+        the congestion window does (RFC 5681, RFC 9438) or fast recovery
+        (RFC 6582, RFC 6675) is the caller's, which knows which applies:
+        header prediction proved there is no recovery of either kind.
         """
         q = self.sendq
         data = q.ack(self.snd_una, ack, acked)
         if data:
             self.bytes_out += data
             if len(q.buf) < self.cfg.sndbuf and _WRITABLE not in self.events:
-                self.events.append(_WRITABLE)  # (Tcb.post)
+                self.events.append(_WRITABLE)  # (one waiting at most: Tcb.events)
         self.snd_una = ack
         self.retransmits = 0
         self.timers.probes = 0
-        # RTT measurement: timestamps (RFC 7323 4.1) or one timed segment
-        # (Karn).  Not from timestamps while resending after an RTO: the
-        # ACK of resent data may echo the TSval of its first transmission,
-        # when the earlier ACK was lost, and the sample would include the
-        # whole timeout; each inflated RTO then inflates the next sample
-        # (Karn's rule, applied to timestamps).
         rtt = self.rtt
-        rec = self.rec
-        if ts_ecr and self.ts_ok and rec.rtx_nxt is None:
+        if ts_ecr and self.ts_ok:
             r = sq.ahead(self.ts_now(now), ts_ecr) / 1000.0
             if r < 60.0:
                 rtt.sample(r)
@@ -633,13 +650,7 @@ class TcpConnection(Tcb):
             rtt.sample(now - self.rtt_time)
             self.rtt_seq = None
         rtt.reset_backoff()
-        rec.dupacks = 0
-        if rec.rtx_nxt is not None:
-            rec.advance_cursor(ack)
-        if rec.active:
-            self._recovery_ack(ack, acked, now)
-        else:
-            self.cc.on_ack(acked, flight, now, rtt.srtt)
+        self.rec.dupacks = 0
         self.timers.rtx = None if ack == self.snd_nxt else now + rtt.rto
 
     def _set_window(self, seq: int, ack: int, wnd: int) -> None:
@@ -665,7 +676,7 @@ class TcpConnection(Tcb):
         self.rcv_nxt = sq.add(self.rcv_nxt, n)
         self.bytes_in += n
         events = self.events
-        if _READABLE not in events:  # one READABLE covers them all (Tcb.post)
+        if _READABLE not in events:  # one READABLE covers them all (Tcb.events)
             events.append(_READABLE)
         pending = self.acks_pending + n
         self.acks_pending = pending
@@ -698,9 +709,7 @@ class TcpConnection(Tcb):
             # A hole was (partly) filled: what it releases, and an ACK at once.
             more = ooo.pop_ready(self.rcv_nxt)
             if more:
-                self.rcvq.buf += more
-                self.rcv_nxt = sq.add(self.rcv_nxt, len(more))
-                self.bytes_in += len(more)
+                self._deliver(more, now)
             self.ack_now = True
         if self.peer_fin_seq is not None and self.peer_fin_seq == self.rcv_nxt:
             self._consume_fin(now)
@@ -711,11 +720,11 @@ class TcpConnection(Tcb):
         self.peer_fin_seq = None
         self.peer_fin = True
         self.ack_now = True
-        self.events.append(_READABLE)
-        if self.state is State.FIN_WAIT_1 and self.fin_acked:
-            self.move(Ev.RCV_FIN_ACK_OF_FIN)
-        else:
-            self.move(Ev.RCV_FIN)
+        if _READABLE not in self.events:  # EOF is readable (Tcb.events)
+            self.events.append(_READABLE)
+        # (A FIN that also acknowledges ours found FIN_WAIT_2 already: the
+        # ACK field is processed first.)
+        self.move(Ev.RCV_FIN)
         if self.state is State.TIME_WAIT:
             self._enter_time_wait(now)
 

@@ -23,7 +23,7 @@ import errno
 import operator
 import random
 
-from ustack.counters import Counters
+from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
 from ustack.net.interface import HEADROOM, Interface
@@ -68,16 +68,18 @@ _PREDICTION_MASK = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG | wtcp.ACK
 _TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
 _unpack_ts = wtcp.unpack_ts
 
-# What the connection reports about a segment it dropped (or part of one),
-# when Linux has a TcpExt counter of that name; anything else is counted as
-# ``Drop<Reason>`` (``Counters.drop``).
-TCPEXT_DROPS = frozenset({"PAWSEstab", "TCPAbortOnData", "TCPZeroWindowDrop", "TCPOFODrop"})
+# The counters a drop reason of the connection may be counted under: Linux's
+# TcpExt names, where Counters declares one (``TcpExt`` + the reason).
+_COUNTERS = frozenset(NAMES)
 
 
 def count_drop(c: Counters, reason: str) -> None:
-    """Count what ``TcpConnection.receive`` reported under its name."""
-    if reason in TCPEXT_DROPS:
-        c.add("TcpExt" + reason)
+    """Count what ``TcpConnection.receive`` reported: under ``TcpExt<reason>``
+    when the Counters have that field (Linux has a counter of that name),
+    otherwise as ``Drop<Reason>`` (``Counters.drop``)."""
+    name = "TcpExt" + reason
+    if name in _COUNTERS:
+        setattr(c, name, getattr(c, name) + 1)
     else:
         c.drop(reason)
 
@@ -144,9 +146,8 @@ class TcpLayer:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
             port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p), errno.EADDRINUSE)
-        for (lip, lport) in self.listeners:
-            if lport == port and (lip in (ip, ANY) or ip == ANY):
-                raise os_error(errno.EADDRINUSE)
+        if self._listening(ip, port):
+            raise os_error(errno.EADDRINUSE)
         listener = TcpListener(self.listeners, ip, port, backlog)
         listener.set_options(**options)  # TypeError for an unknown name, before it listens
         self.listeners[(ip, port)] = listener
@@ -166,8 +167,8 @@ class TcpLayer:
         hop = self.ip.route(rip)
         lip = hop.src
         lport = local_port or self.ephemeral.pick(
-            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound or any(
-                lp == p for (_, lp) in self.listeners))
+            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound
+            or self._listening(ANY, p))
         if (lip, lport, rip, rport) in self.conns:
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
@@ -214,9 +215,8 @@ class TcpLayer:
         """Linux's bind rules, simplified: a listener on the port always
         conflicts; bound sockets and connections conflict unless
         SO_REUSEADDR lets both share it (TIME-WAIT included)."""
-        for (lip, lport) in self.listeners:
-            if lport == port and (lip in (ip, ANY) or ip == ANY):
-                return True
+        if self._listening(ip, port):
+            return True
         for other in self.bound.get(port, ()):
             if (other.ip == ip or other.ip == ANY or ip == ANY) and not (
                     reuse and other.reuse):
@@ -226,6 +226,14 @@ class TcpLayer:
                 if key[1] == port and (key[0] == ip or ip == ANY):
                     return True
         return False
+
+    def _listening(self, ip: bytes, port: int) -> bool:
+        """Is a listener on ``port`` at ``ip``, or at an address that overlaps it
+        (either is the wildcard)?"""
+        listeners = self.listeners
+        if ip != ANY:
+            return (ip, port) in listeners or (ANY, port) in listeners
+        return any(lport == port for (_, lport) in listeners)
 
     def _challenge_allowed(self, now: float) -> bool:
         if self._challenge_acks.take(now):
@@ -254,40 +262,44 @@ class TcpLayer:
             c.drop(e.reason)
             return
         c.TcpInSegs += 1
-        key = (dst, dport, src, sport)
+        sock = self.conns.get((dst, dport, src, sport))
+        text: bytes | None  # the segment's text, if it was cut out already
         # Header prediction (RFC 9293 3.10.7.4 with the outcomes known, see
         # TcpConnection.receive_predicted): only ACK/PSH set, and options that
         # are exactly timestamps in Linux's layout or none at all.
-        if flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
+        if sock is not None and flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
                 hl == 32 and payload[20:24] == _TS_LAYOUT)):
-            sock = self.conns.get(key)
-            if sock is not None:
-                if hl == 32:
-                    ts_val, ts_ecr = _unpack_ts(payload, 24)
+            if hl == 32:
+                ts_val, ts_ecr = _unpack_ts(payload, 24)
+            else:
+                ts_val = -1
+                ts_ecr = 0
+            conn = sock.conn
+            # A large payload is read through a view: it is copied once,
+            # into the receive queue (a view costs more than copying a
+            # small one).
+            n = len(payload)
+            data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
+            if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, host.now):
+                if n > hl:
+                    c.TcpExtTCPHPHits += 1
                 else:
-                    ts_val = -1
-                    ts_ecr = 0
-                conn = sock.conn
-                # A large payload is read through a view: it is copied once,
-                # into the receive queue (a view costs more than copying a
-                # small one).
-                n = len(payload)
-                data = payload[hl:] if n < _VIEW_MIN else memoryview(payload)[hl:]
-                if conn.receive_predicted(seq, ack, window, data, ts_val, ts_ecr, host.now):
-                    if n > hl:
-                        c.TcpExtTCPHPHits += 1
-                    else:
-                        c.TcpExtTCPHPAcks += 1
-                    # Serviced once after the whole receive batch (the
-                    # Stack's flush runs ``run_dirty``): the application
-                    # gets one READABLE for every in-order segment of the
-                    # batch, and one ACK covers them, as after the kernel's
-                    # GRO -- up to GRO's 64 KB, beyond which it goes now.
-                    if conn.acks_pending < STRETCH_ACK_BYTES:
-                        self.dirty[sock] = None
-                    else:
-                        self.service(sock)
-                    return
+                    c.TcpExtTCPHPAcks += 1
+                # Serviced once after the whole receive batch (the
+                # Stack's flush runs ``run_dirty``): the application
+                # gets one READABLE for every in-order segment of the
+                # batch, and one ACK covers them, as after the kernel's
+                # GRO -- up to GRO's 64 KB, beyond which it goes now.
+                if conn.acks_pending < STRETCH_ACK_BYTES:
+                    self.dirty[sock] = None
+                else:
+                    self.service(sock)
+                return
+            # Refused: the general path takes the text cut out already, if
+            # it is a copy (it may keep it; a view of the frame it must not).
+            text = data if isinstance(data, bytes) else None
+        else:
+            text = None
         if hl > 20:
             try:
                 opts = _parse_options(payload[20:hl])
@@ -297,8 +309,9 @@ class TcpLayer:
                 return
         else:
             opts = _NO_OPTIONS
-        seg = Segment(seq, ack, flags, window, payload[hl:] if hl < len(payload) else b"", opts)
-        sock = self.conns.get(key)
+        if text is None:
+            text = payload[hl:] if hl < len(payload) else b""
+        seg = Segment(seq, ack, flags, window, text, opts)
         now = host.now
         if sock is not None:
             conn = sock.conn

@@ -211,6 +211,15 @@ def _resend_after_rto(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
     return True
 
 
+def send_one(tp: Tcb, now: float, out: list[OutSegment]) -> None:
+    """Send one new segment of up to an MSS that the send window allows,
+    whatever the congestion window, Nagle and sender SWS avoidance say: the
+    persist timer's override (RFC 9293 3.8.6.2.1).  The one way new data
+    goes out (``_send_new``): SND.NXT counts a FIN it carries, the segment
+    is timed and restarts the retransmission timer."""
+    _send_new(tp, now, out, tp.mss, force_one=True)
+
+
 def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
               force_one: bool = False) -> bool:
     """Send one new segment if window, congestion, Nagle and SWS allow it."""
@@ -220,9 +229,7 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     avail = sq.sub(data_end, snd_nxt)
     fin_pending = tp.fin_queued and not tp.fin_acked and snd_nxt == data_end
     if avail <= 0 and not fin_pending:
-        return False
-    if fin_pending and sq.sub(snd_nxt, data_end) >= 1:
-        return False  # FIN already sent
+        return False  # nothing queued, or the FIN already sent
     rec = tp.rec
     outstanding = sq.sub(snd_nxt, tp.snd_una)
     # FlightSize is what is outstanding, except in recovery (Recovery.flight).

@@ -19,13 +19,12 @@ class ReceiveQueue:
     __slots__ = ("buf", "cfg", "ooo")
 
     def __init__(self, cfg: TcpConfig) -> None:
-        # cfg.rcvbuf (SO_RCVBUF) bounds in-order and out-of-order bytes together.
+        # cfg.rcvbuf (SO_RCVBUF): the window offered is what it leaves of
+        # in-order and out-of-order bytes together (free, window); the
+        # out-of-order queue alone is capped at it as well.
         self.cfg = cfg
         self.buf = bytearray()  # in order, unread: RCV.NXT - len(buf) .. RCV.NXT
         self.ooo = ReassemblyQueue(cfg.rcvbuf)  # beyond a gap, until it fills
-
-    def __len__(self) -> int:
-        return len(self.buf)
 
     def free(self) -> int:
         """The window we could offer now: the receive buffer not yet used."""

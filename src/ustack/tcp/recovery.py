@@ -14,9 +14,12 @@ The state the sender keeps between a loss and its repair:
   everything outstanding at the RTO (``rtx_nxt`` .. ``rtx_end``) is sent
   again from SND.UNA, as the congestion window opens.
 
-Which segments SACK shows missing is the scoreboard's (``sack.py``); what
-to send is the output's (``output.py``); the connection applies these rules
-as ACKs and timeouts arrive.
+Which segments SACK shows missing is the scoreboard's (``sack.py``), whose
+recovery phases (RFC 6675 5 and 5.1: RecoveryPoint, HighRxt, RescueRxt)
+this drives: ``start``, ``finish`` and ``on_rto`` move both, so the two
+never disagree about being in recovery.  What to send is the output's
+(``output.py``); the connection applies these rules as ACKs and timeouts
+arrive.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from ustack.tcp.sack import Scoreboard
 
 
 class Recovery:
-    __slots__ = ("active", "dupacks", "inflate", "lt_budget", "recover", "rtx_end", "rtx_nxt")
+    __slots__ = ("active", "dupacks", "inflate", "lt_budget", "recover", "rtx_end", "rtx_nxt",
+                 "sb")
 
-    def __init__(self, iss: int) -> None:
+    def __init__(self, iss: int, sb: Scoreboard) -> None:
+        self.sb = sb
         self.dupacks = 0
         self.lt_budget = 0  # segments limited transmit may still send
         self.active = False  # in fast recovery
@@ -37,14 +42,14 @@ class Recovery:
         self.rtx_nxt: int | None = None  # after an RTO: next sequence to resend
         self.rtx_end = 0  # ... up to here (SND.NXT at the timeout)
 
-    def flight(self, una: int, nxt: int, mss: int, sack_ok: bool, sb: Scoreboard) -> int:
+    def flight(self, una: int, nxt: int, mss: int, sack_ok: bool) -> int:
         """Bytes (and SYN/FIN) in flight as the sender counts them: after an
         RTO only what was resent; in SACK recovery the pipe (RFC 6675 4);
         otherwise SND.NXT - SND.UNA."""
         if self.rtx_nxt is not None:
             return sq.sub(self.rtx_nxt, una)
         if self.active and sack_ok:
-            return sb.pipe(una, nxt, mss)
+            return self.sb.pipe(una, nxt, mss)
         return sq.sub(nxt, una)
 
     def on_dupack(self) -> None:
@@ -57,9 +62,14 @@ class Recovery:
         the last one's recovery point (one reduction per window of losses)."""
         return sq.gt(una, self.recover) or self.recover == iss
 
-    def start(self, nxt: int) -> None:
+    def start(self, una: int, nxt: int, mss: int, sack_ok: bool) -> None:
+        """Fast recovery begins (RFC 6582 3.2 step 2: recover = the highest
+        sequence number sent); with SACK the scoreboard's too (RFC 6675 5
+        step 4), the segment at SND.UNA presumed lost."""
         self.active = True
         self.recover = nxt
+        if sack_ok:
+            self.sb.enter_recovery(una, nxt, mss)
 
     def covers(self, ack: int) -> bool:
         """Does ``ack`` end the fast recovery in progress (a full ACK)?"""
@@ -68,6 +78,7 @@ class Recovery:
     def finish(self) -> None:
         self.active = False
         self.inflate = 0
+        self.sb.exit_recovery()
 
     def advance_cursor(self, ack: int) -> None:
         """New data acknowledged while resending after an RTO: the cursor
@@ -89,6 +100,8 @@ class Recovery:
         self.recover = nxt
         self.rtx_nxt = una
         self.rtx_end = nxt
+        # RFC 6675 5.1: the SACK information is kept; what it covers is not resent.
+        self.sb.on_rto(una, nxt)
 
     def resending(self) -> bool:
         """Is the RTO cursor still short of ``rtx_end``?"""

@@ -18,10 +18,7 @@ class SendQueue:
     def __init__(self, seq: int) -> None:
         self.buf = bytearray()
         self.seq = seq  # sequence number of buf[0]: ISS + 1 until data is acknowledged
-        self.end = seq  # seq + len(buf): the only writers are append and the acks
-
-    def __len__(self) -> int:
-        return len(self.buf)
+        self.end = seq  # seq + len(buf): append moves it (an ACK moves seq and buf together)
 
     def free(self, sndbuf: int) -> int:
         """Room left in a send buffer of ``sndbuf`` bytes (never negative)."""
@@ -29,10 +26,10 @@ class SendQueue:
         return n if n > 0 else 0
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        buf = self.buf
-        n = len(buf)
-        buf += data
-        self.end = sq.add(self.end, len(buf) - n)  # bytes, whatever ``data`` counts in
+        """Queue ``data``: bytes, or a view of bytes (format "B": its length
+        counts bytes; ``TcpConnection.send`` casts every other buffer)."""
+        self.buf += data
+        self.end = sq.add(self.end, len(data))
 
     def unsent(self, snd_nxt: int) -> int:
         """Bytes queued at or after ``snd_nxt`` (not sent yet)."""
@@ -49,16 +46,15 @@ class SendQueue:
             del buf[:acked]  # the common case: data only, from the front
             self.seq = ack
             return acked
-        start = sq.sub(una, self.seq)
-        if start < 0:
-            start = 0  # una was our SYN
-        held = len(buf) - start
-        data = acked if acked < held else held
+        # Our SYN sits just before ``seq`` and our FIN at ``end``: the data
+        # acknowledged is what the queue holds below ``ack``.
+        data = sq.sub(ack, self.seq)
         if data <= 0:
             return 0
-        drop = start + data
-        del buf[:drop]
-        self.seq = sq.add(self.seq, drop)
+        if data > len(buf):
+            data = len(buf)
+        del buf[:data]
+        self.seq = sq.add(self.seq, data)
         return data
 
     def peek(self, seq: int, max_len: int) -> bytes | None:

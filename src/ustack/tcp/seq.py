@@ -56,6 +56,16 @@ def between(lo: int, x: int, hi: int) -> bool:
     return ((x - lo) & MASK) < ((hi - lo) & MASK)
 
 
+def pair_le(a1: int, a2: int, b1: int, b2: int) -> bool:
+    """``(a1, a2) =< (b1, b2)``, by the first number, then the second: RFC
+    9293 3.10.7.4's test for a window update, SND.WL1 < SEG.SEQ or (SND.WL1
+    = SEG.SEQ and SND.WL2 =< SEG.ACK), in one call."""
+    d = (b1 - a1) & MASK
+    if d:
+        return d < HALF  # lt(a1, b1)
+    return ((b2 - a2) & MASK) < HALF  # le(a2, b2)
+
+
 def max_seq(a: int, b: int) -> int:
     return a if ge(a, b) else b
 

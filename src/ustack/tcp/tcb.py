@@ -88,7 +88,7 @@ class Tcb:
                                 max_rto=config.max_rto)
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
         self.sb = Scoreboard()
-        self.rec = Recovery(iss)
+        self.rec = Recovery(iss, self.sb)  # (drives the scoreboard's recovery phases)
         self.retransmits = 0  # consecutive timeouts (R1/R2 count)
         self.total_retransmits = 0
         self.rtt_seq: int | None = None  # segment being timed (no timestamps)
@@ -104,11 +104,14 @@ class Tcb:
         self.rst: OutSegment | None = None
         self.challenge_due = False  # a challenge ACK goes with the next output (RFC 5961)
         # Events for the application, read by the layer (``next_event``).
+        # READABLE and WRITABLE say what the state is, not what happened: one
+        # is queued only when none is waiting (one READABLE covers every
+        # segment of a receive batch; the test is written where they are
+        # queued, on the per-segment path).
         self.events: deque[Event] = deque()
         self.error = 0  # errno the application sees (SO_ERROR)
         self.soft_error = 0
-        self.orphan = False
-        self.shut_rd = False
+        self.orphan = False  # close(): the application reads no more (and holds no handle)
         self.last_activity = now
         self.bytes_in = 0
         self.bytes_out = 0
@@ -119,18 +122,9 @@ class Tcb:
         """Our TSval clock (RFC 7323 5.4: 1 ms ticks, from a random offset)."""
         return (int(now * 1000) + self.ts_offset) & sq.MASK  # a 32-bit clock (RFC 7323 4.1)
 
-    def post(self, ev: Event) -> None:
-        """Queue a readiness event (READABLE, WRITABLE) unless one is waiting.
-
-        The application acts on the state, not on each event: one READABLE
-        covers every segment of a receive batch.
-        """
-        if ev not in self.events:
-            self.events.append(ev)
-
     def flight(self) -> int:
         """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
-        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok, self.sb)
+        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
 
     # -- the options a SYN negotiates ------------------------------------
 

@@ -80,9 +80,7 @@ def _retransmission(tp: Tcb, now: float) -> None:
         return
     # RFC 5681 3.1 / RFC 6298 5.4: shrink the window and resend from SND.UNA.
     tp.cc.on_rto(tp.flight(), now)
-    tp.rec.on_rto(tp.snd_una, tp.snd_nxt)
-    # RFC 6675 5.1: keep the SACK information; what it covers is not resent.
-    tp.sb.on_rto(tp.snd_una, tp.snd_nxt)
+    tp.rec.on_rto(tp.snd_una, tp.snd_nxt)  # (and the scoreboard's, RFC 6675 5.1)
     tp.timers.arm_rtx(now, tp.rtt.rto)
 
 
@@ -99,12 +97,9 @@ def _persist(tp: Tcb, now: float) -> None:
         t.persist_backoff = min(t.persist_backoff + 1, 12)
         t.arm_persist(now, tp.rtt.rto, tp.cfg.max_rto)
     elif sq.lt(tp.snd_nxt, data_end):
-        # The window is open but small and data waits (SWS override timer).
-        seg = output.data_segment(tp, tp.snd_nxt, min(tp.mss, max(1, tp.snd_wnd)), now)
-        if seg is not None:
-            tp.pending_rtx.append(seg)
-            tp.snd_nxt = sq.add(tp.snd_nxt, len(seg.payload))
-            t.arm_rtx(now, tp.rtt.rto)
+        # The window is open but small and data waits: the override of
+        # sender SWS avoidance (RFC 9293 3.8.6.2.1) sends what fits.
+        output.send_one(tp, now, tp.pending_rtx)
 
 
 def _keepalive(tp: Tcb, now: float) -> None:
