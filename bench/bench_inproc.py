@@ -6,9 +6,16 @@ Python cost of the TCP/IP path alone (no system calls, no scheduler):
 its echo (the server echoes from its native ``on_event`` callback).  The
 result is CPU microseconds per echo, both stacks together; ``--opcodes``
 also counts CPython bytecodes per echo by function (slow: a tracing run),
-which is the stable figure to compare changes with on a noisy machine.
+which is the stable figure to compare changes with on a noisy machine
+(counted in the pure build: compiled code runs no bytecodes).
 ``--udp`` does the same for UDP: ``--conns`` datagrams of ``--size`` bytes
 in flight, echoed by the ``udp-echo`` service of ``ustack up``.
+
+Both builds run in the same invocation, each in its own process (the build
+is chosen at import: ``USTACK_PURE=1`` selects the sources), one run of each
+in turn so that the machine's noise falls on both alike; the ratio is
+pure / compiled per round, min/median/max.  ``--build compiled|pure`` runs
+one build only.
 
     python3 bench/bench_inproc.py [--quick] [--udp] [--echoes N] [--runs R] [--opcodes]
 """
@@ -17,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from types import FrameType
@@ -131,18 +141,10 @@ def count_opcodes(pp: Pair, n: int) -> collections.Counter[str]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 runs of 2000 echoes")
-    p.add_argument("--echoes", type=int, default=20000)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--conns", type=int, default=8)
-    p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--opcodes", action="store_true", help="also count bytecodes per echo")
-    p.add_argument("--udp", action="store_true", help="UDP echo instead of TCP")
-    a = p.parse_args(argv)
-    if a.quick:
-        a.runs, a.echoes = 3, 2000
+def measure(a: argparse.Namespace) -> tuple[str, list[float]]:
+    """This process's build, and µs per echo of each of ``a.runs`` runs."""
+    from ustack import purepy
+
     pp: Pair = (UdpPingPong if a.udp else PingPong)(a.conns, a.size)
     pp.run(min(2000, a.echoes))  # warm-up
     costs = []
@@ -150,16 +152,77 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.process_time()
         pp.run(a.echoes)
         costs.append((time.process_time() - t0) / a.echoes * 1e6)
-    what = "UDP echo" if a.udp else "TCP ping-pong"
-    print(f"in-process {what}, {a.size} B, {a.conns} in flight, both stacks: "
-          f"us per echo min / median / max {min(costs):.1f} / {statistics.median(costs):.1f}"
-          f" / {max(costs):.1f} ({1e6 / statistics.median(costs):.0f} echoes/s)")
     if a.opcodes:
         n = max(200, a.echoes // 10)
         counts = count_opcodes(pp, n)
-        print(f"bytecodes per echo (both stacks): {sum(counts.values()) / n:.0f}")
+        print(f"bytecodes per echo (both stacks, pure build): {sum(counts.values()) / n:.0f}")
         for name, v in counts.most_common(25):
             print(f"  {v / n:8.1f}  {name}")
+    return purepy.build(), costs
+
+
+def child(a: argparse.Namespace, build: str, runs: int, opcodes: bool = False) -> list[float]:
+    """``runs`` runs in a fresh process of ``build``; the bytecode table passes through."""
+    args = [sys.executable, __file__, "--child", "--runs", str(runs), "--echoes", str(a.echoes),
+            "--conns", str(a.conns), "--size", str(a.size)]
+    args += ["--udp"] * a.udp + ["--opcodes"] * opcodes
+    env = {k: v for k, v in os.environ.items() if k != "USTACK_PURE"}
+    if build == "pure":
+        env["USTACK_PURE"] = "1"
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise SystemExit(f"bench_inproc: the {build} run failed: {out.stderr.strip()[-500:]}")
+    *table, last = out.stdout.strip().splitlines()
+    got_build, costs = json.loads(last)
+    if got_build != build:
+        raise SystemExit(f"bench_inproc: asked for the {build} build, {got_build} ran "
+                         "(make install compiles the core)")
+    if table:
+        print("\n".join(table))
+    return [float(c) for c in costs]
+
+
+def fmt(costs: list[float]) -> str:
+    med = statistics.median(costs)
+    return (f"us per echo min / median / max {min(costs):.1f} / {med:.1f} / {max(costs):.1f}"
+            f" ({1e6 / med:.0f} echoes/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="3 runs of 2000 echoes")
+    p.add_argument("--echoes", type=int, default=20000)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--conns", type=int, default=8)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--opcodes", action="store_true",
+                   help="also count bytecodes per echo (in the pure build)")
+    p.add_argument("--udp", action="store_true", help="UDP echo instead of TCP")
+    p.add_argument("--build", choices=("both", "compiled", "pure"), default="both",
+                   help="which build(s) to measure (default: both, in turns)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.quick:
+        a.runs, a.echoes = 3, 2000
+    if a.child:  # one build, this process: the figures as JSON on the last line
+        print(json.dumps(measure(a)))
+        return 0
+    builds = ("compiled", "pure") if a.build == "both" else (a.build,)
+    costs: dict[str, list[float]] = {b: [] for b in builds}
+    if a.opcodes:  # a run of its own: the tracing slows what follows it
+        child(a, "pure", 1, opcodes=True)
+    for _ in range(a.runs):  # the builds in turns, one run each
+        for b in builds:
+            costs[b] += child(a, b, 1)
+    what = "UDP echo" if a.udp else "TCP ping-pong"
+    for b in builds:
+        print(f"in-process {what}, {a.size} B, {a.conns} in flight, both stacks, {b} build: "
+              f"{fmt(costs[b])}")
+    if len(builds) == 2:
+        ratios = [p / c for p, c in zip(costs["pure"], costs["compiled"], strict=True)]
+        print(f"compiled vs pure, same rounds: {statistics.median(ratios):.2f}x faster "
+              f"(min / median / max {min(ratios):.2f} / {statistics.median(ratios):.2f}"
+              f" / {max(ratios):.2f}; goal 3x)")
     return 0
 
 

@@ -28,6 +28,9 @@ MY_MAC = "02:00:c6:12:00:02"
 PEER_IP = "198.18.0.1"
 PEER_MAC = "02:00:c6:12:00:01"
 IP_BYTES = socket.inet_aton(MY_IP)
+# bench_inproc measures both builds where the core is compiled, else the pure one.
+_COMPILED = any((Path(__file__).resolve().parents[1] / "src" / "ustack").glob("stack.*.so"))
+BUILDS: list[str] = [] if _COMPILED else ["--build", "pure"]
 MAC_BYTES = bytes.fromhex(MY_MAC.replace(":", ""))
 
 
@@ -247,11 +250,14 @@ def test_bench_inproc_reports_cost_and_bytecodes(capsys: pytest.CaptureFixture[s
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_inproc
 
-    assert bench_inproc.main(["--runs", "1", "--echoes", "300", "--opcodes"]) == 0
+    assert bench_inproc.main(["--runs", "2", "--echoes", "300", "--opcodes", *BUILDS]) == 0
     out = capsys.readouterr().out
-    m = re.search(r"us per echo min / median / max ([\d.]+)", out)
-    assert m is not None and float(m.group(1)) > 0, out
-    m = re.search(r"bytecodes per echo \(both stacks\): (\d+)", out)
+    for build in ("compiled", "pure") if not BUILDS else ("pure",):
+        m = re.search(build + r" build: us per echo min / median / max ([\d.]+)", out)
+        assert m is not None and float(m.group(1)) > 0, out
+    if not BUILDS:
+        assert re.search(r"compiled vs pure, same rounds: [\d.]+x faster", out), out
+    m = re.search(r"bytecodes per echo \(both stacks, pure build\): (\d+)", out)
     assert m is not None and int(m.group(1)) > 100, out
     assert "connection.py:receive_predicted" in out  # the header-prediction path ran
 
@@ -261,9 +267,10 @@ def test_bench_inproc_udp_reports_bytecodes(capsys: pytest.CaptureFixture[str]) 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_inproc
 
-    assert bench_inproc.main(["--udp", "--runs", "1", "--echoes", "300", "--opcodes"]) == 0
+    assert bench_inproc.main(["--udp", "--runs", "1", "--echoes", "300", "--opcodes",
+                              *BUILDS]) == 0
     out = capsys.readouterr().out
     assert "in-process UDP echo" in out
-    m = re.search(r"bytecodes per echo \(both stacks\): (\d+)", out)
+    m = re.search(r"bytecodes per echo \(both stacks, pure build\): (\d+)", out)
     assert m is not None and int(m.group(1)) > 50, out
     assert "socket.py:input" in out  # the UDP receive path ran

@@ -21,6 +21,13 @@ wanted=(
 )
 
 missing=()
+# The C headers of the Python that compiles the core (make install passes its
+# venv's): without them mypyc's C cannot be built and ustack stays pure.
+python=${PYTHON:-python3}
+if ! "$python" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  missing+=(python3-dev)
+fi
 for entry in "${wanted[@]}"; do
   pkg=${entry%%:*}
   cmd=${entry#*:}

@@ -10,92 +10,95 @@ layers choose (``eth_not_for_us``, ``arp_queue_full``...).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
+
 
 def _camel(reason: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in reason.split("_"))
 
 
+@dataclass(eq=False)
 class Counters:
-    """All counters of one Stack.  Attribute names are the netstat names."""
+    """All counters of one Stack.  Attribute names are the netstat names.
+
+    A dataclass so that its fields are the one list of names (``NAMES``),
+    readable from the compiled class as from the pure one."""
 
     # Link / Ethernet (no netstat equivalent; named like the rest).
-    EthInFrames: int
-    EthOutFrames: int
+    EthInFrames: int = 0
+    EthOutFrames: int = 0
     # IP-MIB (RFC 4293 names as Linux shows them in /proc/net/snmp).
-    IpInReceives: int
-    IpInHdrErrors: int
-    IpInAddrErrors: int
-    IpInUnknownProtos: int
-    IpInDiscards: int
-    IpInDelivers: int
-    IpOutRequests: int
-    IpOutDiscards: int
-    IpOutNoRoutes: int
-    IpReasmTimeout: int
-    IpReasmReqds: int
-    IpReasmOKs: int
-    IpReasmFails: int
-    IpFragOKs: int
-    IpFragFails: int
-    IpFragCreates: int
+    IpInReceives: int = 0
+    IpInHdrErrors: int = 0
+    IpInAddrErrors: int = 0
+    IpInUnknownProtos: int = 0
+    IpInDiscards: int = 0
+    IpInDelivers: int = 0
+    IpOutRequests: int = 0
+    IpOutDiscards: int = 0
+    IpOutNoRoutes: int = 0
+    IpReasmTimeout: int = 0
+    IpReasmReqds: int = 0
+    IpReasmOKs: int = 0
+    IpReasmFails: int = 0
+    IpFragOKs: int = 0
+    IpFragFails: int = 0
+    IpFragCreates: int = 0
     # ICMP
-    IcmpInMsgs: int
-    IcmpInErrors: int
-    IcmpInCsumErrors: int
-    IcmpInDestUnreachs: int
-    IcmpInTimeExcds: int
-    IcmpInEchos: int
-    IcmpInEchoReps: int
-    IcmpOutMsgs: int
-    IcmpOutErrors: int
-    IcmpOutRateLimitGlobal: int
-    IcmpOutDestUnreachs: int
-    IcmpOutTimeExcds: int
-    IcmpOutEchos: int
-    IcmpOutEchoReps: int
+    IcmpInMsgs: int = 0
+    IcmpInErrors: int = 0
+    IcmpInCsumErrors: int = 0
+    IcmpInDestUnreachs: int = 0
+    IcmpInTimeExcds: int = 0
+    IcmpInEchos: int = 0
+    IcmpInEchoReps: int = 0
+    IcmpOutMsgs: int = 0
+    IcmpOutErrors: int = 0
+    IcmpOutRateLimitGlobal: int = 0
+    IcmpOutDestUnreachs: int = 0
+    IcmpOutTimeExcds: int = 0
+    IcmpOutEchos: int = 0
+    IcmpOutEchoReps: int = 0
     # UDP-MIB plus Linux's extensions.
-    UdpInDatagrams: int
-    UdpNoPorts: int
-    UdpInErrors: int
-    UdpOutDatagrams: int
-    UdpRcvbufErrors: int
-    UdpSndbufErrors: int
-    UdpInCsumErrors: int
+    UdpInDatagrams: int = 0
+    UdpNoPorts: int = 0
+    UdpInErrors: int = 0
+    UdpOutDatagrams: int = 0
+    UdpRcvbufErrors: int = 0
+    UdpSndbufErrors: int = 0
+    UdpInCsumErrors: int = 0
     # TCP-MIB (RFC 4022) and Linux TcpExt names.
-    TcpActiveOpens: int
-    TcpPassiveOpens: int
-    TcpAttemptFails: int
-    TcpEstabResets: int
-    TcpCurrEstab: int
-    TcpInSegs: int
-    TcpOutSegs: int
-    TcpRetransSegs: int
-    TcpInErrs: int
-    TcpOutRsts: int
-    TcpInCsumErrors: int
-    TcpExtListenOverflows: int
-    TcpExtListenDrops: int
-    TcpExtTCPChallengeACK: int
-    TcpExtTCPChallengeACKLimited: int
-    TcpExtTCPHPHits: int  # header prediction took a segment with data
-    TcpExtTCPHPAcks: int  # ... a pure ACK
+    TcpActiveOpens: int = 0
+    TcpPassiveOpens: int = 0
+    TcpAttemptFails: int = 0
+    TcpEstabResets: int = 0
+    TcpCurrEstab: int = 0
+    TcpInSegs: int = 0
+    TcpOutSegs: int = 0
+    TcpRetransSegs: int = 0
+    TcpInErrs: int = 0
+    TcpOutRsts: int = 0
+    TcpInCsumErrors: int = 0
+    TcpExtListenOverflows: int = 0
+    TcpExtListenDrops: int = 0
+    TcpExtTCPChallengeACK: int = 0
+    TcpExtTCPChallengeACKLimited: int = 0
+    TcpExtTCPHPHits: int = 0  # header prediction took a segment with data
+    TcpExtTCPHPAcks: int = 0  # ... a pure ACK
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.
-    TcpExtPAWSEstab: int
-    TcpExtTCPAbortOnData: int
-    TcpExtTCPZeroWindowDrop: int
-    TcpExtTCPOFODrop: int
+    TcpExtPAWSEstab: int = 0
+    TcpExtTCPAbortOnData: int = 0
+    TcpExtTCPZeroWindowDrop: int = 0
+    TcpExtTCPOFODrop: int = 0
     # ARP (Linux keeps these per neighbour table; flat here).
-    ArpInRequests: int
-    ArpInReplies: int
-    ArpOutRequests: int
-    ArpOutReplies: int
-    ArpResolveFailed: int
+    ArpInRequests: int = 0
+    ArpInReplies: int = 0
+    ArpOutRequests: int = 0
+    ArpOutReplies: int = 0
+    ArpResolveFailed: int = 0
 
-    def __init__(self) -> None:
-        for name in NAMES:
-            setattr(self, name, 0)
-        self.drops: dict[str, int] = {}
+    drops: dict[str, int] = field(default_factory=dict)  # by reason
 
     def drop(self, reason: str) -> None:
         """Count one dropped frame/packet under its reason."""
@@ -112,6 +115,6 @@ class Counters:
         return out
 
 
-# Every counter's name, in the order declared: the annotations of Counters
-# are the one list (a name known only at run time is tested against this).
-NAMES: tuple[str, ...] = tuple(Counters.__annotations__)
+# Every counter's name, in the order declared: the fields of Counters (all but
+# ``drops``) are the one list (a name known only at run time is tested against this).
+NAMES: tuple[str, ...] = tuple(f.name for f in fields(Counters) if f.name != "drops")

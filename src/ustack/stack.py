@@ -26,6 +26,7 @@ from ustack.net.icmp import IcmpLayer
 from ustack.net.interface import Interface, random_mac
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.route import RouteTable
+from ustack.net.sockaddr import AddressArg
 from ustack.tcp.layer import TcpLayer
 from ustack.tcp.socket import TcpListener, TcpSocket
 from ustack.timers import Timer, TimerHeap
@@ -55,6 +56,11 @@ class Stack:
         self._started = False
         self._stopping = False
         self._extra_readers: dict[int, Callable[[], None]] = {}
+        # The event-loop front end driving this stack, one at a time
+        # (ustack.aio's AioStack sets and clears it; the core never reads it).
+        # An attribute, not a weak map beside it: compiled, a Stack has no
+        # weak references.
+        self.driver: object | None = None
 
     @property
     def now(self) -> float:
@@ -108,7 +114,7 @@ class Stack:
     def udp_socket(self) -> UdpSocket:
         return self.udp.socket()
 
-    def tcp_listen(self, address: tuple[str, int], backlog: int = 128,
+    def tcp_listen(self, address: AddressArg, backlog: int = 128,
                    **options: Any) -> TcpListener:
         """A listening TCP endpoint; established connections come from ``accept()``.
 
@@ -117,7 +123,7 @@ class Stack:
         """
         return self.tcp.listen(address, backlog, **options)
 
-    def tcp_connect(self, address: tuple[str, int], **options: Any) -> TcpSocket:
+    def tcp_connect(self, address: AddressArg, **options: Any) -> TcpSocket:
         """Start an active open; the socket reports ``Event.CONNECTED`` (or fails).
 
         ``options`` are ``TcpConfig`` fields for this connection, e.g.

@@ -20,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ustack import __version__
+from ustack import __version__, purepy
 from ustack.cli import stats, tcp, up
 from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
 
@@ -32,9 +32,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the build that runs (compiled or pure),
+    worked out only when asked (it imports the core)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"ustack {__version__} ({purepy.describe()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ustack", description="A user-space TCP/IP stack: IP per process.")
-    p.add_argument("--version", action="version", version=f"ustack {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show the version and the build (compiled or pure Python) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     up.add_arguments(sub.add_parser("up", help=up.HELP, description=up.DESCRIPTION))
     tcp.add_arguments(sub.add_parser("tcp", help=tcp.HELP))

@@ -11,6 +11,8 @@ them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, error_header
@@ -49,8 +51,8 @@ class TokenBucket:
 
 class IcmpLayer:
     # Linux defaults: net.ipv4.icmp_msgs_per_sec=1000, icmp_msgs_burst=50.
-    RATE = 1000.0
-    BURST = 50.0
+    RATE: Final = 1000.0
+    BURST: Final = 50.0
 
     __slots__ = ("bucket", "echo_ignore_broadcasts", "host", "ip")
 

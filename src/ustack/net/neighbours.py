@@ -19,7 +19,7 @@ destination), then the queue is dropped and counted as ArpResolveFailed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ustack.wire import ethernet
 
@@ -58,15 +58,15 @@ class Pending:
 
 
 class ArpTable:
-    REACHABLE = 30.0
-    EXPIRE = 60.0
-    RETRY = 1.0
-    TRIES = 3
+    REACHABLE: Final = 30.0
+    EXPIRE: Final = 60.0
+    RETRY: Final = 1.0
+    TRIES: Final = 3
     # Bytes queued per unresolved neighbour, like Linux's unres_qlen_bytes:
     # enough for every fragment of a maximal UDP datagram.
-    QUEUE_BYTES_PER_NEIGHBOUR = 212992
-    MAX_PENDING = 256
-    MAX_ENTRIES = 4096
+    QUEUE_BYTES_PER_NEIGHBOUR: Final = 212992
+    MAX_PENDING: Final = 256
+    MAX_ENTRIES: Final = 4096
 
     __slots__ = ("entries", "mac", "pending")
 

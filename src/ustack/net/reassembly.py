@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ustack.wire.ipv4 import Ipv4Header, header_bytes
 
@@ -48,11 +48,11 @@ class _Datagram:
 
 
 class Reassembler:
-    TIMEOUT = 30.0
-    MAX_TOTAL = 4 * 1024 * 1024  # like Linux ipfrag_high_thresh
-    MAX_PER_SOURCE = 512 * 1024
-    MAX_DATAGRAMS = 1024
-    CHARGE_MIN = 2048  # per datagram: one source holds at most 256 of them
+    TIMEOUT: Final = 30.0
+    MAX_TOTAL: Final = 4 * 1024 * 1024  # like Linux ipfrag_high_thresh
+    MAX_PER_SOURCE: Final = 512 * 1024
+    MAX_DATAGRAMS: Final = 1024
+    CHARGE_MIN: Final = 2048  # per datagram: one source holds at most 256 of them
 
     __slots__ = ("_by_source", "_datagrams", "_total", "counters", "on_timeout", "timers")
 

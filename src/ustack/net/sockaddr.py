@@ -8,6 +8,13 @@ from ustack.wire import ipv4 as wip
 
 ANY = b"\x00\x00\x00\x00"
 
+# An address as the API gives it back: (dotted quad, port).
+Address = tuple[str, int]
+# An address as the API takes it: the host as text or bytes, as the socket
+# module takes it.  The annotation is also the compiled build's check at the
+# call; ``parse`` checks the rest and raises what the socket module raises.
+AddressArg = tuple[str | bytes | bytearray, int]
+
 
 def parse(address: object) -> tuple[bytes, int]:
     """``(host, port)`` -> (4-byte address, port), raising what socket raises.

@@ -68,7 +68,11 @@ class CongestionControl(Protocol):
 
 
 def _check_mss(mss: int) -> int:
-    if type(mss) is not int or mss <= 0:
+    # As the stdlib does: a wrong type is a TypeError (the compiled build
+    # raises it at the call already), a wrong value a ValueError.
+    if not isinstance(mss, int):
+        raise TypeError(f"mss must be an int, got {mss!r}")
+    if mss <= 0:
         raise ValueError(f"mss must be a positive int, got {mss!r}")
     return mss
 

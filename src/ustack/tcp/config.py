@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Final
 
 
 @dataclass(slots=True)
@@ -39,3 +40,7 @@ class TcpConfig:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     max_segment: int = 0  # largest payload per segment handed down (TSO); 0 = one MSS
+
+
+# The names ``TcpLayer.connect``/``listen`` and ``set_options`` accept.
+OPTION_NAMES: Final = frozenset(f.name for f in fields(TcpConfig))

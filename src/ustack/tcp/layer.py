@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import operator
 import random
+from typing import Final
 
 from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
@@ -30,10 +31,10 @@ from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
-from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import ANY, AddressArg
 from ustack.net.sockaddr import parse as _addr
 from ustack.tcp import seq as sq
-from ustack.tcp.config import TcpConfig
+from ustack.tcp.config import OPTION_NAMES, TcpConfig
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.output import segments_to_send
@@ -99,7 +100,7 @@ class Binding:
 class TcpLayer:
     # RFC 5961 7: challenge ACKs are limited per second (Linux's default
     # net.ipv4.tcp_challenge_ack_limit is 1000).
-    CHALLENGE_ACK_LIMIT = 1000.0
+    CHALLENGE_ACK_LIMIT: Final = 1000.0
 
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
@@ -136,7 +137,7 @@ class TcpLayer:
         self.conns[(*conn.local, *conn.remote)] = sock
         return sock
 
-    def listen(self, address: tuple[str, int], backlog: int = 128,
+    def listen(self, address: AddressArg, backlog: int = 128,
                **options: object) -> TcpListener:
         """A listening endpoint.  ``options`` are ``TcpConfig`` fields, as for
         ``connect``, that its connections take over the layer's defaults
@@ -153,7 +154,7 @@ class TcpLayer:
         self.listeners[(ip, port)] = listener
         return listener
 
-    def connect(self, address: tuple[str, int], *, local_port: int = 0,
+    def connect(self, address: AddressArg, *, local_port: int = 0,
                 config: TcpConfig | None = None, **options: object) -> TcpSocket:
         """Active open: returns at once; the socket reports Event.CONNECTED.
 
@@ -174,7 +175,7 @@ class TcpLayer:
         now = self.host.now
         cfg = config or self._config_for(hop.iface)
         for name, value in options.items():
-            if name not in TcpConfig.__slots__:
+            if name not in OPTION_NAMES:
                 raise TypeError(f"unknown TCP option {name!r}")
             setattr(cfg, name, value)
         conn = TcpConnection((lip, lport), (rip, rport),

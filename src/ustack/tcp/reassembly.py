@@ -33,6 +33,7 @@ first; any other segment costs a binary search.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from typing import Final
 
 from ustack.tcp.seq import MASK, gt, le, lt
 
@@ -56,7 +57,7 @@ class ReassemblyQueue:
     # sequence number must not make the queue huge (cf. Linux charging
     # skb truesize to the out-of-order queue).  2048 blocks hold the holes of
     # a 6 MB window losing every other full-sized segment.
-    MAX_BLOCKS = 2048
+    MAX_BLOCKS: Final = 2048
 
     __slots__ = ("_blocks", "_recent", "dropped", "max_bytes", "nbytes")
 

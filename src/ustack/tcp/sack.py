@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from typing import Final
 
 from ustack.tcp.seq import HALF, MASK, add, ge, gt, le, lt
 
 
 class Scoreboard:
-    MAX_BLOCKS = 256
+    MAX_BLOCKS: Final = 256
 
     __slots__ = (
         "_blocks",

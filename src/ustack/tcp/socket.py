@@ -22,7 +22,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from ustack.net.host import Host
-from ustack.tcp.config import TcpConfig
+from ustack.net.sockaddr import Address
+from ustack.tcp.config import OPTION_NAMES
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.segment import Event, TcpError
 from ustack.tcp.states import State
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 Dirty = dict["TcpSocket", None]  # sockets to service before the next flush
 OnTimer = Callable[["TcpSocket", float], None]  # the layer's timer handler
 
-Address = tuple[str, int]
 
 # poll(2) bits, as Linux reports them for a TCP socket.
 POLLIN: Final = select.POLLIN
@@ -284,7 +284,7 @@ class TcpListener:
         ``rcvbuf=...``, ``keepalive=True`` ...).  ``rcvbuf`` also sets the
         window scale the SYN-ACK offers (RFC 7323 2.2)."""
         for name in options:
-            if name not in TcpConfig.__slots__:
+            if name not in OPTION_NAMES:
                 raise TypeError(f"unknown TCP option {name!r}")
         self.options.update(options)
 

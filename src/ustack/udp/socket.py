@@ -20,7 +20,7 @@ from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.net.ports import EphemeralPorts
-from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import ANY, Address, AddressArg
 from ustack.net.sockaddr import parse as _addr
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
@@ -36,7 +36,6 @@ MAX_PAYLOAD = 65535 - 20 - 8
 DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
 _BUF_OVERHEAD = 256  # charged per queued datagram, like the kernel's skb truesize
 
-Address = tuple[str, int]
 # (payload, source ip, source port, payload sum).  The payload sum is the
 # payload read as one integer modulo 0xFFFF (``wire.checksum.sum_mod``), a
 # by-product of verifying the checksum, or -1 when the sender sent none.  An
@@ -77,14 +76,14 @@ class UdpSocket:
 
     # -- configuration ----------------------------------------------------
 
-    def bind(self, address: Address) -> None:
+    def bind(self, address: AddressArg) -> None:
         self._check_open()
         if self.local_port:
             raise OSError(errno.EINVAL, "Invalid argument")
         ip, port = _addr(address)
         self._layer.bind(self, ip, port)
 
-    def connect(self, address: Address) -> None:
+    def connect(self, address: AddressArg) -> None:
         self._check_open()
         ip, port = _addr(address)
         if port == 0:
@@ -107,7 +106,7 @@ class UdpSocket:
 
     # -- data -------------------------------------------------------------
 
-    def sendto(self, data: bytes | bytearray | memoryview, address: Address) -> int:
+    def sendto(self, data: bytes | bytearray | memoryview, address: AddressArg) -> int:
         self._check_open()
         ip, port = _addr(address)
         if port == 0:

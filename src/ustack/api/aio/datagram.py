@@ -13,11 +13,10 @@ from select import POLLERR
 from typing import Any
 
 from ustack.api.aio.loop import AioStack, attach
+from ustack.net.sockaddr import Address
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 from ustack.wire import ipv4 as wip
-
-Address = tuple[str, int]
 
 
 class UdpTransport(asyncio.DatagramTransport):

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import ParamSpec, TypeVar
 
@@ -29,7 +28,11 @@ from ustack.stack import BATCH, Stack
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_attached: weakref.WeakKeyDictionary[Stack, AioStack] = weakref.WeakKeyDictionary()
+
+def _driver(stack: Stack) -> AioStack | None:
+    """The AioStack attached to ``stack``, if any (``Stack.driver``)."""
+    d = stack.driver
+    return d if isinstance(d, AioStack) else None
 
 
 class AioStack:
@@ -61,14 +64,14 @@ class AioStack:
             return self
         if self.closed:
             raise RuntimeError("AioStack is closed")
-        other = _attached.get(self.stack)
+        other = _driver(self.stack)
         if other is not None and not other.closed:
             raise RuntimeError("this Stack is already attached to an event loop")
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         loop = self._loop
         self.started = True
-        _attached[self.stack] = self
+        self.stack.driver = self
         stack = self.stack
         for iface in stack.interfaces:
             fd = iface.device.fileno()
@@ -99,8 +102,8 @@ class AioStack:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if _attached.get(self.stack) is self:
-            del _attached[self.stack]
+        if self.stack.driver is self:
+            self.stack.driver = None
 
     async def __aenter__(self) -> AioStack:
         return self.start()
@@ -178,7 +181,7 @@ def attach(stack: Stack | AioStack) -> AioStack:
     """The AioStack driving ``stack`` in the running loop (started if need be)."""
     if isinstance(stack, AioStack):
         return stack if stack.started else stack.start()
-    aio = _attached.get(stack)
+    aio = _driver(stack)
     if aio is not None and not aio.closed:
         return aio
     return AioStack(stack).start()

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from ustack.udp.socket import UdpSocket
 
 T = TypeVar("T")
-Address = tuple[str, int]
 
 AF_INET = _std.AddressFamily.AF_INET
 MSG_DONTWAIT = _socket.MSG_DONTWAIT

@@ -15,9 +15,9 @@ import weakref
 from typing import TYPE_CHECKING, Self
 
 from ustack.api.socket import options as opt
-from ustack.api.socket.base import SYNCHRONIZING, Address, SocketBase, weak_sync
+from ustack.api.socket.base import SYNCHRONIZING, SocketBase, weak_sync
 from ustack.api.socket.errors import err
-from ustack.net.sockaddr import ANY
+from ustack.net.sockaddr import ANY, Address
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 

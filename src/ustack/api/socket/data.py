@@ -13,8 +13,9 @@ import time
 from functools import partial
 from typing import Any
 
-from ustack.api.socket.base import SYNCHRONIZING, Address, SocketBase
+from ustack.api.socket.base import SYNCHRONIZING, SocketBase
 from ustack.api.socket.errors import err
+from ustack.net.sockaddr import Address
 
 
 class DataPath(SocketBase):
