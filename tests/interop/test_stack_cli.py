@@ -17,6 +17,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
+from ustack import purepy
 from ustack_testbed import Netns, Testbed, Topology
 
 pytestmark = pytest.mark.root
@@ -42,6 +43,7 @@ def test_ready_line_describes_the_stack(topo: Topology) -> None:
     assert stack.ready["link"] == topo.link
     assert stack.ready["ip"] == topo.stack_cidr
     assert stack.ready["services"] == "udp-echo:7"
+    assert stack.ready["build"] == purepy.build()  # the process runs the build this one does
     assert MAC_RE.match(stack.mac), stack.mac
     first = int(stack.mac[:2], 16)
     assert first & 0x02 and not first & 0x01, "default MAC: locally administered unicast"
