@@ -173,12 +173,12 @@ def check_build(build: str, describe: str) -> str:
         how = (
             f"unset {PURE_ENV}"
             if PURE_ENV in describe
-            else "`make install` compiles the core (in a source tree: "
+            else "compile it with `make install` (in a source tree: "
             "`python setup.py build_ext --inplace`)"
         )
         raise BuildUnavailable(
-            f"the compiled build is not available: ustack runs {describe}; {how}, "
-            "or --build pure measures the pure-Python build instead"
+            f"the compiled build is not available (ustack here: {describe}); {how}, "
+            "or pass --build pure to measure the pure-Python build instead"
         )
     raise BuildUnavailable(f"asked for the pure build, but ustack runs {describe}")
 
