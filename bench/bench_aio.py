@@ -29,9 +29,14 @@ Client and server are pinned to different cores.  Each figure is messages
 per second (and MB/s), min / median / max over the runs; the server's CPU
 share is printed so a client-bound figure is visible.
 
+The ustack.aio servers run the compiled build, or with ``--build pure`` the
+pure-Python one (``USTACK_PURE=1``); a ``build:`` line says which.  Without
+the compiled build (not installed) the benchmark stops with status 1 unless
+given ``--build pure``.
+
     python3 bench/bench_aio.py [--quick] [--runs N] [--seconds S] [--conns C]
                                [--size B] [--api protocol|streams]
-                               [--mode pingpong|stream]
+                               [--mode pingpong|stream] [--build compiled|pure]
 
 Needs root (namespaces).  Everything it creates is deleted on exit.
 """
@@ -242,19 +247,22 @@ def measure_server(rows: dict[str, Row], server_ns: object, client_ns: object,
                    server_args: list[str], ip: str, a: argparse.Namespace,
                    cpus: tuple[int | None, int | None]) -> None:
     """Start one server; run the client ``a.runs`` times in every mode against it."""
-    from harness import cpu_seconds
+    from harness import build_env, check_running_build, cpu_seconds
 
     from ustack_testbed import Netns
 
     assert isinstance(server_ns, Netns) and isinstance(client_ns, Netns)
     name = next(iter(rows.values())).name
+    # The server's build: USTACK_PURE set or not (ustack.aio runs in it).
     proc = server_ns.popen(self_cmd(cpus[1], "--serve", *server_args, "--api", a.api),
-                           stdout=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, text=True, env=build_env(a.build))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if line.strip() != "ready":
             raise SystemExit(f"{name}: server did not start (exit {proc.poll()})")
+        if server_args[0] == "ustack":
+            check_running_build(proc.pid, a.build, f"{name} server")
         def client_run(mode: str, seconds: float) -> str:
             return client_ns.run(
                 self_cmd(cpus[0], "--client", ip, "--mode", mode, "--conns", str(a.conns),
@@ -338,10 +346,11 @@ HEADINGS = {
 
 
 def report(table: dict[str, list[Row]], a: argparse.Namespace) -> None:
-    from harness import min_median_max
+    from harness import build_line, min_median_max
 
     print(f"asyncio echo, {a.size} B messages, {a.conns} connections, API {a.api}, "
           f"{a.runs} x {a.seconds:g} s per mode")
+    print(build_line(a.build_words, "the ustack.aio servers"))
     for mode, rows in table.items():
         ref = statistics.median(rows[0].rates)
         print()
@@ -375,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip", help=argparse.SUPPRESS)
     p.add_argument("--host-ip", help=argparse.SUPPRESS)
     p.add_argument("--vnet-hdr", action="store_true", help=argparse.SUPPRESS)
+    from harness import BuildUnavailable, add_build_option, ustack_build
+
+    add_build_option(p)
     a = p.parse_args(argv)
     if a.serve:
         with contextlib.suppress(KeyboardInterrupt):
@@ -390,7 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench_aio: needs root (network namespaces)", file=sys.stderr)
         return 1
-    report(run_all(a), a)
+    try:
+        # Before anything is measured: the build asked for must be there.
+        a.build_words = ustack_build(a.build)
+        table = run_all(a)
+    except BuildUnavailable as exc:
+        print(f"bench_aio: {exc}", file=sys.stderr)
+        return 1
+    report(table, a)
     return 0
 
 

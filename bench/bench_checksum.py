@@ -9,6 +9,12 @@ chosen implementation (``ones_sum``; > 1 means slower than it).
     python3 bench/bench_checksum.py [--repeat 5] [--sizes 20,64,576,1460,9000,65535]
 
 numpy, if importable, is timed for reference only: the core is stdlib-only.
+
+``ones_sum`` is this process's build of ``ustack.wire.checksum``: the
+compiled one, or with ``--build pure`` the pure-Python one (the script then
+starts again with ``USTACK_PURE=1``); a ``build:`` line says which.  Without
+the compiled build (not installed) it stops with status 1 unless given
+``--build pure``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import sys
 import timeit
 import zlib
 from collections.abc import Callable
+
+import harness  # bench/harness.py: run as a script, bench/ is on sys.path
 
 from ustack.wire import checksum
 
@@ -142,12 +150,19 @@ def _numpy_impl() -> Impl | None:
     return numpy_sum
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    args = ap.parse_args()
+    harness.add_build_option(ap)
+    args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
+    try:
+        build = harness.process_build(args.build, __file__)
+    except harness.BuildUnavailable as exc:
+        print(f"bench_checksum: {exc}", file=sys.stderr)
+        return 1
+    print(harness.build_line(build, "ones_sum, ustack.wire.checksum"))
 
     chosen_name = "ones_sum (chosen)"
     impls: list[tuple[str, Impl]] = [
@@ -185,7 +200,8 @@ def main() -> None:
             t = timings[name]
             print(f"{name:<22} {size:>6} {t:>10.3f} {t / base:>7.2f}")
         print()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

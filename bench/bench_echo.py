@@ -4,7 +4,9 @@ For each link (TAP, AF_PACKET over veth) and each protocol (ICMP echo, UDP
 echo) the closed-loop C generator (bench/loadgen.c) measures how many echoes
 per second the responder answers:
 
-  ustack    ``ustack up ... --service udp-echo:7`` (the CLI, as a user runs it)
+  ustack    ``ustack up ... --service udp-echo:7`` (the CLI, as a user runs it),
+            the compiled build (mypyc)
+  ustack pure  the same with ``USTACK_PURE=1``: the pure-Python sources
   reflect   bench/reflect.py: swap addresses and send back, nothing else; the
             ceiling for any Python stack on that link
   kernel    the kernel itself: ICMP answered by the kernel, UDP by the C echo
@@ -12,10 +14,17 @@ per second the responder answers:
             kernel at the far end of a TAP, so the TAP rows show the veth figure
 
 Each figure is min/median/max over several short runs; the ratios use the
-medians of this same invocation.  Generator and responder are pinned to
-different cores.  Raw numbers go to bench/results/echo-<timestamp>.json.
+medians of this same invocation.  The two ustack builds are measured in
+turns: each round starts a fresh ``ustack up`` of each build (the order
+alternating between rounds) for one ICMP and one UDP run, so the machine's
+drift falls on both alike; compiled/pure is the ratio of their medians.
+The goal (issue 10): UDP echo over AF_PACKET, the compiled ustack at least
+0.8 of the raw reflect rate.  ``--build compiled|pure`` measures one build
+only; without the compiled build (not installed) the benchmark stops with
+status 1 unless given ``--build pure``.  Generator and responder are pinned
+to different cores.  Raw numbers go to bench/results/echo-<timestamp>.json.
 
-    python3 bench/bench_echo.py [--quick] [--runs N] [--seconds S]
+    python3 bench/bench_echo.py [--quick] [--runs N] [--seconds S] [--build B]
 """
 
 from __future__ import annotations
@@ -47,8 +56,12 @@ REFLECT = BENCH / "reflect.py"
 UDP_PORT = 7
 LINKS = ("tap", "packet")
 PROTOS = ("icmp", "udp")
-RESPONDERS = ("ustack", "reflect", "kernel")
+# The ustack responder of each build (the compiled one keeps the old name).
+USTACK_ROWS = {"compiled": "ustack", "pure": "ustack-pure"}
+RESPONDERS = (*USTACK_ROWS.values(), "reflect", "kernel")
 LINK_TITLES = {"tap": "TAP", "packet": "AF_PACKET"}
+# Issue 10's goal: UDP echo over AF_PACKET, compiled ustack / raw reflect.
+GOAL_LINK, GOAL_PROTO, GOAL_SHARE = "packet", "udp", 0.8
 
 
 @dataclass(slots=True)
@@ -87,6 +100,7 @@ class Config:
     links: tuple[str, ...]
     gen_cpu: int | None
     resp_cpu: int | None
+    builds: tuple[str, ...] = harness.BUILDS  # the ustack builds to measure
 
 
 @dataclass(slots=True)
@@ -95,6 +109,8 @@ class Report:
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # ``ustack --version``'s words for each build measured (by build).
+    builds: dict[str, str] = field(default_factory=dict)
 
     def cell(self, link: str, responder: str, proto: str) -> Cell:
         key = (link, responder, proto)
@@ -176,14 +192,16 @@ def client_run(ns: Netns, cfg: Config, proto: str, addr: str) -> loadgen.Result:
     return loadgen.parse_result(proc.stdout)
 
 
-def measure_responder(report: Report, topo: Topology, responder: str, addr: str, pid: int) -> None:
-    """All runs against the responder now answering at ``addr``.
+def measure_responder(
+    report: Report, topo: Topology, responder: str, addr: str, pid: int, runs: int | None = None
+) -> None:
+    """``runs`` (default: all) runs against the responder now answering at ``addr``.
 
     Runs alternate between ICMP and UDP so slow drift of a shared machine
     spreads over both instead of biasing one.
     """
     cfg = report.config
-    for _ in range(cfg.runs):
+    for _ in range(cfg.runs if runs is None else runs):
         for proto in PROTOS:
             cell = report.cell(topo.kind, responder, proto)
             meter = harness.UsageMeter(pid)
@@ -210,22 +228,55 @@ def measure_topology(report: Report, tb: Testbed, kind: str, responders: Sequenc
             measure_kernel(report, topo)
             continue
         if responder == "ustack":
-            try:
-                proc = topo.start_ustack(
-                    "--service", f"udp-echo:{UDP_PORT}", "--name", f"bench-{topo.stack_if}"
-                )
-            except TestbedError as exc:
-                # A stack that cannot start yet must not cost the other rows.
-                first = str(exc).strip().splitlines()[-1:] or [""]
-                report.notes.append(f"ustack on {kind} did not start: {first[0]}")
-                continue
-        else:
-            proc = start_reflect(topo, budget(cfg))
+            measure_ustack_builds(report, topo)
+            continue
+        proc = start_reflect(topo, budget(cfg))
         try:
             harness.pin(proc.pid, cfg.resp_cpu)
             measure_responder(report, topo, responder, topo.stack_ip, proc.pid)
         finally:
             report.counters[f"{kind}/{responder}"] = proc.stop(timeout=15)
+
+
+def measure_ustack_builds(report: Report, topo: Topology) -> None:
+    """The ustack rows of every build asked for, in turns.
+
+    Each round starts a fresh ``ustack up`` of each build for one run of
+    each protocol; the builds take turns going first.  Its counters are
+    summed over the rounds.  A build that fails to start is noted and not
+    tried again on this link (it must not cost the other rows); one that
+    starts as the other build stops the benchmark (BuildUnavailable).
+    """
+    cfg = report.config
+    failed: set[str] = set()
+    for i in range(cfg.runs):
+        order = cfg.builds if i % 2 == 0 else cfg.builds[::-1]
+        for build in order:
+            if build in failed:
+                continue
+            responder = USTACK_ROWS[build]
+            harness.flush_neighbours(topo)
+            try:
+                proc = topo.start_ustack(
+                    "--service",
+                    f"udp-echo:{UDP_PORT}",
+                    "--name",
+                    f"bench-{topo.stack_if}",
+                    env=harness.build_env(build),
+                )
+            except TestbedError as exc:
+                first = str(exc).strip().splitlines()[-1:] or [""]
+                report.notes.append(f"{responder} on {topo.kind} did not start: {first[0]}")
+                failed.add(build)
+                continue
+            try:
+                harness.check_running_build(proc.pid, build, f"{responder} on {topo.kind}")
+                harness.pin(proc.pid, cfg.resp_cpu)
+                measure_responder(report, topo, responder, topo.stack_ip, proc.pid, runs=1)
+            finally:
+                counters = report.counters.setdefault(f"{topo.kind}/{responder}", {})
+                for name, value in proc.stop(timeout=15).items():
+                    counters[name] = counters.get(name, 0) + value
 
 
 def measure_kernel(report: Report, topo: Topology) -> None:
@@ -242,6 +293,8 @@ def measure_kernel(report: Report, topo: Topology) -> None:
 
 def measure(cfg: Config) -> Report:
     report = Report(cfg)
+    # Before anything is measured: the builds asked for must be there.
+    report.builds = {b: harness.ustack_build(b) for b in cfg.builds}
     skip = harness.ustack_available()
     if skip:
         report.notes.append(skip)
@@ -292,26 +345,41 @@ def ratio(a: Cell | None, b: Cell | None) -> str:
     return f"{ma / mb:.2f}"
 
 
+def goal_ratio(report: Report) -> float | None:
+    """Issue 10's figure: compiled ustack / raw reflect, UDP over AF_PACKET."""
+    u = report.cells.get((GOAL_LINK, USTACK_ROWS["compiled"], GOAL_PROTO))
+    r = report.cells.get((GOAL_LINK, "reflect", GOAL_PROTO))
+    mu = None if u is None else u.median()
+    mr = None if r is None else r.median()
+    return None if mu is None or not mr else mu / mr
+
+
 def table_rows(report: Report) -> list[list[str]]:
     rows: list[list[str]] = []
     for link in LINKS:
         if link not in report.config.links:
             continue
         for proto in PROTOS:
-            u = report.cells.get((link, "ustack", proto))
+            u = report.cells.get((link, USTACK_ROWS["compiled"], proto))
+            p = report.cells.get((link, USTACK_ROWS["pure"], proto))
             r = report.cells.get((link, "reflect", proto))
             # No kernel behind a TAP: the veth (AF_PACKET topology) figure.
             k = report.cells.get(("packet", "kernel", proto))
             kernel = fmt_summary(k) + (" *" if link == "tap" and k else "")
+            to_raw = ratio(u, r)
+            if (link, proto) == (GOAL_LINK, GOAL_PROTO) and to_raw != "-":
+                to_raw += f" (goal {GOAL_SHARE:.2f})"
             rows.append(
                 [
                     LINK_TITLES[link],
                     proto.upper(),
                     fmt_summary(u),
+                    fmt_summary(p),
                     fmt_summary(r),
                     kernel,
-                    ratio(u, r),
+                    to_raw,
                     ratio(u, k),
+                    ratio(u, p),
                 ]
             )
     return rows
@@ -321,17 +389,40 @@ HEADERS = [
     "link",
     "echo",
     "ustack /s",
+    "ustack pure /s",
     "raw reflect /s",
     "kernel /s",
     "ustack/raw",
     "ustack/kernel",
+    "compiled/pure",
 ]
+
+
+def goal_line(report: Report) -> str:
+    what = f"goal: UDP echo over AF_PACKET, ustack (compiled) >= {GOAL_SHARE:.2f} x raw reflect: "
+    share = goal_ratio(report)
+    if share is None:
+        return what + "not measured"
+    return what + f"{share:.2f}, {'met' if share >= GOAL_SHARE else 'NOT met'}"
+
+
+def build_note(report: Report) -> str:
+    """The ``build:`` line: ``ustack --version``'s words for each ustack row."""
+    if not report.builds:
+        return harness.build_line("-", "no ustack rows")
+    names = {"compiled": "ustack", "pure": "ustack pure"}
+    return harness.build_line("; ".join(f"{names[b]}: {d}" for b, d in report.builds.items()))
 
 
 def footnotes(report: Report) -> list[str]:
     cfg = report.config
     lines = [
-        harness.timing_note(cfg, "ratios of medians from this run"),
+        build_note(report),
+        harness.timing_note(
+            cfg,
+            "ratios of medians from this run; each round starts each ustack build afresh "
+            "for one ICMP and one UDP run, the builds in turns",
+        ),
         f"closed loop, window {cfg.window} requests, {cfg.size}-byte payload, "
         f"timeout {cfg.timeout_ms:g} ms",
         harness.pinning_note(cfg, "generator (loadgen.c)", "responder")
@@ -374,6 +465,8 @@ def print_table(report: Report) -> None:
     harness.print_table(
         "Echo rate (requests answered per second)", HEADERS, table_rows(report), label_columns=2
     )
+    if "packet" in report.config.links:
+        print(f"  {goal_line(report)}")
     for line in footnotes(report):
         print(f"  {line}")
 
@@ -382,10 +475,12 @@ def to_json(report: Report) -> dict[str, Any]:
     cells = []
     for c in report.cells.values():
         s = c.summary()
+        builds = {row: build for build, row in USTACK_ROWS.items()}
         cells.append(
             {
                 "link": c.link,
                 "responder": c.responder,
+                "build": builds.get(c.responder),
                 "proto": c.proto,
                 "min": s[0] if s else None,
                 "median": s[1] if s else None,
@@ -399,19 +494,32 @@ def to_json(report: Report) -> dict[str, Any]:
     ratios = {}
     for link in report.config.links:
         for proto in PROTOS:
-            u = report.cells.get((link, "ustack", proto))
+            u = report.cells.get((link, USTACK_ROWS["compiled"], proto))
+            p = report.cells.get((link, USTACK_ROWS["pure"], proto))
             r = report.cells.get((link, "reflect", proto))
             k = report.cells.get(("packet", "kernel", proto))
-            for name, other in (("raw", r), ("kernel", k)):
-                mu = None if u is None else u.median()
-                mo = None if other is None else other.median()
-                if mu is not None and mo:
-                    ratios[f"{link}/{proto}/ustack_over_{name}"] = mu / mo
+            for name, a, b in (
+                ("ustack_over_raw", u, r),
+                ("ustack_over_kernel", u, k),
+                ("ustack_pure_over_raw", p, r),
+                ("ustack_pure_over_kernel", p, k),
+                ("compiled_over_pure", u, p),
+            ):
+                ma = None if a is None else a.median()
+                mb = None if b is None else b.median()
+                if ma is not None and mb:
+                    ratios[f"{link}/{proto}/{name}"] = ma / mb
     return harness.result_document(
         "echo",
         report.config,
+        builds=report.builds,
         cells=cells,
         ratios=ratios,
+        goal={
+            "what": f"{GOAL_LINK}/{GOAL_PROTO}: compiled ustack / raw reflect",
+            "share": GOAL_SHARE,
+            "measured": goal_ratio(report),
+        },
         counters=report.counters,
         notes=footnotes(report),
     )
@@ -429,6 +537,7 @@ def parse_args(argv: list[str] | None) -> Config:
     # must also stay below the TAP queue (txqueuelen 1000) or frames drop.
     p.add_argument("--window", type=int, default=768, help="outstanding requests (768)")
     p.add_argument("--size", type=int, default=64, help="payload bytes (64)")
+    harness.add_build_option(p, both=True)
     a = p.parse_args(argv)
     t = harness.run_timing(p, a)
     return Config(
@@ -441,6 +550,7 @@ def parse_args(argv: list[str] | None) -> Config:
         links=tuple(a.link or LINKS),
         gen_cpu=t.gen_cpu,
         resp_cpu=t.resp_cpu,
+        builds=harness.builds_of(a.build),
     )
 
 

@@ -24,8 +24,14 @@ cores; each figure is min / median / max over the runs, the ratio is of
 medians, and the CPU shares (server process, ab) tell which side was the
 bottleneck.
 
+The ustack rows run the compiled build, or with ``--build pure`` the
+pure-Python one (``USTACK_PURE=1``); a ``build:`` line says which.  Without
+the compiled build (not installed) the benchmark stops with status 1 unless
+given ``--build pure``.
+
     python3 bench/bench_http.py [--quick] [--runs N] [--seconds S]
                                 [--conns C] [--size B] [--warmup N]
+                                [--build compiled|pure]
 
 Needs root (namespaces) and ``ab`` (scripts/install-system-deps.sh).
 Everything it creates is deleted on exit.
@@ -51,6 +57,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness
 from harness import UsageMeter, busy_warning, min_median_max, pick_cpus, taskset
 
 from ustack_testbed import Netns, Testbed, TestbedError
@@ -171,11 +178,13 @@ class Server:
     a pipe nobody reads would fill and stall it), kept for error messages.
     """
 
-    def __init__(self, ns: Netns, argv: list[str]) -> None:
+    def __init__(self, ns: Netns, argv: list[str], build: str) -> None:
         self.errfile: IO[str] = tempfile.TemporaryFile(  # noqa: SIM115 (closed in stop)
             mode="w+", prefix="bench-http-")
-        # Unbuffered, so the "Serving HTTP" line arrives now, not at exit.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Unbuffered, so the "Serving HTTP" line arrives now, not at exit;
+        # USTACK_PURE set or not for ``build`` (``ustack run`` runs the stack
+        # in this process).
+        env = {**harness.build_env(build), "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen[Any] = ns.popen(
             argv, stdout=subprocess.PIPE, stderr=self.errfile, env=env)
         self.argv = argv
@@ -253,10 +262,13 @@ class Plan:
 def measure_row(plan: Plan, a: argparse.Namespace, docroot: str,
                 cpus: tuple[int | None, int | None]) -> None:
     row = plan.row
-    server = Server(plan.server_ns, server_argv(cpus[1], plan.ip, docroot, plan.ustack))
+    server = Server(plan.server_ns, server_argv(cpus[1], plan.ip, docroot, plan.ustack),
+                    a.build)
     url = f"http://{plan.ip}:{PORT}/"
     try:
         server.wait_ready(START_TIMEOUT)
+        if plan.ustack is not None:
+            harness.check_running_build(server.pid, a.build, f"{row.name} server")
         if a.warmup:
             # ARP, the first connections, http.server's imports: not measured.
             run_ab(plan.client_ns, [*taskset(cpus[0]), *ab_argv(url, a.conns,
@@ -319,6 +331,7 @@ def report(rows: list[Row], a: argparse.Namespace) -> None:
           f"{a.runs} x {a.seconds} s (after {a.warmup} warm-up requests)")
     print("HTTP/1.0: every request is a new TCP connection (handshake, request, "
           "response, close)")
+    print(harness.build_line(a.build_words, "the ustack rows: ustack run"))
     print(f"{'server':<16} {'min':>9} {'median':>9} {'max':>9}  req/s   ratio  "
           f"server-cpu client-cpu  failed")
     for row in rows:
@@ -345,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default 500; --quick 100; 0: none)")
     p.add_argument("--conns", type=int, default=4, help="requests in flight (ab -c)")
     p.add_argument("--size", type=int, default=1024, help="bytes of the served file")
+    harness.add_build_option(p)
     a = p.parse_args(argv)
     a.runs = a.runs if a.runs is not None else (2 if a.quick else 5)
     a.seconds = a.seconds if a.seconds is not None else (1 if a.quick else 3)
@@ -363,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as docroot:
         Path(docroot, "index.html").write_bytes(b"x" * a.size)
         try:
+            # Before anything is measured: the build asked for must be there.
+            a.build_words = harness.ustack_build(a.build)
             rows = run_all(a, docroot)
-        except (BenchError, TestbedError) as exc:
+        except (BenchError, TestbedError, harness.BuildUnavailable) as exc:
             print(f"bench_http: {exc}", file=sys.stderr)
             return 1
     report(rows, a)

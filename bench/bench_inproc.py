@@ -15,7 +15,8 @@ Both builds run in the same invocation, each in its own process (the build
 is chosen at import: ``USTACK_PURE=1`` selects the sources), one run of each
 in turn so that the machine's noise falls on both alike; the ratio is
 pure / compiled per round, min/median/max.  ``--build compiled|pure`` runs
-one build only.
+one build only.  A ``build:`` line names what ran; without the compiled
+build (not installed) it stops with status 1 unless given ``--build pure``.
 
     python3 bench/bench_inproc.py [--quick] [--udp] [--echoes N] [--runs R] [--opcodes]
 """
@@ -25,13 +26,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from types import FrameType
 from typing import Any
+
+import harness  # bench/harness.py: run as a script, bench/ is on sys.path
+from harness import BuildUnavailable
 
 from ustack.apps import services
 from ustack.link.pipe import pipe_pair
@@ -142,7 +145,8 @@ def count_opcodes(pp: Pair, n: int) -> collections.Counter[str]:
 
 
 def measure(a: argparse.Namespace) -> tuple[str, list[float]]:
-    """This process's build, and µs per echo of each of ``a.runs`` runs."""
+    """This process's build (``purepy.describe()``), and µs per echo of each
+    of ``a.runs`` runs."""
     from ustack import purepy
 
     pp: Pair = (UdpPingPong if a.udp else PingPong)(a.conns, a.size)
@@ -158,28 +162,27 @@ def measure(a: argparse.Namespace) -> tuple[str, list[float]]:
         print(f"bytecodes per echo (both stacks, pure build): {sum(counts.values()) / n:.0f}")
         for name, v in counts.most_common(25):
             print(f"  {v / n:8.1f}  {name}")
-    return purepy.build(), costs
+    return purepy.describe(), costs
 
 
-def child(a: argparse.Namespace, build: str, runs: int, opcodes: bool = False) -> list[float]:
-    """``runs`` runs in a fresh process of ``build``; the bytecode table passes through."""
+def child(a: argparse.Namespace, build: str, runs: int,
+          opcodes: bool = False) -> tuple[str, list[float]]:
+    """``runs`` runs in a fresh process of ``build``: its ``purepy.describe()``
+    and its costs; the bytecode table passes through.  BuildUnavailable when
+    that process runs the other build."""
     args = [sys.executable, __file__, "--child", "--runs", str(runs), "--echoes", str(a.echoes),
             "--conns", str(a.conns), "--size", str(a.size)]
     args += ["--udp"] * a.udp + ["--opcodes"] * opcodes
-    env = {k: v for k, v in os.environ.items() if k != "USTACK_PURE"}
-    if build == "pure":
-        env["USTACK_PURE"] = "1"
-    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(args, env=harness.build_env(build), capture_output=True, text=True,
+                         timeout=900)
     if out.returncode != 0:
         raise SystemExit(f"bench_inproc: the {build} run failed: {out.stderr.strip()[-500:]}")
     *table, last = out.stdout.strip().splitlines()
-    got_build, costs = json.loads(last)
-    if got_build != build:
-        raise SystemExit(f"bench_inproc: asked for the {build} build, {got_build} ran "
-                         "(make install compiles the core)")
+    describe, costs = json.loads(last)
+    harness.check_build(build, describe)
     if table:
         print("\n".join(table))
-    return [float(c) for c in costs]
+    return describe, [float(c) for c in costs]
 
 
 def fmt(costs: list[float]) -> str:
@@ -198,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opcodes", action="store_true",
                    help="also count bytecodes per echo (in the pure build)")
     p.add_argument("--udp", action="store_true", help="UDP echo instead of TCP")
-    p.add_argument("--build", choices=("both", "compiled", "pure"), default="both",
-                   help="which build(s) to measure (default: both, in turns)")
+    harness.add_build_option(p, both=True)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.quick:
@@ -207,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:  # one build, this process: the figures as JSON on the last line
         print(json.dumps(measure(a)))
         return 0
-    builds = ("compiled", "pure") if a.build == "both" else (a.build,)
-    costs: dict[str, list[float]] = {b: [] for b in builds}
-    if a.opcodes:  # a run of its own: the tracing slows what follows it
-        child(a, "pure", 1, opcodes=True)
-    for _ in range(a.runs):  # the builds in turns, one run each
-        for b in builds:
-            costs[b] += child(a, b, 1)
+    builds = harness.builds_of(a.build)
+    try:
+        describe, costs = run_builds(a, builds)
+    except BuildUnavailable as exc:
+        print(f"bench_inproc: {exc}", file=sys.stderr)
+        return 1
+    print(harness.build_line("; ".join(describe[b] for b in builds)))
     what = "UDP echo" if a.udp else "TCP ping-pong"
     for b in builds:
         print(f"in-process {what}, {a.size} B, {a.conns} in flight, both stacks, {b} build: "
@@ -225,6 +227,20 @@ def main(argv: list[str] | None = None) -> int:
               f" / {max(ratios):.2f}; goal 3x)")
     return 0
 
+
+def run_builds(a: argparse.Namespace,
+               builds: tuple[str, ...]) -> tuple[dict[str, str], dict[str, list[float]]]:
+    """The builds in turns, one run each per round: each build's
+    ``purepy.describe()`` and its costs."""
+    costs: dict[str, list[float]] = {b: [] for b in builds}
+    describe: dict[str, str] = {}
+    if a.opcodes:  # a run of its own: the tracing slows what follows it
+        child(a, "pure", 1, opcodes=True)
+    for _ in range(a.runs):
+        for b in builds:
+            describe[b], got = child(a, b, 1)
+            costs[b] += got
+    return describe, costs
 
 if __name__ == "__main__":
     sys.exit(main())

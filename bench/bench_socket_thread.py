@@ -12,7 +12,13 @@ for ``--seconds``; the server echoes.
   recv/sendall thread (four threads share the GIL);
 - kernel: the same two programs on the kernel's loopback, for orientation.
 
-    python3 bench/bench_socket_thread.py [--seconds 2] [--quick]
+The stacks run in this process, so its build is the one measured: the
+compiled one, or with ``--build pure`` the pure-Python one (the script then
+starts again with ``USTACK_PURE=1``); a ``build:`` line says which.  Without
+the compiled build (not installed) it stops with status 1 unless given
+``--build pure``.
+
+    python3 bench/bench_socket_thread.py [--seconds 2] [--quick] [--build compiled|pure]
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
+import sys
 import threading
 import time
+
+import harness  # bench/harness.py: run as a script, bench/ is on sys.path
 
 import ustack.socket as us
 from ustack.api.socket.runtime import Runtime
@@ -144,11 +153,17 @@ def bench_kernel(seconds: float) -> float:
     return rate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--quick", action="store_true", help="0.3 s per figure")
-    args = p.parse_args()
+    harness.add_build_option(p)
+    args = p.parse_args(argv)
+    try:
+        build = harness.process_build(args.build, __file__)
+    except harness.BuildUnavailable as exc:
+        print(f"bench_socket_thread: {exc}", file=sys.stderr)
+        return 1
     secs = 0.3 if args.quick else args.seconds
     rows = [
         ("native (one thread, no ustack.socket)", bench_native(secs)),
@@ -158,9 +173,11 @@ def main() -> None:
     ]
     base = rows[0][1]
     print(f"64-byte TCP echo round trips/s, {secs:g} s each")
+    print(harness.build_line(build))
     for name, rate in rows:
         print(f"  {name:46s} {rate:10.0f}   {rate / base:5.2f}x native")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,7 +31,13 @@ skipped.  A transfer check follows each ustack row when ``ustack tcp
 send``/``recv`` exist: a file sent each way with SHA-256 compared.  Raw
 numbers go to bench/results/tcp-<timestamp>.json.
 
+The ustack rows (and the transfer checks) run the compiled build, or with
+``--build pure`` the pure-Python one (``USTACK_PURE=1``); a ``build:`` line
+says which.  Without the compiled build (not installed) the benchmark stops
+with status 1 unless given ``--build pure``.
+
     python3 bench/bench_tcp.py [--quick] [--runs N] [--seconds S] [--link packet|tap]
+                               [--build compiled|pure]
 """
 
 from __future__ import annotations
@@ -114,6 +120,7 @@ class Config:
     verify_bytes: int
     gen_cpu: int | None
     resp_cpu: int | None
+    build: str = "compiled"  # the ustack build the ustack rows run
 
 
 @dataclass(slots=True)
@@ -124,6 +131,7 @@ class Report:
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     ustack_skip: str | None = None
+    build: str = ""  # ``ustack --version``'s words for the build measured
 
     def cell(self, row: RowKey, metric: str) -> Cell:
         return self.cells.setdefault((row, metric), Cell())
@@ -265,8 +273,9 @@ def start_ustack(report: Report, topo: Topology, offload: bool) -> UstackProcess
     ]
     if offload:
         extra.append("--vnet-hdr")
+    build = report.config.build
     try:
-        return topo.start_ustack(*extra, timeout=20.0)
+        proc = topo.start_ustack(*extra, timeout=20.0, env=harness.build_env(build))
     except TestbedError as exc:
         text = str(exc)
         if "unknown service" in text:
@@ -280,6 +289,12 @@ def start_ustack(report: Report, topo: Topology, offload: bool) -> UstackProcess
                 f"ustack on {topo.kind} (offload {offload}) did not start: {last[0]}"
             )
         return None
+    try:
+        harness.check_running_build(proc.pid, build, f"ustack up on {topo.kind}")
+    except harness.BuildUnavailable:
+        proc.kill()
+        raise
+    return proc
 
 
 def measure_ustack(report: Report, topo: Topology, offload: bool) -> None:
@@ -390,13 +405,14 @@ def sha256_of_file(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def ustack_tcp_help() -> str | None:
+def ustack_tcp_help(build: str) -> str | None:
     """``ustack tcp send --help`` text, or None when there is no ``ustack tcp``."""
     proc = subprocess.run(
         [sys.executable, "-m", "ustack.cli", "tcp", "send", "--help"],
         capture_output=True,
         text=True,
         timeout=30,
+        env=harness.build_env(build),
     )
     return proc.stdout if proc.returncode == 0 else None
 
@@ -407,7 +423,8 @@ _MBPS_RE = re.compile(r"([0-9.]+)\s*MB/s")
 def check_ustack_transfers(report: Report, topo: Topology, row: RowKey) -> None:
     """``ustack tcp send`` to a kernel sink, ``ustack tcp recv`` from a kernel
     source: the file's SHA-256 must arrive intact both ways."""
-    help_text = ustack_tcp_help()
+    build = report.config.build
+    help_text = ustack_tcp_help(build)
     if help_text is None:
         note = "transfer checks skipped: no `ustack tcp send/recv` yet"
         if note not in report.notes:
@@ -453,7 +470,9 @@ def check_ustack_transfers(report: Report, topo: Topology, row: RowKey) -> None:
                 # exists once `ustack tcp` has created the device.
                 with tcpgen.ServerProcess(spec, popen=topo.peer_ns.popen) as server:
                     t0 = time.monotonic()
-                    proc = topo.stack_ns.run(cmd, check=False, timeout=limit)
+                    proc = topo.stack_ns.run(
+                        cmd, check=False, timeout=limit, env=harness.build_env(build)
+                    )
                     entry["seconds"] = time.monotonic() - t0
                     summary = server.wait(30) if proc.returncode == 0 else server.stop()
             except (TestbedError, tcpgen.TcpgenError) as exc:
@@ -485,6 +504,8 @@ def check_ustack_transfers(report: Report, topo: Topology, row: RowKey) -> None:
 
 def measure(cfg: Config) -> Report:
     report = Report(cfg)
+    # Before anything is measured: the build asked for must be there.
+    report.build = harness.ustack_build(cfg.build)
     skip = harness.ustack_available()
     if skip:
         report.ustack_skip = skip
@@ -604,6 +625,7 @@ def figure_label(row: RowKey, metric: str) -> str:
 def footnotes(report: Report) -> list[str]:
     cfg = report.config
     lines = [
+        harness.build_line(report.build, "the ustack rows and transfer checks"),
         harness.timing_note(cfg, "ratios are medians over the kernel veth row with offloads on"),
         "recv: the stack under test receives (tcpgen bulk-send -> discard); send: it sends "
         "(tcpgen bulk-recv <- source/chargen); MB = 10^6 bytes, acknowledged payload",
@@ -687,6 +709,7 @@ def to_json(report: Report) -> dict[str, Any]:
     return harness.result_document(
         "tcp",
         report.config,
+        build=report.build,
         cells=cells,
         checks=report.checks,
         counters=report.counters,
@@ -713,6 +736,7 @@ def parse_args(argv: list[str] | None) -> Config:
         type=float,
         help="size of the sha256-checked transfers in MB (default 20, quick 4; 0: none)",
     )
+    harness.add_build_option(p)
     a = p.parse_args(argv)
     t = harness.run_timing(p, a)
     verify_mb = a.verify_mb if a.verify_mb is not None else (4.0 if a.quick else 20.0)
@@ -731,6 +755,7 @@ def parse_args(argv: list[str] | None) -> Config:
         verify_bytes=int(verify_mb * 1e6),
         gen_cpu=t.gen_cpu,
         resp_cpu=t.resp_cpu,
+        build=a.build,
     )
 
 

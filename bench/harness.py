@@ -7,6 +7,10 @@ server to different cores, the CPU share of the server and of everything
 else during a run (a figure taken while other processes ran is not a
 capacity), the table, the footnotes about timing and pinning, and the JSON
 file of raw numbers in bench/results/.
+
+It also holds what every benchmark shares about the build it measures
+(``--build``, the ``build:`` line, the refusal to pass a pure-Python figure
+off as the compiled one): see "Builds" below.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -103,6 +108,151 @@ def ustack_available() -> str | None:
 def flush_neighbours(topo: Topology) -> None:
     """Forget the previous server's MAC: each ustack process brings its own."""
     topo.peer_ns.ip("neigh", "flush", "dev", topo.peer_if, check=False)
+
+
+# --------------------------------------------------------------------------
+# Builds
+# --------------------------------------------------------------------------
+#
+# ``make install`` compiles ustack's core with mypyc; ``USTACK_PURE=1`` in a
+# process's environment makes it import the pure-Python sources instead
+# (ustack/purepy.py).  Every benchmark measures the compiled build unless
+# told ``--build pure``, says which build it measured in one ``build:`` line,
+# and stops with status 1 when the compiled build is asked for and is not
+# there: a pure-Python figure must never pass for the compiled one.
+
+BUILDS = ("compiled", "pure")
+PURE_ENV = "USTACK_PURE"  # ustack.purepy.ENV (not imported: see process_build)
+
+
+class BuildUnavailable(Exception):
+    """The build asked for is not the one that runs (the compiled one is not installed)."""
+
+
+def add_build_option(p: argparse.ArgumentParser, *, both: bool = False) -> None:
+    """``--build compiled|pure`` (default compiled); with ``both``, also
+    ``both`` (the default then): each build in turn, in the same invocation."""
+    choices = ("both", *BUILDS) if both else BUILDS
+    p.add_argument(
+        "--build",
+        choices=choices,
+        default=choices[0],
+        help="which build of ustack to measure (default %(default)s; "
+        f"pure: {PURE_ENV}=1, the uncompiled sources)",
+    )
+
+
+def builds_of(choice: str) -> tuple[str, ...]:
+    """``--build``'s value as the builds to measure, compiled first."""
+    return BUILDS if choice == "both" else (choice,)
+
+
+def build_env(build: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) for a process of ``build``.
+
+    Pure: with ``USTACK_PURE=1``.  Compiled: without ``USTACK_PURE`` at all,
+    so an inherited one cannot turn the compiled figure into a pure one.
+    """
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k != PURE_ENV}
+    if build == "pure":
+        env[PURE_ENV] = "1"
+    return env
+
+
+def build_kind(describe: str) -> str:
+    """``"compiled"`` or ``"pure"`` from ``purepy.describe()``'s words."""
+    return "compiled" if describe.startswith("compiled") else "pure"
+
+
+def check_build(build: str, describe: str) -> str:
+    """``describe`` (``purepy.describe()``'s words for what runs) when it is
+    ``build``; else BuildUnavailable saying what to do."""
+    if build_kind(describe) == build:
+        return describe
+    if build == "compiled":
+        how = (
+            f"unset {PURE_ENV}"
+            if PURE_ENV in describe
+            else "compile it with `make install` (in a source tree: "
+            "`python setup.py build_ext --inplace`)"
+        )
+        raise BuildUnavailable(
+            f"the compiled build is not available (ustack here: {describe}); {how}, "
+            "or pass --build pure to measure the pure-Python build instead"
+        )
+    raise BuildUnavailable(f"asked for the pure build, but ustack runs {describe}")
+
+
+def ustack_build(build: str) -> str:
+    """What ``ustack --version`` says of ``build`` (e.g. "compiled with mypyc"),
+    checked to be ``build`` (BuildUnavailable otherwise).
+
+    Run with this interpreter and ``build_env(build)``, as the ``ustack``
+    processes a benchmark starts are, so the same modules load.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "ustack.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=build_env(build),
+    )
+    m = re.fullmatch(r"ustack \S+ \((.+)\)", proc.stdout.strip())
+    if proc.returncode != 0 or m is None:
+        said = (proc.stderr.strip() or proc.stdout.strip())[-300:]
+        raise BuildUnavailable(f"`ustack --version` failed (exit {proc.returncode}): {said}")
+    return check_build(build, m.group(1))
+
+
+def running_build(pid: int) -> str | None:
+    """The build a running ustack process ``pid`` has loaded, from its memory
+    map: ``"compiled"`` when ustack/stack's C extension is mapped, else
+    ``"pure"``; None when the process is gone.  (The compiled build always
+    compiles ustack/stack.py; ``purepy.build()`` asks the same question.)"""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        path = Path(line.rpartition(" ")[2])
+        if path.parent.name == "ustack" and path.name.startswith("stack.") and path.suffix == ".so":
+            return "compiled"
+    return "pure"
+
+
+def check_running_build(pid: int, build: str, what: str) -> None:
+    """BuildUnavailable unless process ``pid`` (``what``) runs ``build``."""
+    got = running_build(pid)
+    if got is not None and got != build:
+        raise BuildUnavailable(f"{what} (pid {pid}) runs the {got} build, not the {build} one")
+
+
+def process_build(build: str, script: str) -> str:
+    """Make this process run ``build`` of ustack; its ``purepy.describe()``.
+
+    For a benchmark that runs ustack in its own process.  The build is fixed
+    when ustack is first imported (by ``USTACK_PURE``), so when this process's
+    environment asks for the other one, the script (``script``, the caller's
+    ``__file__``) starts again in its place with ``build_env(build)``
+    (os.execv).  That happens only when this process was started as that
+    script; a ``main()`` called from elsewhere keeps its process.  Raises
+    BuildUnavailable when ``build`` is not what runs.
+    """
+    from ustack import purepy
+
+    wanted_pure = build == "pure"
+    started_as_script = Path(sys.argv[0]).resolve() == Path(script).resolve()
+    if purepy.pure_requested() != wanted_pure and started_as_script:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], build_env(build))
+    return check_build(build, purepy.describe())
+
+
+def build_line(describe: str, what: str = "") -> str:
+    """The one line that says which build a benchmark measured."""
+    return f"build: {describe}" + (f" ({what})" if what else "")
 
 
 # --------------------------------------------------------------------------
@@ -354,8 +504,9 @@ def run_benchmark(
     """A benchmark's main: measure, print the report, save its JSON.
 
     Without root it is skipped (status 0: nothing to measure here, not a
-    failure); a missing command from ``tools``, a TestbedError or one of
-    ``errors`` (the load tool's) is one line on stderr and status 1.
+    failure); a missing command from ``tools``, a TestbedError, a
+    BuildUnavailable or one of ``errors`` (the load tool's) is one line on
+    stderr and status 1.
     """
     if os.geteuid() != 0:
         print(f"{name}: skipped (needs root: network namespaces, TAP, AF_PACKET)")
@@ -364,7 +515,7 @@ def run_benchmark(
         if shutil.which(tool) is None:
             print(f"{name}: needs {tool} (scripts/install-system-deps.sh)", file=sys.stderr)
             return 1
-    caught: tuple[type[Exception], ...] = (TestbedError, *errors)
+    caught: tuple[type[Exception], ...] = (TestbedError, BuildUnavailable, *errors)
     try:
         report = measure()
     except caught as exc:

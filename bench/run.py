@@ -4,10 +4,12 @@ Each ``bench/bench_*.py`` is a script that prints its own table; this runs
 them one after the other, each in its own process (so one benchmark's
 imports, threads or crash cannot skew the next), echo first.
 
-    python3 bench/run.py [--quick] [--only NAME ...]
+    python3 bench/run.py [--quick] [--build compiled|pure] [--only NAME ...]
 
 ``--quick`` is passed on to every benchmark that accepts it (a smoke run
-of seconds, not minutes).  The exit status is non-zero if any benchmark
+of seconds, not minutes), and so is ``--build`` (every benchmark measures
+the compiled build by default, and fails without it: ``--build pure``
+measures the pure-Python one instead).  The exit status is non-zero if any benchmark
 failed; the others still run.
 """
 
@@ -36,7 +38,7 @@ def accepts_quick(path: Path) -> bool:
     return '"--quick"' in path.read_text()
 
 
-def run_one(name: str, quick: bool) -> tuple[int, float]:
+def run_one(name: str, quick: bool, build: str | None = None) -> tuple[int, float]:
     path = BENCH / f"bench_{name}.py"
     cmd = [sys.executable, str(path)]
     if quick:
@@ -44,6 +46,8 @@ def run_one(name: str, quick: bool) -> tuple[int, float]:
             cmd.append("--quick")
         else:
             print(f"(bench_{name}.py has no --quick: running it in full)")
+    if build is not None:
+        cmd += ["--build", build]
     t0 = time.monotonic()
     try:
         rc = subprocess.run(cmd, cwd=BENCH.parent, timeout=TIMEOUT).returncode
@@ -57,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="run all benchmarks in bench/")
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--only", action="append", metavar="NAME", help="e.g. echo, checksum")
+    p.add_argument(
+        "--build",
+        choices=("compiled", "pure"),
+        help="the build every benchmark measures (default: each one's own)",
+    )
     a = p.parse_args(argv)
     names = discover()
     if a.only:
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     for name in names:
         print(f"\n=== bench_{name}.py{' (quick)' if a.quick else ''}", flush=True)
-        rc, secs = run_one(name, a.quick)
+        rc, secs = run_one(name, a.quick, a.build)
         print(f"=== bench_{name}.py: {'ok' if rc == 0 else f'FAILED ({rc})'} in {secs:.0f} s")
         if rc != 0:
             failed.append(name)

@@ -8,6 +8,7 @@ only; every run is bounded to about a second.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+import harness
 import loadgen
 import pytest
 import reflect
@@ -28,9 +30,14 @@ MY_MAC = "02:00:c6:12:00:02"
 PEER_IP = "198.18.0.1"
 PEER_MAC = "02:00:c6:12:00:01"
 IP_BYTES = socket.inet_aton(MY_IP)
-# bench_inproc measures both builds where the core is compiled, else the pure one.
-_COMPILED = any((Path(__file__).resolve().parents[1] / "src" / "ustack").glob("stack.*.so"))
+BENCH = Path(__file__).resolve().parent
+SRC = BENCH.parent / "src"
+# The benchmarks measure the compiled build where the core is compiled (both
+# builds where they can), else, told so, the pure one.
+_COMPILED = any((SRC / "ustack").glob("stack.*.so"))
 BUILDS: list[str] = [] if _COMPILED else ["--build", "pure"]
+COMPILED_WORDS = "compiled with mypyc"
+PURE_WORDS = "pure Python, USTACK_PURE=1"
 MAC_BYTES = bytes.fromhex(MY_MAC.replace(":", ""))
 
 
@@ -210,12 +217,15 @@ def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
     _require(missing)
     script = Path(__file__).resolve().parent / "bench_http.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--runs", "1", "--seconds", "1", "--warmup", "0"],
+        [sys.executable, str(script), "--runs", "1", "--seconds", "1", "--warmup", "0",
+         *BUILDS],
         capture_output=True,
         text=True,
         timeout=90,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    words = COMPILED_WORDS if _COMPILED else PURE_WORDS
+    assert f"build: {words} (the ustack rows: ustack run)" in proc.stdout, proc.stdout
     for name in ("kernel veth", "ustack packet", "ustack tap"):
         m = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)", proc.stdout, re.M)
         assert m is not None, f"no {name!r} row in:\n{proc.stdout}"
@@ -229,12 +239,16 @@ def test_bench_aio_smallest_run_gives_every_row_in_both_modes() -> None:
     _require("needs root" if os.geteuid() != 0 else None)
     script = Path(__file__).resolve().parent / "bench_aio.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--runs", "1", "--seconds", "0.5", "--warmup", "0.1"],
+        [sys.executable, str(script), "--runs", "1", "--seconds", "0.5", "--warmup", "0.1",
+         "--build", "pure"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The pure build here (the http test runs the compiled one): the servers
+    # are started with USTACK_PURE=1 and checked to have loaded no extension.
+    assert f"build: {PURE_WORDS} (the ustack.aio servers)" in proc.stdout, proc.stdout
     tables = proc.stdout.split("\n\n")[1:]
     assert len(tables) == 2, proc.stdout
     for table in tables:
@@ -252,6 +266,8 @@ def test_bench_inproc_reports_cost_and_bytecodes(capsys: pytest.CaptureFixture[s
 
     assert bench_inproc.main(["--runs", "2", "--echoes", "300", "--opcodes", *BUILDS]) == 0
     out = capsys.readouterr().out
+    words = f"{COMPILED_WORDS}; {PURE_WORDS}" if not BUILDS else PURE_WORDS
+    assert f"build: {words}\n" in out, out
     for build in ("compiled", "pure") if not BUILDS else ("pure",):
         m = re.search(build + r" build: us per echo min / median / max ([\d.]+)", out)
         assert m is not None and float(m.group(1)) > 0, out
@@ -274,3 +290,189 @@ def test_bench_inproc_udp_reports_bytecodes(capsys: pytest.CaptureFixture[str]) 
     m = re.search(r"bytecodes per echo \(both stacks, pure build\): (\d+)", out)
     assert m is not None and int(m.group(1)) > 50, out
     assert "socket.py:input" in out  # the UDP receive path ran
+
+
+# --------------------------------------------------------------------------
+# Builds: the build: line, --build pure, no compiled build -> status 1
+# --------------------------------------------------------------------------
+
+
+def test_build_env_sets_or_removes_ustack_pure() -> None:
+    base = {"PATH": "/bin", "USTACK_PURE": "1"}
+    assert harness.build_env("compiled", base) == {"PATH": "/bin"}
+    assert harness.build_env("pure", {"PATH": "/bin"}) == base
+
+
+def test_check_build_names_the_way_out() -> None:
+    assert harness.check_build("compiled", COMPILED_WORDS) == COMPILED_WORDS
+    assert harness.check_build("pure", PURE_WORDS) == PURE_WORDS
+    with pytest.raises(harness.BuildUnavailable, match="--build pure") as err:
+        harness.check_build("compiled", "pure Python, not compiled (make install compiles it)")
+    assert "make install" in str(err.value)
+    with pytest.raises(harness.BuildUnavailable, match="unset USTACK_PURE"):
+        harness.check_build("compiled", PURE_WORDS)
+    with pytest.raises(harness.BuildUnavailable, match="pure build"):
+        harness.check_build("pure", COMPILED_WORDS)
+
+
+def test_ustack_build_asks_ustack_version() -> None:
+    assert harness.ustack_build("pure") == PURE_WORDS
+    if _COMPILED:
+        assert harness.ustack_build("compiled") == COMPILED_WORDS
+    else:
+        with pytest.raises(harness.BuildUnavailable, match="not available"):
+            harness.ustack_build("compiled")
+
+
+def test_running_build_reads_the_memory_map() -> None:
+    from ustack import purepy
+
+    assert harness.running_build(os.getpid()) == purepy.build()
+    with subprocess.Popen(
+        [sys.executable, "-c", "import ustack.stack, sys; print('up', flush=True); "
+         "sys.stdin.read()"],
+        env=harness.build_env("pure"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None and child.stdout.readline() == "up\n"
+        assert harness.running_build(child.pid) == "pure"
+        child.communicate("")
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("build", ["default", "pure"])
+def test_bench_checksum_says_its_build(build: str) -> None:
+    """--build pure starts the script again with USTACK_PURE=1 (the build is
+    fixed at import): the line says which build ones_sum was."""
+    args = ["--build", "pure"] if build == "pure" else BUILDS
+    proc = run_script("bench_checksum.py", "--sizes", "20", "--repeat", "1", *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    words = COMPILED_WORDS if build == "default" and _COMPILED else PURE_WORDS
+    assert proc.stdout.startswith(f"build: {words} (ones_sum"), proc.stdout
+    assert re.search(r"^ones_sum \(chosen\)\s+20\s+[\d.]+\s+1.00$", proc.stdout, re.M)
+
+
+def test_bench_socket_thread_says_its_build() -> None:
+    proc = run_script("bench_socket_thread.py", "--seconds", "0.1", *BUILDS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    words = COMPILED_WORDS if _COMPILED else PURE_WORDS
+    assert f"\nbuild: {words}\n" in proc.stdout, proc.stdout
+    assert re.search(r"native \(one thread, no ustack.socket\)\s+\d+", proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def uncompiled_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of src/ without the compiled extensions: a tree never compiled."""
+    dst = tmp_path_factory.mktemp("uncompiled") / "src"
+    shutil.copytree(SRC, dst, ignore=shutil.ignore_patterns("*.so", "__pycache__", "*.egg-info"))
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("bench_checksum.py", ["--sizes", "20", "--repeat", "1"]),
+        ("bench_socket_thread.py", ["--seconds", "0.1"]),
+        ("bench_inproc.py", ["--runs", "1", "--echoes", "50"]),
+        ("bench_inproc.py", ["--runs", "1", "--echoes", "50", "--build", "compiled"]),
+    ],
+)
+def test_without_the_compiled_build_a_benchmark_fails_and_says_so(
+    uncompiled_src: Path, script: str, args: list[str]
+) -> None:
+    """No figure of the pure build may pass for the compiled one: status 1,
+    one line saying what is missing and how to measure the pure build."""
+    env = {**harness.build_env("compiled"), "PYTHONPATH": str(uncompiled_src)}
+    proc = run_script(script, *args, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the compiled build is not available" in proc.stderr, proc.stderr
+    assert "--build pure" in proc.stderr
+    assert "build:" not in proc.stdout and "us per echo" not in proc.stdout, proc.stdout
+
+
+def test_without_the_compiled_build_build_pure_measures_the_pure_one(
+    uncompiled_src: Path,
+) -> None:
+    env = {**harness.build_env("compiled"), "PYTHONPATH": str(uncompiled_src)}
+    proc = run_script("bench_inproc.py", "--runs", "1", "--echoes", "50", "--build", "pure",
+                      env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith(f"build: {PURE_WORDS}\n"), proc.stdout
+
+
+@pytest.mark.root
+def test_testbed_start_ustack_passes_the_environment_through_ip_netns_exec() -> None:
+    """USTACK_PURE=1 given to start_ustack reaches the ustack process (no
+    extension in its memory map); without it, the compiled build runs."""
+    _require("needs root" if os.geteuid() != 0 else None)
+    from ustack_testbed import Testbed, packet_topology
+
+    with Testbed() as tb:
+        topo = packet_topology(tb)
+        for build in ("pure", "compiled") if _COMPILED else ("pure",):
+            proc = topo.start_ustack(env=harness.build_env(build))
+            try:
+                assert harness.running_build(proc.pid) == build
+            finally:
+                proc.stop()
+
+
+@pytest.mark.root
+def test_bench_echo_smallest_run_has_both_ustack_builds_and_their_ratio() -> None:
+    """bench_echo.py end to end on AF_PACKET, 1 run of 0.2 s per figure: the
+    compiled and the pure ustack rows, compiled/pure, the goal line and the
+    build line; the JSON holds both builds (about 10 s)."""
+    _require("needs root" if os.geteuid() != 0 else None)
+    proc = run_script(
+        "bench_echo.py", "--runs", "1", "--seconds", "0.2", "--link", "packet", *BUILDS,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    header = next(line for line in out.splitlines() if line.startswith("link"))
+    assert re.split(r"\s{2,}", header.strip()) == bench_echo_headers()
+    rate = r"([\d.]+)k / [\d.]+k / [\d.]+k(?: \^)?"
+    cells = rf"{rate}\s+{rate}" if _COMPILED else rf"-\s+{rate}"
+    for proto in ("ICMP", "UDP"):
+        m = re.search(rf"^AF_PACKET\s+{proto}\s+{cells}", out, re.M)
+        assert m is not None, out
+        assert all(float(g) > 0 for g in m.groups()), m.group(0)
+    if _COMPILED:
+        m = re.search(r"^AF_PACKET\s+UDP\s.*\s([\d.]+) \(goal 0.80\)\s+[\d.]+\s+([\d.]+)\s*$",
+                      out, re.M)
+        assert m is not None and float(m.group(1)) > 0 and float(m.group(2)) > 0, out
+        assert re.search(r"goal: UDP echo over AF_PACKET, ustack \(compiled\) >= 0.80 x raw "
+                         r"reflect: [\d.]+, (met|NOT met)", out), out
+        assert f"build: ustack: {COMPILED_WORDS}; ustack pure: {PURE_WORDS}" in out
+    else:
+        assert f"build: ustack pure: {PURE_WORDS}" in out
+    m = re.search(r"raw numbers: (\S+)", out)
+    assert m is not None, out
+    doc = json.loads((BENCH.parent / m.group(1)).read_text())
+    want = {"compiled": COMPILED_WORDS, "pure": PURE_WORDS} if _COMPILED else {"pure": PURE_WORDS}
+    assert doc["builds"] == want
+    got = {(c["responder"], c["build"], c["proto"]) for c in doc["cells"] if c["build"]}
+    rows = [("ustack", "compiled"), ("ustack-pure", "pure")] if _COMPILED else [
+        ("ustack-pure", "pure")]
+    assert got == {(r, b, p) for r, b in rows for p in ("icmp", "udp")}
+    if _COMPILED:
+        assert doc["ratios"]["packet/udp/compiled_over_pure"] > 0
+        assert doc["goal"]["measured"] == doc["ratios"]["packet/udp/ustack_over_raw"]
+
+
+def bench_echo_headers() -> list[str]:
+    import bench_echo
+
+    return list(bench_echo.HEADERS)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ustack_testbed.errors import TestbedError
@@ -22,8 +22,12 @@ def run(
     check: bool = True,
     timeout: float = 30.0,
     input: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` with text output captured and a time limit; TestbedError if it fails."""
+    """Run ``cmd`` with text output captured and a time limit; TestbedError if it fails.
+
+    ``env``: the command's whole environment (default: this process's).
+    """
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
@@ -33,6 +37,7 @@ def run(
             timeout=timeout,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
+            env=None if env is None else dict(env),
         )
     except FileNotFoundError as exc:
         raise TestbedError(f"command not found: {cmd[0]}") from exc

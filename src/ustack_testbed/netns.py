@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -51,14 +51,23 @@ class Netns:
         check: bool = True,
         timeout: float = 30.0,
         input: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``cmd`` in the namespace, capture text output, bounded in time."""
-        return run_command([*self.exec_prefix(), *cmd], check=check, timeout=timeout, input=input)
+        """Run ``cmd`` in the namespace, capture text output, bounded in time.
+
+        ``env``: the command's whole environment (default: this process's);
+        ``ip netns exec`` passes it on unchanged.
+        """
+        return run_command(
+            [*self.exec_prefix(), *cmd], check=check, timeout=timeout, input=input, env=env
+        )
 
     def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
         """Start ``cmd`` in the namespace; the testbed stops it (by pid) at close.
 
-        ``ip netns exec`` execs the command, so ``.pid`` is the command's own.
+        ``ip netns exec`` execs the command, so ``.pid`` is the command's own,
+        and it passes the environment on unchanged (an ``env=`` keyword
+        reaches the command).
         """
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("preexec_fn", die_with_parent)

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import IO, Any
 
@@ -141,10 +141,18 @@ class Testbed:
         ns.link_up(name)
         return name
 
-    def start_ustack(self, ns: Netns, args: Sequence[str], timeout: float = 10.0) -> UstackProcess:
+    def start_ustack(
+        self,
+        ns: Netns,
+        args: Sequence[str],
+        timeout: float = 10.0,
+        env: Mapping[str, str] | None = None,
+    ) -> UstackProcess:
         """Run ``python -m ustack.cli <args>`` in ``ns`` and wait for ``ready:``.
 
-        ``args`` start with the subcommand (``["up", "--link", ...]``).  The
+        ``args`` start with the subcommand (``["up", "--link", ...]``).
+        ``env``: the process's whole environment (default: this process's);
+        e.g. with ``USTACK_PURE=1`` it runs the pure-Python build.  The
         stack is stopped at close if the caller has not stopped it.
         """
         self._check_open()
@@ -157,6 +165,7 @@ class Testbed:
             stdout=subprocess.PIPE,
             stderr=errfile,
             text=True,
+            env=None if env is None else dict(env),
         )
         self._stderr_files.append(errfile)
         stack = UstackProcess(ns, popen, name, errfile)

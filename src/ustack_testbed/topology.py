@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ustack_testbed.names import check_test_address
@@ -54,8 +55,12 @@ class Topology:
             args += ["--host-ip", self.peer_cidr]
         return [*args, *extra]
 
-    def start_ustack(self, *extra: str, timeout: float = 10.0) -> UstackProcess:
-        return self.testbed.start_ustack(self.stack_ns, self.ustack_args(*extra), timeout)
+    def start_ustack(
+        self, *extra: str, timeout: float = 10.0, env: Mapping[str, str] | None = None
+    ) -> UstackProcess:
+        """``ustack up`` on this topology (``ustack_args``); ``env``: its whole
+        environment (default: this process's), see ``Testbed.start_ustack``."""
+        return self.testbed.start_ustack(self.stack_ns, self.ustack_args(*extra), timeout, env)
 
 
 def tap_topology(
