@@ -62,6 +62,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SERVER_PORT = 7
 MODES = ("pingpong", "stream")
+# Issue 10's goals, ustack.aio / asyncio on the kernel: ping-pong with 1 KB
+# messages (best ustack row), streamed with offload (the tap+offload row).
+GOALS = {"pingpong": 0.5, "stream": 1.0}
 STREAM_BATCH = 64  # messages per client send() in stream mode
 OUTSTANDING = 256 * 1024  # bytes in flight per connection in stream mode
 
@@ -362,10 +365,16 @@ def report(table: dict[str, list[Row]], a: argparse.Namespace) -> None:
             print(f"{row.name:<24} {min_median_max(row.rates)}  {med * a.size / 1e6:12.1f}  "
                   f"{med / ref:5.2f}  {statistics.median(row.server_cpu):10.2f} "
                   f"{statistics.median(row.client_cpu):10.2f}")
-        best = max(statistics.median(r.rates) for r in rows[1:])
-        verdict = "met" if best >= ref else "NOT met"
-        print(f"goal ustack.aio >= kernel asyncio ({mode}): {verdict} "
-              f"(best ustack.aio / kernel = {best / ref:.2f})")
+        goal = GOALS[mode]
+        candidates = rows[1:] if mode == "pingpong" else [
+            r for r in rows[1:] if "offload" in r.name]
+        if not candidates:
+            print(f"goal ustack.aio >= {goal:.1f} x kernel asyncio ({mode}): not measured")
+            continue
+        best = max(statistics.median(r.rates) for r in candidates) / ref
+        print(f"goal ustack.aio >= {goal:.1f} x kernel asyncio ({mode}"
+              f"{'' if mode == 'pingpong' else ', with offload'}): "
+              f"{'met' if best >= goal else 'NOT met'} (ustack.aio / kernel = {best:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
