@@ -291,8 +291,7 @@ class Cubic(NewReno):
         epoch = self._epoch
         if epoch is None:
             epoch = self._start_epoch(cw, now)
-        d = now - epoch - self._k  # t - K
-        w_max = self._w_max
+        t = now - epoch
         segs = acked / mss
 
         # RFC 9438 4.3, eq. (4): the window Reno would have, grown by
@@ -303,16 +302,14 @@ class Cubic(NewReno):
         if self._reno_alpha != 1.0 and w_est >= self._cwnd_prior:
             self._reno_alpha = 1.0
 
-        # eq. (1) inline (this is the per-ACK path): W_cubic(t) = C*(t-K)**3 + W_max
-        if CUBIC_C * d * d * d + w_max < w_est:
+        if self.w_cubic(t) < w_est:
             # Reno-friendly region: cwnd = W_est (never shrinking on an ACK).
             new = w_est if w_est > cw else cw
         else:
             # RFC 9438 4.4 (concave) and 4.5 (convex): aim at W_cubic one
             # RTT ahead, but no lower than cwnd and no higher than 1.5*cwnd,
             # and move a (target - cwnd)/cwnd step per ACKed segment.
-            d += self._rtt
-            target = CUBIC_C * d * d * d + w_max
+            target = self.w_cubic(t + self._rtt)
             if target < cw:
                 target = cw
             elif target > 1.5 * cw:

@@ -111,11 +111,11 @@ class TcpConnection(Tcb):
         if force:
             q.append(data)
             return n
-        room = self.cfg.sndbuf - len(q.buf)  # (SendQueue.free, without a call per send)
+        room = q.free(self.cfg.sndbuf)
         if n <= room:
             q.append(data)
             return n
-        if room <= 0:
+        if not room:
             return 0
         q.append(memoryview(data)[:room])
         return room
