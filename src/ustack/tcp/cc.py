@@ -23,48 +23,26 @@ Sans-I/O: ``now`` (float seconds) is passed in, nothing reads a clock.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Final
 
 #: ssthresh before the first loss: "arbitrarily high" (RFC 5681 3.1).
-INFINITE_SSTHRESH = 1 << 30
+INFINITE_SSTHRESH: Final = 1 << 30
 
 #: RFC 3465 2.3: L, the limit on slow-start growth per ACK, in SMSS.
-ABC_LIMIT = 2
+ABC_LIMIT: Final = 2
 
 #: RFC 9438 4.1 constants.
-CUBIC_C = 0.4
-CUBIC_BETA = 0.7
+CUBIC_C: Final = 0.4
+CUBIC_BETA: Final = 0.7
 #: RFC 9438 eq. (3): alpha_cubic = 3 * (1 - beta) / (1 + beta), about 0.53.
-CUBIC_ALPHA = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA)
+CUBIC_ALPHA: Final = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA)
 
-KNOWN = ("cubic", "newreno")
+KNOWN: Final = ("cubic", "newreno")
 
 
 def initial_window(mss: int) -> int:
     """RFC 6928 IW = min(10*SMSS, max(2*SMSS, 14600)) bytes."""
     return min(10 * mss, max(2 * mss, 14600))
-
-
-class CongestionControl(Protocol):
-    """What the connection calls; all sizes are bytes, times float seconds."""
-
-    name: str
-    cwnd: int
-    ssthresh: int
-
-    def set_mss(self, mss: int) -> None: ...
-
-    def on_ack(self, acked: int, in_flight: int, now: float, rtt: float | None) -> None: ...
-
-    def on_congestion(self, in_flight: int, now: float) -> None: ...
-
-    def on_recovery_end(self, now: float) -> None: ...
-
-    def on_rto(self, in_flight: int, now: float) -> None: ...
-
-    def on_idle(self, idle: float, rto: float, now: float) -> None: ...
-
-    def stats(self) -> dict[str, float | int]: ...
 
 
 def _check_mss(mss: int) -> int:
@@ -313,8 +291,7 @@ class Cubic(NewReno):
         epoch = self._epoch
         if epoch is None:
             epoch = self._start_epoch(cw, now)
-        d = now - epoch - self._k  # t - K
-        w_max = self._w_max
+        t = now - epoch
         segs = acked / mss
 
         # RFC 9438 4.3, eq. (4): the window Reno would have, grown by
@@ -325,16 +302,14 @@ class Cubic(NewReno):
         if self._reno_alpha != 1.0 and w_est >= self._cwnd_prior:
             self._reno_alpha = 1.0
 
-        # eq. (1) inline (this is the per-ACK path): W_cubic(t) = C*(t-K)**3 + W_max
-        if CUBIC_C * d * d * d + w_max < w_est:
+        if self.w_cubic(t) < w_est:
             # Reno-friendly region: cwnd = W_est (never shrinking on an ACK).
             new = w_est if w_est > cw else cw
         else:
             # RFC 9438 4.4 (concave) and 4.5 (convex): aim at W_cubic one
             # RTT ahead, but no lower than cwnd and no higher than 1.5*cwnd,
             # and move a (target - cwnd)/cwnd step per ACKed segment.
-            d += self._rtt
-            target = CUBIC_C * d * d * d + w_max
+            target = self.w_cubic(t + self._rtt)
             if target < cw:
                 target = cw
             elif target > 1.5 * cw:
@@ -442,6 +417,14 @@ class Cubic(NewReno):
             "k": self._k,
             "epoch": -1.0 if self._epoch is None else self._epoch,
         }
+
+
+# What the connection holds and calls (on_ack, on_congestion, on_recovery_end,
+# on_rto, on_idle, set_mss; cwnd and ssthresh in bytes, times in float
+# seconds): every controller derives from NewReno, so in the compiled build
+# each call is a direct call of a native class (through a Protocol it would
+# be a generic Python method call, per ACK).
+CongestionControl = NewReno
 
 
 def make_cc(name: str, mss: int, now: float) -> CongestionControl:

@@ -36,6 +36,7 @@ counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 from __future__ import annotations
 
 import errno
+from typing import Final
 
 from ustack.tcp import output, timeouts
 from ustack.tcp import seq as sq
@@ -48,16 +49,9 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN
 # The types a user of the connection needs, importable from here too.
 __all__ = ["Event", "OutSegment", "Segment", "TcpConfig", "TcpConnection", "TcpError"]
 
-_READABLE = Event.READABLE
-_WRITABLE = Event.WRITABLE
-_ESTABLISHED = State.ESTABLISHED
-
-_ECONNRESET = errno.ECONNRESET
-_ECONNREFUSED = errno.ECONNREFUSED
-_EPIPE = errno.EPIPE
 # ICMP destination unreachable codes as the socket error they become
 # (RFC 1122 4.2.3.9; Linux's icmp_err_convert): net, host, protocol, port.
-_UNREACH_ERRNO = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
+_UNREACH_ERRNO: Final = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
                   3: errno.ECONNREFUSED}
 
 
@@ -107,7 +101,7 @@ class TcpConnection(Tcb):
         if self.error:
             raise TcpError(self.error, "connection failed")
         if self.state not in SENDING or self.fin_queued:
-            raise TcpError(_EPIPE, "cannot send after shutdown or close")
+            raise TcpError(errno.EPIPE, "cannot send after shutdown or close")
         if type(data) is not bytes and type(data) is not bytearray:
             # Any other buffer (a memoryview, an array of wider items) as a
             # view of its bytes: the send buffer and the stream count bytes.
@@ -117,11 +111,11 @@ class TcpConnection(Tcb):
         if force:
             q.append(data)
             return n
-        room = self.cfg.sndbuf - len(q.buf)  # (SendQueue.free, without a call per send)
+        room = q.free(self.cfg.sndbuf)
         if n <= room:
             q.append(data)
             return n
-        if room <= 0:
+        if not room:
             return 0
         q.append(memoryview(data)[:room])
         return room
@@ -253,7 +247,7 @@ class TcpConnection(Tcb):
         NOP NOP TS (``ts_val`` >= 0) or absent (``ts_val`` = -1).  Returns
         False, having changed nothing, when the segment is not predicted.
         """
-        if self.state is not _ESTABLISHED or seq != self.rcv_nxt:
+        if self.state is not State.ESTABLISHED or seq != self.rcv_nxt:
             return False
         una = self.snd_una
         acked = sq.sub(ack, una)
@@ -309,7 +303,7 @@ class TcpConnection(Tcb):
             return "tcp_unacceptable_ack"
         if f & RST:
             if f & ACK:
-                self._reset(_ECONNREFUSED)
+                self._reset(errno.ECONNREFUSED)
                 return ""
             return "tcp_rst_without_ack"
         if not f & SYN:
@@ -380,7 +374,7 @@ class TcpConnection(Tcb):
             # Simultaneous open (RFC 9293 figure 7, line 7): the peer's
             # SYN,ACK repeats its SYN, which we have; take it as the ACK.
             f &= ~SYN
-            seg = seg._replace(seq=sq.add(seg.seq, 1), flags=f)
+            seg = Segment(sq.add(seg.seq, 1), seg.ack, f, seg.window, seg.payload, seg.opts)
         payload = seg.payload
         seg_len = len(payload) + (1 if f & SYN else 0) + (1 if f & FIN else 0)
         # RFC 7323 5.3 PAWS, before the sequence check: a segment whose
@@ -406,7 +400,7 @@ class TcpConnection(Tcb):
                 self.ack_now = True
                 trimmed = "TCPZeroWindowDrop"
             f &= ~FIN
-            seg = seg._replace(seq=self.rcv_nxt, payload=b"", flags=f)
+            seg = Segment(self.rcv_nxt, seg.ack, f, seg.window, b"", seg.opts)
             payload = b""
             seg_len = 0
         if not self._acceptable(seg.seq, seg_len):
@@ -429,7 +423,7 @@ class TcpConnection(Tcb):
                 return "tcp_rst_challenged"
             if state is State.TIME_WAIT:
                 return "tcp_rst_in_time_wait"  # RFC 1337: ignore RST in TIME-WAIT
-            self._reset(_ECONNRESET if state is not State.SYN_RECEIVED else _ECONNREFUSED)
+            self._reset(errno.ECONNRESET if state is not State.SYN_RECEIVED else errno.ECONNREFUSED)
             return ""
         # Fourth, check the SYN bit (RFC 5961 4.2): any SYN here gets a
         # challenge ACK, never a reset of the connection.
@@ -466,7 +460,7 @@ class TcpConnection(Tcb):
             elif self.orphan:
                 # Data for an application that closed: RST (RFC 2525 2.17).
                 self.rst = OutSegment(self.snd_nxt, 0, RST, 0, b"", b"")
-                self.close_now(_ECONNRESET, Ev.RCV_DATA_AFTER_CLOSE)
+                self.close_now(errno.ECONNRESET, Ev.RCV_DATA_AFTER_CLOSE)
                 return "TCPAbortOnData"
             else:
                 trimmed = self._accept_data(seg.seq, payload, now) or trimmed
@@ -636,8 +630,8 @@ class TcpConnection(Tcb):
         data = q.ack(self.snd_una, ack, acked)
         if data:
             self.bytes_out += data
-            if len(q.buf) < self.cfg.sndbuf and _WRITABLE not in self.events:
-                self.events.append(_WRITABLE)  # (one waiting at most: Tcb.events)
+            if len(q.buf) < self.cfg.sndbuf and Event.WRITABLE not in self.events:
+                self.events.append(Event.WRITABLE)  # (one waiting at most: Tcb.events)
         self.snd_una = ack
         self.retransmits = 0
         self.timers.probes = 0
@@ -676,8 +670,8 @@ class TcpConnection(Tcb):
         self.rcv_nxt = sq.add(self.rcv_nxt, n)
         self.bytes_in += n
         events = self.events
-        if _READABLE not in events:  # one READABLE covers them all (Tcb.events)
-            events.append(_READABLE)
+        if Event.READABLE not in events:  # one READABLE covers them all (Tcb.events)
+            events.append(Event.READABLE)
         pending = self.acks_pending + n
         self.acks_pending = pending
         if pending > self.mss:
@@ -720,8 +714,8 @@ class TcpConnection(Tcb):
         self.peer_fin_seq = None
         self.peer_fin = True
         self.ack_now = True
-        if _READABLE not in self.events:  # EOF is readable (Tcb.events)
-            self.events.append(_READABLE)
+        if Event.READABLE not in self.events:  # EOF is readable (Tcb.events)
+            self.events.append(Event.READABLE)
         # (A FIN that also acknowledges ours found FIN_WAIT_2 already: the
         # ACK field is processed first.)
         self.move(Ev.RCV_FIN)

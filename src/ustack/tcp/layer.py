@@ -19,8 +19,8 @@ out-of-order segment still earns its own duplicate ACK (RFC 5681 4.2).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
-import operator
 import random
 from typing import Final
 
@@ -44,34 +44,24 @@ from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
 from ustack.wire.errors import ParseError
+from ustack.wire.tcp import ACK, FIN, RST, SYN, URG
 
 # A super-frame's payload: 64 000 bytes keeps IPv4 total length (16 bits)
 # within bounds with the largest TCP header.
-GSO_MAX_PAYLOAD = 64000
-_VIEW_MIN = 4096
+GSO_MAX_PAYLOAD: Final = 64000
+# A received payload this large is read through a view (see ``input``).
+_VIEW_MIN: Final = 4096
 # In-order data received in one batch is acknowledged once, but never more
 # than this much at a time (what one GRO super-segment holds on Linux).
-STRETCH_ACK_BYTES = 65536
+STRETCH_ACK_BYTES: Final = 65536
 Key = tuple[bytes, int, bytes, int]
 
-# Every TcpConfig field in declaration order, read in C (one call per connection).
-_config_values = operator.attrgetter(*TcpConfig.__dataclass_fields__)
-_parse_fields = wtcp.parse_fields
-_pack_header_into = wtcp.pack_header_into
-_from_bytes = int.from_bytes
-_parse_options = wtcp.parse_options
-_NO_OPTIONS = wtcp.NO_OPTIONS
-_SYN, _ACK, _RST, _FIN = wtcp.SYN, wtcp.ACK, wtcp.RST, wtcp.FIN
-_READABLE, _WRITABLE = Event.READABLE, Event.WRITABLE
-_ESTABLISHED, _CLOSE_WAIT, _CLOSED = State.ESTABLISHED, State.CLOSE_WAIT, State.CLOSED
 # Header prediction takes ACK (and PSH, ECE, CWR) but none of these flags.
-_PREDICTION_MASK = wtcp.SYN | wtcp.FIN | wtcp.RST | wtcp.URG | wtcp.ACK
-_TS_LAYOUT = wtcp.TS_ALIGNED  # NOP NOP TS(10): what Linux and ustack send
-_unpack_ts = wtcp.unpack_ts
+_PREDICTION_MASK: Final = SYN | FIN | RST | URG | ACK
 
 # The counters a drop reason of the connection may be counted under: Linux's
 # TcpExt names, where Counters declares one (``TcpExt`` + the reason).
-_COUNTERS = frozenset(NAMES)
+_COUNTERS: Final = frozenset(NAMES)
 
 
 def count_drop(c: Counters, reason: str) -> None:
@@ -124,7 +114,7 @@ class TcpLayer:
     # ==================================================================
 
     def _config_for(self, iface: Interface) -> TcpConfig:
-        cfg = TcpConfig(*_config_values(self.config))  # a copy: connections change theirs
+        cfg = dataclasses.replace(self.config)  # a copy: connections change theirs
         cfg.mss = min(cfg.mss, iface.mtu - 40)
         if iface.gso and not cfg.max_segment:
             # docs/architecture.md, principle 6: hand the device 64 KB super-frames and
@@ -254,8 +244,8 @@ class TcpLayer:
         # RFC 9293 3.1: the checksum covers the pseudo-header and the segment
         # (unless the kernel vouched for it: RX_CSUM_OK).
         try:
-            sport, dport, seq, ack, hl, flags, window = _parse_fields(
-                payload, -1 if rx & RX_CSUM_OK else _from_bytes(src + dst, "big"))
+            sport, dport, seq, ack, hl, flags, window = wtcp.parse_fields(
+                payload, -1 if rx & RX_CSUM_OK else int.from_bytes(src + dst, "big"))
         except ParseError as e:
             c.TcpInErrs += 1
             if e.reason == "tcp_checksum":
@@ -268,10 +258,10 @@ class TcpLayer:
         # Header prediction (RFC 9293 3.10.7.4 with the outcomes known, see
         # TcpConnection.receive_predicted): only ACK/PSH set, and options that
         # are exactly timestamps in Linux's layout or none at all.
-        if sock is not None and flags & _PREDICTION_MASK == _ACK and (hl == 20 or (
-                hl == 32 and payload[20:24] == _TS_LAYOUT)):
+        if sock is not None and flags & _PREDICTION_MASK == ACK and (hl == 20 or (
+                hl == 32 and payload[20:24] == wtcp.TS_ALIGNED)):
             if hl == 32:
-                ts_val, ts_ecr = _unpack_ts(payload, 24)
+                ts_val, ts_ecr = wtcp.unpack_ts(payload, 24)
             else:
                 ts_val = -1
                 ts_ecr = 0
@@ -303,20 +293,20 @@ class TcpLayer:
             text = None
         if hl > 20:
             try:
-                opts = _parse_options(payload[20:hl])
+                opts = wtcp.parse_options(payload[20:hl])
             except ParseError as e:
                 c.TcpInErrs += 1
                 c.drop(e.reason)
                 return
         else:
-            opts = _NO_OPTIONS
+            opts = wtcp.NO_OPTIONS
         if text is None:
             text = payload[hl:] if hl < len(payload) else b""
         seg = Segment(seq, ack, flags, window, text, opts)
         now = host.now
         if sock is not None:
             conn = sock.conn
-            if conn.state is State.TIME_WAIT and flags & _SYN and not flags & (_ACK | _RST):
+            if conn.state is State.TIME_WAIT and flags & SYN and not flags & (ACK | RST):
                 # RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT
                 # connection when it starts above what the old one used (or
                 # carries a newer timestamp).
@@ -336,12 +326,12 @@ class TcpLayer:
                 self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
-        if listener is not None and not flags & _RST:
-            if flags & _ACK:
+        if listener is not None and not flags & RST:
+            if flags & ACK:
                 # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad.
-                self._send_rst(dst, dport, src, sport, ack, 0, _RST)
+                self._send_rst(dst, dport, src, sport, ack, 0, RST)
                 return
-            if flags & _SYN:
+            if flags & SYN:
                 self._passive_open(listener, iface, dst, dport, src, sport, seg, now)
                 return
             c.drop("tcp_listen_no_syn")
@@ -380,14 +370,14 @@ class TcpLayer:
     def _reset_for(self, lip: bytes, lport: int, rip: bytes, rport: int, seg: Segment) -> None:
         """RFC 9293 3.10.7.1, CLOSED: answer anything but a RST with a RST."""
         self.host.counters.drop("tcp_no_socket")
-        if seg.flags & _RST:
+        if seg.flags & RST:
             return
-        if seg.flags & _ACK:
-            self._send_rst(lip, lport, rip, rport, seg.ack, 0, _RST)
+        if seg.flags & ACK:
+            self._send_rst(lip, lport, rip, rport, seg.ack, 0, RST)
         else:
-            seg_len = len(seg.payload) + (1 if seg.flags & _SYN else 0) + (
-                1 if seg.flags & _FIN else 0)
-            self._send_rst(lip, lport, rip, rport, 0, sq.add(seg.seq, seg_len), _RST | _ACK)
+            seg_len = len(seg.payload) + (1 if seg.flags & SYN else 0) + (
+                1 if seg.flags & FIN else 0)
+            self._send_rst(lip, lport, rip, rport, 0, sq.add(seg.seq, seg_len), RST | ACK)
 
     def _send_rst(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
                   flags: int) -> None:
@@ -409,7 +399,7 @@ class TcpLayer:
         conn = sock.conn
         # RFC 5927 4.1: only believe errors that quote a sequence number we
         # have outstanding, so blind ICMP attacks cannot reach the connection.
-        seq_q = _from_bytes(qdata[4:8], "big")
+        seq_q = int.from_bytes(qdata[4:8], "big")
         if not sq.between(conn.snd_una, seq_q, sq.add(conn.snd_nxt, 1)):
             c.drop("tcp_icmp_error_bad_seq")
             return
@@ -459,7 +449,7 @@ class TcpLayer:
                 c = host.counters
                 mss = conn.mss
                 for s in segs:
-                    if s.flags & _RST:
+                    if s.flags & RST:
                         c.TcpOutRsts += 1
                     self._emit(hop, lip, lport, rip, rport, s, mss)
         if conn.events:
@@ -484,18 +474,18 @@ class TcpLayer:
                 sock.timer = host.timers.call_at(deadline, sock.timer_callback)
         # TcpCurrEstab is a gauge (RFC 4022): ESTABLISHED or CLOSE-WAIT now.
         state = conn.state
-        estab = state is _ESTABLISHED or state is _CLOSE_WAIT
+        estab = state is State.ESTABLISHED or state is State.CLOSE_WAIT
         if estab is not sock.counted_estab:
             sock.counted_estab = estab
             host.counters.TcpCurrEstab += 1 if estab else -1
-        if state is _CLOSED:
+        if state is State.CLOSED:
             self._forget(sock)
 
     def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
         events = conn.events
         while events:
             ev = events.popleft()
-            if ev is _READABLE or ev is _WRITABLE:
+            if ev is Event.READABLE or ev is Event.WRITABLE:
                 cb = sock.on_event
                 if cb is not None:
                     cb(sock, ev)
@@ -556,9 +546,9 @@ class TcpLayer:
                               mss if mss and plen > mss else 0)
         if plen:
             buf[HEADROOM + hl:] = payload
-        _pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                          s.window, s.options, payload, partial=iface.gso,
-                          addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
+        wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
+                              s.window, s.options, payload, partial=iface.gso,
+                              addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
         self.host.counters.TcpOutSegs += 1
         self.ip.output(hop, rip, wip.PROTO_TCP, buf)
 

@@ -20,21 +20,12 @@ from ustack.tcp.tcb import Tcb
 from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, PSH, SYN
 
-_ts_option = wtcp.ts_option
-# The states as module constants: the output runs for every segment.
-_CLOSED = State.CLOSED
-_LISTEN = State.LISTEN
-_SYN_SENT = State.SYN_SENT
-_SYN_RECEIVED = State.SYN_RECEIVED
-_TIME_WAIT = State.TIME_WAIT
-_tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__
-
 
 def options(tp: Tcb, now: float, syn: int) -> bytes:
     """The option bytes of our next segment (Linux's layout, ``wire.tcp``)."""
     if not syn and not (tp.sack_ok and tp.rcvq.ooo.nbytes):
         # The common case, built directly: NOP NOP TS or nothing.
-        return _ts_option(tp.ts_now(now), tp.ts_recent) if tp.ts_ok else b""
+        return wtcp.ts_option(tp.ts_now(now), tp.ts_recent) if tp.ts_ok else b""
     cfg = tp.cfg
     state = tp.state
     ts = (tp.ts_now(now), tp.ts_recent) if tp.ts_ok or (
@@ -74,8 +65,8 @@ def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSeg
             window = 0xFFFF
         tp.rcv_adv = sq.add(rcv_nxt, window << shift)
     tp.segs_out += 1
-    return _tuple_new(OutSegment, (seq, rcv_nxt if flags & ACK else 0, flags, window,
-                                   options(tp, now, syn), payload))
+    return OutSegment(seq, rcv_nxt if flags & ACK else 0, flags, window, options(tp, now, syn),
+                      payload)
 
 
 def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
@@ -120,19 +111,19 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
         tp.rst = None
         tp.segs_out += 1
     state = tp.state
-    if state is _CLOSED or state is _LISTEN:
+    if state is State.CLOSED or state is State.LISTEN:
         return out
     if tp.send_syn:
         tp.send_syn = False
-        flags = SYN | ACK if state is _SYN_RECEIVED else SYN
+        flags = SYN | ACK if state is State.SYN_RECEIVED else SYN
         tp.timers.arm_rtx(now, tp.rtt.rto)
         if tp.rtt_seq is None and tp.retransmits == 0:
             tp.rtt_seq, tp.rtt_time = tp.iss, now
         out.append(segment(tp, tp.iss, flags, b"", now))
         return out
-    if state is _SYN_SENT:
+    if state is State.SYN_SENT:
         return out  # nothing received yet that an ACK could acknowledge
-    if state is _SYN_RECEIVED:
+    if state is State.SYN_RECEIVED:
         # A challenge ACK (RFC 5961 3.2, 4.2) or the ACK answering an
         # unacceptable segment (RFC 9293 3.10.7.4 first check).
         if tp.challenge_due or tp.ack_now:
@@ -142,7 +133,7 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
     if tp.pending_rtx:
         out.extend(tp.pending_rtx)
         tp.pending_rtx.clear()
-    if state is not _TIME_WAIT:
+    if state is not State.TIME_WAIT:
         _send_data(tp, now, out)
     if tp.challenge_due:
         tp.challenge_due = False

@@ -37,7 +37,7 @@ from typing import Final
 
 from ustack.tcp.seq import MASK, gt, le, lt
 
-_QUARTER = 1 << 30
+_QUARTER: Final = 1 << 30
 
 
 class _Block:

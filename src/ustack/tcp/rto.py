@@ -18,14 +18,15 @@ Departures from the letter of RFC 6298, each allowed by it or by practice:
 from __future__ import annotations
 
 import math
+from typing import Final
 
 # RFC 6298 2.3: alpha = 1/8, beta = 1/4; 2.2/2.3: K = 4.
-ALPHA = 0.125
-BETA = 0.25
-K = 4.0
-_KEEP_SRTT = 1.0 - ALPHA
-_KEEP_RTTVAR = 1.0 - BETA
-_INF = math.inf
+ALPHA: Final = 0.125
+BETA: Final = 0.25
+K: Final = 4.0
+_KEEP_SRTT: Final = 1.0 - ALPHA
+_KEEP_RTTVAR: Final = 1.0 - BETA
+_INF: Final = math.inf
 
 
 class RttEstimator:

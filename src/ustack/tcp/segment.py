@@ -11,31 +11,51 @@ the standard library's OSError.
 from __future__ import annotations
 
 from enum import Enum
-from typing import NamedTuple
 
 from ustack.wire.tcp import TcpOptions
 
 
-class Segment(NamedTuple):
-    """An inbound segment as the layer parsed it (window unscaled)."""
+class Segment:
+    """An inbound segment as the layer parsed it (window unscaled).
 
-    seq: int
-    ack: int
-    flags: int
-    window: int
-    payload: bytes
-    opts: TcpOptions
+    A plain class, not a NamedTuple: the compiled build makes it a native
+    class, built and read in C (a NamedTuple is built by a Python-level
+    ``__new__``)."""
+
+    __slots__ = ("ack", "flags", "opts", "payload", "seq", "window")
+
+    def __init__(self, seq: int, ack: int, flags: int, window: int, payload: bytes,
+                 opts: TcpOptions) -> None:
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.payload = payload
+        self.opts = opts
+
+    def __repr__(self) -> str:
+        return (f"Segment(seq={self.seq}, ack={self.ack}, flags={self.flags:#x}, "
+                f"window={self.window}, payload={self.payload!r}, opts={self.opts!r})")
 
 
-class OutSegment(NamedTuple):
-    """An outbound segment; ``window`` is the field value (already scaled)."""
+class OutSegment:
+    """An outbound segment; ``window`` is the field value (already scaled).
+    A native class in the compiled build, as ``Segment``."""
 
-    seq: int
-    ack: int
-    flags: int
-    window: int
-    options: bytes
-    payload: bytes
+    __slots__ = ("ack", "flags", "options", "payload", "seq", "window")
+
+    def __init__(self, seq: int, ack: int, flags: int, window: int, options: bytes,
+                 payload: bytes) -> None:
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.options = options
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return (f"OutSegment(seq={self.seq}, ack={self.ack}, flags={self.flags:#x}, "
+                f"window={self.window}, options={self.options!r}, payload={self.payload!r})")
 
 
 class Event(Enum):

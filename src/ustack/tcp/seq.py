@@ -8,9 +8,13 @@ before b", valid while the two are less than 2**31 apart.
 
 from __future__ import annotations
 
-MOD = 1 << 32
-MASK = MOD - 1
-HALF = 1 << 31
+from typing import Final
+
+# Final: the compiled build inlines them into every use, here and in the
+# modules that import them (each is otherwise a dictionary lookup).
+MOD: Final = 1 << 32
+MASK: Final = MOD - 1
+HALF: Final = 1 << 31
 
 
 def add(a: int, n: int) -> int:
