@@ -110,13 +110,17 @@ class UdpSocket:
         ip, port = _addr(address)
         if port == 0:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return self._layer.output(self, bytes(data), ip, port)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a copy: the caller may change its buffer
+        return self._layer.output(self, data, ip, port)
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         self._check_open()
         if self.remote_ip is None:
             raise OSError(errno.EDESTADDRREQ, "Destination address required")
-        return self._layer.output(self, bytes(data), self.remote_ip, self.remote_port)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a copy: the caller may change its buffer
+        return self._layer.output(self, data, self.remote_ip, self.remote_port)
 
     def send_raw(self, data: bytes, ip: bytes, port: int, data_sum: int = -1) -> int:
         """``sendto`` with the address in wire form (4 bytes, int): the fast path.
