@@ -15,7 +15,7 @@ import select
 import time
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, Final
 
 from ustack.counters import Counters
 from ustack.link.base import Device
@@ -33,8 +33,8 @@ from ustack.timers import Timer, TimerHeap
 from ustack.udp.socket import UdpLayer, UdpSocket
 from ustack.wire import ipv4 as wip
 
-BATCH = 64  # frames taken from a device per poll; bounds latency per iteration
-HOUSEKEEPING_INTERVAL = 10.0  # seconds between ARP cache sweeps
+BATCH: Final = 64  # frames taken from a device per poll; bounds latency per iteration
+HOUSEKEEPING_INTERVAL: Final = 10.0  # seconds between ARP cache sweeps
 
 
 class Stack:
@@ -170,12 +170,11 @@ class Stack:
             self.start(now)
         self.host.now = now
         received = 0
-        dispatch = self.ethernet.input
         for iface in self.interfaces:
             frames = iface.device.recv_batch(BATCH, now)
             if frames:
                 received += len(frames)
-                dispatch(iface, frames)
+                self.ethernet.input(iface, frames)
         self.host.timers.run_due(now)
         self.flush()
         return received

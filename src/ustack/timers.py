@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from itertools import count
 
 
 class Timer:
@@ -33,7 +32,8 @@ class TimerHeap:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
-        self._seq = count()
+        # Breaks ties between equal deadlines: first armed, first fired.
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -41,7 +41,8 @@ class TimerHeap:
     def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
         """Run ``callback(now)`` once the clock passes ``deadline``."""
         t = Timer(deadline, callback)
-        heapq.heappush(self._heap, (deadline, next(self._seq), t))
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, t))
         return t
 
     def next_deadline(self) -> float | None:

@@ -27,6 +27,7 @@ from test_net_harness import (
 
 from ustack.link.pipe import pipe_pair
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST
+from ustack.net.ipv4 import CallbackProtocol
 from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
@@ -225,8 +226,8 @@ def test_broadcast_destination_travels_up_as_rx_flag(h: Harness) -> None:
     address (RX_IP_BROADCAST), whatever the frame's MAC; a unicast datagram,
     or one to our address in a link-layer broadcast, does not carry it."""
     seen: list[tuple[bytes, int]] = []
-    h.stack.ipv4.protocols[253] = lambda iface, src, dst, payload, pkt, rx: seen.append(
-        (dst, rx))
+    h.stack.ipv4.protocols[253] = CallbackProtocol(
+        lambda iface, src, dst, payload, pkt, rx: seen.append((dst, rx)))
     for dst, eth_dst in [(OUR_IP, OUR_MAC), (SUBNET_BCAST, OUR_MAC),
                          ("255.255.255.255", BCAST_MAC), (OUR_IP, BCAST_MAC)]:
         h.send(Ether(src=PEER_MAC, dst=eth_dst) / IP(src=PEER_IP, dst=dst, proto=253) / b"x")

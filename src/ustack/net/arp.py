@@ -12,6 +12,7 @@ gratuitous announcement of our address at start.
 from __future__ import annotations
 
 from functools import partial
+from typing import Final
 
 from ustack.net.host import Host
 from ustack.net.interface import Interface
@@ -20,12 +21,12 @@ from ustack.wire import arp as warp
 from ustack.wire import ethernet
 from ustack.wire.errors import ParseError
 
-_ETH_ARP = ethernet.ETHERTYPE_ARP.to_bytes(2, "big")
-_ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
-_ZERO_MAC = b"\x00" * 6
-_ZERO_IP = b"\x00" * 4
-_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
-_MIN_FRAME = 60  # Ethernet minimum without FCS; ARP frames are padded to it
+_ETH_ARP: Final = ethernet.ETHERTYPE_ARP.to_bytes(2, "big")
+_ETH_IP: Final = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
+_ZERO_MAC: Final = b"\x00" * 6
+_ZERO_IP: Final = b"\x00" * 4
+_LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
+_MIN_FRAME: Final = 60  # Ethernet minimum without FCS; ARP frames are padded to it
 
 
 class ArpLayer:

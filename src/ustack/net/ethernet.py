@@ -12,6 +12,8 @@ link-layer broadcast.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.counters import Counters
 from ustack.link.vnet import CsumOkFrame
 from ustack.net.arp import ArpLayer
@@ -20,9 +22,9 @@ from ustack.net.interface import Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.wire import ethernet as weth
 
-_ETH_IPV4 = weth.ETHERTYPE_IPV4.to_bytes(2, "big")
-_ETH_ARP = weth.ETHERTYPE_ARP.to_bytes(2, "big")
-_BROADCAST = weth.BROADCAST
+_ETH_IPV4: Final = weth.ETHERTYPE_IPV4.to_bytes(2, "big")
+_ETH_ARP: Final = weth.ETHERTYPE_ARP.to_bytes(2, "big")
+_BROADCAST: Final = weth.BROADCAST
 
 
 class EthernetInput:
@@ -38,7 +40,6 @@ class EthernetInput:
         c = self.host.counters
         c.EthInFrames += len(frames)
         mac = iface.mac
-        ip_input = self.ip.input
         trusting = iface.device.caps.vnet_hdr
         rx = 0
         for frame in frames:
@@ -48,7 +49,7 @@ class EthernetInput:
             dst = frame[0:6]
             if etype == _ETH_IPV4:
                 if dst == mac:  # the common frame first
-                    ip_input(iface, frame[14:], rx)
+                    self.ip.input(iface, frame[14:], rx)
                 elif dst == _BROADCAST:
                     self.ip.input_link_broadcast(iface, frame[14:], rx)
                 else:

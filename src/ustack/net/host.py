@@ -14,17 +14,19 @@ them (a TCP connection, the reassembler), which never read a clock.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.counters import Counters
 from ustack.net.route import RouteTable
 from ustack.timers import TimerHeap
 
 # Properties of a received frame, passed up with it as one int (``rx``):
 # nothing about the frame being processed is kept as layer state.
-RX_CSUM_OK = 1
+RX_CSUM_OK: Final = 1
 """The kernel vouched for the transport checksum (virtio-net header): skip it."""
-RX_LINK_BROADCAST = 2
+RX_LINK_BROADCAST: Final = 2
 """The frame was a link-layer broadcast: no ICMP error may answer it (RFC 1122 3.2.2)."""
-RX_IP_BROADCAST = 4
+RX_IP_BROADCAST: Final = 4
 """The datagram was sent to a broadcast address (limited or our subnet's; IPv4
 sets it): no ICMP error may answer it (RFC 1122 3.2.2, 4.1.3.1), and an echo
 request to it may be ignored (3.2.2.6)."""

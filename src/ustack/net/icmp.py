@@ -15,15 +15,14 @@ from typing import Final
 
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, error_header
+from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, ProtocolHandler, error_header
 from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.checksum import sum_mod, update16
 from ustack.wire.errors import ParseError
 
-_sum_mod = sum_mod
-_ERROR_TYPES = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
+_ERROR_TYPES: Final = frozenset({wicmp.DEST_UNREACH, wicmp.TIME_EXCEEDED, 4, 5, 12})
 
 
 class TokenBucket:
@@ -49,7 +48,7 @@ class TokenBucket:
         return True
 
 
-class IcmpLayer:
+class IcmpLayer(ProtocolHandler):
     # Linux defaults: net.ipv4.icmp_msgs_per_sec=1000, icmp_msgs_burst=50.
     RATE: Final = 1000.0
     BURST: Final = 50.0
@@ -61,7 +60,7 @@ class IcmpLayer:
         self.ip = ip
         self.bucket = TokenBucket(self.RATE, self.BURST)
         self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
-        ip.protocols[wip.PROTO_ICMP] = self.input
+        ip.protocols[wip.PROTO_ICMP] = self
         ip.icmp_error = self.send_error
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
@@ -70,7 +69,7 @@ class IcmpLayer:
         c = host.counters
         c.IcmpInMsgs += 1
         if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
-                and dst == iface.ip and not _sum_mod(payload)):
+                and dst == iface.ip and not sum_mod(payload)):
             # Echo fast path (RFC 792): the reply is the request with type 0.
             # Its checksum follows from the request's by RFC 1624 (only the
             # type byte changed), so the data is summed once, to verify it.
@@ -86,7 +85,7 @@ class IcmpLayer:
             # RFC 1122 3.2.2.6: the reply's source is the request's
             # destination (one of ours: the fast path is for iface.ip).
             try:
-                hop = host.routes.cache.get(dst + src) or self.ip.route(src, dst)
+                hop = self.ip.route(src, dst)
             except OSError:  # no route back (counted as IpOutNoRoutes)
                 c.IcmpOutErrors += 1
                 return

@@ -4,6 +4,7 @@ and the frames it will transmit at the end of the poll iteration."""
 from __future__ import annotations
 
 import os
+from typing import Final
 
 from ustack.link import vnet
 from ustack.link.base import Device, Frame
@@ -13,7 +14,7 @@ from ustack.wire import ethernet as weth
 from ustack.wire import ipv4 as wip
 from ustack.wire.tcp import CHECKSUM_OFFSET as TCP_CSUM_OFFSET
 
-HEADROOM = weth.HEADER_LEN + wip.MIN_HEADER_LEN  # 34: Ethernet + IPv4 without options
+HEADROOM: Final = weth.HEADER_LEN + wip.MIN_HEADER_LEN  # 34: Ethernet + IPv4 without options
 
 
 def random_mac() -> bytes:

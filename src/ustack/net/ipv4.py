@@ -19,6 +19,7 @@ import errno
 import os
 import struct
 from collections.abc import Callable
+from typing import Final
 
 from ustack.link.vnet import GsoFrame
 from ustack.net.arp import ArpLayer
@@ -31,12 +32,43 @@ from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
 from ustack.wire.errors import ParseError
 
-# A protocol handler: (interface, source, destination, payload, packet, rx).
-# ``packet`` is the datagram as received (header first): what an ICMP error
-# about it quotes, and where ``error_header`` finds the rest of the header.
-# ``rx`` holds the frame's properties (``net.host.RX_*``).  The hot path
-# never builds a header object it would not use.
-ProtocolHandler = Callable[[Interface, bytes, bytes, bytes, bytes, int], None]
+
+class ProtocolHandler:
+    """A protocol above IPv4 (ICMP, UDP, TCP): what ``Ipv4Layer.input``
+    delivers a datagram to, registered by its number in ``protocols``.
+
+    A base class the layers extend, not a callable in a table: the compiled
+    build then calls ``input`` directly (a native method call), where a bound
+    method stored in a dict would go through a generic Python call.
+    """
+
+    __slots__ = ()
+
+    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
+              rx: int) -> None:
+        """Take a datagram from ``src`` to ``dst`` (our address or a
+        broadcast).  ``pkt`` is the datagram as received (header first):
+        what an ICMP error about it quotes, and where ``error_header`` finds
+        the rest of the header.  ``rx`` holds the frame's properties
+        (``net.host.RX_*``).  The hot path never builds a header object it
+        would not use."""
+        raise NotImplementedError
+
+
+class CallbackProtocol(ProtocolHandler):
+    """A protocol served by a plain function (a tool's or a test's), called
+    with what ``ProtocolHandler.input`` gets."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[Interface, bytes, bytes, bytes, bytes, int], None]
+                 ) -> None:
+        self.callback = callback
+
+    def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
+              rx: int) -> None:
+        self.callback(iface, src, dst, payload, pkt, rx)
+
 
 # Told about an ICMP error that quotes one of our datagrams:
 # (quoted header, quoted transport bytes, icmp type, icmp code, next-hop mtu).
@@ -45,20 +77,15 @@ ErrorHandler = Callable[[wip.Ipv4Header, bytes, int, int, int], None]
 # Sends an ICMP error about a received datagram: (type, code, packet, rx).
 ErrorSender = Callable[[int, int, bytes, int], None]
 
-DEFAULT_TTL = 64  # RFC 1700 / Linux ip_default_ttl
-__all__ = ["DEFAULT_TTL", "MARTIAN_FIRST", "ErrorHandler", "ErrorSender", "Ipv4Layer",
-           "ProtocolHandler", "error_header"]
+DEFAULT_TTL: Final = 64  # RFC 1700 / Linux ip_default_ttl
+__all__ = ["DEFAULT_TTL", "MARTIAN_FIRST", "CallbackProtocol", "ErrorHandler", "ErrorSender",
+           "Ipv4Layer", "ProtocolHandler", "error_header"]
 
-_parse = wip.parse
-_pack_header_into = wip.pack_header_into
-_pack_plain_header_into = wip.pack_plain_header_into
-_unpack_header = wip.HEADER.unpack_from
 # The fields the input fast path reads (total length, flags/fragment offset,
 # protocol, source, destination); the others are skipped as pad bytes.
-_unpack_fast = struct.Struct("!2xH2xHxB2x4s4s").unpack_from
-_from_bytes = int.from_bytes
-_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
-_FRAGMENT_BITS = wip.FLAG_MF | wip.OFFSET_MASK
+_FAST_FIELDS: Final = struct.Struct("!2xH2xHxB2x4s4s")
+_LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
+_FRAGMENT_BITS: Final = wip.FLAG_MF | wip.OFFSET_MASK
 
 
 def error_header(pkt: bytes) -> wip.Ipv4Header | None:
@@ -69,7 +96,9 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
     """
     if len(pkt) < 20 or pkt[0] >> 4 != 4 or len(pkt) < (pkt[0] & 15) << 2:
         return None
-    vihl, tos, total, ident, ff, ttl, proto, csum, src, dst = _unpack_header(pkt)
+    vihl: int
+    ff: int
+    vihl, tos, total, ident, ff, ttl, proto, csum, src, dst = wip.HEADER.unpack_from(pkt)
     hl = (vihl & 15) << 2
     return wip.Ipv4Header(hl, tos, total, ident, ff & 0xE000, (ff & wip.OFFSET_MASK) << 3,
                           ttl, proto, csum, src, dst, bytes(pkt[20:hl]))
@@ -79,7 +108,7 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
 # or directed), multicast (class D), class E, "this network" (0/8) or
 # loopback (127/8) address.  The first octet decides all but the directed
 # broadcast: a table of them, indexed by it (ICMP's error rules read it too).
-MARTIAN_FIRST = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
+MARTIAN_FIRST: Final = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
 
 
 def _martian_source(src: bytes, iface: Interface) -> bool:
@@ -119,15 +148,21 @@ class Ipv4Layer:
         # total length, header checksum) without building a header object.
         n = len(pkt)
         if n >= 20 and pkt[0] == 0x45:
-            total, ff, proto, src, dst = _unpack_fast(pkt)
+            total: int
+            ff: int
+            proto: int
+            src: bytes
+            dst: bytes
+            total, ff, proto, src, dst = _FAST_FIELDS.unpack_from(pkt)
+            # RFC 1071: the header's words sum to 0xFFFF (0 modulo 0xFFFF).
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
-                    and not _from_bytes(pkt[:20], "big") % 0xFFFF
+                    and not int.from_bytes(pkt[:20], "big") % 0xFFFF
                     and (dst == iface.ip or dst in self.host.local_addrs)
                     and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)
                 if handler is not None:
                     c.IpInDelivers += 1
-                    handler(iface, src, dst, pkt[20:total], pkt, rx)
+                    handler.input(iface, src, dst, pkt[20:total], pkt, rx)
                     return
         self._input_slow(iface, pkt, rx)
 
@@ -147,7 +182,7 @@ class Ipv4Layer:
         host = self.host
         c = self.counters
         try:
-            h = _parse(pkt)
+            h = wip.parse(pkt)
         except ParseError as e:
             c.IpInHdrErrors += 1
             c.drop(e.reason)
@@ -184,7 +219,7 @@ class Ipv4Layer:
             self.icmp_error(wicmp.DEST_UNREACH, wicmp.PROTO_UNREACH, pkt, rx)
             return
         c.IpInDelivers += 1
-        handler(iface, h.src, dst, payload, pkt, rx)
+        handler.input(iface, h.src, dst, payload, pkt, rx)
 
     def _reasm_timeout(self, quote: bytes) -> None:
         # RFC 1122 3.3.2 / RFC 792: time exceeded, code 1 (fragment
@@ -220,14 +255,13 @@ class Ipv4Layer:
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
-            _pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
-                                    proto, hop.src, dst, hop.addr_sum)
+            wip.pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
+                                       proto, hop.src, dst, hop.addr_sum)
             # A neighbour in the cache and not due for a refresh: the link
-            # header is its prebuilt one (``ArpTable.fresh_hdr`` written out:
-            # a call per datagram otherwise); anything else is ARP's.
-            e = iface.arp.entries.get(hop.addr)
-            if e is not None and self.host.now < e.refresh_at:
-                buf[0:14] = e.hdr
+            # header is its prebuilt one; anything else is ARP's.
+            hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+            if hdr is not None:
+                buf[0:14] = hdr
                 iface.txq.append(buf)
             else:
                 self.arp.resolve(iface, hop.addr, buf)
@@ -243,18 +277,19 @@ class Ipv4Layer:
         n = len(payload)
         off = 0
         # One neighbour for every fragment: its header when fresh, else ARP.
-        hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+        frag_hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
         txq = iface.txq
         while off < n:
             chunk = payload[off:off + step]
             more = off + step < n
             frag = bytearray(HEADROOM + len(chunk))
             frag[HEADROOM:] = chunk
-            _pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
-                              total_length=20 + len(chunk), ident=ident,
-                              flags=wip.FLAG_MF if more else 0, frag_offset=off, ttl=ttl, tos=tos)
-            if hdr is not None:
-                frag[0:14] = hdr
+            wip.pack_header_into(frag, 14, src=hop.src, dst=dst, proto=proto,
+                                 total_length=20 + len(chunk), ident=ident,
+                                 flags=wip.FLAG_MF if more else 0, frag_offset=off,
+                                 ttl=ttl, tos=tos)
+            if frag_hdr is not None:
+                frag[0:14] = frag_hdr
                 txq.append(frag)
             else:
                 self.arp.resolve(iface, hop.addr, frag)

@@ -26,8 +26,8 @@ from ustack.wire import ethernet
 if TYPE_CHECKING:
     from ustack.timers import Timer
 
-_ETH_IP = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
-_FOREVER = float("inf")  # the lifetime of a static entry
+_ETH_IP: Final = ethernet.ETHERTYPE_IPV4.to_bytes(2, "big")
+_FOREVER: Final = float("inf")  # the lifetime of a static entry
 
 
 class Entry:
@@ -78,8 +78,7 @@ class ArpTable:
     def fresh_hdr(self, ip: bytes, now: float) -> bytes | None:
         """The link header for a frame to ``ip`` when its entry needs no ARP
         at all (cached, not due for a refresh), else None: the frame then
-        goes through ``ArpLayer.resolve``.  (``Ipv4Layer.output`` writes
-        this test out for the unfragmented datagram: it runs per datagram.)"""
+        goes through ``ArpLayer.resolve``."""
         e = self.entries.get(ip)
         return e.hdr if e is not None and now < e.refresh_at else None
 

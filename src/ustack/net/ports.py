@@ -15,9 +15,12 @@ import errno
 import os
 import random
 from collections.abc import Callable
+from typing import Final
 
-EPHEMERAL_LOW, EPHEMERAL_HIGH = 32768, 60999  # Linux ip_local_port_range
-SPAN = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+# Linux ip_local_port_range
+EPHEMERAL_LOW: Final = 32768
+EPHEMERAL_HIGH: Final = 60999
+SPAN: Final = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
 
 
 class EphemeralPorts:

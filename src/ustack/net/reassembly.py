@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from ustack.counters import Counters
     from ustack.timers import Timer, TimerHeap
 
-_INF = 1 << 20  # "infinity" for the last hole, beyond any IPv4 payload
-_MAX_PAYLOAD = 65535 - 20
+_INF: Final = 1 << 20  # "infinity" for the last hole, beyond any IPv4 payload
+_MAX_PAYLOAD: Final = 65535 - 20
 
 Key = tuple[bytes, bytes, int, int]  # src, dst, proto, ident
 

@@ -10,12 +10,12 @@ destination), so no layer compares addresses or sums them per datagram.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.net.interface import Interface
 from ustack.net.sockaddr import ANY
 
-_CACHE_MAX = 4096
+_CACHE_MAX: Final = 4096
 
 
 class Route(NamedTuple):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+from typing import Final
 
 from ustack.wire import ipv4 as wip
 
-ANY = b"\x00\x00\x00\x00"
+ANY: Final = b"\x00\x00\x00\x00"
 
 # An address as the API gives it back: (dotted quad, port).
 Address = tuple[str, int]

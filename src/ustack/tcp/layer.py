@@ -28,7 +28,7 @@ from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer
+from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
 from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, AddressArg
@@ -87,7 +87,7 @@ class Binding:
         self.reuse = reuse
 
 
-class TcpLayer:
+class TcpLayer(ProtocolHandler):
     # RFC 5961 7: challenge ACKs are limited per second (Linux's default
     # net.ipv4.tcp_challenge_ack_limit is 1000).
     CHALLENGE_ACK_LIMIT: Final = 1000.0
@@ -106,7 +106,7 @@ class TcpLayer:
         # Ports bound by sockets that neither listen nor connect yet (Linux's
         # bind hash, for ``ustack.socket``'s bind before listen or connect).
         self.bound: dict[int, list[Binding]] = {}
-        ip.protocols[wip.PROTO_TCP] = self.input
+        ip.protocols[wip.PROTO_TCP] = self
         ip.errors[wip.PROTO_TCP] = self.icmp_error
 
     # ==================================================================

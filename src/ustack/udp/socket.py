@@ -15,10 +15,11 @@ import os
 import select
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer
+from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
 from ustack.net.ports import EphemeralPorts
 from ustack.net.sockaddr import ANY, Address, AddressArg
 from ustack.net.sockaddr import parse as _addr
@@ -27,14 +28,12 @@ from ustack.wire import ipv4 as wip
 from ustack.wire import udp as wudp
 from ustack.wire.errors import ParseError
 
-_parse_sum = wudp.parse_sum
-_pack_header_into = wudp.pack_header_into
 # Zeros where Ethernet, IPv4 and UDP headers go; ``+ data`` copies it.
-_HEADERS_ROOM = bytearray(HEADROOM + 8)
+_HEADERS_ROOM: Final = bytearray(HEADROOM + 8)
 
-MAX_PAYLOAD = 65535 - 20 - 8
-DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
-_BUF_OVERHEAD = 256  # charged per queued datagram, like the kernel's skb truesize
+MAX_PAYLOAD: Final = 65535 - 20 - 8
+DEFAULT_RCVBUF: Final = 212992  # Linux net.core.rmem_default
+_BUF_OVERHEAD: Final = 256  # charged per queued datagram, like the kernel's skb truesize
 
 # (payload, source ip, source port, payload sum).  The payload sum is the
 # payload read as one integer modulo 0xFFFF (``wire.checksum.sum_mod``), a
@@ -111,13 +110,17 @@ class UdpSocket:
         ip, port = _addr(address)
         if port == 0:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return self._layer.output(self, bytes(data), ip, port)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a copy: the caller may change its buffer
+        return self._layer.output(self, data, ip, port)
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         self._check_open()
         if self.remote_ip is None:
             raise OSError(errno.EDESTADDRREQ, "Destination address required")
-        return self._layer.output(self, bytes(data), self.remote_ip, self.remote_port)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a copy: the caller may change its buffer
+        return self._layer.output(self, data, self.remote_ip, self.remote_port)
 
     def send_raw(self, data: bytes, ip: bytes, port: int, data_sum: int = -1) -> int:
         """``sendto`` with the address in wire form (4 bytes, int): the fast path.
@@ -199,20 +202,18 @@ _UNREACH_ERRNO = {
 }
 
 
-class UdpLayer:
-    __slots__ = ("counters", "ephemeral", "host", "ip", "ports", "route_cache")
+class UdpLayer(ProtocolHandler):
+    __slots__ = ("counters", "ephemeral", "host", "ip", "ports")
 
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
-        # The two the datagram path touches each time, held directly (the
-        # host keeps both objects for its lifetime, and the route table
-        # clears its cache in place); every method here uses these.
+        # Touched by every datagram, so held directly (the host keeps it for
+        # its lifetime); every method here uses this one.
         self.counters = host.counters
-        self.route_cache = host.routes.cache
         self.ip = ip
         self.ports: dict[int, list[UdpSocket]] = {}
         self.ephemeral = EphemeralPorts()
-        ip.protocols[wip.PROTO_UDP] = self.input
+        ip.protocols[wip.PROTO_UDP] = self
         ip.errors[wip.PROTO_UDP] = self.icmp_error
 
     def socket(self) -> UdpSocket:
@@ -248,7 +249,8 @@ class UdpLayer:
         # RFC 768: a zero checksum field means the sender computed none; a
         # frame the kernel vouched for (RX_CSUM_OK) needs no check either.
         try:
-            sport, dport, length, _, data_sum = _parse_sum(payload, src, dst, rx & RX_CSUM_OK)
+            sport, dport, length, _, data_sum = wudp.parse_sum(payload, src, dst,
+                                                               rx & RX_CSUM_OK)
         except ParseError as e:
             c.UdpInErrors += 1
             if e.reason == "udp_checksum":
@@ -310,16 +312,15 @@ class UdpLayer:
         if n > MAX_PAYLOAD:
             raise OSError(errno.EMSGSIZE, "Message too long")
         # The hop says the source (the bound address, or the interface's if
-        # unbound) and its address sum; the cache holds it per (source,
-        # destination), so only a miss makes a call.
-        local = sock.local_ip
-        hop = self.route_cache.get(local + ip) or self.ip.route(ip, local)
+        # unbound) and its address sum (cached per source and destination).
+        hop = self.ip.route(ip, sock.local_ip)
         sport = sock.local_port or self._autobind(sock)
         # Headroom for the three headers, then the data: one allocation.
         buf = _HEADERS_ROOM + data
         # The checksum from sums of field values (RFC 1071): the data is read
         # at most once, and not at all when the caller knows its sum.
-        _pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum, hop.addr_sum)
+        wudp.pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum,
+                              hop.addr_sum)
         self.ip.output(hop, ip, wip.PROTO_UDP, buf)
         self.counters.UdpOutDatagrams += 1
         return n
