@@ -291,12 +291,12 @@ def test_bench_tcp_ratios_and_goals_use_the_kernel_offload_row() -> None:
     for metric, value in (("recv", 1000.0), ("send", 800.0), ("crr", 20000.0)):
         put(ref, metric, value * 0.9, value, value * 1.1)
         put(kernel_off, metric, value * 2)  # must not be the reference
-    put(("ustack", "packet", True), "recv", 240.0, 260.0, 250.0)  # 25% of 1000: met
+    put(("ustack", "packet", True), "recv", 240.0, 260.0, 250.0)  # 25% of 1000: not met
     put(("ustack", "packet", True), "send", 150.0)  # 18.75% of 800: not met
-    put(("ustack", "tap", True), "recv", 300.0)
-    put(("ustack", "tap", True), "send", 200.0)  # 25%: met
-    put(("ustack", "tap", False), "crr", 5000.0)
-    put(("ustack", "packet", False), "crr", 4999.0)
+    put(("ustack", "tap", True), "recv", 950.0)
+    put(("ustack", "tap", True), "send", 720.0)  # 90%: met
+    put(("ustack", "tap", False), "crr", 15000.0)
+    put(("ustack", "packet", False), "crr", 14999.0)
 
     rows = {(r[0], r[1], r[2]): r for r in bench_tcp.table(report)}
     assert rows[("kernel", "veth", "on")][6:] == ["1.00", "1.00", "1.00"]
@@ -311,8 +311,8 @@ def test_bench_tcp_ratios_and_goals_use_the_kernel_offload_row() -> None:
     ]
     bulk, conn = bench_tcp.goal_lines(report)
     assert "AF_PACKET recv 25%, send 19%: NOT met" in bulk
-    assert "TAP recv 30%, send 25%: met" in bulk
-    assert "TAP 5000/s: met" in conn and "AF_PACKET 4999/s: NOT met" in conn
+    assert "TAP recv 95%, send 90%: met" in bulk
+    assert "TAP 15000/s: met" in conn and "AF_PACKET 14999/s: NOT met" in conn
 
 
 def test_bench_tcp_without_ustack_rows_says_not_measured() -> None:
