@@ -7,6 +7,7 @@ import random
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ustack import purepy
 from ustack.wire import checksum as ck
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -35,7 +36,7 @@ sizes = st.one_of(
 
 
 @st.composite
-def payloads(draw: st.DrawFn) -> bytes:
+def payloads(draw: st.DrawFn, sizes: st.SearchStrategy[int] = sizes) -> bytes:
     size = draw(sizes)
     kind = draw(st.sampled_from(["random", "zero", "ones", "mixed"]))
     if kind == "zero":
@@ -150,3 +151,23 @@ def test_fold() -> None:
     assert ck.fold(0xFFFF) == 0xFFFF
     assert ck.fold(0x1FFFE) == 0xFFFF
     assert ck.fold(0x10000) == 1
+
+
+@SETTINGS
+@given(payloads(st.integers(0, 2000)))
+@example(b"")
+@example(b"\xff")
+@example(b"\xff" * 1999)
+@example(b"\x00" * 7 + b"\x01")
+def test_loop_and_bigint_agree(data: bytes) -> None:
+    """The compiled build's loop and the pure build's big integer, each
+    called directly whatever build runs (sum_mod picks one of them)."""
+    ref = naive_sum(data) % 0xFFFF
+    assert ck.sum_loop(data) == ref
+    for buf in (data, bytearray(data), memoryview(data)):
+        assert ck.sum_bigint(buf) == ref
+        assert ck.sum_mod(buf) == ref
+
+
+def test_compiled_flag_names_the_build() -> None:
+    assert ck.COMPILED is (purepy.build() == "compiled")

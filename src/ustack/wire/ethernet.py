@@ -9,21 +9,18 @@ layer trims using its own length field).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.wire.errors import ParseError
 
-HEADER = struct.Struct("!6s6sH")
-HEADER_LEN = 14
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_VLAN = 0x8100
-BROADCAST = b"\xff" * 6
+HEADER: Final = struct.Struct("!6s6sH")
+HEADER_LEN: Final = 14
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ETHERTYPE_VLAN: Final = 0x8100
+BROADCAST: Final = b"\xff" * 6
 
-_unpack_from = HEADER.unpack_from
-_pack_into = HEADER.pack_into
-_tuple_new = tuple.__new__
-_HEX = frozenset("0123456789abcdefABCDEF")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 __all__ = [
     "BROADCAST",
@@ -55,14 +52,18 @@ def parse(frame: bytes | bytearray | memoryview) -> EthernetHeader:
     """
     if len(frame) < HEADER_LEN:
         raise ParseError("eth_short", f"{len(frame)} bytes")
-    return _tuple_new(EthernetHeader, _unpack_from(frame, 0))
+    dst: bytes
+    src: bytes
+    ethertype: int
+    dst, src, ethertype = HEADER.unpack_from(frame, 0)
+    return EthernetHeader(dst, src, ethertype)
 
 
 def pack_header_into(
     buf: bytearray | memoryview, offset: int, dst: bytes, src: bytes, ethertype: int
 ) -> None:
     """Write the header at ``buf[offset:offset + 14]``."""
-    _pack_into(buf, offset, dst, src, ethertype)
+    HEADER.pack_into(buf, offset, dst, src, ethertype)
 
 
 def build(dst: bytes, src: bytes, ethertype: int, payload: bytes | bytearray | memoryview) -> bytes:

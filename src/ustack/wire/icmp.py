@@ -8,41 +8,35 @@ bytes so the stack can find the socket an error belongs to.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 from ustack.wire.ipv4 import HEADER as IPV4_HEADER
 from ustack.wire.ipv4 import OFFSET_MASK, Ipv4Header
 
-ECHO_REPLY = 0
-DEST_UNREACH = 3
-ECHO_REQUEST = 8
-TIME_EXCEEDED = 11
+ECHO_REPLY: Final = 0
+DEST_UNREACH: Final = 3
+ECHO_REQUEST: Final = 8
+TIME_EXCEEDED: Final = 11
 
 # Destination Unreachable codes (RFC 792, RFC 1191 for FRAG_NEEDED).
-NET_UNREACH = 0
-HOST_UNREACH = 1
-PROTO_UNREACH = 2
-PORT_UNREACH = 3
-FRAG_NEEDED = 4
+NET_UNREACH: Final = 0
+HOST_UNREACH: Final = 1
+PROTO_UNREACH: Final = 2
+PORT_UNREACH: Final = 3
+FRAG_NEEDED: Final = 4
 # Time Exceeded codes.
-TTL_EXCEEDED = 0
-REASM_TIME_EXCEEDED = 1
+TTL_EXCEEDED: Final = 0
+REASM_TIME_EXCEEDED: Final = 1
 
-HEADER = struct.Struct("!BBHI")
-HEADER_LEN = 8
+HEADER: Final = struct.Struct("!BBHI")
+HEADER_LEN: Final = 8
 
 # RFC 1812 4.3.2.3: an ICMP error datagram should not exceed 576 bytes.
 # Our error datagrams carry a 20-byte IP header and the 8-byte ICMP header.
-MAX_ERROR_DATAGRAM = 576
-MAX_QUOTE = MAX_ERROR_DATAGRAM - 20 - HEADER_LEN
-
-_unpack_from = HEADER.unpack_from
-_pack = HEADER.pack
-_ip_unpack_from = IPV4_HEADER.unpack_from
-_from_bytes = int.from_bytes
-_tuple_new = tuple.__new__
+MAX_ERROR_DATAGRAM: Final = 576
+MAX_QUOTE: Final = MAX_ERROR_DATAGRAM - 20 - HEADER_LEN
 
 __all__ = [
     "DEST_UNREACH",
@@ -96,15 +90,19 @@ def parse(data: bytes | bytearray | memoryview, verify_checksum: bool = True) ->
     n = len(data)
     if n < 8:
         raise ParseError("icmp_short", f"{n} bytes")
-    type_, code, csum, rest = _unpack_from(data, 0)
+    type_: int
+    code: int
+    csum: int
+    rest: int
+    type_, code, csum, rest = HEADER.unpack_from(data, 0)
     # RFC 792: checksum over the whole message, odd length padded, must sum
     # to all ones (0 mod 0xFFFF).  A message of all zero bytes sums to 0,
     # which is not all ones; only a zero header can start one.
     if verify_checksum and (
-        sum_mod(data) or (not (type_ | code | csum | rest) and not _from_bytes(data, "big"))
+        sum_mod(data) or (not (type_ | code | csum | rest) and not any(data))
     ):
         raise ParseError("icmp_checksum", f"{csum:#06x}")
-    return _tuple_new(IcmpMessage, (type_, code, csum, rest, bytes(data[8:])))
+    return IcmpMessage(type_, code, csum, rest, bytes(data[8:]))
 
 
 def build(type_: int, code: int, rest: int, body: bytes | bytearray | memoryview) -> bytes:
@@ -113,8 +111,8 @@ def build(type_: int, code: int, rest: int, body: bytes | bytearray | memoryview
     r = s % 0xFFFF
     # r == 0 is either the true zero sum (all-zero message: checksum 0xFFFF)
     # or "negative zero" 0xFFFF (checksum 0), the choice a 16-bit fold makes.
-    csum = 0xFFFF - r if r else (0 if s or _from_bytes(body, "big") else 0xFFFF)
-    return _pack(type_, code, csum, rest) + body
+    csum = 0xFFFF - r if r else (0 if s or any(body) else 0xFFFF)
+    return HEADER.pack(type_, code, csum, rest) + body
 
 
 def build_echo(type_: int, ident: int, seq: int, payload: bytes | bytearray | memoryview) -> bytes:
@@ -155,7 +153,18 @@ def quoted(msg: IcmpMessage) -> tuple[Ipv4Header, bytes]:
     n = len(body)
     if n < 28:
         raise ParseError("icmp_quote", f"{n} bytes")
-    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = _ip_unpack_from(body, 0)
+    vihl: int
+    tos: int
+    total_length: int
+    ident: int
+    ff: int
+    ttl: int
+    proto: int
+    csum: int
+    src: bytes
+    dst: bytes
+    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = IPV4_HEADER.unpack_from(
+        body, 0)
     hl = (vihl & 0x0F) << 2
     if vihl >> 4 != 4 or hl < 20:
         raise ParseError("icmp_quote", f"version/IHL byte {vihl:#04x}")
@@ -165,11 +174,6 @@ def quoted(msg: IcmpMessage) -> tuple[Ipv4Header, bytes]:
         raise ParseError("icmp_quote", f"total length {total_length} < header {hl}")
     # Drop padding a sender quoted past the original's end, keeping >= 8 bytes.
     end = total_length if hl + 8 <= total_length < n else n
-    hdr = _tuple_new(
-        Ipv4Header,
-        (
-            hl, tos, total_length, ident, ff & 0xE000, (ff & OFFSET_MASK) << 3,
-            ttl, proto, csum, src, dst, body[20:hl],
-        ),
-    )
+    hdr = Ipv4Header(hl, tos, total_length, ident, ff & 0xE000, (ff & OFFSET_MASK) << 3,
+                     ttl, proto, csum, src, dst, body[20:hl])
     return hdr, body[hl:end]

@@ -10,25 +10,20 @@ from __future__ import annotations
 import functools
 import ipaddress
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
+from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 
-HEADER = struct.Struct("!BBHHHBBH4s4s")
-MIN_HEADER_LEN = 20
-MAX_HEADER_LEN = 60
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-FLAG_DF = 0x4000
-FLAG_MF = 0x2000
-OFFSET_MASK = 0x1FFF
-
-_unpack_from = HEADER.unpack_from
-_pack_into = HEADER.pack_into
-_pack = HEADER.pack
-_from_bytes = int.from_bytes
-_tuple_new = tuple.__new__
+HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+MIN_HEADER_LEN: Final = 20
+MAX_HEADER_LEN: Final = 60
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+FLAG_DF: Final = 0x4000
+FLAG_MF: Final = 0x2000
+OFFSET_MASK: Final = 0x1FFF
 
 __all__ = [
     "FLAG_DF",
@@ -90,7 +85,18 @@ def parse(data: bytes | bytearray | memoryview, verify_checksum: bool = True) ->
     n = len(data)
     if n < 20:
         raise ParseError("ipv4_short", f"{n} bytes")
-    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = _unpack_from(data, 0)
+    # Typed: struct gives Any, and native ints make the arithmetic below C.
+    vihl: int
+    tos: int
+    total_length: int
+    ident: int
+    ff: int
+    ttl: int
+    proto: int
+    csum: int
+    src: bytes
+    dst: bytes
+    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = HEADER.unpack_from(data, 0)
     if vihl >> 4 != 4:
         raise ParseError("ipv4_version", str(vihl >> 4))
     hl = (vihl & 0x0F) << 2
@@ -102,9 +108,11 @@ def parse(data: bytes | bytearray | memoryview, verify_checksum: bool = True) ->
         raise ParseError("ipv4_total_length", f"{total_length} (header {hl}, have {n})")
     # RFC 1071: the header including its checksum field sums to all ones,
     # which is 0 modulo 0xFFFF (never the empty sum: the version is non-zero).
-    if verify_checksum and _from_bytes(data[:hl], "big") % 0xFFFF:
+    if verify_checksum and sum_mod(data[:hl]):
         raise ParseError("ipv4_checksum", f"{csum:#06x}")
-    return _tuple_new(
+    # tuple.__new__ skips the NamedTuple's Python-level __new__ (which parses
+    # its arguments): about 100 ns less per datagram, compiled.
+    return tuple.__new__(
         Ipv4Header,
         (
             hl,
@@ -139,9 +147,9 @@ def _checksum(first: int, total_length: int, ident: int, ff: int, ttlproto: int,
     # The sum of the header words computed from the field values, so the
     # header is written once (no second pass over the buffer).  A 32-bit
     # address is its two 16-bit words modulo 0xFFFF (RFC 1071 2(B)).
-    s = first + total_length + ident + ff + ttlproto + _from_bytes(src + dst, "big")
+    s = first + total_length + ident + ff + ttlproto + sum_mod(src + dst)
     if options:
-        s += _from_bytes(options, "big")
+        s += sum_mod(options)
     r = s % 0xFFFF
     # r == 0 means the folded sum is 0xFFFF ("negative zero"), checksum 0.
     return 0xFFFF - r if r else 0
@@ -177,7 +185,8 @@ def pack_header_into(
     ff = flags | (frag_offset >> 3)
     tp = (ttl << 8) | proto
     csum = _checksum(first, total_length, ident, ff, tp, src, dst, options)
-    _pack_into(buf, offset, first >> 8, tos, total_length, ident, ff, ttl, proto, csum, src, dst)
+    HEADER.pack_into(buf, offset, first >> 8, tos, total_length, ident, ff, ttl, proto, csum,
+                     src, dst)
     return hl
 
 
@@ -187,13 +196,16 @@ def pack_plain_header_into(buf: bytearray | memoryview, offset: int, tos: int,
     """The transmit hot path's ``pack_header_into``: no options, positional.
 
     ``flags_frag`` is the raw flags/fragment-offset field; ``addr_sum`` is
-    ``int.from_bytes(src + dst, "big")``, which a caller caches per
-    destination: the header checksum is then a sum of field values.
+    ``int.from_bytes(src + dst, "big")`` (or any value congruent to it
+    modulo 0xFFFF), which a caller caches per destination: the header
+    checksum is then a sum of field values.
     """
+    # addr_sum reduced first: 8 address bytes are past mypyc's 63-bit native
+    # ints, and every sum with it would be a long-integer operation.
     r = (0x4500 + tos + total_length + ident + flags_frag + (ttl << 8) + proto
-         + addr_sum) % 0xFFFF
-    _pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto,
-               0xFFFF - r if r else 0, src, dst)
+         + addr_sum % 0xFFFF) % 0xFFFF
+    HEADER.pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto,
+                     0xFFFF - r if r else 0, src, dst)
 
 
 def header_bytes(
@@ -216,7 +228,7 @@ def header_bytes(
     first = 0x4000 | (hl << 6) | tos
     ff = flags | (frag_offset >> 3)
     csum = _checksum(first, total_length, ident, ff, (ttl << 8) | proto, src, dst, options)
-    hdr = _pack(first >> 8, tos, total_length, ident, ff, ttl, proto, csum, src, dst)
+    hdr = HEADER.pack(first >> 8, tos, total_length, ident, ff, ttl, proto, csum, src, dst)
     return hdr + options if options else hdr
 
 

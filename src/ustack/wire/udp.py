@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 
-HEADER = struct.Struct("!HHHH")
-HEADER_LEN = 8
-PROTO_UDP = 17
-
-_unpack_from = HEADER.unpack_from
-_pack_into = HEADER.pack_into
-_from_bytes = int.from_bytes
-_tuple_new = tuple.__new__
+HEADER: Final = struct.Struct("!HHHH")
+HEADER_LEN: Final = 8
+PROTO_UDP: Final = 17
 
 __all__ = ["HEADER", "HEADER_LEN", "UdpHeader", "build", "pack_header_into", "parse",
            "parse_sum"]
@@ -42,7 +37,7 @@ def parse(
         sport, dport, length, csum, _ = parse_sum(data, b"", b"", True)
     else:
         sport, dport, length, csum, _ = parse_sum(data, src, dst)
-    return _tuple_new(UdpHeader, (sport, dport, length, csum))
+    return UdpHeader(sport, dport, length, csum)
 
 
 def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
@@ -60,15 +55,21 @@ def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
     n = len(data)
     if n < 8:
         raise ParseError("udp_short", f"{n} bytes")
-    sport, dport, length, csum = _unpack_from(data, 0)
+    # Typed: struct gives Any, and native ints make the arithmetic below C.
+    sport: int
+    dport: int
+    length: int
+    csum: int
+    sport, dport, length, csum = HEADER.unpack_from(data, 0)
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
     if csum and not trusted:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
         # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17);
-        # the addresses as one integer are their 16-bit words (RFC 1071 2(B)).
+        # the addresses' sum is their words' (RFC 1071 2(B)), by sum_mod: as
+        # one 8-byte integer they are past mypyc's 63-bit native ints.
         v = sum_mod(data if length == n else data[:length])
-        if (v + _from_bytes(src + dst, "big") + PROTO_UDP + length) % 0xFFFF:
+        if (v + PROTO_UDP + length + sum_mod(src + dst)) % 0xFFFF:
             raise ParseError("udp_checksum", f"{csum:#06x}")
         # The header is four 16-bit words, so the payload's own sum is the
         # datagram's minus theirs (RFC 1071 2(B)).
@@ -92,7 +93,8 @@ def pack_header_into(
     The payload itself is not copied: the caller places it after the header
     (it is only read to compute the checksum).  ``payload_sum``, when >= 0,
     is ``checksum.sum_mod(payload)`` known already; ``addr_sum``, when >= 0,
-    is ``src + dst`` read as one integer (the route cache keeps it).
+    is ``src + dst`` read as one integer (the route cache keeps it), or any
+    value congruent to it modulo 0xFFFF.
     """
     length = 8 + len(payload)
     # Pseudo-header (addresses, protocol, length) + header + payload, from
@@ -100,13 +102,15 @@ def pack_header_into(
     if payload_sum < 0:
         payload_sum = sum_mod(payload)
     if addr_sum < 0:
-        addr_sum = _from_bytes(src + dst, "big")
-    r = (payload_sum + addr_sum + PROTO_UDP + length + sport + dport + length) % 0xFFFF
+        addr_sum = int.from_bytes(src + dst, "big")
+    # addr_sum reduced first: 8 address bytes are past mypyc's 63-bit native
+    # ints, and every sum with it would be a long-integer operation.
+    r = (payload_sum + addr_sum % 0xFFFF + PROTO_UDP + length + sport + dport + length) % 0xFFFF
     # The checksum is 0xFFFF - r, in 1..0xFFFF: never 0, which RFC 768
     # reserves for "no checksum".  (r == 0: the folded sum is 0xFFFF, whose
     # complement 0 is sent as the other zero, 0xFFFF; the sum is never truly
     # zero because the pseudo-header protocol field is 17.)
-    _pack_into(buf, offset, sport, dport, length, 0xFFFF - r)
+    HEADER.pack_into(buf, offset, sport, dport, length, 0xFFFF - r)
 
 
 def build(
