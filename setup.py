@@ -30,6 +30,7 @@ COMPILED = [
     "src/ustack/stack.py",
     "src/ustack/timers.py",
     "src/ustack/counters.py",
+    "src/ustack/apps/services.py",
 ]
 
 
