@@ -206,9 +206,11 @@ def ustack_build(build: str) -> str:
 
 def running_build(pid: int) -> str | None:
     """The build a running ustack process ``pid`` has loaded, from its memory
-    map: ``"compiled"`` when ustack/stack's C extension is mapped, else
-    ``"pure"``; None when the process is gone.  (The compiled build always
-    compiles ustack/stack.py; ``purepy.build()`` asks the same question.)"""
+    map: ``"compiled"`` when mypyc's shared library (``*__mypyc.*.so``, the
+    code of every compiled module) is mapped, else ``"pure"``; None when the
+    process is gone.  (Not a module's own extension: a compiled module that
+    imports another initialises it inside the shared library, and the
+    other's stub file is never loaded.)"""
     try:
         with open(f"/proc/{pid}/maps") as f:
             maps = f.read()
@@ -216,8 +218,8 @@ def running_build(pid: int) -> str | None:
         return None
     for line in maps.splitlines():
         path = Path(line.rpartition(" ")[2])
-        if path.parent.name == "ustack" and path.name.startswith("stack.") and path.suffix == ".so":
-            return "compiled"
+        if "__mypyc." in path.name and path.suffix == ".so" and (path.parent / "ustack").is_dir():
+            return "compiled"  # ustack's (it lies beside the package), not another's
     return "pure"
 
 
