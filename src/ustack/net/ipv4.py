@@ -30,6 +30,7 @@ from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
+from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 
 
@@ -156,7 +157,7 @@ class Ipv4Layer:
             total, ff, proto, src, dst = _FAST_FIELDS.unpack_from(pkt)
             # RFC 1071: the header's words sum to 0xFFFF (0 modulo 0xFFFF).
             if (20 <= total <= n and not ff & _FRAGMENT_BITS
-                    and not int.from_bytes(pkt[:20], "big") % 0xFFFF
+                    and not sum_mod(pkt[:20])
                     and (dst == iface.ip or dst in self.host.local_addrs)
                     and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
                 handler = self.protocols.get(proto)

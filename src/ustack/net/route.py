@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 
 from ustack.net.interface import Interface
 from ustack.net.sockaddr import ANY
+from ustack.wire.checksum import sum_mod
 
 _CACHE_MAX: Final = 4096
 
@@ -25,17 +26,23 @@ class Route(NamedTuple):
     iface: Interface
 
 
-class NextHop(NamedTuple):
-    """Where a datagram for one destination goes: out of ``iface`` to ``addr``."""
+class NextHop:
+    """Where a datagram for one destination goes: out of ``iface`` to ``addr``.
 
-    iface: Interface
-    addr: bytes  # the next hop's IPv4 address (the gateway or the destination)
-    src: bytes  # the datagram's source address (see ``_hop``)
-    # src and destination read as one 64-bit integer: the address part of the
-    # IPv4 header sum and of the TCP/UDP pseudo-header sum (RFC 1071 2(B):
-    # summing 16-bit words is grouping-independent modulo 0xFFFF), computed
-    # once per (source, destination) instead of once per datagram.
-    addr_sum: int
+    A plain class, not a NamedTuple: compiled, its fields are read as a
+    native object's (every datagram sent reads three or four of them)."""
+
+    __slots__ = ("addr", "addr_sum", "iface", "src")
+
+    def __init__(self, iface: Interface, addr: bytes, src: bytes, addr_sum: int) -> None:
+        self.iface = iface
+        self.addr = addr  # the next hop's IPv4 address (the gateway or the destination)
+        self.src = src  # the datagram's source address (see ``_hop``)
+        # The sum of src and destination modulo 0xFFFF: the address part of
+        # the IPv4 header sum and of the TCP/UDP pseudo-header sum (RFC 1071
+        # 2(B): summing 16-bit words is grouping-independent modulo 0xFFFF),
+        # computed once per (source, destination) instead of per datagram.
+        self.addr_sum = addr_sum
 
 
 def _hop(iface: Interface, addr: bytes, src: bytes, dst: bytes) -> NextHop:
@@ -44,7 +51,7 @@ def _hop(iface: Interface, addr: bytes, src: bytes, dst: bytes) -> NextHop:
     # which is then the source wherever the route leads (4.1.3.5).
     if src == ANY:
         src = iface.ip
-    return NextHop(iface, addr, src, int.from_bytes(src + dst, "big"))
+    return NextHop(iface, addr, src, sum_mod(src + dst))
 
 
 class RouteTable:

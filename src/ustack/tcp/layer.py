@@ -43,6 +43,7 @@ from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
+from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 from ustack.wire.tcp import ACK, FIN, RST, SYN, URG
 
@@ -245,7 +246,7 @@ class TcpLayer(ProtocolHandler):
         # (unless the kernel vouched for it: RX_CSUM_OK).
         try:
             sport, dport, seq, ack, hl, flags, window = wtcp.parse_fields(
-                payload, -1 if rx & RX_CSUM_OK else int.from_bytes(src + dst, "big"))
+                payload, -1 if rx & RX_CSUM_OK else sum_mod(src + dst))
         except ParseError as e:
             c.TcpInErrs += 1
             if e.reason == "tcp_checksum":
