@@ -29,6 +29,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _not_started() -> float:
+    raise RuntimeError("AioStack is not started")
+
+
 def _driver(stack: Stack) -> AioStack | None:
     """The AioStack attached to ``stack``, if any (``Stack.driver``)."""
     d = stack.driver
@@ -45,6 +49,8 @@ class AioStack:
     def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.stack = stack
         self._loop = loop
+        # The loop's clock, once started (its ``time``): read on every wakeup.
+        self._time: Callable[[], float] = _not_started
         self._fds: list[int] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
@@ -70,6 +76,7 @@ class AioStack:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         loop = self._loop
+        self._time = loop.time
         self.started = True
         self.stack.driver = self
         stack = self.stack
@@ -119,6 +126,10 @@ class AioStack:
             self._flush_pending = True
             self.loop.call_soon(self._flush)
 
+    # The callbacks below run on every wakeup: they read the clock through
+    # ``_time`` (the loop's bound ``time``) rather than the ``loop`` property
+    # (a Python call that checks the loop is set, every time).
+
     def _flush(self) -> None:
         self._flush_pending = False
         if self.closed:
@@ -126,21 +137,21 @@ class AioStack:
         stack = self.stack
         # Segments take their timestamps and timers from stack.now; the loop
         # may have slept since the last poll.
-        stack.flush(self.loop.time())
+        stack.flush(self._time())
         self._arm()
 
     def _on_readable(self) -> None:
-        self._poll(self.loop.time())
+        self._poll(self._time())
 
     def _on_extra(self, cb: Callable[[], None]) -> None:
         cb()
-        self._poll(self.loop.time())
+        self._poll(self._time())
 
     def _on_timer(self) -> None:
         self._timer = None
         # asyncio may run a handle up to its clock resolution early; the
         # Stack only fires timers whose deadline has passed.
-        now = self.loop.time()
+        now = self._time()
         self._poll(now if now >= self._timer_when else self._timer_when)
 
     def _poll(self, now: float) -> None:
@@ -158,7 +169,7 @@ class AioStack:
             for _ in range(4):
                 if stack.poll(now) < BATCH:
                     break
-                now = self.loop.time()
+                now = self._time()
         finally:
             self._flush_pending = pending
         self._arm()

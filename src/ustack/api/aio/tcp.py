@@ -198,7 +198,11 @@ class TcpTransport(asyncio.Transport):
             except OSError as exc:
                 self._fatal(exc)
                 return
-            self._aio.kick()
+            aio = self._aio
+            # Inside the Stack's poll (an echo from data_received) a flush is
+            # already due: skip the call (kick() checks the same flag).
+            if not aio._flush_pending:
+                aio.kick()
             if n == len(data):
                 return
             buf += memoryview(data)[n:]
