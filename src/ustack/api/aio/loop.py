@@ -49,8 +49,8 @@ class AioStack:
     def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.stack = stack
         self._loop = loop
-        # The loop's clock, once started (its ``time``): read on every wakeup.
-        self._time: Callable[[], float] = _not_started
+        # The loop's clock (its ``time``), once known: read on every wakeup.
+        self._time: Callable[[], float] = _not_started if loop is None else loop.time
         self._fds: list[int] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
