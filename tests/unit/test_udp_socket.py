@@ -307,6 +307,7 @@ def test_a_route_added_after_a_send_takes_effect_at_the_next_send(h: Harness) ->
     """The socket keeps the next hop of its last destination; a change of the
     routing table is seen by the next datagram (a host route via OTHER_IP)."""
     s = h.stack.udp_socket()
+    s.bind(("0.0.0.0", 0))
     s.sendto(b"one", (PEER_IP, 9))
     h.poll()
     assert [f.dst for f in h.recv()] == [PEER_MAC]
