@@ -11,7 +11,8 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from test_net_harness import OUR_IP, PEER_IP, Harness
+from scapy.layers.inet import IP
+from test_net_harness import OTHER_IP, OTHER_MAC, OUR_IP, PEER_IP, PEER_MAC, Harness, ipb
 
 from ustack.net.ports import EPHEMERAL_HIGH, EPHEMERAL_LOW
 from ustack.udp.socket import MAX_PAYLOAD, UdpSocket
@@ -300,3 +301,18 @@ def test_send_raw_on_closed_socket_is_ebadf_and_binds_nothing(h: Harness) -> Non
     h.poll()
     assert h.recv() == []
     assert h.stack.counters.UdpOutDatagrams == 0
+
+
+def test_a_route_added_after_a_send_takes_effect_at_the_next_send(h: Harness) -> None:
+    """The socket keeps the next hop of its last destination; a change of the
+    routing table is seen by the next datagram (a host route via OTHER_IP)."""
+    s = h.stack.udp_socket()
+    s.bind(("0.0.0.0", 0))
+    s.sendto(b"one", (PEER_IP, 9))
+    h.poll()
+    assert [f.dst for f in h.recv()] == [PEER_MAC]
+    h.stack.routes.add(ipb(PEER_IP), 32, h.iface, gateway=ipb(OTHER_IP))
+    s.sendto(b"two", (PEER_IP, 9))
+    h.poll()
+    (frame,) = h.recv()
+    assert frame.dst == OTHER_MAC and frame[IP].dst == PEER_IP

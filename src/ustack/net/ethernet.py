@@ -22,8 +22,6 @@ from ustack.net.interface import Interface
 from ustack.net.ipv4 import Ipv4Layer
 from ustack.wire import ethernet as weth
 
-_ETH_IPV4: Final = weth.ETHERTYPE_IPV4.to_bytes(2, "big")
-_ETH_ARP: Final = weth.ETHERTYPE_ARP.to_bytes(2, "big")
 _BROADCAST: Final = weth.BROADCAST
 
 
@@ -45,29 +43,30 @@ class EthernetInput:
         for frame in frames:
             if trusting:
                 rx = RX_CSUM_OK if type(frame) is CsumOkFrame else 0
-            etype = frame[12:14]
-            dst = frame[0:6]
-            if etype == _ETH_IPV4:
-                if dst == mac:  # the common frame first
+            if len(frame) < 14:
+                c.drop("eth_short")
+                continue
+            # EtherType and destination read in place (no slice copied out
+            # per frame): the EtherType at 12 (IEEE 802.3 Ethernet II), the
+            # destination MAC first.
+            etype = (frame[12] << 8) | frame[13]
+            if etype == weth.ETHERTYPE_IPV4:
+                if frame.startswith(mac):  # the common frame first
                     self.ip.input(iface, frame[14:], rx)
-                elif dst == _BROADCAST:
+                elif frame.startswith(_BROADCAST):
                     self.ip.input_link_broadcast(iface, frame[14:], rx)
                 else:
                     self._not_for_us(c, frame)
-            elif dst != mac and dst != _BROADCAST:
+            elif not frame.startswith(mac) and not frame.startswith(_BROADCAST):
                 self._not_for_us(c, frame)
-            elif etype == _ETH_ARP:
+            elif etype == weth.ETHERTYPE_ARP:
                 self.arp.input(iface, frame[14:])
-            elif len(frame) < 14:
-                c.drop("eth_short")
             else:
                 c.drop("eth_unknown_type")
 
     @staticmethod
     def _not_for_us(c: Counters, frame: bytes) -> None:
-        if len(frame) < 14:
-            c.drop("eth_short")
-        elif frame[0] & 1:
+        if frame[0] & 1:
             c.drop("eth_multicast")
         else:
             c.drop("eth_not_for_us")

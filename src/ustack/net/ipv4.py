@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from collections.abc import Callable
 from typing import Final
 
@@ -30,7 +29,7 @@ from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
-from ustack.wire.checksum import sum_mod
+from ustack.wire.checksum import sum_span
 from ustack.wire.errors import ParseError
 
 
@@ -82,9 +81,6 @@ DEFAULT_TTL: Final = 64  # RFC 1700 / Linux ip_default_ttl
 __all__ = ["DEFAULT_TTL", "MARTIAN_FIRST", "CallbackProtocol", "ErrorHandler", "ErrorSender",
            "Ipv4Layer", "ProtocolHandler", "error_header"]
 
-# The fields the input fast path reads (total length, flags/fragment offset,
-# protocol, source, destination); the others are skipped as pad bytes.
-_FAST_FIELDS: Final = struct.Struct("!2xH2xHxB2x4s4s")
 _LIMITED_BROADCAST: Final = b"\xff\xff\xff\xff"
 _FRAGMENT_BITS: Final = wip.FLAG_MF | wip.OFFSET_MASK
 
@@ -147,24 +143,24 @@ class Ipv4Layer:
         # Fast path: the common datagram has no options and is not a fragment.
         # It is validated exactly as wire.ipv4.parse would (version, IHL,
         # total length, header checksum) without building a header object.
+        # The fields are read byte by byte (RFC 791 3.1 offsets: total length
+        # at 2, flags/fragment offset at 6, protocol at 9, addresses at 12
+        # and 16): compiled, native integer reads, no tuple of boxed values.
         n = len(pkt)
         if n >= 20 and pkt[0] == 0x45:
-            total: int
-            ff: int
-            proto: int
-            src: bytes
-            dst: bytes
-            total, ff, proto, src, dst = _FAST_FIELDS.unpack_from(pkt)
+            total = (pkt[2] << 8) | pkt[3]
             # RFC 1071: the header's words sum to 0xFFFF (0 modulo 0xFFFF).
-            if (20 <= total <= n and not ff & _FRAGMENT_BITS
-                    and not sum_mod(pkt[:20])
-                    and (dst == iface.ip or dst in self.host.local_addrs)
-                    and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
-                handler = self.protocols.get(proto)
-                if handler is not None:
-                    c.IpInDelivers += 1
-                    handler.input(iface, src, dst, pkt[20:total], pkt, rx)
-                    return
+            if (20 <= total <= n and not ((pkt[6] << 8) | pkt[7]) & _FRAGMENT_BITS
+                    and not sum_span(pkt, 0, 20)):
+                dst = pkt[16:20]
+                src = pkt[12:16]
+                if ((dst == iface.ip or dst in self.host.local_addrs)
+                        and not MARTIAN_FIRST[src[0]] and src != iface.broadcast):
+                    handler = self.protocols.get(pkt[9])
+                    if handler is not None:
+                        c.IpInDelivers += 1
+                        handler.input(iface, src, dst, pkt[20:total], pkt, rx)
+                        return
         self._input_slow(iface, pkt, rx)
 
     def input_link_broadcast(self, iface: Interface, pkt: bytes, rx: int) -> None:
@@ -256,15 +252,18 @@ class Ipv4Layer:
         self.ident = ident = (self.ident + 1) & 0xFFFF
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
-            wip.pack_plain_header_into(buf, 14, tos, total, ident, wip.FLAG_DF if df else 0, ttl,
-                                       proto, hop.src, dst, hop.addr_sum)
+            ff = wip.FLAG_DF if df else 0
             # A neighbour in the cache and not due for a refresh: the link
-            # header is its prebuilt one; anything else is ARP's.
+            # header is its prebuilt one, written with the IPv4 header in one
+            # go; anything else is ARP's, which fills the link header itself.
             hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
             if hdr is not None:
-                buf[0:14] = hdr
+                wip.pack_framed_header_into(buf, hdr, tos, total, ident, ff, ttl, proto,
+                                            hop.src, dst, hop.addr_sum)
                 iface.txq.append(buf)
             else:
+                wip.pack_plain_header_into(buf, 14, tos, total, ident, ff, ttl, proto, hop.src,
+                                           dst, hop.addr_sum)
                 self.arp.resolve(iface, hop.addr, buf)
             return
         c = self.counters

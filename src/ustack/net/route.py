@@ -55,7 +55,7 @@ def _hop(iface: Interface, addr: bytes, src: bytes, dst: bytes) -> NextHop:
 
 
 class RouteTable:
-    __slots__ = ("_routes", "cache")
+    __slots__ = ("_routes", "cache", "generation")
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
@@ -64,6 +64,9 @@ class RouteTable:
         # a call; a miss (or a None entry: no route) goes through ``lookup``.
         # Cleared in place, never rebound: layers hold it (UdpLayer).
         self.cache: dict[bytes, NextHop | None] = {}
+        # Counts the changes of the table: a next hop a socket keeps for its
+        # last destination (UdpSocket) is good while this has not moved.
+        self.generation = 0
 
     def add(self, network: bytes, prefix_len: int, iface: Interface,
             gateway: bytes | None = None) -> None:
@@ -73,6 +76,7 @@ class RouteTable:
         # Longest prefix first, so the first match is the best one.
         self._routes.sort(key=lambda r: -r.prefix_len)
         self.cache.clear()
+        self.generation += 1
 
     def routes(self) -> list[Route]:
         return list(self._routes)

@@ -21,6 +21,7 @@ from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
 from ustack.net.ports import EphemeralPorts
+from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, Address, AddressArg
 from ustack.net.sockaddr import parse as _addr
 from ustack.wire import icmp as wicmp
@@ -45,6 +46,9 @@ DatagramCallback = Callable[[bytes, bytes, int, int], None]
 
 class UdpSocket:
     __slots__ = (
+        "_hop",
+        "_hop_dst",
+        "_hop_gen",
         "_layer",
         "_queue",
         "_queued_bytes",
@@ -72,6 +76,12 @@ class UdpSocket:
         self.rcvbuf = DEFAULT_RCVBUF
         self.error = 0  # pending asynchronous error, as SO_ERROR reports it
         self.closed = False
+        # The next hop of the last datagram sent, for ``_hop_dst`` while the
+        # routing table is at generation ``_hop_gen`` (like Linux's
+        # sk_dst_cache): a reply to the same peer needs no route lookup.
+        self._hop: NextHop | None = None
+        self._hop_dst = ANY
+        self._hop_gen = 0
 
     # -- configuration ----------------------------------------------------
 
@@ -232,6 +242,7 @@ class UdpLayer(ProtocolHandler):
                 if other.local_ip == ANY or ip == ANY or other.local_ip == ip:
                     raise OSError(errno.EADDRINUSE, "Address already in use")
         sock.local_ip, sock.local_port = ip, port
+        sock._hop = None  # its source address was the old local_ip's
         self.ports.setdefault(port, []).append(sock)
 
     def unbind(self, sock: UdpSocket) -> None:
@@ -313,7 +324,12 @@ class UdpLayer(ProtocolHandler):
             raise OSError(errno.EMSGSIZE, "Message too long")
         # The hop says the source (the bound address, or the interface's if
         # unbound) and its address sum (cached per source and destination).
-        hop = self.ip.route(ip, sock.local_ip)
+        hop = sock._hop
+        gen = self.host.routes.generation
+        if hop is None or ip != sock._hop_dst or sock._hop_gen != gen:
+            hop = sock._hop = self.ip.route(ip, sock.local_ip)
+            sock._hop_dst = ip
+            sock._hop_gen = gen
         sport = sock.local_port or self._autobind(sock)
         # Headroom for the three headers, then the data: one allocation.
         buf = _HEADERS_ROOM + data

@@ -16,6 +16,8 @@ from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
 
 HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+# An Ethernet header (14 bytes, copied as they are) followed by ``HEADER``.
+FRAMED_HEADER: Final = struct.Struct("!14sBBHHHBBH4s4s")
 MIN_HEADER_LEN: Final = 20
 MAX_HEADER_LEN: Final = 60
 PROTO_ICMP: Final = 1
@@ -28,6 +30,7 @@ OFFSET_MASK: Final = 0x1FFF
 __all__ = [
     "FLAG_DF",
     "FLAG_MF",
+    "FRAMED_HEADER",
     "HEADER",
     "MAX_HEADER_LEN",
     "MIN_HEADER_LEN",
@@ -40,6 +43,7 @@ __all__ = [
     "addr_to_str",
     "build",
     "header_bytes",
+    "pack_framed_header_into",
     "pack_header_into",
     "pack_plain_header_into",
     "parse",
@@ -200,12 +204,29 @@ def pack_plain_header_into(buf: bytearray | memoryview, offset: int, tos: int,
     modulo 0xFFFF), which a caller caches per destination: the header
     checksum is then a sum of field values.
     """
+    HEADER.pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto,
+                     _plain_checksum(tos, total_length, ident, flags_frag, ttl, proto, addr_sum),
+                     src, dst)
+
+
+def pack_framed_header_into(buf: bytearray | memoryview, link_hdr: bytes, tos: int,
+                            total_length: int, ident: int, flags_frag: int, ttl: int,
+                            proto: int, src: bytes, dst: bytes, addr_sum: int) -> None:
+    """``pack_plain_header_into`` at offset 14, with the 14-byte Ethernet
+    header ``link_hdr`` before it: the frame's two headers in one write."""
+    FRAMED_HEADER.pack_into(buf, 0, link_hdr, 0x45, tos, total_length, ident, flags_frag, ttl,
+                            proto, _plain_checksum(tos, total_length, ident, flags_frag, ttl,
+                                                   proto, addr_sum), src, dst)
+
+
+def _plain_checksum(tos: int, total_length: int, ident: int, flags_frag: int, ttl: int,
+                    proto: int, addr_sum: int) -> int:
     # addr_sum reduced first: 8 address bytes are past mypyc's 63-bit native
     # ints, and every sum with it would be a long-integer operation.
     r = (0x4500 + tos + total_length + ident + flags_frag + (ttl << 8) + proto
          + addr_sum % 0xFFFF) % 0xFFFF
-    HEADER.pack_into(buf, offset, 0x45, tos, total_length, ident, flags_frag, ttl, proto,
-                     0xFFFF - r if r else 0, src, dst)
+    # r == 0 means the folded sum is 0xFFFF ("negative zero"), checksum 0.
+    return 0xFFFF - r if r else 0
 
 
 def header_bytes(

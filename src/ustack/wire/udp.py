@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
-from ustack.wire.checksum import sum_mod
+from ustack.wire.checksum import sum_mod, sum_pair, sum_span
 from ustack.wire.errors import ParseError
 
 HEADER: Final = struct.Struct("!HHHH")
@@ -52,24 +52,29 @@ def parse_sum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes,
     application that sends the same bytes back passes it on and they are
     never summed twice (RFC 1071 2(B): sums compose).
     """
+    # (Read as bytes: compiled, its bytes are then read natively.)
+    return _parse_sum(data if isinstance(data, bytes) else bytes(data), src, dst, trusted)
+
+
+def _parse_sum(data: bytes, src: bytes, dst: bytes, trusted: int) -> tuple[int, int, int, int, int]:
     n = len(data)
     if n < 8:
         raise ParseError("udp_short", f"{n} bytes")
-    # Typed: struct gives Any, and native ints make the arithmetic below C.
-    sport: int
-    dport: int
-    length: int
-    csum: int
-    sport, dport, length, csum = HEADER.unpack_from(data, 0)
+    # The four 16-bit fields read byte by byte: compiled, native integer
+    # reads of the bytes object, no tuple of boxed values.
+    sport = (data[0] << 8) | data[1]
+    dport = (data[2] << 8) | data[3]
+    length = (data[4] << 8) | data[5]
+    csum = (data[6] << 8) | data[7]
     if length < 8 or length > n:
         raise ParseError("udp_length", f"{length} (have {n})")
     if csum and not trusted:
         # Pseudo-header (RFC 768) + the datagram must sum to all ones, which
         # is 0 mod 0xFFFF (never the empty sum: the protocol field is 17);
-        # the addresses' sum is their words' (RFC 1071 2(B)), by sum_mod: as
-        # one 8-byte integer they are past mypyc's 63-bit native ints.
-        v = sum_mod(data if length == n else data[:length])
-        if (v + PROTO_UDP + length + sum_mod(src + dst)) % 0xFFFF:
+        # the addresses' sum is their words' (RFC 1071 2(B)), summed in
+        # place: as one 8-byte integer they are past mypyc's 63-bit native ints.
+        v = sum_span(data, 0, length)
+        if (v + PROTO_UDP + length + sum_pair(src, dst)) % 0xFFFF:
             raise ParseError("udp_checksum", f"{csum:#06x}")
         # The header is four 16-bit words, so the payload's own sum is the
         # datagram's minus theirs (RFC 1071 2(B)).
