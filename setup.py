@@ -46,10 +46,26 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception as e:
-            for out in self.get_outputs():
-                Path(out).unlink(missing_ok=True)
+        except Exception as e:  # any compiler failure means "pure"
+            for out in self._built():
+                out.unlink(missing_ok=True)
             _say(f"could not compile ({type(e).__name__}: {e}); installed as pure Python")
+            return
+        if self.inplace:
+            self._remove_orphans()
+
+    def _built(self) -> set[Path]:
+        return {Path(self.get_ext_fullpath(ext.name)).resolve() for ext in self.extensions}
+
+    def _remove_orphans(self) -> None:
+        """Extensions in src/ this build did not make: a module taken off
+        COMPILED, renamed or deleted, or an older shared library.  Python
+        would import them before (or instead of) the sources."""
+        built = self._built()
+        for path in Path("src").rglob("*.so"):
+            if path.resolve() not in built:
+                path.unlink()
+                _say(f"removed {path}: not part of this build")
 
 
 def _ext_modules() -> list[object]:

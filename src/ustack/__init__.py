@@ -8,3 +8,5 @@ __version__ = "0.1.0"
 # (purepy.py); decided here, before any other ustack module is imported.
 if purepy.pure_requested():
     purepy.install()
+else:
+    purepy.warn_if_stale(__path__[0])

@@ -46,13 +46,49 @@ class SourceOnlyFinder:
             spec = finder.find_spec(name, target)
             if spec is not None:
                 return spec
-        return None
+        # No source: refuse, rather than let the next finder import an
+        # extension left without its source (a module renamed or deleted).
+        raise ModuleNotFoundError(f"No module named {name!r} ({ENV}=1 imports sources only, "
+                                  "and there is none)", name=name)
 
 
 def install() -> None:
     """Import ustack's submodules from source from now on (idempotent)."""
     if not any(isinstance(f, SourceOnlyFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, SourceOnlyFinder())
+
+
+# Seconds an extension may be older than its source and still count as built
+# from it: an install (a wheel, pip) writes both within moments, in any order.
+STALE_AFTER: float = 30.0
+
+
+def stale_modules(package_dir: str, slack: float = STALE_AFTER) -> list[str]:
+    """Sources under ``package_dir`` newer than the compiled module beside
+    them by more than ``slack`` seconds: edited since the last compile (make
+    install and make compile touch every extension they build)."""
+    stale = []
+    for root, _dirs, files in os.walk(package_dir):
+        for f in files:
+            if f.endswith(".so"):
+                source = os.path.join(root, f.split(".", 1)[0] + ".py")
+                try:
+                    newer = os.stat(source).st_mtime - os.stat(os.path.join(root, f)).st_mtime
+                except OSError:
+                    continue
+                if newer > slack:
+                    stale.append(os.path.relpath(source, os.path.dirname(package_dir)))
+    return sorted(stale)
+
+
+def warn_if_stale(package_dir: str) -> None:
+    """One line on stderr when compiled modules may be older than their
+    sources: the old code would run, silently."""
+    stale = stale_modules(package_dir)
+    if stale:
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        print(f"ustack: compiled modules older than their sources: {', '.join(stale[:3])}{more}"
+              f" (make compile rebuilds them; {ENV}=1 runs the sources)", file=sys.stderr)
 
 
 def build() -> str:

@@ -120,3 +120,33 @@ def test_without_a_compiler_the_build_leaves_pure_python(tmp_path: Path) -> None
     out = _run("import ustack.stack; print(ustack.stack.__file__)",
                PYTHONPATH=str(tmp_path / "src"))
     assert out == str(tmp_path / "src" / "ustack" / "stack.py")
+
+
+def test_stale_modules_are_sources_edited_after_their_compile(tmp_path: Path) -> None:
+    """The import-time warning's test: a source newer than its extension by
+    more than the slack (edited since the compile) is named; one written
+    moments apart (an install) is not."""
+    pkg = tmp_path / "ustack"
+    (pkg / "net").mkdir(parents=True)
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    for rel, age_of_so in (("a", 120.0), ("net/b", 5.0), ("net/c", 0.0)):
+        src, ext = pkg / f"{rel}.py", pkg / f"{rel}{suffix}"
+        src.write_text("")
+        ext.write_bytes(b"")
+        now = src.stat().st_mtime
+        os.utime(ext, (now - age_of_so, now - age_of_so))
+    assert purepy.stale_modules(str(pkg)) == ["ustack/a.py"]
+    assert purepy.stale_modules(str(pkg), slack=1.0) == ["ustack/a.py", "ustack/net/b.py"]
+
+
+def test_ustack_pure_refuses_an_extension_without_its_source(tmp_path: Path) -> None:
+    """USTACK_PURE=1 never falls back to an extension left without a source
+    (a module renamed or deleted since the compile)."""
+    shutil.copytree(SRC / "ustack", tmp_path / "ustack",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    (tmp_path / "ustack" / "orphan.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    proc = subprocess.run([sys.executable, "-c", "import ustack.orphan"], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "USTACK_PURE": "1", "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "ModuleNotFoundError" in proc.stderr and "imports sources only" in proc.stderr
