@@ -55,13 +55,16 @@ def tune_allocator() -> None:
     A TCP stack with offload allocates and frees 64 KB buffers at a high
     rate (super-frames, send-queue views, received super-frames).  With
     glibc's defaults the top of the heap is given back to the system as
-    soon as it is free and taken again for the next buffer, so every such
-    buffer is fresh memory: page faults and zeroed pages were a quarter of
-    the CPU of a bulk send with offload.  Keeping up to 256 MB of free heap
-    (and growing it 64 MB at a time, and serving blocks below 16 MB from the
-    heap instead of fresh mappings) took that send from about 590 to about
-    870 MB/s (AF_PACKET, veth offloads on, compiled, this machine).  Pages
-    are only counted once touched; nothing happens without glibc."""
+    soon as it is free and taken again for the next buffer, until glibc's
+    thresholds adapt (after a freed buffer above them); until then every
+    such buffer is fresh memory.  In a fresh ``ustack up`` serving only a
+    bulk send with offload (AF_PACKET, veth offloads on, compiled), page
+    faults and zeroed pages were a quarter of the CPU, and keeping up to
+    256 MB of free heap (grown 64 MB at a time, blocks below 16 MB from the
+    heap, not fresh mappings) took it from about 590 to about 870 MB/s.
+    (bench_tcp's process, whose thresholds had adapted during its earlier
+    runs, showed no change.)  Pages are counted only once touched; without
+    glibc nothing happens."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
