@@ -114,7 +114,7 @@ CHARGEN_LINE = bytes(range(32, 127))
 
 def tcp_chargen(stack: Stack, port: int) -> None:
     """RFC 864 character generator over TCP: send until the peer closes."""
-    pattern = b"".join(CHARGEN_LINE[i:] + CHARGEN_LINE[:i] + b"\r\n" for i in range(95)) * 4
+    pattern = b"".join([CHARGEN_LINE[i:] + CHARGEN_LINE[:i] + b"\r\n" for i in range(95)]) * 4
 
     def on_event(sock: TcpSocket, ev: Event) -> None:
         if ev is Event.CLOSED or sock.closed:

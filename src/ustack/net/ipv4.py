@@ -105,7 +105,7 @@ def error_header(pkt: bytes) -> wip.Ipv4Header | None:
 # or directed), multicast (class D), class E, "this network" (0/8) or
 # loopback (127/8) address.  The first octet decides all but the directed
 # broadcast: a table of them, indexed by it (ICMP's error rules read it too).
-MARTIAN_FIRST: Final = bytes(1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256))
+MARTIAN_FIRST: Final = bytes([1 if b == 0 or b == 127 or b >= 224 else 0 for b in range(256)])
 
 
 def _martian_source(src: bytes, iface: Interface) -> bool:

@@ -81,7 +81,7 @@ def mac_from_str(text: str) -> bytes:
     parts = text.replace("-", ":").split(":")
     if len(parts) != 6 or not all(1 <= len(p) <= 2 and _HEX.issuperset(p) for p in parts):
         raise ValueError(f"not a MAC address (want aa:bb:cc:dd:ee:ff): {text!r}")
-    return bytes(int(p, 16) for p in parts)
+    return bytes([int(p, 16) for p in parts])
 
 
 def is_multicast(mac: bytes | bytearray | memoryview) -> bool:
