@@ -349,6 +349,28 @@ def test_syn_ack_is_retransmitted_then_the_half_open_connection_dropped() -> Non
         assert state(p.accept(listener=lst).s) is State.ESTABLISHED
 
 
+def test_a_syn_repeated_per_port_cannot_use_up_the_listener_for_good() -> None:
+    """Issue 11: a peer that never completes the handshake and sends each
+    SYN three times (its SYN-ACKs lost, or a flood repeating tuples), from
+    more ports than the backlog.  Once the half-open connections time out
+    the backlog is free again: a new client is served, nothing is refused
+    as a listen overflow afterwards."""
+    with peer() as p:
+        lst = p.listen(80, backlog=8)
+        flows = [Flow(p, p.new_port(), 80, PEER_ISN) for _ in range(12)]
+        for f in flows:
+            for _ in range(3):
+                f.send_syn(mss=1460, sack=True, ts=True, wscale=7, win=65535)
+        p.take()
+        assert lst.syn_received == 8  # the backlog, full
+        p.run_to(300.0)  # past every SYN-ACK retransmission (127 s)
+        p.take()
+        assert not p.stack.tcp.conns and lst.syn_received == 0
+        overflows = p.stack.counters.TcpExtListenOverflows
+        assert state(p.accept(listener=lst).s) is State.ESTABLISHED
+        assert p.stack.counters.TcpExtListenOverflows == overflows
+
+
 def test_unacceptable_ack_in_syn_received_gets_reset() -> None:
     """RFC 9293 3.10.7.4 fifth check, SYN-RECEIVED: unless SND.UNA < SEG.ACK =<
     SND.NXT, send <SEQ=SEG.ACK><CTL=RST>; the half-open connection stays and

@@ -363,7 +363,7 @@ class TcpLayer(ProtocolHandler):
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32))
         sock = self._socket(conn, listener)
-        listener.syn_received += 1
+        listener.half_open.add(sock)
         conn.accept_syn(seg, now)
         c.TcpPassiveOpens += 1
         self.service(sock)
@@ -503,7 +503,7 @@ class TcpLayer(ProtocolHandler):
         listener = sock.listener
         if ev is Event.CONNECTED:
             if listener is not None:
-                listener.syn_received -= 1
+                listener.half_open.discard(sock)
                 if listener.closed:
                     sock.abort()
                     return
@@ -514,13 +514,15 @@ class TcpLayer(ProtocolHandler):
                 c.TcpAttemptFails += 1
             else:
                 c.TcpEstabResets += 1
-        elif (ev is Event.CLOSED and listener is not None
-              and sock not in listener.accept_queue and sock.conn.segs_in <= 1):
-            # Died in SYN-RECEIVED: it leaves the SYN queue.
-            listener.syn_received = max(0, listener.syn_received - 1)
+        elif ev is Event.CLOSED and listener is not None:
+            # Died in SYN-RECEIVED (however many segments it took: a peer
+            # retransmitting its SYN): it leaves the SYN queue.
+            listener.half_open.discard(sock)
         sock.dispatch(ev)
 
     def _forget(self, sock: TcpSocket) -> None:
+        if sock.listener is not None:
+            sock.listener.half_open.discard(sock)  # whatever ended it
         conn = sock.conn
         key = (*conn.local, *conn.remote)
         if self.conns.get(key) is sock:

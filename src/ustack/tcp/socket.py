@@ -270,13 +270,22 @@ class TcpListener:
         self.port = port
         self.backlog = max(1, backlog)
         self.accept_queue: deque[TcpSocket] = deque()
-        self.syn_received = 0  # connections in SYN-RECEIVED (the "SYN queue")
+        # The connections in SYN-RECEIVED (the "SYN queue"): the sockets
+        # themselves, not a count kept beside them, so the backlog can never
+        # drift from what is there (a count missed a decrement and a listener
+        # was refused for good: issue 11).
+        self.half_open: set[TcpSocket] = set()
         self.on_accept: Callable[[TcpListener], None] | None = None
         self.closed = False
         # TcpConfig fields by name that connections accepted from here take
         # over the layer's defaults (socket options set on a listening
         # socket: Linux clones the listener into each new connection).
         self.options: dict[str, object] = {}
+
+    @property
+    def syn_received(self) -> int:
+        """How many connections are in SYN-RECEIVED (the "SYN queue")."""
+        return len(self.half_open)
 
     def set_options(self, **options: object) -> None:
         """Options for connections whose SYN arrives from now on, by ``TcpConfig``
