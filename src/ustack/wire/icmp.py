@@ -12,8 +12,7 @@ from typing import Final, NamedTuple
 
 from ustack.wire.checksum import sum_mod
 from ustack.wire.errors import ParseError
-from ustack.wire.ipv4 import HEADER as IPV4_HEADER
-from ustack.wire.ipv4 import OFFSET_MASK, Ipv4Header
+from ustack.wire.ipv4 import OFFSET_MASK, Ipv4Header, unpack_fields
 
 ECHO_REPLY: Final = 0
 DEST_UNREACH: Final = 3
@@ -153,18 +152,7 @@ def quoted(msg: IcmpMessage) -> tuple[Ipv4Header, bytes]:
     n = len(body)
     if n < 28:
         raise ParseError("icmp_quote", f"{n} bytes")
-    vihl: int
-    tos: int
-    total_length: int
-    ident: int
-    ff: int
-    ttl: int
-    proto: int
-    csum: int
-    src: bytes
-    dst: bytes
-    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = IPV4_HEADER.unpack_from(
-        body, 0)
+    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = unpack_fields(body, 0)
     hl = (vihl & 0x0F) << 2
     if vihl >> 4 != 4 or hl < 20:
         raise ParseError("icmp_quote", f"version/IHL byte {vihl:#04x}")

@@ -78,6 +78,18 @@ class Ipv4Header(NamedTuple):
         return bool(self.flags & FLAG_DF)
 
 
+# The fixed header's fields in order: version/IHL, TOS, total length, ident,
+# flags/fragment offset, TTL, protocol, checksum, source, destination.
+Fields = tuple[int, int, int, int, int, int, int, int, bytes, bytes]
+
+
+def unpack_fields(data: bytes | bytearray | memoryview, offset: int) -> Fields:
+    """The 20-byte header at ``offset``, unchecked (the caller has the bytes).
+    Typed: struct gives Any, and native ints make the callers' arithmetic C."""
+    fields: Fields = HEADER.unpack_from(data, offset)
+    return fields
+
+
 def parse(data: bytes | bytearray | memoryview, verify_checksum: bool = True) -> Ipv4Header:
     """Parse and validate the header at the start of ``data``.
 
@@ -89,18 +101,7 @@ def parse(data: bytes | bytearray | memoryview, verify_checksum: bool = True) ->
     n = len(data)
     if n < 20:
         raise ParseError("ipv4_short", f"{n} bytes")
-    # Typed: struct gives Any, and native ints make the arithmetic below C.
-    vihl: int
-    tos: int
-    total_length: int
-    ident: int
-    ff: int
-    ttl: int
-    proto: int
-    csum: int
-    src: bytes
-    dst: bytes
-    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = HEADER.unpack_from(data, 0)
+    vihl, tos, total_length, ident, ff, ttl, proto, csum, src, dst = unpack_fields(data, 0)
     if vihl >> 4 != 4:
         raise ParseError("ipv4_version", str(vihl >> 4))
     hl = (vihl & 0x0F) << 2
