@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 
 from scapy.layers.inet import ICMP, IP, UDP
@@ -45,6 +46,25 @@ def ipb(text: str) -> bytes:
 
 def macb(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
+
+
+@contextmanager
+def multihomed() -> Iterator[tuple[Stack, PipeDevice]]:
+    """A stack with two interfaces: OUR_IP/24 (MAC OUR_MAC, the peer's MAC
+    known) and 198.18.1.1/24; yields the stack and the first one's far end,
+    after the start-up frames are read off it."""
+    a, peer_a = pipe_pair()
+    b, peer_b = pipe_pair()
+    stack = Stack()
+    try:
+        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
+        stack.add_interface(b, "198.18.1.1/24")
+        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+        yield stack, peer_a
+    finally:
+        stack.close()
+        peer_a.close()
+        peer_b.close()
 
 
 class RawDevice:

@@ -21,14 +21,11 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
-    ipb,
-    macb,
+    multihomed,
 )
 
 from ustack.api.socket.readiness import SELECT_READABLE
-from ustack.link.pipe import pipe_pair
 from ustack.net.icmp import IcmpLayer
-from ustack.stack import Stack
 from ustack.udp.socket import UdpSocket
 
 
@@ -121,13 +118,7 @@ def test_echo_reply_comes_from_the_address_the_request_was_sent_to(code: int) ->
     the same as the specific-destination address ... of the corresponding
     ICMP Echo Request message": our second address, although the reply
     leaves through the first interface, whose address the route would pick."""
-    a, peer_a = pipe_pair()
-    b, peer_b = pipe_pair()
-    stack = Stack()
-    try:
-        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
-        stack.add_interface(b, "198.18.1.1/24")
-        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+    with multihomed() as (stack, peer_a):
         stack.poll(0.0)
         peer_a.recv_batch(64, 0.0)
         req = echo(b"which address?", dst="198.18.1.1")
@@ -138,10 +129,6 @@ def test_echo_reply_comes_from_the_address_the_request_was_sent_to(code: int) ->
         assert (reply[IP].src, reply[IP].dst, reply[ICMP].type) == ("198.18.1.1", PEER_IP, 0)
         assert_ip_checksum(reply)
         assert_icmp_checksum(reply)
-    finally:
-        stack.close()
-        peer_a.close()
-        peer_b.close()
 
 
 @pytest.mark.parametrize("code", [0, 5])

@@ -21,11 +21,10 @@ from test_net_harness import (
     assert_accounted,
     assert_icmp_checksum,
     assert_ip_checksum,
-    ipb,
     macb,
+    multihomed,
 )
 
-from ustack.link.pipe import pipe_pair
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST
 from ustack.net.ipv4 import CallbackProtocol
 from ustack.stack import Stack
@@ -298,13 +297,7 @@ def test_tcp_answers_from_the_address_it_was_sent_to_on_a_multihomed_stack() -> 
     closed port) with that address as the IP source, not the outgoing
     interface's, and both checksums are over that source (the route
     lookup from a bound source, ``RouteTable.lookup(dst, src)``)."""
-    a, peer_a = pipe_pair()
-    b, peer_b = pipe_pair()
-    stack = Stack()
-    try:
-        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
-        stack.add_interface(b, "198.18.1.1/24")
-        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+    with multihomed() as (stack, peer_a):
         stack.tcp_listen(("0.0.0.0", 80))
         stack.poll(0.0)
         peer_a.recv_batch(64, 0.0)
@@ -319,7 +312,3 @@ def test_tcp_answers_from_the_address_it_was_sent_to_on_a_multihomed_stack() -> 
         for f in frames:
             assert f[IP].src == "198.18.1.1"
             verify_checksums(f)
-    finally:
-        stack.close()
-        peer_a.close()
-        peer_b.close()

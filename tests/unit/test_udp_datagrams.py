@@ -19,7 +19,7 @@ from test_net_harness import (
     assert_ip_checksum,
     assert_udp_checksum,
     ipb,
-    macb,
+    multihomed,
 )
 
 from ustack.link.pipe import pipe_pair
@@ -202,13 +202,7 @@ def test_sent_datagram_fields_and_checksums(h: Harness, size: int) -> None:
 def test_bound_address_is_the_source_on_a_multihomed_stack() -> None:
     """RFC 1122 4.1.3.5: an application bound to a specific local address
     sends with that address as the IP source."""
-    a, peer_a = pipe_pair()
-    b, peer_b = pipe_pair()
-    stack = Stack()
-    try:
-        stack.add_interface(a, f"{OUR_IP}/24", mac=macb(OUR_MAC))
-        stack.add_interface(b, "198.18.1.1/24")
-        stack.interfaces[0].arp.add_static(ipb(PEER_IP), macb(PEER_MAC))
+    with multihomed() as (stack, peer_a):
         stack.poll(0.0)
         s = stack.udp_socket()
         s.bind(("198.18.1.1", 7000))
@@ -218,10 +212,6 @@ def test_bound_address_is_the_source_on_a_multihomed_stack() -> None:
         (f,) = [f for f in frames if UDP in f]
         assert f[IP].src == "198.18.1.1"
         assert_udp_checksum(f)
-    finally:
-        stack.close()
-        peer_a.close()
-        peer_b.close()
 
 
 class TwoStacks:
