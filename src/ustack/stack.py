@@ -227,7 +227,8 @@ class Stack:
 
         A ``stop()`` that comes before ``run()`` (a signal during start-up)
         makes it return at once; the flag is cleared on the way out so the
-        stack can be run again.
+        stack can be run again.  ``until`` is asked before each wait, so the
+        loop returns as soon as a poll has made it true.
         """
         devices = {iface.device.fileno(): iface for iface in self.interfaces}
         poller = select.poll()
@@ -247,7 +248,14 @@ class Stack:
             # batches -- but still look at the other readers (a runtime's
             # calls from application threads), or a sustained load would
             # starve them.
-            if self.poll(now) >= BATCH:
+            got = self.poll(now)
+            # What this poll delivered may be what ``until`` waits for (the
+            # peer's FIN, the ACK of ours): look before sleeping, or the
+            # caller's next step (closing, reporting) waits up to
+            # ``max_wait`` for nothing.
+            if self._stopping or (until is not None and until()):
+                break
+            if got >= BATCH:
                 events = poller.poll(0)
             else:
                 deadline = self.next_deadline()

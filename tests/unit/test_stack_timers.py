@@ -141,3 +141,31 @@ def test_stack_poll_fires_due_timers_and_reports_next_deadline() -> None:
         h.advance(0.5)
         assert fired == [0.75]
         assert stack.next_deadline() == HOUSEKEEPING_INTERVAL
+
+
+def test_run_returns_as_soon_as_a_poll_makes_until_true() -> None:
+    """``run`` asks ``until`` after each poll, before it sleeps: a datagram
+    already on the link when ``run`` starts ends it at once.  It used to
+    sleep ``max_wait`` first, which made every ``ustack tcp recv`` send its
+    FIN 200 ms after the peer's, and ``ustack tcp send`` last 0.2 s for one
+    byte (issue 11, item 6).  With ``max_wait`` at 30 s, a regression shows
+    as a 30-second run, far from the bound below."""
+    import time
+
+    h = Harness()
+    sock = h.stack.udp_socket()
+    sock.bind(("198.18.0.1", 7))
+    assert h.peer.send_batch([bytes(h.udp_in(b"x"))], h.now) == 1
+    got: list[bytes] = []
+
+    def arrived() -> bool:
+        try:
+            got.append(sock.recv())
+        except BlockingIOError:
+            return False
+        return True
+
+    t0 = time.monotonic()
+    h.stack.run(until=arrived, max_wait=30.0)
+    assert got == [b"x"]
+    assert time.monotonic() - t0 < 10.0
