@@ -25,6 +25,10 @@ class Topology:
     from the kernel.  ``packet``: ``peer_ns`` has veth end ``peer_if`` with
     ``peer_cidr``; ``stack_ns`` has the other end ``stack_if`` up without an
     IP, for AF_PACKET.  Kernel-side tools run in ``peer_ns`` either way.
+    ``offloads``: the veth keeps the kernel's default offloads (transmit
+    checksum, TSO/GSO, GRO), so the kernel hands AF_PACKET frames with
+    partial checksums and 64 KB super-frames, as on any host; off, every
+    frame is whole and checksummed.
     """
 
     kind: str
@@ -35,6 +39,7 @@ class Topology:
     peer_if: str
     stack_cidr: str
     peer_cidr: str
+    offloads: bool = False
 
     @property
     def stack_ip(self) -> str:
@@ -78,22 +83,36 @@ def tap_topology(
 
 
 def packet_topology(
-    tb: Testbed, stack_cidr: str = PACKET_STACK_CIDR, peer_cidr: str = PACKET_PEER_CIDR
+    tb: Testbed,
+    stack_cidr: str = PACKET_STACK_CIDR,
+    peer_cidr: str = PACKET_PEER_CIDR,
+    *,
+    offloads: bool = False,
 ) -> Topology:
     """A veth pair: kernel peer with ``peer_cidr`` in one namespace, the bare
-    other end (no IP, offloads off) in the namespace the stack runs in."""
+    other end (no IP) in the namespace the stack runs in; offloads off unless
+    ``offloads`` (then the kernel's defaults, as a fresh veth has them)."""
     check_test_address(stack_cidr)
     peer = tb.netns("peer")
     peer.sysctl("net.ipv4.tcp_tw_reuse", "1")
     host = tb.netns("host")
-    peer_if, host_if = tb.veth(peer, host, ip_a=peer_cidr)
-    return Topology("packet", tb, host, peer, host_if, peer_if, stack_cidr, peer_cidr)
+    peer_if, host_if = tb.veth(peer, host, ip_a=peer_cidr, offloads_off=not offloads)
+    return Topology(
+        "packet", tb, host, peer, host_if, peer_if, stack_cidr, peer_cidr, offloads=offloads
+    )
+
+
+# Topology names for parametrising; "packet-offload" is AF_PACKET on a veth
+# with the kernel's default offloads.
+KINDS = ("tap", "packet", "packet-offload")
 
 
 def topology(tb: Testbed, kind: str) -> Topology:
-    """``tap_topology`` or ``packet_topology`` by name (for parametrising)."""
+    """A topology by name (``KINDS``), for parametrising."""
     if kind == "tap":
         return tap_topology(tb)
     if kind == "packet":
         return packet_topology(tb)
-    raise ValueError(f"unknown topology {kind!r} (tap or packet)")
+    if kind == "packet-offload":
+        return packet_topology(tb, offloads=True)
+    raise ValueError(f"unknown topology {kind!r} (one of {', '.join(KINDS)})")

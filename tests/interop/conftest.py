@@ -2,7 +2,8 @@
 
 Starting a stack costs a Python start-up plus setup (~0.3 s), so the tests
 that only talk to a stack share one per link kind for the whole session
-(``stack``/``stack_topo``); tests about the stack's own life cycle start
+(``stack``/``stack_topo``: TAP, AF_PACKET on a veth with offloads off, and
+with the kernel's default offloads on); tests about the stack's own life cycle start
 their own via the ``topo`` fixture of tests/conftest.py.  The shared stack
 runs udp-echo on port 7; port 9999 is closed.
 """
@@ -19,7 +20,7 @@ ECHO_PORT = 7
 CLOSED_PORT = 9999
 
 
-@pytest.fixture(scope="session", params=["tap", "packet"])
+@pytest.fixture(scope="session", params=["tap", "packet", "packet-offload"])
 def _running(
     request: pytest.FixtureRequest, root_ok: None
 ) -> Iterator[tuple[Topology, UstackProcess]]:

@@ -37,9 +37,15 @@ class Capabilities:
     so checksum and segmentation offload are available (TAP with
     IFF_VNET_HDR, AF_PACKET with PACKET_VNET_HDR).  ``csum_tx``: the device
     completes partial checksums on transmit.  ``tso``: it accepts TCP
-    super-frames up to ``max_frame`` bytes and cuts them.  ``rx_csum_valid``:
-    received frames were checksummed by the kernel and need no verification.
-    Only a device with ``vnet_hdr`` takes ``Device.send_gso``.
+    super-frames up to ``max_frame`` bytes and cuts them.  ``rx_csum_marks``:
+    the device hands over the frames whose checksum the kernel vouches for as
+    ``vnet.CsumOkFrame`` (it verified it, or the frame was built on this host
+    with the checksum left partial and never crossed a wire), so the stack
+    skips verifying them and verifies every other frame.  AF_PACKET has
+    this whether or not ``vnet_hdr`` is asked for: its socket always reads
+    the header, so a veth peer's partial checksums (offloads on, the
+    default) are not taken for corruption.  Only a device with
+    ``vnet_hdr`` takes ``Device.send_gso``.
     """
 
     mtu: int = 1500
@@ -48,7 +54,7 @@ class Capabilities:
     vnet_hdr_len: int = 0  # bytes of virtio-net header per frame (10 or 12)
     csum_tx: bool = False
     tso: bool = False
-    rx_csum_valid: bool = False
+    rx_csum_marks: bool = False
 
 
 @runtime_checkable

@@ -27,10 +27,14 @@ qdisc, and no copy of our frames to other packet sockets);
 PACKET_IGNORE_OUTGOING keeps the frames the host itself sends on the
 interface out of our receive path.
 
-The socket always has PACKET_VNET_HDR on: partial checksums of received
-frames (a local sender with checksum offload) are completed here, and the
-TX ring copies whole frames instead of lending its pages (see
-``rings.TxRing``).  ``vnet_hdr=True`` additionally advertises transmit
+The socket always has PACKET_VNET_HDR on: a received frame whose
+checksum the kernel vouches for (verified, or partial because a local
+sender with checksum offload built it: a veth peer with the default
+offloads) comes out marked (``vnet.CsumOkFrame``, ``caps.rx_csum_marks``)
+and is not verified again, and the TX ring copies whole frames instead of
+lending its pages (see ``rings.TxRing``).  Super-frames (GRO/TSO, up to
+64 KB) that do not fit a V2 slot are read whole from the socket's queue
+(``rings.RxRingV2``).  ``vnet_hdr=True`` additionally advertises transmit
 offloads in ``caps`` and enables ``send_gso``.
 """
 
@@ -59,6 +63,7 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
+PACKET_COPY_THRESH = 7
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
@@ -83,8 +88,9 @@ ETH_HLEN = 14
 _RECV_SIZE = 65536 + ETH_HLEN + vnet.HDR_LEN
 _GSO_MAX_FRAME = ETH_HLEN + 65535
 _RX_MODES = ("v3", "v2", "none")
-# A ring slot for a 64 KB super-frame: frame + virtio-net header + tpacket
-# header and sockaddr_ll, 16-byte aligned.
+# A TPACKET_V3 block must hold a 64 KB super-frame whole (V3 frames are
+# bounded by the block, not by a slot size): frame + virtio-net header +
+# tpacket header and sockaddr_ll, 16-byte aligned.
 _VNET_FRAME_SIZE = 65536 + 256
 
 
@@ -122,12 +128,15 @@ class PacketDevice(DeviceBase):
         if fanout_mode not in FANOUT_MODES:
             raise LinkError(f"{what}: unknown fanout_mode {fanout_mode!r}")
         page = mmap.PAGESIZE
-        if vnet_hdr and frame_size == 2048:
-            # With the virtio-net header the kernel hands over coalesced
-            # (GRO) super-frames of up to 64 KB: a ring slot must hold one
-            # whole, or it is truncated and the data lost.
-            frame_size = _VNET_FRAME_SIZE
-            block_size = max(block_size, -(-frame_size // page) * page)
+        if rx_ring == "v3":
+            # A veth peer with offloads on (the default, with or without our
+            # own vnet_hdr) hands over coalesced (GRO) and TSO super-frames
+            # of up to 64 KB: a V3 block must hold one whole.  V2 keeps
+            # small slots and reads such frames from the queue
+            # (PACKET_COPY_THRESH, rings.RxRingV2): with 64 KB slots its
+            # ring had 32 of them, and a burst of short connections
+            # overflowed it (bench_tcp's crr timeouts).
+            block_size = max(block_size, -(-_VNET_FRAME_SIZE // page) * page)
         if block_size <= 0 or block_size % page or frame_size < 64 or frame_size % 16:
             raise LinkError(
                 f"{what}: block_size must be a multiple of {page} and frame_size of 16 (>= 64)"
@@ -194,17 +203,20 @@ class PacketDevice(DeviceBase):
                 if version == TPACKET_V3:
                     self._rx = RxRingV3(mm, 0, block_size, block_count, self._hlen)
                 else:
+                    step = "PACKET_COPY_THRESH"
+                    sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
                     slots = slot_offsets(0, block_size, block_count, frame_size)
-                    self._rx = RxRingV2(mm, slots, self._hlen)
+                    self._rx = RxRingV2(mm, slots, self._hlen, self._recv_copy)
                 if tx_blocks:
                     slots = slot_offsets(rx_size, block_size, tx_blocks, frame_size)
                     self._tx = TxRing(mm, slots, frame_size, 3 if version == TPACKET_V3 else 2)
-            else:
-                step = "SO_RCVBUFFORCE"
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
-                except PermissionError:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            # The queue: every frame without a ring, the whole copies of
+            # super-frames with a V2 ring.
+            step = "SO_RCVBUFFORCE"
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if qdisc_bypass:
                 step = "PACKET_QDISC_BYPASS"
                 sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
@@ -239,7 +251,10 @@ class PacketDevice(DeviceBase):
             vnet_hdr_len=self._hlen if vnet_hdr else 0,
             csum_tx=vnet_hdr,
             tso=vnet_hdr,
-            rx_csum_valid=False,
+            # The header is read on every socket (PACKET_VNET_HDR above):
+            # its NEEDS_CSUM and DATA_VALID flags are what PACKET_AUXDATA's
+            # TP_STATUS_CSUMNOTREADY and TP_STATUS_CSUM_VALID would say.
+            rx_csum_marks=True,
         )
         self._zero_hdr = vnet.zero_header(self._hlen)
         self._none_rx = RxStats()
@@ -282,6 +297,19 @@ class PacketDevice(DeviceBase):
         c.bad_vnet_hdr += bad
         c.csum_trusted += trusted
         return out
+
+    def _recv_copy(self) -> bytes | None:
+        """The whole frame the kernel queued for a V2 slot too small for it
+        (TP_STATUS_COPY), or None if the queue is unexpectedly empty."""
+        try:
+            raw = self._sock.recv(_RECV_SIZE)
+        except OSError:
+            return None
+        out, bad, trusted = vnet.strip_batch([raw], self._hlen)
+        st = self._rx.st if self._rx is not None else self._none_rx
+        st.bad_vnet_hdr += bad
+        st.csum_trusted += trusted
+        return out[0] if out else None
 
     def send_batch(self, frames: Sequence[Frame], now: float) -> int:
         if self._closed:
@@ -365,6 +393,7 @@ class PacketDevice(DeviceBase):
             "rx_frames": self.rx_frames,
             "rx_bytes": self.rx_bytes,
             "rx_truncated": rx.truncated,
+            "rx_copied": rx.copied,
             "rx_csum_trusted": rx.csum_trusted,
             "rx_bad_vnet_hdr": rx.bad_vnet_hdr,
             "rx_kernel_drops": self.rx_kernel_drops,

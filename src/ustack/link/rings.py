@@ -19,13 +19,14 @@ from __future__ import annotations
 import mmap
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ustack.link import vnet
 from ustack.link.base import Frame
 
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
+TP_STATUS_COPY = 2  # the whole frame is also on the socket's queue (PACKET_COPY_THRESH)
 TP_STATUS_AVAILABLE = 0
 TP_STATUS_SEND_REQUEST = 1
 TP_STATUS_WRONG_FORMAT = 4
@@ -59,10 +60,11 @@ def slot_offsets(base: int, block_size: int, block_nr: int, frame_size: int) -> 
 class RxStats:
     """Counters the receive walkers share with the device."""
 
-    __slots__ = ("bad_vnet_hdr", "csum_trusted", "truncated")
+    __slots__ = ("bad_vnet_hdr", "copied", "csum_trusted", "truncated")
 
     def __init__(self) -> None:
-        self.truncated = 0
+        self.truncated = 0  # frames that did not fit a slot and were lost
+        self.copied = 0  # frames that did not fit a slot, read whole from the queue
         self.csum_trusted = 0  # frames the kernel vouches for (vnet.CsumOkFrame)
         self.bad_vnet_hdr = 0
 
@@ -141,10 +143,24 @@ class RxRingV3:
 
 class RxRingV2:
     """TPACKET_V2 receive ring: fixed-size slots, each handed over on its own
-    as soon as the kernel has written it (no block latency)."""
+    as soon as the kernel has written it (no block latency).
 
-    def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int) -> None:
+    A frame longer than a slot (a GRO or TSO super-frame of up to 64 KB from
+    a veth peer with offloads on) is cut to the slot; with PACKET_COPY_THRESH
+    on, the kernel also queues the whole frame on the socket and marks the
+    slot TP_STATUS_COPY (packet_mmap.rst; net/packet/af_packet.c
+    tpacket_rcv), both under the queue's lock, so the queue holds such
+    frames in ring order: ``copy`` reads the next one.  Small slots (many
+    of them: a burst of short frames does not overflow the ring) then cost
+    nothing in correctness.  Without ``copy``, or when the kernel had no
+    room to queue the copy, the cut frame is counted ``truncated`` and lost
+    (TCP repairs it).
+    """
+
+    def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int,
+                 copy: Callable[[], bytes | None] | None = None) -> None:
         self._mm = mm
+        self._copy = copy
         self._slots = slots
         self._n = len(slots)
         self._head = 0
@@ -172,7 +188,13 @@ class RxRingV2:
                 break
             start = off + mac
             if snaplen != length:
-                self.st.truncated += 1
+                whole = self._copy() if status & TP_STATUS_COPY and self._copy else None
+                if whole is None:
+                    self.st.truncated += 1
+                else:
+                    self.st.copied += 1
+                    append(whole)
+                    n += 1
             elif hlen and mm[start - hlen]:  # vnet flags: the kernel vouches for it
                 self.st.csum_trusted += 1
                 append(_rx_frame(mm[start - hlen], memoryview(mm)[start : start + snaplen]))

@@ -167,7 +167,7 @@ class TapDevice(DeviceBase):
             # NEEDS_CSUM and gso_type on any frame we write.
             csum_tx=vnet_hdr,
             tso=vnet_hdr,
-            rx_csum_valid=False,
+            rx_csum_marks=vnet_hdr,
         )
         self.offload_flags = offload_flags
 

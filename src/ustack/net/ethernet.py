@@ -38,7 +38,7 @@ class EthernetInput:
         c = self.host.counters
         c.EthInFrames += len(frames)
         mac = iface.mac
-        trusting = iface.device.caps.vnet_hdr
+        trusting = iface.device.caps.rx_csum_marks
         rx = 0
         for frame in frames:
             if trusting:
