@@ -11,6 +11,8 @@ import errno
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tcp_peer import PEER_IP, PEER_ISN, Flow, Peer, Seg, peer, seq_add, state
 
 from ustack.tcp.connection import Event
@@ -442,3 +444,72 @@ def test_first_ack_of_an_active_open_offers_the_receive_buffer(irs: int) -> None
         ws = f.ws_in
         assert p.cfg.rcvbuf - (1 << ws) < ack.win << ws <= p.cfg.rcvbuf
         assert f.s.stats()["rcv_wnd"] == ack.win << ws
+
+
+_PORTS = 6
+_BACKLOG = 4
+_KINDS = ("syn", "syn", "ack", "bad_ack", "rst", "rst_outside", "data", "fin", "syn_fin",
+          "accept", "close_accepted")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, _PORTS - 1), st.sampled_from(_KINDS),
+                          st.sampled_from((0.0, 0.0, 0.3, 2.0, 40.0))),
+                max_size=60))
+def test_random_syn_ack_rst_mixes_never_use_up_the_listener(
+        steps: list[tuple[int, str, float]]) -> None:
+    """Issue 11, item 1, with hypothesis: whatever mix of SYNs (repeated),
+    handshake ACKs (right and wrong), RSTs (in and out of the window), data,
+    FINs and SYN+FINs peers send to a listener, and whatever the application
+    accepts or closes, the SYN queue is exactly the listener's half-open
+    sockets, it and the accept queue stay within the backlog, and once every
+    half-open connection has timed out a new client is served."""
+    with peer() as p:
+        lst = p.listen(80, backlog=_BACKLOG)
+        isns = [seq_add(PEER_ISN, 100_000 * i) for i in range(_PORTS)]
+        flows = [Flow(p, 40000 + i, 80, isns[i]) for i in range(_PORTS)]
+        accepted: list[object] = []
+        for i, kind, dt in steps:
+            f = flows[i]
+            synack = [s for s in f.take() if s.flags == "SA"]
+            if synack:
+                f.rcv_nxt = seq_add(synack[-1].seq, 1)
+            if kind == "syn":
+                f.send("S", seq=f.iss, options=[("MSS", 1460)])
+                f.snd_nxt = seq_add(f.iss, 1)
+            elif kind == "syn_fin":
+                f.send("SF", seq=f.iss, options=[("MSS", 1460)])
+            elif kind == "ack":
+                f.send("A")
+            elif kind == "bad_ack":
+                f.send("A", ack=seq_add(f.rcv_nxt, 5000))
+            elif kind == "rst":
+                f.send("R")
+            elif kind == "rst_outside":
+                f.send("R", seq=seq_add(f.snd_nxt, 1 << 30))
+            elif kind == "data":
+                f.send("PA", b"x" * 10)
+            elif kind == "fin":
+                f.send("FA")
+            elif kind == "accept" and lst.accept_queue:
+                accepted.append(lst.accept())
+            elif kind == "close_accepted" and accepted:
+                accepted.pop(0).close()  # type: ignore[attr-defined]
+            if dt:
+                p.advance(dt)
+            half_open = lst.half_open
+            assert lst.syn_received == len(half_open)
+            assert all(state(s) is State.SYN_RECEIVED for s in half_open)
+            assert all(p.stack.tcp.conns.get((*s.conn.local, *s.conn.remote)) is s
+                       for s in half_open)
+            assert lst.syn_received + len(lst.accept_queue) <= _BACKLOG
+        for s in accepted:
+            s.abort()  # type: ignore[attr-defined]
+        while lst.accept_queue:
+            lst.accept().abort()
+        p.run_to(p.now + 400.0)  # past every SYN-ACK retransmission and TIME-WAIT
+        p.take()
+        assert lst.syn_received == 0
+        overflows = p.stack.counters.TcpExtListenOverflows
+        assert state(p.accept(listener=lst).s) is State.ESTABLISHED
+        assert p.stack.counters.TcpExtListenOverflows == overflows
