@@ -1,6 +1,6 @@
 """The impairment relay's forwarding core (ustack_testbed.relay.Relay) over pipes.
 
-The process and its namespaces are tested in tests/interop/test_relay.py;
+The process and its namespaces are tested in tests/interop/test_relay_kernels.py;
 here the loop's logic with a fake clock: both directions forwarded, faults
 per direction from their own seeded stream, delayed frames released when
 due, the delay queue bounded.
