@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 from test_net_harness import Harness
 
@@ -150,8 +151,6 @@ def test_run_returns_as_soon_as_a_poll_makes_until_true() -> None:
     FIN 200 ms after the peer's, and ``ustack tcp send`` last 0.2 s for one
     byte (issue 11, item 6).  With ``max_wait`` at 30 s, a regression shows
     as a 30-second run, far from the bound below."""
-    import time
-
     h = Harness()
     sock = h.stack.udp_socket()
     sock.bind(("198.18.0.1", 7))
