@@ -80,7 +80,8 @@ LEVEL_BY_NUMBER = {socket.SOL_SOCKET: "SOL_SOCKET", socket.IPPROTO_TCP: "IPPROTO
 # Options that are a TcpConfig field of the connection (seconds for the timers).
 CONFIG_FIELD = {"SO_RCVBUF": "rcvbuf", "SO_SNDBUF": "sndbuf", "SO_KEEPALIVE": "keepalive",
                  "TCP_NODELAY": "nodelay", "TCP_MAXSEG": "mss", "TCP_KEEPIDLE": "keepalive_idle",
-                 "TCP_KEEPINTVL": "keepalive_interval", "TCP_KEEPCNT": "keepalive_probes"}
+                 "TCP_KEEPINTVL": "keepalive_interval", "TCP_KEEPCNT": "keepalive_probes",
+                 "IP_TTL": "ttl", "IP_TOS": "tos"}
 # Options whose value is a buffer size: the relaxed mode does not compare
 # the value a getsockopt returns (FreeBSD rounds and grows them its own way).
 BUFFER_OPTIONS = frozenset({"SO_RCVBUF", "SO_SNDBUF"})

@@ -18,7 +18,7 @@ a ``SysResult`` the runner compares.
 
 Symbols are looked up in ``symbols.CONSTANTS`` (Linux values).  Options
 that ustack does not have (FreeBSD's ``TCP_KEEPINIT``, RFC 2385
-``TCP_MD5SIG``, per-socket ``IP_TTL``) fail with ENOPROTOOPT, which the
+``TCP_MD5SIG``) fail with ENOPROTOOPT, which the
 script sees as a failed call at its own line.
 """
 
@@ -639,10 +639,6 @@ class Syscalls:
         sock = entry.sock
         if name == "TCP_MAXSEG" and sock is not None and sock.state is not State.SYN_SENT:
             return sock.conn.mss
-        if name == "IP_TTL":
-            return 64  # ustack.net.ipv4.DEFAULT_TTL, not settable per socket
-        if name == "IP_TOS":
-            return 0
         return round(self._config_value(entry, CONFIG_FIELD[name]))
 
     def _take_error(self, entry: _Fd) -> int:
@@ -687,11 +683,19 @@ class Syscalls:
             if v <= 0:
                 return self._fail(errno.EINVAL)
             self._set_config(entry, CONFIG_FIELD[name], float(v) if name != "TCP_KEEPCNT" else v)
+        elif name == "IP_TTL":
+            if v == -1:
+                v = 64  # ip(7): -1 is the default (ustack.net.ipv4.DEFAULT_TTL)
+            if not 1 <= v <= 255:
+                return self._fail(errno.EINVAL)
+            self._set_config(entry, "ttl", v)
+        elif name == "IP_TOS":
+            self._set_config(entry, "tos", v & 0xFC)  # the ECN bits are TCP's (Linux)
         elif name == "TCP_MAXSEG":
             if not 64 <= v <= 65535 or entry.sock is not None:
                 return self._fail(errno.EINVAL)
             self._set_config(entry, "mss", v)
-        else:  # IP_TTL, IP_TOS, SO_ERROR, SO_TYPE: not settable in ustack
+        else:  # SO_ERROR, SO_TYPE, TCP_INFO: read-only
             return self._fail(errno.ENOPROTOOPT)
         return self._done(SysResult(0))
 
