@@ -17,11 +17,17 @@ How a script is played (packetdrill's documented semantics):
   (waiting for the stack's timers up to the end of the event's time window
   plus the tolerance) and compare it: TCP flags, sequence number, payload
   length and acknowledgment number always, the time within
-  ``--tolerance_usecs`` (default 4 ms).  ``strict`` mode also compares the
-  window, the IP TTL and the option list (kinds in order, MSS, window
-  scale, SACK blocks, the timestamp echo; a TSval follows the stack's clock
-  and is never compared).  Relaxed mode (the default) does not, and does
-  not compare buffer sizes that getsockopt reports.
+  ``--tolerance_usecs`` (default 4 ms), and the IP TTL and TOS when the
+  line writes ``(ttl N)`` or ``(tos N)``.  ``strict`` mode also compares
+  the window in bytes (each side's window scale applied; FreeBSD's buffer,
+  rounded up to a multiple of the MSS, may make it larger by less than an
+  MSS) and the options by kind and value, NOP/EOL padding and order aside
+  (MSS, SACK blocks, the timestamp echo; a TSval follows the stack's clock
+  and the window-scale shift is the receiver's choice: neither is
+  compared), and the buffer sizes getsockopt reports.  ``--non_fatal``
+  (packetdrill's; the option or a script's header) notes the mismatches of
+  the kinds it names (``packet``, ``syscall``) in ``Outcome.notes`` and
+  goes on.
 * Numbers are relative to the initial sequence numbers: the peer's is
   fixed just below 2**32 (so every script wraps), the stack's is learned
   from its first SYN.  Inbound TS echo replies are shifted by the offset
@@ -32,15 +38,17 @@ How a script is played (packetdrill's documented semantics):
   on a blocking descriptor is retried while the clock moves, as if it sat
   in the kernel (later events still run); ``a...b call()`` must return at
   ``b``, and a later system call first waits for it.
-* Shell lines (FreeBSD ``sysctl``) are ignored in both modes.  ``%{ assert
-  tcpi_state == TCPI_X }%`` is checked against the last socket a call used,
-  even after close() (the orphan's state: an extension of ours).
+* ``sysctl`` lines set the layer's TCP defaults (``sysctl.apply``: the ones
+  ustack has an equivalent for; the others and any other shell command are
+  noted in ``Outcome.notes``).  ``%{ assert tcpi_... }%`` blocks
+  (``tcpinfo``: ``tcpi_state``, ``tcpi_options`` ...) are checked against
+  the last socket a call used, even after close() (the orphan's state: an
+  extension of ours).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import socket
 import sys
 from collections import deque
@@ -50,9 +58,8 @@ from typing import Literal, NamedTuple
 
 from ustack.link.pipe import PipeDevice, pipe_pair
 from ustack.stack import Stack
-from ustack.tcp.states import State
 from ustack.wire import tcp as wtcp
-from ustack_conform import packets
+from ustack_conform import packets, sysctl, tcpinfo
 from ustack_conform.script import (
     TCP_OPTION_KINDS,
     CodeEvent,
@@ -80,14 +87,13 @@ PEER_ISN = 0xFFFFFF00
 LINK_MTU = 65535
 DEFAULT_TOLERANCE_USECS = 4000  # packetdrill's default
 DEFAULT_DEFINES = frozenset({"STANDARD"})  # the RFC branch of the FreeBSD suite's #ifdefs
+NON_FATAL_KINDS = frozenset({"packet", "syscall"})  # packetdrill's --non_fatal values
 MAX_WAIT = 3600.0  # how far past the script a `*` or blocked event may wait (script seconds)
 _MASK = 0xFFFFFFFF
 _SYN, _ACK = wtcp.SYN, wtcp.ACK
 _FLAG_LETTERS = (("F", wtcp.FIN), ("S", wtcp.SYN), ("R", wtcp.RST), ("P", wtcp.PSH),
                  (".", wtcp.ACK), ("U", wtcp.URG), ("E", wtcp.ECE), ("W", wtcp.CWR))
-_TCPI = re.compile(r"\s*assert\s+tcpi_state\s*==\s*TCPI_([A-Z0-9_]+)\s*;?\s*")
-_TCPI_ALIASES = {"SYN_RECV": "SYN_RECEIVED", "FIN_WAIT1": "FIN_WAIT_1",
-                 "FIN_WAIT2": "FIN_WAIT_2", "CLOSE": "CLOSED"}
+_ECN_BITS = {"noecn": 0, "ect0": 2, "ect1": 1, "ect01": 3, "ce": 3}
 
 
 
@@ -97,6 +103,10 @@ class RunOptions:
     defines: frozenset[str] = DEFAULT_DEFINES
     tolerance_usecs: int | None = None  # overrides the scripts' own
     trace: bool = False  # print every event as it runs (stderr)
+    # packetdrill's --non_fatal: the kinds of mismatch ("packet", "syscall")
+    # that are noted (Outcome.notes) instead of failing the script; a script's
+    # own --non_fatal header adds to these.
+    non_fatal: frozenset[str] = frozenset()
 
 
 class Outcome(NamedTuple):
@@ -106,10 +116,14 @@ class Outcome(NamedTuple):
     status: Literal["pass", "fail", "error"]
     line: int = 0
     message: str = ""
+    # What the runner left out or let pass on the way (sysctls it could not
+    # honour, shell commands it did not run, non-fatal mismatches).
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.status == "pass":
-            return f"pass  {self.path}"
+            soft = sum(1 for n in self.notes if "non-fatal" in n)
+            return f"pass  {self.path}" + (f" ({soft} non-fatal mismatches)" if soft else "")
         tag = "FAIL " if self.status == "fail" else "error"
         return f"{tag} {self.path}:{self.line}: {self.message}"
 
@@ -158,6 +172,12 @@ class Execution:
                 raise ScriptError(script.path, 0, "--mtu is not a number") from None
             if not 68 <= mtu <= 65535:
                 raise ScriptError(script.path, 0, f"--mtu={mtu} out of range (68..65535)")
+        kinds = {k.strip() for k in script.options.get("non_fatal", "").split(",") if k.strip()}
+        unknown = kinds - NON_FATAL_KINDS
+        if unknown:
+            raise ScriptError(script.path, 0, f"--non_fatal={','.join(sorted(unknown))}: "
+                                              f"expected {' or '.join(sorted(NON_FATAL_KINDS))}")
+        self.non_fatal = opts.non_fatal | kinds
         self.now = 0.0
         self.dev: PipeDevice
         self.wire: PipeDevice
@@ -168,6 +188,11 @@ class Execution:
         self.stack = Stack()
         iface = self.stack.add_interface(self.dev, f"{STACK_IP}/24", mac=STACK_MAC)
         iface.mtu = mtu
+        if "mtu" in script.options:
+            # The MSS a host advertises is its interface's MTU less the IPv4
+            # and TCP headers (RFC 9293 3.7.1); TcpConfig.mss, Ethernet's by
+            # default, caps it, so --mtu sets it too.
+            self.stack.tcp.config.mss = mtu - 40
         iface.arp.add_static(socket.inet_aton(PEER_IP), PEER_MAC)
         self.ep = packets.Endpoints(STACK_MAC, PEER_MAC, socket.inet_aton(STACK_IP),
                                     socket.inet_aton(PEER_IP))
@@ -177,7 +202,15 @@ class Execution:
         self.out: deque[packets.Sent] = deque()
         self.pending: _Pending | None = None
         self.ts_offset: int | None = None  # stack TSval - script TSval
+        # Window scale shifts (RFC 7323 2): the stack's SYN's, the script's
+        # line for it, the script peer's SYN's; None: no option.
+        self.ws_stack: int | None = None
+        self.ws_script: int | None = None
+        self.ws_peer: int | None = None
+        self.mss_peer = 0  # the MSS option of the script peer's SYN (0: none yet)
+        self.stack_mtu = mtu
         self.line = 0  # the event being played
+        self.notes: list[str] = []  # what the runner left out or let pass (see Outcome)
         self._ident = 0
         self._step()
         self.out.clear()  # the gratuitous ARP (not IPv4 anyway)
@@ -293,14 +326,40 @@ class Execution:
         elif isinstance(a, CodeEvent):
             self._code(ev, a)
         elif isinstance(a, ShellEvent):
-            pass  # FreeBSD sysctl and friends: nothing to do against ustack
+            self._shell(ev, a)
         # What the event made the stack send leaves now (the flush after an
         # application call), and a blocked call may have become ready.
         self._step()
 
+    def _shell(self, ev: Event, a: ShellEvent) -> None:
+        """A backtick command: ``sysctl`` sets the layer's defaults; others are noted."""
+        cmd = a.command.strip()
+        if not cmd:
+            return
+        if sysctl.is_sysctl(cmd):
+            for n in sysctl.apply(cmd, self.stack.tcp.config):
+                self.note(ev, n)
+        else:
+            self.note(ev, f"`{cmd}` not run (the runner plays sysctl lines only)")
+
+    def note(self, ev: Event, text: str) -> None:
+        self.notes.append(f"{ev.line}: {text}")
+        self._trace(ev, self.now, "note: " + text)
+
     # -- outbound packets ------------------------------------------------------------------
 
     def _outbound(self, ev: Event, lo: float, hi: float) -> float:
+        try:
+            return self._take_outbound(ev, lo, hi)
+        except _Mismatch as m:
+            if "packet" not in self.non_fatal:
+                raise
+            # --non_fatal=packet: noted; the packet (if any) is consumed and
+            # the script goes on, as packetdrill does.
+            self.note(ev, f"non-fatal packet mismatch: {m.message}")
+            return self.now
+
+    def _take_outbound(self, ev: Event, lo: float, hi: float) -> float:
         a = ev.action
         tol = self.tol
         limit = (self.now + MAX_WAIT) if math.isinf(hi) else hi + tol
@@ -335,6 +394,10 @@ class Execution:
                                      f"{a.code_number}, got {self._render(p)}")
 
     def _check_tcp(self, ev: Event, a: PacketEvent, p: packets.Sent) -> None:
+        if p.proto == 6 and p.flags & _SYN:
+            self.ws_stack = next((d[0] for k, d in p.options if k == 3 and d), None)
+            self.ws_script = (next((o.value for o in a.options if o.kind == "wscale"), None)
+                              if isinstance(a.options, list) else self.ws_stack)
         problem = self._tcp_differs(a, p)
         if problem is not None:
             raise _Mismatch(ev.line, f"{problem}: {self._render(p)}")
@@ -354,6 +417,16 @@ class Execution:
                     f"{flow.local_port} > {flow.remote_port})")
         if p.flags != a.flag_bits:
             return f"flags {_flags(p.flags)}, expected {a.flags}"
+        if a.ttl is not None and p.ttl != a.ttl:
+            return f"TTL {p.ttl}, expected {a.ttl}"
+        if a.tos is not None and p.tos != a.tos:
+            # (ttl N) and (tos N) are written on the line for a reason, so both
+            # modes compare them, as packetdrill does.
+            return f"TOS {p.tos:#04x}, expected {a.tos:#04x}"
+        if a.ecn is not None and a.ecn != "ect01" and p.tos & 3 != _ECN_BITS[a.ecn]:
+            return f"ECN bits {p.tos & 3}, expected [{a.ecn}]"
+        if a.ecn == "ect01" and p.tos & 3 not in (1, 2):
+            return f"ECN bits {p.tos & 3}, expected [ect01] (ECT(0) or ECT(1))"
         if a.seq_start is not None:
             want = a.seq_start if a.absolute_seq else self._local(a.seq_start)
             if p.seq != want & _MASK:
@@ -364,34 +437,39 @@ class Execution:
             return f"acknowledgment number {self._rel_ack(p.ack)}, expected {a.ack}"
         if not self.strict:
             return None
-        if a.win is not None and p.win != a.win:
-            return f"window {p.win}, expected {a.win}"
-        if a.ttl is not None and p.ttl != a.ttl:
-            return f"TTL {p.ttl}, expected {a.ttl}"
+        problem = self._window_differs(a, p)
+        if problem is not None:
+            return problem
         problem = self._options_differ(a, p)
         return None if problem is None else f"options: {problem}"
 
     def _options_differ(self, a: PacketEvent, p: packets.Sent) -> str | None:
+        """Strict mode: the options of ``p`` are those of ``a``, by kind and value.
+
+        NOP and EOL are padding (RFC 9293 3.1) and the order of the options
+        is the sender's choice, so neither is compared: each kind written
+        must be sent once, none other, with the value written.  The window
+        scale shift is not compared: it is the receiver's choice from its
+        buffer limit (RFC 7323 2.3; FreeBSD sizes it from kern.ipc.maxsockbuf,
+        ustack from the socket's buffer), and what it does shows in the
+        windows, which strict mode compares in bytes (``_window_differs``).
+        A TSval follows the stack's clock and is not compared either.
+        """
         if isinstance(a.options, Wildcard):
             return None
-        want = list(a.options or [])
-        got = list(p.options)
-        # EOL ends the list; what follows is padding (RFC 9293 3.1), so
-        # ``eol,eol`` in a script and one EOL parsed off the wire agree.
-        while want and want[-1].kind == "eol":
-            want.pop()
-        while got and got[-1][0] == 0:
-            got.pop()
-        kinds_w = [o.kind_number for o in want]
-        kinds_g = [k for k, _ in got]
+        want = [o for o in a.options or [] if o.kind not in ("nop", "eol")]
+        got = [(k, d) for k, d in p.options if k not in (0, 1)]
+        kinds_w = sorted(o.kind_number for o in want)
+        kinds_g = sorted(k for k, _ in got)
         if kinds_w != kinds_g:
-            return f"<{_kind_names(kinds_g)}>, expected <{_kind_names(kinds_w)}>"
-        for o, (_, data) in zip(want, got, strict=True):
+            return (f"<{_kind_names([k for k, _ in got])}>, expected "
+                    f"<{_kind_names([o.kind_number for o in want])}> (padding and order aside)")
+        by_kind = {k: d for k, d in got}
+        for o in want:
+            data = by_kind[o.kind_number]
             k = o.kind
             if k == "mss" and o.value is not None and data[:2] != o.value.to_bytes(2, "big"):
                 return f"mss {int.from_bytes(data[:2], 'big')}, expected {o.value}"
-            if k == "wscale" and o.value is not None and data[:1] != bytes((o.value,)):
-                return f"wscale {data[0] if data else None}, expected {o.value}"
             if k == "sack":
                 blocks = [(int.from_bytes(data[i:i + 4], "big"),
                            int.from_bytes(data[i + 4:i + 8], "big"))
@@ -404,6 +482,33 @@ class Execution:
                 if ecr != o.ecr:
                     return f"TS ecr {ecr}, expected {o.ecr}"
         return None
+
+    def _mss(self) -> int:
+        """The connection's MSS: the peer's offer capped by our MTU (RFC 9293 3.7.1)."""
+        own = self.stack_mtu - 40
+        return min(own, self.mss_peer) if self.mss_peer else own
+
+    def _window_differs(self, a: PacketEvent, p: packets.Sent) -> str | None:
+        """Strict mode: the window of ``p`` is the one ``a`` writes, in bytes.
+
+        Both sides' windows are taken with their own scale: the shift the
+        stack sent in its SYN, and the one the script wrote on that line,
+        once both SYNs carried the option (RFC 7323 2.2; never in a SYN).
+        """
+        if a.win is None:
+            return None
+        scaled = not p.flags & _SYN and self.ws_peer is not None and self.ws_stack is not None
+        got = p.win << (self.ws_stack or 0 if scaled else 0)
+        want = a.win << (self.ws_script or 0 if scaled else 0)
+        if got == want:
+            return None
+        if 0 < want - got < self._mss():
+            # FreeBSD rounds its receive buffer up to a multiple of the MSS
+            # when the connection is set up (tcp_input.c, tcp_mss()), so its
+            # window is larger than one from the size the script set by less
+            # than an MSS; ustack keeps the size it was given.
+            return None
+        return f"window {p.win} ({got} bytes), expected {a.win} ({want} bytes)"
 
     @staticmethod
     def _ts_of(p: packets.Sent) -> tuple[int, int] | None:
@@ -455,7 +560,13 @@ class Execution:
                 a.options, self._local, lambda ecr: (ecr + offset) & _MASK)
         except ValueError as e:
             raise ScriptError(self.script.path, ev.line, str(e)) from None
-        tos = {"ect0": 2, "ect1": 1, "ect01": 3, "ce": 3}.get(a.ecn or "", 0)
+        if a.flag_bits & _SYN:
+            listed = a.options if isinstance(a.options, list) else []
+            self.ws_peer = next((o.value for o in listed if o.kind == "wscale"), None)
+            self.mss_peer = next((o.value or 0 for o in listed if o.kind == "mss"), 536)
+        tos = a.tos or 0
+        if a.ecn is not None:  # the ECN field is the TOS byte's two low bits (RFC 3168 5)
+            tos = (tos & ~3) | _ECN_BITS[a.ecn]
         self._ident = (self._ident + 1) & 0xFFFF
         frame = packets.tcp_frame(self.ep, flow.remote_port, flow.local_port, seq, ack,
                                   a.flag_bits, 65535 if a.win is None else a.win, opts,
@@ -516,11 +627,25 @@ class Execution:
         if self.pending is not None:
             a = p.event.action
             name = a.name if isinstance(a, SyscallEvent) else "call"
+            if "syscall" in self.non_fatal:
+                self.pending = None
+                self.note(p.event, f"non-fatal syscall mismatch: {name}() blocked from "
+                                   f"{p.started:.6f}s and had not returned by {limit:.6f}s")
+                return
             raise _Mismatch(p.event.line, f"{name}() blocked from {p.started:.6f}s and had "
                                           f"not returned by {limit:.6f}s")
 
     def _check_result(self, ev: Event, a: SyscallEvent, r: SysResult, end_lo: float | None,
                       end_hi: float | None) -> None:
+        try:
+            self._compare_result(ev, a, r, end_lo, end_hi)
+        except _Mismatch as m:
+            if "syscall" not in self.non_fatal:
+                raise
+            self.note(ev, f"non-fatal syscall mismatch: {m.message}")
+
+    def _compare_result(self, ev: Event, a: SyscallEvent, r: SysResult, end_lo: float | None,
+                        end_hi: float | None) -> None:
         line = ev.line
         got = f"{r.ret}" + (f" {errno_name(r.err)}" if r.err else "")
         if self.opts.trace:
@@ -546,27 +671,20 @@ class Execution:
     # -- %{ }% ----------------------------------------------------------------------------
 
     def _code(self, ev: Event, a: CodeEvent) -> None:
+        """``%{ assert tcpi_... }%``: checked against the last socket a call used,
+        even after close() (the orphan's state: an extension of ours)."""
         body = a.code.strip()
         if body.startswith("%{"):
             body = body[2:]
         if body.endswith("}%"):
             body = body[:-2]
-        for stmt in filter(None, (s.strip() for s in re.split(r"[\n;]", body))):
-            m = _TCPI.fullmatch(stmt)
-            if m is None:
-                raise ScriptError(self.script.path, ev.line,
-                                  f"unsupported code block statement {stmt!r} (only "
-                                  "'assert tcpi_state == TCPI_...')")
-            name = _TCPI_ALIASES.get(m.group(1), m.group(1))
-            try:
-                want = State[name]
-            except KeyError:
-                raise ScriptError(self.script.path, ev.line,
-                                  f"unknown TCP state TCPI_{m.group(1)}") from None
-            got = self.sys.tcp_state()
-            if got is not want:
-                shown = "no socket" if got is None else f"TCPI_{got.name}"
-                raise _Mismatch(ev.line, f"tcpi_state is {shown}, expected TCPI_{want.name}")
+        names = tcpinfo.info(self.sys.last_socket(), self.sys.tcp_state())
+        try:
+            tcpinfo.check_block(body.replace(";", "\n"), names)
+        except tcpinfo.UnsupportedCode as e:
+            raise ScriptError(self.script.path, ev.line, str(e)) from None
+        except tcpinfo.AssertFailed as e:
+            raise _Mismatch(ev.line, str(e)) from None
 
 
 _KIND_NAMES = {v: k for k, v in TCP_OPTION_KINDS.items()}
@@ -607,7 +725,7 @@ def run_script(script: Script, opts: RunOptions | None = None) -> Outcome:
     try:
         ex.run()
     except _Mismatch as m:
-        return Outcome(script.path, "fail", m.line, m.message)
+        return Outcome(script.path, "fail", m.line, m.message, tuple(ex.notes))
     except ScriptError as e:
         return Outcome(script.path, "error", e.line, e.message)
     except Exception as e:
@@ -615,4 +733,4 @@ def run_script(script: Script, opts: RunOptions | None = None) -> Outcome:
                        f"internal error: {type(e).__name__}: {e}")
     finally:
         ex.close()
-    return Outcome(script.path, "pass")
+    return Outcome(script.path, "pass", notes=tuple(ex.notes))

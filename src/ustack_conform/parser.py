@@ -33,6 +33,7 @@ from ustack.tcp import seq
 from ustack_conform.script import (
     ICMP_CODES,
     ICMP_TYPES,
+    IPTOS_NAMES,
     TCP_FLAG_BITS,
     WILDCARD,
     Action,
@@ -355,26 +356,17 @@ class _Parser:
 
     def packet(self) -> PacketEvent | IcmpEvent:
         direction: Literal["<", ">"] = "<" if self.take().text == "<" else ">"
-        ttl: int | None = None
-        ecn: str | None = None
-        if self.at_punct("(") and self.peek(1).text == "ttl":
-            self.take()
-            self.take()
-            ttl = self.integer("the IP TTL", 0, _U8)
-            self.expect_punct(")", "after (ttl N")
-        elif self.at_punct("[") and self.peek(1).kind == "WORD" and self.peek(1).text in _ECN:
-            self.take()
-            ecn = self.take().text
-            self.expect_punct("]", "after the ECN codepoint")
-        if ttl is None and ecn is None and self.at_punct("[") and self.peek(1).kind == "INT":
+        ttl, tos, ecn = self.ip_info()
+        if ttl is None and tos is None and ecn is None and self.at_punct("[") and (
+                self.peek(1).kind == "INT"):
             # The older grammar writes the quoted segment before "icmp".
             quoted = self.quoted_segment()
             if not self.at_word("icmp"):
                 raise self.error(f"expected 'icmp' after [seq], found {_describe(self.peek())}")
             return self.icmp(direction, quoted)
         if self.at_word("icmp"):
-            if ttl is not None or ecn is not None:
-                raise self.error("(ttl N) and [ecn] are for TCP packets, not ICMP")
+            if ttl is not None or tos is not None or ecn is not None:
+                raise self.error("(ttl N), (tos N) and [ecn] are for TCP packets, not ICMP")
             return self.icmp(direction, None)
         if self.at_word("udp"):
             raise self.error("UDP packet lines are not supported (TCP and ICMP only)")
@@ -415,8 +407,45 @@ class _Parser:
             udp = (sport, dport)
         return PacketEvent(
             direction, flags, bits, seq_start, seq_end, length, ack, win, options,
-            absolute, ttl, ecn, udp,
+            absolute, ttl, ecn, udp, tos,
         )
+
+    def ip_info(self) -> tuple[int | None, int | None, str | None]:
+        """packetdrill's IP annotation before the flags: ``(ttl N)``, ``(tos N)``,
+        ``[ect0]`` (an ECN codepoint), in ``( )`` or ``[ ]``, several joined by
+        commas; ``tos`` takes a number or an ``IPTOS_*`` name (RFC 791, 2474).
+        Returns (ttl, tos, ecn), None for what is not written."""
+        ttl: int | None = None
+        tos: int | None = None
+        ecn: str | None = None
+        opening = self.peek()
+        word = self.peek(1)
+        if not (opening.kind == "PUNCT" and opening.text in "([" and word.kind == "WORD"
+                and (word.text in ("ttl", "tos") or word.text in _ECN)):
+            return None, None, None
+        close = ")" if opening.text == "(" else "]"
+        self.take()
+        while True:
+            t = self.take()
+            if t.text == "ttl" and ttl is None:
+                ttl = self.integer("the IP TTL", 0, _U8)
+            elif t.text == "tos" and tos is None:
+                nxt = self.peek()
+                if nxt.kind == "WORD" and nxt.text in IPTOS_NAMES:
+                    self.take()
+                    tos = IPTOS_NAMES[nxt.text]
+                else:
+                    tos = self.integer("the IP TOS", 0, _U8)
+            elif t.text in _ECN and ecn is None:
+                ecn = t.text
+            else:
+                raise self.error(f"expected ttl N, tos N or an ECN codepoint in the IP "
+                                 f"annotation, found {_describe(t)}", t)
+            if not self.at_punct(","):
+                break
+            self.take()
+        self.expect_punct(close, "after the IP annotation")
+        return ttl, tos, ecn
 
     def flags(self) -> tuple[str, int]:
         t = self.peek()

@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ustack.cli.common import Parser, UsageError
-from ustack_conform.execution import DEFAULT_DEFINES, Outcome, RunOptions, run_script
+from ustack_conform.execution import (
+    DEFAULT_DEFINES,
+    NON_FATAL_KINDS,
+    Outcome,
+    RunOptions,
+    run_script,
+)
 from ustack_conform.parser import iter_scripts, parse_path
 from ustack_conform.script import ScriptError
 
@@ -247,8 +253,9 @@ def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
         f"matches when its path ends with it); '#' starts a comment.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scripts, or folders of *.pkt")
     p.add_argument("--strict", action="store_true",
-                   help="also compare windows, TTL and TCP options of outbound packets, "
-                        "and the buffer sizes getsockopt reports")
+                   help="also compare the windows (in bytes) and TCP options (by kind and "
+                        "value, padding and order aside) of outbound packets, and the "
+                        "buffer sizes getsockopt reports (the same expected failures)")
     p.add_argument("--define", "-D", action="append", default=None, metavar="NAME",
                    help="#ifdef names that hold (default: STANDARD); repeatable")
     p.add_argument("--xfail", metavar="FILE", default=None,
@@ -258,6 +265,9 @@ def build_parser(prog: str = "ustack conform") -> argparse.ArgumentParser:
                    help="no expected-failure list: expect every script to pass")
     p.add_argument("--tolerance-usecs", type=int, default=None, metavar="N",
                    help="override the scripts' --tolerance_usecs")
+    p.add_argument("--non_fatal", "--non-fatal", default="", metavar="KINDS",
+                   help="packetdrill's option: the kinds of mismatch (packet, syscall; "
+                        "comma-separated) that are noted instead of failing the script")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run N scripts at a time in worker processes")
     p.add_argument("-v", "--trace", action="store_true", help="trace each event on stderr")
@@ -271,12 +281,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "ustack conform") -> int
         args = p.parse_intermixed_args(list(argv) if argv is not None else None)
         if args.jobs < 1:
             p.error("--jobs must be at least 1")
+        non_fatal = frozenset(k.strip() for k in args.non_fatal.split(",") if k.strip())
+        if non_fatal - NON_FATAL_KINDS:
+            p.error(f"--non_fatal: expected {' and/or '.join(sorted(NON_FATAL_KINDS))}, "
+                    f"not {args.non_fatal}")
     except UsageError as e:
         print(e, file=sys.stderr)
         return 2
     opts = RunOptions(strict=args.strict,
                       defines=frozenset(args.define) if args.define else DEFAULT_DEFINES,
-                      tolerance_usecs=args.tolerance_usecs, trace=args.trace)
+                      tolerance_usecs=args.tolerance_usecs, trace=args.trace,
+                      non_fatal=non_fatal)
     xfail: dict[str, str] | None = {} if args.no_xfail else None  # None: each PATH's own
     try:
         if xfail is None and args.xfail:

@@ -26,6 +26,7 @@ from ustack.wire import tcp as _tcp
 __all__ = [
     "ICMP_CODES",
     "ICMP_TYPES",
+    "IPTOS_NAMES",
     "TCP_FLAG_BITS",
     "TCP_OPTION_KINDS",
     "WILDCARD",
@@ -304,7 +305,38 @@ class PacketEvent:
     ttl: int | None = None
     ecn: str | None = None
     udp_encap: tuple[int, int] | None = None
+    tos: int | None = None
 
+
+# The IP_TOS values of <netinet/ip.h> by name: the RFC 1349 TOS bits, the RFC
+# 791 precedences and the RFC 2474 class selectors, the ECN bits (RFC 3168).
+IPTOS_NAMES: dict[str, int] = {
+    "IPTOS_LOWDELAY": 0x10,
+    "IPTOS_THROUGHPUT": 0x08,
+    "IPTOS_RELIABILITY": 0x04,
+    "IPTOS_MINCOST": 0x02,
+    "IPTOS_PREC_NETCONTROL": 0xE0,
+    "IPTOS_PREC_INTERNETCONTROL": 0xC0,
+    "IPTOS_PREC_CRITIC_ECP": 0xA0,
+    "IPTOS_PREC_FLASHOVERRIDE": 0x80,
+    "IPTOS_PREC_FLASH": 0x60,
+    "IPTOS_PREC_IMMEDIATE": 0x40,
+    "IPTOS_PREC_PRIORITY": 0x20,
+    "IPTOS_PREC_ROUTINE": 0x00,
+    "IPTOS_DSCP_CS0": 0x00,
+    "IPTOS_DSCP_CS1": 0x20,
+    "IPTOS_DSCP_CS2": 0x40,
+    "IPTOS_DSCP_CS3": 0x60,
+    "IPTOS_DSCP_CS4": 0x80,
+    "IPTOS_DSCP_CS5": 0xA0,
+    "IPTOS_DSCP_CS6": 0xC0,
+    "IPTOS_DSCP_CS7": 0xE0,
+    "IPTOS_DSCP_EF": 0xB8,
+    "IPTOS_ECN_NOTECT": 0x00,
+    "IPTOS_ECN_ECT1": 0x01,
+    "IPTOS_ECN_ECT0": 0x02,
+    "IPTOS_ECN_CE": 0x03,
+}
 
 # ICMPv4 types and codes by packetdrill name (RFC 792; unreachable codes
 # 6-12 RFC 1122 3.2.2.1, 13-15 RFC 1812 5.2.7.1).  ``code_N`` is accepted for

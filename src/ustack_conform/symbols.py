@@ -12,6 +12,8 @@ import os
 import select
 import socket
 
+from ustack_conform.script import IPTOS_NAMES
+
 __all__ = [
     "BUFFER_OPTIONS",
     "CONFIG_FIELD",
@@ -46,7 +48,7 @@ CONSTANTS: dict[str, int] = {
     "SO_TYPE": socket.SO_TYPE,
     "TCP_NODELAY": socket.TCP_NODELAY, "TCP_MAXSEG": socket.TCP_MAXSEG,
     "TCP_KEEPIDLE": _c(socket, "TCP_KEEPIDLE", 4), "TCP_KEEPINTVL": _c(socket, "TCP_KEEPINTVL", 5),
-    "TCP_KEEPCNT": _c(socket, "TCP_KEEPCNT", 6),
+    "TCP_KEEPCNT": _c(socket, "TCP_KEEPCNT", 6), "TCP_INFO": _c(socket, "TCP_INFO", 11),
     "IP_TTL": socket.IP_TTL, "IP_TOS": socket.IP_TOS,
     "MSG_PEEK": socket.MSG_PEEK, "MSG_DONTWAIT": socket.MSG_DONTWAIT,
     "MSG_WAITALL": socket.MSG_WAITALL, "MSG_NOSIGNAL": _c(socket, "MSG_NOSIGNAL", 0x4000),
@@ -59,6 +61,7 @@ CONSTANTS: dict[str, int] = {
     "POLLRDNORM": _c(select, "POLLRDNORM", 0x40), "POLLWRNORM": _c(select, "POLLWRNORM", 0x100),
     "POLLRDHUP": _c(select, "POLLRDHUP", 0x2000),
     "INADDR_ANY": 0,
+    **IPTOS_NAMES,
 }
 
 # Socket options ustack has, by level; the runner dispatches on these names.
@@ -67,7 +70,8 @@ LEVELS = {"SOL_SOCKET": "SOL_SOCKET", "IPPROTO_TCP": "IPPROTO_TCP", "SOL_TCP": "
 OPTIONS: dict[str, tuple[str, ...]] = {
     "SOL_SOCKET": ("SO_ERROR", "SO_RCVBUF", "SO_SNDBUF", "SO_REUSEADDR", "SO_REUSEPORT",
                    "SO_LINGER", "SO_KEEPALIVE", "SO_TYPE"),
-    "IPPROTO_TCP": ("TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"),
+    "IPPROTO_TCP": ("TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT",
+                    "TCP_INFO"),
     "IPPROTO_IP": ("IP_TTL", "IP_TOS"),
 }
 OPTION_BY_NUMBER = {(lvl, CONSTANTS[n]): n for lvl, names in OPTIONS.items() for n in names}
@@ -76,7 +80,8 @@ LEVEL_BY_NUMBER = {socket.SOL_SOCKET: "SOL_SOCKET", socket.IPPROTO_TCP: "IPPROTO
 # Options that are a TcpConfig field of the connection (seconds for the timers).
 CONFIG_FIELD = {"SO_RCVBUF": "rcvbuf", "SO_SNDBUF": "sndbuf", "SO_KEEPALIVE": "keepalive",
                  "TCP_NODELAY": "nodelay", "TCP_MAXSEG": "mss", "TCP_KEEPIDLE": "keepalive_idle",
-                 "TCP_KEEPINTVL": "keepalive_interval", "TCP_KEEPCNT": "keepalive_probes"}
+                 "TCP_KEEPINTVL": "keepalive_interval", "TCP_KEEPCNT": "keepalive_probes",
+                 "IP_TTL": "ttl", "IP_TOS": "tos"}
 # Options whose value is a buffer size: the relaxed mode does not compare
 # the value a getsockopt returns (FreeBSD rounds and grows them its own way).
 BUFFER_OPTIONS = frozenset({"SO_RCVBUF", "SO_SNDBUF"})

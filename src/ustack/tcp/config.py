@@ -40,6 +40,12 @@ class TcpConfig:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     max_segment: int = 0  # largest payload per segment handed down (TSO); 0 = one MSS
+    # The IPv4 header of our segments (IP_TTL, IP_TOS): the TTL is
+    # configurable (RFC 9293 3.9.1.9, MUST-49), the Differentiated Services
+    # field is the application's (MUST-48) and may change on a live
+    # connection (SHLD-21); 64 is ustack.net.ipv4.DEFAULT_TTL, Linux's.
+    ttl: int = 64
+    tos: int = 0
 
 
 # The names ``TcpLayer.connect``/``listen`` and ``set_options`` accept.

@@ -404,6 +404,10 @@ class TcpConnection(Tcb):
             payload = b""
             seg_len = 0
         if not self._acceptable(seg.seq, seg_len):
+            if (self.sack_ok and seg.payload and not f & (SYN | RST)
+                    and sq.le(sq.add(seg.seq, len(seg.payload)), self.rcv_nxt)):
+                # Data we have: the ACK reports it as a D-SACK (RFC 2883 4.1.1).
+                self.dsack = (seg.seq, sq.add(seg.seq, len(seg.payload)))
             if state is State.TIME_WAIT and f & FIN:
                 # A retransmitted FIN: ACK it and restart the 2 MSL timer (3.10.7.4 eighth).
                 self.timers.timewait = now + 2 * self.cfg.msl
@@ -685,6 +689,9 @@ class TcpConnection(Tcb):
         """Take text at ``seg_seq``: trimmed to the window, in order or queued
         beyond a gap.  Returns "" or why some of it was dropped."""
         rcv_nxt = self.rcv_nxt
+        if self.sack_ok and sq.lt(seg_seq, rcv_nxt):
+            # Its head we have: reported as a D-SACK (RFC 2883 4.1.1).
+            self.dsack = (seg_seq, rcv_nxt)
         seg_seq, payload, beyond = self.rcvq.clip(seg_seq, payload, rcv_nxt, self.rcv_adv)
         if not payload:  # (all of it past the window: the first check lets none through)
             self.ack_now = True
@@ -694,10 +701,15 @@ class TcpConnection(Tcb):
             # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK.
             before = ooo.dropped
             ooo.add(seg_seq, payload, rcv_nxt)
+            if self.sack_ok and ooo.dup is not None and self.dsack is None:
+                self.dsack = ooo.dup  # queued already: a D-SACK (RFC 2883 4.1.2)
             self.ack_now = True
             if ooo.dropped != before:
                 return "TCPOFODrop"
             return "tcp_overwindow" if beyond else ""
+        if ooo.nbytes and self.sack_ok and self.dsack is None:
+            # In order, but some of it was queued beyond a gap: D-SACK it (RFC 2883 4.1.2).
+            self.dsack = ooo.first_overlap(seg_seq, sq.add(seg_seq, len(payload)))
         self._deliver(payload, now)
         if ooo.nbytes:
             # A hole was (partly) filled: what it releases, and an ACK at once.

@@ -28,7 +28,7 @@ from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
+from ustack.net.ipv4 import DEFAULT_TTL, Ipv4Layer, ProtocolHandler
 from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, AddressArg
@@ -452,7 +452,7 @@ class TcpLayer(ProtocolHandler):
                 for s in segs:
                     if s.flags & RST:
                         c.TcpOutRsts += 1
-                    self._emit(hop, lip, lport, rip, rport, s, mss)
+                    self._emit(hop, lip, lport, rip, rport, s, mss, conn.cfg.ttl, conn.cfg.tos)
         if conn.events:
             # Raised by a callback's own calls (abort, close) or by the
             # transmission; anything they queue leaves from run_dirty.
@@ -533,7 +533,7 @@ class TcpLayer(ProtocolHandler):
             sock.timer = None
 
     def _emit(self, hop: NextHop, lip: bytes, lport: int, rip: bytes, rport: int,
-              s: OutSegment, mss: int = 0) -> None:
+              s: OutSegment, mss: int = 0, ttl: int = DEFAULT_TTL, tos: int = 0) -> None:
         """Write one segment into a frame and hand it to IPv4.
 
         The interface makes the frame (``Interface.tcp_frame``): on a device
@@ -553,7 +553,7 @@ class TcpLayer(ProtocolHandler):
                               s.window, s.options, payload, partial=iface.gso,
                               addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
         self.host.counters.TcpOutSegs += 1
-        self.ip.output(hop, rip, wip.PROTO_TCP, buf)
+        self.ip.output(hop, rip, wip.PROTO_TCP, buf, ttl, tos)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())

@@ -23,7 +23,7 @@ from ustack.wire.tcp import ACK, FIN, PSH, SYN
 
 def options(tp: Tcb, now: float, syn: int) -> bytes:
     """The option bytes of our next segment (Linux's layout, ``wire.tcp``)."""
-    if not syn and not (tp.sack_ok and tp.rcvq.ooo.nbytes):
+    if not syn and not (tp.sack_ok and (tp.rcvq.ooo.nbytes or tp.dsack is not None)):
         # The common case, built directly: NOP NOP TS or nothing.
         return wtcp.ts_option(tp.ts_now(now), tp.ts_recent) if tp.ts_ok else b""
     cfg = tp.cfg
@@ -38,7 +38,14 @@ def options(tp: Tcb, now: float, syn: int) -> bytes:
             sack_permitted=cfg.sack and (state is State.SYN_SENT or tp.sack_ok),
             ts=ts if ts is None or state is State.SYN_SENT or tp.ts_ok else None,
         )
-    return wtcp.build_options(sack_blocks=tp.rcvq.ooo.sack_blocks(3 if tp.ts_ok else 4), ts=ts)
+    limit = 3 if tp.ts_ok else 4
+    blocks = tp.rcvq.ooo.sack_blocks(limit)
+    if tp.dsack is not None:
+        # RFC 2883 4: the duplicate first (once), then the blocks as usual;
+        # the block holding it, if queued, is the most recent one (4.1.2).
+        blocks = [tp.dsack, *blocks[:limit - 1]]
+        tp.dsack = None
+    return wtcp.build_options(sack_blocks=blocks, ts=ts)
 
 
 def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:

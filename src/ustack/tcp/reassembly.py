@@ -59,7 +59,7 @@ class ReassemblyQueue:
     # a 6 MB window losing every other full-sized segment.
     MAX_BLOCKS: Final = 2048
 
-    __slots__ = ("_blocks", "_recent", "dropped", "max_bytes", "nbytes")
+    __slots__ = ("_blocks", "_recent", "dropped", "dup", "max_bytes", "nbytes")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -70,6 +70,9 @@ class ReassemblyQueue:
         # Bytes held (out of order, waiting for the gap before them).  A
         # plain attribute, read on every segment: not to be set from outside.
         self.nbytes = 0
+        # The first range of the last ``add`` that was queued already, or
+        # None: what a D-SACK block reports (RFC 2883 4.1.2).
+        self.dup: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -92,6 +95,7 @@ class ReassemblyQueue:
         window is that large); blocks ``rcv_nxt`` has passed are discarded.
         """
         n = len(data)
+        self.dup = None
         if n == 0:
             return 0
         seq &= MASK
@@ -138,6 +142,13 @@ class ReassemblyQueue:
             self._recent.insert(0, blk)
             self.nbytes += n
             return n
+        for k in range(i, j + 1):  # the blocks we touch: the first overlap is a duplicate
+            b = blocks[k]
+            lo = seq if gt(seq, b.start) else b.start
+            hi = end if lt(end, b.end) else b.end
+            if lt(lo, hi):
+                self.dup = (lo, hi)
+                break
         first = blocks[i]
         if i == j and le(first.start, seq) and le(end, first.end):
             self._touch(first)  # a duplicate inside one block
@@ -182,6 +193,16 @@ class ReassemblyQueue:
         recent.insert(0, merged)
         self.nbytes += new
         return new
+
+    def first_overlap(self, seq: int, end: int) -> tuple[int, int] | None:
+        """The queued part of ``[seq, end)``, a segment starting at RCV.NXT
+        (below every block, so only the first can overlap it), or None."""
+        if not self._blocks:
+            return None
+        b = self._blocks[0]
+        if not lt(b.start, end):
+            return None
+        return b.start, (end if lt(end, b.end) else b.end)
 
     def _touch(self, blk: _Block) -> None:
         recent = self._recent

@@ -82,6 +82,8 @@ class Tcb:
         self.ts_recent_age = 0.0
         self.ts_offset = ts_offset
         self.sack_ok = False
+        # A duplicate the next ACK reports first, as a D-SACK block (RFC 2883).
+        self.dsack: tuple[int, int] | None = None
         self.mss = min(DEFAULT_PEER_MSS, config.mss)  # effective send MSS (payload)
         # Loss recovery, RTT and congestion control.
         self.rtt = RttEstimator(initial_rto=config.initial_rto, min_rto=config.min_rto,

@@ -19,7 +19,7 @@ from typing import Final
 
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import HEADROOM, Interface
-from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
+from ustack.net.ipv4 import DEFAULT_TTL, Ipv4Layer, ProtocolHandler
 from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, Address, AddressArg
@@ -61,6 +61,8 @@ class UdpSocket:
         "rcvbuf",
         "remote_ip",
         "remote_port",
+        "tos",
+        "ttl",
     )
 
     def __init__(self, layer: UdpLayer) -> None:
@@ -74,6 +76,8 @@ class UdpSocket:
         self._queue: deque[tuple[bytes, bytes, int]] = deque()
         self._queued_bytes = 0
         self.rcvbuf = DEFAULT_RCVBUF
+        self.ttl = DEFAULT_TTL  # IP_TTL, IP_TOS of the datagrams sent (RFC 1122 3.2.1.7, 3.2.1.6)
+        self.tos = 0
         self.error = 0  # pending asynchronous error, as SO_ERROR reports it
         self.closed = False
         # The next hop of the last datagram sent, for ``_hop_dst`` while the
@@ -337,7 +341,7 @@ class UdpLayer(ProtocolHandler):
         # at most once, and not at all when the caller knows its sum.
         wudp.pack_header_into(buf, HEADROOM, hop.src, ip, sport, port, data, data_sum,
                               hop.addr_sum)
-        self.ip.output(hop, ip, wip.PROTO_UDP, buf)
+        self.ip.output(hop, ip, wip.PROTO_UDP, buf, sock.ttl, sock.tos)
         self.counters.UdpOutDatagrams += 1
         return n
 

@@ -2,7 +2,10 @@
 
 Covered: SOL_SOCKET SO_REUSEADDR, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF,
 SO_LINGER, SO_TYPE (and SO_ERROR, SO_ACCEPTCONN, answered by the socket);
-IPPROTO_TCP TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT.  Values
+IPPROTO_TCP TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT; IPPROTO_IP
+IP_TTL and IP_TOS, the IPv4 header of what the socket sends, TCP or UDP
+(RFC 9293 3.9.1.9 MUST-48/49, RFC 1122 3.2.1.6-7), also on a live
+connection, checked as Linux checks them (ip(7)).  Values
 read back as Linux reports them: booleans as 0/1, buffer sizes doubled
 (``socket(7)``: the kernel doubles the value to allow for bookkeeping).
 Any other option raises ENOPROTOOPT with a message naming it.
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
 
 SOL_SOCKET = _socket.SOL_SOCKET
 IPPROTO_TCP = _socket.IPPROTO_TCP
+IPPROTO_IP = _socket.IPPROTO_IP
+_IP_TTL = (IPPROTO_IP, _socket.IP_TTL)
+_IP_TOS = (IPPROTO_IP, _socket.IP_TOS)
+_ECN_MASK = 0x03  # the TOS byte's ECN field (RFC 3168 5): the stack's, not the application's
 _LINGER = struct.Struct("ii")
 _INT = struct.Struct("i")
 _DEFAULTS = TcpConfig()
@@ -47,23 +54,26 @@ _INTS = {
 
 
 def _name(level: int, optname: int) -> str:
-    levels = {SOL_SOCKET: "SOL_SOCKET", IPPROTO_TCP: "IPPROTO_TCP"}
+    levels = {SOL_SOCKET: "SOL_SOCKET", IPPROTO_TCP: "IPPROTO_TCP", IPPROTO_IP: "IPPROTO_IP"}
     return f"setsockopt/getsockopt({levels.get(level, level)}, {optname})"
 
 
-def _int(value: int | bytes | None) -> int:
+def _int(value: int | bytes | None, byte_ok: bool = False) -> int:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, (bytes, bytearray)) and len(value) >= 4:
         return int(_INT.unpack_from(value)[0])
+    if byte_ok and isinstance(value, (bytes, bytearray)) and len(value) >= 1:
+        return value[0]  # Linux's IPv4 options also take a single byte (ip_setsockopt)
     raise OSError(errno.EINVAL, "Invalid argument")
 
 
 class Options:
     __slots__ = ("keepalive", "keepcnt", "keepidle", "keepintvl", "linger", "nodelay",
-                 "rcvbuf", "reuseaddr", "sndbuf", "touched")
+                 "rcvbuf", "reuseaddr", "sndbuf", "stream", "tos", "touched", "ttl")
 
-    def __init__(self) -> None:
+    def __init__(self, stream: bool = True) -> None:
+        self.stream = stream  # SOCK_STREAM (TCP), else a datagram socket
         self.reuseaddr = 0
         self.keepalive = 0
         self.nodelay = 0
@@ -73,11 +83,13 @@ class Options:
         self.keepidle = int(_DEFAULTS.keepalive_idle)
         self.keepintvl = int(_DEFAULTS.keepalive_interval)
         self.keepcnt = _DEFAULTS.keepalive_probes
+        self.ttl = _DEFAULTS.ttl
+        self.tos = _DEFAULTS.tos
         self.touched: set[str] = set()
 
     def inherited(self) -> Options:
         """An accepted socket's options: Linux copies the listener's."""
-        o = Options()
+        o = Options(self.stream)
         for f in self.__slots__:
             setattr(o, f, getattr(self, f))
         o.touched = set(self.touched)
@@ -100,6 +112,22 @@ class Options:
         elif key == (SOL_SOCKET, _socket.SO_SNDBUF):
             field = "sndbuf"
             self.sndbuf = max(_int(value), MIN_SNDBUF // 2)
+        elif key == _IP_TTL:
+            # ip(7): 1..255, or -1 for the default; 0 and the rest are EINVAL
+            # (RFC 1122 3.2.1.7: a host never sends a TTL of zero).
+            v = _int(value, byte_ok=True)
+            if v == -1:
+                v = _DEFAULTS.ttl
+            if not 1 <= v <= 255:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            field = "ttl"
+            self.ttl = v
+        elif key == _IP_TOS:
+            # Linux keeps the low byte and, on a stream socket, leaves the ECN
+            # bits to TCP (ip_sock_set_tos); ustack negotiates no ECN.
+            v = _int(value, byte_ok=True) & 0xFF
+            field = "tos"
+            self.tos = v & ~_ECN_MASK if self.stream else v
         elif key == (SOL_SOCKET, _socket.SO_LINGER):
             if not isinstance(value, (bytes, bytearray)) or len(value) < _LINGER.size:
                 raise OSError(errno.EINVAL, "Invalid argument")
@@ -124,6 +152,10 @@ class Options:
             value = 2 * (self.sndbuf or _DEFAULTS.sndbuf)
         elif key == (SOL_SOCKET, _socket.SO_TYPE):
             value = kind
+        elif key == _IP_TTL:
+            value = self.ttl
+        elif key == _IP_TOS:
+            value = self.tos
         elif key == (SOL_SOCKET, _socket.SO_LINGER):
             packed = _LINGER.pack(*self.linger)
             if buflen is None:
@@ -156,6 +188,10 @@ class Options:
             out["rcvbuf"] = self.rcvbuf
         if "sndbuf" in t:
             out["sndbuf"] = self.sndbuf
+        if "ttl" in t:
+            out["ttl"] = self.ttl
+        if "tos" in t:
+            out["tos"] = self.tos
         return out
 
 
@@ -170,6 +206,8 @@ def apply_to_connection(opts: Options, sock: TcpSocket, stack: Stack) -> None:
         cfg.nodelay = bool(opts.nodelay)
     if "sndbuf" in t:
         cfg.sndbuf = opts.sndbuf
+    cfg.ttl = opts.ttl  # the next segment carries them (SHLD-21)
+    cfg.tos = opts.tos
     if t & {"keepalive", "keepidle", "keepintvl", "keepcnt"}:
         timings = bool(t & {"keepidle", "keepintvl", "keepcnt"})
         sock.set_keepalive(bool(opts.keepalive) if "keepalive" in t else cfg.keepalive,

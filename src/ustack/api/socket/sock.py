@@ -50,7 +50,7 @@ class Socket(ConnectionSetup, DataPath, FileObjects):
         if runtime is None:
             runtime = default_runtime()
         timeout = 0.0 if type & _socket.SOCK_NONBLOCK else _socket.getdefaulttimeout()
-        self._setup(runtime, kind, proto, timeout, opt.Options())
+        self._setup(runtime, kind, proto, timeout, opt.Options(kind == _socket.SOCK_STREAM))
         runtime.call(self._s_open)
 
     # -- options -----------------------------------------------------------------
@@ -66,9 +66,11 @@ class Socket(ConnectionSetup, DataPath, FileObjects):
             opt.apply_to_connection(self._opts, self._tcp, self._rt.stack)
         elif self._listener is not None:
             opt.apply_to_listener(self._opts, self._listener)
-        elif self._udp is not None and (level, optname) == (_socket.SOL_SOCKET,
-                                                            _socket.SO_RCVBUF):
-            self._udp.rcvbuf = self._opts.rcvbuf
+        elif self._udp is not None:
+            if (level, optname) == (_socket.SOL_SOCKET, _socket.SO_RCVBUF):
+                self._udp.rcvbuf = self._opts.rcvbuf
+            self._udp.ttl = self._opts.ttl  # the next datagram's IPv4 header
+            self._udp.tos = self._opts.tos
         if self._bound is not None:
             # Linux reads SO_REUSEADDR when another socket binds (sk_reuse),
             # so one set after bind() still lets the port be shared.
