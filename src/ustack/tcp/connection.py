@@ -411,6 +411,11 @@ class TcpConnection(Tcb):
             if state is State.TIME_WAIT and f & FIN:
                 # A retransmitted FIN: ACK it and restart the 2 MSL timer (3.10.7.4 eighth).
                 self.timers.timewait = now + 2 * self.cfg.msl
+            if f & SYN and not f & RST:
+                # RFC 5961 4.2: a challenge ACK "irrespective of the sequence
+                # number", counted and rate limited (RFC 5961 7; Linux).
+                self._challenge_ack(now)
+                return "tcp_syn_challenged"
             if not f & RST:
                 self.ack_now = True
             return "tcp_invalid_sequence"
@@ -477,8 +482,10 @@ class TcpConnection(Tcb):
                 elif sq.gt(fin_seq, self.rcv_nxt):
                     self.peer_fin_seq = fin_seq  # delivered once the gap fills
                     self.ack_now = True
-            else:
+            else:  # (eighth: remain; TIME-WAIT restarts the 2 MSL timeout)
                 self.ack_now = True
+                if self.state is State.TIME_WAIT:
+                    self.timers.timewait = now + 2 * self.cfg.msl
         return trimmed
 
     def _challenge_ack(self, now: float) -> None:
