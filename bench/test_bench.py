@@ -476,3 +476,33 @@ def bench_echo_headers() -> list[str]:
     import bench_echo
 
     return list(bench_echo.HEADERS)
+
+
+@pytest.mark.root
+def test_bench_loss_smallest_run_times_both_stacks_through_the_relay() -> None:
+    """bench_loss.py end to end: one 64 KB transfer each way for the kernel
+    and for ustack through the relay at 3 % loss, every one checked (about
+    5 s); the JSON holds the relay's counters of each transfer."""
+    _require("needs root" if os.geteuid() != 0 else None)
+    proc = run_script(
+        "bench_loss.py", "--runs", "1", "--profile", "loss 3%", "--size", "64K", *BUILDS,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    words = COMPILED_WORDS if _COMPILED else PURE_WORDS
+    assert f"build: {words} (the ustack runs)" in out, out
+    t = r"[\d.]+m?s"
+    for direction in ("send", "recv"):
+        m = re.search(rf"^loss 3%\s+64K\s+{direction}\s+{t} / {t} / {t}\s+{t} / {t} / {t}"
+                      r"\s+([\d.]+)\s*$", out, re.M)
+        assert m is not None and float(m.group(1)) > 0, out
+    assert "FAILED" not in out
+    m = re.search(r"raw numbers: (\S+)", out)
+    assert m is not None, out
+    doc = json.loads((BENCH.parent / m.group(1)).read_text())
+    assert {(c["stack"], c["direction"]) for c in doc["cells"]} == {
+        (s, d) for s in ("kernel", "ustack") for d in ("send", "recv")}
+    for c in doc["cells"]:
+        (run,) = c["runs"]
+        assert run["relay"]["l2r_forwarded"] > 0 and run["relay"]["r2l_forwarded"] > 0

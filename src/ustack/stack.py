@@ -250,6 +250,11 @@ class Stack:
             if self.poll(now) >= BATCH:
                 events = poller.poll(0)
             else:
+                # The frames just taken may be what ``until`` waits for (the
+                # last ACK of a transfer): ask before sleeping, or the caller
+                # waits up to ``max_wait`` for nothing.
+                if until is not None and until():
+                    break
                 deadline = self.next_deadline()
                 wait = max_wait if deadline is None else min(max_wait, deadline - clock())
                 events = poller.poll(max(0, int(wait * 1000) + (1 if wait > 0 else 0)))

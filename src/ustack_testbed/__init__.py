@@ -26,8 +26,10 @@ The modules: ``names`` (pid-tagged names, the 198.18.0.0/15 guard),
 ``commands`` (running the tools), ``netns`` (a namespace), ``capture``
 (tcpdump, pcap), ``process`` (a running ``ustack up``), ``testbed``
 (:class:`Testbed`: namespaces, veth pairs, TAPs, cleanup), ``topology``
-(ready-made stack + kernel peer), ``reap`` (leftovers of killed runs);
-``python -m ustack_testbed {list,reap}``.
+(ready-made stack + kernel peer; two peers through the relay), ``relay``
+(the impairment relay: loss, reordering, duplication, corruption, delay
+between two namespaces), ``reap`` (leftovers of killed runs);
+``python -m ustack_testbed {list,reap,relay}``.
 """
 
 from __future__ import annotations
@@ -45,14 +47,19 @@ from ustack_testbed.names import (
 from ustack_testbed.netns import Netns
 from ustack_testbed.process import UstackProcess, parse_counters, parse_ready_line, stack_name
 from ustack_testbed.reap import reap_stale
+from ustack_testbed.relay import Relay, RelayProcess
 from ustack_testbed.testbed import Testbed, cleanup_all
 from ustack_testbed.topology import (
     PACKET_PEER_CIDR,
     PACKET_STACK_CIDR,
+    RELAY_LEFT_CIDR,
+    RELAY_RIGHT_CIDR,
     TAP_PEER_CIDR,
     TAP_STACK_CIDR,
+    RelayTopology,
     Topology,
     packet_topology,
+    relay_topology,
     tap_topology,
     topology,
 )
@@ -62,12 +69,17 @@ __all__ = [
     "NAME_PREFIX",
     "PACKET_PEER_CIDR",
     "PACKET_STACK_CIDR",
+    "RELAY_LEFT_CIDR",
+    "RELAY_RIGHT_CIDR",
     "TAP_PEER_CIDR",
     "TAP_STACK_CIDR",
     "TEST_NET",
     "Capture",
     "Namer",
     "Netns",
+    "Relay",
+    "RelayProcess",
+    "RelayTopology",
     "Testbed",
     "TestbedError",
     "TestbedWarning",
@@ -81,6 +93,7 @@ __all__ = [
     "parse_ready_line",
     "read_pcap",
     "reap_stale",
+    "relay_topology",
     "stack_name",
     "tap_topology",
     "topology",

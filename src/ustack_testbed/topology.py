@@ -1,4 +1,5 @@
-"""Ready-made topologies: a stack and its kernel peer over a TAP or a veth pair."""
+"""Ready-made topologies: a stack and its kernel peer over a TAP or a veth pair, and two
+peers with the impairment relay between them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from ustack_testbed.names import check_test_address
 from ustack_testbed.netns import Netns
 from ustack_testbed.process import UstackProcess
+from ustack_testbed.relay import RelayProcess
 from ustack_testbed.testbed import Testbed
 
 TAP_PEER_CIDR = "198.18.0.1/24"
@@ -97,3 +99,92 @@ def topology(tb: Testbed, kind: str) -> Topology:
     if kind == "packet":
         return packet_topology(tb)
     raise ValueError(f"unknown topology {kind!r} (tap or packet)")
+
+
+RELAY_LEFT_CIDR = "198.18.2.1/24"
+RELAY_RIGHT_CIDR = "198.18.2.2/24"
+
+
+@dataclass(eq=False)
+class RelayTopology:
+    """Two peers with the impairment relay between them (``ustack_testbed.relay``)::
+
+        left_ns [left_if] --veth-- [relay_left] relay_ns [relay_right] --veth-- [right_if] right_ns
+
+    ``right_if`` has ``right_cidr``; ``left_if`` has ``left_cidr`` while the
+    left peer is the kernel (``set_left_kernel``) and no address while a
+    stack attaches to it with AF_PACKET (``link``).  All four veth ends have
+    offloads off, so every frame the relay sees is whole and checksummed.
+    """
+
+    testbed: Testbed = field(repr=False)
+    left_ns: Netns
+    relay_ns: Netns
+    right_ns: Netns
+    left_if: str
+    relay_left: str
+    relay_right: str
+    right_if: str
+    left_cidr: str
+    right_cidr: str
+    left_kernel: bool = False
+
+    @property
+    def left_ip(self) -> str:
+        return self.left_cidr.partition("/")[0]
+
+    @property
+    def right_ip(self) -> str:
+        return self.right_cidr.partition("/")[0]
+
+    @property
+    def link(self) -> str:
+        """``--link`` for a stack on the left side."""
+        return f"packet:{self.left_if}"
+
+    def set_left_kernel(self, on: bool) -> None:
+        """Give the left veth end its address (the kernel is the left peer) or take it away."""
+        if on and not self.left_kernel:
+            self.left_ns.add_address(self.left_if, self.left_cidr)
+        elif not on and self.left_kernel:
+            self.left_ns.ip("addr", "del", self.left_cidr, "dev", self.left_if, check=False)
+        self.left_kernel = on
+
+    def flush_neighbours(self) -> None:
+        """Forget the MACs learnt: each left peer (a kernel, a new ustack) has its own."""
+        self.left_ns.ip("neigh", "flush", "dev", self.left_if, check=False)
+        self.right_ns.ip("neigh", "flush", "dev", self.right_if, check=False)
+
+    def start_relay(
+        self, fault: str = "", *, seconds: float = 600.0, limit: int | None = None
+    ) -> RelayProcess:
+        """A relay with ``fault`` (ustack's spec syntax) between the two sides;
+        it stops by itself after ``seconds`` and with the testbed."""
+        args = ["--left", self.relay_left, "--right", self.relay_right, "--fault", fault]
+        args += ["--seconds", str(seconds)]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        return RelayProcess(self.relay_ns, args)
+
+
+def relay_topology(
+    tb: Testbed,
+    left_cidr: str = RELAY_LEFT_CIDR,
+    right_cidr: str = RELAY_RIGHT_CIDR,
+    *,
+    left_kernel: bool = True,
+) -> RelayTopology:
+    """Three namespaces: left peer, relay, right peer (see ``RelayTopology``)."""
+    check_test_address(left_cidr)
+    left = tb.netns("left")
+    relay = tb.netns("relay")
+    right = tb.netns("right")
+    for ns in (left, right):
+        ns.sysctl("net.ipv4.tcp_tw_reuse", "1")
+    left_if, relay_left = tb.veth(left, relay)
+    relay_right, right_if = tb.veth(relay, right, ip_b=right_cidr)
+    topo = RelayTopology(
+        tb, left, relay, right, left_if, relay_left, relay_right, right_if, left_cidr, right_cidr
+    )
+    topo.set_left_kernel(left_kernel)
+    return topo

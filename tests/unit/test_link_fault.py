@@ -258,3 +258,19 @@ def test_close_closes_inner() -> None:
     FaultInjector(a, "loss=0.1").close()
     with pytest.raises(LinkError):
         a.fileno()
+
+
+def test_delay_queue_is_bounded_by_limit_and_overflow_is_counted() -> None:
+    assert FaultSpec.parse("delay=5ms,limit=3").limit == 3
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        FaultSpec.parse("limit=0")
+    src, inj = rx_setup("delay=5ms,limit=3,seed=1")
+    src.send_batch([frame(i) for i in range(10)], 0.0)
+    assert inj.recv_batch(100, 0.0) == []
+    s = inj.stats()
+    assert (s["fault_rx_waiting"], s["fault_rx_overflow"]) == (3, 7)
+    assert [number(f) for f in inj.recv_batch(100, 0.005)] == [0, 1, 2]
+    # Room again once the queue has drained.
+    src.send_batch([frame(10)], 0.006)
+    assert inj.recv_batch(100, 0.006) == []
+    assert [number(f) for f in inj.recv_batch(100, 0.011)] == [10]

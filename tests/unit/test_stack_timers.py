@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 from test_net_harness import Harness
 
@@ -141,3 +142,15 @@ def test_stack_poll_fires_due_timers_and_reports_next_deadline() -> None:
         h.advance(0.5)
         assert fired == [0.75]
         assert stack.next_deadline() == HOUSEKEEPING_INTERVAL
+
+
+def test_run_returns_when_until_holds_after_the_frames_it_took_without_sleeping() -> None:
+    """``until`` is asked again after each poll, before the loop sleeps: a
+    transfer that finished with the frame just taken returns at once, not
+    after ``max_wait`` (ustack tcp send/recv took 200 ms more than it did)."""
+    with Harness(start=False) as h:
+        h.peer.send_batch([b"\xff" * 6 + b"\x02" * 6 + b"\x88\xb5" + b"\0" * 46], 0.0)
+        t0 = time.monotonic()
+        h.stack.run(until=lambda: h.stack.counters.EthInFrames > 0, max_wait=5.0)
+        assert h.stack.counters.EthInFrames == 1
+        assert time.monotonic() - t0 < 2.5  # before the fix: the full 5 s

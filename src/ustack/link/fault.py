@@ -14,6 +14,10 @@ passed it, or ``reorder_hold`` seconds, whichever comes first: a held frame
 is never lost); delay (``delay`` plus a uniform share of ``jitter``).
 Delays keep frames in order (a frame never leaves before one that entered
 earlier) so that reordering is only ever the counted, explicit kind.
+At most ``limit`` frames wait for their delay per direction (netem's
+``limit``, 1000 by default); a frame that finds the queue full is dropped
+and counted (``fault_rx_overflow``), so a fast sender behind a long delay
+costs bounded memory (docs/architecture.md: every queue is bounded).
 
 Delayed frames on the receive side come out of ``recv_batch``; delayed
 frames on the send side go to the inner device during any later call to
@@ -51,6 +55,7 @@ _KEYS = {
     "direction": "direction",
     "gap": "reorder_gap",
     "hold": "reorder_hold",
+    "limit": "limit",
 }
 _RATES = ("loss", "dup", "reorder", "corrupt")
 _DIRECTIONS = ("rx", "tx", "both")
@@ -96,6 +101,7 @@ class FaultSpec:
     direction: str = "both"
     reorder_gap: int = 1
     reorder_hold: float = 0.01
+    limit: int = 1000
 
     def __post_init__(self) -> None:
         for key in _RATES:
@@ -110,6 +116,8 @@ class FaultSpec:
             raise _bad(f"dir must be rx, tx or both, got {self.direction!r}")
         if self.reorder_gap < 1:
             raise _bad(f"gap must be >= 1, got {self.reorder_gap!r}")
+        if self.limit < 1:
+            raise _bad(f"limit must be >= 1, got {self.limit!r}")
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
@@ -117,7 +125,9 @@ class FaultSpec:
 
         Keys: loss, dup, reorder, corrupt (rates: 0.02 or 2%), delay, jitter,
         hold (durations: 5ms, 200us, 0.1s; a bare number is seconds), seed
-        (integer), dir (rx, tx, both), gap (frames that overtake a held one).
+        (integer), dir (rx, tx, both), gap (frames that overtake a held one),
+        limit (frames waiting for their delay per direction, beyond which
+        they are dropped).
         An empty string injects nothing.  Raises ValueError on a bad spec.
         """
         values: dict[str, object] = {}
@@ -140,7 +150,7 @@ class FaultSpec:
                 values[name] = _rate(key, raw)
             elif name in ("delay", "jitter", "reorder_hold"):
                 values[name] = _duration(key, raw)
-            elif name in ("seed", "reorder_gap"):
+            elif name in ("seed", "reorder_gap", "limit"):
                 try:
                     values[name] = int(raw, 0)
                 except ValueError:
@@ -184,6 +194,7 @@ class _Lane:
         "held_until",
         "last_release",
         "lost",
+        "overflow",
         "queue",
         "reordered",
         "rnd",
@@ -203,6 +214,7 @@ class _Lane:
         self.corrupted = 0
         self.reordered = 0
         self.delayed = 0
+        self.overflow = 0
 
     def push(self, frames: Sequence[Frame], now: float, out: list[Frame] | deque[Frame]) -> None:
         s = self.s
@@ -247,6 +259,9 @@ class _Lane:
         if not (s.delay or s.jitter):
             out.append(f)
             return
+        if len(self.queue) >= s.limit:
+            self.overflow += 1
+            return
         t = now + s.delay
         if s.jitter:
             t += self.rnd() * s.jitter
@@ -279,6 +294,7 @@ class _Lane:
             f"{prefix}_corrupted": self.corrupted,
             f"{prefix}_reordered": self.reordered,
             f"{prefix}_delayed": self.delayed,
+            f"{prefix}_overflow": self.overflow,
             f"{prefix}_waiting": len(self.queue) + (self.held is not None),
         }
 
