@@ -97,6 +97,7 @@ def test_rto_follows_measured_rtt() -> None:
 def test_rto_restarts_when_new_data_is_acked() -> None:
     """RFC 6298 5.3: when an ACK acknowledges new data, restart the timer."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (RFC 6298), no tail loss probe before it
         f = _established(p)
         f.app_send(b"a" * MSS)
         f.app_send(b"b" * MSS)

@@ -176,8 +176,11 @@ def _send_data(tp: Tcb, now: float, out: list[OutSegment]) -> None:
     seg_max = tp.cfg.max_segment  # TSO: larger than the MSS, or 0
     if seg_max < mss:
         seg_max = mss
+    before = tp.snd_nxt
     while (tp.fin_queued or tp.snd_nxt != tp.sendq.end) and _send_new(tp, now, out, seg_max):
         pass
+    if tp.use_tlp and tp.snd_nxt != before:
+        tp.arm_probe(now)  # RFC 8985 7.2: after new data (once per burst)
 
 
 def _send_prr(tp: Tcb, now: float, out: list[OutSegment]) -> None:
@@ -379,6 +382,4 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     tp.snd_nxt = sq.add(snd_nxt, len(data.payload) + 1 if fin else len(data.payload))
     if timers.rtx is None:  # RFC 6298 5.1: running, it keeps its deadline
         timers.rtx = now + tp.rtt.rto
-        if tp.use_tlp:
-            tp.arm_probe(now)  # RFC 8985 7.2: after new data
     return not fin
