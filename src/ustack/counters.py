@@ -85,6 +85,18 @@ class Counters:
     TcpExtTCPChallengeACKLimited: int = 0
     TcpExtTCPHPHits: int = 0  # header prediction took a segment with data
     TcpExtTCPHPAcks: int = 0  # ... a pure ACK
+    # Loss recovery of the sender (Linux's names and meanings).
+    TcpExtTCPTimeouts: int = 0  # retransmission timeouts with data outstanding
+    TcpExtTCPLossProbes: int = 0  # tail loss probes sent (RFC 8985 7)
+    TcpExtTCPLossProbeRecovery: int = 0  # ... that repaired a loss
+    TcpExtTCPSackRecovery: int = 0  # fast recoveries with SACK (RACK, RFC 8985)
+    TcpExtTCPRenoRecovery: int = 0  # ... without SACK (NewReno, RFC 6582)
+    TcpExtTCPFastRetrans: int = 0  # retransmissions in fast recovery
+    TcpExtTCPSlowStartRetrans: int = 0  # retransmissions after a timeout
+    TcpExtTCPLostRetransmit: int = 0  # retransmissions RACK found lost again
+    TcpExtTCPDSACKRecv: int = 0  # D-SACK blocks received (RFC 2883)
+    TcpExtTCPSACKReorder: int = 0  # reordering detected from SACKs
+    TcpExtTCPHystartDelayDetect: int = 0  # HyStart++ left slow start on an RTT rise
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.
     TcpExtPAWSEstab: int = 0

@@ -89,6 +89,7 @@ def test_fragmentation_needed_lowers_the_mss() -> None:
     MTU makes later segments fit it (MTU - 40 - the 12 bytes of timestamps);
     the retransmission of the too-big segment is cut to the new size."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (RFC 6298), no tail loss probe before it
         f = p.accept()
         f.app_send(bytes(MSS))
         [big] = f.take()

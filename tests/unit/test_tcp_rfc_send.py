@@ -85,6 +85,7 @@ def test_sender_sws_override_sends_what_fits_and_times_it() -> None:
     it is timed (RFC 6298 / Karn, here without timestamps) and an ACK of it
     gives an RTT sample."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (RFC 6298), no tail loss probe before it
         f = _established(p, wscale=None, ts=False, win=20 * MSS)
         f.app_send(bytes(12 * MSS))
         assert len(f.take()) == 10
@@ -219,6 +220,7 @@ def test_after_rto_only_one_segment_is_resent_then_slow_start() -> None:
     """RFC 5681 3.1 / RFC 6298 5.4: on timeout retransmit the earliest segment
     with cwnd = 1 SMSS; each ACK then opens the window (slow start)."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (RFC 6298), no tail loss probe before it
         f = _established(p)
         f.app_send(bytes(5 * MSS))
         flight = f.take()

@@ -72,6 +72,7 @@ def test_rto_follows_measured_rtt() -> None:
     2.3: later samples with alpha 1/8, beta 1/4.  The RTT is measured from
     timestamps (RFC 7323 4)."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (a loss probe would go at 1.5 SRTT + 200 ms)
         f = p.connect(80, delay=0.1)  # handshake RTT 100 ms: RTO = 0.1 + 4*0.05 = 0.3
         f.app_send(b"one")
         [s1] = f.take()
@@ -96,6 +97,7 @@ def test_rto_follows_measured_rtt() -> None:
 def test_rto_restarts_when_new_data_is_acked() -> None:
     """RFC 6298 5.3: when an ACK acknowledges new data, restart the timer."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (RFC 6298), no tail loss probe before it
         f = _established(p)
         f.app_send(b"a" * MSS)
         f.app_send(b"b" * MSS)
@@ -223,6 +225,7 @@ def test_rto_is_three_seconds_after_a_handshake_timeout(side: str) -> None:
     the TCP implementation is using an RTO less than 3 seconds, the RTO MUST be
     re-initialized to 3 seconds when data transmission begins"."""
     with peer() as p:
+        p.cfg.tlp = False  # the RTO alone (without an RTT, a loss probe goes after 1 s)
         if side == "active":
             # The SYN-ACK comes after the first SYN retransmission, without
             # timestamps: Karn's rule leaves no RTT sample.

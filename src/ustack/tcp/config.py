@@ -39,6 +39,15 @@ class TcpConfig:
     keepalive_idle: float = 7200.0  # RFC 1122 4.2.3.6: >= 2 hours by default
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
+    # Loss recovery with SACK: RACK (RFC 8985 6) marks losses, and a tail
+    # loss probe (RFC 8985 7) goes before the RTO; as Linux's
+    # net.ipv4.tcp_recovery=1 and tcp_early_retrans=3, with Proportional
+    # Rate Reduction (RFC 6937) for how much goes during recovery.  With
+    # rack off, a SACK sender uses RFC 6675 alone (DupThresh, IsLost,
+    # NextSeg, cwnd - pipe), as FreeBSD does by default.
+    rack: bool = True
+    tlp: bool = True
+    hystart: bool = True  # HyStart++ (RFC 9406) in the initial slow start
     max_segment: int = 0  # largest payload per segment handed down (TSO); 0 = one MSS
     # The IPv4 header of our segments (IP_TTL, IP_TOS): the TTL is
     # configurable (RFC 9293 3.9.1.9, MUST-49), the Differentiated Services

@@ -38,7 +38,7 @@ from __future__ import annotations
 import errno
 from typing import Final
 
-from ustack.tcp import output, timeouts
+from ustack.tcp import losses, output, timeouts
 from ustack.tcp import seq as sq
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import Event, OutSegment, Segment, TcpError
@@ -258,6 +258,9 @@ class TcpConnection(Tcb):
                 or rec.rtx_nxt is not None or self.rcvq.ooo.nbytes or self.sendq.seq != una
                 or self.peer_fin_seq is not None or not window):
             return False
+        if self.use_rack and (self.tlp_end is not None or self.sb or self.rack.lost
+                              or self.rack.rtx):
+            return False  # RACK-TLP has work on every ACK (losses.on_ack)
         if self.ts_ok:
             # RFC 7323 5.3 PAWS: TSval must not be older than TS.Recent.
             if ts_val < 0 or sq.lt(ts_val, self.ts_recent):
@@ -511,9 +514,21 @@ class TcpConnection(Tcb):
             self._challenge_ack(now)
             return "tcp_too_old_ack"
         newly_sacked = 0
+        sb = self.sb
+        sacked_before = sb.sacked_bytes()
+        dsack_before = sb.dsack
         if self.sack_ok and seg.opts.sack_blocks:
-            newly_sacked = self.sb.update(ack if sq.gt(ack, una) else una, self.snd_nxt,
-                                          seg.opts.sack_blocks)
+            newly_sacked = sb.update(ack if sq.gt(ack, una) else una, self.snd_nxt,
+                                     seg.opts.sack_blocks)
+        rack_due = False
+        if self.use_rack:
+            if sb.dsack != dsack_before:
+                self.counters.TcpExtTCPDSACKRecv += sb.dsack - dsack_before
+            if sq.ge(ack, una) and (sb or self.rec.active or self.rack.lost or self.rack.rtx
+                                    or self.tlp_end is not None):
+                # RACK (RFC 8985 6.2) and the TLP episode (7.4) after the
+                # ACK's effects below, with what it delivered.
+                rack_due = True
         if sq.gt(ack, una):
             self._ack_new_data(seg, now)
         elif ack == una:
@@ -528,6 +543,10 @@ class TcpConnection(Tcb):
                 self._dupack(now)
         else:
             return None  # an old duplicate ACK: ignore it, keep processing
+        if rack_due:
+            losses.on_ack(self, una, sacked_before, sb.dsack != dsack_before,
+                           seg.opts.ts_ecr or 0, not seg.payload and ack == una and not newly_sacked
+                           and not seg.opts.sack_blocks, now)
         state = self.state
         if state is State.TIME_WAIT:
             return None
@@ -569,11 +588,14 @@ class TcpConnection(Tcb):
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
-        """New data acknowledged during fast recovery (RFC 6582 / RFC 6675)."""
+        """New data acknowledged during fast recovery (RFC 6582 / RFC 6675;
+        with RACK, PRR's share of the ACK is ``_rack_ack``'s)."""
         rec = self.rec
         if rec.covers(ack):
             rec.finish()
             self.cc.on_recovery_end(now)
+            if self.use_rack:
+                self.rack.on_recovery_exit()
         elif not self.sack_ok:
             # RFC 6582 3.2 step 5: a partial ACK retransmits the next hole
             # and deflates the window by the amount acknowledged.
@@ -587,26 +609,11 @@ class TcpConnection(Tcb):
             if not self.sack_ok:
                 rec.inflate += self.mss  # RFC 5681 3.2 step 4
             return
+        if self.use_rack:
+            return  # RACK decides (RFC 8985 6.2 step 5), in _rack_ack
         lost = self.sack_ok and self.sb.is_lost(self.snd_una, self.mss)
         if (rec.dupacks >= 3 or lost) and rec.may_start(self.snd_una, self.iss):
-            self._enter_recovery(now)
-
-    def _enter_recovery(self, now: float) -> None:
-        # ssthresh comes from FlightSize, taken before recovery starts (RFC
-        # 5681 3.2 step 2, RFC 6675 5 step 4.2, RFC 9438 4.6); inside
-        # recovery flight() is the SACK pipe, which is not FlightSize.
-        self.cc.on_congestion(self.flight(), now)
-        self.rec.start(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
-        if self.sack_ok:
-            # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
-            # and retransmitted at once, whatever the pipe says.
-            n = output.retransmit_at(self, self.snd_una, now)
-            if n:
-                self.sb.on_retransmit(self.snd_una, n)
-        else:
-            self.rec.inflate = 3 * self.mss  # RFC 5681 3.2 step 3
-            output.retransmit_at(self, self.snd_una, now)
-        self.timers.rtx = now + self.rtt.rto
+            losses.fast_retransmit(self, now)
 
     def _update_window(self, seq: int, ack: int, wnd: int) -> None:
         # RFC 9293 3.10.7.4: update the send window only from a segment that
@@ -656,7 +663,19 @@ class TcpConnection(Tcb):
             self.rtt_seq = None
         rtt.reset_backoff()
         self.rec.dupacks = 0
-        self.timers.rtx = None if ack == self.snd_nxt else now + rtt.rto
+        t = self.timers
+        if ack == self.snd_nxt:
+            t.rtx = None
+            if not t.probe_reo:
+                t.probe = None
+        else:
+            t.rtx = now + rtt.rto
+            if self.use_tlp:
+                self.arm_probe(now)  # RFC 8985 7.2: on an ACK of new data
+        if self.use_rack:
+            self.rack.trim(ack)
+            if self.sb:
+                self.sb.trim(ack)  # (an ACK without blocks: the pipe must not count them)
 
     def _set_window(self, seq: int, ack: int, wnd: int) -> None:
         """SND.WND from a segment newer than the last (its SEQ and ACK become
@@ -744,7 +763,7 @@ class TcpConnection(Tcb):
     def _enter_time_wait(self, now: float) -> None:
         # Only the 2*MSL timer runs in TIME-WAIT (a delayed ACK still goes).
         t = self.timers
-        t.rtx = t.finwait2 = t.keepalive = t.persist = None
+        t.rtx = t.finwait2 = t.keepalive = t.persist = t.probe = None
         t.timewait = now + 2 * self.cfg.msl
 
     # ==================================================================

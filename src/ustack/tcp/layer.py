@@ -171,7 +171,8 @@ class TcpLayer(ProtocolHandler):
             setattr(cfg, name, value)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
-                             self._challenge_allowed, ts_offset=random.getrandbits(32))
+                             self._challenge_allowed, ts_offset=random.getrandbits(32),
+                             counters=self.host.counters)
         sock = self._socket(conn)
         conn.connect(now)
         self.host.counters.TcpActiveOpens += 1
@@ -361,7 +362,8 @@ class TcpLayer(ProtocolHandler):
             cfg.mss = min(cfg.mss, iface.mtu - 40)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
-                             self._challenge_allowed, ts_offset=random.getrandbits(32))
+                             self._challenge_allowed, ts_offset=random.getrandbits(32),
+                             counters=self.host.counters)
         sock = self._socket(conn, listener)
         listener.half_open.add(sock)
         conn.accept_syn(seg, now)

@@ -5,7 +5,8 @@ Functions over the TCB (``tcb.py``), called by the connection
 timers): the SYN and SYN-ACK, data within the send window and the
 congestion window (RFC 5681) with Nagle (RFC 896, RFC 1122 4.2.3.4) and
 sender SWS avoidance (RFC 9293 3.8.6.2.1), limited transmit (RFC 3042),
-SACK-based recovery's NextSeg (RFC 6675 5), the resend after a timeout
+recovery with RACK and PRR (RFC 8985, RFC 6937) or SACK-based recovery's
+NextSeg (RFC 6675 5), the tail loss probe (RFC 8985 7), the resend after a timeout
 (RFC 5681 3.1), the FIN, ACKs (delayed or not), challenge ACKs (RFC 5961)
 and resets.  Every segment carries the ACK field, the window it is time to
 advertise and the options (timestamps, SACK blocks) of the moment.
@@ -153,6 +154,9 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
 def _send_data(tp: Tcb, now: float, out: list[OutSegment]) -> None:
     mss = tp.mss
     rec = tp.rec
+    if rec.active and tp.use_rack:
+        _send_prr(tp, now, out)
+        return
     if rec.active and tp.sack_ok:
         # RFC 6675 5 (C): while cwnd - pipe >= 1 SMSS, send NextSeg().
         sb = tp.sb
@@ -172,13 +176,105 @@ def _send_data(tp: Tcb, now: float, out: list[OutSegment]) -> None:
         return
     if rec.rtx_nxt is not None and not _resend_after_rto(tp, now, out):
         return  # the congestion window is full of resent data
+    if tp.use_rack and tp.rack.lost and not _resend_lost(tp, now, out):
+        return
     # New data (and the FIN); the test in front skips the call when
     # everything queued has been sent.
     seg_max = tp.cfg.max_segment  # TSO: larger than the MSS, or 0
     if seg_max < mss:
         seg_max = mss
+    before = tp.snd_nxt
     while (tp.fin_queued or tp.snd_nxt != tp.sendq.end) and _send_new(tp, now, out, seg_max):
         pass
+    if tp.use_tlp and tp.snd_nxt != before:
+        tp.arm_probe(now)  # RFC 8985 7.2: after new data (once per burst)
+
+
+def _send_prr(tp: Tcb, now: float, out: list[OutSegment]) -> None:
+    """Fast recovery with RACK: what RACK marked lost goes first, then new
+    data, as much as PRR allows (RFC 6937 3: "sndcnt"; RFC 8985 6.2 step 5
+    leaves what to send to the recovery algorithm)."""
+    rec = tp.rec
+    rack = tp.rack
+    mss = tp.mss
+    c = tp.counters
+    while rec.sndcnt > 0:
+        nxt = rack.next_lost(mss)
+        if nxt is not None:
+            s, length = nxt
+            if rec.sndcnt < length:
+                break
+            n = retransmit_at(tp, s, now, out)
+            if not n:
+                break
+            c.TcpExtTCPFastRetrans += 1
+            rack.on_retransmit(s, sq.add(s, n), now, tp.ts_now(now))
+            rec.prr_sent(n)
+            continue
+        before = tp.snd_nxt
+        avail = sq.sub(tp.sendq.end, before)
+        if avail > 0 and rec.sndcnt < min(avail, mss):
+            break
+        more = _send_new(tp, now, out, mss, force_one=True)
+        sent = sq.sub(tp.snd_nxt, before)
+        if not sent:
+            break
+        rec.prr_sent(sent)
+        if not more:
+            break
+
+
+def _resend_lost(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
+    """Outside fast recovery (one may not start yet: RFC 6582 3.2 step 2),
+    what RACK marked lost is resent first, as the congestion window allows;
+    False when the window stopped it."""
+    rack = tp.rack
+    mss = tp.mss
+    while True:
+        nxt = rack.next_lost(mss)
+        if nxt is None:
+            return True
+        pipe = sq.sub(tp.snd_nxt, tp.snd_una) - tp.sb.sacked_bytes() - rack.lost_bytes
+        if tp.cc.cwnd - pipe < mss:
+            return False
+        s, _length = nxt
+        n = retransmit_at(tp, s, now, out)
+        if not n:
+            return True
+        tp.counters.TcpExtTCPFastRetrans += 1
+        rack.on_retransmit(s, sq.add(s, n), now, tp.ts_now(now))
+
+
+def send_probe(tp: Tcb, now: float) -> bool:
+    """The tail loss probe (RFC 8985 7.3): a new segment if one is queued
+    and the peer's window takes it, else the last segment sent again.
+    False when there was nothing to send."""
+    out = tp.pending_rtx
+    before = tp.snd_nxt
+    if sq.lt(before, tp.sendq.end) and tp.snd_wnd - sq.sub(before, tp.snd_una) >= min(
+            tp.mss, sq.sub(tp.sendq.end, before)):
+        _send_new(tp, now, out, tp.mss, force_one=True)
+        if tp.snd_nxt != before:
+            tp.tlp_retrans = False
+            tp.tlp_end = tp.snd_nxt
+            return True
+    una = tp.snd_una
+    nxt = tp.snd_nxt
+    if una == nxt:
+        return False
+    # The last segment: up to one MSS ending at SND.NXT (a FIN with it).
+    end = tp.sendq.end
+    data_end = nxt if sq.le(nxt, end) else end  # without the FIN's sequence number
+    s = sq.add(data_end, -tp.mss)
+    if sq.lt(s, una):
+        s = una
+    n = retransmit_at(tp, s, now, out)
+    if not n:
+        return False
+    tp.rack.on_retransmit(s, sq.add(s, n), now, tp.ts_now(now))
+    tp.tlp_retrans = True
+    tp.tlp_end = nxt
+    return True
 
 
 def _resend_after_rto(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
@@ -203,6 +299,9 @@ def _resend_after_rto(tp: Tcb, now: float, out: list[OutSegment]) -> bool:
         if not n:
             rec.rtx_nxt = None
             break
+        tp.counters.TcpExtTCPSlowStartRetrans += 1
+        if tp.use_rack:  # RACK watches the resent segments too (RFC 8985 6.3)
+            tp.rack.on_retransmit(nxt, sq.add(nxt, n), now, tp.ts_now(now))
         rec.rtx_nxt = sq.add(nxt, n)
     if not rec.resending():
         rec.rtx_nxt = None
@@ -231,7 +330,8 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     rec = tp.rec
     outstanding = sq.sub(snd_nxt, tp.snd_una)
     # FlightSize is what is outstanding, except in recovery (Recovery.flight).
-    flight = outstanding if rec.rtx_nxt is None and not rec.active else tp.flight()
+    flight = outstanding if (rec.rtx_nxt is None and not rec.active
+                             and not tp.sb.sacked_bytes()) else tp.flight()
     # The send window's right edge, SND.UNA + SND.WND, less SND.NXT.
     usable_wnd = tp.snd_wnd - outstanding
     cwnd = tp.cc.cwnd + rec.inflate
@@ -248,6 +348,8 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
         # Only the FIN is left; it needs no window space of its own here
         # (the peer always accepts a FIN at RCV.NXT with its data).
         out.append(segment(tp, snd_nxt, ACK | FIN, b"", now))
+        if tp.use_rack:
+            tp.rack.on_send(snd_nxt, now)
         tp.snd_nxt = sq.add(snd_nxt, 1)
         timers.arm_rtx(now, tp.rtt.rto)
         return False
@@ -282,6 +384,8 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     fin = data.flags & FIN
     if tp.rtt_seq is None and not tp.ts_ok:
         tp.rtt_seq, tp.rtt_time = snd_nxt, now
+    if tp.use_rack:
+        tp.rack.on_send(snd_nxt, now)
     tp.snd_nxt = sq.add(snd_nxt, len(data.payload) + 1 if fin else len(data.payload))
     if timers.rtx is None:  # RFC 6298 5.1: running, it keeps its deadline
         timers.rtx = now + tp.rtt.rto

@@ -14,6 +14,11 @@ The state the sender keeps between a loss and its repair:
   everything outstanding at the RTO (``rtx_nxt`` .. ``rtx_end``) is sent
   again from SND.UNA, as the congestion window opens.
 
+With SACK, how much to send during recovery is Proportional Rate
+Reduction's (RFC 6937, PRR-SSRB): ``prr_start`` and ``prr_ack`` keep its
+variables and say, per ACK, how many bytes may go (``sndcnt``); the sender
+takes what it sends from it (``prr_sent``).
+
 Which segments SACK shows missing is the scoreboard's (``sack.py``), whose
 recovery phases (RFC 6675 5 and 5.1: RecoveryPoint, HighRxt, RescueRxt)
 this drives: ``start``, ``finish`` and ``on_rto`` move both, so the two
@@ -29,8 +34,8 @@ from ustack.tcp.sack import Scoreboard
 
 
 class Recovery:
-    __slots__ = ("active", "dupacks", "inflate", "lt_budget", "recover", "rtx_end", "rtx_nxt",
-                 "sb")
+    __slots__ = ("active", "dupacks", "inflate", "lt_budget", "prr_delivered", "prr_out",
+                 "recover", "recover_fs", "rtx_end", "rtx_nxt", "sb", "sndcnt")
 
     def __init__(self, iss: int, sb: Scoreboard) -> None:
         self.sb = sb
@@ -41,6 +46,50 @@ class Recovery:
         self.inflate = 0  # NewReno cwnd inflation during fast recovery
         self.rtx_nxt: int | None = None  # after an RTO: next sequence to resend
         self.rtx_end = 0  # ... up to here (SND.NXT at the timeout)
+        # RFC 6937 3: PRR's state for the recovery in progress (bytes).
+        self.prr_delivered = 0  # delivered to the receiver since recovery began
+        self.prr_out = 0  # sent since recovery began
+        self.recover_fs = 0  # RecoverFS: the pipe when recovery began
+        self.sndcnt = 0  # bytes the last ACK allows to send
+
+    def prr_start(self, pipe: int, mss: int) -> None:
+        """RFC 6937 3, at the start of recovery: prr_delivered = prr_out = 0,
+        RecoverFS = the pipe before the first retransmission (RFC 9937
+        takes the pipe, not SND.NXT - SND.UNA: SACKed bytes are not in
+        flight and will not be delivered again).  The fast retransmit itself
+        always goes (one SMSS)."""
+        self.prr_delivered = 0
+        self.prr_out = 0
+        self.recover_fs = pipe if pipe > mss else mss
+        self.sndcnt = mss
+
+    def prr_ack(self, delivered: int, pipe: int, ssthresh: int, mss: int) -> None:
+        """RFC 6937 3, on every ACK in recovery: ``delivered`` is DeliveredData
+        (SND.UNA's advance plus the change in SACKed bytes), ``pipe`` the
+        flight after the ACK.  Above ssthresh the sending follows the
+        deliveries in proportion ssthresh/RecoverFS; at or below it, PRR-SSRB
+        (slow start reduction bound) grows back to ssthresh at most one MSS
+        beyond what was delivered."""
+        if delivered < 0:
+            delivered = 0
+        self.prr_delivered += delivered
+        if pipe > ssthresh:
+            # sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out
+            rfs = self.recover_fs
+            sndcnt = -(-(self.prr_delivered * ssthresh) // rfs) - self.prr_out
+        else:
+            limit = self.prr_delivered - self.prr_out
+            if delivered > limit:
+                limit = delivered
+            limit += mss
+            sndcnt = ssthresh - pipe
+            if limit < sndcnt:
+                sndcnt = limit
+        self.sndcnt = sndcnt if sndcnt > 0 else 0
+
+    def prr_sent(self, n: int) -> None:
+        self.prr_out += n
+        self.sndcnt -= n
 
     def flight(self, una: int, nxt: int, mss: int, sack_ok: bool) -> int:
         """Bytes (and SYN/FIN) in flight as the sender counts them: after an

@@ -44,6 +44,7 @@ class RttEstimator:
         "initial_rto",
         "max_rto",
         "min_rto",
+        "min_rtt",
         "rejected",
         "rttvar",
         "samples",
@@ -69,6 +70,7 @@ class RttEstimator:
         self.max_rto = max_rto
         self.granularity = granularity
         self.srtt: float | None = None
+        self.min_rtt = _INF  # the smallest sample (RACK's min_RTT, RFC 8985 6.1)
         self.rttvar = 0.0
         self.samples = 0
         self.rejected = 0
@@ -95,6 +97,8 @@ class RttEstimator:
         if not (rtt >= 0.0 and rtt != _INF):  # also rejects NaN
             self.rejected += 1
             return
+        if rtt < self.min_rtt:
+            self.min_rtt = rtt
         srtt = self.srtt
         if srtt is None:
             # RFC 6298 2.2: first measurement.

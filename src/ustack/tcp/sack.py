@@ -174,6 +174,10 @@ class Scoreboard:
             new += self._insert(s, e, so, eo, snd_una)
         return new
 
+    def trim(self, snd_una: int) -> None:
+        """SND.UNA advanced (an ACK without SACK blocks): drop what it passed."""
+        self._trim(snd_una)
+
     def _trim(self, snd_una: int) -> None:
         """Drop the state SND.UNA has passed."""
         bl = self._blocks

@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from ustack.counters import Counters
 from ustack.tcp import seq as sq
 from ustack.tcp.cc import CongestionControl, make_cc
 from ustack.tcp.config import TcpConfig
+from ustack.tcp.rack import Rack
 from ustack.tcp.rcvq import ReceiveQueue
 from ustack.tcp.recovery import Recovery
 from ustack.tcp.rto import RttEstimator
@@ -48,8 +50,10 @@ class Tcb:
     def __init__(self, local: tuple[bytes, int], remote: tuple[bytes, int], iss: int,
                  config: TcpConfig, now: float,
                  challenge_allowed: Callable[[float], bool] | None = None,
-                 ts_offset: int = 0) -> None:
+                 ts_offset: int = 0, counters: Counters | None = None) -> None:
         self.local = local
+        # The stack's counters (the layer passes its host's), or our own.
+        self.counters = counters if counters is not None else Counters()
         self.remote = remote
         self.cfg = config
         self.state = State.CLOSED
@@ -91,6 +95,11 @@ class Tcb:
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
         self.sb = Scoreboard()
         self.rec = Recovery(iss, self.sb)  # (drives the scoreboard's recovery phases)
+        self.rack = Rack(iss)  # RACK-TLP (RFC 8985), with SACK
+        self.tlp_end: int | None = None  # TLP.end_seq: a loss probe is outstanding
+        self.tlp_retrans = False  # ... and it was a retransmission
+        self.use_rack = False  # SACK and config.rack: set by the SYN's options
+        self.use_tlp = False  # ... and config.tlp
         self.retransmits = 0  # consecutive timeouts (R1/R2 count)
         self.total_retransmits = 0
         self.rtt_seq: int | None = None  # segment being timed (no timestamps)
@@ -126,7 +135,47 @@ class Tcb:
 
     def flight(self) -> int:
         """Bytes (and SYN/FIN) sent and not yet acknowledged, as the sender counts them."""
-        return self.rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
+        rec = self.rec
+        if self.use_rack and rec.rtx_nxt is None:
+            # RFC 6675 4 SetPipe() with RACK's marks: what is outstanding,
+            # less what was SACKed and what is lost and not yet resent (as
+            # Linux counts in_flight, in recovery or not: SACKed data left
+            # the network whether a recovery could start or not).
+            return (sq.sub(self.snd_nxt, self.snd_una) - self.sb.sacked_bytes()
+                    - self.rack.lost_bytes)
+        return rec.flight(self.snd_una, self.snd_nxt, self.mss, self.sack_ok)
+
+    def arm_probe(self, now: float) -> None:
+        """Start the tail loss probe timer if a probe may go (RFC 8985 7.2):
+        data outstanding, no recovery, no SACKed data, no probe outstanding.
+
+        PTO = 2*SRTT, at least 2 ms (Linux's floor); with one segment in
+        flight, SRTT*1.5 + 200 ms, long enough for a delayed ACK (RFC 8985
+        7.2's WCDelAckT, as Linux computes it); 1 s before any RTT sample.
+        Never later than the retransmission timer: the RTO comes first then.
+        """
+        t = self.timers
+        rec = self.rec
+        if (self.tlp_end is not None or rec.active or rec.rtx_nxt is not None or self.sb
+                or self.snd_una == self.snd_nxt):
+            if not t.probe_reo:
+                t.probe = None
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            pto = 1.0
+        else:
+            pto = 2.0 * srtt
+            if sq.sub(self.snd_nxt, self.snd_una) <= self.mss:
+                one = 1.5 * srtt + 0.2
+                if one > pto:
+                    pto = one
+            elif pto < 0.002:
+                pto = 0.002
+        deadline = now + pto
+        rtx = t.rtx
+        t.probe_reo = False
+        t.probe = deadline if rtx is None or deadline < rtx else None
 
     # -- the options a SYN negotiates ------------------------------------
 
@@ -152,6 +201,9 @@ class Tcb:
         else:
             self.snd_wscale = self.rcv_wscale = 0
         self.sack_ok = cfg.sack and o.sack_permitted
+        # RACK-TLP needs SACK (RFC 8985 2: it is defined on SACKed segments).
+        self.use_rack = self.sack_ok and cfg.rack
+        self.use_tlp = self.use_rack and cfg.tlp
         if cfg.timestamps and o.ts_val is not None:
             self.ts_ok = True
             self.ts_recent = o.ts_val

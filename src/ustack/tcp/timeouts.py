@@ -8,6 +8,8 @@ Functions over the TCB (``tcb.py``); the deadlines themselves are
 - retransmission (RFC 6298 5.4-5.7, RFC 5681 3.1, RFC 6675 5.1): back off,
   give up after R2 (R1 tells the application first, RFC 9293 3.8.3), resend
   the SYN or everything outstanding;
+- RACK's reordering timer and the tail loss probe (RFC 8985 6.3, 7.3:
+  ``losses.py``);
 - delayed ACK (RFC 1122 4.2.3.2): the ACK goes now;
 - persist (RFC 9293 3.8.6.1): probe a zero window, or send what sender SWS
   avoidance was holding back;
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import errno
 
-from ustack.tcp import output
+from ustack.tcp import losses, output
 from ustack.tcp import seq as sq
 from ustack.tcp.segment import Event
 from ustack.tcp.states import Ev, State
@@ -43,6 +45,13 @@ def expire(tp: Tcb, now: float) -> None:
     if t.rtx is not None and now >= t.rtx:
         t.rtx = None
         _retransmission(tp, now)
+    if t.probe is not None and now >= t.probe:
+        t.probe = None
+        if t.probe_reo:
+            t.probe_reo = False
+            losses.reorder_timeout(tp, now)
+        else:
+            losses.loss_probe(tp, now)
     if t.delack is not None and now >= t.delack:
         t.delack = None
         tp.ack_now = True
@@ -78,8 +87,17 @@ def _retransmission(tp: Tcb, now: float) -> None:
         return
     if tp.snd_una == tp.snd_nxt:
         return
+    tp.counters.TcpExtTCPTimeouts += 1
     # RFC 5681 3.1 / RFC 6298 5.4: shrink the window and resend from SND.UNA.
+    # (RFC 8985 6.3/7: an RTO ends any loss probe episode; what RACK had
+    # marked is part of the resend.)
     tp.cc.on_rto(tp.flight(), now)
+    if tp.use_rack:
+        tp.rack.forget_all(tp.snd_nxt)
+        tp.tlp_end = None
+        t = tp.timers
+        t.probe = None
+        t.probe_reo = False
     tp.rec.on_rto(tp.snd_una, tp.snd_nxt)  # (and the scoreboard's, RFC 6675 5.1)
     tp.timers.arm_rtx(now, tp.rtt.rto)
 

@@ -1,6 +1,9 @@
 """The timers of one connection, as deadlines (absolute times, None: stopped).
 
 - ``rtx``: retransmission (RFC 6298), also for SYN and FIN;
+- ``probe``: RACK-TLP's tail loss probe (PTO) or reordering timer (RFC
+  8985 6.3, 7.2), which of them ``probe_reo`` says; like Linux's, the two
+  never run at once (a reordering timer means SACKed data: no TLP then);
 - ``delack``: the delayed ACK (RFC 1122 4.2.3.2, < 0.5 s);
 - ``persist``: zero-window probing and the sender-SWS override (RFC 9293
   3.8.6.1), backed off like the RTO (``persist_backoff``);
@@ -17,11 +20,13 @@ from __future__ import annotations
 
 
 class ConnectionTimers:
-    __slots__ = ("delack", "finwait2", "keepalive", "persist", "persist_backoff", "probes",
-                 "rtx", "timewait")
+    __slots__ = ("delack", "finwait2", "keepalive", "persist", "persist_backoff", "probe",
+                 "probe_reo", "probes", "rtx", "timewait")
 
     def __init__(self) -> None:
         self.rtx: float | None = None
+        self.probe: float | None = None
+        self.probe_reo = False  # probe is the reordering timer, not the PTO
         self.delack: float | None = None
         self.persist: float | None = None
         self.keepalive: float | None = None
@@ -33,6 +38,9 @@ class ConnectionTimers:
     def next(self) -> float | None:
         """The earliest deadline, or None when every timer is stopped."""
         best = self.rtx
+        t = self.probe
+        if t is not None and (best is None or t < best):
+            best = t
         t = self.delack
         if t is not None and (best is None or t < best):
             best = t
@@ -51,7 +59,7 @@ class ConnectionTimers:
         return best
 
     def stop_all(self) -> None:
-        self.rtx = self.delack = self.persist = None
+        self.rtx = self.delack = self.persist = self.probe = None
         self.keepalive = self.timewait = self.finwait2 = None
 
     def arm_rtx(self, now: float, rto: float) -> None:

@@ -1,0 +1,172 @@
+"""What a SACK sender does with RACK-TLP's verdicts (RFC 8985, RFC 6937).
+
+Functions over the TCB (``tcb.py``), called by the connection on ACKs and
+by ``timeouts.py`` when RACK's timers expire:
+
+- ``on_ack``: an ACK with RACK: RFC 8985 6.2 steps 1-4, the TLP episode
+  (7.4.2), loss detection, PRR's share of the ACK (RFC 6937 3);
+- ``rack_detect``: RFC 8985 6.2 step 5 with the reordering window of step
+  4; arms the reordering timer (6.3) for segments not yet past it, and
+  starts fast recovery when something is lost;
+- ``enter_recovery``: fast recovery with RACK: ssthresh and cwnd from the
+  congestion controller (RFC 5681 3.2 step 2, RFC 9438 4.6), the recovery
+  point (RFC 6582 3.2, RFC 6675 5), PRR's start (RFC 6937 3); what RACK
+  marked lost goes first (``output._send_prr``);
+- ``reorder_timeout``: RFC 8985 6.3, RACK_reo_timeout();
+- ``loss_probe``: RFC 8985 7.3, the tail loss probe when the PTO expires;
+- ``fast_retransmit``: without RACK (no SACK, or config.rack off), the
+  DupThresh entry of NewReno (RFC 5681 3.2, RFC 6582) or RFC 6675 5.
+
+The state is the Rack's (``rack.py``), the Recovery's (``recovery.py``) and
+the TCB's ``tlp_end``/``tlp_retrans`` (TLP.end_seq, TLP.is_retrans).
+"""
+
+from __future__ import annotations
+
+from ustack.tcp import output
+from ustack.tcp import seq as sq
+from ustack.tcp.states import State
+from ustack.tcp.tcb import Tcb
+
+
+def on_ack(tp: Tcb, old_una: int, sacked_before: int, dsack: bool, ts_ecr: int,
+           pure_dup: bool, now: float) -> None:
+    """An ACK with RACK-TLP: update RACK, end a loss probe episode, mark
+    losses, start or pace fast recovery (RFC 8985 6.2, 7.4; RFC 6937)."""
+    rack = tp.rack
+    sb = tp.sb
+    rec = tp.rec
+    una = tp.snd_una
+    rtt = tp.rtt
+    min_rtt = rtt.min_rtt if rtt.samples else 0.0
+    lost_rtx = rack.lost_retransmits
+    reorders = rack.reorders
+    rack.update(una, old_una, sb, now, ts_ecr, min_rtt, dsack, rec.active)
+    if tp.tlp_end is not None:
+        _tlp_ack(tp, old_una, dsack, pure_dup, now)
+    was_active = rec.active
+    rack_detect(tp, now)
+    c = tp.counters
+    if rack.lost_retransmits != lost_rtx:
+        c.TcpExtTCPLostRetransmit += rack.lost_retransmits - lost_rtx
+    if rack.reorders != reorders:
+        c.TcpExtTCPSACKReorder += rack.reorders - reorders
+    if rec.active:
+        # RFC 6937 3: DeliveredData = delta(SND.UNA) + delta(SACKed).
+        delivered = sq.sub(una, old_una) + sb.sacked_bytes() - sacked_before
+        rec.prr_ack(delivered, tp.flight(), tp.cc.ssthresh, tp.mss)
+        if not was_active and rec.sndcnt < tp.mss:
+            rec.sndcnt = tp.mss  # the fast retransmit goes whatever PRR says
+
+
+def _tlp_ack(tp: Tcb, old_una: int, dsack: bool, pure_dup: bool, now: float) -> None:
+    """RFC 8985 7.4.2, TLP_process_ack(): did the probe repair a loss?"""
+    end = tp.tlp_end
+    una = tp.snd_una
+    if end is None or sq.lt(una, end):
+        return
+    if not tp.tlp_retrans or dsack:
+        tp.tlp_end = None  # new data delivered, or the probe was redundant
+    elif sq.gt(una, end):
+        # The probe repaired the loss of the tail: a congestion event
+        # (RFC 8985 7.4.2: "invoke congestion control"), as Linux's CWR.
+        tp.tlp_end = None
+        tp.counters.TcpExtTCPLossProbeRecovery += 1
+        cc = tp.cc
+        cc.on_congestion(sq.sub(tp.snd_nxt, old_una), now)
+        cc.on_recovery_end(now)
+    elif pure_dup:
+        tp.tlp_end = None  # both copies arrived: no loss
+
+
+def rack_detect(tp: Tcb, now: float) -> None:
+    rack = tp.rack
+    rec = tp.rec
+    sb = tp.sb
+    rtt = tp.rtt
+    min_rtt = rtt.min_rtt if rtt.samples else 0.0
+    srtt = rtt.srtt if rtt.srtt is not None else 0.0
+    reo = rack.reo_wnd(min_rtt, srtt, rec.active, sb.sacked_bytes() // tp.mss, sb.dupthresh)
+    timeout = rack.detect(tp.snd_una, tp.snd_nxt, sb, now, reo)
+    t = tp.timers
+    if timeout > 0.0:
+        # RFC 8985 6.3: check again when the first of them is due.
+        t.probe = now + timeout
+        t.probe_reo = True
+    elif t.probe_reo:
+        t.probe = None
+        t.probe_reo = False
+    if not rec.active and rack.lost_bytes and rec.rtx_nxt is None \
+            and rec.may_start(tp.snd_una, tp.iss):
+        enter_recovery(tp, now)
+
+
+def enter_recovery(tp: Tcb, now: float) -> None:
+    """Fast recovery begins on RACK's loss marks (RFC 8985 6.2 step 5 hands
+    the lost segments to the recovery algorithm; RFC 6937 paces them)."""
+    tp.counters.TcpExtTCPSackRecovery += 1
+    rec = tp.rec
+    una = tp.snd_una
+    nxt = tp.snd_nxt
+    # ssthresh from FlightSize before recovery (RFC 5681 3.2 step 2).
+    tp.cc.on_congestion(sq.sub(nxt, una), now)
+    rec.start(una, nxt, tp.mss, True)
+    rec.prr_start(tp.flight(), tp.mss)
+    t = tp.timers
+    if not t.probe_reo:
+        t.probe = None  # no loss probe in recovery (RFC 8985 7.2)
+    t.rtx = now + tp.rtt.rto
+
+
+def reorder_timeout(tp: Tcb, now: float) -> None:
+    """RFC 8985 6.3: the reordering window of a segment has passed."""
+    if tp.snd_una == tp.snd_nxt:
+        return
+    rack_detect(tp, now)
+    rec = tp.rec
+    if rec.active and rec.sndcnt <= 0 and tp.rack.lost_bytes:
+        # The timer is no ACK: PRR has nothing delivered to pace by, so
+        # one segment goes (Linux's tcp_rack_reo_timeout ends with a
+        # retransmission of the head).
+        rec.sndcnt = tp.mss
+
+
+def loss_probe(tp: Tcb, now: float) -> None:
+    """RFC 8985 7.3: the PTO expired with data outstanding and no ACK since."""
+    state = tp.state
+    if state is State.CLOSED or state is State.SYN_SENT or state is State.SYN_RECEIVED:
+        return
+    rec = tp.rec
+    if (tp.snd_una == tp.snd_nxt or rec.active or rec.rtx_nxt is not None
+            or tp.tlp_end is not None):
+        return
+    if output.send_probe(tp, now):
+        tp.counters.TcpExtTCPLossProbes += 1
+        # RFC 8985 7.3: after the probe, the RTO timer restarts.
+        tp.timers.rtx = now + tp.rtt.rto
+
+
+def fast_retransmit(tp: Tcb, now: float) -> None:
+    """Fast retransmit and fast recovery without RACK: NewReno (RFC 5681
+    3.2, RFC 6582) or, with SACK, RFC 6675 5."""
+    # ssthresh comes from FlightSize, taken before recovery starts (RFC
+    # 5681 3.2 step 2, RFC 6675 5 step 4.2, RFC 9438 4.6); inside
+    # recovery flight() is the SACK pipe, which is not FlightSize.
+    c = tp.counters
+    if tp.sack_ok:
+        c.TcpExtTCPSackRecovery += 1
+    else:
+        c.TcpExtTCPRenoRecovery += 1
+    c.TcpExtTCPFastRetrans += 1
+    tp.cc.on_congestion(tp.flight(), now)
+    tp.rec.start(tp.snd_una, tp.snd_nxt, tp.mss, tp.sack_ok)
+    if tp.sack_ok:
+        # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
+        # and retransmitted at once, whatever the pipe says.
+        n = output.retransmit_at(tp, tp.snd_una, now)
+        if n:
+            tp.sb.on_retransmit(tp.snd_una, n)
+    else:
+        tp.rec.inflate = 3 * tp.mss  # RFC 5681 3.2 step 3
+        output.retransmit_at(tp, tp.snd_una, now)
+    tp.timers.rtx = now + tp.rtt.rto
