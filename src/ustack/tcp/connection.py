@@ -183,37 +183,8 @@ class TcpConnection(Tcb):
     def set_keepalive(self, enabled: bool, now: float, idle: float | None = None,
                       interval: float | None = None, probes: int | None = None) -> None:
         """Turn keep-alives on or off, optionally with new timings (SO_KEEPALIVE,
-        TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
-
-        RFC 1122 4.2.3.6: a probe goes out only after the connection has
-        been idle for ``idle`` seconds.  As on Linux, turning keep-alives on
-        arms the timer ``idle`` from now (tcp_set_keepalive), and a new idle
-        time while no probe is outstanding counts from the last segment
-        received (keepalive_time_elapsed); turning them off stops the timer
-        and forgets unanswered probes.  A connection not yet established
-        arms it when it gets there.
-        """
-        cfg = self.cfg
-        timers = self.timers
-        was = cfg.keepalive
-        if interval is not None:
-            cfg.keepalive_interval = interval
-        if probes is not None:
-            cfg.keepalive_probes = probes
-        new_idle = idle is not None and idle != cfg.keepalive_idle
-        if idle is not None:
-            cfg.keepalive_idle = idle
-        cfg.keepalive = enabled
-        if not enabled:
-            timers.keepalive = None
-            timers.probes = 0
-            return
-        if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or timers.probes:
-            return
-        if not was or timers.keepalive is None:
-            timers.keepalive = now + cfg.keepalive_idle
-        elif new_idle:
-            timers.keepalive = max(now, self.last_activity + cfg.keepalive_idle)
+        TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT): ``timeouts.set_keepalive``."""
+        timeouts.set_keepalive(self, enabled, now, idle, interval, probes)
 
     # ==================================================================
     # Segment arrival (RFC 9293 3.10.7)

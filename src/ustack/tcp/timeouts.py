@@ -13,7 +13,8 @@ Functions over the TCB (``tcb.py``); the deadlines themselves are
 - delayed ACK (RFC 1122 4.2.3.2): the ACK goes now;
 - persist (RFC 9293 3.8.6.1): probe a zero window, or send what sender SWS
   avoidance was holding back;
-- keepalive (RFC 1122 4.2.3.6): a probe, or the end after too many.
+- keepalive (RFC 1122 4.2.3.6): a probe, or the end after too many; and
+  ``set_keepalive``, the application turning it on, off or retimed.
 """
 
 from __future__ import annotations
@@ -133,3 +134,39 @@ def _keepalive(tp: Tcb, now: float) -> None:
     # RFC 1122 4.2.3.6: a segment with SEG.SEQ = SND.NXT - 1 and no data.
     tp.pending_rtx.append(output.segment(tp, sq.add(tp.snd_nxt, -1), ACK, b"", now))
     t.keepalive = now + cfg.keepalive_interval
+
+
+def set_keepalive(tp: Tcb, enabled: bool, now: float, idle: float | None = None,
+                  interval: float | None = None, probes: int | None = None) -> None:
+    """Turn keep-alives on or off, optionally with new timings (SO_KEEPALIVE,
+    TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+
+    RFC 1122 4.2.3.6: a probe goes out only after the connection has
+    been idle for ``idle`` seconds.  As on Linux, turning keep-alives on
+    arms the timer ``idle`` from now (tcp_set_keepalive), and a new idle
+    time while no probe is outstanding counts from the last segment
+    received (keepalive_time_elapsed); turning them off stops the timer
+    and forgets unanswered probes.  A connection not yet established
+    arms it when it gets there.
+    """
+    cfg = tp.cfg
+    timers = tp.timers
+    was = cfg.keepalive
+    if interval is not None:
+        cfg.keepalive_interval = interval
+    if probes is not None:
+        cfg.keepalive_probes = probes
+    new_idle = idle is not None and idle != cfg.keepalive_idle
+    if idle is not None:
+        cfg.keepalive_idle = idle
+    cfg.keepalive = enabled
+    if not enabled:
+        timers.keepalive = None
+        timers.probes = 0
+        return
+    if tp.state not in (State.ESTABLISHED, State.CLOSE_WAIT) or timers.probes:
+        return
+    if not was or timers.keepalive is None:
+        timers.keepalive = now + cfg.keepalive_idle
+    elif new_idle:
+        timers.keepalive = max(now, tp.last_activity + cfg.keepalive_idle)
