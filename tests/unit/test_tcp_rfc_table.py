@@ -202,10 +202,11 @@ RULES: Final[dict[tuple[State, str], Row]] = {
         "lets a restarted peer reset it (its RST at RCV.NXT); FreeBSD's SYN cache "
         "also keeps the entry (it resends its SYN,ACK), Linux resets it")),
     (SYN_RCVD, SYN_DATA):   Row("CHACK", SYN_RCVD, why="as SYN"),
-    (SYN_RCVD, SYN_OLD):    Row("CHACK", SYN_RCVD, why=(
-        "RFC 9293 3.10.7.4 first: unacceptable, <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, "
-        "a challenge ACK as any SYN (RFC 5961 4.2: 'irrespective of the sequence "
-        "number'); Linux and FreeBSD resend their SYN,ACK instead")),
+    (SYN_RCVD, SYN_OLD):    Row("SYN,ACK", SYN_RCVD, why=(
+        "the peer's SYN repeated: our SYN,ACK was lost, so it goes again at once, "
+        "as Linux and FreeBSD do; RFC 9293 3.10.7.4 "
+        "first check's <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> would be dropped by a peer "
+        "still in SYN-SENT (3.10.7.3) and leave it waiting for our retransmission")),
     (SYN_RCVD, SYN_ACK):    Row("CHACK", SYN_RCVD, why="as SYN"),
     (SYN_RCVD, ACK):        Row("-", ESTAB),
     (SYN_RCVD, ACK_OLD):    Row("RST", SYN_RCVD),

@@ -385,6 +385,14 @@ class TcpConnection(Tcb):
             if state is State.TIME_WAIT and f & FIN:
                 # A retransmitted FIN: ACK it and restart the 2 MSL timer (3.10.7.4 eighth).
                 self.timers.timewait = now + 2 * self.cfg.msl
+            if (state is State.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN
+                    and seg.seq == self.irs):
+                # The peer's SYN again: our SYN,ACK was lost.  Resend it now
+                # (Linux's tcp_check_req, FreeBSD's syncache): one SYN,ACK a
+                # SYN, as a listener answers any SYN.  The first check's ACK
+                # would be dropped by a peer in SYN-SENT (3.10.7.3).
+                self.send_syn = True
+                return "tcp_syn_repeated"
             if f & SYN and not f & RST:
                 # RFC 5961 4.2: a challenge ACK "irrespective of the sequence
                 # number", counted and rate limited (RFC 5961 7; Linux).
