@@ -307,7 +307,7 @@ class TcpLayer(ProtocolHandler):
         now = host.now
         if sock is not None:
             conn = sock.conn
-            if conn.state is State.TIME_WAIT and flags & SYN and not flags & (ACK | RST):
+            if conn.state is State.TIME_WAIT and flags & SYN and not flags & (ACK | RST | FIN):
                 # RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT
                 # connection when it starts above what the old one used (or
                 # carries a newer timestamp).
@@ -327,12 +327,24 @@ class TcpLayer(ProtocolHandler):
                 self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
-        if listener is not None and not flags & RST:
+        if listener is not None:
+            if flags & RST:
+                # RFC 9293 3.10.7.2 LISTEN, first check: a RST is ignored
+                # (SYN+RST too: never a connection).
+                c.drop("tcp_listen_rst")
+                return
             if flags & ACK:
                 # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad.
                 self._send_rst(dst, dport, src, sport, ack, 0, RST)
                 return
             if flags & SYN:
+                if flags & FIN:
+                    # SYN+FIN (with or without PSH, URG) is no opening a
+                    # real stack sends, only a scanner's probe: Linux drops
+                    # it in LISTEN (drop reason TCP_FLAGS), and so do we
+                    # rather than answer with a SYN-ACK.
+                    c.drop("tcp_listen_syn_fin")
+                    return
                 self._passive_open(listener, iface, dst, dport, src, sport, seg, now)
                 return
             c.drop("tcp_listen_no_syn")
