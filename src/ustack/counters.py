@@ -41,6 +41,7 @@ class Counters:
     IpReasmReqds: int = 0
     IpReasmOKs: int = 0
     IpReasmFails: int = 0
+    IpExtReasmOverlaps: int = 0  # Linux's IpExt: a fragment overlapped another
     IpFragOKs: int = 0
     IpFragFails: int = 0
     IpFragCreates: int = 0
