@@ -234,6 +234,32 @@ class Ipv4Layer:
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
 
+    def output_with_options(self, hop: NextHop, dst: bytes, proto: int, body: bytes,
+                            options: bytes, ttl: int = DEFAULT_TTL) -> bool:
+        """Send ``body`` (a whole transport message) with the IPv4 ``options``
+        (padded already), unfragmented: False, nothing sent, when it would
+        not fit the MTU (the caller sends it without them).  Rare (ICMP
+        echo replies with Record Route or Timestamp), so not the hot path's
+        preallocated headroom."""
+        iface = hop.iface
+        hl = 20 + len(options)
+        total = hl + len(body)
+        if total > iface.mtu:
+            return False
+        self.counters.IpOutRequests += 1
+        self.ident = ident = (self.ident + 1) & 0xFFFF
+        buf = bytearray(14 + total)
+        buf[14 + hl:] = body
+        wip.pack_header_into(buf, 14, src=hop.src, dst=dst, proto=proto, total_length=total,
+                             ident=ident, ttl=ttl, options=options)
+        hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+        if hdr is not None:
+            buf[0:14] = hdr
+            iface.txq.append(buf)
+        else:
+            self.arp.resolve(iface, hop.addr, buf)
+        return True
+
     def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray,
                ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
         """Send the transport segment at ``buf[HEADROOM:]`` to ``dst`` via ``hop``.
