@@ -92,6 +92,9 @@ class Counters:
     TcpExtTCPAbortOnData: int = 0
     TcpExtTCPZeroWindowDrop: int = 0
     TcpExtTCPOFODrop: int = 0
+    # ICMP errors about a connection that quote no sequence number in flight
+    # (RFC 5927 4.1), ignored.
+    TcpExtOutOfWindowIcmps: int = 0
     # ARP (Linux keeps these per neighbour table; flat here).
     ArpInRequests: int = 0
     ArpInReplies: int = 0

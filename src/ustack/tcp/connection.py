@@ -50,9 +50,15 @@ from ustack.wire.tcp import ACK, FIN, RST, SYN
 __all__ = ["Event", "OutSegment", "Segment", "TcpConfig", "TcpConnection", "TcpError"]
 
 # ICMP destination unreachable codes as the socket error they become
-# (RFC 1122 4.2.3.9; Linux's icmp_err_convert): net, host, protocol, port.
+# (RFC 1122 4.2.3.9; Linux's icmp_err_convert): net, host, protocol, port,
+# (4: fragmentation needed, path MTU discovery's), source route failed, net
+# and host unknown, source host isolated, net and host prohibited, net and
+# host unreachable for the TOS; communication prohibited and the rest are
+# EHOSTUNREACH.
 _UNREACH_ERRNO: Final = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
-                  3: errno.ECONNREFUSED}
+                         3: errno.ECONNREFUSED, 5: errno.EOPNOTSUPP, 6: errno.ENETUNREACH,
+                         7: errno.EHOSTDOWN, 8: errno.ENONET, 9: errno.ENETUNREACH,
+                         10: errno.EHOSTUNREACH, 11: errno.ENETUNREACH, 12: errno.EHOSTUNREACH}
 
 
 class TcpConnection(Tcb):
@@ -760,10 +766,18 @@ class TcpConnection(Tcb):
         self.close_now(errno_, Ev.RCV_RST)
 
     def icmp_error(self, type_: int, code: int, mtu: int, now: float) -> None:
-        """An ICMP error about one of our segments (RFC 1122 4.2.3.9, RFC 5461).
+        """An ICMP error about one of our segments (RFC 9293 3.9.2.2, RFC
+        1122 4.2.3.9, RFC 5461); the layer checked it is about this
+        connection (RFC 5927 4.1).
 
-        Reported as a soft error: it is what the application learns if the
-        connection later times out.  Fragmentation needed lowers the MSS.
+        Protocol or port unreachable -- hard errors, SHLD-26 -- abort a
+        connection in SYN-SENT at once (nothing listens there: RFC 5461 4,
+        as Linux), with ENOPROTOOPT or ECONNREFUSED.  Any other error, and a
+        hard one in a synchronized state (where RFC 5461 4 has it soft, so
+        a forged one cannot kill a connection), is a soft error: reported
+        (SOFT_ERROR, SO_ERROR) and what the application learns if the
+        connection later times out (MUST-56).  Fragmentation needed lowers
+        the MSS.
         """
         if type_ == 3 and code == 4 and mtu >= 68:
             new = mtu - 40 - (TS_OPTION_LEN if self.ts_ok else 0)
@@ -771,6 +785,10 @@ class TcpConnection(Tcb):
                 self.mss = new
                 self.cc.set_mss(new)
             return
-        self.soft_error = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if type_ == 3 else (
+        err = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if type_ == 3 else (
             errno.EHOSTUNREACH)
+        if type_ == 3 and (code == 2 or code == 3) and self.state is State.SYN_SENT:
+            self.close_now(err, Ev.RCV_ICMP_HARD)
+            return
+        self.soft_error = err
         self.events.append(Event.SOFT_ERROR)

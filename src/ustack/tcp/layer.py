@@ -410,13 +410,17 @@ class TcpLayer(ProtocolHandler):
             c.drop("tcp_icmp_error_no_socket")
             return
         conn = sock.conn
-        # RFC 5927 4.1: only believe errors that quote a sequence number we
-        # have outstanding, so blind ICMP attacks cannot reach the connection.
+        # RFC 5927 4.1: only believe an error that quotes a sequence number
+        # in flight, SND.UNA =< SEG.SEQ < SND.NXT, so a blind attacker must
+        # guess one (Linux's counter for the others: OutOfWindowIcmps).
         seq_q = int.from_bytes(qdata[4:8], "big")
-        if not sq.between(conn.snd_una, seq_q, sq.add(conn.snd_nxt, 1)):
-            c.drop("tcp_icmp_error_bad_seq")
+        if not sq.between(conn.snd_una, seq_q, conn.snd_nxt):
+            c.TcpExtOutOfWindowIcmps += 1
             return
+        opening = conn.state is State.SYN_SENT
         conn.icmp_error(type_, code, mtu, self.host.now)
+        if opening and conn.state is State.CLOSED:
+            c.TcpAttemptFails += 1  # RFC 4022: SYN-SENT straight to CLOSED
         self.service(sock)
 
     # ==================================================================
