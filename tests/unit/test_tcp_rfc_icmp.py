@@ -149,16 +149,33 @@ def test_fragmentation_needed_lowers_the_mss() -> None:
         assert rtx and len(rtx[0].payload) == 948
 
 
-@pytest.mark.parametrize("mtu", [0, 40, 1500, 9000], ids=["none", "tiny", "same", "larger"])
+@pytest.mark.parametrize("mtu", [1500, 9000], ids=["same", "larger"])
 def test_fragmentation_needed_with_useless_mtu_changes_nothing(mtu: int) -> None:
-    """RFC 1191 6.3/7: an MTU below 68, or not below the current path MTU, does
-    not lower the MSS (and never raises it)."""
+    """RFC 1191 6.3: an MTU not below the current path MTU does not lower
+    the MSS (and never raises it)."""
     with peer() as p:
         f = p.accept()
         f.app_send(bytes(100))
         [seg] = f.take()
         p.inject(_icmp_about(p, seg, code=4, mtu=mtu))
         assert f.s.stats()["mss"] == MSS
+
+
+@pytest.mark.parametrize(("mtu", "size", "want"), [(40, 100, 552), (0, 100, 552),
+                                                   (0, MSS, 1492), (300, MSS, 552)],
+                         ids=["tiny", "none-small", "none-plateau", "below-floor"])
+def test_fragmentation_needed_below_the_floor_or_without_mtu(mtu: int, size: int,
+                                                              want: int) -> None:
+    """An MTU below 552 is taken as 552 (Linux's ip_rt_min_pmtu: a forged
+    error cannot shrink segments to nothing, RFC 5927 7); none at all (an
+    old router, RFC 1191 7) is the plateau below the quoted datagram's
+    length, within the same floor."""
+    with peer() as p:
+        f = p.accept()
+        f.app_send(bytes(size))
+        [seg] = f.take()
+        p.inject(_icmp_about(p, seg, code=4, mtu=mtu))
+        assert f.s.stats()["mss"] == want - 40 - 12
 
 
 @pytest.mark.parametrize(("where", "code"), [(-1, 3), (0, 3), (100, 3), (1 << 20, 3), (-1, 4),

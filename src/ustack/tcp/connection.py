@@ -38,12 +38,12 @@ from __future__ import annotations
 import errno
 from typing import Final
 
-from ustack.tcp import output, timeouts
+from ustack.tcp import output, pathmtu, timeouts
 from ustack.tcp import seq as sq
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import Event, OutSegment, Segment, TcpError
 from ustack.tcp.states import RECEIVING, SENDING, Ev, State
-from ustack.tcp.tcb import TS_OPTION_LEN, Tcb
+from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, FIN, RST, SYN
 
 # The types a user of the connection needs, importable from here too.
@@ -776,14 +776,13 @@ class TcpConnection(Tcb):
         hard one in a synchronized state (where RFC 5461 4 has it soft, so
         a forged one cannot kill a connection), is a soft error: reported
         (SOFT_ERROR, SO_ERROR) and what the application learns if the
-        connection later times out (MUST-56).  Fragmentation needed lowers
-        the MSS.
+        connection later times out (MUST-56).  Fragmentation needed is
+        ``pathmtu.path_mtu``'s, with ``mtu`` the path MTU now (the layer's
+        estimate).
         """
-        if type_ == 3 and code == 4 and mtu >= 68:
-            new = mtu - 40 - (TS_OPTION_LEN if self.ts_ok else 0)
-            if 64 <= new < self.mss:
-                self.mss = new
-                self.cc.set_mss(new)
+        if type_ == 3 and code == 4:
+            if mtu >= 68:
+                pathmtu.path_mtu(self, mtu, now)
             return
         err = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if type_ == 3 else (
             errno.EHOSTUNREACH)
