@@ -107,3 +107,22 @@ def test_path_mtu_table_rules() -> None:
     for i in range(PathMtu.MAX_ENTRIES + 10):
         t.lower(i.to_bytes(4, "big"), 1000, 1500, 1500, 2000.0)
     assert len(t.entries) == PathMtu.MAX_ENTRIES
+
+
+def test_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:
+    """The MSS allows for the timestamps only: a data segment that also
+    carries SACK blocks (we hold out-of-order data of the peer's) has that
+    much less payload, as Linux's tcp_current_mss, so with DF it still fits
+    the 1500-byte MTU (it was 1528 bytes, fragmented)."""
+    with peer() as p:
+        f = p.accept()
+        for k in range(3):  # three holes: three SACK blocks
+            f.send("PA", b"o" * 100, seq=(f.snd_nxt + 200 * (k + 1)) & 0xFFFFFFFF)
+        acks = f.take()
+        assert acks and len(acks[-1].sack) == 3
+        f.app_send(bytes(5 * MSS))
+        segs = f.take()
+        assert len(segs) >= 5
+        assert all(len(s.pkt[IP]) <= 1500 for s in segs), [len(s.pkt[IP]) for s in segs]
+        assert all(s.pkt[IP].flags == "DF" for s in segs)
+        assert max(len(s.payload) for s in segs) == MSS - 28  # NOP NOP SACK(3 blocks)

@@ -43,6 +43,7 @@ from ustack.tcp.output import segments_to_send
 from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
+from ustack.tcp.tcb import TS_OPTION_LEN
 from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
@@ -516,10 +517,16 @@ class TcpLayer(ProtocolHandler):
             if hop is not None:
                 c = host.counters
                 mss = conn.mss
+                # The MSS allows for the timestamps; a super-frame whose
+                # header also carries SACK blocks is cut smaller, so that each
+                # segment still fits the MTU (DF is set).
+                opt_room = TS_OPTION_LEN if conn.ts_ok else 0
                 for s in segs:
                     if s.flags & RST:
                         c.TcpOutRsts += 1
-                    self._emit(hop, lip, lport, rip, rport, s, mss)
+                    n_opt = len(s.options)
+                    self._emit(hop, lip, lport, rip, rport, s,
+                               mss if n_opt <= opt_room else mss + opt_room - n_opt)
         if conn.events:
             # Raised by a callback's own calls (abort, close) or by the
             # transmission; anything they queue leaves from run_dirty.
