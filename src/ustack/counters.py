@@ -41,6 +41,7 @@ class Counters:
     IpReasmReqds: int = 0
     IpReasmOKs: int = 0
     IpReasmFails: int = 0
+    IpExtReasmOverlaps: int = 0  # Linux's IpExt: a fragment overlapped another
     IpFragOKs: int = 0
     IpFragFails: int = 0
     IpFragCreates: int = 0
@@ -103,6 +104,9 @@ class Counters:
     TcpExtTCPAbortOnData: int = 0
     TcpExtTCPZeroWindowDrop: int = 0
     TcpExtTCPOFODrop: int = 0
+    # ICMP errors about a connection that quote no sequence number in flight
+    # (RFC 5927 4.1), ignored.
+    TcpExtOutOfWindowIcmps: int = 0
     # ARP (Linux keeps these per neighbour table; flat here).
     ArpInRequests: int = 0
     ArpInReplies: int = 0

@@ -77,3 +77,26 @@ def test_stack_learned_the_kernel_mac(stack_topo: Topology, stack: UstackProcess
     )
     arp = stack.report()["interfaces"][0]["arp"]
     assert arp.get(stack_topo.peer_ip, "").lower() == kernel_mac.lower(), arp
+
+
+def test_ping_record_route_and_timestamp(stack_topo: Topology, stack: UstackProcess) -> None:
+    """RFC 1122 3.2.2.6: the kernel's ``ping -R`` and ``ping -T`` (IP Record
+    Route and Timestamp options) get the option back with the stack in it;
+    iputils' ping is the judge of the reply's options."""
+    base = ["ping", "-n", "-c", "1", "-W", "2"]
+    rr = topo_run(stack_topo, [*base, "-R", stack_topo.stack_ip])
+    assert re.search(r"^RR:", rr, re.M), rr
+    route = re.findall(r"\d+\.\d+\.\d+\.\d+", rr.split("RR:", 1)[1])
+    assert stack_topo.stack_ip in route, rr
+    ts = topo_run(stack_topo, [*base, "-T", "tsandaddr", stack_topo.stack_ip])
+    # The kernel's stamp first (absolute), then ours (printed as the
+    # difference to the one before, in ms: the same clock, so about 0).
+    stamps = re.findall(r"(\d+\.\d+\.\d+\.\d+)\s+(-?\d+)", ts.split("TS:", 1)[1])
+    assert len(stamps) >= 2 and stamps[1][0] == stack_topo.stack_ip, ts
+    assert abs(int(stamps[1][1])) < 1000, ts
+
+
+def topo_run(topo: Topology, cmd: list[str]) -> str:
+    proc = topo.peer_ns.run(["timeout", "10", *cmd], check=False, timeout=15)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}"
+    return proc.stdout

@@ -369,3 +369,41 @@ def test_ip_datagram_does_not_teach_arp(h: Harness) -> None:
     h.send(Ether(src=PEER_MAC, dst=OUR_MAC) / IP(src=PEER_IP, dst=OUR_IP) / UDP(dport=7))
     h.recv()
     assert ipb(PEER_IP) not in h.iface.arp.entries
+
+
+@pytest.mark.parametrize("op", [1, 2], ids=["request", "reply"])
+@pytest.mark.parametrize("psrc", ["198.18.1.2", "10.0.0.1", "198.18.0.255"],
+                         ids=["next-subnet", "far", "broadcast"])
+def test_sender_off_the_subnet_is_neither_learned_nor_answered(h: Harness, op: int,
+                                                               psrc: str) -> None:
+    """A neighbour is on the interface's subnet (198.18.0.0/24 here): an ARP
+    packet whose sender address is outside it (or is the subnet's broadcast)
+    would plant an entry no honest exchange needs.  Dropped and counted."""
+    h.send(arp_in(op, psrc=psrc, eth_dst=OUR_MAC if op == 2 else BCAST_MAC,
+                  hwdst=OUR_MAC if op == 2 else "00:00:00:00:00:00"))
+    assert h.recv() == []
+    assert ipb(psrc) not in h.iface.arp.entries
+    assert h.stack.counters.drops.get("arp_sender_off_link") == 1
+
+
+def test_unsolicited_reply_makes_no_entry(h: Harness) -> None:
+    """RFC 826 merge rule, as Linux with arp_accept=0: a reply nobody asked
+    for creates no entry (it would let anyone on the link redirect our
+    traffic before we ever resolve the address); counted."""
+    h.send(arp_in(2, eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    assert ipb(PEER_IP) not in h.iface.arp.entries
+    assert h.stack.counters.drops.get("arp_unsolicited_reply") == 1
+    send_udp(h)
+    reqs = arp_requests(h.recv())
+    assert len(reqs) == 1 and reqs[0].dst == BCAST_MAC  # resolved the honest way
+
+
+def test_unsolicited_reply_updates_an_existing_entry(h: Harness) -> None:
+    """RFC 826 merge: an entry that exists takes the sender's new MAC from
+    any packet, a reply nobody asked for included."""
+    h.send(arp_in(1))
+    h.recv()
+    new_mac = "02:00:00:00:00:98"
+    h.send(arp_in(2, hwsrc=new_mac, eth_dst=OUR_MAC, hwdst=OUR_MAC))
+    assert h.iface.arp.entries[ipb(PEER_IP)].mac == macb(new_mac)
+    assert "arp_unsolicited_reply" not in h.stack.counters.drops

@@ -124,34 +124,46 @@ def test_duplicate_fragments_deliver_once(h: Harness, sock: UdpSocket) -> None:
     assert_accounted(h.stack)
 
 
-def test_overlap_first_data_wins(h: Harness, sock: UdpSocket) -> None:
-    """Overlapping fragments (the Teardrop family): bytes already received are
-    never rewritten, so an overlap with different bytes changes nothing."""
+@pytest.mark.parametrize("evil", [True, False], ids=["other-bytes", "same-bytes"])
+@pytest.mark.parametrize("evil_first", [False, True], ids=["overlap-second", "overlap-first"])
+def test_overlap_discards_the_datagram(h: Harness, sock: UdpSocket, evil: bool,
+                                       evil_first: bool) -> None:
+    """Overlapping fragments (the Teardrop family, overlap evasion): a
+    fragment that covers bytes received and bytes missing discards the whole
+    datagram (RFC 5722's rule, as Linux does for IPv4), whichever comes
+    first and even when the overlapping bytes agree; counted as Linux counts
+    it (IpReasmFails, IpExtReasmOverlaps)."""
     data = os.urandom(2992)
     t = udp_bytes(data)
-    h.send(
-        frag(t, 0, 1000, more=True),
-        frag(t, 496, 1496, more=True, data=evil_overlap(t)),
-        frag(t, 1496, 2496, more=True),
-        frag(t, 2496, len(t), more=False),
-    )
-    assert received(sock) == [data]
-
-
-def test_overlap_arriving_first_keeps_its_bytes(h: Harness, sock: UdpSocket) -> None:
-    """First *arrival* wins: when the disagreeing fragment comes first, its
-    bytes stay, the transport checksum catches it, and nothing is delivered."""
-    data = os.urandom(2992)
-    t = udp_bytes(data)
-    h.send(
-        frag(t, 496, 1496, more=True, data=evil_overlap(t)),
-        frag(t, 0, 1000, more=True),
-        frag(t, 1496, 2496, more=True),
-        frag(t, 2496, len(t), more=False),
-    )
+    honest = frag(t, 0, 1000, more=True)
+    overlap = frag(t, 496, 1496, more=True, data=evil_overlap(t) if evil else None)
+    h.send(*([overlap, honest] if evil_first else [honest, overlap]))
+    c = h.stack.counters
+    assert (c.IpReasmFails, c.IpExtReasmOverlaps) == (1, 1)
+    assert h.drops.get("reasm_overlap") == 1
+    assert len(h.stack.ipv4.reasm) == 0 and h.stack.ipv4.reasm.memory == 0
+    # The rest cannot complete it: what came before the overlap is gone.
+    h.send(frag(t, 1496, 2496, more=True), frag(t, 2496, len(t), more=False))
     assert received(sock) == []
-    assert h.stack.counters.IpReasmOKs == 1
-    assert h.stack.counters.UdpInCsumErrors == 1
+    assert c.IpReasmOKs == 0 and len(h.stack.ipv4.reasm) == 1
+    assert_accounted(h.stack)
+
+
+def test_fragment_inside_received_data_is_a_duplicate(h: Harness, sock: UdpSocket) -> None:
+    """A fragment all of whose bytes were received (inside a fragment, or
+    across two that touch) is dropped alone, as Linux drops a duplicate
+    (DUP_FRAG): it writes nothing, even with other bytes, and the datagram
+    completes with the data first received."""
+    data = os.urandom(2992)
+    t = udp_bytes(data)
+    h.send(frag(t, 0, 1000, more=True), frag(t, 1000, 2000, more=True))
+    h.send(frag(t, 496, 1496, more=True, data=evil_overlap(t)))
+    h.send(frag(t, 8, 80, more=True, data=b"\xee" * 72))
+    assert h.drops.get("reasm_duplicate") == 2
+    assert h.stack.counters.IpReasmFails == 0
+    h.send(frag(t, 2000, len(t), more=False))
+    assert received(sock) == [data]
+    assert_accounted(h.stack)
 
 
 def test_fragment_past_the_end_drops_the_datagram(h: Harness, sock: UdpSocket) -> None:

@@ -147,13 +147,27 @@ class ArpLayer:
             if tpa == iface.ip and pkt.op == warp.OP_REQUEST:
                 self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha)
             return
+        if not iface.on_link(spa) or spa == iface.broadcast:
+            # A neighbour is on the link's subnet: a sender outside it (or
+            # claiming the broadcast address) is someone planting an entry
+            # we would never use honestly.  Not learned, not answered (Linux
+            # answers only where the route back to the sender validates).
+            c.drop("arp_sender_off_link")
+            return
         table = iface.arp
-        # RFC 826: update an existing entry from any packet ("merge_flag"),
-        # add one when we are the target; a neighbour we are resolving is
-        # learned from any packet it sends (an announcement answers us too).
-        if spa in table.entries or tpa == iface.ip or spa in table.pending:
+        # RFC 826 "Packet reception": update an existing entry from any
+        # packet (the "merge_flag"); create one only when the packet is a
+        # request for our address (we answer it, and the sender is about to
+        # talk to us) or comes from a neighbour we are resolving (its reply
+        # to our request, or its announcement).  An unsolicited reply makes
+        # no entry, as on Linux (arp_accept=0): else anyone on the link
+        # could fill the cache or pre-empt a resolution.
+        request_for_us = tpa == iface.ip and pkt.op == warp.OP_REQUEST
+        if spa in table.entries or spa in table.pending or request_for_us:
             self._learn(iface, spa, pkt.sha)
-        if tpa == iface.ip and pkt.op == warp.OP_REQUEST:
+        elif tpa == iface.ip:
+            c.drop("arp_unsolicited_reply")
+        if request_for_us:
             self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha)
 
     def _learn(self, iface: Interface, ip: bytes, mac: bytes) -> None:

@@ -1,6 +1,7 @@
 """ICMP for a host (RFC 792, RFC 1122 3.2.2).
 
-Answers echo requests; sends destination-unreachable errors for the layers
+Answers echo requests (a Record Route or Timestamp option comes back
+updated with this host, RFC 1122 3.2.2.6); sends destination-unreachable errors for the layers
 above (port unreachable for UDP, protocol unreachable for IP), under the
 rules of RFC 1122 3.2.2 (never about an ICMP error, a broadcast or
 multicast, a non-initial fragment, or a non-unicast source) and a global
@@ -11,6 +12,8 @@ them (RFC 1122 3.2.2.1: "MUST be passed to the transport layer").
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Final
 
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
@@ -19,6 +22,7 @@ from ustack.net.ipv4 import MARTIAN_FIRST, Ipv4Layer, ProtocolHandler, error_hea
 from ustack.net.sockaddr import ANY
 from ustack.wire import icmp as wicmp
 from ustack.wire import ipv4 as wip
+from ustack.wire import ipv4opts
 from ustack.wire.checksum import sum_mod, update16
 from ustack.wire.errors import ParseError
 
@@ -53,13 +57,16 @@ class IcmpLayer(ProtocolHandler):
     RATE: Final = 1000.0
     BURST: Final = 50.0
 
-    __slots__ = ("bucket", "echo_ignore_broadcasts", "host", "ip")
+    __slots__ = ("bucket", "echo_ignore_broadcasts", "host", "ip", "wall_clock")
 
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
         self.ip = ip
         self.bucket = TokenBucket(self.RATE, self.BURST)
         self.echo_ignore_broadcasts = True  # like Linux's default (RFC 1122 3.2.2.6 MAY)
+        # UTC seconds, read only for the Timestamp option (RFC 791 wants
+        # milliseconds since midnight UT, which the stack's clock is not).
+        self.wall_clock: Callable[[], float] = time.time
         ip.protocols[wip.PROTO_ICMP] = self
         ip.icmp_error = self.send_error
 
@@ -69,7 +76,7 @@ class IcmpLayer(ProtocolHandler):
         c = host.counters
         c.IcmpInMsgs += 1
         if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
-                and dst == iface.ip and not sum_mod(payload)):
+                and dst == iface.ip and pkt[0] == 0x45 and not sum_mod(payload)):
             # Echo fast path (RFC 792): the reply is the request with type 0.
             # Its checksum follows from the request's by RFC 1624 (only the
             # type byte changed), so the data is summed once, to verify it.
@@ -113,7 +120,18 @@ class IcmpLayer(ProtocolHandler):
             body = wicmp.HEADER.pack(wicmp.ECHO_REPLY, m.code, csum, m.rest) + m.body
             # RFC 1122 3.2.2.6: from the request's destination, unless that
             # was a broadcast (then the interface's address, 3.2.1.3).
-            if self._send(src, body, ANY if rx & RX_IP_BROADCAST else dst):
+            reply_src = ANY if rx & RX_IP_BROADCAST else dst
+            hl = (pkt[0] & 15) << 2
+            if hl > 20:
+                # RFC 1122 3.2.2.6: Record Route and Timestamp options SHOULD
+                # be updated with this host and returned in the reply.
+                sent = self._reply_with_options(src, reply_src, body, pkt[20:hl])
+                if sent is None:
+                    return
+                if sent:
+                    c.IcmpOutEchoReps += 1
+                    return
+            if self._send(src, body, reply_src):
                 c.IcmpOutEchoReps += 1
         elif t == wicmp.ECHO_REPLY:
             c.IcmpInEchoReps += 1
@@ -172,6 +190,32 @@ class IcmpLayer(ProtocolHandler):
                 c.IcmpOutDestUnreachs += 1
             elif type_ == wicmp.TIME_EXCEEDED:
                 c.IcmpOutTimeExcds += 1
+
+    def _reply_with_options(self, dst: bytes, src: bytes, body: bytes,
+                            options: bytes) -> bool | None:
+        """Send the echo reply ``body`` with the request's ``options``
+        updated (``wire.ipv4opts``): True if sent, False to send it plain
+        (no option to return, or it would not fit), None when the options
+        were malformed (dropped, counted)."""
+        c = self.host.counters
+        try:
+            hop = self.ip.route(dst, src)
+        except OSError:  # no route back (counted as IpOutNoRoutes)
+            c.IcmpOutErrors += 1
+            return None
+        local = self.host.local_addrs
+        # (The wall clock only for a Timestamp option: the type byte 68
+        # somewhere, at worst a reading too many.)
+        ms = int(self.wall_clock() % 86400.0 * 1000.0) if ipv4opts.OPT_TS in options else 0
+        try:
+            opts = ipv4opts.echo_options(options, hop.src, local.__contains__, ms)
+        except ParseError as e:
+            c.drop(e.reason)  # (a parameter problem, RFC 792, is not sent)
+            return None
+        if not opts or not self.ip.output_with_options(hop, dst, wip.PROTO_ICMP, body, opts):
+            return False
+        c.IcmpOutMsgs += 1
+        return True
 
     def _send(self, dst: bytes, body: bytes, src: bytes = ANY) -> bool:
         """Send the ICMP message ``body`` to ``dst``; False if no route leads there."""

@@ -24,6 +24,7 @@ from ustack.link.vnet import GsoFrame
 from ustack.net.arp import ArpLayer
 from ustack.net.host import RX_IP_BROADCAST, RX_LINK_BROADCAST, Host
 from ustack.net.interface import HEADROOM, Interface
+from ustack.net.pmtu import PathMtu
 from ustack.net.reassembly import Reassembler
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY
@@ -116,8 +117,14 @@ def _no_icmp(type_: int, code: int, pkt: bytes, rx: int) -> None:
     """Until an ICMP layer registers itself: no error is sent."""
 
 
+# Identification counters (RFC 7739 5.3's hashed counters, as Linux's
+# ip_idents): a table of them, each destination's chosen by a keyed hash.
+_IDENT_SLOTS: Final = 2048
+
+
 class Ipv4Layer:
-    __slots__ = ("arp", "counters", "errors", "host", "icmp_error", "ident", "protocols", "reasm")
+    __slots__ = ("arp", "counters", "errors", "host", "icmp_error", "idents", "pmtu",
+                 "protocols", "reasm")
 
     def __init__(self, host: Host, arp: ArpLayer) -> None:
         self.host = host
@@ -131,9 +138,17 @@ class Ipv4Layer:
         # its send_error here, as the transports register their handlers.
         self.icmp_error: ErrorSender = _no_icmp
         self.reasm = Reassembler(host.counters, host.timers, self._reasm_timeout)
-        # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto) for
-        # non-atomic datagrams; a random start avoids predictable IDs.
-        self.ident = int.from_bytes(os.urandom(2), "big")
+        # RFC 6864 4.1: the ID only has to be unique per (src, dst, proto)
+        # for non-atomic datagrams.  One global counter would tell anyone who
+        # pings us how many datagrams we sent to others (the idle scan, RFC
+        # 7739 3); so each destination draws from one of ``_IDENT_SLOTS``
+        # counters, each starting at random (``next_ident``).
+        rnd = os.urandom(2 * _IDENT_SLOTS)
+        self.idents: list[int] = [(rnd[2 * i] << 8) | rnd[2 * i + 1]
+                                  for i in range(_IDENT_SLOTS)]
+        # Path MTU estimates (RFC 1191), kept by the transports that check
+        # the ICMP errors (``PathMtu.lower``) and read for new connections.
+        self.pmtu = PathMtu()
 
     # -- input ------------------------------------------------------------
 
@@ -225,6 +240,17 @@ class Ipv4Layer:
 
     # -- output -----------------------------------------------------------
 
+    def next_ident(self, dst: bytes) -> int:
+        """The Identification for the next datagram to ``dst``: its counter
+        is the one ``hash(dst)`` picks -- Python's hash of bytes is SipHash
+        with a key drawn at random per process (the secret RFC 7739 5.3's
+        function needs), and a bytes object keeps its hash, so a
+        connection's address is hashed once."""
+        i = hash(dst) & (_IDENT_SLOTS - 1)
+        ident = (self.idents[i] + 1) & 0xFFFF
+        self.idents[i] = ident
+        return ident
+
     def route(self, dst: bytes, src: bytes = ANY) -> NextHop:
         """The next hop for ``dst`` from ``src`` (ANY: the outgoing
         interface's address), or OSError(ENETUNREACH) like the kernel."""
@@ -233,6 +259,32 @@ class Ipv4Layer:
             self.counters.IpOutNoRoutes += 1
             raise OSError(errno.ENETUNREACH, "Network is unreachable")
         return hop
+
+    def output_with_options(self, hop: NextHop, dst: bytes, proto: int, body: bytes,
+                            options: bytes, ttl: int = DEFAULT_TTL) -> bool:
+        """Send ``body`` (a whole transport message) with the IPv4 ``options``
+        (padded already), unfragmented: False, nothing sent, when it would
+        not fit the MTU (the caller sends it without them).  Rare (ICMP
+        echo replies with Record Route or Timestamp), so not the hot path's
+        preallocated headroom."""
+        iface = hop.iface
+        hl = 20 + len(options)
+        total = hl + len(body)
+        if total > iface.mtu:
+            return False
+        self.counters.IpOutRequests += 1
+        ident = self.next_ident(dst)
+        buf = bytearray(14 + total)
+        buf[14 + hl:] = body
+        wip.pack_header_into(buf, 14, src=hop.src, dst=dst, proto=proto, total_length=total,
+                             ident=ident, ttl=ttl, options=options)
+        hdr = iface.arp.fresh_hdr(hop.addr, self.host.now)
+        if hdr is not None:
+            buf[0:14] = hdr
+            iface.txq.append(buf)
+        else:
+            self.arp.resolve(iface, hop.addr, buf)
+        return True
 
     def output(self, hop: NextHop, dst: bytes, proto: int, buf: bytearray,
                ttl: int = DEFAULT_TTL, tos: int = 0, df: bool = False) -> None:
@@ -249,7 +301,10 @@ class Ipv4Layer:
         iface = hop.iface
         total = len(buf) - 14
         self.counters.IpOutRequests += 1
-        self.ident = ident = (self.ident + 1) & 0xFFFF
+        # (next_ident, inline: once per datagram.)
+        i = hash(dst) & (_IDENT_SLOTS - 1)
+        ident = (self.idents[i] + 1) & 0xFFFF
+        self.idents[i] = ident
         if total <= iface.mtu or type(buf) is GsoFrame:
             # (A GSO super-frame is cut by the device, not fragmented here.)
             ff = wip.FLAG_DF if df else 0

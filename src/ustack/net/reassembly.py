@@ -3,8 +3,18 @@
 Safety rules beyond RFC 815 (RFC 791 leaves them open; these follow what
 the Teardrop/overlap attacks taught, cf. RFC 5722 for IPv6):
 
-* "First wins": a fragment writes only into bytes still missing, so an
-  overlapping or duplicate fragment can never rewrite data already accepted.
+* Overlap discards the datagram (the RFC 5722 rule for IPv6, which Linux
+  applies to IPv4 as well): a fragment that covers both bytes already
+  received and bytes still missing drops every fragment of its datagram,
+  counted in IpReasmFails and IpExtReasmOverlaps (Linux's names) and as
+  ``reasm_overlap``.  Overlaps are how the Teardrop family crashed stacks
+  and how fragment-overlap evasion shows a firewall other bytes than the
+  host; no honest sender produces them.
+* A duplicate -- a fragment all of whose bytes were received already (an
+  exact duplicate, or one inside data received) -- is dropped alone and the
+  datagram kept, as Linux does (drop reason DUP_FRAG; RFC 8200 4.5 allows
+  it for exact duplicates): the network does duplicate packets.  It writes
+  nothing, so data once accepted is never rewritten.
 * A datagram whose fragments disagree about where it ends (two different
   last fragments, data past the end) is dropped whole.
 * The reassembled datagram may not exceed 65535 bytes (RFC 791).
@@ -121,6 +131,22 @@ class Reassembler:
         elif d.total is not None and end > d.total:
             self._drop(key, d, "reasm_past_end")
             return None
+        if start < end:
+            # How much of the fragment falls into holes: all of it is new
+            # data, none of it a duplicate, some of it an overlap.
+            missing = 0
+            for h_first, h_last in d.holes:
+                lo = max(start, h_first)
+                hi = min(end - 1, h_last)
+                if lo <= hi:
+                    missing += hi - lo + 1
+            if missing == 0:
+                c.drop("reasm_duplicate")
+                return None
+            if missing != end - start:
+                c.IpExtReasmOverlaps += 1
+                self._drop(key, d, "reasm_overlap")
+                return None
         # Charge memory beyond what the datagram is already charged (at least
         # CHARGE_MIN) before touching the buffer.
         grow = end - d.size
@@ -143,13 +169,11 @@ class Reassembler:
         # RFC 815 steps 1-7, writing only the part of each hole the fragment covers.
         last = end - 1
         new_holes: list[list[int]] = []
-        touched = False
         for hole in d.holes:
             h_first, h_last = hole
             if start > h_last or last < h_first:
                 new_holes.append(hole)
                 continue
-            touched = True
             lo = max(start, h_first)
             hi = min(last, h_last)
             d.buf[lo:hi + 1] = payload[lo - start:hi - start + 1]
@@ -157,8 +181,6 @@ class Reassembler:
                 new_holes.append([h_first, start - 1])
             if last < h_last and more:
                 new_holes.append([last + 1, h_last])
-        if not touched:
-            c.drop("reasm_duplicate")
         if d.total is not None:
             new_holes = [h for h in new_holes if h[0] < d.total]
             for h in new_holes:

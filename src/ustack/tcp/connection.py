@@ -22,8 +22,8 @@ limited by the layer); window scaling, timestamps, RTTM and PAWS (RFC
 rule; R1/R2 and SYN retries (RFC 9293 MUST-20..23); fast retransmit with
 NewReno recovery (RFC 6582) and limited transmit (RFC 3042); SACK (RFC
 2018, RFC 6675); zero-window probing (3.8.6.1); delayed ACK (RFC 1122
-4.2.3.2); keepalive (RFC 1122 4.2.3.6); ICMP soft errors (RFC 1122
-4.2.3.9, RFC 5461).
+4.2.3.2); keepalive (RFC 1122 4.2.3.6); ICMP errors (RFC 1122 4.2.3.9,
+RFC 5461, RFC 1191: ``icmperrors.py``, ``pathmtu.py``).
 
 The layer calls ``output.segments_to_send`` and ``timers.next`` itself (one
 call less per segment); ``segments_to_send`` and ``next_timer`` here are
@@ -36,24 +36,17 @@ counter name where Linux has one (``PAWSEstab`` ...), else a drop reason
 from __future__ import annotations
 
 import errno
-from typing import Final
 
-from ustack.tcp import losses, output, timeouts
+from ustack.tcp import icmperrors, losses, output, timeouts
 from ustack.tcp import seq as sq
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import Event, OutSegment, Segment, TcpError
 from ustack.tcp.states import RECEIVING, SENDING, Ev, State
-from ustack.tcp.tcb import TS_OPTION_LEN, Tcb
+from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, FIN, RST, SYN
 
 # The types a user of the connection needs, importable from here too.
 __all__ = ["Event", "OutSegment", "Segment", "TcpConfig", "TcpConnection", "TcpError"]
-
-# ICMP destination unreachable codes as the socket error they become
-# (RFC 1122 4.2.3.9; Linux's icmp_err_convert): net, host, protocol, port.
-_UNREACH_ERRNO: Final = {0: errno.ENETUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
-                  3: errno.ECONNREFUSED}
-
 
 class TcpConnection(Tcb):
     # ==================================================================
@@ -777,17 +770,5 @@ class TcpConnection(Tcb):
         self.close_now(errno_, Ev.RCV_RST)
 
     def icmp_error(self, type_: int, code: int, mtu: int, now: float) -> None:
-        """An ICMP error about one of our segments (RFC 1122 4.2.3.9, RFC 5461).
-
-        Reported as a soft error: it is what the application learns if the
-        connection later times out.  Fragmentation needed lowers the MSS.
-        """
-        if type_ == 3 and code == 4 and mtu >= 68:
-            new = mtu - 40 - (TS_OPTION_LEN if self.ts_ok else 0)
-            if 64 <= new < self.mss:
-                self.mss = new
-                self.cc.set_mss(new)
-            return
-        self.soft_error = _UNREACH_ERRNO.get(code, errno.EHOSTUNREACH) if type_ == 3 else (
-            errno.EHOSTUNREACH)
-        self.events.append(Event.SOFT_ERROR)
+        """An ICMP error about one of our segments: ``icmperrors.icmp_error``."""
+        icmperrors.icmp_error(self, type_, code, mtu, now)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import random
+from functools import partial
 from typing import Final
 
 from ustack.counters import NAMES, Counters
@@ -33,6 +34,7 @@ from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, AddressArg
 from ustack.net.sockaddr import parse as _addr
+from ustack.tcp import pathmtu
 from ustack.tcp import seq as sq
 from ustack.tcp.config import OPTION_NAMES, TcpConfig
 from ustack.tcp.connection import TcpConnection
@@ -41,6 +43,8 @@ from ustack.tcp.output import segments_to_send
 from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import State
+from ustack.tcp.tcb import TS_OPTION_LEN
+from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
 from ustack.wire.checksum import sum_mod
@@ -107,6 +111,9 @@ class TcpLayer(ProtocolHandler):
         # Ports bound by sockets that neither listen nor connect yet (Linux's
         # bind hash, for ``ustack.socket``'s bind before listen or connect).
         self.bound: dict[int, list[Binding]] = {}
+        # Connections whose MSS a path MTU estimate lowered, with the timer
+        # that gives it back when the estimate expires (``_watch_pmtu``).
+        self._pmtu_watch: dict[TcpSocket, Timer] = {}
         ip.protocols[wip.PROTO_TCP] = self
         ip.errors[wip.PROTO_TCP] = self.icmp_error
 
@@ -114,9 +121,15 @@ class TcpLayer(ProtocolHandler):
     # Application entry points
     # ==================================================================
 
-    def _config_for(self, iface: Interface) -> TcpConfig:
+    def _path_mss(self, iface: Interface, rip: bytes) -> int:
+        """The largest MSS towards ``rip``: the path MTU (the interface's,
+        or less where fragmentation-needed taught us, RFC 1191) less the
+        IPv4 and TCP headers."""
+        return self.ip.pmtu.mtu(rip, iface.mtu, self.host.now) - 40
+
+    def _config_for(self, iface: Interface, rip: bytes) -> TcpConfig:
         cfg = dataclasses.replace(self.config)  # a copy: connections change theirs
-        cfg.mss = min(cfg.mss, iface.mtu - 40)
+        cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
         if iface.gso and not cfg.max_segment:
             # docs/architecture.md, principle 6: hand the device 64 KB super-frames and
             # let it cut them (the IPv4 total length field caps them).
@@ -164,7 +177,7 @@ class TcpLayer(ProtocolHandler):
         if (lip, lport, rip, rport) in self.conns:
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
-        cfg = config or self._config_for(hop.iface)
+        cfg = config or self._config_for(hop.iface, rip)
         for name, value in options.items():
             if name not in OPTION_NAMES:
                 raise TypeError(f"unknown TCP option {name!r}")
@@ -308,7 +321,7 @@ class TcpLayer(ProtocolHandler):
         now = host.now
         if sock is not None:
             conn = sock.conn
-            if conn.state is State.TIME_WAIT and flags & SYN and not flags & (ACK | RST):
+            if conn.state is State.TIME_WAIT and flags & SYN and not flags & (ACK | RST | FIN):
                 # RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT
                 # connection when it starts above what the old one used (or
                 # carries a newer timestamp).
@@ -328,12 +341,24 @@ class TcpLayer(ProtocolHandler):
                 self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
-        if listener is not None and not flags & RST:
+        if listener is not None:
+            if flags & RST:
+                # RFC 9293 3.10.7.2 LISTEN, first check: a RST is ignored
+                # (SYN+RST too: never a connection).
+                c.drop("tcp_listen_rst")
+                return
             if flags & ACK:
                 # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad.
                 self._send_rst(dst, dport, src, sport, ack, 0, RST)
                 return
             if flags & SYN:
+                if flags & FIN:
+                    # SYN+FIN (with or without PSH, URG) is no opening a
+                    # real stack sends, only a scanner's probe: Linux drops
+                    # it in LISTEN (drop reason TCP_FLAGS), and so do we
+                    # rather than answer with a SYN-ACK.
+                    c.drop("tcp_listen_syn_fin")
+                    return
                 self._passive_open(listener, iface, dst, dport, src, sport, seg, now)
                 return
             c.drop("tcp_listen_no_syn")
@@ -351,7 +376,7 @@ class TcpLayer(ProtocolHandler):
             c.TcpExtListenOverflows += 1
             c.TcpExtListenDrops += 1
             return
-        cfg = self._config_for(iface)
+        cfg = self._config_for(iface, rip)
         options = listener.options
         if options:
             # The listener's options (Linux clones the listening socket), set
@@ -359,7 +384,7 @@ class TcpLayer(ProtocolHandler):
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
             for name, value in options.items():
                 setattr(cfg, name, value)
-            cfg.mss = min(cfg.mss, iface.mtu - 40)
+            cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32),
@@ -400,14 +425,57 @@ class TcpLayer(ProtocolHandler):
             c.drop("tcp_icmp_error_no_socket")
             return
         conn = sock.conn
-        # RFC 5927 4.1: only believe errors that quote a sequence number we
-        # have outstanding, so blind ICMP attacks cannot reach the connection.
+        # RFC 5927 4.1: only believe an error that quotes a sequence number
+        # in flight, SND.UNA =< SEG.SEQ < SND.NXT, so a blind attacker must
+        # guess one (Linux's counter for the others: OutOfWindowIcmps).
         seq_q = int.from_bytes(qdata[4:8], "big")
-        if not sq.between(conn.snd_una, seq_q, sq.add(conn.snd_nxt, 1)):
-            c.drop("tcp_icmp_error_bad_seq")
+        if not sq.between(conn.snd_una, seq_q, conn.snd_nxt):
+            c.TcpExtOutOfWindowIcmps += 1
             return
-        conn.icmp_error(type_, code, mtu, self.host.now)
+        now = self.host.now
+        if type_ == 3 and code == 4:
+            # RFC 1191: the path MTU towards the peer goes down for every
+            # connection made to it from now on, and this one's segments
+            # shrink to it.
+            hop = self.host.routes.lookup(qh.dst, qh.src)
+            if hop is None:
+                return
+            pmtu = self.ip.pmtu.lower(qh.dst, mtu, qh.total_length, hop.iface.mtu, now)
+            if pathmtu.path_mtu(conn, pmtu, now):
+                self._watch_pmtu(sock)
+            self.service(sock)
+            return
+        opening = conn.state is State.SYN_SENT
+        conn.icmp_error(type_, code, mtu, now)
+        if opening and conn.state is State.CLOSED:
+            c.TcpAttemptFails += 1  # RFC 4022: SYN-SENT straight to CLOSED
         self.service(sock)
+
+    def _watch_pmtu(self, sock: TcpSocket) -> None:
+        """When the path MTU estimate that shrank ``sock``'s segments
+        expires (RFC 1191 6.3), give it back its MSS: one timer per
+        connection, re-armed while the estimate is renewed."""
+        if sock in self._pmtu_watch:
+            return
+        expires = self.ip.pmtu.expires(sock.conn.remote[0])
+        if expires is not None:
+            self._pmtu_watch[sock] = self.host.timers.call_at(
+                expires, partial(self._pmtu_expired, sock))
+
+    def _pmtu_expired(self, sock: TcpSocket, now: float) -> None:
+        self._pmtu_watch.pop(sock, None)
+        conn = sock.conn
+        if self.conns.get((*conn.local, *conn.remote)) is not sock:
+            return  # gone meanwhile
+        rip = conn.remote[0]
+        expires = self.ip.pmtu.expires(rip)
+        if expires is not None and expires > now:
+            self._watch_pmtu(sock)  # renewed: a later error lowered it again
+            return
+        hop = self.host.routes.lookup(rip, conn.local[0])
+        if hop is not None:
+            pathmtu.path_mtu(conn, hop.iface.mtu, now)
+            self.service(sock)
 
     # ==================================================================
     # Service: output, timers, events
@@ -451,10 +519,17 @@ class TcpLayer(ProtocolHandler):
             if hop is not None:
                 c = host.counters
                 mss = conn.mss
+                # The MSS allows for the timestamps; a super-frame whose
+                # header also carries SACK blocks is cut smaller, so that each
+                # segment still fits the MTU (DF is set).
+                opt_room = TS_OPTION_LEN if conn.ts_ok else 0
                 for s in segs:
                     if s.flags & RST:
                         c.TcpOutRsts += 1
-                    self._emit(hop, lip, lport, rip, rport, s, mss, conn.cfg.ttl, conn.cfg.tos)
+                    n_opt = len(s.options)
+                    self._emit(hop, lip, lport, rip, rport, s,
+                               mss if n_opt <= opt_room else mss + opt_room - n_opt,
+                               conn.cfg.ttl, conn.cfg.tos)
         if conn.events:
             # Raised by a callback's own calls (abort, close) or by the
             # transmission; anything they queue leaves from run_dirty.
@@ -533,6 +608,9 @@ class TcpLayer(ProtocolHandler):
         if t is not None:
             t.cancel()
             sock.timer = None
+        t = self._pmtu_watch.pop(sock, None)
+        if t is not None:
+            t.cancel()
 
     def _emit(self, hop: NextHop, lip: bytes, lport: int, rip: bytes, rport: int,
               s: OutSegment, mss: int = 0, ttl: int = DEFAULT_TTL, tos: int = 0) -> None:
@@ -555,7 +633,9 @@ class TcpLayer(ProtocolHandler):
                               s.window, s.options, payload, partial=iface.gso,
                               addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
         self.host.counters.TcpOutSegs += 1
-        self.ip.output(hop, rip, wip.PROTO_TCP, buf, ttl, tos)
+        # DF on every segment (as Linux): a router answers "fragmentation
+        # needed" rather than fragment it (RFC 1191 path MTU discovery).
+        self.ip.output(hop, rip, wip.PROTO_TCP, buf, ttl, tos, df=True)
 
     def connections(self) -> list[TcpSocket]:
         return list(self.conns.values())

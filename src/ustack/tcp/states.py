@@ -68,6 +68,7 @@ class Ev(Enum):
     RCV_FIN = "FIN received (in order)"
     RCV_ACK_OF_FIN = "ACK of our FIN"
     RCV_RST = "acceptable RST"
+    RCV_ICMP_HARD = "ICMP protocol or port unreachable (SYN-SENT)"
     RCV_DATA_AFTER_CLOSE = "new data for an orphan"
     TIMEOUT = "retransmission limit (R2) or keepalive"
     TIMEWAIT_EXPIRED = "2*MSL elapsed"
@@ -102,6 +103,7 @@ TRANSITIONS: dict[tuple[State, Ev], State] = {
     (S.LAST_ACK, E.RCV_ACK_OF_FIN): S.CLOSED,
     # Failure: reset, abort, timeout, data after close (RFC 9293 3.5.2, 3.8.3).
     (S.SYN_SENT, E.RCV_RST): S.CLOSED,
+    (S.SYN_SENT, E.RCV_ICMP_HARD): S.CLOSED,  # RFC 9293 3.9.2.2 SHLD-26, RFC 5461 4
     (S.SYN_SENT, E.APP_ABORT): S.CLOSED,
     (S.SYN_SENT, E.TIMEOUT): S.CLOSED,
 }
