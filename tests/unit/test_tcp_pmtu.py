@@ -13,6 +13,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.packet import Packet
 from tcp_peer import PEER_IP, Peer, Seg, peer
 
+from ustack.net.interface import HEADROOM
 from ustack.net.pmtu import PathMtu
 from ustack.wire import ipv4 as wip
 
@@ -126,3 +127,41 @@ def test_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:
         assert all(len(s.pkt[IP]) <= 1500 for s in segs), [len(s.pkt[IP]) for s in segs]
         assert all(s.pkt[IP].flags == "DF" for s in segs)
         assert max(len(s.payload) for s in segs) == MSS - 28  # NOP NOP SACK(3 blocks)
+
+
+def test_a_segment_carrying_a_dsack_block_still_fits_the_mtu() -> None:
+    """A duplicate of data we have makes our next segment report it as a
+    D-SACK block (RFC 2883) with no out-of-order data held: that block
+    takes its room from the payload too.  Without it the segment was 1512
+    bytes with DF, refused by IPv4 (the faulty-link interop echo lost
+    ``ustack up`` to EMSGSIZE)."""
+    with peer() as p:
+        f = p.accept()
+        f.send("PA", b"d" * 100)
+        p.advance(1.0)
+        f.take()
+        # Our data waits for the next poll, which takes the duplicate first:
+        # the segments that poll sends answer it.
+        f.s.send(bytes(3 * MSS))
+        f.send("PA", b"d" * 100, seq=(f.snd_nxt - 100) & 0xFFFFFFFF)  # the same again
+        segs = [s for s in f.take() if s.payload]
+        assert segs and segs[0].sack, "the first data segment carries the D-SACK"
+        assert all(len(s.pkt[IP]) <= 1500 for s in segs), [len(s.pkt[IP]) for s in segs]
+        assert len(segs[0].payload) == MSS - 12  # NOP NOP SACK(1 block)
+        assert p.stack.counters.IpFragFails == 0
+
+
+def test_an_oversize_datagram_with_df_is_dropped_and_counted_not_raised() -> None:
+    """IPv4 drops a datagram over the MTU whose DF forbids fragmenting it
+    (IpFragFails, DropIpv4DfTooBig) instead of raising EMSGSIZE: TCP, the
+    sender that sets DF, sizes its segments, and a slip there must cost a
+    segment, not the stack."""
+    with peer() as p:
+        ip = p.stack.ipv4
+        hop = ip.route(wip.addr_from_str(PEER_IP))
+        buf = bytearray(HEADROOM + 1600)
+        ip.output(hop, wip.addr_from_str(PEER_IP), wip.PROTO_TCP, buf, df=True)
+        assert p.stack.counters.IpFragFails == 1
+        assert p.stack.counters.drops["ipv4_df_too_big"] == 1
+        p.flush()
+        assert p.take() == []

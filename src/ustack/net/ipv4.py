@@ -295,8 +295,10 @@ class Ipv4Layer:
         datagram fragmented when it exceeds the MTU, and the frame handed
         to the neighbour.  The source address and the address sum are the
         hop's (``route``: the sender's bound address or the interface's).
-        Raises OSError(EMSGSIZE) when the datagram exceeds the MTU and
-        ``df`` forbids fragmenting it.
+        A datagram over the MTU with ``df`` (TCP's, which sizes its segments
+        to the path MTU) is dropped, counted (IpFragFails,
+        DropIpv4DfTooBig): a sizing slip loses one segment, which TCP
+        resends, and never takes the stack down with an exception.
         """
         iface = hop.iface
         total = len(buf) - 14
@@ -324,7 +326,8 @@ class Ipv4Layer:
         c = self.counters
         if df:
             c.IpFragFails += 1
-            raise OSError(errno.EMSGSIZE, "Message too long")
+            c.drop("ipv4_df_too_big")
+            return
         # RFC 791 fragmentation: every fragment but the last carries a
         # multiple of 8 data bytes; all copy the header (we send no options).
         payload = memoryview(buf)[HEADROOM:]

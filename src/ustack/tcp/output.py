@@ -17,7 +17,7 @@ from __future__ import annotations
 from ustack.tcp import seq as sq
 from ustack.tcp.segment import OutSegment
 from ustack.tcp.states import State
-from ustack.tcp.tcb import TS_OPTION_LEN, Tcb
+from ustack.tcp.tcb import Tcb
 from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, PSH, SYN
 
@@ -49,10 +49,13 @@ def options(tp: Tcb, now: float, syn: int) -> bytes:
     return wtcp.build_options(sack_blocks=blocks, ts=ts)
 
 
-def sack_room(tp: Tcb, now: float) -> int:
+def sack_room(tp: Tcb) -> int:
     """The option bytes our next segment carries beyond those the MSS
-    allows for (timestamps): its SACK blocks."""
-    return len(options(tp, now, 0)) - (TS_OPTION_LEN if tp.ts_ok else 0)
+    allows for (timestamps): its SACK blocks, a pending D-SACK among them
+    (counted as ``options`` will emit them, without taking the D-SACK)."""
+    limit = 3 if tp.ts_ok else 4
+    n = len(tp.rcvq.ooo.sack_blocks(limit)) + (1 if tp.dsack is not None else 0)
+    return 2 + 2 + 8 * (n if n < limit else limit) if n else 0  # NOP NOP kind len blocks
 
 
 def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
@@ -86,12 +89,12 @@ def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSeg
 def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
     """A segment carrying stream bytes from ``seq`` (and the FIN if it follows)."""
     q = tp.sendq
-    if tp.sack_ok and tp.rcvq.ooo.nbytes and max_len <= tp.mss:
+    if tp.sack_ok and (tp.rcvq.ooo.nbytes or tp.dsack is not None) and max_len <= tp.mss:
         # SACK blocks take their room from the payload (Linux's
         # tcp_current_mss): the MSS counts only the options every segment
         # carries, and the segment must still fit the MTU (DF is set).  A
         # super-frame is cut by the device to the size the layer gives it.
-        room = tp.mss - sack_room(tp, now)
+        room = tp.mss - sack_room(tp)
         if room < max_len:
             max_len = room
     payload = q.peek(seq, max_len)
