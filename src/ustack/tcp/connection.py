@@ -696,12 +696,13 @@ class TcpConnection(Tcb):
             return "tcp_overwindow"
         ooo = self.rcvq.ooo
         if seg_seq != rcv_nxt:
-            # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK.
+            # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK
+            # (a batch's train of them: one ACK, ``output.ack_out_of_order``).
             before = ooo.dropped
             ooo.add(seg_seq, payload, rcv_nxt)
             if self.sack_ok and ooo.dup is not None and self.dsack is None:
                 self.dsack = ooo.dup  # queued already: a D-SACK (RFC 2883 4.1.2)
-            self.ack_now = True
+            output.ack_out_of_order(self)
             if ooo.dropped != before:
                 return "TCPOFODrop"
             return "tcp_overwindow" if beyond else ""

@@ -338,7 +338,12 @@ class TcpLayer(ProtocolHandler):
                 dropped = conn.receive(seg, now)
                 if dropped:
                     count_drop(c, dropped)
-                self.service(sock)
+                if conn.ack_at_batch_end:
+                    # Its ACK goes with the batch's last (output.ack_out_of_order).
+                    conn.ack_at_batch_end = False
+                    self.dirty[sock] = None
+                else:
+                    self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
         if listener is not None:
