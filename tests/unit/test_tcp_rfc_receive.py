@@ -310,3 +310,53 @@ def test_out_of_order_segments_in_other_blocks_are_each_acked() -> None:
         reported = {b for a in acks for b in a.sack}
         for k in (7, 9, 11, 13):
             assert (seq_add(base, k * MSS), seq_add(base, (k + 1) * MSS)) in reported
+
+
+def _rounds(p: Peer, f: Flow, rtt: float, rounds: int, read: bool) -> list[int]:
+    """A sender filling the window we advertise once per round trip (its
+    congestion window never the limit); the windows we advertised."""
+    seg = 60_000
+    wins = []
+    last = f.take()[-1]
+    for _ in range(rounds):
+        last = ([last, *f.take()])[-1]  # (none when nothing was sent)
+        wins.append(f.window(last))
+        room = (last.ack + f.window(last) - f.snd_nxt) & 0xFFFFFFFF
+        while seg <= room < 1 << 30:
+            f.send("A", b"d" * seg)
+            room -= seg
+            if read:
+                f.app_recv()
+        p.advance(rtt)
+    return wins
+
+
+def test_receive_buffer_grows_while_the_application_keeps_up() -> None:
+    """Receive buffer autotuning (Linux's dynamic right-sizing): a window
+    fixed at the 1 MB buffer caps a sender at 1 MB per round trip (25 MB/s
+    over 40 ms).  While the application reads what arrives, the buffer and
+    the window grow, once per round trip, up to rcvbuf_max (the window scale
+    chosen for it, RFC 7323 2.3); the right edge never moves left."""
+    with peer(mtu=65000) as p:
+        rtt = 0.04
+        f = p.connect(delay=rtt)  # the stack's RTT sample: 40 ms
+        assert f.ws_in == 7  # 6 MB needs 65535 << 7
+        f.send("A", b"d" * 1000)
+        p.advance(rtt)  # (its delayed ACK: the first window after data)
+        wins = _rounds(p, f, rtt, 8, read=True)
+        assert wins[1] <= 1 << 20 < wins[-1]
+        assert wins[-1] > 4 << 20 and f.s.conn.cfg.rcvbuf <= 6 << 20
+        assert all(b >= a - 60_000 for a, b in pairwise(wins))
+
+
+def test_receive_buffer_stays_when_the_application_does_not_read() -> None:
+    """Autotuning grows the buffer by what the application read: one that
+    does not read keeps its 1 MB (the window closes as the buffer fills)."""
+    with peer(mtu=65000) as p:
+        rtt = 0.04
+        f = p.connect(delay=rtt)
+        f.send("A", b"d" * 1000)
+        p.advance(rtt)
+        _rounds(p, f, rtt, 4, read=False)
+        assert f.s.conn.cfg.rcvbuf == 1 << 20
+        assert f.s.conn.rcvq.free() < 60_000

@@ -668,8 +668,11 @@ class TcpConnection(Tcb):
         (RFC 1122 4.2.3.2, RFC 5681 4.2), counted in bytes as Linux does (more
         than one MSS waiting), so a coalesced super-frame is ACKed at once."""
         n = len(payload)
-        self.rcvq.buf += payload
-        self.rcv_nxt = sq.add(self.rcv_nxt, n)
+        q = self.rcvq
+        q.buf += payload
+        self.rcv_nxt = rcv_nxt = sq.add(self.rcv_nxt, n)
+        if now >= q.space_due:  # once per round trip
+            q.autotune(sq.add(rcv_nxt, -len(q.buf)), now, self.rtt.srtt, self.mss)
         self.bytes_in += n
         events = self.events
         if Event.READABLE not in events:  # one READABLE covers them all (Tcb.events)

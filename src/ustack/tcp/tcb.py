@@ -187,8 +187,10 @@ class Tcb:
 
     def choose_wscale(self) -> int:
         # The smallest shift that lets us advertise the whole buffer (RFC 7323
-        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535).
-        need = -(-self.cfg.rcvbuf // 65535)
+        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535),
+        # or the largest autotuning may grow it to (rcvbuf_max).
+        cfg = self.cfg
+        need = -(-max(cfg.rcvbuf, cfg.rcvbuf_max) // 65535)
         return min((need - 1).bit_length() if need > 1 else 0, 14)
 
     def take_syn_options(self, seg: Segment) -> None:
