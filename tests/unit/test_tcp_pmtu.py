@@ -126,3 +126,24 @@ def test_segments_carrying_sack_blocks_still_fit_the_mtu() -> None:
         assert all(len(s.pkt[IP]) <= 1500 for s in segs), [len(s.pkt[IP]) for s in segs]
         assert all(s.pkt[IP].flags == "DF" for s in segs)
         assert max(len(s.payload) for s in segs) == MSS - 28  # NOP NOP SACK(3 blocks)
+
+
+def test_segments_carrying_a_dsack_block_still_fit_the_mtu() -> None:
+    """A D-SACK block (RFC 2883) rides on the next segment we send, data
+    included, with no out-of-order data held: that segment too has less
+    payload, and the block still goes (it was 1512 bytes: EMSGSIZE with DF,
+    on the faulty-link interop echo)."""
+    with peer() as p:
+        f = p.accept()
+        f.send("PA", b"a" * 100)
+        f.take()
+        # A duplicate, and the application writes before the stack takes
+        # it: the answer is data, carrying the D-SACK.
+        dup = f.build("PA", b"a" * 100, seq=(f.snd_nxt - 100) & 0xFFFFFFFF)
+        assert p.wire.send_batch([bytes(dup)], p.now) == 1
+        f.s.send(bytes(2 * MSS))
+        p.poll()
+        segs = f.take()
+        assert all(len(s.pkt[IP]) <= 1500 for s in segs), [len(s.pkt[IP]) for s in segs]
+        dsacked = [s for s in segs if s.sack]
+        assert dsacked and len(dsacked[0].payload) == MSS - 12  # NOP NOP SACK(1 block)

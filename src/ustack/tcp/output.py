@@ -92,8 +92,11 @@ def options(tp: Tcb, now: float, syn: int) -> bytes:
 
 def sack_room(tp: Tcb, now: float) -> int:
     """The option bytes our next segment carries beyond those the MSS
-    allows for (timestamps): its SACK blocks."""
-    return len(options(tp, now, 0)) - (TS_OPTION_LEN if tp.ts_ok else 0)
+    allows for (timestamps): its SACK blocks, a D-SACK among them."""
+    dsack = tp.dsack
+    n = len(options(tp, now, 0))
+    tp.dsack = dsack  # (still to go: building the options took it)
+    return n - (TS_OPTION_LEN if tp.ts_ok else 0)
 
 
 def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
@@ -127,7 +130,7 @@ def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSeg
 def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
     """A segment carrying stream bytes from ``seq`` (and the FIN if it follows)."""
     q = tp.sendq
-    if tp.sack_ok and tp.rcvq.ooo.nbytes and max_len <= tp.mss:
+    if tp.sack_ok and (tp.rcvq.ooo.nbytes or tp.dsack is not None) and max_len <= tp.mss:
         # SACK blocks take their room from the payload (Linux's
         # tcp_current_mss): the MSS counts only the options every segment
         # carries, and the segment must still fit the MTU (DF is set).  A
