@@ -26,15 +26,20 @@ figures are times (min / median / max over the runs) and the ratio of the
 medians ustack / kernel (above 1: ustack slower).
 
     python3 bench/bench_loss.py [--quick] [--runs N] [--profile NAME ...]
-                                [--size 64K|1M|20M ...] [--pcap DIR]
+                                [--size 64K|1M|20M ...] [--direction send|recv]
+                                [--pcap DIR]
                                 [--build compiled|pure]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ import harness  # bench/harness.py: run as a script, bench/ is on sys.path
 import tcpgen
 
 from ustack_testbed import Netns, RelayTopology, Testbed, TestbedError, relay_topology
+from ustack_testbed.commands import terminate
 
 BENCH = Path(__file__).resolve().parent
 PEER = BENCH / "losspeer.py"
@@ -108,6 +114,7 @@ class Config:
     gen_cpu: int | None
     resp_cpu: int | None
     build: str = "compiled"
+    directions: tuple[str, ...] = DIRECTIONS
 
 
 @dataclass(slots=True)
@@ -168,18 +175,24 @@ def transfer(report: Report, topo: RelayTopology, key: Key, stack: str, run: int
     cmd = [*harness.taskset(cfg.resp_cpu), sys.executable, str(PEER), stack, direction]
     cmd += ["--to", f"{topo.right_ip}:{PORT}", "--bytes", str(n), "--seed", str(seed)]
     cmd += ["--timeout", str(IDLE)]
+    pcap = None
+    if cfg.pcap:
+        name = f"{profile}-{size_name}-{direction}-{run}".replace(" ", "_").replace("%", "pc")
+        pcap = Path(cfg.pcap) / (f"{name}.pcap" if stack == "ustack" else f"{name}-kernel.pcap")
     if stack == "ustack":
         cmd += ["--link", topo.link, "--ip", topo.left_cidr]
-        if cfg.pcap:
-            name = f"{profile}-{size_name}-{direction}-{run}".replace(" ", "_").replace("%", "pc")
-            cmd += ["--pcap", str(Path(cfg.pcap) / f"{name}.pcap")]
+        if pcap:
+            cmd += ["--pcap", str(pcap)]
     fault = f"{PROFILES[profile]},seed={seed}"
     result: dict[str, Any] = {}
     try:
         with topo.start_relay(fault, seconds=limit + 60) as relay:
-            with tcpgen.ServerProcess(
-                spec, popen=topo.right_ns.popen, prefix=harness.taskset(cfg.gen_cpu)
-            ) as server:
+            with (
+                kernel_capture(topo, pcap if stack == "kernel" else None),
+                tcpgen.ServerProcess(
+                    spec, popen=topo.right_ns.popen, prefix=harness.taskset(cfg.gen_cpu)
+                ) as server,
+            ):
                 proc = topo.left_ns.run(
                     cmd, check=False, timeout=limit, env=harness.build_env(cfg.build)
                 )
@@ -220,6 +233,38 @@ def transfer(report: Report, topo: RelayTopology, key: Key, stack: str, run: int
     cell.raw.append(entry)
 
 
+@contextlib.contextmanager
+def kernel_capture(topo: RelayTopology, pcap: Path | None) -> Iterator[None]:
+    """tcpdump on the left veth end while the kernel is the left peer (what
+    ustack's own --pcap shows for ustack: the frames as the left stack sees them)."""
+    if pcap is None:
+        yield
+        return
+    proc = topo.left_ns.popen(
+        [
+            "tcpdump",
+            "-q",
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-s",
+            "128",
+            "-i",
+            topo.left_if,
+            "-w",
+            str(pcap),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # (tcpdump attaches before the first frame)
+    try:
+        yield
+    finally:
+        time.sleep(0.1)
+        terminate(proc)
+
+
 def counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
@@ -234,7 +279,7 @@ def measure(cfg: Config) -> Report:
         topo = relay_topology(tb)
         for profile in cfg.profiles:
             for size in cfg.sizes:
-                for direction in DIRECTIONS:
+                for direction in cfg.directions:
                     key = (profile, size, direction)
                     for run in range(cfg.runs):
                         # Alternate which stack goes first: drift of a shared
@@ -286,7 +331,7 @@ def table(report: Report) -> list[list[str]]:
     cfg = report.config
     for profile in cfg.profiles:
         for size in cfg.sizes:
-            for direction in DIRECTIONS:
+            for direction in cfg.directions:
                 key = (profile, size, direction)
                 rows.append(
                     [
@@ -423,7 +468,12 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--runs", type=int, help="runs per cell (default 3; quick 1)")
     p.add_argument("--profile", choices=list(PROFILES), action="append", help="only this one")
     p.add_argument("--size", choices=list(SIZES), action="append", help="only this size")
-    p.add_argument("--pcap", metavar="DIR", help="ustack writes a pcap per transfer to DIR")
+    p.add_argument("--direction", choices=DIRECTIONS, action="append", help="only this one")
+    p.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="a pcap per transfer to DIR (ustack: its own; kernel: tcpdump, -kernel.pcap)",
+    )
     harness.add_build_option(p)
     a = p.parse_args(argv)
     runs = a.runs or (1 if a.quick else 3)
@@ -439,6 +489,7 @@ def parse_args(argv: list[str] | None) -> Config:
         gen_cpu=gen_cpu,
         resp_cpu=resp_cpu,
         build=a.build,
+        directions=tuple(d for d in DIRECTIONS if d in (a.direction or DIRECTIONS)),
     )
 
 

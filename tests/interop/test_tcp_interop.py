@@ -663,7 +663,7 @@ def test_zero_window_still_accepts_the_ack_of_a_probe() -> None:
     deadlock exactly here: the echo service stops reading while its send
     queue is full, and the queue never drains because every ACK arrives on
     a probe."""
-    c = _established(TcpConfig(timestamps=False, rcvbuf=8 * 1460))
+    c = _established(TcpConfig(timestamps=False, rcvbuf=8 * 1460, rcvbuf_max=0))
     c.send(b"y" * 100, 0.01)
     [data] = c.segments_to_send(0.01)
     assert data.seq == _ISS + 1 and len(data.payload) == 100

@@ -87,6 +87,7 @@ class SimNet:
             stack.add_interface(dev, f"{ip}/24", mac=mac)
             stack.tcp.isn = IsnGenerator(secret=secret)
             stack.tcp.config.rcvbuf = buf
+            stack.tcp.config.rcvbuf_max = 0  # (the buffer of the table: not autotuned)
             stack.tcp.config.sndbuf = buf
         self.now = 0.0
 

@@ -121,6 +121,7 @@ def test_text_past_the_window_is_counted() -> None:
     advertised is cut off (the peer sends it again), and counted."""
     with peer() as p:
         p.cfg.rcvbuf = 4096
+        p.cfg.rcvbuf_max = 0  # (a fixed buffer: no window scale, no rounding)
         f = _established(p)
         for _ in range(3):  # 4200 bytes into a 4096-byte window, none read
             f.send("PA", b"b" * 1400)

@@ -40,12 +40,15 @@ def test_listener_rcvbuf_picks_the_synack_window_and_scale() -> None:
     with peer() as p:
         default = _listen(p, 80)
         assert default.synack is not None
-        assert default.synack.option("WScale") == 5  # 1 MB needs 65535 << 5
+        # 1 MB autotuned up to 6 MB (rcvbuf_max) needs 65535 << 7.
+        assert default.synack.option("WScale") == 7
+        # A buffer the application sets is fixed (SO_RCVBUF's lock on Linux).
         small = _listen(p, 81, rcvbuf=16384)
         assert small.synack is not None
         assert small.synack.option("WScale") == 0
         assert small.synack.win == 16384
         assert small.s.conn.cfg.rcvbuf == 16384 and small.s.conn.rcv_wscale == 0
+        assert small.s.conn.cfg.rcvbuf_max == 0
         # The peer can fill exactly that window, and then it is closed.
         for off in range(0, 16384, 1448):
             small.send("A", b"x" * min(1448, 16384 - off))

@@ -243,3 +243,120 @@ def test_established_segments_carry_timestamps_echoing_ts_recent() -> None:
         assert seg.tsval is not None
         assert seg.raw_options == bytes((1, 1, 8, 10)) + seg.tsval.to_bytes(4, "big") + (
             sent_ts.to_bytes(4, "big"))
+
+
+def test_out_of_order_train_in_one_batch_gets_three_dup_acks_then_one() -> None:
+    """RFC 5681 4.2 (an out-of-order segment is ACKed at once) within one
+    receive batch: the first three duplicate ACKs per RCV.NXT go one per
+    segment (what a sender counting them needs, RFC 5681 3.2), the rest of
+    the batch shares one ACK carrying the newest SACK block (RFC 2018 4), as
+    Linux compresses SACKs.  A hole partly filled starts the count again."""
+    with peer() as p:
+        f = _established(p)
+        base = f.snd_nxt
+        # Segment 0 lost; segments 1..10 arrive in one batch.
+        p.inject(*(f.build("A", bytes([k]) * MSS, seq=seq_add(base, k * MSS))
+                   for k in range(1, 11)))
+        acks = f.take()
+        assert [a.ack for a in acks] == [base] * 4
+        assert [a.sack[0] for a in acks] == [
+            (seq_add(base, MSS), seq_add(base, k * MSS)) for k in (2, 3, 4, 11)]
+        assert all(a.t == p.now for a in acks)
+        # The next batch: segment 0 arrives, then 12..20 with 11 still missing.
+        p.inject(f.build("A", bytes([0]) * MSS, seq=base),
+                 *(f.build("A", bytes([k]) * MSS, seq=seq_add(base, k * MSS))
+                   for k in range(12, 21)))
+        acks = f.take()
+        top = seq_add(base, 11 * MSS)
+        assert acks[0].ack == top and acks[0].sack == []  # the hole filled: at once
+        assert [a.ack for a in acks[1:]] == [top] * 4
+        assert acks[-1].sack == [(seq_add(base, 12 * MSS), seq_add(base, 21 * MSS))]
+        assert len(acks) == 5
+
+
+def test_out_of_order_train_without_sack_gets_a_dup_ack_per_segment() -> None:
+    """RFC 5681 4.2 without SACK: duplicate ACKs are all a sender learns
+    (RFC 5681 3.2), so each out-of-order segment of a batch gets its own."""
+    with peer() as p:
+        f = _established(p, sack=False)
+        base = f.snd_nxt
+        p.inject(*(f.build("A", b"x" * MSS, seq=seq_add(base, k * MSS)) for k in range(1, 11)))
+        acks = f.take()
+        assert [a.ack for a in acks] == [base] * 10
+
+
+def test_out_of_order_segments_in_other_blocks_are_each_acked() -> None:
+    """RFC 2018 4: an option holds three blocks (with timestamps), the most
+    recent first.  Within a batch only a segment extending the first block
+    shares the batch's ACK; one opening or filling another block is ACKed as
+    it comes, so no block changed since the last ACK drops out unreported
+    (the sender would take its data for lost and send it again)."""
+    with peer() as p:
+        f = _established(p)
+        base = f.snd_nxt
+
+        def seg(k: int) -> bytes:
+            return bytes(f.build("A", bytes([k]) * MSS, seq=seq_add(base, k * MSS)))
+
+        p.inject(*(seg(k) for k in range(1, 6)))  # (the three dup ACKs and one)
+        assert len(f.take()) == 4
+        # One batch: five new blocks, each ACKed; then two segments extending
+        # the last share one ACK.
+        p.inject(*(seg(k) for k in (7, 9, 11, 13, 15, 16, 17)))
+        acks = f.take()
+        assert [a.sack[0] for a in acks] == [
+            (seq_add(base, k * MSS), seq_add(base, (k + 1) * MSS)) for k in (7, 9, 11, 13, 15)
+        ] + [(seq_add(base, 15 * MSS), seq_add(base, 18 * MSS))]
+        reported = {b for a in acks for b in a.sack}
+        for k in (7, 9, 11, 13):
+            assert (seq_add(base, k * MSS), seq_add(base, (k + 1) * MSS)) in reported
+
+
+def _rounds(p: Peer, f: Flow, rtt: float, rounds: int, read: bool) -> list[int]:
+    """A sender filling the window we advertise once per round trip (its
+    congestion window never the limit); the windows we advertised."""
+    seg = 60_000
+    wins = []
+    last = f.take()[-1]
+    for _ in range(rounds):
+        last = ([last, *f.take()])[-1]  # (none when nothing was sent)
+        wins.append(f.window(last))
+        room = (last.ack + f.window(last) - f.snd_nxt) & 0xFFFFFFFF
+        while seg <= room < 1 << 30:
+            f.send("A", b"d" * seg)
+            room -= seg
+            if read:
+                f.app_recv()
+        p.advance(rtt)
+    return wins
+
+
+def test_receive_buffer_grows_while_the_application_keeps_up() -> None:
+    """Receive buffer autotuning (Linux's dynamic right-sizing): a window
+    fixed at the 1 MB buffer caps a sender at 1 MB per round trip (25 MB/s
+    over 40 ms).  While the application reads what arrives, the buffer and
+    the window grow, once per round trip, up to rcvbuf_max (the window scale
+    chosen for it, RFC 7323 2.3); the right edge never moves left."""
+    with peer(mtu=65000) as p:
+        rtt = 0.04
+        f = p.connect(delay=rtt)  # the stack's RTT sample: 40 ms
+        assert f.ws_in == 7  # 6 MB needs 65535 << 7
+        f.send("A", b"d" * 1000)
+        p.advance(rtt)  # (its delayed ACK: the first window after data)
+        wins = _rounds(p, f, rtt, 8, read=True)
+        assert wins[1] <= 1 << 20 < wins[-1]
+        assert wins[-1] > 4 << 20 and f.s.conn.cfg.rcvbuf <= 6 << 20
+        assert all(b >= a - 60_000 for a, b in pairwise(wins))
+
+
+def test_receive_buffer_stays_when_the_application_does_not_read() -> None:
+    """Autotuning grows the buffer by what the application read: one that
+    does not read keeps its 1 MB (the window closes as the buffer fills)."""
+    with peer(mtu=65000) as p:
+        rtt = 0.04
+        f = p.connect(delay=rtt)
+        f.send("A", b"d" * 1000)
+        p.advance(rtt)
+        _rounds(p, f, rtt, 4, read=False)
+        assert f.s.conn.cfg.rcvbuf == 1 << 20
+        assert f.s.conn.rcvq.free() < 60_000

@@ -17,6 +17,12 @@ class TcpConfig:
 
     mss: int = 1460  # the MSS we advertise: MTU - 40 (RFC 9293 3.7.1)
     rcvbuf: int = 1 << 20
+    # Receive buffer autotuning (Linux's tcp_moderate_rcvbuf, ceiling
+    # tcp_rmem[2]): while the application reads what arrives, the buffer,
+    # and so the window, grows from rcvbuf up to this (rcvq.py); the window
+    # scale is chosen for it.  0 (or not above rcvbuf): a fixed buffer.
+    # Setting rcvbuf as an option (SO_RCVBUF) fixes it, as Linux's lock.
+    rcvbuf_max: int = 6 << 20
     sndbuf: int = 1 << 20
     nodelay: bool = False
     cc: str = "cubic"
@@ -59,3 +65,15 @@ class TcpConfig:
 
 # The names ``TcpLayer.connect``/``listen`` and ``set_options`` accept.
 OPTION_NAMES: Final = frozenset(f.name for f in fields(TcpConfig))
+
+
+def apply_options(cfg: TcpConfig, options: dict[str, object]) -> None:
+    """Set ``options`` (checked names) on a connection's ``cfg``.  A receive
+    buffer the application chose is not autotuned (Linux: SO_RCVBUF sets
+    SOCK_RCVBUF_LOCK), unless it gave the ceiling too."""
+    for name, value in options.items():
+        if name not in OPTION_NAMES:
+            raise TypeError(f"unknown TCP option {name!r}")
+        setattr(cfg, name, value)
+    if "rcvbuf" in options and "rcvbuf_max" not in options:
+        cfg.rcvbuf_max = 0

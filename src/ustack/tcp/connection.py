@@ -668,8 +668,11 @@ class TcpConnection(Tcb):
         (RFC 1122 4.2.3.2, RFC 5681 4.2), counted in bytes as Linux does (more
         than one MSS waiting), so a coalesced super-frame is ACKed at once."""
         n = len(payload)
-        self.rcvq.buf += payload
-        self.rcv_nxt = sq.add(self.rcv_nxt, n)
+        q = self.rcvq
+        q.buf += payload
+        self.rcv_nxt = rcv_nxt = sq.add(self.rcv_nxt, n)
+        if now >= q.space_due:  # once per round trip
+            q.autotune(sq.add(rcv_nxt, -len(q.buf)), now, self.rtt.srtt, self.mss)
         self.bytes_in += n
         events = self.events
         if Event.READABLE not in events:  # one READABLE covers them all (Tcb.events)
@@ -696,12 +699,13 @@ class TcpConnection(Tcb):
             return "tcp_overwindow"
         ooo = self.rcvq.ooo
         if seg_seq != rcv_nxt:
-            # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK.
+            # Out of order: queue it and ACK at once (RFC 5681 4.2), with SACK
+            # (a batch's train of them: one ACK, ``output.ack_out_of_order``).
             before = ooo.dropped
             ooo.add(seg_seq, payload, rcv_nxt)
             if self.sack_ok and ooo.dup is not None and self.dsack is None:
                 self.dsack = ooo.dup  # queued already: a D-SACK (RFC 2883 4.1.2)
-            self.ack_now = True
+            output.ack_out_of_order(self)
             if ooo.dropped != before:
                 return "TCPOFODrop"
             return "tcp_overwindow" if beyond else ""

@@ -36,7 +36,7 @@ from ustack.net.sockaddr import ANY, AddressArg
 from ustack.net.sockaddr import parse as _addr
 from ustack.tcp import pathmtu
 from ustack.tcp import seq as sq
-from ustack.tcp.config import OPTION_NAMES, TcpConfig
+from ustack.tcp.config import TcpConfig, apply_options
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.output import segments_to_send
@@ -178,10 +178,7 @@ class TcpLayer(ProtocolHandler):
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
         cfg = config or self._config_for(hop.iface, rip)
-        for name, value in options.items():
-            if name not in OPTION_NAMES:
-                raise TypeError(f"unknown TCP option {name!r}")
-            setattr(cfg, name, value)
+        apply_options(cfg, options)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_allowed, ts_offset=random.getrandbits(32),
@@ -338,7 +335,12 @@ class TcpLayer(ProtocolHandler):
                 dropped = conn.receive(seg, now)
                 if dropped:
                     count_drop(c, dropped)
-                self.service(sock)
+                if conn.ack_at_batch_end:
+                    # Its ACK goes with the batch's last (output.ack_out_of_order).
+                    conn.ack_at_batch_end = False
+                    self.dirty[sock] = None
+                else:
+                    self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
         if listener is not None:
@@ -382,8 +384,7 @@ class TcpLayer(ProtocolHandler):
             # The listener's options (Linux clones the listening socket), set
             # before the SYN is answered: its window scale comes from rcvbuf
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
-            for name, value in options.items():
-                setattr(cfg, name, value)
+            apply_options(cfg, options)
             cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,

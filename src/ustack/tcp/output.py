@@ -14,12 +14,53 @@ advertise and the options (timestamps, SACK blocks) of the moment.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.tcp import seq as sq
 from ustack.tcp.segment import OutSegment
 from ustack.tcp.states import State
 from ustack.tcp.tcb import Tcb
 from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, PSH, SYN
+
+# Duplicate ACKs per RCV.NXT that go one per out-of-order segment before
+# the rest of a receive batch shares one (Linux's TCP_FASTRETRANS_THRESH in
+# __tcp_ack_snd_check): a sender counting duplicate ACKs (RFC 5681 3.2,
+# DupThresh) gets its three.
+DUPACKS_AT_ONCE: Final = 3
+
+
+def ack_out_of_order(tp: Tcb) -> None:
+    """An out-of-order segment arrived (queued, or beyond the window): ACK
+    at once (RFC 5681 4.2 SHOULD, RFC 9293 3.10.7.4), with SACK blocks.
+
+    Past the first DUPACKS_AT_ONCE duplicate ACKs for one RCV.NXT, a
+    segment that went into the first SACK block (extending the train after
+    a hole) may leave its ACK to the end of the receive batch
+    (``ack_at_batch_end``; the layer services the connection then): the
+    frames of a batch are taken within microseconds and every ACK they
+    cause leaves in the same flush, so one ACK carrying the newest blocks
+    (RFC 2018 4) says all that the train of them would, at the same time.
+    A segment landing anywhere else is ACKed as it comes, so no block
+    changed since the last ACK can drop out of the three or four an option
+    holds unreported (the sender would take its data for lost).  Linux
+    compresses SACKs the same way (tcp_comp_sack_*; tcp_sack_new_ofo_skb
+    sends before rotating a block out); a receiver answering each segment
+    of a 64-frame batch sent 60 ACKs, all but the last stale, for the
+    sender to process.  Without SACK every duplicate ACK goes: it is all
+    the sender learns (RFC 5681 3.2).
+    """
+    tp.ack_now = True
+    if not tp.sack_ok:
+        return
+    rcv_nxt = tp.rcv_nxt
+    if tp.dupacks_at != rcv_nxt:
+        tp.dupacks_at = rcv_nxt
+        tp.dupacks_sent = 0
+    if tp.dupacks_sent < DUPACKS_AT_ONCE:
+        tp.dupacks_sent += 1
+    elif tp.rcvq.ooo.same_first:
+        tp.ack_at_batch_end = True
 
 
 def options(tp: Tcb, now: float, syn: int) -> bytes:

@@ -16,7 +16,7 @@ from ustack.tcp.reassembly import ReassemblyQueue
 
 
 class ReceiveQueue:
-    __slots__ = ("buf", "cfg", "ooo")
+    __slots__ = ("buf", "cfg", "ooo", "space", "space_due", "space_seq")
 
     def __init__(self, cfg: TcpConfig) -> None:
         # cfg.rcvbuf (SO_RCVBUF): the window offered is what it leaves of
@@ -25,6 +25,12 @@ class ReceiveQueue:
         self.cfg = cfg
         self.buf = bytearray()  # in order, unread: RCV.NXT - len(buf) .. RCV.NXT
         self.ooo = ReassemblyQueue(cfg.rcvbuf)  # beyond a gap, until it fills
+        # Autotuning (``autotune``): bytes the application read in the last
+        # measured round trip, from which sequence number, and when the
+        # round trip being measured ends (0: not started).
+        self.space = 10 * cfg.mss
+        self.space_seq = 0
+        self.space_due = 0.0
 
     def free(self) -> int:
         """The window we could offer now: the receive buffer not yet used."""
@@ -83,3 +89,33 @@ class ReceiveQueue:
         3.8.6.2.2)?"""
         after = self.free()
         return after > adv and after - adv >= min(self.cfg.rcvbuf // 2, mss)
+
+    def autotune(self, copied_seq: int, now: float, rtt: float | None, mss: int) -> None:
+        """Receive buffer autotuning, once per round trip (Linux's dynamic
+        right-sizing, tcp_rcv_space_adjust).  ``copied_seq``: the sequence
+        number up to which the application has read.
+
+        A fixed buffer caps the sender at rcvbuf per round trip (1 MB over
+        40 ms: 25 MB/s), whatever the path could carry.  When the
+        application read more in the last round trip than in the one
+        before, the buffer grows to twice that (to ride out a loss) plus
+        the sender's growth (slow start doubles per round trip), up to
+        cfg.rcvbuf_max; an application that does not read keeps it where
+        it is.  Never shrinks: the right edge never moves left (RFC 9293
+        3.8.6)."""
+        cfg = self.cfg
+        if cfg.rcvbuf_max <= cfg.rcvbuf or rtt is None or rtt <= 0.0:
+            self.space_due = now + 1.0  # (nothing to do: look again later)
+            return
+        if self.space_due:
+            copied = sq.sub(copied_seq, self.space_seq)
+            space = self.space
+            if copied > space:
+                win = 2 * copied + 16 * mss
+                win += 2 * win * (copied - space) // space
+                if win > cfg.rcvbuf:
+                    cfg.rcvbuf = win if win < cfg.rcvbuf_max else cfg.rcvbuf_max
+                    self.ooo.max_bytes = cfg.rcvbuf
+                self.space = copied
+        self.space_seq = copied_seq
+        self.space_due = now + rtt

@@ -59,7 +59,7 @@ class ReassemblyQueue:
     # a 6 MB window losing every other full-sized segment.
     MAX_BLOCKS: Final = 2048
 
-    __slots__ = ("_blocks", "_recent", "dropped", "dup", "max_bytes", "nbytes")
+    __slots__ = ("_blocks", "_recent", "dropped", "dup", "max_bytes", "nbytes", "same_first")
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -73,6 +73,11 @@ class ReassemblyQueue:
         # The first range of the last ``add`` that was queued already, or
         # None: what a D-SACK block reports (RFC 2883 4.1.2).
         self.dup: tuple[int, int] | None = None
+        # Did the last ``add`` land in the block that was the first SACK
+        # block before it (extending it, or merged into one holding it)?
+        # Then that first block alone reports what the segment changed, and
+        # every other block is where it was in the SACK option's order.
+        self.same_first = False
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -96,6 +101,7 @@ class ReassemblyQueue:
         """
         n = len(data)
         self.dup = None
+        self.same_first = False
         if n == 0:
             return 0
         seq &= MASK
@@ -150,7 +156,9 @@ class ReassemblyQueue:
                 self.dup = (lo, hi)
                 break
         first = blocks[i]
+        recent = self._recent
         if i == j and le(first.start, seq) and le(end, first.end):
+            self.same_first = recent[0] is first
             self._touch(first)  # a duplicate inside one block
             return 0
         if i == j and first.end == seq:
@@ -158,6 +166,7 @@ class ReassemblyQueue:
             if seq != rcv_nxt and self.nbytes + n > self.max_bytes:
                 self.dropped += n
                 return 0
+            self.same_first = recent[0] is first
             first.chunks.append(data)
             first.end = end
             self.nbytes += n
@@ -186,8 +195,10 @@ class ReassemblyQueue:
             self.dropped += new
             return 0
         merged = _Block(start, pos, chunks)
-        recent = self._recent
+        top = recent[0]
         for k in range(i, j + 1):
+            if blocks[k] is top:
+                self.same_first = True
             recent.remove(blocks[k])
         blocks[i:j + 1] = [merged]
         recent.insert(0, merged)

@@ -109,6 +109,12 @@ class Tcb:
         # Output state.
         self.pending_rtx: list[OutSegment] = []  # retransmissions and probes
         self.ack_now = False
+        # The ACK due may wait for the end of the receive batch (the layer
+        # reads and clears it after each segment): an out-of-order segment
+        # past the first DUPACKS_AT_ONCE duplicate ACKs for one RCV.NXT.
+        self.ack_at_batch_end = False
+        self.dupacks_at = 0  # the RCV.NXT of ...
+        self.dupacks_sent = 0  # ... the duplicate ACKs counted so far
         self.acks_pending = 0  # bytes received since our last ACK
         self.last_ack_sent = 0  # RFC 7323 Last.ACK.sent
         self.send_syn = False
@@ -181,8 +187,10 @@ class Tcb:
 
     def choose_wscale(self) -> int:
         # The smallest shift that lets us advertise the whole buffer (RFC 7323
-        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535).
-        need = -(-self.cfg.rcvbuf // 65535)
+        # 2.3): 65535 << shift >= rcvbuf, i.e. 2**shift >= ceil(rcvbuf / 65535),
+        # or the largest autotuning may grow it to (rcvbuf_max).
+        cfg = self.cfg
+        need = -(-max(cfg.rcvbuf, cfg.rcvbuf_max) // 65535)
         return min((need - 1).bit_length() if need > 1 else 0, 14)
 
     def take_syn_options(self, seg: Segment) -> None:
