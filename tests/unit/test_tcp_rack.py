@@ -193,3 +193,30 @@ def test_rack_off_falls_back_to_rfc_6675() -> None:
         assert p.stack.counters.TcpExtTCPLossProbes == 0
         assert p.stack.counters.TcpExtTCPTimeouts == 1
         assert seq_add(flight[0].seq, 0) == rto.seq
+
+
+def test_a_retransmission_and_new_data_of_one_instant_are_ordered() -> None:
+    """RFC 8985 6.2, RACK_sent_after(): a retransmission and the new data
+    PRR sends after it in the same instant have the same transmit time; the
+    order they went out in decides.  The new data delivered and the
+    retransmission not: it was lost, and goes again at once, not at the RTO
+    (by time alone neither was sent after the other, and no verdict came)."""
+    with peer() as p:
+        f, flight = _flow(p, 10)
+        f.app_send(bytes(10 * MSS))
+        una = flight[0].seq
+        p.advance(0.1)
+        for i in range(1, 10):  # no time passes: all of it goes at one instant
+            _sack(f, una, [(flight[1].seq, flight[i].end)])
+        out = f.take()
+        [r1] = [s for s in out if s.seq == una]
+        new = [s for s in out if seq_diff(s.seq, flight[-1].end) >= 0]
+        assert new and new[0].t == r1.t
+        p.advance(0.1)
+        _sack(f, una, [(flight[1].seq, new[-1].end)])
+        p.advance(0.001)
+        again = [s for s in f.take() if s.seq == una]
+        assert again, "the lost retransmission goes again"
+        assert again[0].t - r1.t < 0.15
+        assert p.stack.counters.TcpExtTCPLostRetransmit == 1
+        assert p.stack.counters.TcpExtTCPTimeouts == 0
