@@ -170,6 +170,17 @@ class NewReno:
             self.cwnd = self.ssthresh
         self._acked = 0
 
+    def undo(self, prior_cwnd: int, prior_ssthresh: int, now: float) -> None:
+        """The reduction was spurious (RFC 3522, RFC 2883 D-SACK): back to
+        the windows before it (RFC 4015 3.2; Linux's tcp_undo_cwnd_reduction
+        takes the larger of the current and the prior)."""
+        if prior_cwnd > self.cwnd:
+            self.cwnd = prior_cwnd
+        if prior_ssthresh > self.ssthresh:
+            self.ssthresh = prior_ssthresh
+        self._in_loss = False
+        self._acked = 0
+
     def on_rto(self, in_flight: int, now: float) -> None:
         """The retransmission timer fired: RFC 5681 3.1 eq. (4) and LW."""
         if not self._in_loss:
@@ -224,6 +235,7 @@ class Cubic(NewReno):
         "_epoch",
         "_fast_convergence",
         "_k",
+        "_prior_w_max",
         "_reno_alpha",
         "_rtt",
         "_w",
@@ -244,6 +256,7 @@ class Cubic(NewReno):
         self._w_est = 0.0  # segments, the Reno-friendly estimate
         self._reno_alpha = CUBIC_ALPHA
         self._rtt = 0.0  # last RTT the connection gave us
+        self._prior_w_max = 0.0  # W_max before the last reduction (for undo)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -340,6 +353,7 @@ class Cubic(NewReno):
 
     def _reduce(self, in_flight: int) -> None:
         cw = self._sync() / self.mss
+        self._prior_w_max = self._w_max
         # RFC 9438 4.7 fast convergence: a loss below the previous W_max
         # means another flow took bandwidth; release some by remembering a
         # lower W_max.
@@ -370,6 +384,18 @@ class Cubic(NewReno):
         # The next congestion-avoidance ACK starts the epoch (4.2: t counts
         # from the start of congestion avoidance, not from the loss).
         self._epoch = None
+
+    def undo(self, prior_cwnd: int, prior_ssthresh: int, now: float) -> None:
+        """A spurious reduction undone: the windows back, and W_max as it
+        was before the reduction lowered it (fast convergence would
+        otherwise give bandwidth away for a loss that never was); the next
+        congestion avoidance ACK starts a new epoch from the restored cwnd."""
+        super().undo(prior_cwnd, prior_ssthresh, now)
+        if self._prior_w_max > self._w_max:
+            self._w_max = self._prior_w_max
+        self._epoch = None
+        self._reno_alpha = CUBIC_ALPHA
+        self._w = float(self.cwnd)
 
     def on_rto(self, in_flight: int, now: float) -> None:
         """RFC 9438 4.8: Reno's cwnd = 1 SMSS, ssthresh with beta_cubic.

@@ -496,7 +496,7 @@ class TcpConnection(Tcb):
             if sb.dsack != dsack_before:
                 self.counters.TcpExtTCPDSACKRecv += sb.dsack - dsack_before
             if sq.ge(ack, una) and (sb or self.rec.active or self.rack.lost or self.rack.rtx
-                                    or self.tlp_end is not None):
+                                    or self.tlp_end is not None or sb.dsack != dsack_before):
                 # RACK (RFC 8985 6.2) and the TLP episode (7.4) after the
                 # ACK's effects below, with what it delivered.
                 rack_due = True

@@ -42,6 +42,8 @@ def on_ack(tp: Tcb, old_una: int, sacked_before: int, dsack: bool, ts_ecr: int,
     lost_rtx = rack.lost_retransmits
     reorders = rack.reorders
     rack.update(una, old_una, sb, now, ts_ecr, min_rtt, dsack, rec.active)
+    if tp.undo.marker is not None:
+        _check_undo(tp, old_una, dsack, ts_ecr, now)
     if tp.tlp_end is not None:
         _tlp_ack(tp, old_una, dsack, pure_dup, now)
     was_active = rec.active
@@ -57,6 +59,53 @@ def on_ack(tp: Tcb, old_una: int, sacked_before: int, dsack: bool, ts_ecr: int,
         rec.prr_ack(delivered, tp.flight(), tp.cc.ssthresh, tp.mss)
         if not was_active and rec.sndcnt < tp.mss:
             rec.sndcnt = tp.mss  # the fast retransmit goes whatever PRR says
+
+
+def _check_undo(tp: Tcb, old_una: int, dsack: bool, ts_ecr: int, now: float) -> None:
+    """Was the last reduction spurious (``undo.py``)?  Every retransmission
+    of it D-SACKed (RFC 2883), or the ACK that first passes it echoes a
+    TSval older than the first retransmission (Eifel, RFC 3522): undo it."""
+    undo = tp.undo
+    sb = tp.sb
+    if dsack and sb.dsack_block is not None:
+        undo.on_dsack(sb.dsack_block[0], sb.dsack_block[1])
+    c = tp.counters
+    if undo.all_dsacked():
+        c.TcpExtTCPDSACKUndo += 1
+    elif undo.delayed(old_una, tp.snd_una, ts_ecr) and not tp.rack.rtx:
+        # (With retransmissions of other holes still in flight, Linux's
+        # tcp_try_undo_partial waits: those may be real losses.)
+        if undo.rto:
+            c.TcpExtTCPLossUndo += 1
+        elif sq.ge(tp.snd_una, tp.rec.recover):
+            c.TcpExtTCPFullUndo += 1
+        else:
+            c.TcpExtTCPPartialUndo += 1
+    else:
+        return
+    undo_reduction(tp, now)
+
+
+def undo_reduction(tp: Tcb, now: float) -> None:
+    """Back to the state before a spurious reduction (RFC 4015 3.2, Linux's
+    tcp_undo_cwnd_reduction): cwnd and ssthresh restored, recovery (fast
+    or after the RTO) over, and what RACK marked lost judged again, now with
+    a reordering window (RFC 8985 6.2 step 4: reordering was seen)."""
+    undo = tp.undo
+    tp.cc.undo(undo.prior_cwnd, undo.prior_ssthresh, now)
+    undo.marker = None
+    rec = tp.rec
+    una = tp.snd_una
+    if rec.active:
+        rec.finish()
+    rec.rtx_nxt = None
+    rec.sndcnt = 0
+    rec.recover = sq.add(una, -1)  # a real loss may start a recovery at once
+    rack = tp.rack
+    rack.reordering_seen = True
+    rack.lost.clear()
+    rack.lost_bytes = 0
+    rack.scan = una
 
 
 def _tlp_ack(tp: Tcb, old_una: int, dsack: bool, pure_dup: bool, now: float) -> None:
@@ -109,7 +158,9 @@ def enter_recovery(tp: Tcb, now: float) -> None:
     una = tp.snd_una
     nxt = tp.snd_nxt
     # ssthresh from FlightSize before recovery (RFC 5681 3.2 step 2).
-    tp.cc.on_congestion(sq.sub(nxt, una), now)
+    cc = tp.cc
+    tp.undo.start(una, nxt, cc.cwnd, cc.ssthresh, False)
+    cc.on_congestion(sq.sub(nxt, una), now)
     rec.start(una, nxt, tp.mss, True)
     rec.prr_start(tp.flight(), tp.mss)
     t = tp.timers

@@ -217,6 +217,12 @@ class Rack:
                     # nothing of when this one arrived.  So does an RTT
                     # below the minimum.
                     if ts_ecr and lt(ts_ecr, s.tsval):
+                        if s.start == old_una and gt(una, old_una):
+                            # The hole at SND.UNA was filled by the first
+                            # copy, after RACK had marked it lost: that was
+                            # reordering (step 4; Linux's TCPSACKReorder).
+                            self.reordering_seen = True
+                            self.reorders += 1
                         continue
                     if now - s.xmit < min_rtt:
                         continue
