@@ -101,6 +101,7 @@ class Counters:
     TcpExtTCPPartialUndo: int = 0  # ... Eifel, an ACK inside a fast recovery
     TcpExtTCPLossUndo: int = 0  # ... Eifel, after a retransmission timeout
     TcpExtTCPHystartDelayDetect: int = 0  # HyStart++ left slow start on an RTT rise
+    TcpExtTCPHystartDelayCwnd: int = 0  # ... the sum of cwnd (segments) when it did
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.
     TcpExtPAWSEstab: int = 0

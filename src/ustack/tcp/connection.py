@@ -625,13 +625,17 @@ class TcpConnection(Tcb):
         self.retransmits = 0
         self.timers.probes = 0
         rtt = self.rtt
+        r = 0.0
         if ts_ecr and self.ts_ok:
             r = sq.ahead(self.ts_now(now), ts_ecr) / 1000.0
             if r < 60.0:
                 rtt.sample(r)
         elif self.rtt_seq is not None and sq.gt(ack, self.rtt_seq):
-            rtt.sample(now - self.rtt_time)
+            r = now - self.rtt_time
+            rtt.sample(r)
             self.rtt_seq = None
+        if self.cc.hystart:  # RFC 9406: its rounds and RTT samples
+            self.cc.hystart_ack(ack, self.snd_nxt, r if r < 60.0 else 0.0)
         rtt.reset_backoff()
         self.rec.dupacks = 0
         t = self.timers

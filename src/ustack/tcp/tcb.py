@@ -94,6 +94,8 @@ class Tcb:
         self.rtt = RttEstimator(initial_rto=config.initial_rto, min_rto=config.min_rto,
                                 max_rto=config.max_rto)
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
+        self.cc.hystart = config.hystart  # RFC 9406, in the initial slow start
+        self.cc.counters = self.counters
         self.sb = Scoreboard()
         self.rec = Recovery(iss, self.sb)  # (drives the scoreboard's recovery phases)
         self.rack = Rack(iss)  # RACK-TLP (RFC 8985), with SACK
