@@ -46,6 +46,14 @@ from ustack.tcp.seq import MASK, add, ge, gt, le, lt
 #: returns to one unit after this many recoveries without one.
 REO_WND_PERSIST: Final = 16
 
+#: Once reordering was seen, the reordering timer fires this long after the
+#: window has passed (as Linux's TCP_TIMEOUT_MIN on tcp_rack_reo_timeout): a
+#: segment reordered by less than a millisecond on a sub-millisecond path is
+#: judged by its own late ACK, not by the timer racing it.
+REO_TIMER_SLACK: Final = 0.002
+
+INF: Final = float("inf")
+
 
 class Sent:
     """One retransmission in flight: ``[start, end)`` sent at ``xmit``, the
@@ -75,6 +83,7 @@ class Rack:
         "lost",
         "lost_bytes",
         "lost_retransmits",
+        "min_rtt",
         "reo_wnd_mult",
         "reo_wnd_persist",
         "reordering_seen",
@@ -103,6 +112,9 @@ class Rack:
         self.xmit_order = -1  # ... and its place in the transmission order
         self.end_seq = iss  # RACK.end_seq
         self.rtt = 0.0  # RACK.rtt
+        # The smallest RACK.rtt: min_RTT at the clock's resolution, where
+        # the timestamps' 1 ms ticks give 0 on a LAN (and a zero window).
+        self.min_rtt = INF
         self.fack = iss  # RACK.fack: the highest sequence SACKed or acknowledged
         self.reordering_seen = False
         self.reo_wnd_mult = 1
@@ -180,7 +192,10 @@ class Rack:
             self.xmit_ts = xmit
             self.xmit_order = order
             self.end_seq = end
-            self.rtt = now - xmit
+            r = now - xmit
+            self.rtt = r
+            if r < self.min_rtt:
+                self.min_rtt = r
 
     def update(self, una: int, old_una: int, sb: Scoreboard, now: float, ts_ecr: int,
                min_rtt: float, dsack: bool, in_recovery: bool) -> None:
