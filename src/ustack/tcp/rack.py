@@ -185,7 +185,7 @@ class Rack:
 
     # -- ACK processing (RFC 8985 6.2) ------------------------------------------
 
-    def _advance(self, xmit: float, order: int, end: int, now: float) -> None:
+    def _advance(self, xmit: float, order: int, end: int, now: float, orig: bool) -> None:
         # Step 2: RACK_sent_after(xmit, end, RACK.xmit_ts, RACK.end_seq),
         # by transmission order (within one run, by sequence).
         if order > self.xmit_order or (order == self.xmit_order and gt(end, self.end_seq)):
@@ -194,7 +194,10 @@ class Rack:
             self.end_seq = end
             r = now - xmit
             self.rtt = r
-            if r < self.min_rtt:
+            if orig and r < self.min_rtt:
+                # (From original transmissions only, as Linux's tcp_min_rtt:
+                # a retransmission "delivered" by its original's SACK would
+                # say a few microseconds.)
                 self.min_rtt = r
 
     def update(self, una: int, old_una: int, sb: Scoreboard, now: float, ts_ecr: int,
@@ -220,7 +223,7 @@ class Rack:
         if gt(top, old_una) or gt(una, old_una):
             last = top if gt(top, una) else una
             k = self._run(add(last, -1), old_una)
-            self._advance(self._times[k], self._ords[k], last, now)
+            self._advance(self._times[k], self._ords[k], last, now, True)
         # Step 2, retransmissions delivered: by the ACK or by a SACK block.
         rtx = self.rtx
         if rtx:
@@ -239,9 +242,9 @@ class Rack:
                             self.reordering_seen = True
                             self.reorders += 1
                         continue
-                    if now - s.xmit < min_rtt:
+                    if now - s.xmit < min_rtt or now - s.xmit < self.min_rtt:
                         continue
-                    self._advance(s.xmit, s.order, s.end, now)
+                    self._advance(s.xmit, s.order, s.end, now, False)
                 else:
                     keep.append(s)
             self.rtx = keep
