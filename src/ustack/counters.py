@@ -97,7 +97,12 @@ class Counters:
     TcpExtTCPLostRetransmit: int = 0  # retransmissions RACK found lost again
     TcpExtTCPDSACKRecv: int = 0  # D-SACK blocks received (RFC 2883)
     TcpExtTCPSACKReorder: int = 0  # reordering detected from SACKs
+    TcpExtTCPDSACKUndo: int = 0  # reductions undone: every retransmission D-SACKed
+    TcpExtTCPFullUndo: int = 0  # ... Eifel (RFC 3522), the ACK ending a fast recovery
+    TcpExtTCPPartialUndo: int = 0  # ... Eifel, an ACK inside a fast recovery
+    TcpExtTCPLossUndo: int = 0  # ... Eifel, after a retransmission timeout
     TcpExtTCPHystartDelayDetect: int = 0  # HyStart++ left slow start on an RTT rise
+    TcpExtTCPHystartDelayCwnd: int = 0  # ... the sum of cwnd (segments) when it did
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.
     TcpExtPAWSEstab: int = 0

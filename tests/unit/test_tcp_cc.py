@@ -6,6 +6,7 @@ acknowledged, ``ack`` bytes per ACK, spread over the RTT.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -450,3 +451,78 @@ def test_windows_stay_sane_under_any_sequence(name: str, seq: list[tuple[str, in
         assert isinstance(cc.cwnd, int)
         assert cc.cwnd >= mss
         assert 2 * mss <= cc.ssthresh <= INFINITE_SSTHRESH
+
+
+# -- HyStart++ (RFC 9406) --------------------------------------------------------
+
+
+def _hystart_rounds(cc: CongestionControl, rtts: list[float]) -> list[int]:
+    """Cwnd-limited rounds with the given RTT each, one ACK per MSS as the
+    connection makes them (``hystart_ack`` with the sample, then
+    ``on_ack``); cwnd at the end of each round."""
+    una = _SEQ.get(id(cc), 1000)  # sequence numbers go on across calls
+    now = 0.0
+    out = []
+    for rtt in rtts:
+        nxt = una + cc.cwnd  # the round: one window sent
+        while una < nxt:
+            una += MSS
+            cc.hystart_ack(una, una + cc.cwnd, rtt)  # SND.NXT: the window refilled
+            cc.on_ack(MSS, cc.cwnd, now, rtt)  # (ACK-clocked: the window full)
+        now += rtt
+        out.append(cc.cwnd)
+    _SEQ[id(cc)] = una
+    return out
+
+
+_SEQ: dict[int, int] = {}
+
+
+@pytest.mark.parametrize("name", ["newreno", "cubic"])
+def test_hystart_leaves_slow_start_on_an_rtt_rise(name: str) -> None:
+    """RFC 9406 4.2: the round's minimum RTT (after 8 samples) up by
+    RttThresh = max(4 ms, min(lastRoundMinRTT / 8, 16 ms)) from the last
+    round's: Conservative Slow Start, growing a quarter as fast
+    (TcpExtTCPHystartDelayDetect, the cwnd in TCPHystartDelayCwnd); after
+    CSS_ROUNDS = 5 rounds of it, congestion avoidance (ssthresh = cwnd)."""
+    from ustack.counters import Counters
+
+    cc = make_cc(name, MSS, 0.0)
+    cc.hystart = True
+    cc.counters = c = Counters()
+    w = _hystart_rounds(cc, [0.010] * 3)
+    assert w[1] == 2 * w[0] and w[2] == 2 * w[1]  # slow start doubles
+    assert c.TcpExtTCPHystartDelayDetect == 0
+    w2 = _hystart_rounds(cc, [0.0149])  # 10 ms + RttThresh 4 ms passed
+    assert c.TcpExtTCPHystartDelayDetect == 1
+    assert c.TcpExtTCPHystartDelayCwnd > 0
+    assert w2[0] < 2 * w[2]  # CSS for the rest of the round
+    css = _hystart_rounds(cc, [0.015] * 4)
+    growth = [b / a for a, b in zip([w2[0], *css], css, strict=False)]
+    assert all(1.2 < g < 1.3 for g in growth), growth  # 1 + 1/4 per round
+    assert cc.ssthresh == INFINITE_SSTHRESH
+    _hystart_rounds(cc, [0.015])  # the fifth CSS round ends
+    assert cc.ssthresh < INFINITE_SSTHRESH
+    assert 0 <= cc.cwnd - cc.ssthresh < 2 * MSS  # (congestion avoidance since)
+    assert not cc.hystart
+
+
+def test_hystart_resumes_slow_start_when_the_rtt_falls_back() -> None:
+    """RFC 9406 4.2: in CSS, a round minimum below the baseline that
+    started it was a spurious exit: slow start again."""
+    cc = NewReno(MSS)
+    cc.hystart = True
+    _hystart_rounds(cc, [0.010] * 3 + [0.020])
+    before = cc.cwnd
+    w = _hystart_rounds(cc, [0.010, 0.010])
+    assert w[1] == 2 * w[0]  # doubling again
+    assert w[0] > before
+    assert cc.ssthresh == INFINITE_SSTHRESH
+
+
+def test_without_hystart_slow_start_ignores_the_rtt() -> None:
+    """TcpConfig.hystart off: the same RTT rise changes nothing (standard
+    slow start until a loss, RFC 5681 3.1)."""
+    cc = NewReno(MSS)
+    w = _hystart_rounds(cc, [0.010] * 3 + [0.020] * 3)
+    assert all(b == 2 * a for a, b in itertools.pairwise(w))

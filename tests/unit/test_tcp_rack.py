@@ -193,3 +193,79 @@ def test_rack_off_falls_back_to_rfc_6675() -> None:
         assert p.stack.counters.TcpExtTCPLossProbes == 0
         assert p.stack.counters.TcpExtTCPTimeouts == 1
         assert seq_add(flight[0].seq, 0) == rto.seq
+
+
+def test_a_retransmission_and_new_data_of_one_instant_are_ordered() -> None:
+    """RFC 8985 6.2, RACK_sent_after(): a retransmission and the new data
+    PRR sends after it in the same instant have the same transmit time; the
+    order they went out in decides.  The new data delivered and the
+    retransmission not: it was lost, and goes again at once, not at the RTO
+    (by time alone neither was sent after the other, and no verdict came)."""
+    with peer() as p:
+        f, flight = _flow(p, 10)
+        f.app_send(bytes(10 * MSS))
+        una = flight[0].seq
+        p.advance(0.1)
+        for i in range(1, 10):  # no time passes: all of it goes at one instant
+            _sack(f, una, [(flight[1].seq, flight[i].end)])
+        out = f.take()
+        [r1] = [s for s in out if s.seq == una]
+        new = [s for s in out if seq_diff(s.seq, flight[-1].end) >= 0]
+        assert new and new[0].t == r1.t
+        p.advance(0.1)
+        _sack(f, una, [(flight[1].seq, new[-1].end)])
+        p.advance(0.001)
+        again = [s for s in f.take() if s.seq == una]
+        assert again, "the lost retransmission goes again"
+        assert again[0].t - r1.t < 0.15
+        assert p.stack.counters.TcpExtTCPLostRetransmit == 1
+        assert p.stack.counters.TcpExtTCPTimeouts == 0
+
+
+def test_sub_millisecond_reordering_is_not_a_loss() -> None:
+    """On a 0.5 ms path the timestamps' 1 ms ticks say min_RTT 0 or 1 ms;
+    RACK takes min_RTT from its own RACK.rtt samples (the clock's
+    resolution), so the window is min_RTT/4 = 125 us, and once reordering
+    was seen its timer fires REO_TIMER_SLACK (2 ms, Linux's
+    TCP_TIMEOUT_MIN) after it: a hole filled 1 ms after the SACK was
+    reordering, nothing is resent."""
+    with peer() as p:
+        f = p.connect(80, delay=0.0005)
+        f.app_send(bytes(10 * MSS))
+        flight = f.take()
+        f.rcv_nxt = flight[0].seq
+        una = flight[0].seq
+        p.advance(0.0005)
+        f.send("A", ack=flight[0].end)  # an RTT sample at RACK's resolution
+        # A D-SACK (a duplicate of segment 0): reordering was seen (RFC 8985
+        # 6.2 step 4), the window applies from now on.
+        _sack(f, flight[0].end, [(flight[0].seq, flight[0].end)])
+        assert f.s.conn.rack.reordering_seen
+        p.advance(0.0002)
+        _sack(f, flight[0].end, [(flight[2].seq, flight[2].end)])
+        p.advance(0.001)
+        f.send("A", ack=flight[2].end)  # segment 1 was only late
+        p.advance(0.01)
+        assert _retransmitted(f.take(), flight) == []
+        assert not f.s.conn.in_recovery
+        assert p.stack.counters.TcpExtTCPSackRecovery == 0
+        assert una == flight[0].seq
+
+
+def test_ssthresh_is_never_above_cwnd_behind_a_lasting_hole() -> None:
+    """RFC 5681 3.2 step 2 takes FlightSize, SND.NXT - SND.UNA; behind a
+    hole that outlives a recovery it holds SACKed data of several windows
+    (in the goodput sim, recovery after recovery raised cwnd from 72 to 356
+    segments in 0.3 s at 10 % loss).  The reduction is from no more than
+    cwnd: here 10 segments are outstanding with cwnd 4 segments (as a
+    window cut since they went), and ssthresh is 0.7 x 4 segments."""
+    with peer() as p:
+        f, flight = _flow(p, 10)
+        conn = f.s.conn
+        conn.cc.cwnd = 4 * MSS
+        una = flight[0].seq
+        p.advance(0.1)
+        for i in (1, 2, 3):
+            _sack(f, una, [(flight[1].seq, flight[i].end)])
+        assert conn.in_recovery
+        assert conn.cc.ssthresh == int(4 * MSS * 0.7)

@@ -10,7 +10,11 @@ and tells the controller what happened:
   SACK-detected loss);
 * :meth:`on_recovery_end` - the recovery point was acknowledged;
 * :meth:`on_rto` - the retransmission timer expired;
-* :meth:`on_idle` - the sender starts sending again after an idle period.
+* :meth:`on_idle` - the sender starts sending again after an idle period;
+* :meth:`hystart_ack` - an ACK of new data in the initial slow start, with
+  its RTT sample: HyStart++ (RFC 9406) counts rounds and may leave slow
+  start for Conservative Slow Start, then congestion avoidance, before a
+  loss.
 
 During recovery the connection may use or adjust cwnd as its recovery
 algorithm says (RFC 6675 compares pipe against it); on_recovery_end puts it
@@ -25,6 +29,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
+from ustack.counters import Counters
+from ustack.tcp.seq import ge
+
 #: ssthresh before the first loss: "arbitrarily high" (RFC 5681 3.1).
 INFINITE_SSTHRESH: Final = 1 << 30
 
@@ -38,6 +45,15 @@ CUBIC_BETA: Final = 0.7
 CUBIC_ALPHA: Final = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA)
 
 KNOWN: Final = ("cubic", "newreno")
+
+#: RFC 9406 4.3 constants (seconds where a time).
+HS_MIN_RTT_THRESH: Final = 0.004
+HS_MAX_RTT_THRESH: Final = 0.016
+HS_MIN_RTT_DIVISOR: Final = 8
+HS_N_RTT_SAMPLE: Final = 8
+HS_CSS_GROWTH_DIVISOR: Final = 4
+HS_CSS_ROUNDS: Final = 5
+_INF: Final = math.inf
 
 
 def initial_window(mss: int) -> int:
@@ -63,7 +79,9 @@ class NewReno:
     multiplicative decrease.
     """
 
-    __slots__ = ("_acked", "_in_loss", "cwnd", "mss", "name", "ssthresh")
+    __slots__ = ("_acked", "_hs_css_base", "_hs_css_rounds", "_hs_cur_min", "_hs_last_min",
+                 "_hs_samples", "_hs_window_end", "_in_loss", "counters", "cwnd", "hystart",
+                 "mss", "name", "ssthresh")
 
     def __init__(self, mss: int, now: float = 0.0) -> None:
         self.name = "newreno"
@@ -77,6 +95,16 @@ class NewReno:
         # further RTO for the same loss keeps ssthresh (RFC 5681 3.1, "the
         # value of ssthresh is held constant").
         self._in_loss = False
+        # HyStart++ (RFC 9406), in the initial slow start only (4.2): the
+        # connection turns it on (TcpConfig.hystart) and gives the counters.
+        self.hystart = False
+        self.counters: Counters | None = None
+        self._hs_window_end: int | None = None  # windowEnd: the round ends at its ACK
+        self._hs_last_min = _INF  # lastRoundMinRTT
+        self._hs_cur_min = _INF  # currentRoundMinRTT
+        self._hs_samples = 0  # rttSampleCount
+        self._hs_css_base = _INF  # cssBaselineMinRtt; finite: in CSS
+        self._hs_css_rounds = 0
 
     # -- configuration -----------------------------------------------------
 
@@ -122,6 +150,8 @@ class NewReno:
             # counting: grow by the bytes acknowledged, at most L*SMSS per ACK.
             limit = ABC_LIMIT * self.mss
             inc = acked if acked < limit else limit
+            if self._hs_css_base < _INF:
+                inc //= HS_CSS_GROWTH_DIVISOR  # RFC 9406 4.2: CSS grows a quarter as fast
             if cwnd + inc <= ssthresh:
                 self.cwnd = cwnd + inc
                 return
@@ -146,6 +176,63 @@ class NewReno:
         self.cwnd = cwnd
         self._acked = total
 
+    def hystart_ack(self, ack: int, nxt: int, rtt: float) -> None:
+        """RFC 9406 4.2 for an ACK of new data up to ``ack`` (SND.NXT is
+        ``nxt``) with RTT sample ``rtt`` (0: none): rounds end when the ACK
+        passes the SND.NXT of the round's start; after N_RTT_SAMPLE samples
+        of a round, a minimum RTT up by RttThresh from the last round's
+        starts Conservative Slow Start (TcpExtTCPHystartDelayDetect); a
+        round minimum back below the CSS baseline resumes slow start;
+        CSS_ROUNDS rounds of CSS end in congestion avoidance."""
+        if not self.hystart:
+            return
+        if self.cwnd >= self.ssthresh:
+            self._hystart_end()
+            return
+        end = self._hs_window_end
+        if end is None or ge(ack, end):
+            # A new round (its start, for the first).
+            if self._hs_css_base < _INF:
+                self._hs_css_rounds += 1
+                if self._hs_css_rounds >= HS_CSS_ROUNDS:
+                    self.ssthresh = self.cwnd  # into congestion avoidance
+                    self._hystart_end()
+                    return
+            self._hs_window_end = nxt
+            self._hs_last_min = self._hs_cur_min
+            self._hs_cur_min = _INF
+            self._hs_samples = 0
+        if rtt > 0.0:
+            if rtt < self._hs_cur_min:
+                self._hs_cur_min = rtt
+            self._hs_samples += 1
+        if self._hs_samples < HS_N_RTT_SAMPLE:
+            return
+        cur = self._hs_cur_min
+        if self._hs_css_base < _INF:
+            if cur < self._hs_css_base:
+                self._hs_css_base = _INF  # a spurious exit: back to slow start
+            return
+        last = self._hs_last_min
+        if last == _INF or cur == _INF:
+            return
+        thresh = last / HS_MIN_RTT_DIVISOR
+        if thresh > HS_MAX_RTT_THRESH:
+            thresh = HS_MAX_RTT_THRESH
+        if thresh < HS_MIN_RTT_THRESH:
+            thresh = HS_MIN_RTT_THRESH
+        if cur >= last + thresh:
+            self._hs_css_base = cur
+            self._hs_css_rounds = 0
+            c = self.counters
+            if c is not None:
+                c.TcpExtTCPHystartDelayDetect += 1
+                c.TcpExtTCPHystartDelayCwnd += self.cwnd // self.mss
+
+    def _hystart_end(self) -> None:
+        self.hystart = False
+        self._hs_css_base = _INF
+
     # -- reductions ------------------------------------------------------------
 
     def _loss_ssthresh(self, in_flight: int) -> int:
@@ -163,6 +250,7 @@ class NewReno:
         self.ssthresh = self._loss_ssthresh(in_flight)
         self.cwnd = self.ssthresh
         self._acked = 0
+        self._hystart_end()  # RFC 9406 4.2: a loss ends slow start and CSS
 
     def on_recovery_end(self, now: float) -> None:
         """The recovery point was acknowledged: RFC 6582 3.2 step 6, option 2."""
@@ -170,11 +258,23 @@ class NewReno:
             self.cwnd = self.ssthresh
         self._acked = 0
 
+    def undo(self, prior_cwnd: int, prior_ssthresh: int, now: float) -> None:
+        """The reduction was spurious (RFC 3522, RFC 2883 D-SACK): back to
+        the windows before it (RFC 4015 3.2; Linux's tcp_undo_cwnd_reduction
+        takes the larger of the current and the prior)."""
+        if prior_cwnd > self.cwnd:
+            self.cwnd = prior_cwnd
+        if prior_ssthresh > self.ssthresh:
+            self.ssthresh = prior_ssthresh
+        self._in_loss = False
+        self._acked = 0
+
     def on_rto(self, in_flight: int, now: float) -> None:
         """The retransmission timer fired: RFC 5681 3.1 eq. (4) and LW."""
         if not self._in_loss:
             self.ssthresh = self._loss_ssthresh(in_flight)
             self._in_loss = True
+        self._hystart_end()  # (the slow start after a timeout is a plain one)
         # "cwnd MUST be set to no more than the loss window, LW, which equals
         # 1 full-sized segment."
         self.cwnd = self.mss
@@ -224,6 +324,7 @@ class Cubic(NewReno):
         "_epoch",
         "_fast_convergence",
         "_k",
+        "_prior_w_max",
         "_reno_alpha",
         "_rtt",
         "_w",
@@ -244,6 +345,7 @@ class Cubic(NewReno):
         self._w_est = 0.0  # segments, the Reno-friendly estimate
         self._reno_alpha = CUBIC_ALPHA
         self._rtt = 0.0  # last RTT the connection gave us
+        self._prior_w_max = 0.0  # W_max before the last reduction (for undo)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -340,6 +442,7 @@ class Cubic(NewReno):
 
     def _reduce(self, in_flight: int) -> None:
         cw = self._sync() / self.mss
+        self._prior_w_max = self._w_max
         # RFC 9438 4.7 fast convergence: a loss below the previous W_max
         # means another flow took bandwidth; release some by remembering a
         # lower W_max.
@@ -363,6 +466,7 @@ class Cubic(NewReno):
         self._reduce(in_flight)
         self.cwnd = self.ssthresh
         self._w = float(self.cwnd)
+        self._hystart_end()
 
     def on_recovery_end(self, now: float) -> None:
         super().on_recovery_end(now)
@@ -370,6 +474,18 @@ class Cubic(NewReno):
         # The next congestion-avoidance ACK starts the epoch (4.2: t counts
         # from the start of congestion avoidance, not from the loss).
         self._epoch = None
+
+    def undo(self, prior_cwnd: int, prior_ssthresh: int, now: float) -> None:
+        """A spurious reduction undone: the windows back, and W_max as it
+        was before the reduction lowered it (fast convergence would
+        otherwise give bandwidth away for a loss that never was); the next
+        congestion avoidance ACK starts a new epoch from the restored cwnd."""
+        super().undo(prior_cwnd, prior_ssthresh, now)
+        if self._prior_w_max > self._w_max:
+            self._w_max = self._prior_w_max
+        self._epoch = None
+        self._reno_alpha = CUBIC_ALPHA
+        self._w = float(self.cwnd)
 
     def on_rto(self, in_flight: int, now: float) -> None:
         """RFC 9438 4.8: Reno's cwnd = 1 SMSS, ssthresh with beta_cubic.
@@ -382,6 +498,7 @@ class Cubic(NewReno):
             self._in_loss = True
         self._w_max = 0.0
         self._epoch = None
+        self._hystart_end()
         self.cwnd = self.mss
         self._w = float(self.cwnd)
         self._acked = 0

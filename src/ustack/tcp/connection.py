@@ -497,7 +497,7 @@ class TcpConnection(Tcb):
             if sb.dsack != dsack_before:
                 self.counters.TcpExtTCPDSACKRecv += sb.dsack - dsack_before
             if sq.ge(ack, una) and (sb or self.rec.active or self.rack.lost or self.rack.rtx
-                                    or self.tlp_end is not None):
+                                    or self.tlp_end is not None or sb.dsack != dsack_before):
                 # RACK (RFC 8985 6.2) and the TLP episode (7.4) after the
                 # ACK's effects below, with what it delivered.
                 rack_due = True
@@ -626,13 +626,17 @@ class TcpConnection(Tcb):
         self.retransmits = 0
         self.timers.probes = 0
         rtt = self.rtt
+        r = 0.0
         if ts_ecr and self.ts_ok:
             r = sq.ahead(self.ts_now(now), ts_ecr) / 1000.0
             if r < 60.0:
                 rtt.sample(r)
         elif self.rtt_seq is not None and sq.gt(ack, self.rtt_seq):
-            rtt.sample(now - self.rtt_time)
+            r = now - self.rtt_time
+            rtt.sample(r)
             self.rtt_seq = None
+        if self.cc.hystart:  # RFC 9406: its rounds and RTT samples
+            self.cc.hystart_ack(ack, self.snd_nxt, r if r < 60.0 else 0.0)
         rtt.reset_backoff()
         self.rec.dupacks = 0
         t = self.timers

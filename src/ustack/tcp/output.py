@@ -162,11 +162,14 @@ def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = 
     seg = data_segment(tp, seq, tp.mss, now)
     if seg is None:
         return 0
+    n = len(seg.payload)
+    if n:
+        tp.undo.on_retransmit(seq, sq.add(seq, n), tp.ts_now(now))
     if out is None:
         tp.pending_rtx.append(seg)
     else:
         out.append(seg)
-    return len(seg.payload) + (1 if seg.flags & FIN else 0)
+    return n + (1 if seg.flags & FIN else 0)
 
 
 def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:

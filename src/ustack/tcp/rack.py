@@ -9,10 +9,16 @@ timeout recovered one) and a loss with few segments after it.
 What it remembers, bounded by what is in flight and cheap on the bulk path:
 
 - the transmit times of original transmissions, as runs: new data goes out
-  in sequence order at non-decreasing times, so one ``(start, time)`` pair
-  per burst sent at one instant says when every byte of it left; a run
-  covers its bytes up to the next run's start (or SND.NXT).  Runs entirely
-  below SND.UNA are dropped as ACKs arrive;
+  in sequence order at non-decreasing times, so one ``(start, time, order)``
+  triple per burst sent at one instant says when every byte of it left; a
+  run covers its bytes up to the next run's start (or SND.NXT).  Runs
+  entirely below SND.UNA are dropped as ACKs arrive;
+- the order of transmissions: every run and every retransmission takes the
+  next number of a counter, so "sent after" (RACK_sent_after(), RFC 8985
+  6.2) is decided by the order things went out, not by their time, which
+  is the same for a retransmission and the new data sent in the same poll
+  (the RFC breaks ties of RACK.xmit_ts by RACK.end_seq; this counter is
+  the transmission order that tie-break stands for);
 - the retransmissions still in flight (``Sent``), in transmission order, few:
   only loss recovery and loss probes make them;
 - the bytes marked lost and not yet retransmitted (``lost``: sorted,
@@ -40,23 +46,35 @@ from ustack.tcp.seq import MASK, add, ge, gt, le, lt
 #: returns to one unit after this many recoveries without one.
 REO_WND_PERSIST: Final = 16
 
+#: Once reordering was seen, the reordering timer fires this long after the
+#: window has passed (as Linux's TCP_TIMEOUT_MIN on tcp_rack_reo_timeout): a
+#: segment reordered by less than a millisecond on a sub-millisecond path is
+#: judged by its own late ACK, not by the timer racing it.
+REO_TIMER_SLACK: Final = 0.002
+
+INF: Final = float("inf")
+
 
 class Sent:
-    """One retransmission in flight: ``[start, end)`` sent at ``xmit``
-    (``tsval``: our TSval then, to tell which copy an ACK answers)."""
+    """One retransmission in flight: ``[start, end)`` sent at ``xmit``, the
+    ``order``-th transmission (``tsval``: our TSval then, to tell which copy
+    an ACK answers)."""
 
-    __slots__ = ("end", "start", "tsval", "xmit")
+    __slots__ = ("end", "order", "start", "tsval", "xmit")
 
-    def __init__(self, start: int, end: int, xmit: float, tsval: int) -> None:
+    def __init__(self, start: int, end: int, xmit: float, tsval: int, order: int) -> None:
         self.start = start
         self.end = end
         self.xmit = xmit
         self.tsval = tsval
+        self.order = order
 
 
 class Rack:
     __slots__ = (
         "_head",
+        "_order",
+        "_ords",
         "_seqs",
         "_times",
         "dsack_round",
@@ -65,6 +83,7 @@ class Rack:
         "lost",
         "lost_bytes",
         "lost_retransmits",
+        "min_rtt",
         "reo_wnd_mult",
         "reo_wnd_persist",
         "reordering_seen",
@@ -72,6 +91,7 @@ class Rack:
         "rtt",
         "rtx",
         "scan",
+        "xmit_order",
         "xmit_ts",
     )
 
@@ -80,6 +100,8 @@ class Rack:
         # runs before _head are gone (compacted now and then).
         self._seqs: list[int] = []
         self._times: list[float] = []
+        self._ords: list[int] = []  # ... as the _ords[k]-th transmission
+        self._order = 0  # transmissions so far (runs and retransmissions)
         self._head = 0
         self.rtx: list[Sent] = []  # retransmissions in flight, oldest first
         self.lost: list[list[int]] = []  # [start, end) lost, not resent; sorted
@@ -87,8 +109,12 @@ class Rack:
         self.scan = iss  # unSACKed original bytes below it are marked lost
         # RFC 8985 6.1 variables.
         self.xmit_ts = -1.0  # RACK.xmit_ts: of the most recently sent segment delivered
+        self.xmit_order = -1  # ... and its place in the transmission order
         self.end_seq = iss  # RACK.end_seq
         self.rtt = 0.0  # RACK.rtt
+        # The smallest RACK.rtt: min_RTT at the clock's resolution, where
+        # the timestamps' 1 ms ticks give 0 on a LAN (and a zero window).
+        self.min_rtt = INF
         self.fack = iss  # RACK.fack: the highest sequence SACKed or acknowledged
         self.reordering_seen = False
         self.reo_wnd_mult = 1
@@ -102,18 +128,24 @@ class Rack:
     def on_send(self, seq: int, now: float) -> None:
         """New data from ``seq`` left at ``now`` (after every earlier byte)."""
         times = self._times
-        if not times or times[-1] != now:
+        ords = self._ords
+        # A new run when the time moved, or a retransmission went since the
+        # run began (what follows it was sent after it).
+        if not times or times[-1] != now or ords[-1] != self._order:
+            self._order += 1
             self._seqs.append(seq)
             times.append(now)
+            ords.append(self._order)
 
     def on_retransmit(self, start: int, end: int, now: float, tsval: int) -> None:
         """``[start, end)`` was sent again: it is no longer lost-and-waiting."""
         if self.lost:
             self._unmark(start, end)
-        self.rtx.append(Sent(start, end, now, tsval))
+        self._order += 1
+        self.rtx.append(Sent(start, end, now, tsval, self._order))
 
-    def sent_time(self, seq: int, una: int) -> float:
-        """When the byte ``seq`` (at or above ``una``) was first sent."""
+    def _run(self, seq: int, una: int) -> int:
+        """The run holding the byte ``seq`` (at or above ``una``)."""
         seqs = self._seqs
         h = self._head
         n = len(seqs)
@@ -122,7 +154,11 @@ class Rack:
         # the head run may start below it, at a negative distance).
         k = bisect_right(seqs, off, h, n, key=lambda s: (s - una) & MASK
                          if ge(s, una) else -1) - 1
-        return self._times[k if k >= h else h]
+        return k if k >= h else h
+
+    def sent_time(self, seq: int, una: int) -> float:
+        """When the byte ``seq`` (at or above ``una``) was first sent."""
+        return self._times[self._run(seq, una)]
 
     def trim(self, una: int) -> None:
         """Forget the runs that lie entirely below SND.UNA (the run holding
@@ -135,6 +171,7 @@ class Rack:
         if h > 64 and h * 2 > n:
             del seqs[:h]
             del self._times[:h]
+            del self._ords[:h]
             h = 0
         self._head = h
 
@@ -148,12 +185,20 @@ class Rack:
 
     # -- ACK processing (RFC 8985 6.2) ------------------------------------------
 
-    def _advance(self, xmit: float, end: int, now: float) -> None:
-        # Step 2: RACK_sent_after(xmit, end, RACK.xmit_ts, RACK.end_seq).
-        if xmit > self.xmit_ts or (xmit == self.xmit_ts and gt(end, self.end_seq)):
+    def _advance(self, xmit: float, order: int, end: int, now: float, orig: bool) -> None:
+        # Step 2: RACK_sent_after(xmit, end, RACK.xmit_ts, RACK.end_seq),
+        # by transmission order (within one run, by sequence).
+        if order > self.xmit_order or (order == self.xmit_order and gt(end, self.end_seq)):
             self.xmit_ts = xmit
+            self.xmit_order = order
             self.end_seq = end
-            self.rtt = now - xmit
+            r = now - xmit
+            self.rtt = r
+            if orig and r < self.min_rtt:
+                # (From original transmissions only, as Linux's tcp_min_rtt:
+                # a retransmission "delivered" by its original's SACK would
+                # say a few microseconds.)
+                self.min_rtt = r
 
     def update(self, una: int, old_una: int, sb: Scoreboard, now: float, ts_ecr: int,
                min_rtt: float, dsack: bool, in_recovery: bool) -> None:
@@ -177,7 +222,8 @@ class Rack:
         # times grow with the sequence number).
         if gt(top, old_una) or gt(una, old_una):
             last = top if gt(top, una) else una
-            self._advance(self.sent_time(add(last, -1), old_una), last, now)
+            k = self._run(add(last, -1), old_una)
+            self._advance(self._times[k], self._ords[k], last, now, True)
         # Step 2, retransmissions delivered: by the ACK or by a SACK block.
         rtx = self.rtx
         if rtx:
@@ -189,10 +235,16 @@ class Rack:
                     # nothing of when this one arrived.  So does an RTT
                     # below the minimum.
                     if ts_ecr and lt(ts_ecr, s.tsval):
+                        if s.start == old_una and gt(una, old_una):
+                            # The hole at SND.UNA was filled by the first
+                            # copy, after RACK had marked it lost: that was
+                            # reordering (step 4; Linux's TCPSACKReorder).
+                            self.reordering_seen = True
+                            self.reorders += 1
                         continue
-                    if now - s.xmit < min_rtt:
+                    if now - s.xmit < min_rtt or now - s.xmit < self.min_rtt:
                         continue
-                    self._advance(s.xmit, s.end, now)
+                    self._advance(s.xmit, s.order, s.end, now, False)
                 else:
                     keep.append(s)
             self.rtx = keep
@@ -231,7 +283,7 @@ class Rack:
         reordering timer (RFC 8985 6.3)."""
         if self.xmit_ts < 0.0:
             return 0.0
-        xmit_ts = self.xmit_ts
+        xmit_order = self.xmit_order
         end_seq = self.end_seq
         horizon = self.rtt + reo_wnd
         timeout = 0.0
@@ -243,10 +295,8 @@ class Rack:
             gone: list[Sent] = []
             for i in range(len(rtx)):
                 s = rtx[i]
-                if s.xmit >= xmit_ts:
+                if s.order >= xmit_order:
                     # Sent after the newest delivered segment: no verdict.
-                    # (At the same instant too: a retransmission goes after
-                    # the original transmissions of its moment.)
                     keep.extend(rtx[i:])
                     break
                 left = s.xmit + horizon - now
@@ -268,6 +318,7 @@ class Rack:
             return timeout
         seqs = self._seqs
         times = self._times
+        ords = self._ords
         n = len(seqs)
         lo = (scan - una) & MASK
         k = bisect_right(seqs, lo, self._head, n, key=lambda s: (s - una) & MASK
@@ -276,11 +327,12 @@ class Rack:
             k = self._head
         while lt(scan, top):
             t = times[k]
+            o = ords[k]
             run_end = seqs[k + 1] if k + 1 < n else nxt
-            if t > xmit_ts:
+            if o > xmit_order:
                 break  # sent after the newest delivered segment
             stop = run_end
-            if t == xmit_ts and gt(stop, end_seq):
+            if o == xmit_order and gt(stop, end_seq):
                 stop = end_seq  # the same burst: only what came before it
             if gt(stop, top):
                 stop = top

@@ -59,6 +59,7 @@ class Scoreboard:
         "_rescue_rxt",
         "_sacked",
         "dsack",
+        "dsack_block",
         "dupthresh",
         "invalid",
         "overflow",
@@ -80,6 +81,7 @@ class Scoreboard:
         # was outstanding at an RTO, or the head segment at recovery entry.
         self._lost_until: int | None = None
         self.dsack = 0  # D-SACK blocks seen (RFC 2883)
+        self.dsack_block: tuple[int, int] | None = None  # the last one's range
         self.invalid = 0  # SACK blocks ignored as outside the window or malformed
         self.reneged = 0  # times the peer dropped data it had SACKed (RFC 2018 section 8)
         self.overflow = 0  # ranges dropped because of MAX_BLOCKS
@@ -165,6 +167,7 @@ class Scoreboard:
                 # it carries nothing for the scoreboard; inside the second
                 # block it is covered by that block anyway.
                 self.dsack += 1
+                self.dsack_block = (s, e)
                 continue
             so = (s - snd_una) & MASK
             eo = (e - snd_una) & MASK

@@ -37,6 +37,7 @@ from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.sendq import SendQueue
 from ustack.tcp.states import Ev, State, next_state
 from ustack.tcp.timers import ConnectionTimers
+from ustack.tcp.undo import Undo
 
 DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
 TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
@@ -93,9 +94,12 @@ class Tcb:
         self.rtt = RttEstimator(initial_rto=config.initial_rto, min_rto=config.min_rto,
                                 max_rto=config.max_rto)
         self.cc: CongestionControl = make_cc(config.cc, self.mss, now)
+        self.cc.hystart = config.hystart  # RFC 9406, in the initial slow start
+        self.cc.counters = self.counters
         self.sb = Scoreboard()
         self.rec = Recovery(iss, self.sb)  # (drives the scoreboard's recovery phases)
         self.rack = Rack(iss)  # RACK-TLP (RFC 8985), with SACK
+        self.undo = Undo()  # the last reduction, to undo if spurious (RFC 3522, 2883)
         self.tlp_end: int | None = None  # TLP.end_seq: a loss probe is outstanding
         self.tlp_retrans = False  # ... and it was a retransmission
         self.use_rack = False  # SACK and config.rack: set by the SYN's options

@@ -92,6 +92,10 @@ def _retransmission(tp: Tcb, now: float) -> None:
     # RFC 5681 3.1 / RFC 6298 5.4: shrink the window and resend from SND.UNA.
     # (RFC 8985 6.3/7: an RTO ends any loss probe episode; what RACK had
     # marked is part of the resend.)
+    if tp.retransmits == 1 and not tp.rec.active:
+        # The first timeout of an episode (consecutive ones, or one in a
+        # fast recovery, keep the record of the first reduction).
+        tp.undo.start(tp.snd_una, tp.snd_nxt, tp.cc.cwnd, tp.cc.ssthresh, True)
     tp.cc.on_rto(tp.flight(), now)
     if tp.use_rack:
         tp.rack.forget_all(tp.snd_nxt)
