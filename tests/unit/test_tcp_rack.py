@@ -269,3 +269,22 @@ def test_ssthresh_is_never_above_cwnd_behind_a_lasting_hole() -> None:
             _sack(f, una, [(flight[1].seq, flight[i].end)])
         assert conn.in_recovery
         assert conn.cc.ssthresh == int(4 * MSS * 0.7)
+
+
+def test_ssthresh_is_from_cwnd_when_the_loss_is_found_with_little_outstanding() -> None:
+    """The reduction is from cwnd, as Linux's (CUBIC's beta x cwnd), not
+    from what is outstanding when the loss is found: a loss is found while
+    an ACK batch is taken, before the window it opened is refilled, and
+    FlightSize then was a few segments of a larger window: on the relay
+    at 1 % loss every recovery took ssthresh to its 2-segment floor.  Here
+    cwnd is 40 segments and 10 are outstanding: ssthresh is 0.7 x 40."""
+    with peer() as p:
+        f, flight = _flow(p, 10)
+        conn = f.s.conn
+        conn.cc.cwnd = 40 * MSS
+        una = flight[0].seq
+        p.advance(0.1)
+        for i in (1, 2, 3):
+            _sack(f, una, [(flight[1].seq, flight[i].end)])
+        assert conn.in_recovery
+        assert conn.cc.ssthresh == int(40 * MSS * 0.7)

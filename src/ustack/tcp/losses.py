@@ -167,15 +167,19 @@ def enter_recovery(tp: Tcb, now: float) -> None:
     rec = tp.rec
     una = tp.snd_una
     nxt = tp.snd_nxt
-    # ssthresh from FlightSize before recovery (RFC 5681 3.2 step 2), but
-    # never above cwnd: SND.NXT - SND.UNA counts SACKed data too, and behind
-    # a hole that stays (a lost retransmission) it grows past the window;
-    # recovery after recovery then raised cwnd (in the goodput sim, 72 to
-    # 356 segments in 0.3 s at 10 % loss).  Linux takes cwnd alone.
+    # ssthresh from the congestion window, as Linux (tcp_init_cwnd_reduction
+    # -> CUBIC's recalc_ssthresh: beta * cwnd), not from FlightSize (RFC
+    # 5681 3.2 step 2).  Loss is found while an ACK batch is taken, before
+    # the window it opened is refilled: SND.NXT - SND.UNA was then a few
+    # segments of a window of 15-40, and every recovery of a 20 MB send at
+    # 1 % loss cut ssthresh to its 2-segment floor (a 7-segment window;
+    # Linux kept 162).  cwnd cannot run ahead of what the path carried:
+    # it grows only while the sender fills it (cc.on_ack's RFC 7661 check).
+    # (SND.NXT - SND.UNA was no better above: it counts SACKed data, and
+    # behind a hole that stays it grows past the window.)
     cc = tp.cc
     tp.undo.start(una, nxt, cc.cwnd, cc.ssthresh, False)
-    flight = sq.sub(nxt, una)
-    cc.on_congestion(flight if flight < cc.cwnd else cc.cwnd, now)
+    cc.on_congestion(cc.cwnd, now)
     rec.start(una, nxt, tp.mss, True)
     rec.prr_start(tp.flight(), tp.mss)
     t = tp.timers
