@@ -117,6 +117,7 @@ class _Entry:
     recover: int  # SND.NXT when recovery began (RFC 6582 "recover")
     ssthresh: int
     mss: int
+    prior_cwnd: int  # cwnd when recovery began, before the reduction
 
 
 def _first_recovery() -> _Entry:
@@ -133,7 +134,7 @@ def _first_recovery() -> _Entry:
             return
         if conn.in_recovery:
             entry.append(_Entry(before[0], conn.total_retransmits, conn.snd_una, conn.recover,
-                                conn.cc.ssthresh, conn.mss))
+                                conn.cc.ssthresh, conn.mss, conn.undo.prior_cwnd))
         else:
             before[0] = conn.total_retransmits
 
@@ -149,7 +150,9 @@ def test_sack_recovery_retransmits_the_first_hole_at_once() -> None:
     assert e.retransmits > e.retransmits_before
 
 
-def test_sack_recovery_sets_ssthresh_from_flight_size() -> None:
+def test_sack_recovery_sets_ssthresh_from_cwnd() -> None:
+    """CUBIC's reduction is beta x cwnd (RFC 9438 4.6 as Linux applies it;
+    FlightSize when the loss is found undercounts: tcp/losses.py)."""
     e = _first_recovery()
-    flight_size = e.recover - e.snd_una  # sent and not cumulatively acknowledged
-    assert e.ssthresh == max(int(flight_size * CUBIC_BETA), 2 * e.mss)
+    assert e.prior_cwnd > 0
+    assert e.ssthresh == max(int(e.prior_cwnd * CUBIC_BETA), 2 * e.mss)
