@@ -303,9 +303,10 @@ class Peer:
 
     def connect(self, port: int = 80, *, mss: int | None = 1460, sack: bool = True,
                 ts: bool = True, wscale: int | None = 7, win: int = 65535,
-                isn: int = PEER_ISN, delay: float = 0.0) -> Flow:
-        """Active open by the stack: its SYN, our SYN-ACK (after ``delay``), its ACK."""
-        sock = self.stack.tcp_connect((PEER_IP, port))
+                isn: int = PEER_ISN, delay: float = 0.0, **options: object) -> Flow:
+        """Active open by the stack: its SYN, our SYN-ACK (after ``delay``), its
+        ACK; ``options``: TcpConfig fields for the connection."""
+        sock = self.stack.tcp_connect((PEER_IP, port), **options)
         self.flush()
         syn = self._expect_syn(sock)
         flow = Flow(self, port, sock.conn.local[1], isn)

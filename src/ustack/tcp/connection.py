@@ -620,7 +620,12 @@ class TcpConnection(Tcb):
         data = q.ack(self.snd_una, ack, acked)
         if data:
             self.bytes_out += data
-            if len(q.buf) < self.cfg.sndbuf and Event.WRITABLE not in self.events:
+            cfg = self.cfg
+            if cfg.sndbuf < cfg.sndbuf_max and cfg.sndbuf < 2 * self.cc.cwnd:
+                # Autotuning (TcpConfig.sndbuf_max): room for twice the window.
+                want = 2 * self.cc.cwnd
+                cfg.sndbuf = want if want < cfg.sndbuf_max else cfg.sndbuf_max
+            if len(q.buf) < cfg.sndbuf and Event.WRITABLE not in self.events:
                 self.events.append(Event.WRITABLE)  # (one waiting at most: Tcb.events)
         self.snd_una = ack
         self.retransmits = 0
