@@ -89,6 +89,7 @@ class SimNet:
             stack.tcp.config.rcvbuf = buf
             stack.tcp.config.rcvbuf_max = 0  # (the buffer of the table: not autotuned)
             stack.tcp.config.sndbuf = buf
+            stack.tcp.config.sndbuf_max = 0  # (nor this one)
         self.now = 0.0
 
     def settle(self) -> None:
