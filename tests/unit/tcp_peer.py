@@ -507,3 +507,15 @@ def peer(**kw: object) -> Iterator[Peer]:
         yield p
     finally:
         p.close()
+
+
+def sending_flow(p: Peer, nsegs: int, mss: int = 1448) -> tuple[Flow, list[Seg]]:
+    """A connection the stack opened (SYN-ACK after 0.1 s, so RTT 0.1 s)
+    with ``nsegs`` full segments of its data in flight, the peer's
+    ``rcv_nxt`` left at the first of them (nothing of them received yet)."""
+    f = p.connect(80, delay=0.1)
+    f.app_send(bytes(nsegs * mss))
+    flight = f.take()
+    assert len(flight) == nsegs
+    f.rcv_nxt = flight[0].seq
+    return f, flight

@@ -6,7 +6,8 @@ the handshake takes 100 ms, so SRTT = min_RTT = 0.1 s and RTO = 0.3 s.
 
 from __future__ import annotations
 
-from tcp_peer import Flow, Peer, Seg, peer, seq_add, seq_diff
+import pytest
+from tcp_peer import Flow, Seg, peer, sending_flow, seq_add, seq_diff
 
 from ustack.tcp.recovery import Recovery
 from ustack.tcp.sack import Scoreboard
@@ -14,13 +15,7 @@ from ustack.tcp.sack import Scoreboard
 MSS = 1448  # 1460 less the 12 bytes of timestamps
 
 
-def _flow(p: Peer, nsegs: int) -> tuple[Flow, list[Seg]]:
-    f = p.connect(80, delay=0.1)
-    f.app_send(bytes(nsegs * MSS))
-    flight = f.take()
-    assert len(flight) == nsegs
-    f.rcv_nxt = flight[0].seq
-    return f, flight
+_flow = sending_flow
 
 
 def _sack(f: Flow, una: int, blocks: list[tuple[int, int]]) -> None:
@@ -252,39 +247,30 @@ def test_sub_millisecond_reordering_is_not_a_loss() -> None:
         assert una == flight[0].seq
 
 
-def test_ssthresh_is_never_above_cwnd_behind_a_lasting_hole() -> None:
-    """RFC 5681 3.2 step 2 takes FlightSize, SND.NXT - SND.UNA; behind a
-    hole that outlives a recovery it holds SACKed data of several windows
-    (in the goodput sim, recovery after recovery raised cwnd from 72 to 356
-    segments in 0.3 s at 10 % loss).  The reduction is from no more than
-    cwnd: here 10 segments are outstanding with cwnd 4 segments (as a
-    window cut since they went), and ssthresh is 0.7 x 4 segments."""
+@pytest.mark.parametrize("cwnd_segs", [4, 40], ids=["lasting-hole", "little-outstanding"])
+def test_ssthresh_is_beta_times_cwnd_whatever_is_outstanding(cwnd_segs: int) -> None:
+    """Ten segments are outstanding when the loss is found; ssthresh is
+    0.7 x cwnd in both cases.
+
+    lasting-hole (cwnd 4): RFC 5681 3.2 step 2 takes FlightSize, SND.NXT -
+    SND.UNA; behind a hole that outlives a recovery it holds SACKed data of
+    several windows (in the goodput sim, recovery after recovery raised
+    cwnd from 72 to 356 segments in 0.3 s at 10 % loss): the reduction is
+    from no more than cwnd.
+
+    little-outstanding (cwnd 40): the reduction is from cwnd, as Linux's
+    (CUBIC's beta x cwnd), not from what is outstanding when the loss is
+    found: a loss is found while an ACK batch is taken, before the window
+    it opened is refilled, and FlightSize then was a few segments of a
+    larger window: on the relay at 1 % loss every recovery took ssthresh
+    to its 2-segment floor."""
     with peer() as p:
         f, flight = _flow(p, 10)
         conn = f.s.conn
-        conn.cc.cwnd = 4 * MSS
+        conn.cc.cwnd = cwnd_segs * MSS
         una = flight[0].seq
         p.advance(0.1)
         for i in (1, 2, 3):
             _sack(f, una, [(flight[1].seq, flight[i].end)])
         assert conn.in_recovery
-        assert conn.cc.ssthresh == int(4 * MSS * 0.7)
-
-
-def test_ssthresh_is_from_cwnd_when_the_loss_is_found_with_little_outstanding() -> None:
-    """The reduction is from cwnd, as Linux's (CUBIC's beta x cwnd), not
-    from what is outstanding when the loss is found: a loss is found while
-    an ACK batch is taken, before the window it opened is refilled, and
-    FlightSize then was a few segments of a larger window: on the relay
-    at 1 % loss every recovery took ssthresh to its 2-segment floor.  Here
-    cwnd is 40 segments and 10 are outstanding: ssthresh is 0.7 x 40."""
-    with peer() as p:
-        f, flight = _flow(p, 10)
-        conn = f.s.conn
-        conn.cc.cwnd = 40 * MSS
-        una = flight[0].seq
-        p.advance(0.1)
-        for i in (1, 2, 3):
-            _sack(f, una, [(flight[1].seq, flight[i].end)])
-        assert conn.in_recovery
-        assert conn.cc.ssthresh == int(40 * MSS * 0.7)
+        assert conn.cc.ssthresh == int(cwnd_segs * MSS * 0.7)

@@ -9,19 +9,13 @@ was for nothing and takes it back.
 
 from __future__ import annotations
 
-from tcp_peer import Flow, Peer, Seg, peer
+from tcp_peer import Flow, Peer, Seg, peer, sending_flow
 
 MSS = 1448
 IW = 10 * MSS
 
 
-def _flow(p: Peer, nsegs: int) -> tuple[Flow, list[Seg]]:
-    f = p.connect(80, delay=0.1)
-    f.app_send(bytes(nsegs * MSS))
-    flight = f.take()
-    assert len(flight) == nsegs
-    f.rcv_nxt = flight[0].seq
-    return f, flight
+_flow = sending_flow
 
 
 def _fast_retransmit(p: Peer, f: Flow, flight: list[Seg]) -> Seg:
