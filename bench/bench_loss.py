@@ -476,6 +476,8 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     harness.add_build_option(p)
     a = p.parse_args(argv)
+    if a.runs is not None and a.runs < 1:
+        p.error(f"--runs must be at least 1, got {a.runs}")
     runs = a.runs or (1 if a.quick else 3)
     if not 1 <= runs <= 20:
         p.error("--runs must be 1..20")

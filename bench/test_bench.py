@@ -506,3 +506,13 @@ def test_bench_loss_smallest_run_times_both_stacks_through_the_relay() -> None:
     for c in doc["cells"]:
         (run,) = c["runs"]
         assert run["relay"]["l2r_forwarded"] > 0 and run["relay"]["r2l_forwarded"] > 0
+
+
+def test_bench_loss_refuses_zero_runs() -> None:
+    """No runs would print an empty table as if it were a result: refused,
+    one line, exit 2."""
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_loss.py"), "--runs", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "bench_loss.py: error: --runs must be at least 1, got 0"
