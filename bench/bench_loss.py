@@ -27,8 +27,14 @@ medians ustack / kernel (above 1: ustack slower).
 
     python3 bench/bench_loss.py [--quick] [--runs N] [--profile NAME ...]
                                 [--size 64K|1M|20M ...] [--direction send|recv]
-                                [--pcap DIR]
+                                [--pcap DIR] [--kernel-cc cubic|reno|bbr]
                                 [--build compiled|pure]
+
+The kernel's congestion control is set on its sockets (TCP_CONGESTION, both
+kernel ends): CUBIC by default, Linux's own default and what ustack runs.
+A machine may default to another (one of ours runs BBR, which does not
+reduce its window on random loss: a comparison of loss recovery against it
+compares congestion controllers instead); ``--kernel-cc`` chooses.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -115,6 +122,7 @@ class Config:
     resp_cpu: int | None
     build: str = "compiled"
     directions: tuple[str, ...] = DIRECTIONS
+    kernel_cc: str = "cubic"
 
 
 @dataclass(slots=True)
@@ -171,6 +179,7 @@ def transfer(report: Report, topo: RelayTopology, key: Key, stack: str, run: int
         hash=True,
         verbose=True,
         seed=seed,
+        cc=cfg.kernel_cc,
     )
     cmd = [*harness.taskset(cfg.resp_cpu), sys.executable, str(PEER), stack, direction]
     cmd += ["--to", f"{topo.right_ip}:{PORT}", "--bytes", str(n), "--seed", str(seed)]
@@ -179,6 +188,8 @@ def transfer(report: Report, topo: RelayTopology, key: Key, stack: str, run: int
     if cfg.pcap:
         name = f"{profile}-{size_name}-{direction}-{run}".replace(" ", "_").replace("%", "pc")
         pcap = Path(cfg.pcap) / (f"{name}.pcap" if stack == "ustack" else f"{name}-kernel.pcap")
+    if stack == "kernel":
+        cmd += ["--cc", cfg.kernel_cc]
     if stack == "ustack":
         cmd += ["--link", topo.link, "--ip", topo.left_cidr]
         if pcap:
@@ -413,6 +424,7 @@ def footnotes(report: Report) -> list[str]:
         "profiles: " + "; ".join(f"{p}: {s}" for p, s in PROFILES.items() if p in cfg.profiles),
         harness.pinning_note(cfg, "kernel peer (tcpgen server)", "left stack")
         + "; the relay unpinned",
+        f"kernel congestion control: {cfg.kernel_cc} (both kernel ends); ustack: cubic",
     ]
     for (key, stack), cell in report.cells.items():
         for failure in cell.failures:
@@ -460,6 +472,17 @@ def to_json(report: Report) -> dict[str, Any]:
     )
 
 
+def kernel_cc_usable(name: str) -> bool:
+    """Does a socket take TCP_CONGESTION ``name`` (root may set any the
+    kernel has, and the setsockopt loads its module)?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
+        except OSError:
+            return False
+    return True
+
+
 def parse_args(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(
         description="TCP transfer times through loss, reordering, corruption and delay"
@@ -474,8 +497,17 @@ def parse_args(argv: list[str] | None) -> Config:
         metavar="DIR",
         help="a pcap per transfer to DIR (ustack: its own; kernel: tcpdump, -kernel.pcap)",
     )
+    p.add_argument(
+        "--kernel-cc",
+        default="cubic",
+        metavar="NAME",
+        help="the kernel's congestion control in the test namespaces (default cubic, "
+        "Linux's default and ustack's)",
+    )
     harness.add_build_option(p)
     a = p.parse_args(argv)
+    if not kernel_cc_usable(a.kernel_cc):
+        p.error(f"--kernel-cc {a.kernel_cc}: the kernel has no such congestion control")
     if a.runs is not None and a.runs < 1:
         p.error(f"--runs must be at least 1, got {a.runs}")
     runs = a.runs or (1 if a.quick else 3)
@@ -492,6 +524,7 @@ def parse_args(argv: list[str] | None) -> Config:
         resp_cpu=resp_cpu,
         build=a.build,
         directions=tuple(d for d in DIRECTIONS if d in (a.direction or DIRECTIONS)),
+        kernel_cc=a.kernel_cc,
     )
 
 

@@ -117,7 +117,13 @@ def run_kernel(a: argparse.Namespace, host: str, port: int) -> dict[str, Any]:
     t0 = time.monotonic()
     nbytes = 0
     try:
-        with socket.create_connection((host, port), timeout=a.timeout) as s:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            if a.cc:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, a.cc.encode())
+            s.settimeout(a.timeout)
+            s.connect((host, port))
+            cc = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+            result["cc"] = cc.split(b"\0", 1)[0].decode()
             if a.dir == "send":
                 s.sendall(data)
                 nbytes = len(data)
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bytes", type=int, required=True)
     p.add_argument("--seed", type=int, default=1, help="tcpgen's pattern seed")
     p.add_argument("--timeout", type=float, default=10.0, help="idle seconds before giving up")
+    p.add_argument("--cc", help="kernel: TCP_CONGESTION of the socket (else the default)")
     p.add_argument("--link", help="ustack: packet:IFACE")
     p.add_argument("--ip", help="ustack: our CIDR")
     p.add_argument("--pcap", help="ustack: write every frame to FILE")

@@ -91,6 +91,7 @@ struct opts {
     const char *file;
     int io;          /* read/write size */
     int sockbuf;     /* SO_SNDBUF/SO_RCVBUF, 0: kernel autotuning */
+    const char *cc;  /* TCP_CONGESTION, NULL: the namespace's default */
     int verbose;
 };
 
@@ -99,12 +100,13 @@ static void usage(void) {
             "usage: tcpgen crr       -a DST -p PORT [-c CONC] [-s LINE] [-t SEC] [-u WARMUP]\n"
             "                        [-n CONNS] [-T TIMEOUT_MS]\n"
             "       tcpgen bulk-send -a DST -p PORT [-t SEC] [-n BYTES] [-u WARMUP] [-H]\n"
-            "                        [-S SEED | -f FILE] [-T IDLE_MS] [-b IO] [-B SOCKBUF]\n"
+            "                        [-S SEED | -f FILE] [-T IDLE_MS] [-b IO] [-B SOCKBUF] [-C CC]\n"
             "       tcpgen bulk-recv -a DST -p PORT [-t SEC] [-n BYTES] [-u WARMUP] [-H]\n"
-            "                        [-T IDLE_MS] [-b IO] [-B SOCKBUF]\n"
+            "                        [-T IDLE_MS] [-b IO] [-B SOCKBUF] [-C CC]\n"
             "       tcpgen server    -m echo|echo-line|discard|source -a BIND -p PORT\n"
             "                        [-t SEC] [-n CONNS] [-N BYTES_PER_CONN] [-H] [-v]\n"
-            "                        [-S SEED | -f FILE] [-b IO] [-B SOCKBUF]\n");
+            "                        [-S SEED | -f FILE] [-b IO] [-B SOCKBUF] [-C CC]\n"
+            "       -C CC: TCP_CONGESTION (cubic, reno, bbr...), else the default\n");
     exit(2);
 }
 
@@ -347,6 +349,13 @@ static size_t source_chunk(const struct source *src, uint64_t off, size_t max,
 
 /* ------------------------------------------------------------ socket help */
 
+/* The congestion control by name: root may pick any the kernel has, where
+ * a namespace's sysctl only takes tcp_allowed_congestion_control. */
+static void set_cc(int fd, const char *cc) {
+    if (cc && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0)
+        die("setsockopt TCP_CONGESTION");
+}
+
 static void set_bufs(int fd, int size) {
     if (size <= 0) return;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
@@ -359,6 +368,7 @@ static int connect_timeout(const struct opts *o, double timeout) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     set_bufs(fd, o->sockbuf);
+    set_cc(fd, o->cc);
     if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -1009,6 +1019,7 @@ static void run_server(const struct opts *o) {
     int one = 1;
     setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     set_bufs(s->lfd, o->sockbuf); /* inherited by accepted sockets */
+    set_cc(s->lfd, o->cc);        /* so is this (tcp_assign_congestion_control) */
     struct sockaddr_in a = make_addr(o->addr, o->port);
     if (bind(s->lfd, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
     if (listen(s->lfd, 4096) < 0) die("listen");
@@ -1062,7 +1073,7 @@ int main(int argc, char **argv) {
     const char *smode = NULL;
     int ch;
     optind = 2;
-    while ((ch = getopt(argc, argv, "a:p:c:s:t:u:n:N:T:HS:f:m:b:B:v")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:s:t:u:n:N:T:HS:f:m:b:B:C:v")) != -1) {
         switch (ch) {
         case 'a': o.addr = optarg; break;
         case 'p': o.port = atoi(optarg); break;
@@ -1079,6 +1090,7 @@ int main(int argc, char **argv) {
         case 'm': smode = optarg; break;
         case 'b': o.io = atoi(optarg); break;
         case 'B': o.sockbuf = atoi(optarg); break;
+        case 'C': o.cc = optarg; break;
         case 'v': o.verbose = 1; break;
         default: usage();
         }

@@ -318,6 +318,7 @@ class ServerSpec:
     verbose: bool = False
     seed: int = 1
     file: str | None = None
+    cc: str | None = None  # TCP_CONGESTION of the listener (and so its connections)
 
     def argv(self, binary: Path) -> list[str]:
         if self.mode not in SERVER_MODES:
@@ -334,6 +335,8 @@ class ServerSpec:
             a.append("-v")
         if self.file is not None:
             a += ["-f", self.file]
+        if self.cc is not None:
+            a += ["-C", self.cc]
         return a
 
 

@@ -506,6 +506,21 @@ def test_bench_loss_smallest_run_times_both_stacks_through_the_relay() -> None:
     for c in doc["cells"]:
         (run,) = c["runs"]
         assert run["relay"]["l2r_forwarded"] > 0 and run["relay"]["r2l_forwarded"] > 0
+        if c["stack"] == "kernel":
+            # Linux's default controller, whatever this machine's sysctl says.
+            assert run["peer"]["cc"] == "cubic"
+    assert doc["config"]["kernel_cc"] == "cubic"
+
+
+def test_bench_loss_refuses_an_unknown_congestion_control() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_loss.py"), "--kernel-cc", "nosuch"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    want = "--kernel-cc nosuch: the kernel has no such congestion control"
+    assert last == f"bench_loss.py: error: {want}"
 
 
 def test_bench_loss_refuses_zero_runs() -> None:
