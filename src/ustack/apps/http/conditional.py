@@ -90,12 +90,11 @@ def parse_range(value: bytes, size: int) -> tuple[int, int] | None:
             return UNSATISFIABLE
         return max(0, size - n), size - 1
     a = int(first)
-    b = int(last) if last else size - 1
-    if b < a:
-        return None  # invalid int-range: ignored
+    if last and int(last) < a:
+        return None  # an invalid int-range: ignored
     if a >= size:
         return UNSATISFIABLE
-    return a, min(b, size - 1)
+    return a, min(int(last), size - 1) if last else size - 1
 
 
 def if_range_matches(value: bytes, etag: str, mtime: float) -> bool:
