@@ -156,10 +156,19 @@ def test_traversal_is_refused_by_the_parser(target: str) -> None:
     assert info.value.status == 400
 
 
-@pytest.mark.parametrize("path", ["/../outside.txt", "/../outdir/f.txt", "/sub/../../outside.txt"])
+@pytest.mark.parametrize("path", ["/../outside.txt", "/../outdir/f.txt", "/sub/../../outside.txt",
+                                  "/a.txt\x00", "//../outside.txt"])
 def test_lookup_alone_never_leaves_the_root(root: Path, path: str) -> None:
     """Even a path the parser would refuse does not escape the lookup."""
     assert StaticFiles(str(root)).lookup(path, NOW) is None
+
+
+def test_an_empty_first_segment_stays_under_the_root(root: Path) -> None:
+    """``//a.txt`` is the root's a.txt, not /a.txt of the machine."""
+    r = request("//a.txt")
+    assert r.path == "//a.txt"
+    e = StaticFiles(str(root)).lookup(r.path, NOW)
+    assert e is not None and e.body == TEXT
 
 
 def test_symlink_to_a_file_outside_is_404(root: Path) -> None:

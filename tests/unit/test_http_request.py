@@ -173,6 +173,14 @@ def test_405_waits_for_the_body() -> None:
     assert not p.in_request and p.buffered == 0
 
 
+def test_405_with_expect_100_continue_is_answered_at_once_and_closes() -> None:
+    """RFC 9110 10.1.1: the client waits for a 100 before it sends the body;
+    the final status goes out now and the connection closes."""
+    err = error_of(req(b"POST /f HTTP/1.1", b"Host: h", b"Content-Length: 1000",
+                       b"Expect: 100-continue"))
+    assert err.status == 405 and err.close
+
+
 def test_405_on_a_closing_connection_closes() -> None:
     err = error_of(req(b"DELETE / HTTP/1.1", b"Host: h", b"Connection: close"))
     assert err.status == 405 and err.close

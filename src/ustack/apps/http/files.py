@@ -134,10 +134,10 @@ class StaticFiles:
     def resolve(self, path: str) -> tuple[str, os.stat_result] | None:
         """The real path and stat of the regular file ``path`` names under
         the root (a directory's index file), or None."""
-        real = os.path.realpath(os.path.join(self.root, path.lstrip("/")))
-        if not self._inside(real):
-            return None
         try:
+            real = os.path.realpath(os.path.join(self.root, path.lstrip("/")))
+            if not self._inside(real):
+                return None
             st = os.stat(real)
             if stat.S_ISDIR(st.st_mode):
                 real = os.path.realpath(os.path.join(real, self.index))
@@ -146,7 +146,7 @@ class StaticFiles:
                 st = os.stat(real)
             elif path.endswith("/"):
                 return None  # "file/" names no file (ENOTDIR)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # ValueError: a NUL in the path
             return None
         # stat before open: a FIFO or a device is never opened.
         if not stat.S_ISREG(st.st_mode):

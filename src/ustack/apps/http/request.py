@@ -385,6 +385,12 @@ class RequestParser:
         else:
             err = HttpError(501, f"{method} is not implemented", close=not keep_alive,
                             name="http_method_not_implemented")
+        if err is not None and (chunked or length) and version >= (1, 1) \
+                and b"100-continue" in _tokens(headers, b"expect"):
+            # RFC 9110 10.1.1: the client waits for a 100 before sending the
+            # body; answer the final status now and close instead of reading it.
+            err.close = True
+            raise err
         self._pending = req
         self._pending_error = err
         if chunked:
