@@ -548,6 +548,7 @@ def _drive(p: RequestParser, pieces: list[bytes]) -> None:
                 r = p.next_request()
             except HttpError as e:
                 assert 400 <= e.status < 600
+                assert e.name.startswith("http_")
                 if e.close:
                     return
                 continue
