@@ -103,6 +103,9 @@ class Counters:
     TcpExtTCPLossUndo: int = 0  # ... Eifel, after a retransmission timeout
     TcpExtTCPHystartDelayDetect: int = 0  # HyStart++ left slow start on an RTT rise
     TcpExtTCPHystartDelayCwnd: int = 0  # ... the sum of cwnd (segments) when it did
+    # Segments sent from a Presegmented's stored segments, their payload sum
+    # folded in rather than computed (ustack's own: tcp/presegment.py).
+    TcpPresegmentedOut: int = 0
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.
     TcpExtPAWSEstab: int = 0

@@ -10,6 +10,9 @@ Modules, from the wire up:
   ``rcvq`` (the bytes and their sequence arithmetic), ``recovery`` (dupacks,
   fast recovery, the RTO cursor), ``timers`` (the six deadlines), ``rto``,
   ``cc``, ``sack``, ``reassembly``.
+- ``presegment``: responses cut once into segments with their payload
+  sums (``Presegmented``), which the send queue holds by reference and the
+  output sends from without summing them again.
 - ``connection``: the rules of RFC 9293 3.10 (state machine, application
   calls, segment arrival with header prediction); ``output`` (what to send
   and when, 3.8) and ``timeouts`` (3.10.8) act on the same TCB.

@@ -625,7 +625,7 @@ class TcpConnection(Tcb):
                 # Autotuning (TcpConfig.sndbuf_max): room for twice the window.
                 want = 2 * self.cc.cwnd
                 cfg.sndbuf = want if want < cfg.sndbuf_max else cfg.sndbuf_max
-            if len(q.buf) < cfg.sndbuf and Event.WRITABLE not in self.events:
+            if q.free(cfg.sndbuf) and Event.WRITABLE not in self.events:
                 self.events.append(Event.WRITABLE)  # (one waiting at most: Tcb.events)
         self.snd_una = ack
         self.retransmits = 0

@@ -630,10 +630,20 @@ class TcpLayer(ProtocolHandler):
                               mss if mss and plen > mss else 0)
         if plen:
             buf[HEADROOM + hl:] = payload
-        wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack, s.flags,
-                              s.window, s.options, payload, partial=iface.gso,
-                              addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
-        self.host.counters.TcpOutSegs += 1
+        c = self.host.counters
+        psum = s.payload_sum
+        if psum >= 0:
+            # Stored segments of a Presegmented: their sum is folded in, the
+            # payload is not read again (RFC 1071 2(B)).
+            c.TcpPresegmentedOut += 1
+            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack,
+                                  s.flags, s.window, s.options, payload, partial=iface.gso,
+                                  addr_sum=hop.addr_sum, payload_sum=psum)
+        else:
+            wtcp.pack_header_into(buf, HEADROOM, lip, rip, lport, rport, s.seq, s.ack,
+                                  s.flags, s.window, s.options, payload, partial=iface.gso,
+                                  addr_sum=hop.addr_sum)  # (hop.src is lip: looked up from it)
+        c.TcpOutSegs += 1
         # DF on every segment (as Linux): a router answers "fragmentation
         # needed" rather than fragment it (RFC 1191 path MTU discovery).
         self.ip.output(hop, rip, wip.PROTO_TCP, buf, ttl, tos, df=True)

@@ -99,9 +99,11 @@ def sack_room(tp: Tcb) -> int:
     return 2 + 2 + 8 * (n if n < limit else limit) if n else 0  # NOP NOP kind len blocks
 
 
-def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSegment:
+def segment(tp: Tcb, seq: int, flags: int, payload: bytes | memoryview, now: float,
+            payload_sum: int = -1) -> OutSegment:
     """A segment from ``seq`` with ``flags``: the ACK field, window and options
-    filled in as of now.  One carrying ACK satisfies any pending ACK."""
+    filled in as of now.  One carrying ACK satisfies any pending ACK.
+    ``payload_sum``: the payload's stored sum, -1 for none (OutSegment)."""
     syn = flags & SYN
     rcv_nxt = tp.rcv_nxt
     if flags & ACK:
@@ -124,7 +126,7 @@ def segment(tp: Tcb, seq: int, flags: int, payload: bytes, now: float) -> OutSeg
         tp.rcv_adv = sq.add(rcv_nxt, window << shift)
     tp.segs_out += 1
     return OutSegment(seq, rcv_nxt if flags & ACK else 0, flags, window, options(tp, now, syn),
-                      payload)
+                      payload, payload_sum)
 
 
 def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
@@ -150,7 +152,8 @@ def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | No
         return None
     if n and last:
         flags |= PSH
-    return segment(tp, seq, flags, payload, now)
+    # Stored segments of a Presegmented come with their sum (SendQueue.peek).
+    return segment(tp, seq, flags, payload, now, q.peek_sum)
 
 
 def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = None) -> int:

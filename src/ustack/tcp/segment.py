@@ -40,18 +40,21 @@ class Segment:
 
 class OutSegment:
     """An outbound segment; ``window`` is the field value (already scaled).
+    ``payload_sum`` is ``checksum.sum_mod(payload)`` when known from a
+    ``Presegmented``'s stored sums, -1 when the payload is to be summed.
     A native class in the compiled build, as ``Segment``."""
 
-    __slots__ = ("ack", "flags", "options", "payload", "seq", "window")
+    __slots__ = ("ack", "flags", "options", "payload", "payload_sum", "seq", "window")
 
     def __init__(self, seq: int, ack: int, flags: int, window: int, options: bytes,
-                 payload: bytes) -> None:
+                 payload: bytes | memoryview, payload_sum: int = -1) -> None:
         self.seq = seq
         self.ack = ack
         self.flags = flags
         self.window = window
         self.options = options
         self.payload = payload
+        self.payload_sum = payload_sum
 
     def __repr__(self) -> str:
         return (f"OutSegment(seq={self.seq}, ack={self.ack}, flags={self.flags:#x}, "

@@ -25,8 +25,9 @@ from ustack.net.host import Host
 from ustack.net.sockaddr import Address
 from ustack.tcp.config import OPTION_NAMES
 from ustack.tcp.connection import TcpConnection
+from ustack.tcp.presegment import Presegmented
 from ustack.tcp.segment import Event, TcpError
-from ustack.tcp.states import State
+from ustack.tcp.states import SENDING, State
 from ustack.wire import ipv4 as wip
 
 if TYPE_CHECKING:
@@ -183,6 +184,43 @@ class TcpSocket:
         except TcpError as e:
             raise os_error(e.errno) from None
         if n == 0 and len(data):
+            raise os_error(errno.EAGAIN)
+        self._dirty[self] = None
+        return n
+
+    @property
+    def mss(self) -> int:
+        """The effective send MSS: the payload bytes the output cuts segments
+        at now (the smaller of the peer's MSS and the path's, less the
+        timestamp option: ``Tcb.set_mss``), what a ``Presegmented`` for this
+        connection is cut at.  It can change (path MTU discovery, RFC 1191)."""
+        return self.conn.mss
+
+    def send_presegmented(self, p: Presegmented, first: int = 0) -> int:
+        """Queue segments ``first``, ``first + 1`` ... of ``p`` by reference
+        (no copy), whole segments while the send buffer has room, and one
+        at least when it has any (so a response always progresses); returns
+        the index of the next segment not queued (``len(p.sums)`` when all
+        are).  Segments that leave on ``p``'s boundaries take its stored
+        bytes and sums (``SendQueue.peek``; counted as TcpPresegmentedOut).
+        Raises as ``send`` does: BlockingIOError when the buffer is full,
+        BrokenPipeError after a shutdown, the connection's error.
+        """
+        if first < 0:
+            raise ValueError(f"negative segment index {first}")
+        if self.closed:
+            raise os_error(errno.EBADF)
+        c = self.conn
+        if c.error:
+            raise os_error(c.error)
+        if c.state in _UNCONNECTED:
+            raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
+        if c.state not in SENDING or c.fin_queued:
+            raise os_error(errno.EPIPE)  # as TcpConnection.send
+        if first >= len(p.sums):
+            return first
+        n = c.sendq.append_static(p, first, c.cfg.sndbuf)
+        if n == first:
             raise os_error(errno.EAGAIN)
         self._dirty[self] = None
         return n
