@@ -193,10 +193,11 @@ class UstackProcess:
 
 
 def stack_name(args: Sequence[str]) -> str:
-    """The control-socket name ``ustack ARGS`` (``up ...``) gives its stack.
+    """The control-socket name ``ustack ARGS`` (``up ...`` or ``serve ...``)
+    gives its stack.
 
     Read with the command's own parser (``ustack.cli.build_parser``) and the
-    rule of ``ustack up`` (cli/up.py): ``--name``, else the link's device
+    rule of ``ustack up`` and ``serve``: ``--name``, else the link's device
     name (``LinkOptions.device_name``).  A command line the CLI rejects
     raises TestbedError with the CLI's one-line message.
     """
@@ -204,8 +205,8 @@ def stack_name(args: Sequence[str]) -> str:
         parsed = build_parser().parse_args(list(args))
     except UsageError as e:
         raise TestbedError(str(e)) from None
-    if parsed.command != "up":
-        raise TestbedError(f"not a ustack up command line: {' '.join(args)}")
+    if parsed.command not in ("up", "serve"):
+        raise TestbedError(f"not a ustack up or serve command line: {' '.join(args)}")
     if parsed.name:
         return str(parsed.name)
     try:

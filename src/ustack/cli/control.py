@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from ustack.stack import Stack
@@ -74,8 +75,12 @@ class ControlServer:
     """The listening control socket of the stack ``name``; ControlError,
     one line naming the socket's path, when it cannot be made."""
 
-    def __init__(self, stack: Stack, name: str) -> None:
+    def __init__(self, stack: Stack, name: str,
+                 more_counters: Callable[[], dict[str, int]] | None = None) -> None:
         self.stack = stack
+        # An application's own counters (``ustack serve``'s Http*), listed
+        # with the stack's.
+        self.more_counters = more_counters
         self.path = socket_path(name)
         try:
             os.makedirs(RUN_DIR, exist_ok=True)
@@ -103,8 +108,11 @@ class ControlServer:
             return
         with conn:
             conn.settimeout(1.0)
+            doc = report(self.stack)
+            if self.more_counters is not None:
+                doc["counters"].update(self.more_counters())
             with contextlib.suppress(OSError):
-                conn.sendall(json.dumps(report(self.stack)).encode())
+                conn.sendall(json.dumps(doc).encode())
 
     def close(self) -> None:
         self.stack.remove_reader(self.sock.fileno())

@@ -1,0 +1,115 @@
+"""``ustack serve DIR``: the HTTP/1.1 server on a stack, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import TextIO
+
+from ustack import purepy
+from ustack.cli.common import (
+    UsageError,
+    add_link_options,
+    link_options,
+    linked_stack,
+    os_error_text,
+    print_counters,
+    stop_on_signals,
+)
+
+HELP = "serve the files under DIR over HTTP/1.1 from the stack's own address"
+DESCRIPTION = ("Serve the files under DIR over HTTP/1.1 (GET and HEAD) from a stack with its "
+               "own MAC and IP address, until SIGINT/SIGTERM; then print the server's and "
+               "the stack's counters.  Whole-file responses take the specialised path: "
+               "built once, cut once per MSS, checksummed once.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", metavar="DIR", help="the directory to serve")
+    add_link_options(p)
+    p.add_argument("--port", type=int, default=80, help="TCP port (default 80)")
+    p.add_argument("--access-log", metavar="FILE",
+                   help="append a Common Log Format line per request to FILE ('-': stdout)")
+    p.add_argument("--max-conns", type=int, default=10000, metavar="N",
+                   help="connections served at once; one more is reset (default 10000)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECS",
+                   help="a request must arrive whole within SECS of its first byte "
+                        "(default 10)")
+    p.add_argument("--min-rate", type=float, default=64.0, metavar="BYTES_PER_SEC",
+                   help="a request must arrive at this rate at least (default 64)")
+    p.add_argument("--idle-timeout", type=float, default=15.0, metavar="SECS",
+                   help="close a keep-alive connection idle for SECS (default 15)")
+    p.add_argument("--no-specialise", action="store_true",
+                   help="serve every response through the general send path")
+    p.add_argument("--name", help="name of the control socket (default: the device name)")
+
+
+def _open_log(path: str | None) -> TextIO | None:
+    if path is None:
+        return None
+    if path == "-":
+        return sys.stdout
+    try:
+        return open(path, "a", buffering=1, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"ustack serve: --access-log {os_error_text(e)}") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    from ustack.apps.http.server import HttpServer, ServerLimits
+    from ustack.cli.control import ControlError, ControlServer, check_name
+    from ustack.cli.up import tune_allocator, tune_collector
+    from ustack.link.errors import LinkError
+    from ustack.wire import ethernet
+
+    prog = "ustack serve"
+    if not os.path.isdir(args.root):
+        raise UsageError(f"{prog}: {args.root}: not a directory")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"{prog}: --port must be 1..65535, got {args.port}")
+    try:
+        limits = ServerLimits(header_timeout=args.header_timeout,
+                              idle_timeout=args.idle_timeout, min_rate=args.min_rate,
+                              max_conns=args.max_conns)
+        if args.name is not None:
+            check_name(args.name)
+    except (ValueError, ControlError) as e:
+        raise UsageError(f"{prog}: {e}") from None
+    options = link_options(args, prog)
+    log = _open_log(args.access_log)
+    tune_allocator()
+    server = None
+    try:
+        with linked_stack(options, prog) as up, stop_on_signals(up.stack):
+            stack = up.stack
+            control = None
+            try:
+                server = HttpServer(stack, args.root, args.port, limits=limits,
+                                    access_log=log, specialise=not args.no_specialise)
+                control = ControlServer(stack, args.name or options.device_name, server.stats)
+                ip = args.ip.split("/")[0]
+                port = "" if args.port == 80 else f":{args.port}"
+                mac = ethernet.mac_to_str(up.iface.mac)
+                print(f"ready: http://{ip}{port}/ link={args.link} mac={mac} ip={args.ip} "
+                      f"root={os.path.abspath(args.root)} build={purepy.build()}", flush=True)
+                tune_collector()
+                stack.run()
+            except (LinkError, ControlError, ValueError) as e:
+                raise UsageError(f"{prog}: {e}") from None
+            except OSError as e:
+                raise UsageError(f"{prog}: {os_error_text(e)}") from None
+            finally:
+                if control is not None:
+                    control.close()
+                if server is not None:
+                    server.close()
+    finally:
+        if log is not None and log is not sys.stdout:
+            with contextlib.suppress(OSError):
+                log.close()
+    if server is not None:
+        print_counters(server.stats())
+    print_counters(stack.counters.snapshot())
+    return 0
