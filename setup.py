@@ -31,6 +31,7 @@ COMPILED = [
     "src/ustack/timers.py",
     "src/ustack/counters.py",
     "src/ustack/apps/services.py",
+    "src/ustack/apps/http",
 ]
 
 
