@@ -8,10 +8,13 @@ only; every run is bounded to about a second.
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -207,29 +210,190 @@ def _require(missing: str | None) -> None:
         pytest.skip(missing)
 
 
+def _serve_available() -> bool:
+    proc = subprocess.run([sys.executable, "-m", "ustack", "serve", "--help"],
+                          capture_output=True, timeout=60, env=harness.build_env(
+                              "compiled" if _COMPILED else "pure"))
+    return proc.returncode == 0
+
+
 @pytest.mark.root
-def test_bench_http_smallest_run_gives_three_rows_with_positive_rates() -> None:
-    """bench_http.py end to end: kernel, ustack packet and ustack tap each
-    serve http.server requests (1 run of 1 s, no warm-up: about 10 s)."""
+def test_bench_http_smallest_run_gives_every_row_its_ratios_and_the_json() -> None:
+    """bench_http.py end to end, 1 run of 1 s, 1 KB, keep-alive: nginx,
+    asyncio_static, http.server on the kernel and under ``ustack run`` on
+    AF_PACKET (and ``ustack serve`` on AF_PACKET where it exists, else its
+    row says "not available"), each with a positive rate and its ratios to
+    asyncio and nginx; the JSON holds the runs (about 15 s)."""
     missing = "needs root" if os.geteuid() != 0 else None
-    if missing is None and shutil.which("ab") is None:
-        missing = "needs ab (apache2-utils; scripts/install-system-deps.sh)"
+    for tool in ("wrk", "nginx"):
+        if missing is None and shutil.which(tool) is None:
+            missing = f"needs {tool} (scripts/install-system-deps.sh)"
     _require(missing)
-    script = Path(__file__).resolve().parent / "bench_http.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--runs", "1", "--seconds", "1", "--warmup", "0",
-         *BUILDS],
-        capture_output=True,
-        text=True,
-        timeout=90,
+    serve = _serve_available()
+    proc = run_script(
+        "bench_http.py", "--runs", "1", "--seconds", "1", "--warmup", "0", "--size", "1K",
+        "--mode", "keepalive", "--only", "nginx", "asyncio", "http.server", "run-packet",
+        "serve-packet", *BUILDS, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
     words = COMPILED_WORDS if _COMPILED else PURE_WORDS
-    assert f"build: {words} (the ustack rows: ustack run)" in proc.stdout, proc.stdout
-    for name in ("kernel veth", "ustack packet", "ustack tap"):
-        m = re.search(rf"^{name}\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)", proc.stdout, re.M)
-        assert m is not None, f"no {name!r} row in:\n{proc.stdout}"
-        assert float(m.group(2)) > 0 and float(m.group(4)) > 0, m.group(0)
+    assert f"build: {words} (the ustack rows: ustack serve, ustack run)" in out, out
+    table = out.split("1K (1024 B), keepalive: persistent connections\n", 1)[1]
+    header = table.splitlines()[0]
+    assert re.split(r"\s{2,}", header.strip()) == bench_http_headers(), header
+    f3 = r"([\d.]+) / ([\d.]+) / ([\d.]+)"
+    measured = ["nginx", "asyncio", "http.server", "run packet"]
+    if serve:
+        measured.append("serve packet")
+    else:
+        assert re.search(r"^serve packet\s+not available\s", table, re.M), table
+        assert re.search(r"^goal: 1 KB keep-alive: ustack serve >= 0.5 x asyncio \(ustack "
+                         r"serve\): not measured: not available", out, re.M), out
+    for name in measured:
+        m = re.search(rf"^{re.escape(name)}\s+{f3}\s+{f3}\s+\S+\s+\S+\s+0\s+"
+                      r"[\d.]+/[\d.]+\s+([\d.]+)\s+([\d.]+)\s*$", table, re.M)
+        assert m is not None, f"no {name!r} row in:\n{table}"
+        assert float(m.group(2)) > 0 and float(m.group(5)) > 0, m.group(0)
+    assert re.search(r"^asyncio\s.*\s1\.00\s+[\d.]+\s*$", table, re.M), table
+    assert re.search(r"^nginx\s.*\s[\d.]+\s+1\.00\s*$", table, re.M), table
+    if serve:
+        assert re.search(r"^goal: 1 KB keep-alive: ustack serve >= 0.5 x asyncio \(serve "
+                         r"packet\): (met|NOT met) \([\d.]+\)$", out, re.M), out
+    assert "\n! " not in out, out
+    m = re.search(r"raw numbers: (\S+)", out)
+    assert m is not None, out
+    doc = json.loads((BENCH.parent / m.group(1)).read_text())
+    assert doc["benchmark"] == "http" and doc["problems"] == []
+    by_server = {c["server"]: c for c in doc["cells"]}
+    assert set(by_server) == {"nginx", "asyncio", "http.server", "run packet", "serve packet"}
+    for name in measured:
+        c = by_server[name]
+        (run,) = c["runs"]
+        assert run["requests"] > 0 and run["bytes"] >= run["requests"] * 1024
+        assert set(run["errors"]) == {"connect", "read", "write", "timeout", "status"}
+        assert 0 < run["latency_us"]["p50"] <= run["latency_us"]["p99"]
+        assert c["ratio_to_asyncio"] > 0 and c["ratio_to_nginx"] > 0
+    assert by_server["asyncio"]["ratio_to_asyncio"] == 1.0
+    if not serve:
+        assert by_server["serve packet"]["runs"] == []
+        assert by_server["serve packet"]["unavailable"].startswith("not available")
+
+
+def bench_http_headers() -> list[str]:
+    import bench_http
+
+    return list(bench_http.HEADERS)
+
+
+class _KeepOpen(io.BufferedReader):
+    """A socket's reader that http.client's responses may "close" in turn:
+    the bytes of the next pipelined response stay buffered in it."""
+
+    def close(self) -> None:
+        pass
+
+
+class _ReaderSock:
+    def __init__(self, reader: io.BufferedReader) -> None:
+        self.reader = reader
+
+    def makefile(self, *args: object, **kw: object) -> io.BufferedReader:
+        return self.reader
+
+
+def _responses(sock: socket.socket, requests: list[bytes]) -> list[tuple[int, dict[str, str],
+                                                                             bytes]]:
+    """Send ``requests`` at once (pipelined), then parse one response each:
+    with h11 (an independent parser) when installed, else http.client.
+    (status, headers lower-cased, body)."""
+    sock.sendall(b"".join(requests))
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    try:
+        import h11
+    except ImportError:
+        reader = _KeepOpen(socket.SocketIO(sock, "rb"))  # type: ignore[arg-type]
+        for req in requests:
+            resp = http.client.HTTPResponse(_ReaderSock(reader),  # type: ignore[arg-type]
+                                            method=req.split(b" ", 1)[0].decode())
+            resp.begin()
+            out.append((resp.status, {k.lower(): v for k, v in resp.getheaders()},
+                        resp.read()))
+        return out
+    conn = h11.Connection(our_role=h11.CLIENT)
+    for i, req in enumerate(requests):
+        method, target = req.split(b" ")[:2]
+        if i:
+            conn.start_next_cycle()
+        # Tell h11 what was sent (the bytes already went, pipelined).
+        conn.send(h11.Request(method=method, target=target, headers=[("Host", "x")]))
+        conn.send(h11.EndOfMessage())
+        status, headers, body = 0, {}, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+        out.append((status, headers, body))
+    return out
+
+
+@pytest.fixture
+def asyncio_static(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """asyncio_static.py on loopback serving a 1 KB and a 100 KB file."""
+    (tmp_path / "1K.bin").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "100K.bin").write_bytes(b"y" * 100 * 1024)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(BENCH / "asyncio_static.py"), str(tmp_path),
+                             "--bind", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(f"ready: http://127.0.0.1:{port}/")
+        yield port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert re.search(r"served=\d+ connections=\d+", out), out
+
+
+def test_asyncio_static_keeps_the_connection_alive(asyncio_static: int) -> None:
+    with socket.create_connection(("127.0.0.1", asyncio_static), timeout=5) as sock:
+        for _ in range(2):  # the same connection serves the second request
+            ((status, headers, body),) = _responses(
+                sock, [b"GET /1K.bin HTTP/1.1\r\nHost: x\r\n\r\n"])
+            assert status == 200 and body == bytes(range(256)) * 4
+            assert headers["content-length"] == "1024" and "connection" not in headers
+
+
+def test_asyncio_static_closes_on_connection_close_and_says_so(asyncio_static: int) -> None:
+    with socket.create_connection(("127.0.0.1", asyncio_static), timeout=5) as sock:
+        ((status, headers, body),) = _responses(
+            sock, [b"GET /100K.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+        assert status == 200 and body == b"y" * 100 * 1024
+        assert headers["connection"] == "close"
+        assert sock.recv(1) == b""  # closed after the response
+
+
+def test_asyncio_static_answers_pipelined_requests_in_order(asyncio_static: int) -> None:
+    with socket.create_connection(("127.0.0.1", asyncio_static), timeout=5) as sock:
+        got = _responses(sock, [b"GET /100K.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+                                b"GET /1K.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+                                b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+        assert [(s, len(b)) for s, _, b in got] == [(200, 100 * 1024), (200, 1024), (404, 10)]
+        assert got[2][1]["connection"] == "close"
+        assert sock.recv(1) == b""
 
 
 @pytest.mark.root

@@ -16,6 +16,8 @@ wanted=(
   curl:curl
   netcat-openbsd:nc
   apache2-utils:ab
+  wrk:wrk
+  nginx:nginx
   gcc:gcc
   make:make
 )
@@ -73,4 +75,22 @@ echo "+ apt-get update"
 echo "+ apt-get install ${missing[*]}"
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
   --no-install-recommends "${missing[@]}"
+# bench_http runs nginx itself (its own nginx.conf, one worker, in a network
+# namespace); a system nginx service would hold port 80 on the host. Only an
+# nginx installed just now is stopped and disabled, never one that was there.
+if [[ " ${missing[*]} " == *" nginx "* ]]; then
+  echo "+ stop and disable the nginx service (bench_http starts its own nginx)"
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl stop nginx.service || true
+  elif [[ -x /etc/init.d/nginx ]]; then
+    "${sudo[@]}" /etc/init.d/nginx stop || true
+  fi
+  # Both boot paths: the unit's symlink is made even where systemd is not
+  # running (systemctl disable edits links offline, and the SysV ones too).
+  if command -v systemctl >/dev/null 2>&1; then
+    "${sudo[@]}" systemctl disable nginx.service || true
+  elif command -v update-rc.d >/dev/null 2>&1; then
+    "${sudo[@]}" update-rc.d nginx disable || true
+  fi
+fi
 echo "system deps: done"
