@@ -171,7 +171,7 @@ class TcpConnection(Tcb):
         self.close_now(0, Ev.APP_ABORT)
 
     def next_event(self) -> Event | None:
-        return self.events.popleft() if self.events else None
+        return self.events.pop(0) if self.events else None
 
     def set_keepalive(self, enabled: bool, now: float, idle: float | None = None,
                       interval: float | None = None, probes: int | None = None) -> None:

@@ -563,7 +563,7 @@ class TcpLayer(ProtocolHandler):
     def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
         events = conn.events
         while events:
-            ev = events.popleft()
+            ev = events.pop(0)
             if ev is Event.READABLE or ev is Event.WRITABLE:
                 cb = sock.on_event
                 if cb is not None:
