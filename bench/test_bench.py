@@ -264,16 +264,16 @@ def test_bench_http_smallest_run_gives_every_row_its_ratios_and_the_json() -> No
     m = re.search(r"raw numbers: (\S+)", out)
     assert m is not None, out
     doc = json.loads((BENCH.parent / m.group(1)).read_text())
-    assert doc["benchmark"] == "http" and doc["problems"] == []
+    assert doc["benchmark"] == "http" and doc["problems"] == [], out
     by_server = {c["server"]: c for c in doc["cells"]}
     assert set(by_server) == {"nginx", "asyncio", "http.server", "run packet", "serve packet"}
     for name in measured:
         c = by_server[name]
         (run,) = c["runs"]
-        assert run["requests"] > 0 and run["bytes"] >= run["requests"] * 1024
+        assert run["requests"] > 0 and run["bytes"] >= run["requests"] * 1024, (name, run)
         assert set(run["errors"]) == {"connect", "read", "write", "timeout", "status"}
-        assert 0 < run["latency_us"]["p50"] <= run["latency_us"]["p99"]
-        assert c["ratio_to_asyncio"] > 0 and c["ratio_to_nginx"] > 0
+        assert 0 < run["latency_us"]["p50"] <= run["latency_us"]["p99"], (name, run)
+        assert c["ratio_to_asyncio"] > 0 and c["ratio_to_nginx"] > 0, (name, c)
     assert by_server["asyncio"]["ratio_to_asyncio"] == 1.0
     if not serve:
         assert by_server["serve packet"]["runs"] == []
