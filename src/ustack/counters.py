@@ -104,7 +104,8 @@ class Counters:
     TcpExtTCPHystartDelayDetect: int = 0  # HyStart++ left slow start on an RTT rise
     TcpExtTCPHystartDelayCwnd: int = 0  # ... the sum of cwnd (segments) when it did
     # Segments sent from a Presegmented's stored segments, their payload sum
-    # folded in rather than computed (ustack's own: tcp/presegment.py).
+    # folded in rather than computed (ustack's own: tcp/presegment.py); a
+    # TSO super-frame counts once, as in TcpOutSegs.
     TcpPresegmentedOut: int = 0
     # Segments (or their text) the connection dropped, where Linux has a
     # counter of its own; other drops are Drop<Reason>.

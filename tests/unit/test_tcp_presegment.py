@@ -463,6 +463,33 @@ def test_super_frames_from_stored_segments_are_right(fault: str | None) -> None:
     assert net.b.counters.TcpInCsumErrors == 0
 
 
+def data_frames(frames: list[bytes]) -> list[int]:
+    """The payload lengths of the TCP frames carrying data."""
+    pkts = [Ether(f) for f in frames]
+    return [len(p[TCP].payload) for p in pkts if p.haslayer(TCP) and len(p[TCP].payload)]
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_the_last_segment_of_a_response_is_not_held_by_nagle(static: bool) -> None:
+    """Two full segments and a short one, Nagle on: the short one goes with
+    them when it ends a Presegmented response (nothing more will join it);
+    as ordinary bytes it waits for the ACK (RFC 896)."""
+    net = Net()
+    client, _server = net.pair()
+    assert not client.conn.cfg.nodelay
+    mss = client.mss
+    body = bytes(range(256)) * 12
+    p = presegment(body[:mss], body[mss:2 * mss + 100], mss)
+    before = len(net.rec.frames)
+    if static:
+        assert client.send_presegmented(p) == 3
+    else:
+        assert client.send(body[:2 * mss + 100]) == 2 * mss + 100
+    net.a.poll(net.now)  # A alone: no ACK can arrive in between
+    sent = data_frames(net.rec.frames[before:])
+    assert sent == ([mss, mss, 100] if static else [mss, mss])
+
+
 def test_send_presegmented_errors_as_send() -> None:
     net = Net()
     client, _server = net.pair()

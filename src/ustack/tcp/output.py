@@ -434,8 +434,10 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
                 timers.arm_persist(now, tp.rtt.rto, tp.cfg.max_rto)
             return False
         # Nagle (RFC 896, RFC 1122 4.2.3.4): no small segment while
-        # data is outstanding, unless TCP_NODELAY.
-        if flight and not tp.cfg.nodelay:
+        # data is outstanding, unless TCP_NODELAY -- or unless it is the
+        # last of a Presegmented response, which is complete: nothing would
+        # be added to it by waiting (as uncorking sends a partial segment).
+        if flight and not tp.cfg.nodelay and not tp.sendq.ends_in_run():
             return False
     if tp.snd_una == snd_nxt and data_end != snd_nxt:
         # Sending restarts after an idle period (RFC 5681 4.1, RFC 9438).

@@ -106,6 +106,12 @@ class SendQueue:
         self.end = sq.add(self.end, stop - start)
         return last
 
+    def ends_in_run(self) -> bool:
+        """The last bytes queued are a Presegmented run's (a response's end,
+        unless the send buffer cut it: ``append_static``)."""
+        more = self.more
+        return bool(more) and isinstance(more[-1], StaticRun)
+
     def unsent(self, snd_nxt: int) -> int:
         """Bytes queued at or after ``snd_nxt`` (not sent yet)."""
         sent = sq.sub(snd_nxt, self.seq)
