@@ -9,7 +9,7 @@ sequence arithmetic of the send side that is about bytes lives here.
 Besides bytes the application gave (copied into a bytearray), the queue
 holds runs of a ``Presegmented`` response by reference (``append_static``):
 its pieces are ``buf``, the ordinary bytes at the front, then ``more``, a
-deque whose first piece is a ``StaticRun`` and whose others are runs or
+list whose first piece is a ``StaticRun`` and whose others are runs or
 bytearrays in stream order.  While ``more`` is empty (a bulk sender's
 queue, always) every operation is the single-bytearray one it always was.
 A segment never spans two pieces (``peek`` stops at the boundary), so each
@@ -18,8 +18,6 @@ stored sums (``peek_sum``).
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 from ustack.tcp import seq as sq
 from ustack.tcp.presegment import Presegmented, run_sum
@@ -45,7 +43,8 @@ class SendQueue:
         # The ordinary bytes at the front of the queue: all of its bytes
         # while ``more`` is empty.
         self.buf = bytearray()
-        self.more: deque[StaticRun | bytearray] = deque()
+        # (A list: a few pieces at most, and an empty deque is 600 bytes.)
+        self.more: list[StaticRun | bytearray] = []
         self.seq = seq  # sequence number of the first byte: ISS + 1 until data is acknowledged
         self.end = seq  # seq + nbytes(): append moves it (an ACK moves seq and the bytes together)
         # What the last ``peek`` returned is known to sum to (checksum.sum_mod
@@ -159,19 +158,19 @@ class SendQueue:
                 if n < left:
                     piece.start += n
                     return
-                more.popleft()
+                more.pop(0)
                 n -= left
             else:
                 left = len(piece)
                 if n < left:
                     del piece[:n]
                     break
-                more.popleft()
+                more.pop(0)
                 n -= left
         if more and isinstance(more[0], bytearray):
             # Ordinary bytes at the front again: they are ``buf`` (which is
             # empty: it went first).
-            piece = more.popleft()
+            piece = more.pop(0)
             assert isinstance(piece, bytearray)
             self.buf = piece
 
