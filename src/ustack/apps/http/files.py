@@ -49,8 +49,8 @@ class FileEntry:
     validators.  ``version`` (inode, size, mtime_ns) changes when the file
     does; the server rebuilds what it made from the entry then."""
 
-    __slots__ = ("body", "content_type", "etag", "last_modified", "mtime", "path", "size",
-                 "version")
+    __slots__ = ("body", "content_type", "etag", "full_plan", "last_modified", "mtime", "path",
+                 "size", "version")
 
     def __init__(self, path: str, st: os.stat_result, body: bytes) -> None:
         self.path = path
@@ -63,6 +63,9 @@ class FileEntry:
         self.content_type = content_type(path)
         self.last_modified = http_date(st.st_mtime)
         self.body = body
+        # The plain 200 to a GET (no conditions, no Range), made once:
+        # what a keep-alive client asks again and again.
+        self.full_plan: Plan | None = None
 
 
 class Plan:
@@ -217,8 +220,11 @@ class StaticFiles:
                                       ("Content-Range", f"bytes {first}-{last}/{size}"),
                                       *validators, ("Accept-Ranges", "bytes")],
                                 memoryview(entry.body)[first:last + 1], entry)
+        if not head_only and entry.full_plan is not None:
+            return entry.full_plan
         headers = [("Content-Type", entry.content_type), ("Content-Length", str(size)),
                    *validators, ("Accept-Ranges", "bytes")]
         if head_only:
             return Plan(200, headers, b"", entry, head_only=True)
-        return Plan(200, headers, entry.body, entry, full=True)
+        entry.full_plan = plan = Plan(200, headers, entry.body, entry, full=True)
+        return plan
