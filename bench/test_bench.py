@@ -695,3 +695,23 @@ def test_bench_loss_refuses_zero_runs() -> None:
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "bench_loss.py: error: --runs must be at least 1, got 0"
+
+
+@pytest.mark.root
+def test_bench_http_memory_smallest_run() -> None:
+    """bench_http_memory.py end to end with 50 connections, ustack serve
+    only: the per-connection figure, the goal line and the JSON."""
+    _require("needs root" if os.geteuid() != 0 else None)
+    proc = run_script("bench_http_memory.py", "--conns", "50", "--runs", "1", "--no-nginx",
+                      timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    m = re.search(r"^  ustack serve\s+(-?\d+) /\s+(-?\d+) /\s+(-?\d+) B per connection", out, re.M)
+    assert m is not None, out
+    assert re.search(r"^goal: under 4096 B per idle keep-alive connection: (met|NOT met)", out,
+                     re.M), out
+    m = re.search(r"raw numbers: (\S+)", out)
+    assert m is not None, out
+    doc = json.loads((BENCH.parent / m.group(1)).read_text())
+    (before, during, after), = doc["results"]["ustack serve"]["rounds_kb"]
+    assert before > 0 and during > 0 and after > 0
