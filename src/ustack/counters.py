@@ -111,6 +111,7 @@ class Counters:
     # counter of its own; other drops are Drop<Reason>.
     TcpExtPAWSEstab: int = 0
     TcpExtTCPAbortOnData: int = 0
+    TcpExtTCPTimeWaitOverflow: int = 0  # TIME-WAIT table full (TcpLayer.MAX_TIME_WAIT)
     TcpExtTCPZeroWindowDrop: int = 0
     TcpExtTCPOFODrop: int = 0
     # ICMP errors about a connection that quote no sequence number in flight

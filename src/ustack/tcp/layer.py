@@ -42,7 +42,7 @@ from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.output import segments_to_send
 from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
-from ustack.tcp.states import State
+from ustack.tcp.states import Ev, State
 from ustack.tcp.tcb import TS_OPTION_LEN
 from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
@@ -96,6 +96,12 @@ class TcpLayer(ProtocolHandler):
     # RFC 5961 7: challenge ACKs are limited per second (Linux's default
     # net.ipv4.tcp_challenge_ack_limit is 1000).
     CHALLENGE_ACK_LIMIT: Final = 1000.0
+    # Connections kept in TIME-WAIT at most (Linux's net.ipv4.tcp_max_tw_buckets):
+    # a server that closes first (HTTP's Connection: close) puts every
+    # connection there for 2 MSL, a full connection each here (several KB):
+    # at 10,000 connections a second that is 600,000 of them.  Past the
+    # bound a connection leaves TIME-WAIT at once, counted.
+    MAX_TIME_WAIT: Final = 32768
 
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
@@ -114,6 +120,8 @@ class TcpLayer(ProtocolHandler):
         # Connections whose MSS a path MTU estimate lowered, with the timer
         # that gives it back when the estimate expires (``_watch_pmtu``).
         self._pmtu_watch: dict[TcpSocket, Timer] = {}
+        self.max_time_wait = self.MAX_TIME_WAIT
+        self.time_wait = 0  # connections in TIME-WAIT now
         ip.protocols[wip.PROTO_TCP] = self
         ip.errors[wip.PROTO_TCP] = self.icmp_error
 
@@ -557,6 +565,21 @@ class TcpLayer(ProtocolHandler):
         if estab is not sock.counted_estab:
             sock.counted_estab = estab
             host.counters.TcpCurrEstab += 1 if estab else -1
+        tw = state is State.TIME_WAIT
+        if tw is not sock.counted_tw:
+            if not tw:
+                sock.counted_tw = False
+                self.time_wait -= 1
+            elif self.time_wait < self.max_time_wait:
+                sock.counted_tw = True
+                self.time_wait += 1
+            else:
+                # Linux's tcp_time_wait on a full table: "TCP: time wait
+                # bucket table overflow", the connection is not kept.
+                host.counters.TcpExtTCPTimeWaitOverflow += 1
+                conn.timers.timewait = None
+                conn.close_now(0, Ev.TIMEWAIT_EXPIRED)
+                state = conn.state
         if state is State.CLOSED:
             self._forget(sock)
 
@@ -599,6 +622,9 @@ class TcpLayer(ProtocolHandler):
         sock.dispatch(ev)
 
     def _forget(self, sock: TcpSocket) -> None:
+        if sock.counted_tw:
+            sock.counted_tw = False
+            self.time_wait -= 1
         if sock.listener is not None:
             sock.listener.half_open.discard(sock)  # whatever ended it
         conn = sock.conn

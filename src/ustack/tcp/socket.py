@@ -81,6 +81,7 @@ class TcpSocket:
         self.timer: Timer | None = None  # the one Stack timer (TcpLayer.service)
         self.retransmits_counted = 0
         self.counted_estab = False
+        self.counted_tw = False  # counted in TcpLayer.time_wait
         self.closed = False  # the application called close()
         self.shut_rd = False  # shutdown(SHUT_RD): the application reads no more
         # The Stack timer's callback, bound once (the layer re-arms it often).
