@@ -32,6 +32,7 @@ COMPILED = [
     "src/ustack/counters.py",
     "src/ustack/apps/services.py",
     "src/ustack/apps/http",
+    "src/ustack/apps/load",
     "src/ustack/link/rings.py",
 ]
 
