@@ -70,6 +70,11 @@ class Sent:
         self.order = order
 
 
+# What a Rack holds before its first retransmission or loss (never changed).
+_NO_RTX: Final[list[Sent]] = []
+_NO_LOST: Final[list[list[int]]] = []
+
+
 class Rack:
     __slots__ = (
         "_head",
@@ -103,8 +108,12 @@ class Rack:
         self._ords: list[int] = []  # ... as the _ords[k]-th transmission
         self._order = 0  # transmissions so far (runs and retransmissions)
         self._head = 0
-        self.rtx: list[Sent] = []  # retransmissions in flight, oldest first
-        self.lost: list[list[int]] = []  # [start, end) lost, not resent; sorted
+        # Retransmissions in flight, oldest first; and [start, end) lost, not
+        # resent, sorted.  Both start as shared empty lists, never appended
+        # to (a connection without loss never needs its own: issue 12);
+        # ``on_retransmit`` and ``_add_lost`` make them.
+        self.rtx = _NO_RTX
+        self.lost = _NO_LOST
         self.lost_bytes = 0
         self.scan = iss  # unSACKed original bytes below it are marked lost
         # RFC 8985 6.1 variables.
@@ -142,7 +151,10 @@ class Rack:
         if self.lost:
             self._unmark(start, end)
         self._order += 1
-        self.rtx.append(Sent(start, end, now, tsval, self._order))
+        rtx = self.rtx
+        if rtx is _NO_RTX:
+            self.rtx = rtx = []
+        rtx.append(Sent(start, end, now, tsval, self._order))
 
     def _run(self, seq: int, una: int) -> int:
         """The run holding the byte ``seq`` (at or above ``una``)."""
@@ -392,6 +404,8 @@ class Rack:
             if le(sent.start, s) and ge(sent.end, e):
                 return
         lost = self.lost
+        if lost is _NO_LOST:
+            self.lost = lost = []
         if not lost or gt(s, lost[-1][1]):
             lost.append([s, e])
             self.lost_bytes += (e - s) & MASK
