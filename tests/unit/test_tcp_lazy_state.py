@@ -4,7 +4,8 @@ shared by every connection, and a connection gets its own the first time it
 stores something.  Over a lossy, reordering link every kind is used, and the
 shared ones must still be empty afterwards (a connection that appended to a
 shared list would hand its losses or blocks to every other connection); a
-connection that never saw a loss keeps the shared ones."""
+connection that never saw a loss keeps the shared ones, and RACK's record of
+transmissions is the shared empty one again once everything is acknowledged."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 
 def _shared_lists() -> list[int]:
     """How many items each shared empty list holds (all 0, always)."""
-    return [len(rack._NO_RTX), len(rack._NO_LOST), len(sack._NO_BLOCKS),
-            len(undo._NO_SENT), len(reassembly._NO_BLOCKS)]
+    return [len(rack._NO_RTX), len(rack._NO_LOST), len(rack._NO_SEQS), len(rack._NO_TIMES),
+            len(sack._NO_BLOCKS), len(undo._NO_SENT), len(reassembly._NO_BLOCKS)]
 
 
 class _Pair:
@@ -80,15 +81,20 @@ def test_lossy_transfer_uses_its_own_lists_and_leaves_the_shared_empty() -> None
     assert c.conn.sb._blocks is not sack._NO_BLOCKS
     assert c.conn.undo.sent is not undo._NO_SENT
     assert server.conn.rcvq.ooo._blocks is not reassembly._NO_BLOCKS
-    assert _shared_lists() == [0, 0, 0, 0, 0]
+    assert _shared_lists() == [0] * 7
 
 
 def test_a_connection_without_loss_keeps_the_shared_lists() -> None:
     pair = _Pair(None)
     c, server, got = pair.transfer(b"x" * 100_000)
     assert got == b"x" * 100_000
+    for _ in range(200):  # the last (delayed) ACK
+        pair.step()
+    assert c.conn.snd_una == c.conn.snd_nxt
     for conn in (c.conn, server.conn):
         assert conn.rack.rtx is rack._NO_RTX and conn.rack.lost is rack._NO_LOST
+        # Everything sent is acknowledged: the transmission runs are forgotten.
+        assert conn.rack._times is rack._NO_TIMES and conn.rack._seqs is rack._NO_SEQS
         assert conn.sb._blocks is sack._NO_BLOCKS
         assert conn.undo.sent is undo._NO_SENT
         assert conn.rcvq.ooo._blocks is reassembly._NO_BLOCKS

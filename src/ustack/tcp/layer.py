@@ -391,6 +391,8 @@ class TcpLayer(ProtocolHandler):
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
             apply_options(cfg, options)
             cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
+        if lip == iface.ip:
+            lip = iface.ip  # the interface's bytes, not a copy cut from each SYN (issue 12)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
                              self._challenge_cb, ts_offset=random.getrandbits(32),
