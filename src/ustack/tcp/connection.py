@@ -654,7 +654,7 @@ class TcpConnection(Tcb):
             if self.use_tlp:
                 self.arm_probe(now)  # RFC 8985 7.2: on an ACK of new data
         if self.use_rack:
-            self.rack.trim(ack)
+            self.rack.trim(ack, ack == self.snd_nxt)
             if self.sb:
                 self.sb.trim(ack)  # (an ACK without blocks: the pipe must not count them)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import random
+from collections.abc import Callable
 from functools import partial
 from typing import Final
 
@@ -122,6 +123,10 @@ class TcpLayer(ProtocolHandler):
         self._pmtu_watch: dict[TcpSocket, Timer] = {}
         self.max_time_wait = self.MAX_TIME_WAIT
         self.time_wait = 0  # connections in TIME-WAIT now
+        # Bound once: every connection holds these (a bound method made per
+        # connection was 72 bytes of each, issue 12).
+        self._on_timer_cb: Callable[[TcpSocket, float], None] = self._on_timer
+        self._challenge_cb: Callable[[float], bool] = self._challenge_allowed
         ip.protocols[wip.PROTO_TCP] = self
         ip.errors[wip.PROTO_TCP] = self.icmp_error
 
@@ -145,7 +150,7 @@ class TcpLayer(ProtocolHandler):
         return cfg
 
     def _socket(self, conn: TcpConnection, listener: TcpListener | None = None) -> TcpSocket:
-        sock = TcpSocket(self.host, self.dirty, self._on_timer, conn, listener)
+        sock = TcpSocket(self.host, self.dirty, self._on_timer_cb, conn, listener)
         self.conns[(*conn.local, *conn.remote)] = sock
         return sock
 
@@ -189,7 +194,7 @@ class TcpLayer(ProtocolHandler):
         apply_options(cfg, options)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
-                             self._challenge_allowed, ts_offset=random.getrandbits(32),
+                             self._challenge_cb, ts_offset=random.getrandbits(32),
                              counters=self.host.counters)
         sock = self._socket(conn)
         conn.connect(now)
@@ -394,9 +399,11 @@ class TcpLayer(ProtocolHandler):
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
             apply_options(cfg, options)
             cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
+        if lip == iface.ip:
+            lip = iface.ip  # the interface's bytes, not a copy cut from each SYN (issue 12)
         conn = TcpConnection((lip, lport), (rip, rport),
                              self.isn.isn(lip, lport, rip, rport, now), cfg, now,
-                             self._challenge_allowed, ts_offset=random.getrandbits(32),
+                             self._challenge_cb, ts_offset=random.getrandbits(32),
                              counters=self.host.counters)
         sock = self._socket(conn, listener)
         listener.half_open.add(sock)

@@ -70,12 +70,22 @@ class Sent:
         self.order = order
 
 
+# What a Rack holds before its first retransmission or loss, and its runs
+# while nothing is outstanding (never changed: see __init__ and trim).
+_NO_RTX: Final[list[Sent]] = []
+_NO_SEQS: Final[list[int]] = []  # (also the transmission orders)
+_NO_TIMES: Final[list[float]] = []
+_NO_LOST: Final[list[list[int]]] = []
+
+
 class Rack:
     __slots__ = (
         "_head",
         "_order",
         "_ords",
         "_seqs",
+        "_tail_ord",
+        "_tail_time",
         "_times",
         "dsack_round",
         "end_seq",
@@ -97,14 +107,22 @@ class Rack:
 
     def __init__(self, iss: int) -> None:
         # Original transmissions: run k starts at _seqs[k], sent at _times[k];
-        # runs before _head are gone (compacted now and then).
-        self._seqs: list[int] = []
-        self._times: list[float] = []
-        self._ords: list[int] = []  # ... as the _ords[k]-th transmission
+        # runs before _head are gone (compacted now and then).  The shared
+        # empty lists while nothing is outstanding (``trim``).
+        self._seqs = _NO_SEQS
+        self._times = _NO_TIMES
+        self._ords = _NO_SEQS  # ... as the _ords[k]-th transmission
         self._order = 0  # transmissions so far (runs and retransmissions)
         self._head = 0
-        self.rtx: list[Sent] = []  # retransmissions in flight, oldest first
-        self.lost: list[list[int]] = []  # [start, end) lost, not resent; sorted
+        # The last run's, once the runs are forgotten (``trim``).
+        self._tail_time = 0.0
+        self._tail_ord = 0
+        # Retransmissions in flight, oldest first; and [start, end) lost, not
+        # resent, sorted.  Both start as shared empty lists, never appended
+        # to (a connection without loss never needs its own: issue 12);
+        # ``on_retransmit`` and ``_add_lost`` make them.
+        self.rtx = _NO_RTX
+        self.lost = _NO_LOST
         self.lost_bytes = 0
         self.scan = iss  # unSACKed original bytes below it are marked lost
         # RFC 8985 6.1 variables.
@@ -128,6 +146,10 @@ class Rack:
     def on_send(self, seq: int, now: float) -> None:
         """New data from ``seq`` left at ``now`` (after every earlier byte)."""
         times = self._times
+        if times is _NO_TIMES:
+            self._seqs = []
+            self._times = times = []
+            self._ords = []
         ords = self._ords
         # A new run when the time moved, or a retransmission went since the
         # run began (what follows it was sent after it).
@@ -142,7 +164,10 @@ class Rack:
         if self.lost:
             self._unmark(start, end)
         self._order += 1
-        self.rtx.append(Sent(start, end, now, tsval, self._order))
+        rtx = self.rtx
+        if rtx is _NO_RTX:
+            self.rtx = rtx = []
+        rtx.append(Sent(start, end, now, tsval, self._order))
 
     def _run(self, seq: int, una: int) -> int:
         """The run holding the byte ``seq`` (at or above ``una``)."""
@@ -160,9 +185,25 @@ class Rack:
         """When the byte ``seq`` (at or above ``una``) was first sent."""
         return self._times[self._run(seq, una)]
 
-    def trim(self, una: int) -> None:
+    def trim(self, una: int, all_acked: bool) -> None:
         """Forget the runs that lie entirely below SND.UNA (the run holding
-        SND.UNA - 1 stays: it dates the last byte acknowledged)."""
+        SND.UNA - 1 stays: it dates the last byte acknowledged).  With
+        nothing outstanding (``all_acked``: SND.UNA = SND.NXT), every run:
+        the next byte an ACK dates is sent after now, in a run ``on_send``
+        makes (as before the first send), and an idle connection keeps no
+        lists (issue 12)."""
+        if all_acked:
+            times = self._times
+            if times:
+                # The last run dates SND.NXT - 1, the byte ``update`` may
+                # still date for this ACK (it runs after, with SACK work).
+                self._tail_time = times[-1]
+                self._tail_ord = self._ords[-1]
+            self._seqs = _NO_SEQS
+            self._times = _NO_TIMES
+            self._ords = _NO_SEQS
+            self._head = 0
+            return
         seqs = self._seqs
         h = self._head
         n = len(seqs)
@@ -222,8 +263,13 @@ class Rack:
         # times grow with the sequence number).
         if gt(top, old_una) or gt(una, old_una):
             last = top if gt(top, una) else una
-            k = self._run(add(last, -1), old_una)
-            self._advance(self._times[k], self._ords[k], last, now, True)
+            if self._times is _NO_TIMES:
+                # All acknowledged (``trim`` forgot the runs): the byte
+                # below SND.NXT, in the last run.
+                self._advance(self._tail_time, self._tail_ord, last, now, True)
+            else:
+                k = self._run(add(last, -1), old_una)
+                self._advance(self._times[k], self._ords[k], last, now, True)
         # Step 2, retransmissions delivered: by the ACK or by a SACK block.
         rtx = self.rtx
         if rtx:
@@ -392,6 +438,8 @@ class Rack:
             if le(sent.start, s) and ge(sent.end, e):
                 return
         lost = self.lost
+        if lost is _NO_LOST:
+            self.lost = lost = []
         if not lost or gt(s, lost[-1][1]):
             lost.append([s, e])
             self.lost_bytes += (e - s) & MASK

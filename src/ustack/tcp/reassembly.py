@@ -51,6 +51,10 @@ class _Block:
         self.chunks = chunks
 
 
+# The empty block lists every queue starts with (never changed: see __init__).
+_NO_BLOCKS: Final[list[_Block]] = []
+
+
 class ReassemblyQueue:
     # Bound on separate blocks, whatever their size: each costs a search
     # step and ~200 bytes of objects, and 1-byte segments at every other
@@ -64,9 +68,13 @@ class ReassemblyQueue:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.dropped = 0  # bytes refused because of max_bytes
-        self._blocks: list[_Block] = []  # sorted by start, disjoint, never adjacent
-        # The same blocks, most recently received-into first (RFC 2018 section 4).
-        self._recent: list[_Block] = []
+        # Sorted by start, disjoint, never adjacent; and the same blocks, most
+        # recently received-into first (RFC 2018 section 4).  Both start as
+        # the shared _NO_BLOCKS, never appended to: most connections never
+        # see a segment out of order, and two empty lists are a tenth of an
+        # idle connection (issue 12).  ``add`` makes them on the first block.
+        self._blocks = _NO_BLOCKS
+        self._recent = _NO_BLOCKS
         # Bytes held (out of order, waiting for the gap before them).  A
         # plain attribute, read on every segment: not to be set from outside.
         self.nbytes = 0
@@ -144,6 +152,9 @@ class ReassemblyQueue:
                 self.dropped += n
                 return 0
             blk = _Block(seq, end, [data])
+            if blocks is _NO_BLOCKS:
+                self._blocks = blocks = []
+                self._recent = []
             blocks.insert(i, blk)
             self._recent.insert(0, blk)
             self.nbytes += n

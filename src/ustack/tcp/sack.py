@@ -44,6 +44,9 @@ from typing import Final
 
 from ustack.tcp.seq import HALF, MASK, add, ge, gt, le, lt
 
+# A Scoreboard's blocks before the first SACK block (never changed: see __init__).
+_NO_BLOCKS: Final[list[list[int]]] = []
+
 
 class Scoreboard:
     MAX_BLOCKS: Final = 256
@@ -68,7 +71,9 @@ class Scoreboard:
 
     def __init__(self, dupthresh: int = 3) -> None:
         self.dupthresh = dupthresh
-        self._blocks: list[list[int]] = []  # [start, end) sorted, disjoint, not adjacent
+        # [start, end) sorted, disjoint, not adjacent.  The shared empty list
+        # until the first SACK block (``_insert`` makes one: issue 12).
+        self._blocks = _NO_BLOCKS
         self._sacked = 0  # bytes in _blocks
         self._high_rxt: int | None = None
         self._rescue_rxt: int | None = None
@@ -222,6 +227,8 @@ class Scoreboard:
         else:
             i = bisect_left(bl, so, 0, j, key=lambda b: (b[1] - snd_una) & MASK)
         if i > j:
+            if bl is _NO_BLOCKS:
+                self._blocks = bl = []
             bl.insert(i, [s, e])
             new = eo - so
         else:

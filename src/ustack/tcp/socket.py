@@ -18,7 +18,6 @@ import os
 import select
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Final
 
 from ustack.net.host import Host
@@ -84,8 +83,14 @@ class TcpSocket:
         self.counted_tw = False  # counted in TcpLayer.time_wait
         self.closed = False  # the application called close()
         self.shut_rd = False  # shutdown(SHUT_RD): the application reads no more
-        # The Stack timer's callback, bound once (the layer re-arms it often).
-        self.timer_callback: Callable[[float], None] = partial(on_timer, self)
+        # The layer's timer handler, one bound method for every socket: a
+        # partial per socket was 200 bytes of an idle connection (issue 12).
+        self._on_timer = on_timer
+
+    def timer_callback(self, now: float) -> None:
+        """The Stack timer's callback (``TcpLayer.service`` arms it, bound
+        then: only when the connection's earliest deadline moves earlier)."""
+        self._on_timer(self, now)
 
     # -- introspection ------------------------------------------------------
 

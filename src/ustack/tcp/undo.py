@@ -24,7 +24,12 @@ connection's rules that use it are ``losses.py``'s.
 
 from __future__ import annotations
 
+from typing import Final
+
 from ustack.tcp.seq import gt, le, lt
+
+# What an Undo with no episode yet holds (never appended to: see __init__).
+_NO_SENT: Final[list[tuple[int, int]]] = []
 
 
 class Undo:
@@ -37,7 +42,9 @@ class Undo:
         self.marker: int | None = None  # SND.UNA when it began; None: nothing to undo
         self.high = 0  # SND.NXT then: retransmissions of the episode lie below
         # Its retransmissions not yet reported duplicate, as [start, end).
-        self.sent: list[tuple[int, int]] = []
+        # (The shared empty list until ``start`` gives an episode its own:
+        # ``on_retransmit`` appends only within one.)
+        self.sent = _NO_SENT
         self.stamp: int | None = None  # our TSval at its first retransmission
         self.prior_cwnd = 0
         self.prior_ssthresh = 0
