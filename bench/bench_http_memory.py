@@ -7,7 +7,7 @@ the allocator are warm), read its resident size (VmRSS), then open N kernel
 connections from the peer namespace that each send one keep-alive GET and
 stay open, read the resident size again, close them and read it once more.
 The figure is (RSS with N open - RSS before) / N, min / median / max over
-``--runs`` rounds of the same server; nginx's own figure (its worker's and
+``--runs`` rounds, each with a fresh server process; nginx's own figure (its worker's and
 master's RSS together) is measured the same way for the ratio.
 
     python3 bench/bench_http_memory.py [--conns 10000] [--runs 3] [--build compiled|pure]
@@ -109,6 +109,7 @@ def one_round(peer: Netns, ip: str, pids: list[int], n: int) -> tuple[int, int, 
 def nginx_conf(tmp: Path, ip: str, root: Path) -> Path:
     conf = tmp / "nginx.conf"
     conf.write_text(textwrap.dedent(f"""
+        user root;
         worker_processes 1;
         daemon off;
         pid {tmp}/nginx.pid;
@@ -125,6 +126,32 @@ def nginx_conf(tmp: Path, ip: str, root: Path) -> Path:
     return conf
 
 
+def fresh_round(a: argparse.Namespace, name: str, argv: list[str], ns: Netns, ip: str,
+                peer: Netns) -> tuple[int, int, int]:
+    """Start ``name``, measure one round, stop it."""
+    ustack = name.startswith("ustack")
+    env = harness.build_env(a.build) if ustack else None
+    proc = ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        if ustack:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("ready:"):
+                raise TestbedError(f"{name} did not start: {line!r}")
+            pids = [proc.pid]
+        else:
+            time.sleep(1.0)
+            pids = [proc.pid, *children(proc.pid)]
+        return one_round(peer, ip, pids, a.conns)
+    finally:
+        proc.send_signal(signal.SIGINT if ustack else signal.SIGQUIT)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
 def measure(a: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-http-mem-") as d, Testbed() as tb:
@@ -133,6 +160,7 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         root.mkdir()
         (root / "1k.bin").write_bytes(os.urandom(1024))
         topo = topology(tb, KIND)
+        kpeer = topo.peer_ns
         topo.peer_ns.sysctl("net.ipv4.ip_local_port_range", "10000 65000")
         servers: list[tuple[str, list[str], Netns, str]] = [
             ("ustack serve", [sys.executable, "-m", "ustack.cli", "serve", str(root),
@@ -147,29 +175,11 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
             servers.append(("nginx", ["nginx", "-c", str(nginx_conf(tmp, "198.18.30.2", root))],
                             kns, "198.18.30.2"))
         for name, argv, ns, ip in servers:
-            env = harness.build_env(a.build) if name.startswith("ustack") else None
-            proc = ns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env)
-            try:
-                if name.startswith("ustack"):
-                    assert proc.stdout is not None
-                    line = proc.stdout.readline()
-                    if not line.startswith("ready:"):
-                        raise TestbedError(f"{name} did not start: {line!r}")
-                    pids = [proc.pid]
-                    peer = topo.peer_ns
-                else:
-                    time.sleep(1.0)
-                    pids = [proc.pid, *children(proc.pid)]
-                    peer = kpeer
-                rounds = [one_round(peer, ip, pids, a.conns) for _ in range(a.runs)]
-            finally:
-                proc.send_signal(signal.SIGINT if name.startswith("ustack") else signal.SIGQUIT)
-                try:
-                    proc.communicate(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.communicate()
+            # A fresh server per round: memory a process freed stays its own
+            # (the allocator keeps it), so a second round in the same process
+            # would measure reuse, not growth.
+            rounds = [fresh_round(a, name, argv, ns, ip, topo.peer_ns if name.startswith(
+                "ustack") else kpeer) for _ in range(a.runs)]
             per = [(during - before) * 1024 / a.conns for before, during, _ in rounds]
             results[name] = {"rounds_kb": rounds, "bytes_per_conn": per}
     return results

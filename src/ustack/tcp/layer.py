@@ -102,7 +102,7 @@ class TcpLayer(ProtocolHandler):
     # connection there for 2 MSL, a full connection each here (several KB):
     # at 10,000 connections a second that is 600,000 of them.  Past the
     # bound a connection leaves TIME-WAIT at once, counted.
-    MAX_TIME_WAIT: Final = 32768
+    MAX_TIME_WAIT: Final = 1 << 15  # (32768; the ephemeral range is net/ports.py's)
 
     def __init__(self, host: Host, ip: Ipv4Layer) -> None:
         self.host = host
