@@ -29,6 +29,7 @@ def ping(topo: Topology, ip: str) -> int:
 
 def test_fifty_addresses_answer_ping_and_the_kernel_learns_them(topo: Topology) -> None:
     stack = topo.start_ustack("--sources", str(SOURCES))
+    assert stack.report()["interfaces"][0]["addresses"] == SOURCES
     first = ipaddress.IPv4Address(topo.stack_ip)
     asked = [str(first + i) for i in (0, 1, 24, SOURCES - 1)]
     for ip in asked:
