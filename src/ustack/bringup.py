@@ -2,8 +2,9 @@
 
 The ``ustack`` command (``up``, ``tcp``, ``run``), ``ustack.aio.running``
 and the benchmarks that run a stack on a TAP or an AF_PACKET interface take
-the same options: the link, our address, and optional gateway, MAC, the
-kernel side of a TAP, a pcap file, injected faults and the virtio-net header.
+the same options: the link, our address (and how many after it are ours
+too, ``sources``), and optional gateway, MAC, the kernel side of a TAP, a
+pcap file, injected faults and the virtio-net header.
 ``LinkOptions`` holds them and checks what can be checked without touching
 the system: each value, the gateway on our subnet, the kernel side's
 address not ours, our MAC unicast (``ValueError``, one line starting with
@@ -28,7 +29,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
@@ -40,6 +41,10 @@ from ustack.stack import Stack
 from ustack.wire import ethernet, ipv4
 
 T = TypeVar("T")
+
+# --sources at most: a /16's worth, 64 KB of addresses to answer ARP for
+# and announce at start (one gratuitous ARP frame each).
+MAX_SOURCES: Final = 65536
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class LinkOptions:
     pcap: str | None = None  # file for every frame in and out
     fault: str | None = None  # e.g. "loss=2%,dup=1%,seed=7"
     vnet_hdr: bool = False  # checksum and segmentation offload
+    sources: int = 1  # how many addresses, from --ip's up (``addresses``)
 
     def __post_init__(self) -> None:
         # Each line starts with the option it is about, as the command
@@ -77,9 +83,11 @@ class LinkOptions:
             why = "a group (multicast) address" if ethernet.is_multicast(mac) else "all zero"
             raise ValueError(f"--mac {ethernet.mac_to_str(mac)}: {why}; our MAC must be "
                              "unicast (the first octet even)")
+        first = int.from_bytes(ip, "big")
+        last = first + self._checked_sources(ip, prefix) - 1
         if self.gw:
             gw = _checked("--gw", ipv4.addr_from_str, self.gw)
-            if gw == ip:
+            if first <= int.from_bytes(gw, "big") <= last:
                 raise ValueError(f"--gw {self.gw}: that is our own address (--ip)")
             if not _same_subnet(gw, ip, prefix):
                 # A next hop must be on the link (RFC 1122 3.3.1.1).
@@ -88,11 +96,36 @@ class LinkOptions:
             host, _ = _checked("--host-ip", ipv4.parse_cidr, self.host_ip)
             if kind != "tap":
                 raise ValueError("--host-ip only applies to --link tap:NAME")
-            if host == ip:
+            if first <= int.from_bytes(host, "big") <= last:
                 raise ValueError(f"--host-ip {self.host_ip}: the same address as --ip; the "
                                  "kernel's side of the TAP needs an address of its own")
         if self.fault is not None:
             _checked("--fault", FaultSpec.parse, self.fault)
+
+    def _checked_sources(self, ip: bytes, prefix: int) -> int:
+        """``sources``, checked: at least one, at most ``MAX_SOURCES``, and
+        every address on --ip's subnet short of its broadcast address."""
+        n = self.sources
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SOURCES:
+            raise ValueError(f"--sources {n}: between 1 and {MAX_SOURCES} addresses")
+        mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+        first = int.from_bytes(ip, "big")
+        # The last address of ours: below the broadcast address, except
+        # where the subnet has none (/31, RFC 3021; /32).
+        top = first | (~mask & 0xFFFFFFFF)
+        if prefix < 31:
+            top -= 1
+        if first + n - 1 > top:
+            raise ValueError(f"--sources {n}: {n} addresses from {ipv4.addr_to_str(ip)} run "
+                             f"past {ipv4.addr_to_str(top.to_bytes(4, 'big'))}, the last of "
+                             f"--ip {self.ip}'s subnet")
+        return n
+
+    def addresses(self) -> list[str]:
+        """Our addresses: --ip's and the ``sources - 1`` after it."""
+        ip, _ = ipv4.parse_cidr(self.ip)
+        first = int.from_bytes(ip, "big")
+        return [ipv4.addr_to_str((first + i).to_bytes(4, "big")) for i in range(self.sources)]
 
     @property
     def kind(self) -> str:
@@ -149,6 +182,8 @@ class LinkedStack:
             except OSError as e:  # creating the pcap file
                 raise _pcap_error(o.pcap, e) from e
             self.iface = self.stack.add_interface(dev, o.ip, mac=o.mac_bytes())
+            for addr in o.addresses()[1:]:
+                self.stack.add_address(self.iface, addr)
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
         except BaseException:

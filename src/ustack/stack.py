@@ -103,6 +103,26 @@ class Stack:
             self.arp.announce(iface)
         return iface
 
+    def add_address(self, iface: Interface, ip: str) -> None:
+        """Give ``iface`` one more address ``ip`` ("198.18.4.7"), on its subnet.
+
+        The address is ours as the first one is: ARP answers and announces
+        it, IPv4, ICMP, UDP and TCP take datagrams to it, and a socket may
+        bind or connect from it (``tcp_connect(..., source=...)``).
+        ValueError if ``iface`` is not this stack's, or the address is off
+        its subnet, its broadcast address, or ours already.
+        """
+        if iface not in self.interfaces:
+            raise ValueError(f"{iface.name} is not an interface of this stack")
+        addr = wip.addr_from_str(ip)
+        host = self.host
+        if addr in host.local_addrs:
+            raise ValueError(f"address {ip} is already on an interface")
+        iface.add_address(addr)
+        host.local_addrs.add(addr)
+        if self._started:
+            self.arp.announce_address(iface, addr)
+
     def set_default_gateway(self, gateway: str) -> None:
         gw = wip.addr_from_str(gateway)
         for iface in self.interfaces:
@@ -123,13 +143,20 @@ class Stack:
         """
         return self.tcp.listen(address, backlog, **options)
 
-    def tcp_connect(self, address: AddressArg, **options: Any) -> TcpSocket:
+    def tcp_connect(self, address: AddressArg, *, source: AddressArg | None = None,
+                    **options: Any) -> TcpSocket:
         """Start an active open; the socket reports ``Event.CONNECTED`` (or fails).
+
+        ``source``, ``(ip, port)``, is the local end: one of our addresses
+        (``add_address``) or "0.0.0.0" for the route's, and port 0 for an
+        ephemeral port free for that address and ``address`` (the range is
+        per 4-tuple, so each address has all of it).  OSError(EADDRNOTAVAIL)
+        for an address not ours, OSError(EADDRINUSE) for a 4-tuple in use.
 
         ``options`` are ``TcpConfig`` fields for this connection, e.g.
         ``cc="newreno"`` (CUBIC is the default) or ``nodelay=True``.
         """
-        return self.tcp.connect(address, **options)
+        return self.tcp.connect(address, source=source, **options)
 
     def call_at(self, deadline: float, callback: Callable[[float], None]) -> Timer:
         return self.host.timers.call_at(deadline, callback)

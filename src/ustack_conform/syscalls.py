@@ -30,7 +30,7 @@ import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ustack.stack import Stack
 from ustack.tcp.socket import POLL_UNCONNECTED, TcpListener, TcpSocket
@@ -124,8 +124,9 @@ class _Fd:
     port: int | None = None  # bound, not yet listening or connected
     listener: TcpListener | None = None
     sock: TcpSocket | None = None
-    # TcpConfig fields set before the connection exists.
-    config: dict[str, object] = field(default_factory=dict)
+    # TcpConfig fields set before the connection exists (values of any
+    # field's type: Stack.tcp_connect takes them as its options).
+    config: dict[str, Any] = field(default_factory=dict)
     reuseaddr: int = 0
     linger: tuple[int, int] | None = None
     shut_rd: bool = False

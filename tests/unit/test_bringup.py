@@ -165,3 +165,37 @@ def test_a_pcap_file_that_cannot_be_created_is_a_link_error(
         up.open()
     assert str(e.value) == f"--pcap {path}: {reason.format(tmp=tmp_path)}"
     assert closed(pipe_link[0])
+
+
+def test_sources_give_that_many_addresses_from_ip_up(pipe_link: list[Device]) -> None:
+    o = LinkOptions("packet:x0", "198.18.4.1/22", sources=300)
+    addrs = o.addresses()
+    assert (len(addrs), addrs[0], addrs[1], addrs[-1]) == (
+        300, "198.18.4.1", "198.18.4.2", "198.18.5.44")
+    with LinkedStack(o) as up:
+        assert up.stack.local_addrs == {bytes([198, 18, 4 + i // 256, i % 256])
+                                        for i in range(1, 301)}
+        assert next(iter(up.iface.addrs)) == bytes([198, 18, 4, 1])  # --ip's first
+    assert LinkOptions("tap:u0", "198.18.0.2/24").addresses() == ["198.18.0.2"]
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    ({"sources": 0}, "--sources 0: between 1 and 65536 addresses"),
+    ({"sources": 65537, "ip": "10.0.0.1/8"}, "--sources 65537: between 1 and 65536"),
+    ({"sources": 254}, r"--sources 254: 254 addresses from 198.18.0.2 run past 198.18.0.254, "
+                       r"the last of --ip 198.18.0.2/24's subnet"),
+    ({"sources": 2, "ip": "198.18.0.2/32"}, "run past 198.18.0.2"),
+    ({"sources": 4, "gw": "198.18.0.5"}, "--gw 198.18.0.5: that is our own address"),
+    ({"sources": 4, "host_ip": "198.18.0.4/24"}, "--host-ip 198.18.0.4/24: the same address"),
+])
+def test_bad_sources_are_one_line_value_errors(options: dict[str, Any], reason: str) -> None:
+    kw: dict[str, Any] = {"link": "tap:u0", "ip": "198.18.0.2/24", **options}
+    with pytest.raises(ValueError, match=reason) as e:
+        LinkOptions(**kw)
+    assert "\n" not in str(e.value)
+
+
+def test_the_most_sources_fit_a_16() -> None:
+    o = LinkOptions("tap:u0", "10.0.0.0/8", sources=65536)
+    assert o.addresses()[-1] == "10.0.255.255"
+    assert LinkOptions("tap:u0", "198.18.0.253/24", sources=2).addresses()[-1] == "198.18.0.254"

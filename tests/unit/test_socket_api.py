@@ -610,3 +610,28 @@ def test_no_attached_stack_is_a_clear_error() -> None:
     us.detach()
     with pytest.raises(OSError, match="no stack attached"):
         us.socket()
+
+
+def test_connect_after_bind_to_a_secondary_address_leaves_from_it() -> None:
+    """bind() then connect(): the connection's source is the bound address,
+    not the route's (RFC 1122 4.1.3.5), here one added with add_address."""
+    second = "198.18.0.20"
+    net = Net(a_more=(second,))
+    try:
+        lst = server(net)
+        lst.settimeout(5)
+        cli = us.create_connection((B_IP, 5000), timeout=5, source_address=(second, 0),
+                                   runtime=net.a)
+        srv, addr = lst.accept()
+        assert addr == cli.getsockname() and addr[0] == second
+        bound = us.socket(us.AF_INET, us.SOCK_STREAM, runtime=net.a)
+        bound.settimeout(5)
+        bound.bind((second, 0))
+        port = bound.getsockname()[1]
+        bound.connect((B_IP, 5000))
+        assert bound.getsockname() == (second, port)
+        assert lst.accept()[1] == (second, port)
+        for s in (bound, cli, srv, lst):
+            s.close()
+    finally:
+        net.close()

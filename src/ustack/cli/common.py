@@ -58,6 +58,9 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
                    help="tap:NAME creates a TAP device; packet:IFACE attaches AF_PACKET "
                         "to an existing interface")
     p.add_argument("--ip", required=True, metavar="CIDR", help="our address, e.g. 198.18.0.2/24")
+    p.add_argument("--sources", type=int, default=1, metavar="N",
+                   help="N addresses of ours, from --ip's up on its subnet (at most 65536; "
+                        "default 1)")
     p.add_argument("--gw", metavar="IP", help="default gateway")
     p.add_argument("--mac", help="our MAC (default: random, locally administered)")
     p.add_argument("--host-ip", metavar="CIDR",

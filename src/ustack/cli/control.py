@@ -49,6 +49,9 @@ def report(stack: Stack) -> dict[str, Any]:
                 "name": i.name,
                 "mac": ethernet.mac_to_str(i.mac),
                 "ip": f"{ipv4.addr_to_str(i.ip)}/{i.prefix_len}",
+                # How many addresses of ours (--sources): a count, the
+                # list can be 65536 long.
+                "addresses": len(i.addrs),
                 "mtu": i.mtu,
                 "arp": {ipv4.addr_to_str(ip): ethernet.mac_to_str(e.mac)
                         for ip, e in i.arp.entries.items()},

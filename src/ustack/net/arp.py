@@ -6,7 +6,12 @@ for a neighbour).  Here are the rules that send frames: the reply to a
 request for our address, the broadcast request (retried ``ArpTable.RETRY``
 seconds apart, ``ArpTable.TRIES`` times) for a next hop not in the cache,
 the unicast probe that refreshes an entry past ``REACHABLE``, and the
-gratuitous announcement of our address at start.
+gratuitous announcement of our addresses at start.
+
+An interface may hold many addresses (``Interface.addrs``): a request for
+any of them is answered, from that address, and each is announced.  They
+are ours, not neighbours: none takes a place in the table, whose bounds
+(``ArpTable.MAX_ENTRIES``, ``MAX_PENDING``) do not grow with them.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ class ArpLayer:
                 c.IpOutDiscards += 1
                 return
             p = table.pending[next_hop] = Pending()
+            # The request says the datagram's source when it is an address
+            # of this interface (Linux's arp_announce=0), so the neighbour
+            # learns the address it is about to answer.
+            src = bytes(frame[26:30])
+            p.spa = src if src in iface.addrs else iface.ip
             self._solicit(iface, next_hop, p, now)
         if p.nbytes + len(frame) > ArpTable.QUEUE_BYTES_PER_NEIGHBOUR:
             c.drop("arp_queue_full")
@@ -81,7 +91,7 @@ class ArpLayer:
 
     def _solicit(self, iface: Interface, next_hop: bytes, p: Pending, now: float) -> None:
         p.tries += 1
-        self._send(iface, warp.OP_REQUEST, ethernet.BROADCAST, next_hop, _ZERO_MAC)
+        self._send(iface, warp.OP_REQUEST, ethernet.BROADCAST, next_hop, _ZERO_MAC, p.spa)
         p.timer = self.host.timers.call_at(now + ArpTable.RETRY,
                                            partial(self._retry, iface, next_hop))
 
@@ -101,8 +111,12 @@ class ArpLayer:
             c.IpOutDiscards += 1
 
     def announce(self, iface: Interface) -> None:
+        """Gratuitous ARP for every address of ``iface`` (``announce_address``)."""
+        for ip in iface.addrs:
+            self.announce_address(iface, ip)
+
+    def announce_address(self, iface: Interface, ip: bytes) -> None:
         """Gratuitous ARP: a request for our own address (RFC 5227 2.3)."""
-        ip = iface.ip
         self._send(iface, warp.OP_REQUEST, ethernet.BROADCAST, ip, _ZERO_MAC, spa=ip)
 
     def _send(self, iface: Interface, op: int, eth_dst: bytes, tpa: bytes, tha: bytes,
@@ -136,7 +150,8 @@ class ArpLayer:
             c.drop("arp_bad_sender_mac")  # a multicast sender MAC is never valid
             return
         spa, tpa = pkt.spa, pkt.tpa
-        if spa == iface.ip:
+        ours = iface.addrs
+        if spa in ours:
             # Someone else claims our address (RFC 5227 2.4); never cache it.
             if pkt.sha != iface.mac:
                 c.drop("arp_address_conflict")
@@ -144,8 +159,8 @@ class ArpLayer:
         if spa == _ZERO_IP:
             # An RFC 5227 2.1.1 probe: nobody to cache; if it asks for our
             # address, answer so the prober sees it is taken.
-            if tpa == iface.ip and pkt.op == warp.OP_REQUEST:
-                self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha)
+            if tpa in ours and pkt.op == warp.OP_REQUEST:
+                self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha, spa=tpa)
             return
         if not iface.on_link(spa) or spa == iface.broadcast:
             # A neighbour is on the link's subnet: a sender outside it (or
@@ -162,13 +177,16 @@ class ArpLayer:
         # to our request, or its announcement).  An unsolicited reply makes
         # no entry, as on Linux (arp_accept=0): else anyone on the link
         # could fill the cache or pre-empt a resolution.
-        request_for_us = tpa == iface.ip and pkt.op == warp.OP_REQUEST
+        for_us = tpa in ours
+        request_for_us = for_us and pkt.op == warp.OP_REQUEST
         if spa in table.entries or spa in table.pending or request_for_us:
             self._learn(iface, spa, pkt.sha)
-        elif tpa == iface.ip:
+        elif for_us:
             c.drop("arp_unsolicited_reply")
         if request_for_us:
-            self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha)
+            # The reply is from the address asked for (RFC 826: the target's
+            # protocol address becomes the sender's), whichever of ours.
+            self._send(iface, warp.OP_REPLY, pkt.sha, spa, pkt.sha, spa=tpa)
 
     def _learn(self, iface: Interface, ip: bytes, mac: bytes) -> None:
         """Create or confirm the entry for ``ip`` and release what waited for it."""

@@ -76,7 +76,8 @@ class IcmpLayer(ProtocolHandler):
         c = host.counters
         c.IcmpInMsgs += 1
         if (len(payload) >= 8 and payload[0] == wicmp.ECHO_REQUEST and not payload[1]
-                and dst == iface.ip and pkt[0] == 0x45 and not sum_mod(payload)):
+                and (dst == iface.ip or dst in host.local_addrs) and pkt[0] == 0x45
+                and not sum_mod(payload)):
             # Echo fast path (RFC 792): the reply is the request with type 0.
             # Its checksum follows from the request's by RFC 1624 (only the
             # type byte changed), so the data is summed once, to verify it.
@@ -90,7 +91,8 @@ class IcmpLayer(ProtocolHandler):
             buf[HEADROOM + 2] = csum >> 8
             buf[HEADROOM + 3] = csum & 0xFF
             # RFC 1122 3.2.2.6: the reply's source is the request's
-            # destination (one of ours: the fast path is for iface.ip).
+            # destination (one of ours: the fast path is for our unicast
+            # addresses, a broadcast takes the general one).
             try:
                 hop = self.ip.route(src, dst)
             except OSError:  # no route back (counted as IpOutNoRoutes)

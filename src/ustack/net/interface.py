@@ -1,4 +1,5 @@
-"""An interface: one device, one MAC, one IPv4 address/prefix, its ARP table
+"""An interface: one device, one MAC, its IPv4 addresses on one subnet (the
+first, ``ip``, with its prefix; more with ``add_address``), its ARP table
 and the frames it will transmit at the end of the poll iteration."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Interface:
     """
 
     __slots__ = (
+        "addrs",
         "arp",
         "broadcast",
         "device",
@@ -67,6 +69,10 @@ class Interface:
         self.network = int.from_bytes(ip, "big") & self.netmask
         bcast = self.network | (~self.netmask & 0xFFFFFFFF)
         self.broadcast = bcast.to_bytes(4, "big")
+        # Every address of ours on this interface, the primary (``ip``) first:
+        # what ARP answers for and announces.  A dict as an ordered set (the
+        # announcements go out in the order the addresses were given).
+        self.addrs: dict[bytes, None] = {ip: None}
         self.mtu = device.caps.mtu
         self.arp = ArpTable(mac)
         self.txq: list[Frame] = []
@@ -82,6 +88,23 @@ class Interface:
         self.tcp_csum_vnet = vnet.gso_header(
             caps.vnet_hdr_len, csum_start=HEADROOM,
             csum_offset=TCP_CSUM_OFFSET) if self.gso else b""
+
+    def add_address(self, addr: bytes) -> None:
+        """One more address on this interface's subnet (Linux's secondary
+        address: same prefix, same link).  ValueError if it is off the
+        subnet, the subnet's broadcast address, or ours already."""
+        if len(addr) != 4:
+            raise ValueError("an IPv4 address is 4 bytes")
+        text = wip.addr_to_str(addr)
+        if not self.on_link(addr):
+            raise ValueError(f"{text} is not on the subnet of {wip.addr_to_str(self.ip)}"
+                             f"/{self.prefix_len}")
+        if addr == self.broadcast and self.prefix_len < 31:
+            # The directed broadcast (RFC 919; /31 has none, RFC 3021).
+            raise ValueError(f"{text} is the broadcast address of the subnet")
+        if addr in self.addrs:
+            raise ValueError(f"{text} is already on {self.name}")
+        self.addrs[addr] = None
 
     def on_link(self, addr: bytes) -> bool:
         """True when ``addr`` is in this interface's subnet (directly reachable)."""

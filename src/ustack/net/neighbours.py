@@ -48,10 +48,11 @@ class Entry:
 class Pending:
     """Frames waiting for one neighbour, and the state of its resolution."""
 
-    __slots__ = ("frames", "nbytes", "timer", "tries")
+    __slots__ = ("frames", "nbytes", "spa", "timer", "tries")
 
     def __init__(self) -> None:
         self.frames: list[bytearray] = []
+        self.spa = b""  # our address the requests are sent from (ArpLayer sets it)
         self.nbytes = 0
         self.tries = 0
         self.timer: Timer | None = None

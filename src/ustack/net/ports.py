@@ -24,12 +24,20 @@ SPAN: Final = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
 
 
 class EphemeralPorts:
-    """A cursor over the ephemeral range (one per protocol and stack)."""
+    """A cursor over the ephemeral range (one per protocol and stack).
 
-    __slots__ = ("_next",)
+    The range is Linux's unless given (``low``..``high``, both included):
+    a smaller one is a test's way to reach the end of it.
+    """
 
-    def __init__(self) -> None:
-        self._next = EPHEMERAL_LOW + random.randrange(SPAN)
+    __slots__ = ("_next", "high", "low")
+
+    def __init__(self, low: int = EPHEMERAL_LOW, high: int = EPHEMERAL_HIGH) -> None:
+        if not 1 <= low <= high <= 0xFFFF:
+            raise ValueError(f"ephemeral port range {low}..{high}: want 1 <= low <= high <= 65535")
+        self.low = low
+        self.high = high
+        self._next = low + random.randrange(high - low + 1)
 
     def pick(self, taken: Callable[[int], bool], err: int = errno.EADDRNOTAVAIL) -> int:
         """The next port of the range for which ``taken(port)`` is False.
@@ -38,9 +46,11 @@ class EphemeralPorts:
         kernel gives for the call that asked (EADDRNOTAVAIL for a TCP
         connect, EADDRINUSE for bind to port 0, EAGAIN for a UDP autobind).
         """
-        for _ in range(SPAN):
+        low = self.low
+        high = self.high
+        for _ in range(high - low + 1):
             port = self._next
-            self._next = port + 1 if port < EPHEMERAL_HIGH else EPHEMERAL_LOW
+            self._next = port + 1 if port < high else low
             if not taken(port):
                 return port
         raise OSError(err, f"{os.strerror(err)} (no free ephemeral port)")

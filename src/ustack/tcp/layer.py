@@ -171,18 +171,36 @@ class TcpLayer(ProtocolHandler):
         self.listeners[(ip, port)] = listener
         return listener
 
-    def connect(self, address: AddressArg, *, local_port: int = 0,
-                config: TcpConfig | None = None, **options: object) -> TcpSocket:
+    def connect(self, address: AddressArg, *, source: AddressArg | None = None,
+                local_port: int = 0, config: TcpConfig | None = None,
+                **options: object) -> TcpSocket:
         """Active open: returns at once; the socket reports Event.CONNECTED.
 
-        ``options`` override the layer's defaults for this connection, by
-        ``TcpConfig`` field name: ``cc="newreno"``, ``nodelay=True``,
-        ``rcvbuf=...``, ``keepalive=True`` ...
+        ``source`` is the local ``(ip, port)``: ip one of ours (else
+        EADDRNOTAVAIL) or ANY for the route's (RFC 1122 3.3.4.3), port 0
+        for an ephemeral one (else it is ``local_port``'s).  An ephemeral
+        port need only make the 4-tuple unique (Linux's
+        __inet_hash_connect), so each source address has the whole range
+        towards each destination.  ``options`` override the layer's
+        defaults for this connection, by ``TcpConfig`` field name:
+        ``cc="newreno"``, ``nodelay=True``, ``rcvbuf=...``,
+        ``keepalive=True`` ...
         """
         rip, rport = _addr(address)
         if rip == ANY or rport == 0:
             raise os_error(errno.EINVAL if rport == 0 else errno.ECONNREFUSED)
-        hop = self.ip.route(rip)
+        lip = ANY
+        if source is not None:
+            lip, sport = _addr(source)
+            if lip != ANY and lip not in self.host.local_addrs:
+                raise os_error(errno.EADDRNOTAVAIL)
+            if sport:
+                # A port asked for is bound first, as by bind(): a listener
+                # on it (at that address or the wildcard) refuses it.
+                if self._listening(lip, sport):
+                    raise os_error(errno.EADDRINUSE)
+                local_port = sport
+        hop = self.ip.route(rip, lip)
         lip = hop.src
         lport = local_port or self.ephemeral.pick(
             lambda p: (lip, p, rip, rport) in self.conns or p in self.bound

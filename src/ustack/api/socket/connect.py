@@ -177,10 +177,12 @@ class ConnectionSetup(SocketBase):
             if st is not State.CLOSED:
                 raise err(errno.EISCONN)
             self._tcp = None  # a failed attempt: Linux lets connect() try again
-        local_port = self._bound.port if self._bound is not None else 0
+        # A bound socket connects from its address and port (RFC 1122
+        # 4.1.3.5: the bound address is the source wherever the route leads).
+        b = self._bound
+        source = (wip.addr_to_str(b.ip), b.port) if b is not None else None
         options = self._opts.tcp_options()
-        t = self._rt.stack.tcp_connect((wip.addr_to_str(ip), port), local_port=local_port,
-                                       **options)
+        t = self._rt.stack.tcp_connect((wip.addr_to_str(ip), port), source=source, **options)
         self._s_unbind()
         self._tcp = t
         self._err_taken = False
