@@ -369,3 +369,27 @@ def test_congestion_control_is_selectable_per_connection() -> None:
         net.a.tcp_connect((B_IP, 80), colour="blue")
     with pytest.raises(ValueError, match="unknown congestion control"):
         net.a.tcp_connect((B_IP, 80), cc="vegas")
+
+
+def test_config_copy_copies_every_field() -> None:
+    """``TcpConfig.copy`` (each connection's copy of the defaults) names its
+    fields one by one: a field added later and not copied fails here."""
+    import dataclasses
+
+    from ustack.tcp.config import TcpConfig
+
+    changed: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(TcpConfig)):
+        default = getattr(TcpConfig(), f.name)
+        if isinstance(default, bool):
+            changed[f.name] = not default
+        elif isinstance(default, int):
+            changed[f.name] = default + 1000 + i
+        elif isinstance(default, float):
+            changed[f.name] = default + 0.5 + i
+        else:
+            changed[f.name] = f"x{i}"
+    cfg = TcpConfig(**changed)  # type: ignore[arg-type]
+    copy = cfg.copy()
+    assert copy is not cfg
+    assert dataclasses.asdict(copy) == dataclasses.asdict(cfg) == changed

@@ -19,7 +19,6 @@ out-of-order segment still earns its own duplicate ACK (RFC 5681 4.2).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import random
 from collections.abc import Callable
@@ -141,7 +140,7 @@ class TcpLayer(ProtocolHandler):
         return self.ip.pmtu.mtu(rip, iface.mtu, self.host.now) - 40
 
     def _config_for(self, iface: Interface, rip: bytes) -> TcpConfig:
-        cfg = dataclasses.replace(self.config)  # a copy: connections change theirs
+        cfg = self.config.copy()  # connections change theirs
         cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
         if iface.gso and not cfg.max_segment:
             # docs/architecture.md, principle 6: hand the device 64 KB super-frames and
