@@ -9,38 +9,25 @@ import time
 from pathlib import Path
 
 import pytest
+from test_tcp_stack import B_IP
+from test_tcp_stack import Net as StackNet
 
 from ustack.apps.http.request import Request
 from ustack.apps.http.server import HttpServer, Reply, ServerLimits
-from ustack.link.fault import FaultInjector, FaultSpec
-from ustack.link.pipe import pipe_pair
-from ustack.stack import Stack
 from ustack.tcp.socket import TcpSocket
 from ustack.tcp.states import State
 
 h11 = pytest.importorskip("h11")
-
-A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 SMALL = bytes(range(256)) * 4
 BIG = os.urandom(300_000)
 
 
-class Net:
-    """A client stack A and a server stack B, stepped with a fake clock."""
+class Net(StackNet):
+    """A client stack A and a server stack B (faults on what B sends), stepped
+    with a fake clock."""
 
     def __init__(self, fault: str | None = None) -> None:
-        a_dev, b_dev = pipe_pair(1500, queue_len=100_000)
-        dev_b = FaultInjector(b_dev, FaultSpec.parse(fault)) if fault else b_dev
-        self.a, self.b = Stack(), Stack()
-        self.a.add_interface(a_dev, f"{A_IP}/24")
-        self.b.add_interface(dev_b, f"{B_IP}/24")
-        self.now = 0.0
-
-    def step(self, n: int = 1, dt: float = 0.001) -> None:
-        for _ in range(n):
-            self.now += dt
-            self.a.poll(self.now)
-            self.b.poll(self.now)
+        super().__init__(fault, fault_on="b")
 
     def connect(self) -> TcpSocket:
         s = self.a.tcp_connect((B_IP, 80))

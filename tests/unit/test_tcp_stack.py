@@ -28,12 +28,16 @@ A_IP, B_IP = "198.18.0.1", "198.18.0.2"
 class Net:
     """Two stacks A and B on one link, stepped with a fake clock."""
 
-    def __init__(self, fault: str | None = None, mtu: int = 1500) -> None:
+    def __init__(self, fault: str | None = None, mtu: int = 1500, *,
+                 fault_on: str = "a") -> None:
+        """``fault``: a FaultSpec applied to what ``fault_on`` ("a" or "b") sends."""
         a_dev, b_dev = pipe_pair(mtu, queue_len=100_000)
-        dev_a = FaultInjector(a_dev, FaultSpec.parse(fault)) if fault else a_dev
+        spec = FaultSpec.parse(fault) if fault else None
+        dev_a = FaultInjector(a_dev, spec) if spec and fault_on == "a" else a_dev
+        dev_b = FaultInjector(b_dev, spec) if spec and fault_on == "b" else b_dev
         self.a, self.b = Stack(), Stack()
         self.a.add_interface(dev_a, f"{A_IP}/24")
-        self.b.add_interface(b_dev, f"{B_IP}/24")
+        self.b.add_interface(dev_b, f"{B_IP}/24")
         self.now = 0.0
 
     def step(self, n: int = 1, dt: float = 0.001) -> None:

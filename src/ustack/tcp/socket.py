@@ -178,13 +178,7 @@ class TcpSocket:
         ``force`` takes all of ``data`` even beyond the send buffer's size
         (for a layer that already told its caller the bytes were sent).
         """
-        if self.closed:
-            raise os_error(errno.EBADF)
-        c = self.conn
-        if c.error:
-            raise os_error(c.error)
-        if c.state in _UNCONNECTED:
-            raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
+        c = self._sendable()
         try:
             n = c.send(data, self._host.now, force=force)
         except TcpError as e:
@@ -193,6 +187,19 @@ class TcpSocket:
             raise os_error(errno.EAGAIN)
         self._dirty[self] = None
         return n
+
+    def _sendable(self) -> TcpConnection:
+        """The connection, if a send may be asked of it; else the error
+        ``send`` raises (closed socket, the connection's error, not
+        connected)."""
+        if self.closed:
+            raise os_error(errno.EBADF)
+        c = self.conn
+        if c.error:
+            raise os_error(c.error)
+        if c.state in _UNCONNECTED:
+            raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
+        return c
 
     @property
     def mss(self) -> int:
@@ -214,13 +221,7 @@ class TcpSocket:
         """
         if first < 0:
             raise ValueError(f"negative segment index {first}")
-        if self.closed:
-            raise os_error(errno.EBADF)
-        c = self.conn
-        if c.error:
-            raise os_error(c.error)
-        if c.state in _UNCONNECTED:
-            raise os_error(errno.ENOTCONN if not c.peer_fin else errno.EPIPE)
+        c = self._sendable()
         if c.state not in SENDING or c.fin_queued:
             raise os_error(errno.EPIPE)  # as TcpConnection.send
         if first >= len(p.sums):

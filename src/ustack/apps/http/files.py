@@ -113,20 +113,18 @@ def _read(path: str) -> FileEntry | None:
 
 class StaticFiles:
     """The files under ``root``.  ``max_entries`` bounds the cache (the
-    oldest entry goes first); ``max_cached`` is not enforced yet: a larger
-    file is read and kept all the same."""
+    oldest entry goes first); every file is read whole and kept."""
 
-    __slots__ = ("_cache", "index", "max_cached", "max_entries", "revalidate", "root")
+    __slots__ = ("_cache", "index", "max_entries", "revalidate", "root")
 
     def __init__(self, root: str, *, index: str = "index.html", revalidate: float = 1.0,
-                 max_cached: int = 256 << 20, max_entries: int = 10000) -> None:
+                 max_entries: int = 10000) -> None:
         real = os.path.realpath(os.path.abspath(root))
         if not os.path.isdir(real):
             raise ValueError(f"document root {root!r} is not a directory")
         self.root = real
         self.index = index
         self.revalidate = revalidate
-        self.max_cached = max_cached
         self.max_entries = max_entries
         # path -> (entry, time of the last stat)
         self._cache: dict[str, tuple[FileEntry, float]] = {}

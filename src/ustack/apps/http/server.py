@@ -148,7 +148,7 @@ class _Static:
 class _Conn:
     """One client connection's HTTP state."""
 
-    __slots__ = ("busy", "close_after", "last", "out", "out_more", "out_next", "parser",
+    __slots__ = ("close_after", "last", "out", "out_more", "out_next", "parser",
                  "peer", "req_bytes", "req_start", "sock")
 
     def __init__(self, sock: TcpSocket, parser: RequestParser, now: float) -> None:
@@ -159,7 +159,6 @@ class _Conn:
         self.req_start = 0.0  # when the first byte of the request in progress came
         self.req_bytes = 0  # its bytes so far (the minimum-rate rule)
         self.close_after = False  # close once what is queued is sent
-        self.busy = False  # a response is still being queued
         # The response being queued: general bytes (a memoryview) or a
         # Presegmented with the index of its next segment.
         self.out: memoryview | Presegmented | None = None
@@ -242,7 +241,7 @@ class HttpServer:
                 if conn.out is None:
                     self._readable(conn)
         elif ev is Event.CLOSED or ev is Event.RESET or ev is Event.TIMED_OUT:
-            self._forget(conn)
+            self._close(conn)
 
     def _readable(self, conn: _Conn) -> None:
         """Read (up to READ_AHEAD beyond what is parsed) and answer, until the
@@ -261,12 +260,12 @@ class HttpServer:
                 except BlockingIOError:
                     break
                 except OSError:
-                    self._forget(conn)
+                    self._close(conn)
                     return
                 if not data:  # the client is done sending: answer what came, then close
                     conn.close_after = True
                     break
-                if not parser.in_request and not conn.busy:
+                if not parser.in_request and conn.out is None:  # a new request begins
                     conn.req_start = self.stack.now
                     conn.req_bytes = 0
                 conn.req_bytes += len(data)
@@ -294,7 +293,6 @@ class HttpServer:
                 break
             self._answer(conn, req)
         if conn.out is None:
-            conn.busy = False
             self._finish(conn)
 
     def _finish(self, conn: _Conn) -> None:
@@ -307,7 +305,6 @@ class HttpServer:
         c.HttpRequests += 1
         conn.last = self.stack.now
         conn.req_bytes = 0
-        conn.busy = True
         if not req.keep_alive:
             conn.close_after = True
         close = conn.close_after
@@ -328,10 +325,7 @@ class HttpServer:
         if files is None:
             self._send_error(conn, HttpError(404, "no such resource", close=False), req)
             return
-        if req.method != "GET" and req.method != "HEAD":
-            self._send_error(conn, HttpError(405, "method not allowed", close=False,
-                                             headers=[("Allow", "GET, HEAD")]), req)
-            return
+        # (Other methods never get here: the parser answers them 405 or 501.)
         entry = files.lookup(req.path, self.stack.now)
         plan = files.respond(req, entry, wall)
         c.count_status(plan.status)
@@ -350,7 +344,6 @@ class HttpServer:
             _connection_header(req, False) if req is not None else None)
         data = error_response(err, date, head_only=req is not None and req.method == "HEAD",
                               connection=connection)
-        conn.busy = True
         self._send_general(conn, data, b"")
         if req is not None:
             self._log(conn, req, err.status, 0)
@@ -422,15 +415,12 @@ class HttpServer:
         except BlockingIOError:
             return
         except OSError:
-            self._forget(conn)
+            self._close(conn)
 
     # -- ends -------------------------------------------------------------
 
     def _close(self, conn: _Conn) -> None:
-        self.conns.pop(conn.sock, None)
-        conn.sock.close()
-
-    def _forget(self, conn: _Conn) -> None:
+        """Forget the connection and close it (once; what is queued still goes)."""
         if self.conns.pop(conn.sock, None) is not None:
             conn.sock.close()
 
