@@ -62,6 +62,7 @@ class OutSegment:
 
 
 class Event(Enum):
+    __hash__ = object.__hash__  # as State's: by identity, in C
     CONNECTED = "connected"
     READABLE = "readable"  # data or EOF can be read
     WRITABLE = "writable"  # send buffer space opened

@@ -58,6 +58,10 @@ class State(Enum):
 class Ev(Enum):
     """What can move a connection: the application, the peer, a timer."""
 
+    # ``next_state`` looks up (state, event) for every transition: hash by
+    # identity, in C, as State does (Enum's __hash__ is Python code).
+    __hash__ = object.__hash__
+
     APP_CONNECT = "connect()"
     APP_LISTEN = "listen()"
     APP_CLOSE = "close() or shutdown(SHUT_WR)"
