@@ -766,10 +766,19 @@ class Syscalls:
         entry = self.last
         return None if entry is None else self._state_of(entry)
 
-    @staticmethod
-    def _state_of(entry: _Fd) -> State:
+    def _state_of(self, entry: _Fd) -> State:
         if entry.listener is not None:
             return State.CLOSED if entry.listener.closed else State.LISTEN
-        if entry.sock is None:
+        sock = entry.sock
+        if sock is None:
             return State.CLOSED
-        return entry.sock.state
+        if sock.closed:
+            # Closed in TIME-WAIT, the layer keeps a record of the 4-tuple
+            # and lets the connection go (tcp/timewait.py).
+            tcp = self.stack.tcp
+            key = (*sock.conn.local, *sock.conn.remote)
+            if key in tcp.tw.records:
+                return State.TIME_WAIT
+            if sock.state is State.TIME_WAIT and tcp.conns.get(key) is not sock:
+                return State.CLOSED
+        return sock.state

@@ -7,6 +7,7 @@ RFC 9293 3.6 and 3.10.7.4 (eighth check, the FIN bit; figures 12 and 13),
 
 from __future__ import annotations
 
+import pytest
 from tcp_peer import Flow, Peer, peer, seq_add, state
 
 from ustack.tcp.connection import Event
@@ -122,56 +123,86 @@ def test_fin_wait_2_orphan_is_reaped() -> None:
         assert state(f.s) is State.CLOSED and not p.stack.tcp.conns
 
 
-def _time_wait(p: Peer, **kw: object) -> tuple[Flow, float]:
+# TIME-WAIT comes in two forms (tcp/timewait.py): after close() the layer
+# keeps a record of the 4-tuple and lets the connection go; after
+# shutdown(SHUT_WR) the application still holds the connection, whole.  Each
+# test of TIME-WAIT runs against both.
+HOW = pytest.mark.parametrize("how", ["close", "shutdown"])
+
+
+def _time_wait(p: Peer, how: str = "close", **kw: object) -> tuple[Flow, float]:
     f = _established(p, **kw)
-    _app_close(f)
+    if how == "close":
+        _app_close(f)
+    else:
+        f.s.shutdown_write()
+        p.flush()
     fin = f.expect1("FA")
     f.send("A", ack=fin.end)
     f.send("FA")
     f.expect1("A")
-    assert state(f.s) is State.TIME_WAIT
+    assert tw_state(p, f) is State.TIME_WAIT
+    assert (_key(f) in p.stack.tcp.tw.records) is (how == "close")
     return f, p.now
 
 
-def test_time_wait_lasts_two_msl_then_closed() -> None:
+def _key(f: Flow) -> tuple[bytes, int, bytes, int]:
+    return (*f.s.conn.local, *f.s.conn.remote)
+
+
+def tw_state(p: Peer, f: Flow) -> State:
+    """The state of ``f``'s 4-tuple in the stack: TIME-WAIT as a record, or
+    the connection's own while the layer holds it, else CLOSED."""
+    tcp = p.stack.tcp
+    if _key(f) in tcp.tw.records:
+        return State.TIME_WAIT
+    if tcp.conns.get(_key(f)) is f.s:
+        return state(f.s)
+    return State.CLOSED
+
+
+@HOW
+def test_time_wait_lasts_two_msl_then_closed(how: str) -> None:
     """RFC 9293 3.4.2 / 3.10.7.4: TIME-WAIT holds the connection for 2 MSL
     (60 s), then deletes it; the 4-tuple is then answered like a closed port."""
     with peer() as p:
-        f, t0 = _time_wait(p)
+        f, t0 = _time_wait(p, how)
         p.run_to(t0 + TWO_MSL - 0.001)
-        assert state(f.s) is State.TIME_WAIT and p.stack.tcp.conns
+        assert tw_state(p, f) is State.TIME_WAIT
         p.run_to(t0 + TWO_MSL)
-        assert state(f.s) is State.CLOSED and not p.stack.tcp.conns
+        assert tw_state(p, f) is State.CLOSED and not p.stack.tcp.tw.records
         assert f.take() == []  # TIME-WAIT ends silently
         f.send("A", b"late")
         rst = f.expect1("R")
         assert rst.seq == f.rcv_nxt
 
 
-def test_retransmitted_fin_in_time_wait_is_acked_and_restarts_2msl() -> None:
+@HOW
+def test_retransmitted_fin_in_time_wait_is_acked_and_restarts_2msl(how: str) -> None:
     """RFC 9293 3.10.7.4 eighth, TIME-WAIT: "The only thing that can arrive in
     this state is a retransmission of the remote FIN.  Acknowledge it, and
     restart the 2 MSL timeout."""
     with peer() as p:
-        f, t0 = _time_wait(p)
+        f, t0 = _time_wait(p, how)
         p.run_to(t0 + 30)
         f.send("FA", seq=seq_add(f.snd_nxt, -1))
         ack = f.expect1("A")
         assert ack.ack == f.snd_nxt
         p.run_to(t0 + 30 + TWO_MSL - 0.001)
-        assert state(f.s) is State.TIME_WAIT
+        assert tw_state(p, f) is State.TIME_WAIT
         p.run_to(t0 + 30 + TWO_MSL)
-        assert state(f.s) is State.CLOSED
+        assert tw_state(p, f) is State.CLOSED
 
 
-def test_rst_in_time_wait_is_ignored() -> None:
+@HOW
+def test_rst_in_time_wait_is_ignored(how: str) -> None:
     """RFC 1337 (TIME-WAIT assassination hazards): a RST does not end TIME-WAIT early."""
     with peer() as p:
-        f, t0 = _time_wait(p)
+        f, t0 = _time_wait(p, how)
         f.send("R", seq=f.snd_nxt)
-        assert state(f.s) is State.TIME_WAIT
+        assert tw_state(p, f) is State.TIME_WAIT
         p.run_to(t0 + 10)
-        assert state(f.s) is State.TIME_WAIT
+        assert tw_state(p, f) is State.TIME_WAIT
 
 
 def _new_syn(f: Flow, seq: int, tsval: int | None) -> None:
@@ -182,12 +213,13 @@ def _new_syn(f: Flow, seq: int, tsval: int | None) -> None:
     f.send("S", seq=seq, options=opts)
 
 
-def test_new_syn_with_higher_sequence_reuses_time_wait() -> None:
+@HOW
+def test_new_syn_with_higher_sequence_reuses_time_wait(how: str) -> None:
     """RFC 6191 / RFC 1122 4.2.2.13: a SYN for a 4-tuple in TIME-WAIT whose
     sequence number is above the old connection's (and, with timestamps,
     whose TSval is newer) opens a new connection."""
     with peer() as p:
-        f, t0 = _time_wait(p)
+        f, t0 = _time_wait(p, how)
         p.run_to(t0 + 5)
         new_isn = seq_add(f.snd_nxt, 100_000)
         _new_syn(f, new_isn, f.tsval())
@@ -195,40 +227,45 @@ def test_new_syn_with_higher_sequence_reuses_time_wait() -> None:
         assert sa.ack == seq_add(new_isn, 1)
         [sock] = p.stack.tcp.conns.values()
         assert state(sock) is State.SYN_RECEIVED and sock is not f.s
+        assert not p.stack.tcp.tw.records and p.stack.tcp.time_wait == 0
 
 
-def test_new_syn_with_higher_sequence_reuses_time_wait_without_timestamps() -> None:
+@HOW
+def test_new_syn_with_higher_sequence_reuses_time_wait_without_timestamps(how: str) -> None:
     """RFC 6191 2 (previous incarnation without timestamps): honour a SYN
     whose sequence number is greater than the last one seen."""
     with peer() as p:
-        f, t0 = _time_wait(p, ts=False)
+        f, t0 = _time_wait(p, how, ts=False)
         p.run_to(t0 + 5)
         _new_syn(f, seq_add(f.snd_nxt, 1), None)
         assert f.expect1("SA").ack == seq_add(f.snd_nxt, 2)
 
 
-def test_old_syn_does_not_reuse_time_wait_with_a_specific_listener() -> None:
+@HOW
+def test_old_syn_does_not_reuse_time_wait_with_a_specific_listener(how: str) -> None:
     """RFC 6191 2 / RFC 1122 4.2.2.13: a SYN below the old sequence space (and
     without a newer timestamp) leaves the connection in TIME-WAIT."""
     with peer() as p:
         lst = p.stack.tcp_listen(("198.18.0.1", 80))
-        f, _ = _time_wait(p, ts=False, listener=lst)
+        f, _ = _time_wait(p, how, ts=False, listener=lst)
         _new_syn(f, seq_add(f.snd_nxt, -5000), None)
         assert all(s.flags != "SA" for s in f.take())
-        assert state(f.s) is State.TIME_WAIT and len(p.stack.tcp.conns) == 1
+        assert tw_state(p, f) is State.TIME_WAIT
 
 
-def test_old_syn_does_not_reuse_time_wait_with_a_wildcard_listener() -> None:
+@HOW
+def test_old_syn_does_not_reuse_time_wait_with_a_wildcard_listener(how: str) -> None:
     """RFC 6191 2: "Otherwise, silently drop the incoming SYN segment, thus
     leaving the previous incarnation of the connection in the TIME-WAIT state"."""
     with peer() as p:
-        f, _ = _time_wait(p, ts=False)  # listening on 0.0.0.0:80
+        f, _ = _time_wait(p, how, ts=False)  # listening on 0.0.0.0:80
         _new_syn(f, seq_add(f.snd_nxt, -5000), None)
         assert all(s.flags != "SA" for s in f.take())
-        assert state(f.s) is State.TIME_WAIT and len(p.stack.tcp.conns) == 1
+        assert tw_state(p, f) is State.TIME_WAIT
 
 
-def test_syn_with_older_timestamp_does_not_reuse_time_wait() -> None:
+@HOW
+def test_syn_with_older_timestamp_does_not_reuse_time_wait(how: str) -> None:
     """RFC 6191 2: "If the previous incarnation of the connection used
     Timestamps, then: if TCP Timestamps would be enabled for the new
     incarnation of the connection, and the timestamp contained in the incoming
@@ -236,11 +273,11 @@ def test_syn_with_older_timestamp_does_not_reuse_time_wait() -> None:
     connection request ... Otherwise, silently drop the incoming SYN"."""
     with peer() as p:
         lst = p.stack.tcp_listen(("198.18.0.1", 80))
-        f, t0 = _time_wait(p, listener=lst)
+        f, t0 = _time_wait(p, how, listener=lst)
         p.run_to(t0 + 5)
         _new_syn(f, seq_add(f.snd_nxt, 100_000), 1)  # TSval far older than TS.Recent
         assert all(s.flags != "SA" for s in f.take())
-        assert state(f.s) is State.TIME_WAIT
+        assert tw_state(p, f) is State.TIME_WAIT
 
 
 def test_half_close_keeps_receiving() -> None:

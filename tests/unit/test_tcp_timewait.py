@@ -34,10 +34,11 @@ def test_time_wait_is_bounded_and_counted() -> None:
     assert states == [State.TIME_WAIT, State.TIME_WAIT, State.CLOSED, State.CLOSED]
     assert net.b.tcp.time_wait == 2
     assert net.b.counters.TcpExtTCPTimeWaitOverflow == 2
-    assert len(net.b.tcp.conns) == 2  # (listeners are in tcp.listeners)
+    # Closed by the application: kept as records, not connections.
+    assert len(net.b.tcp.tw) == 2 and not net.b.tcp.conns
     net.step(70, 1.0)  # past 2 MSL (60 s)
     assert net.b.tcp.time_wait == 0
-    assert not net.b.tcp.conns
+    assert not net.b.tcp.tw
     # Room again: the next one waits its 2 MSL.
     assert close_from_b(net, 1, 7000) == [State.TIME_WAIT]
     assert net.b.tcp.time_wait == 1

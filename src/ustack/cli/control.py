@@ -68,6 +68,8 @@ def _tcp_states(stack: Stack) -> dict[str, int]:
     for sock in stack.tcp.conns.values():
         name = sock.conn.state.value
         counts[name] = counts.get(name, 0) + 1
+    if stack.tcp.tw:  # closed connections kept as TIME-WAIT records (tcp/timewait.py)
+        counts["TIME-WAIT"] = counts.get("TIME-WAIT", 0) + len(stack.tcp.tw)
     listening = len(stack.tcp.listeners)
     if listening:
         counts["LISTEN"] = listening

@@ -44,6 +44,7 @@ from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import Ev, State
 from ustack.tcp.tcb import TS_OPTION_LEN
+from ustack.tcp.timewait import TimeWaitRecord, TimeWaitTable
 from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
@@ -121,7 +122,11 @@ class TcpLayer(ProtocolHandler):
         # that gives it back when the estimate expires (``_watch_pmtu``).
         self._pmtu_watch: dict[TcpSocket, Timer] = {}
         self.max_time_wait = self.MAX_TIME_WAIT
-        self.time_wait = 0  # connections in TIME-WAIT now
+        self.time_wait = 0  # connections in TIME-WAIT now (whole or as a record)
+        # Closed connections in TIME-WAIT, as records (tcp/timewait.py), and
+        # the one timer that expires them.
+        self.tw = TimeWaitTable()
+        self._tw_timer: Timer | None = None
         # Bound once: every connection holds these (a bound method made per
         # connection was 72 bytes of each, issue 12).
         self._on_timer_cb: Callable[[TcpSocket, float], None] = self._on_timer
@@ -201,10 +206,11 @@ class TcpLayer(ProtocolHandler):
                 local_port = sport
         hop = self.ip.route(rip, lip)
         lip = hop.src
+        records = self.tw.records
         lport = local_port or self.ephemeral.pick(
-            lambda p: (lip, p, rip, rport) in self.conns or p in self.bound
-            or self._listening(ANY, p))
-        if (lip, lport, rip, rport) in self.conns:
+            lambda p: (lip, p, rip, rport) in self.conns or (lip, p, rip, rport) in records
+            or p in self.bound or self._listening(ANY, p))
+        if (lip, lport, rip, rport) in self.conns or (lip, lport, rip, rport) in records:
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
         cfg = config or self._config_for(hop.iface, rip)
@@ -256,6 +262,9 @@ class TcpLayer(ProtocolHandler):
                 return True
         if not reuse:
             for key in self.conns:
+                if key[1] == port and (key[0] == ip or ip == ANY):
+                    return True
+            for key in self.tw.records:
                 if key[1] == port and (key[0] == ip or ip == ANY):
                     return True
         return False
@@ -373,6 +382,19 @@ class TcpLayer(ProtocolHandler):
                     self.service(sock)
                 return
         listener = self.listeners.get((dst, dport)) or self.listeners.get((ANY, dport))
+        if self.tw.records:
+            rec = self.tw.records.get((dst, dport, src, sport))
+            if rec is not None:
+                if flags & (SYN | ACK | RST | FIN) == SYN and listener is not None and (
+                        sq.gt(opts.ts_val, rec.ts_recent) if rec.ts_ok and opts.ts_val is not None
+                        else sq.gt(seq, rec.rcv_nxt)):
+                    # RFC 6191: a newer SYN reopens the 4-tuple (as above).
+                    self.tw.remove(rec.key)
+                    self.time_wait -= 1
+                else:
+                    self._time_wait_input(rec, seq, ack, flags, len(seg.payload),
+                                          opts.ts_val, now)
+                    return
         if listener is not None:
             if flags & RST:
                 # RFC 9293 3.10.7.2 LISTEN, first check: a RST is ignored
@@ -606,6 +628,61 @@ class TcpLayer(ProtocolHandler):
                 state = conn.state
         if state is State.CLOSED:
             self._forget(sock)
+        elif tw and sock.closed and sock.counted_tw and conn.timers.delack is None:
+            self._to_record(sock, conn)
+
+    # -- TIME-WAIT as a record (tcp/timewait.py) ---------------------------
+
+    def _to_record(self, sock: TcpSocket, conn: TcpConnection) -> None:
+        """``sock`` is in TIME-WAIT, closed by the application, its last ACK
+        sent: keep a record of it instead (still counted in ``time_wait``)."""
+        shift = conn.rcv_wscale
+        window = conn.rcvq.window(conn.rcv_nxt, conn.rcv_adv, conn.mss) >> shift
+        if window > 0xFFFF:
+            window = 0xFFFF
+        cfg = conn.cfg
+        rec = TimeWaitRecord(
+            (*conn.local, *conn.remote), conn.snd_nxt, conn.rcv_nxt,
+            conn.rcv_adv, window, conn.last_ack_sent,
+            conn.max_sndwnd, conn.ts_ok, conn.ts_recent, conn.ts_recent_age, conn.ts_offset,
+            conn.sack_ok, cfg.ttl, cfg.tos, 2 * cfg.msl,
+            conn.timers.timewait if conn.timers.timewait is not None else self.host.now)
+        self._forget(sock)
+        self.time_wait += 1
+        self.tw.add(rec)
+        self._arm_tw_timer()
+
+    def _arm_tw_timer(self) -> None:
+        deadline = self.tw.next_deadline()
+        if deadline < 0:
+            return
+        armed = self._tw_timer
+        if armed is None or deadline < armed.deadline:
+            if armed is not None:
+                armed.cancel()
+            self._tw_timer = self.host.timers.call_at(deadline, self._on_tw_timer)
+
+    def _on_tw_timer(self, now: float) -> None:
+        self._tw_timer = None
+        self.time_wait -= self.tw.expire(now)
+        self._arm_tw_timer()
+
+    def _time_wait_input(self, rec: TimeWaitRecord, seq: int, ack: int, flags: int,
+                         text_len: int, ts_val: int | None, now: float) -> None:
+        deadline = rec.deadline
+        why, answer, challenge = rec.receive(seq, ack, flags, text_len, ts_val, now)
+        if why:
+            count_drop(self.host.counters, why)
+        if rec.deadline != deadline:
+            self.tw.restarted(rec)
+        if answer and (not challenge or self._challenge_allowed(now)):
+            lip, lport, rip, rport = rec.key
+            hop = self.host.routes.lookup(rip, lip)
+            if hop is not None:
+                self._emit(hop, lip, lport, rip, rport,
+                           rec.ack(now, rec.dsack_for(seq, text_len, flags)
+                                   if why == "tcp_invalid_sequence" else None),
+                           0, rec.ttl, rec.tos)
 
     def _deliver(self, sock: TcpSocket, conn: TcpConnection) -> None:
         events = conn.events
