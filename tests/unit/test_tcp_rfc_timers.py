@@ -111,6 +111,68 @@ def test_rto_restarts_when_new_data_is_acked() -> None:
         assert r.seq == b.seq
 
 
+def test_rto_resends_only_the_short_segment_that_was_sent() -> None:
+    """RFC 6298 5.4 ("retransmit the earliest segment that has not been
+    acknowledged"): a retransmission carries bytes that were sent, never
+    the unsent ones queued behind SND.NXT.  Here the last segment sent is
+    short (the persist timer's override of sender SWS avoidance, RFC 9293
+    3.8.6.2.1, filling an 80-byte window) with more data queued: resent as
+    one MSS from SND.UNA, it reached 1368 bytes past SND.NXT, the peer
+    acknowledged them, and that ACK was dropped as acknowledging unsent
+    data (RFC 5961 5.2), every one after it too: the connection stalled
+    for good (ustack.socket's 4 MB sendall through a 16 KB buffer, one CI
+    run in five)."""
+    with peer() as p:
+        f = _established(p, wscale=None, win=65535)
+        f.app_send(bytes(40 * MSS))
+        burst = f.take()  # the initial window
+        assert burst and all(len(s.payload) == MSS for s in burst)
+        f.send("A", win=80)  # all acknowledged; the window's right edge stays
+        assert f.take() == []  # 80 bytes: sender SWS avoidance waits
+        p.advance(0.2)  # the persist timer
+        [short] = f.take()
+        assert len(short.payload) == 80
+        c = f.s.conn
+        assert (c.snd_una, c.snd_nxt) == (short.seq, short.end)
+        p.advance(0.2)  # the retransmission timer (the peer's ACK was lost)
+        [rtx] = f.take()
+        assert (rtx.seq, rtx.end) == (short.seq, short.end)
+        assert rtx.payload == short.payload
+        # The peer acknowledges what it holds, its window open again:
+        # sending resumes (before the fix this ACK was dropped, and so
+        # were all that followed).
+        f.send("A", ack=rtx.end, win=65535)
+        assert c.snd_una == rtx.end
+        assert p.stack.counters.snapshot().get("DropTcpAckUnsentData", 0) == 0
+        more = f.take()
+        assert more and more[0].seq == rtx.end and len(more[0].payload) == MSS
+
+
+def test_resent_last_segment_carries_no_fin_that_was_not_sent() -> None:
+    """The FIN, too, goes in a retransmission only once it was sent: queued
+    (shutdown) while the resend after an RTO holds the congestion window,
+    it follows the resent data once, as new data (Linux: a FIN behind data
+    already sent is a segment of its own), not with the resent last segment
+    as well (which put it on the wire before SND.NXT counted it)."""
+    with peer() as p:
+        p.cfg.tlp = False  # the RTO alone
+        f = _established(p)
+        f.app_send(bytes(3 * MSS))
+        a, b, last = f.take()
+        p.advance(0.2)  # RTO: cwnd is one segment (RFC 5681 3.1)
+        [ra] = f.take()
+        assert ra.seq == a.seq and "F" not in ra.flags
+        f.s.shutdown_write()  # the FIN waits behind the resend
+        p.flush()
+        assert f.take() == []
+        f.send("A", ack=a.end)  # cwnd two segments: the rest is resent
+        segs = f.take()
+        assert [(s.seq, len(s.payload), "F" in s.flags) for s in segs] == [
+            (b.seq, MSS, False), (last.seq, MSS, False), (last.end, 0, True)]
+        c = f.s.conn
+        assert c.snd_nxt == seq_add(last.end, 1)
+
+
 def _zero_window(p: Peer) -> tuple[Flow, float]:
     f = _established(p, wscale=None, win=2 * MSS)
     f.app_send(bytes(10 * MSS))

@@ -129,8 +129,10 @@ def segment(tp: Tcb, seq: int, flags: int, payload: bytes | memoryview, now: flo
                       payload, payload_sum)
 
 
-def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | None:
-    """A segment carrying stream bytes from ``seq`` (and the FIN if it follows)."""
+def data_segment(tp: Tcb, seq: int, max_len: int, now: float,
+                 fin: bool = True) -> OutSegment | None:
+    """A segment carrying stream bytes from ``seq`` (and the FIN if it
+    follows, unless ``fin`` is False)."""
     q = tp.sendq
     if tp.sack_ok and (tp.rcvq.ooo.nbytes or tp.dsack is not None) and max_len <= tp.mss:
         # SACK blocks take their room from the payload (Linux's
@@ -146,7 +148,7 @@ def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | No
     n = len(payload)
     last = sq.add(seq, n) == q.end  # up to the last byte queued
     flags = ACK
-    if tp.fin_queued and last:
+    if fin and tp.fin_queued and last:
         flags |= FIN
     elif not n:
         return None
@@ -158,11 +160,24 @@ def data_segment(tp: Tcb, seq: int, max_len: int, now: float) -> OutSegment | No
 
 def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = None) -> int:
     """Queue a retransmission of one segment starting at ``seq``; returns its
-    length in sequence space (0: nothing there to send)."""
+    length in sequence space (0: nothing there to send).
+
+    It carries what was sent before and nothing past it (RFC 6298 5.4: a
+    retransmission; Linux resends only what its retransmit queue holds):
+    up to one MSS, stopping at SND.NXT, and the FIN only once SND.NXT
+    counts it.  Bytes beyond SND.NXT would be new data that SND.NXT does
+    not cover: the peer's ACK for them is one "for unsent data", dropped
+    (RFC 5961 5.2), and every later ACK too, for good.
+    """
     tp.total_retransmits += 1
     if tp.rtt_seq is not None and sq.le(seq, tp.rtt_seq):
         tp.rtt_seq = None  # Karn: never time a retransmitted segment
-    seg = data_segment(tp, seq, tp.mss, now)
+    end = tp.sendq.end
+    fin_sent = sq.gt(tp.snd_nxt, end)  # the FIN sits at ``end``; SND.NXT past it
+    max_len = sq.sub(end if fin_sent else tp.snd_nxt, seq)
+    if max_len < 0:
+        return 0
+    seg = data_segment(tp, seq, max_len if max_len < tp.mss else tp.mss, now, fin_sent)
     if seg is None:
         return 0
     n = len(seg.payload)
