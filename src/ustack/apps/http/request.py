@@ -25,14 +25,36 @@ from ustack.apps.http.target import TargetError, normalise_path, split_target, v
 
 __all__ = ["HttpError", "Limits", "Request", "RequestParser"]
 
-# RFC 9110 5.6.2: token = 1*tchar.
+# RFC 9110 5.6.2: token = 1*tchar (a method that is not one of _METHODS).
 TOKEN_RE: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# RFC 9112 3.2: the request-target is URI characters (visible ASCII).
-_TARGET_RE: Final = re.compile(rb"[\x21-\x7e]+")
 _VERSION_RE: Final = re.compile(rb"HTTP/([0-9])\.([0-9])")
-# RFC 9110 5.5: field values hold no CTL but HTAB (obs-text is allowed).
-_CTL_RE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS_RE: Final = re.compile(rb"[0-9]+")
+# Character classes as translation tables that map the class's bytes to 1
+# and every other byte to 0: ``0 not in data.translate(table)`` is "every
+# byte is in the class", one pass over the data and a memchr, without the
+# match object a regular expression makes (per request and per field).
+# (``translate(None, chars)`` builds its table from ``chars`` on each call.)
+
+
+def _class(chars: bytes) -> bytes:
+    table = bytearray(256)
+    for c in chars:
+        table[c] = 1
+    return bytes(table)
+
+
+# RFC 9110 5.6.2 tchar (a field name is a token):
+_TCHAR: Final = _class(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       b"abcdefghijklmnopqrstuvwxyz")
+# RFC 9112 3.2: the request-target is URI characters (visible ASCII).
+_VCHAR: Final = _class(bytes(range(0x21, 0x7F)))
+# RFC 9110 5.5: field values hold no CTL but HTAB (obs-text is allowed).
+_FIELD_OK: Final = _class(b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)))
+# The methods and versions nearly every request has, as the parser returns them.
+_METHODS: Final = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                          "PATCH", "TRACE", "CONNECT")}
+_VERSIONS: Final = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
+_CR: Final = 0x0D  # tested with ``in`` as an int (target.py, _PERCENT)
 
 SERVED_METHODS: Final = frozenset({"GET", "HEAD"})
 # RFC 9110 9.3: the other methods it defines, plus PATCH (RFC 5789): 405.
@@ -114,16 +136,22 @@ def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
 
 def _parse_request_line(line: bytes) -> tuple[str, bytes, tuple[int, int]]:
     """RFC 9112 3: method SP request-target SP HTTP-version, exactly."""
-    if b"\r" in line:
+    if _CR in line:
         raise _bad("bare CR in request line", "http_bare_cr")
     parts = line.split(b" ")
     if len(parts) != 3 or not all(parts):
         raise _bad("malformed request line", "http_bad_request_line")
     method, target, version = parts
-    if TOKEN_RE.fullmatch(method) is None:
-        raise _bad("invalid method", "http_bad_request_line")
-    if _TARGET_RE.fullmatch(target) is None:
+    name = _METHODS.get(method)
+    if name is None:
+        if TOKEN_RE.fullmatch(method) is None:
+            raise _bad("invalid method", "http_bad_request_line")
+        name = method.decode("ascii")
+    if 0 in target.translate(_VCHAR):
         raise _bad("invalid request-target", "http_bad_request_line")
+    known = _VERSIONS.get(version)
+    if known is not None:
+        return name, target, known
     m = _VERSION_RE.fullmatch(version)
     if m is None:
         raise _bad("invalid HTTP version", "http_bad_request_line")
@@ -131,7 +159,7 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, tuple[int, int]]:
     if major != 1:
         raise HttpError(505, "only HTTP/1.x is supported", name="http_bad_version")
     # RFC 9110 2.5: a 1.x with x > 1 is answered as 1.1, the highest we speak.
-    return method.decode("ascii"), target, (1, min(minor, 1))
+    return name, target, (1, min(minor, 1))
 
 
 def _parse_fields(section: bytes, limits: Limits) -> list[tuple[bytes, bytes]]:
@@ -139,7 +167,7 @@ def _parse_fields(section: bytes, limits: Limits) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     for raw in section.split(b"\n")[:-1]:
         line = raw[:-1] if raw.endswith(b"\r") else raw
-        if b"\r" in line:
+        if _CR in line:
             # RFC 9112 2.2: a bare CR is invalid (a bare LF is accepted).
             raise _bad("bare CR in header section", "http_bare_cr")
         if line[:1] in (b" ", b"\t"):
@@ -153,10 +181,10 @@ def _parse_fields(section: bytes, limits: Limits) -> list[tuple[bytes, bytes]]:
         if name[-1:] in (b" ", b"\t"):
             # RFC 9112 5.1: no whitespace between field name and colon, MUST 400.
             raise _bad("whitespace before colon", "http_bad_header")
-        if TOKEN_RE.fullmatch(name) is None:
+        if not name or 0 in name.translate(_TCHAR):
             raise _bad("invalid field name", "http_bad_header")
         value = line[colon + 1:].strip(b" \t")
-        if _CTL_RE.search(value) is not None:
+        if 0 in value.translate(_FIELD_OK):
             raise _bad("control character in field value", "http_bad_header")
         headers.append((name.lower(), value))
         if len(headers) > limits.max_headers:
@@ -331,24 +359,38 @@ class RequestParser:
         """Check the head's fields, decide the framing of the body (RFC
         9112 6.3) and whether the request can be served."""
         method, target, version = line
-        hosts = [v for n, v in headers if n == b"host"]
+        # One pass for the fields that decide anything here (most requests
+        # have none but Host); the lists they hold are read only if present.
+        host: bytes | None = None
+        hosts = 0
+        has_te = has_cl = has_conn = False
+        for n, v in headers:
+            if n == b"host":
+                host = v
+                hosts += 1
+            elif n == b"connection":
+                has_conn = True
+            elif n == b"transfer-encoding":
+                has_te = True
+            elif n == b"content-length":
+                has_cl = True
         # RFC 9112 3.2: 400 for a 1.1 request without Host, for any request
         # with more than one, or with an invalid one.
-        if len(hosts) > 1:
+        if hosts > 1:
             raise _bad("more than one Host", "http_bad_host")
-        if not hosts and version >= (1, 1):
-            raise _bad("missing Host", "http_bad_host")
-        if hosts and not valid_host(hosts[0]):
+        if host is None:
+            if version >= (1, 1):
+                raise _bad("missing Host", "http_bad_host")
+        elif not valid_host(host):
             raise _bad("invalid Host", "http_bad_host")
-        codings = _tokens(headers, b"transfer-encoding")
-        has_te = any(n == b"transfer-encoding" for n, _ in headers)
         length = 0
         chunked = False
         if has_te:
+            codings = _tokens(headers, b"transfer-encoding")
             # RFC 9112 6.1: Transfer-Encoding with Content-Length, or in a
             # 1.0 request, is faulty framing: reject and close.  6.3 item 4:
             # chunked must be the final coding of a request.
-            if any(n == b"content-length" for n, _ in headers):
+            if has_cl:
                 raise _bad("Transfer-Encoding with Content-Length", "http_bad_framing")
             if version < (1, 1):
                 raise _bad("Transfer-Encoding in HTTP/1.0", "http_bad_framing")
@@ -357,9 +399,9 @@ class RequestParser:
             if codings != [b"chunked"]:
                 raise HttpError(501, "transfer coding not implemented", name="http_bad_framing")
             chunked = True
-        else:
+        elif has_cl:
             length = _content_length(headers, self.limits) or 0
-        conn = _tokens(headers, b"connection")
+        conn = _tokens(headers, b"connection") if has_conn else []
         if version >= (1, 1):
             keep_alive = b"close" not in conn
         else:
