@@ -25,6 +25,15 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # The heap keeps the entry until its deadline comes up; without the
+        # callback it no longer keeps what the callback holds alive (a
+        # connection's timer held the whole connection, freed a second or a
+        # minute later by the collector instead of at once: issue 12).
+        self.callback = _spent
+
+
+def _spent(now: float) -> None:
+    """The callback of a cancelled timer (never called)."""
 
 
 class TimerHeap:

@@ -168,3 +168,29 @@ def test_run_returns_as_soon_as_a_poll_makes_until_true() -> None:
     h.stack.run(until=arrived, max_wait=30.0)
     assert got == [b"x"]
     assert time.monotonic() - t0 < 10.0
+
+
+def test_a_cancelled_timer_lets_go_of_what_its_callback_holds() -> None:
+    """The heap keeps a cancelled entry until its deadline; it must not keep
+    the callback's objects alive that long (a connection's timer kept the
+    whole connection for the collector to find: issue 12)."""
+    import gc
+    import weakref
+
+    class Owner:
+        def fire(self, now: float) -> None:
+            raise AssertionError("a cancelled timer fired")
+
+    heap = TimerHeap()
+    owner = Owner()
+    gone = weakref.ref(owner)
+    t = heap.call_at(60.0, owner.fire)
+    t.cancel()
+    gc.disable()  # freed by reference counting, at once, not by a collection
+    try:
+        del owner
+        assert gone() is None
+    finally:
+        gc.enable()
+    assert len(heap) == 1
+    assert heap.run_due(61.0) == 0
