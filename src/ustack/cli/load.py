@@ -37,6 +37,7 @@ DESCRIPTION = (
 
 DEFAULT_DURATION = 10.0
 PROGRESS_EVERY = 1.0
+LINGER = 1.0
 MAX_BODY = 64 << 20
 
 
@@ -123,6 +124,18 @@ def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
     stack.call_at(stack.now + PROGRESS_EVERY, tick)
 
 
+def _linger(stack: Stack) -> None:
+    """Let the closes finish (every connection gone or in TIME-WAIT: our
+    FIN acknowledged and the server's answered), for at most LINGER
+    seconds: a process that left at once would leave the server
+    retransmitting FINs to a link that is gone."""
+    tcp = stack.tcp
+    end = time.monotonic() + LINGER
+    stack.run(until=lambda: len(tcp.conns) <= tcp.time_wait or time.monotonic() > end,
+              max_wait=0.05)
+    stack.flush()
+
+
 def _counters(gen: LoadGenerator) -> dict[str, int]:
     """The run's figures so far, for ``ustack stats``."""
     st = gen.stats
@@ -189,8 +202,9 @@ def main(args: argparse.Namespace) -> int:
             stack.run(until=lambda: gen.done)
             interrupted = not gen.done
             gen.stop()
-            stack.flush()  # our FINs (and resets) leave before the link closes
             after = resource.getrusage(resource.RUSAGE_SELF)
+            if not interrupted:
+                _linger(stack)
         except (LinkError, ControlError, ValueError) as e:
             raise UsageError(f"{prog}: {e}") from None
         except OSError as e:
