@@ -13,7 +13,9 @@ from ustack.apps.load.response import (
     EOF_COMPLETE,
     EOF_NOTHING,
     EOF_TRUNCATED,
+    HEAD_CACHE,
     MAX_HEAD,
+    HeadCache,
     ResponseParser,
 )
 
@@ -21,10 +23,10 @@ h11 = pytest.importorskip("h11")
 
 
 def parse(data: bytes, cuts: list[int] | None = None, head_only: bool = False,
-          ) -> tuple[ResponseParser, int]:
+          cache: HeadCache | None = None) -> tuple[ResponseParser, int]:
     """Feed ``data`` in pieces cut at ``cuts``; the parser and where the
     response ended (the bytes it took)."""
-    p = ResponseParser(head_only)
+    p = ResponseParser(head_only, cache=cache)
     bounds = sorted({c for c in (cuts or []) if 0 < c < len(data)})
     taken = 0
     for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True):
@@ -164,6 +166,26 @@ def test_obs_fold_after_a_field_is_joined() -> None:
     assert p.done and p.body_bytes == 1
 
 
+def test_a_head_seen_before_is_remembered_not_parsed() -> None:
+    cache = HeadCache()
+    one = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+    for _ in range(3):
+        p, _ = parse(one, cache=cache)
+        assert (p.done, p.status, p.body_bytes) == (True, 200, 3)
+    assert cache.hits == 2 and len(cache.heads) == 1
+    close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nxy"
+    for _ in range(2):
+        p, _ = parse(close, cache=cache)
+        assert not p.done and not p.keep_alive
+        assert p.eof() == EOF_COMPLETE and p.body_bytes == 2
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    parse(interim + one, cache=cache)
+    assert interim not in cache.heads  # only final heads
+    for i in range(HEAD_CACHE + 5):
+        parse(b"HTTP/1.1 200 OK\r\nX: %d\r\nContent-Length: 0\r\n\r\n" % i, cache=cache)
+    assert len(cache.heads) <= HEAD_CACHE
+
+
 # -- h11 as the judge ---------------------------------------------------------
 
 _FIELD = st.tuples(st.sampled_from(["X-A", "Server", "Cache-Control", "ETag", "Vary"]),
@@ -216,6 +238,9 @@ _PIECES = st.sampled_from([
 ])
 
 
+_SHARED = {False: HeadCache(), True: HeadCache()}
+
+
 def _outcome(p: ResponseParser) -> tuple[bool, bool, int, int]:
     return p.done, bool(p.error), p.status if p.done else 0, p.body_bytes if p.done else 0
 
@@ -232,6 +257,10 @@ def test_arbitrary_bytes_are_classified_never_raised(data: bytes, cuts: list[int
     whole, taken = parse(data, head_only=head_only)
     split, taken_split = parse(data, cuts, head_only=head_only)
     assert _outcome(whole) == _outcome(split)
+    # A cache filled by every example so far says what parsing says.
+    remembered, _ = parse(data, cuts, head_only=head_only,
+                          cache=_SHARED[head_only])
+    assert _outcome(remembered) == _outcome(split)
     if whole.done:
         assert taken == taken_split
     assert whole.eof() in (EOF_COMPLETE, EOF_TRUNCATED, EOF_NOTHING)

@@ -49,7 +49,7 @@ from ustack.apps.load.outcomes import (
     connect_error,
     established_error,
 )
-from ustack.apps.load.response import EOF_COMPLETE, EOF_TRUNCATED, ResponseParser
+from ustack.apps.load.response import EOF_COMPLETE, EOF_TRUNCATED, HeadCache, ResponseParser
 from ustack.apps.load.results import LoadStats
 from ustack.apps.load.schedule import OpenLoop
 from ustack.stack import Stack
@@ -163,6 +163,7 @@ class LoadGenerator:
         self._retry_timer: Timer | None = None
         self._sweep_every = max(0.01, min(1.0, config.timeout / 10.0))
         self._on_event_cb: Callable[[TcpSocket, Event], None] = self._on_event
+        self.heads = HeadCache()  # the parsers' (response heads repeat)
 
     @property
     def done(self) -> bool:
@@ -279,7 +280,8 @@ class LoadGenerator:
             return None
         st.opened += 1
         st.src_conns[src] += 1
-        conn = _Conn(sock, src, now, ResponseParser(self.cfg.head_only), now + self.cfg.timeout)
+        conn = _Conn(sock, src, now, ResponseParser(self.cfg.head_only, cache=self.heads),
+                     now + self.cfg.timeout)
         self.conns[sock] = conn
         sock.on_event = self._on_event_cb
         self.connecting += 1
