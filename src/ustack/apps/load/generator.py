@@ -353,8 +353,8 @@ class LoadGenerator:
         if self.schedule is None:
             self._reserved -= 1
             for _ in range(self.cfg.pipeline):
-                if not self._may_send():
-                    break
+                if not conn.alive or not self._may_send():
+                    break  # (a send that failed at once retired the connection)
                 self._send(conn, now, now)
             if gated:
                 self._replenish(now)
