@@ -93,6 +93,10 @@ def test_closed_loop_keep_alive_count_is_exact(root: Path) -> None:
     assert not errors(st) and st.unfinished == 0
     assert st.bytes_in == 100 * (len(BODY) + st.bytes_in // 100 - len(BODY))
     assert st.syn.count == 4 and st.syn_retransmits == 0
+    # Closed at the end with FIN: not settled until the server's FIN is answered.
+    assert not net.gen.settled()
+    net.run_until(net.gen.settled, 5)
+    assert srv.conns == {}
 
 
 def test_pipelining_keeps_k_outstanding() -> None:

@@ -124,15 +124,12 @@ def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
     stack.call_at(stack.now + PROGRESS_EVERY, tick)
 
 
-def _linger(stack: Stack) -> None:
-    """Let the closes finish (every connection gone or in TIME-WAIT: our
-    FIN acknowledged and the server's answered), for at most LINGER
-    seconds: a process that left at once would leave the server
+def _linger(stack: Stack, gen: LoadGenerator) -> None:
+    """Let the last closes finish (``LoadGenerator.settled``), for at most
+    LINGER seconds: a process that left at once would leave the server
     retransmitting FINs to a link that is gone."""
-    tcp = stack.tcp
     end = time.monotonic() + LINGER
-    stack.run(until=lambda: len(tcp.conns) <= tcp.time_wait or time.monotonic() > end,
-              max_wait=0.05)
+    stack.run(until=lambda: gen.settled() or time.monotonic() > end, max_wait=0.05)
     stack.flush()
 
 
@@ -204,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
             gen.stop()
             after = resource.getrusage(resource.RUSAGE_SELF)
             if not interrupted:
-                _linger(stack)
+                _linger(stack, gen)
         except (LinkError, ControlError, ValueError) as e:
             raise UsageError(f"{prog}: {e}") from None
         except OSError as e:

@@ -55,6 +55,7 @@ from ustack.apps.load.schedule import OpenLoop
 from ustack.stack import Stack
 from ustack.tcp.segment import Event
 from ustack.tcp.socket import POLLIN, TcpSocket
+from ustack.tcp.states import State
 from ustack.timers import Timer
 
 INF: Final = math.inf
@@ -164,6 +165,8 @@ class LoadGenerator:
         self._sweep_every = max(0.01, min(1.0, config.timeout / 10.0))
         self._on_event_cb: Callable[[TcpSocket, Event], None] = self._on_event
         self.heads = HeadCache()  # the parsers' (response heads repeat)
+        # The sockets closed last (FIN sent): ``settled`` waits for them.
+        self._closing: deque[TcpSocket] = deque(maxlen=4 * config.connections + 64)
 
     @property
     def done(self) -> bool:
@@ -215,6 +218,17 @@ class LoadGenerator:
         for conn in list(self.conns.values()):
             self._remove(conn)
             conn.sock.close()
+            self._closing.append(conn.sock)
+
+    def settled(self) -> bool:
+        """Every connection closed last has finished closing (gone, or in
+        TIME-WAIT: our FIN acknowledged and the server's answered); the
+        command waits for it a moment before it takes the link down."""
+        for sock in self._closing:
+            st = sock.state
+            if st is not State.CLOSED and st is not State.TIME_WAIT:
+                return False
+        return True
 
     def _on_deadline(self, now: float) -> None:
         self.stop(self.stack.now)
@@ -310,6 +324,7 @@ class LoadGenerator:
         self._remove(conn)
         if graceful:
             conn.sock.close()
+            self._closing.append(conn.sock)
         else:
             conn.sock.abort()
         self._replenish(now)
