@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from typing import Final
 
 
 class Timer:
@@ -36,13 +37,19 @@ def _spent(now: float) -> None:
     """The callback of a cancelled timer (never called)."""
 
 
+# The heap is purged of cancelled entries once it holds at least this many
+# and at least half of them were armed since the last purge (``call_at``).
+_PURGE_MIN: Final = 64
+
+
 class TimerHeap:
-    __slots__ = ("_heap", "_seq")
+    __slots__ = ("_armed", "_heap", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         # Breaks ties between equal deadlines: first armed, first fired.
         self._seq = 0
+        self._armed = 0  # timers armed since the last purge
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -51,8 +58,25 @@ class TimerHeap:
         """Run ``callback(now)`` once the clock passes ``deadline``."""
         t = Timer(deadline, callback)
         self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, t))
+        heap = self._heap
+        heapq.heappush(heap, (deadline, self._seq, t))
+        self._armed += 1
+        if 2 * self._armed >= len(heap) >= _PURGE_MIN:
+            self._purge()
         return t
+
+    def _purge(self) -> None:
+        """Drop the cancelled entries.  Most timers of short connections are
+        cancelled long before their deadline (a SYN's 1 s, an RTO moved
+        earlier, every timer of a connection that closed); left in, they
+        made the heap many times the live timers and every push and pop
+        walk its depth (issue 12).  Once half the heap was armed since the
+        last purge, so each purge's O(n) is paid for by n/2 pushes, and the
+        heap stays within about twice the live timers (or _PURGE_MIN)."""
+        heap = self._heap
+        heap[:] = [e for e in heap if not e[2].cancelled]
+        heapq.heapify(heap)
+        self._armed = 0
 
     def next_deadline(self) -> float | None:
         heap = self._heap

@@ -194,3 +194,17 @@ def test_a_cancelled_timer_lets_go_of_what_its_callback_holds() -> None:
         gc.enable()
     assert len(heap) == 1
     assert heap.run_due(61.0) == 0
+
+
+def test_cancelled_entries_do_not_pile_up() -> None:
+    """Short connections cancel nearly every timer they arm; the heap stays
+    within a small multiple of the live timers, and order is kept."""
+    heap = TimerHeap()
+    fired: list[float] = []
+    live = [heap.call_at(1000.0 + i, lambda now, i=i: fired.append(1000.0 + i)) for i in range(10)]
+    for i in range(100_000):
+        heap.call_at(500.0 + i * 1e-3, lambda now: fired.append(-1.0)).cancel()
+        assert len(heap) <= 2 * (10 + 64) + 1
+    assert heap.next_deadline() == 1000.0
+    assert heap.run_due(2000.0) == 10
+    assert fired == [1000.0 + i for i in range(10)] and live
