@@ -26,8 +26,13 @@ from ustack.tcp.timewait import TimeWaitRecord, TimeWaitTable
 TWO_MSL = 60.0
 
 
-def _to_time_wait(p: Peer, f: Flow, close: bool) -> None:
-    if close:
+def _to_time_wait(p: Peer, f: Flow, close: str) -> None:
+    """Into TIME-WAIT: closed first (``close`` "before"), shut down and
+    closed once in TIME-WAIT ("after"), or shut down and kept ("never").
+    (A record never has a shut window: text for an application that closed
+    is answered with RST, RFC 2525 2.17, and close() with unread text
+    resets, so no record is made.)"""
+    if close == "before":
         f.s.close()
     else:
         f.s.shutdown_write()
@@ -36,6 +41,10 @@ def _to_time_wait(p: Peer, f: Flow, close: bool) -> None:
     f.send("A", ack=fin.end)
     f.send("FA")
     f.expect1("A")
+    if close == "after":
+        f.s.close()
+        p.flush()
+        assert not f.take()
 
 
 def _key(f: Flow) -> tuple[bytes, int, bytes, int]:
@@ -97,14 +106,17 @@ def _drops(p: Peer) -> dict[str, int]:
             if k.startswith(("Drop", "TcpExt"))}
 
 
-@settings(max_examples=150, deadline=None)
-@given(ts=st.booleans(), sack=st.booleans(), steps=st.lists(_STEPS, min_size=1, max_size=8))
-def test_a_record_answers_as_the_whole_connection(ts: bool, sack: bool,
-                                                  steps: list[Step]) -> None:
+@settings(max_examples=200, deadline=None)
+@given(ts=st.booleans(), sack=st.booleans(), steps=st.lists(_STEPS, min_size=1, max_size=8),
+       when=st.sampled_from(["before", "after"]))
+def test_a_record_answers_as_the_whole_connection(ts: bool, sack: bool, steps: list[Step],
+                                                  when: str) -> None:
+    """``when``: the application closed before its FIN, or once in
+    TIME-WAIT after a shutdown."""
     with peer() as p:
         lst = p.listen(80)
         flows = [p.accept(listener=lst, ts=ts, sack=sack) for _ in range(2)]
-        for f, close in zip(flows, (True, False), strict=True):
+        for f, close in zip(flows, (when, "never"), strict=True):
             _to_time_wait(p, f, close)
         assert _key(flows[0]) in p.stack.tcp.tw.records
         assert p.stack.tcp.conns.get(_key(flows[1])) is flows[1].s
@@ -180,3 +192,43 @@ def test_many_restarts_do_not_grow_the_queues() -> None:
     assert len(table) == 1 and table._entries <= 1024 + 3
     assert table.expire(60.0 + 9_998) == 0
     assert table.expire(60.0 + 9_999) == 1 and not table.records
+
+
+def test_a_record_made_late_expires_at_its_own_deadline() -> None:
+    """A connection shut down, in TIME-WAIT at t=0 and closed at t=20, keeps
+    the 2 MSL that began at 0 though a record made at 10 ends at 70."""
+    with peer() as p:
+        lst = p.listen(80)
+        a, b = (p.accept(listener=lst) for _ in range(2))
+        _to_time_wait(p, a, "never")
+        t0 = p.now
+        p.run_to(t0 + 10)
+        _to_time_wait(p, b, "before")
+        p.run_to(t0 + 20)
+        a.s.close()
+        p.flush()
+        assert _key(a) in p.stack.tcp.tw.records and p.stack.tcp.time_wait == 2
+        p.run_to(t0 + TWO_MSL + 0.001)
+        assert _key(a) not in p.stack.tcp.tw.records
+        assert _key(b) in p.stack.tcp.tw.records and p.stack.tcp.time_wait == 1
+        p.run_to(t0 + 10 + TWO_MSL + 0.001)
+        assert not p.stack.tcp.tw.records and p.stack.tcp.time_wait == 0
+
+
+def test_calls_on_a_closed_socket_leave_the_record_alone() -> None:
+    """Once a record, the connection is not serviced again: a call that
+    kicks the closed socket neither counts it twice nor sends anything."""
+    with peer() as p:
+        f = p.accept()
+        _to_time_wait(p, f, "before")
+        rec = p.stack.tcp.tw.records[_key(f)]
+        f.s.set_keepalive(True)
+        p.flush()
+        assert p.stack.tcp.time_wait == 1 and p.stack.tcp.tw.records[_key(f)] is rec
+        f.s.abort()
+        p.flush()
+        p.advance(1.0)
+        assert not f.take()
+        assert p.stack.tcp.tw.records[_key(f)] is rec and p.stack.tcp.time_wait == 1
+        p.run_to(p.now + TWO_MSL)
+        assert not p.stack.tcp.tw.records and p.stack.tcp.time_wait == 0

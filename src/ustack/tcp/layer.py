@@ -561,6 +561,8 @@ class TcpLayer(ProtocolHandler):
         then leaves in this same pass, carrying the ACK of the segment that
         caused it (one segment instead of an ACK and then the data).
         """
+        if sock.detached:
+            return  # (an application call on the closed socket kicked it)
         conn = sock.conn
         if conn.events:
             self._deliver(sock, conn)
@@ -648,6 +650,7 @@ class TcpLayer(ProtocolHandler):
             conn.sack_ok, cfg.ttl, cfg.tos, 2 * cfg.msl,
             conn.timers.timewait if conn.timers.timewait is not None else self.host.now)
         self._forget(sock)
+        sock.detached = True
         self.time_wait += 1
         self.tw.add(rec)
         self._arm_tw_timer()

@@ -82,6 +82,9 @@ class TcpSocket:
         self.counted_estab = False
         self.counted_tw = False  # counted in TcpLayer.time_wait
         self.closed = False  # the application called close()
+        # The layer let the connection go (TIME-WAIT kept as a record,
+        # tcp/timewait.py): nothing of it is serviced again.
+        self.detached = False
         self.shut_rd = False  # shutdown(SHUT_RD): the application reads no more
         # The layer's timer handler, one bound method for every socket: a
         # partial per socket was 200 bytes of an idle connection (issue 12).

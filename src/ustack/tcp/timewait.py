@@ -41,6 +41,7 @@ again at the tail; the entry left behind is skipped when it comes up.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from typing import Final
 
@@ -139,16 +140,20 @@ class TimeWaitRecord:
             if seq != rcv_nxt:
                 return "tcp_rst_challenged", True, True
             return "tcp_rst_in_time_wait", False, False  # RFC 1337
-        # Fourth: SYN.
+        # Fourth: SYN.  (No SYN reaches here with text refused by a zero
+        # window: that rewrite skips SYN and RST.)
         if flags & SYN:
             return "tcp_syn_challenged", True, True
-        # Fifth: the ACK field (RFC 5961 5.2; SND.UNA = SND.NXT here).
+        # Fifth: the ACK field (RFC 5961 5.2; SND.UNA = SND.NXT here).  Text
+        # refused by a zero window is owed a plain ACK whatever happens now
+        # (the connection's ack_now, set before these checks): not one the
+        # challenge limit could withhold.
         if not flags & ACK:
-            return "tcp_no_ack", False, False
+            return "tcp_no_ack", zero_drop, False
         if sq.gt(ack, self.snd_nxt):
-            return "tcp_ack_unsent_data", True, True
+            return "tcp_ack_unsent_data", True, not zero_drop
         if sq.lt(ack, sq.add(self.snd_nxt, -self.max_sndwnd)):
-            return "tcp_too_old_ack", True, True
+            return "tcp_too_old_ack", True, not zero_drop
         # Seventh: text is not taken; eighth: a FIN is acknowledged again.
         why = "TCPZeroWindowDrop" if zero_drop else ("tcp_data_after_fin" if text_len else "")
         if flags & FIN:
@@ -211,7 +216,15 @@ class TimeWaitTable:
         q = self._queues.get(rec.two_msl)
         if q is None:
             q = self._queues[rec.two_msl] = deque()
-        q.append((rec.deadline, rec))
+        entry = (rec.deadline, rec)
+        if q and rec.deadline < q[-1][0]:
+            # Older than the newest: a connection held after shutdown and
+            # closed later keeps the 2 MSL that began when it entered
+            # TIME-WAIT.  Rare: placed in order (expiry stops at the first
+            # head not yet due).
+            q.insert(bisect.bisect_right(q, rec.deadline, key=_entry_deadline), entry)
+        else:
+            q.append(entry)
         self._entries += 1
         if self._entries > 2 * len(self.records) + _SLACK:
             self._compact()
@@ -255,3 +268,7 @@ class TimeWaitTable:
 
 def _deadline(rec: TimeWaitRecord) -> float:
     return rec.deadline
+
+
+def _entry_deadline(entry: tuple[float, TimeWaitRecord]) -> float:
+    return entry[0]
