@@ -223,6 +223,7 @@ def test_syn_retransmissions_back_off_from_one_second_then_time_out() -> None:
         assert state(sock) is State.CLOSED
         assert sock.error == errno.ETIMEDOUT
         assert Event.TIMED_OUT in ev and ev[-1] is Event.CLOSED
+        assert p.stack.counters.TcpRetransSegs == 7  # (as Linux counts them)
         # RFC 9293 3.8.3 SHLD-9: the application heard of the trouble at R1 first.
         assert Event.SOFT_ERROR in ev and ev.index(Event.SOFT_ERROR) < ev.index(Event.TIMED_OUT)
         with pytest.raises(TimeoutError):
@@ -348,6 +349,7 @@ def test_syn_ack_is_retransmitted_then_the_half_open_connection_dropped() -> Non
         segs = f.take()
         assert [round(s.t, 6) for s in segs] == [1, 3, 7, 15, 31, 63]
         assert all(s.flags == "SA" and s.seq == first.seq for s in segs)
+        assert p.stack.counters.TcpRetransSegs == 6  # (Linux's tcp_rtx_synack counts them)
         assert not p.stack.tcp.conns and lst.syn_received == 0
         assert state(p.accept(listener=lst).s) is State.ESTABLISHED
 

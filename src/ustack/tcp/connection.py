@@ -385,6 +385,7 @@ class TcpConnection(Tcb):
                 # SYN, as a listener answers any SYN.  The first check's ACK
                 # would be dropped by a peer in SYN-SENT (3.10.7.3).
                 self.send_syn = True
+                self.total_retransmits += 1  # (Linux's tcp_rtx_synack counts it)
                 return "tcp_syn_repeated"
             if f & SYN and not f & RST:
                 # RFC 5961 4.2: a challenge ACK "irrespective of the sequence

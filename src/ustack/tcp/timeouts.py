@@ -84,6 +84,7 @@ def _retransmission(tp: Tcb, now: float) -> None:
     tp.rtt_seq = None  # Karn
     if state is State.SYN_SENT or state is State.SYN_RECEIVED:
         tp.send_syn = True
+        tp.total_retransmits += 1  # TcpRetransSegs counts a SYN's too (Linux)
         tp.timers.arm_rtx(now, tp.rtt.rto)
         return
     if tp.snd_una == tp.snd_nxt:
