@@ -54,6 +54,7 @@ from ustack.link.rings import (
     RxRingV2,
     RxRingV3,
     RxStats,
+    SlotWriter,
     TxRing,
     slot_offsets,
 )
@@ -321,6 +322,32 @@ class PacketDevice(DeviceBase):
         queued = tx.put(frames)
         if queued:
             self._kick()
+        return queued
+
+    def slot_prefix(self, frame_len: int) -> bytes | None:
+        """What a ``SlotWriter`` writes before a frame of ``frame_len``
+        bytes in a transmit slot (``TxRing.slot_prefix``), or None when the
+        device has no TX ring (``rx_ring="none"``, ``vnet_hdr``): then
+        there is no ``send_written``, frames go through ``send_batch``."""
+        return self._tx.slot_prefix(frame_len) if self._tx is not None else None
+
+    def send_written(self, writer: SlotWriter, n: int, frame_len: int, now: float) -> int:
+        """Up to ``n`` frames of ``frame_len`` bytes written by ``writer``
+        straight into free transmit slots (``TxRing.put_written``), then one
+        kick; how many were written.  Fewer than ``n`` when the ring is
+        full: the kernel frees slots as it transmits them."""
+        if self._closed:
+            raise LinkError(f"packet {self.name}: closed")
+        tx = self._tx
+        if tx is None:
+            raise LinkError(f"packet {self.name}: no TX ring (send_written)")
+        queued = tx.put_written(writer, n, frame_len)
+        # Kicked even when the ring was full and nothing was written: the
+        # slots are freed as the kernel releases the frames, on the CPU
+        # that sent them, in work it runs on the way out of a system call
+        # (or at the next interrupt); a sender spinning in user space for
+        # free slots would otherwise wait for the next timer tick.
+        self._kick()
         return queued
 
     def send_gso(self, items: Sequence[tuple[bytes, Frame]], now: float) -> int:

@@ -210,6 +210,24 @@ class RxRingV2:
         return out
 
 
+class SlotWriter:
+    """Writes a frame straight into a transmit slot (``TxRing.put_written``).
+
+    For a sender that makes its frames as it goes (``ustack flood``): rather
+    than building a frame object that ``put`` then copies into the ring,
+    ``write`` is handed the ring's memory and a slot's offset and writes the
+    whole slot at once: the ``prefix`` the ring gave for its frame length
+    (``TxRing.slot_prefix``: the slot header marked SEND_REQUEST and the
+    virtio-net header), then the frame.  A base class the writers extend,
+    not a callable: compiled, the ring calls ``write`` as a native method.
+    """
+
+    __slots__ = ()
+
+    def write(self, buf: mmap.mmap | bytearray, offset: int) -> None:
+        raise NotImplementedError
+
+
 class TxRing:
     """The transmit ring: fill free slots in order, mark them SEND_REQUEST,
     and let one ``send()`` on the socket transmit them all.
@@ -249,6 +267,56 @@ class TxRing:
         self.oversize = 0
         self.runt = 0
         self.wrong_format = 0
+
+    def slot_prefix(self, frame_len: int) -> bytes:
+        """The bytes of a slot before a frame of ``frame_len`` bytes, with
+        the slot marked SEND_REQUEST: what a ``SlotWriter`` writes first.
+
+        The same words ``put`` writes (tp_len, tp_status, the 24 bytes up
+        to the data, a zero vnet header), behind V3's 16 leading bytes
+        (tp_next_offset must be 0 on transmit; the rest is not read).
+        """
+        if not ETH_HLEN <= frame_len <= self.max_frame:
+            raise ValueError(f"a frame of {frame_len} bytes does not fit a slot "
+                             f"({ETH_HLEN}..{self.max_frame})")
+        out = bytearray(self._data_off)
+        hlen = vnet.HDR_LEN
+        if self._v3:
+            _TX_META.pack_into(out, self._meta_off, frame_len + hlen, TP_STATUS_SEND_REQUEST,
+                               0, 0, frame_len, 0, 0, 0)
+        else:
+            _TX_META.pack_into(out, 0, TP_STATUS_SEND_REQUEST, frame_len + hlen,
+                               0, 0, frame_len, 0, 0, 0)
+        return bytes(out)
+
+    def put_written(self, writer: SlotWriter, n: int, frame_len: int) -> int:
+        """Have ``writer`` fill up to ``n`` free slots in order with frames
+        of ``frame_len`` bytes (its prefix from ``slot_prefix(frame_len)``);
+        how many it filled.  Stops at the first slot the kernel still holds:
+        the caller tries again after the next kick (not a drop, so not
+        counted in ``ring_full``)."""
+        mm = self._mm
+        slots = self._slots
+        nslots = self._n
+        st_byte = self._st_byte
+        head = self._head
+        queued = 0
+        while queued < n:
+            off = slots[head]
+            status = mm[off + st_byte]
+            if status:
+                if not status & TP_STATUS_WRONG_FORMAT:
+                    break
+                self.wrong_format += 1  # the kernel skipped the old frame
+            writer.write(mm, off)
+            head += 1
+            if head == nslots:
+                head = 0
+            queued += 1
+        self._head = head
+        self.frames += queued
+        self.bytes += queued * frame_len
+        return queued
 
     def put(self, frames: Sequence[Frame]) -> int:
         """Queue frames into free slots; returns how many were queued."""
