@@ -329,8 +329,12 @@ def show(cfg: Config, result: dict[str, Any]) -> None:
 
         own = statistics.median(r["pps"] for r in reports)
         synacks = statistics.median(r["targets"][0]["synack_fraction"] for r in reports)
+        dropped = statistics.median(r["device"].get("link_rx_dropped", 0) / r["sent"]
+                                    for r in reports if r["sent"])
         print(f"  ustack {target}: its own count {own:,.0f} SYNs/s sent, SYN-ACKs counted "
-              f"{synacks:.1%}; per SYN (medians): writing {med('write_us_per_syn'):.3f} us, "
+              f"{synacks:.1%}" + (f" (the link dropped {dropped:.1%} of them on the way in)"
+                                  if dropped else "")
+              + f"; per SYN (medians): writing {med('write_us_per_syn'):.3f} us, "
               f"send calls {med('send_us_per_syn'):.3f} us, receiving "
               f"{med('receive_us_per_syn'):.3f} us; CPU user {med('user_cpu_s'):.2f} s, "
               f"system {med('system_cpu_s'):.2f} s per run")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from ustack.apps.flood.answers import FloodAnswers
+from ustack.apps.flood.answers import FloodAnswers, FloodTap
 from ustack.apps.flood.report import build, summary
 from ustack.apps.flood.run import MAX_COUNT, Flood, FloodConfig, FloodError
 from ustack.apps.flood.syn import (
@@ -34,7 +34,7 @@ from ustack.apps.flood.syn import (
     unscramble,
 )
 from ustack.link.pipe import PipeDevice, pipe_pair
-from ustack.link.rings import TxRing, slot_offsets
+from ustack.link.rings import RxRingV2, TxRing, slot_offsets
 from ustack.stack import Stack
 from ustack.wire import ipv4 as wip
 
@@ -401,7 +401,7 @@ def test_an_unbounded_or_bad_config_is_refused(kw: dict[str, float], why: str) -
 
 def test_the_summary_says_what_the_json_says() -> None:
     flood, _, _ = flood_run(lambda i: SCRIPT[i % 5], count=500)
-    r = build(flood, {"rx_kernel_drops": 3})
+    r = build(flood, {"rx_kernel_drops": 3, "link_rx_dropped": 4, "link_tx_dropped": 5})
     text = summary(r)
     t = r["targets"][0]
     assert f"{r['sent']} SYNs" in text
@@ -409,5 +409,93 @@ def test_the_summary_says_what_the_json_says() -> None:
             and f"{t['unanswered']} unanswered" in text)
     assert f"{t['repeated_answers']} repeated answers" in text
     assert "3 frames lost by the kernel" in text
+    assert "4 frames dropped by the kernel on the link's way in" in text
+    assert "5 frames dropped by the kernel on the link's way out" in text
     assert r["sources"] == {"first": OUR_IP, "last": "198.18.1.13", "count": 4,
                             "order": "in turn"}
+
+
+# -- the answers taken in the receive ring ------------------------------------
+
+_SLOT = 256
+_MAC_OFF = 32 + 10  # tpacket2_hdr (and the sockaddr_ll room), then the vnet header
+
+
+def ring_of(frames: list[tuple[bytes, bool]]) -> RxRingV2:
+    """A TPACKET_V2 receive ring in anonymous memory holding ``frames``
+    (frame, the kernel vouched for its checksum), as the kernel writes them."""
+    mm = mmap.mmap(-1, _SLOT * (len(frames) + 1))
+    slots = [i * _SLOT for i in range(len(frames) + 1)]
+    for off, (frame, trusted) in zip(slots, frames, strict=False):
+        struct.pack_into("=IIIH", mm, off, 1, len(frame), len(frame), _MAC_OFF)
+        mm[off + _MAC_OFF - 10] = 2 if trusted else 0  # VIRTIO_NET_HDR_F_DATA_VALID
+        mm[off + _MAC_OFF:off + _MAC_OFF + len(frame)] = frame
+    return RxRingV2(mm, slots, 10)
+
+
+def answer_frames(syns: list[dpkt.ethernet.Ethernet], trusted: bool) -> list[bytes]:
+    """Every kind of answer, and frames that are no answer at all (a frame
+    whose transport checksum the kernel vouched for has a good one)."""
+    sa, rst = dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK, dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK
+    out = []
+    for i, s in enumerate(syns):
+        kind = i % 8
+        f = syn_ack_or_rst(s, rst if kind == 1 else sa, 5 if kind == 2 else 1)
+        if kind == 3:
+            f = f[:24] + bytes([f[24] ^ 0xFF]) + f[25:]  # IPv4 header checksum broken
+        if kind == 4 and not trusted:
+            f = f[:50] + bytes([f[50] ^ 0xFF]) + f[51:]  # TCP checksum broken
+        if kind == 5:
+            f = b"\x02\x00\x00\x00\x09\x09" + f[6:]  # another host's MAC
+        if kind == 6:
+            f = f[:34] + b"\x00\x51" + f[36:]  # another port (its checksum then wrong)
+        out.append(f)
+        if kind == 7:
+            out.append(f)  # a retransmitted SYN-ACK
+    arp = dpkt.arp.ARP(op=dpkt.arp.ARP_OP_REQUEST, sha=TARGET_MAC, spa=TARGET, tha=b"\0" * 6,
+                       tpa=FIRST.to_bytes(4, "big"))
+    out.append(bytes(dpkt.ethernet.Ethernet(src=TARGET_MAC, dst=b"\xff" * 6, type=0x0806,
+                                            data=arp)))
+    return out
+
+
+def counts(t: FloodTarget) -> tuple[int, ...]:
+    return (t.synack, t.rst, t.dup, t.unmatched, t.other, t.unanswered)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_ring_tap_counts_what_the_stack_path_counts(trusted: bool) -> None:
+    """Answers taken in the ring (FloodTap) and answers through the layers
+    (FloodAnswers.input) are counted alike, whatever the frame; the tap
+    leaves to the stack every frame it does not take (an untrusted checksum,
+    a broken header, ARP, another host's or port's), so the stack's
+    checks still apply to them."""
+    results = []
+    for via_tap in (False, True):
+        a, _b = pipe_pair()
+        stack = Stack()
+        iface = stack.add_interface(a, f"{OUR_IP}/24", mac=OUR_MAC)
+        stack.start(1.0)
+        w = writer(seed=11)
+        answers = FloodAnswers(stack.host, stack.ipv4, stack.tcp, w, 1000)
+        answers.install()
+        syns = [dpkt.ethernet.Ethernet(bytes(f)) for f in w.frames(400)]
+        frames = answer_frames(syns, trusted)
+        if via_tap:
+            ring = ring_of([(f, trusted) for f in frames])
+            ring.tap = FloodTap(answers, OUR_MAC)
+            rest = ring.recv(len(frames))
+            taken = ring.st.tapped
+            assert taken + len(rest) == len(frames)
+            # Kinds 0, 1, 2, 4 and 7 twice; nothing the kernel did not vouch for.
+            assert taken == (300 if trusted else 0)
+        else:
+            rest = frames
+        stack.ethernet.input(iface, rest)
+        t = w.targets[0]
+        results.append(counts(t))
+        assert stack.counters.TcpOutRsts == 0 and stack.tcp.conns == {}
+    assert results[0] == results[1]
+    # 50 of each kind: SYN-ACKs (0, 4 when its checksum is good, 7 twice),
+    # RSTs (1), wrong acks (2); the rest is not the flood's or not valid.
+    assert results[0][:4] == (150 if trusted else 100, 50, 50, 50)

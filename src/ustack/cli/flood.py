@@ -141,6 +141,21 @@ def _stop_on_signals(flood: Flood) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _link_drops(kind: str, name: str) -> dict[str, int]:
+    """The kernel's drop counters of an AF_PACKET link's interface: a
+    frame the kernel dropped on its way in (a receive backlog full, as on a
+    veth whose other end is a busy namespace) never reached the stack, and
+    one dropped on its way out never reached the target."""
+    out: dict[str, int] = {}
+    if kind != "packet":
+        return out
+    for counter in ("rx_dropped", "tx_dropped"):
+        with contextlib.suppress(OSError, ValueError), open(
+                f"/sys/class/net/{name}/statistics/{counter}", encoding="ascii") as f:
+            out[counter] = int(f.read())
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     from ustack.apps.flood.report import build, summary
     from ustack.apps.flood.run import Flood, FloodConfig, FloodError
@@ -170,8 +185,10 @@ def main(args: argparse.Namespace) -> int:
         try:
             flood = Flood(up.stack, up.iface, cfg, (first, options.sources))
             flood.resolve(time.monotonic)
+            before = _link_drops(options.kind, options.device_name)
             with _stop_on_signals(flood):
                 flood.run()
+            after = _link_drops(options.kind, options.device_name)
         except FloodError as e:
             print(f"{prog}: {e}", file=sys.stderr)
             return 1
@@ -179,7 +196,10 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"{prog}: {e}") from None
         except OSError as e:
             raise UsageError(f"{prog}: {os_error_text(e)}") from None
-        report = build(flood, up.iface.device.stats())
+        device = up.iface.device.stats()
+        for name, value in after.items():
+            device["link_" + name] = value - before.get(name, 0)
+        report = build(flood, device)
     print(summary(report), flush=True)
     if args.json is not None:
         try:

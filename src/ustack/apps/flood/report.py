@@ -129,4 +129,13 @@ def summary(r: dict[str, Any]) -> str:
     if lost:
         lines.append(f"warning: {_n(lost)} frames lost by the kernel before the stack read "
                      "them (receive ring full): answers among them count as unanswered")
+    lost = dev.get("link_rx_dropped", 0)
+    if lost:
+        lines.append(f"warning: {_n(lost)} frames dropped by the kernel on the link's way in "
+                     "(rx_dropped: a receive backlog full), before the stack could see "
+                     "them: answers among them count as unanswered")
+    lost = dev.get("link_tx_dropped", 0)
+    if lost:
+        lines.append(f"warning: {_n(lost)} frames dropped by the kernel on the link's way out "
+                     "(tx_dropped): SYNs among them never reached the target")
     return "\n".join(lines)

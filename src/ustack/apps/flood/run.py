@@ -13,7 +13,8 @@ How SYNs leave: on an AF_PACKET device with a TX ring, ``SynWriter``
 writes them straight into the ring's free slots and one ``send()`` kicks
 the batch out (``PacketDevice.send_written``); on any other device
 (TAP, a wrapped device: pcap, faults; the in-memory pipe of the tests)
-they are frames handed to ``send_batch``.  ``rate`` (SYNs per second)
+they are frames handed to ``send_batch``.  The answers are taken in the
+receive ring where there is one (``answers.FloodTap``).  ``rate`` (SYNs per second)
 paces them with a token bucket; without it every batch goes as soon as
 the ring has room.
 
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ustack.apps.flood.answers import FloodAnswers
+from ustack.apps.flood.answers import FloodAnswers, FloodTap
 from ustack.apps.flood.syn import FloodTarget, SynWriter, frame_len
 from ustack.link.packet import PacketDevice
 from ustack.net.interface import Interface
@@ -158,6 +159,7 @@ class Flood:
         self.done_sending = False
         self.interrupted = False
         self.min_batch = 1  # SYNs per send at least with a rate (``start``)
+        self.tapped = False  # the answers are taken in the receive ring (``FloodTap``)
 
     # -- before -----------------------------------------------------------
 
@@ -234,6 +236,9 @@ class Flood:
         self.answers = FloodAnswers(self.stack.host, self.stack.ipv4, self.stack.tcp,
                                     self.writer, cfg.count)
         self.answers.install()
+        if self.ring_dev is not None:
+            # The answers taken in the receive ring where it can (TPACKET_V2).
+            self.tapped = self.ring_dev.set_rx_tap(FloodTap(self.answers, self.iface.mac))
         if cfg.rate is not None:
             # 2 ms of tokens at most: a run that falls behind does not
             # catch up in a burst, it shows as a rate not reached.
@@ -291,12 +296,17 @@ class Flood:
             times.batches += 1
             if sent < n:
                 times.ring_full += 1
+                if ring is not None and not ring.pending():
+                    ring.kick()
             if bucket is not None:
                 bucket.take(sent)
         t1 = time.perf_counter()
         stack = self.stack
+        ring = self.ring_dev
         for _ in range(_DRAIN_POLLS):
-            if stack.poll(now) < BATCH:
+            got = stack.poll(now)
+            # (frames the tap takes are not among those a poll returns)
+            if not ring.pending() if ring is not None else got < BATCH:
                 break
         times.receive_wall += time.perf_counter() - t1
         return True
@@ -348,7 +358,8 @@ class Flood:
             got = stack.poll(now)
             if between is not None:
                 between(now)
-            if got < BATCH:
+            ring = self.ring_dev
+            if not ring.pending() if ring is not None else got < BATCH:
                 sleep(min(0.002, end - now))
         self.times.ended = clock()
 
@@ -360,6 +371,9 @@ class Flood:
     def close(self) -> None:
         if self.answers is not None:
             self.answers.uninstall()
+        if self.tapped and self.ring_dev is not None:
+            self.ring_dev.set_rx_tap(None)
+            self.tapped = False
 
     # -- figures ----------------------------------------------------------
 
