@@ -33,6 +33,9 @@ COMPILED = [
     "src/ustack/apps/services.py",
     "src/ustack/apps/http",
     "src/ustack/apps/load",
+    # The flood's per-packet parts; its driver and report run per batch.
+    "src/ustack/apps/flood/syn.py",
+    "src/ustack/apps/flood/answers.py",
     "src/ustack/link/rings.py",
 ]
 

@@ -715,3 +715,20 @@ def test_bench_http_memory_smallest_run() -> None:
     doc = json.loads((BENCH.parent / m.group(1)).read_text())
     (before, during, after), = doc["results"]["ustack serve"]["rounds_kb"]
     assert before > 0 and during > 0 and after > 0
+
+
+def test_bench_flood_rate_is_the_busy_window_of_the_samples() -> None:
+    """The receiver's rate leaves out the idle start and the tail: 10 ms
+    samples, 1000 packets a step for 1 s between a trickle of ARP."""
+    import bench_flood
+
+    samples = [(0.0, 0), (0.01, 2), (0.02, 3)]
+    t, n = 0.02, 3
+    for _ in range(100):
+        t, n = t + 0.01, n + 1000
+        samples.append((t, n))
+    samples += [(t + 0.01, n + 1), (t + 0.02, n + 1)]
+    rate, total = bench_flood.window_rate(samples)
+    assert rate == pytest.approx(100_000, rel=1e-6)
+    assert total == n + 1
+    assert bench_flood.window_rate([(0.0, 5), (0.01, 5), (0.02, 5)]) == (0.0, 0)

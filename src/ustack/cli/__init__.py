@@ -8,6 +8,7 @@ known) and a non-zero exit status (2 for usage), never a traceback.
 One module per subcommand: ``up`` (a stack on a link until interrupted),
 ``serve`` (the HTTP server on a stack, ``ustack.apps.http``),
 ``load`` (the HTTP load generator on a stack, ``ustack.apps.load``),
+``flood`` (a bounded SYN flood whose answers are counted, ``ustack.apps.flood``),
 ``tcp`` (stream a file over ustack TCP), ``stats`` (a running stack's
 counters, through ``control``), ``run`` (a Python program on ustack's
 sockets); ``conform`` is the conformance runner's, reached through the
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ustack import __version__, purepy
-from ustack.cli import load, serve, stats, tcp, up
+from ustack.cli import flood, load, serve, stats, tcp, up
 from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
 
 # The subcommands whose options argparse parses here.
@@ -31,6 +32,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": up.main,
     "serve": serve.main,
     "load": load.main,
+    "flood": flood.main,
     "tcp": tcp.main,
     "stats": stats.main,
 }
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_arguments(sub.add_parser("up", help=up.HELP, description=up.DESCRIPTION))
     serve.add_arguments(sub.add_parser("serve", help=serve.HELP, description=serve.DESCRIPTION))
     load.add_arguments(sub.add_parser("load", help=load.HELP, description=load.DESCRIPTION))
+    flood.add_arguments(sub.add_parser("flood", help=flood.HELP, description=flood.DESCRIPTION))
     tcp.add_arguments(sub.add_parser("tcp", help=tcp.HELP))
 
     # `ustack conform ARGS...` goes straight to the conformance runner, an

@@ -20,6 +20,7 @@ import mmap
 import struct
 import sys
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from ustack.link import vnet
 from ustack.link.base import Frame
@@ -60,13 +61,31 @@ def slot_offsets(base: int, block_size: int, block_nr: int, frame_size: int) -> 
 class RxStats:
     """Counters the receive walkers share with the device."""
 
-    __slots__ = ("bad_vnet_hdr", "copied", "csum_trusted", "truncated")
+    __slots__ = ("bad_vnet_hdr", "copied", "csum_trusted", "tapped", "truncated")
 
     def __init__(self) -> None:
         self.truncated = 0  # frames that did not fit a slot and were lost
         self.copied = 0  # frames that did not fit a slot, read whole from the queue
         self.csum_trusted = 0  # frames the kernel vouches for (vnet.CsumOkFrame)
         self.bad_vnet_hdr = 0
+        self.tapped = 0  # frames a FrameTap took in the ring (never copied out)
+
+
+class FrameTap:
+    """Sees each received frame in the ring before it is copied out
+    (``RxRingV2.tap``), and takes the ones it wants: a receiver of a flood
+    of small, known frames (``ustack flood``'s answers) reads the fields it
+    needs where the kernel wrote them, with no frame object, no copy and
+    no trip through the layers.  ``take`` returns True for a frame it took
+    (the ring then frees the slot; the frame is gone), False to leave it
+    to the stack.  ``trusted``: the kernel vouched for its transport
+    checksum (the virtio-net header's flags).  A native base class, as
+    ``SlotWriter``."""
+
+    __slots__ = ()
+
+    def take(self, buf: mmap.mmap, start: int, length: int, trusted: bool) -> bool:
+        raise NotImplementedError
 
 
 _rx_frame = vnet.rx_frame
@@ -157,6 +176,10 @@ class RxRingV2:
     (TCP repairs it).
     """
 
+    # Frames a tap may take per ``recv`` beyond ``max_frames``: a call
+    # stays bounded when the tap takes everything.
+    TAP_BUDGET: Final = 1024
+
     def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int,
                  copy: Callable[[], bytes | None] | None = None) -> None:
         self._mm = mm
@@ -166,6 +189,7 @@ class RxRingV2:
         self._head = 0
         self._hlen = vnet_hlen
         self.st = RxStats()
+        self.tap: FrameTap | None = None
 
     def pending(self) -> bool:
         return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
@@ -180,6 +204,8 @@ class RxRingV2:
         out: list[bytes] = []
         append = out.append
         head = self._head
+        tap = self.tap
+        budget = self.TAP_BUDGET
         n = 0
         while n < max_frames:
             off = slots[head]
@@ -195,6 +221,10 @@ class RxRingV2:
                     self.st.copied += 1
                     append(whole)
                     n += 1
+            elif tap is not None and budget and tap.take(
+                    mm, start, snaplen, bool(hlen and mm[start - hlen])):
+                self.st.tapped += 1
+                budget -= 1
             elif hlen and mm[start - hlen]:  # vnet flags: the kernel vouches for it
                 self.st.csum_trusted += 1
                 append(_rx_frame(mm[start - hlen], memoryview(mm)[start : start + snaplen]))
@@ -208,6 +238,24 @@ class RxRingV2:
                 head = 0
         self._head = head
         return out
+
+
+class SlotWriter:
+    """Writes a frame straight into a transmit slot (``TxRing.put_written``).
+
+    For a sender that makes its frames as it goes (``ustack flood``): rather
+    than building a frame object that ``put`` then copies into the ring,
+    ``write`` is handed the ring's memory and a slot's offset and writes the
+    whole slot at once: the ``prefix`` the ring gave for its frame length
+    (``TxRing.slot_prefix``: the slot header marked SEND_REQUEST and the
+    virtio-net header), then the frame.  A base class the writers extend,
+    not a callable: compiled, the ring calls ``write`` as a native method.
+    """
+
+    __slots__ = ()
+
+    def write(self, buf: mmap.mmap | bytearray, offset: int) -> None:
+        raise NotImplementedError
 
 
 class TxRing:
@@ -249,6 +297,56 @@ class TxRing:
         self.oversize = 0
         self.runt = 0
         self.wrong_format = 0
+
+    def slot_prefix(self, frame_len: int) -> bytes:
+        """The bytes of a slot before a frame of ``frame_len`` bytes, with
+        the slot marked SEND_REQUEST: what a ``SlotWriter`` writes first.
+
+        The same words ``put`` writes (tp_len, tp_status, the 24 bytes up
+        to the data, a zero vnet header), behind V3's 16 leading bytes
+        (tp_next_offset must be 0 on transmit; the rest is not read).
+        """
+        if not ETH_HLEN <= frame_len <= self.max_frame:
+            raise ValueError(f"a frame of {frame_len} bytes does not fit a slot "
+                             f"({ETH_HLEN}..{self.max_frame})")
+        out = bytearray(self._data_off)
+        hlen = vnet.HDR_LEN
+        if self._v3:
+            _TX_META.pack_into(out, self._meta_off, frame_len + hlen, TP_STATUS_SEND_REQUEST,
+                               0, 0, frame_len, 0, 0, 0)
+        else:
+            _TX_META.pack_into(out, 0, TP_STATUS_SEND_REQUEST, frame_len + hlen,
+                               0, 0, frame_len, 0, 0, 0)
+        return bytes(out)
+
+    def put_written(self, writer: SlotWriter, n: int, frame_len: int) -> int:
+        """Have ``writer`` fill up to ``n`` free slots in order with frames
+        of ``frame_len`` bytes (its prefix from ``slot_prefix(frame_len)``);
+        how many it filled.  Stops at the first slot the kernel still holds:
+        the caller tries again after the next kick (not a drop, so not
+        counted in ``ring_full``)."""
+        mm = self._mm
+        slots = self._slots
+        nslots = self._n
+        st_byte = self._st_byte
+        head = self._head
+        queued = 0
+        while queued < n:
+            off = slots[head]
+            status = mm[off + st_byte]
+            if status:
+                if not status & TP_STATUS_WRONG_FORMAT:
+                    break
+                self.wrong_format += 1  # the kernel skipped the old frame
+            writer.write(mm, off)
+            head += 1
+            if head == nslots:
+                head = 0
+            queued += 1
+        self._head = head
+        self.frames += queued
+        self.bytes += queued * frame_len
+        return queued
 
     def put(self, frames: Sequence[Frame]) -> int:
         """Queue frames into free slots; returns how many were queued."""

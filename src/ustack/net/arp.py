@@ -66,6 +66,24 @@ class ArpLayer:
             return
         self._enqueue(iface, next_hop, frame, now)
 
+    def request(self, iface: Interface, next_hop: bytes) -> bool:
+        """Resolve ``next_hop`` with no datagram waiting for it (a sender
+        that builds its own frames, ``ustack flood``, wants the MAC once):
+        a broadcast request, retried as for a datagram, unless the entry
+        is fresh or a resolution is under way.  False when the table has
+        no room for another resolution (``MAX_PENDING``)."""
+        table = iface.arp
+        now = self.host.now
+        if table.fresh_hdr(next_hop, now) is not None or next_hop in table.pending:
+            return True
+        if len(table.pending) >= ArpTable.MAX_PENDING:
+            self.host.counters.drop("arp_pending_full")
+            return False
+        p = table.pending[next_hop] = Pending()
+        p.spa = iface.ip
+        self._solicit(iface, next_hop, p, now)
+        return True
+
     def _enqueue(self, iface: Interface, next_hop: bytes, frame: bytearray, now: float) -> None:
         c = self.host.counters
         table = iface.arp
