@@ -320,18 +320,7 @@ class TcpConnection(Tcb):
     def _acceptable(self, seq: int, seg_len: int) -> bool:
         # RFC 9293 3.10.7.4, first check, the four cases of the table.
         rcv_nxt = self.rcv_nxt
-        wnd = sq.sub(self.rcv_adv, rcv_nxt)
-        if wnd < 0:
-            wnd = 0
-        if seg_len == 0:
-            if wnd == 0:
-                return seq == rcv_nxt
-            return sq.between(rcv_nxt, seq, sq.add(rcv_nxt, wnd))
-        if wnd == 0:
-            return False
-        end = sq.add(rcv_nxt, wnd)
-        return sq.between(rcv_nxt, seq, end) or sq.between(
-            rcv_nxt, sq.add(seq, seg_len - 1), end)
+        return sq.acceptable(rcv_nxt, sq.sub(self.rcv_adv, rcv_nxt), seq, seg_len)
 
     def _receive_synchronized(self, seg: Segment, now: float) -> str:
         """RFC 9293 3.10.7.4: SYN-RECEIVED and every later state."""

@@ -81,6 +81,15 @@ def count_drop(c: Counters, reason: str) -> None:
         c.drop(reason)
 
 
+def count_header_error(c: Counters, e: ParseError) -> None:
+    """Count a segment whose header (lengths, checksum) is bad, as Linux
+    does: InErrs, CsumErrors for the checksum, and the drop's reason."""
+    c.TcpInErrs += 1
+    if e.reason == "tcp_checksum":
+        c.TcpInCsumErrors += 1
+    c.drop(e.reason)
+
+
 class Binding:
     """A port reserved by ``TcpLayer.bind``; ``reuse`` (SO_REUSEADDR) may be
     changed while it is held, as on Linux, and counts at the next bind."""
@@ -298,10 +307,7 @@ class TcpLayer(ProtocolHandler):
             sport, dport, seq, ack, hl, flags, window = wtcp.parse_fields(
                 payload, -1 if rx & RX_CSUM_OK else sum_mod(src + dst))
         except ParseError as e:
-            c.TcpInErrs += 1
-            if e.reason == "tcp_checksum":
-                c.TcpInCsumErrors += 1
-            c.drop(e.reason)
+            count_header_error(c, e)
             return
         c.TcpInSegs += 1
         sock = self.conns.get((dst, dport, src, sport))

@@ -76,3 +76,19 @@ def max_seq(a: int, b: int) -> int:
 
 def min_seq(a: int, b: int) -> int:
     return a if le(a, b) else b
+
+
+def acceptable(rcv_nxt: int, wnd: int, seq: int, seg_len: int) -> bool:
+    """RFC 9293 3.10.7.4, first check: does a segment of ``seg_len`` (text,
+    SYN and FIN counted) at ``seq`` fall in the receive window of ``wnd``
+    bytes from ``rcv_nxt``?  The four cases of the RFC's table."""
+    if wnd < 0:
+        wnd = 0
+    if seg_len == 0:
+        if wnd == 0:
+            return seq == rcv_nxt
+        return between(rcv_nxt, seq, add(rcv_nxt, wnd))
+    if wnd == 0:
+        return False
+    end = add(rcv_nxt, wnd)
+    return between(rcv_nxt, seq, end) or between(rcv_nxt, add(seq, seg_len - 1), end)

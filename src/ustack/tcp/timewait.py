@@ -126,7 +126,7 @@ class TimeWaitRecord:
         else:
             zero_drop = False
         # First check: the sequence number.
-        if not _acceptable(rcv_nxt, wnd, seq, seg_len):
+        if not sq.acceptable(rcv_nxt, wnd, seq, seg_len):
             if flags & FIN:
                 self.deadline = now + self.two_msl  # the peer's FIN again (eighth)
             if flags & SYN and not flags & RST:
@@ -169,20 +169,6 @@ class TimeWaitRecord:
                 and sq.le(sq.add(seq, text_len), self.rcv_nxt)):
             return (seq, sq.add(seq, text_len))
         return None
-
-
-def _acceptable(rcv_nxt: int, wnd: int, seq: int, seg_len: int) -> bool:
-    # RFC 9293 3.10.7.4, first check, the four cases (TcpConnection._acceptable).
-    if wnd < 0:
-        wnd = 0
-    if seg_len == 0:
-        if wnd == 0:
-            return seq == rcv_nxt
-        return sq.between(rcv_nxt, seq, sq.add(rcv_nxt, wnd))
-    if wnd == 0:
-        return False
-    end = sq.add(rcv_nxt, wnd)
-    return sq.between(rcv_nxt, seq, end) or sq.between(rcv_nxt, sq.add(seq, seg_len - 1), end)
 
 
 class TimeWaitTable:

@@ -39,7 +39,7 @@ from ustack.link.rings import FrameTap
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import Interface
 from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
-from ustack.tcp.layer import TcpLayer
+from ustack.tcp.layer import TcpLayer, count_header_error
 from ustack.wire import ethernet as weth
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
@@ -112,10 +112,7 @@ class FloodAnswers(ProtocolHandler):
             _, _, _, ack, _, flags, _ = wtcp.parse_fields(
                 payload, -1 if rx & RX_CSUM_OK else sum_mod(src + dst))
         except ParseError as e:
-            c.TcpInErrs += 1
-            if e.reason == "tcp_checksum":
-                c.TcpInCsumErrors += 1
-            c.drop(e.reason)
+            count_header_error(c, e)
             return
         c.TcpInSegs += 1
         self.count(target, d, dport, sport, ack, flags)
