@@ -17,6 +17,7 @@ to a few thousand SYNs; the testbed deletes everything it made.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -39,15 +40,24 @@ LISTENER = (
 )
 
 
+HTTP_PORT = 8000  # the legitimate clients' server (--mix-load)
+
+
 @pytest.fixture(scope="module")
-def target(root_ok: None) -> Iterator[Topology]:
+def target(root_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    www = tmp_path_factory.mktemp("www")
+    (www / "index.html").write_text("hello\n")
     with Testbed() as tb:
         topo = packet_topology(tb, offloads=True)
         topo.peer_ns.sysctl("net.ipv4.tcp_syncookies", "2")
         topo.peer_ns.popen([sys.executable, "-c", LISTENER])
+        topo.peer_ns.popen([sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind",
+                            topo.peer_ip, "--directory", str(www)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while f":{PORT} " not in topo.peer_ns.run(["ss", "-ltnH"]).stdout:
-            assert time.monotonic() < deadline, "the listener did not start"
+        while not all(f":{p} " in topo.peer_ns.run(["ss", "-ltnH"]).stdout
+                      for p in (PORT, HTTP_PORT)):
+            assert time.monotonic() < deadline, "the listeners did not start"
             time.sleep(0.05)
         yield topo
 
@@ -115,3 +125,26 @@ def test_a_full_speed_flood_is_counted_as_the_kernel_counts_it(
     assert t["synack"] + t["unanswered"] == 20000
     assert t["synack"] >= 19000, t  # the kernel may drop a few under the burst
     assert r["pps"] > 0 and r["device"]["tx_frames"] >= 20000  # type: ignore[index]
+
+
+def test_mix_load_reports_the_legitimate_clients_during_the_flood(
+        target: Topology, tmp_path: Path) -> None:
+    """--mix-load: connection-per-request GETs from other addresses of ours
+    while the flood runs; with SYN cookies on, the kernel serves them all, and
+    the report says how many and how fast (their own SYNs are not counted as
+    the flood's answers)."""
+    topo = target
+    r = flood(topo, tmp_path, "--ip", f"198.18.1.{FIRST}/24", "--sources", "20",
+              "--count", "20000", "--rate", "10000", "--duration", "3", "--grace", "0.5",
+              "--mix-load", f"http://{topo.peer_ip}:{HTTP_PORT}/index.html",
+              "--mix-sources", "5", "--mix-conns", "4")
+    mix = r["mix_load"]
+    assert isinstance(mix, dict)
+    req = mix["requests"]
+    assert req["succeeded"] >= 50, mix
+    assert req["failed"] == 0
+    assert mix["success_rate"] == pytest.approx(1.0 - req["unfinished"] / req["sent"], abs=1e-4)
+    assert [s["ip"] for s in mix["sources"]] == [f"198.18.1.{FIRST + 20 + i}"
+                                                for i in range(5)]
+    (t,) = r["targets"]  # type: ignore[misc]
+    assert t["unmatched"] == 0 and t["synack"] + t["unanswered"] == r["sent"]

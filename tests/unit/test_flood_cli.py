@@ -21,6 +21,13 @@ BASE = ["flood", "--link", "packet:nonexistent0", "--ip", "198.18.1.10/24"]
     (["--to", "198.18.1.12:80", "--sources", "5"], "--to 198.18.1.12: one of our own"),
     (["--to", "198.18.9.1:80"], "not on --ip 198.18.1.10/24's subnet and no --gw"),
     (["--to", "198.18.1.1:80", "--syn-options", "bsd"], "invalid choice: 'bsd'"),
+    (["--to", "198.18.1.1:80", "--mix-load", "http://nope/"], "--mix-load http://nope/:"),
+    (["--to", "198.18.1.1:80", "--mix-load", "http://198.18.1.1/", "--mix-sources", "0"],
+     "--mix-sources must be 1..4096"),
+    (["--to", "198.18.1.1:80", "--sources", "200", "--mix-load", "http://198.18.1.1/",
+      "--mix-sources", "100"], "do not fit --ip 198.18.1.10/24's subnet"),
+    (["--to", "198.18.1.1:80", "--mix-load", "http://198.18.1.12/", "--mix-sources", "5"],
+     "one of our own addresses"),
 ])
 def test_a_mistake_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                           args: list[str], says: str) -> None:

@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ustack.cli.common import (
     UsageError,
@@ -23,6 +23,9 @@ from ustack.cli.common import (
 
 if TYPE_CHECKING:
     from ustack.apps.flood.run import Flood
+    from ustack.apps.load.generator import LoadConfig, LoadGenerator
+    from ustack.net.interface import Interface
+    from ustack.stack import Stack
 
 HELP = "send a bounded SYN flood from the stack's addresses and count the answers"
 DESCRIPTION = (
@@ -62,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SYNs per send call (default 256)")
     p.add_argument("--seed", type=int, metavar="N", help=argparse.SUPPRESS)
     p.add_argument("--json", metavar="FILE", help="write everything counted to FILE as JSON")
+    p.add_argument("--mix-load", metavar="URL",
+                   help="meanwhile, legitimate clients: ustack load's connection-per-request "
+                   "GETs of URL from other addresses of ours (the ones after the flood's), "
+                   "for the flood's duration; their success rate and latency are reported")
+    p.add_argument("--mix-sources", type=int, default=10, metavar="N",
+                   help="addresses for --mix-load (default 10)")
+    p.add_argument("--mix-conns", type=int, default=8, metavar="C",
+                   help="--mix-load's connections at a time (default 8)")
 
 
 def _targets(specs: list[str], prog: str) -> tuple[tuple[bytes, int], ...]:
@@ -176,6 +187,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
     _check_reach(args, targets, prog)
+    mix = _mix_config(args, targets, cfg.duration, prog) if args.mix_load else None
     options = link_options(args, prog)
     if args.json is not None and not os.access(os.path.dirname(os.path.abspath(args.json)),
                                                os.W_OK):
@@ -185,10 +197,14 @@ def main(args: argparse.Namespace) -> int:
         try:
             flood = Flood(up.stack, up.iface, cfg, (first, options.sources))
             flood.resolve(time.monotonic)
+            gen = _mix_start(up.stack, up.iface, mix, first + options.sources) if mix else None
             before = _link_drops(options.kind, options.device_name)
             with _stop_on_signals(flood):
                 flood.run()
             after = _link_drops(options.kind, options.device_name)
+            if gen is not None:
+                gen.stop()  # (when the count ended the flood before its duration)
+                _mix_linger(up.stack, gen)
         except FloodError as e:
             print(f"{prog}: {e}", file=sys.stderr)
             return 1
@@ -200,7 +216,12 @@ def main(args: argparse.Namespace) -> int:
         for name, value in after.items():
             device["link_" + name] = value - before.get(name, 0)
         report = build(flood, device)
-    print(summary(report), flush=True)
+        if gen is not None and mix is not None:
+            report["mix_load"] = _mix_report(gen, mix)
+    text = summary(report)
+    if "mix_load" in report:
+        text += "\n" + _mix_summary(report["mix_load"])
+    print(text, flush=True)
     if args.json is not None:
         try:
             with open(args.json, "w", encoding="utf-8") as f:
@@ -209,3 +230,86 @@ def main(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"{prog}: --json {os_error_text(e)}") from None
     return 0 if flood.sent else 1
+
+
+# -- --mix-load: legitimate clients during the flood ----------------------------
+
+
+def _mix_config(args: argparse.Namespace, targets: tuple[tuple[bytes, int], ...],
+                duration: float, prog: str) -> LoadConfig:
+    """ustack load's configuration for ``--mix-load`` (checked before the
+    link: the URL, the counts, the addresses after the flood's on the subnet)."""
+    from ustack.apps.load.generator import LoadConfig
+    from ustack.apps.load.target import build_request, parse_url
+    from ustack.wire import ipv4
+
+    if not 1 <= args.mix_sources <= 4096 or not 1 <= args.mix_conns <= 10_000:
+        raise UsageError(f"{prog}: --mix-sources must be 1..4096 and --mix-conns 1..10000")
+    try:
+        target = parse_url(args.mix_load)
+        request = build_request(target, "GET", [], b"", close=True)
+        ours, prefix = ipv4.parse_cidr(args.ip)
+    except ValueError as e:
+        raise UsageError(f"{prog}: --mix-load {args.mix_load}: {e}") from None
+    first = int.from_bytes(ours, "big") + max(args.sources, 1)
+    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    last = first + args.mix_sources - 1
+    if (last ^ first) & mask or (first ^ int.from_bytes(ours, "big")) & mask \
+            or (last & ~mask & 0xFFFFFFFF) == ~mask & 0xFFFFFFFF:
+        raise UsageError(f"{prog}: --mix-sources {args.mix_sources}: the {args.mix_sources} "
+                         f"addresses after the flood's do not fit --ip {args.ip}'s subnet")
+    dst = int.from_bytes(ipv4.addr_from_str(target.ip), "big")
+    if first <= dst <= last:
+        raise UsageError(f"{prog}: --mix-load {args.mix_load}: one of our own addresses")
+    sources = [ipv4.addr_to_str((first + i).to_bytes(4, "big")) for i in range(args.mix_sources)]
+    try:
+        return LoadConfig(target.ip, target.port, request, sources,
+                          connections=args.mix_conns, duration=duration, close=True)
+    except ValueError as e:
+        raise UsageError(f"{prog}: --mix-load: {e}") from None
+
+
+def _mix_start(stack: Stack, iface: Interface, cfg: LoadConfig, first: int) -> LoadGenerator:
+    """The legitimate clients' addresses on the link, and their generator started."""
+    from ustack.apps.load.generator import LoadGenerator
+
+    for ip in cfg.sources:
+        stack.add_address(iface, ip)
+    gen = LoadGenerator(stack, cfg)
+    gen.start()
+    return gen
+
+
+def _mix_linger(stack: Stack, gen: LoadGenerator) -> None:
+    """Let the clients' last closes finish, one second at most."""
+    end = time.monotonic() + 1.0
+    stack.run(until=lambda: gen.settled() or time.monotonic() > end, max_wait=0.05)
+
+
+def _mix_report(gen: LoadGenerator, cfg: LoadConfig) -> dict[str, Any]:
+    from ustack.apps.load.report import build as build_load
+
+    r = build_load(gen.stats, cfg, url=f"http://{cfg.ip}:{cfg.port}/", method="GET")
+    req = r["requests"]
+    sent = req["sent"]
+    r["success_rate"] = round(req["succeeded"] / sent, 4) if sent else 0.0
+    return r
+
+
+def _mix_summary(r: dict[str, Any]) -> str:
+    req = r["requests"]
+    lat = r["latency_us"]
+    conn = lat.get("connect", {})
+    ttlb = lat.get("ttlb", {})
+
+    def ms(d: dict[str, Any], key: str) -> str:
+        v = d.get(key)
+        return "-" if v is None else f"{v / 1000:.2f}"
+
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items()) if v) or "none"
+    return (f"legitimate clients (--mix-load, {len(r['sources'])} addresses, a connection "
+            f"per request): {req['sent']} requests, {req['succeeded']} succeeded "
+            f"({100 * r['success_rate']:.1f} %), {req['failed']} failed, "
+            f"{req['unfinished']} unfinished; errors: {errors}\n"
+            f"  connect p50/p99 {ms(conn, 'p50')}/{ms(conn, 'p99')} ms, "
+            f"last byte p50/p99 {ms(ttlb, 'p50')}/{ms(ttlb, 'p99')} ms")
