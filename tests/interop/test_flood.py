@@ -143,7 +143,10 @@ def test_mix_load_reports_the_legitimate_clients_during_the_flood(
     req = mix["requests"]
     assert req["succeeded"] >= 50, mix
     assert req["failed"] == 0
-    assert mix["success_rate"] == pytest.approx(1.0 - req["unfinished"] / req["sent"], abs=1e-4)
+    opened = mix["connections"]["opened"]
+    assert mix["success_rate"] == pytest.approx(req["succeeded"] / opened, abs=1e-4)
+    assert mix["success_rate"] > 0.99  # (the last few are cut short by the end)
+    assert mix["latency_us"]["connect"]["p50"] > 0  # time moves within the flood's steps
     assert [s["ip"] for s in mix["sources"]] == [f"198.18.1.{FIRST + 20 + i}"
                                                 for i in range(5)]
     (t,) = r["targets"]  # type: ignore[misc]

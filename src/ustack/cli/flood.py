@@ -290,9 +290,10 @@ def _mix_report(gen: LoadGenerator, cfg: LoadConfig) -> dict[str, Any]:
     from ustack.apps.load.report import build as build_load
 
     r = build_load(gen.stats, cfg, url=f"http://{cfg.ip}:{cfg.port}/", method="GET")
-    req = r["requests"]
-    sent = req["sent"]
-    r["success_rate"] = round(req["succeeded"] / sent, 4) if sent else 0.0
+    # A connection per request: each connection opened is one attempt,
+    # whether or not its handshake got through the flood to send it.
+    opened = r["connections"]["opened"]
+    r["success_rate"] = round(r["requests"]["succeeded"] / opened, 4) if opened else 0.0
     return r
 
 
@@ -304,12 +305,14 @@ def _mix_summary(r: dict[str, Any]) -> str:
 
     def ms(d: dict[str, Any], key: str) -> str:
         v = d.get(key)
-        return "-" if v is None else f"{v / 1000:.2f}"
+        return "-" if v is None or not d.get("count") else f"{v / 1000:.2f}"
 
     errors = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items()) if v) or "none"
+    c = r["connections"]
     return (f"legitimate clients (--mix-load, {len(r['sources'])} addresses, a connection "
-            f"per request): {req['sent']} requests, {req['succeeded']} succeeded "
-            f"({100 * r['success_rate']:.1f} %), {req['failed']} failed, "
-            f"{req['unfinished']} unfinished; errors: {errors}\n"
+            f"per request): {c['opened']} connections opened, {c['established']} established "
+            f"({c['syn_retransmits']} SYN retransmissions); {req['sent']} requests sent, "
+            f"{req['succeeded']} succeeded: {100 * r['success_rate']:.1f} % of the attempts; "
+            f"{req['failed']} failed, {req['unfinished']} unfinished; errors: {errors}\n"
             f"  connect p50/p99 {ms(conn, 'p50')}/{ms(conn, 'p99')} ms, "
             f"last byte p50/p99 {ms(ttlb, 'p50')}/{ms(ttlb, 'p99')} ms")

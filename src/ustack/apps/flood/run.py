@@ -158,6 +158,10 @@ class Flood:
         self._cpu0 = (0.0, 0.0)
         self.done_sending = False
         self.interrupted = False
+        # The clock ``run`` was given: each receive poll of a step reads it,
+        # so that what else runs on the stack meanwhile (``--mix-load``'s
+        # clients) sees time move within a step, not only between steps.
+        self.clock: Callable[[], float] | None = None
         self.min_batch = 1  # SYNs per send at least with a rate (``start``)
         self.tapped = False  # the answers are taken in the receive ring (``FloodTap``)
 
@@ -303,8 +307,9 @@ class Flood:
         t1 = time.perf_counter()
         stack = self.stack
         ring = self.ring_dev
+        clock = self.clock
         for _ in range(_DRAIN_POLLS):
-            got = stack.poll(now)
+            got = stack.poll(now if clock is None else clock())
             # (frames the tap takes are not among those a poll returns)
             if not ring.pending() if ring is not None else got < BATCH:
                 break
@@ -325,6 +330,7 @@ class Flood:
         """``start``, ``step`` until the sending is over, then the grace
         period; TCP is given back to the stack whatever happens.
         ``between`` (tests: a scripted peer) is called after every step."""
+        self.clock = clock
         try:
             self.start(clock())
             while True:
