@@ -170,6 +170,7 @@ def _link_drops(kind: str, name: str) -> dict[str, int]:
 def main(args: argparse.Namespace) -> int:
     from ustack.apps.flood.report import build, summary
     from ustack.apps.flood.run import Flood, FloodConfig, FloodError
+    from ustack.cli.load import linger
     from ustack.link.errors import LinkError
     from ustack.wire import ipv4
 
@@ -204,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
             after = _link_drops(options.kind, options.device_name)
             if gen is not None:
                 gen.stop()  # (when the count ended the flood before its duration)
-                _mix_linger(up.stack, gen)
+                linger(up.stack, gen)  # (ustack load's: the last closes finish)
         except FloodError as e:
             print(f"{prog}: {e}", file=sys.stderr)
             return 1
@@ -278,12 +279,6 @@ def _mix_start(stack: Stack, iface: Interface, cfg: LoadConfig, first: int) -> L
     gen = LoadGenerator(stack, cfg)
     gen.start()
     return gen
-
-
-def _mix_linger(stack: Stack, gen: LoadGenerator) -> None:
-    """Let the clients' last closes finish, one second at most."""
-    end = time.monotonic() + 1.0
-    stack.run(until=lambda: gen.settled() or time.monotonic() > end, max_wait=0.05)
 
 
 def _mix_report(gen: LoadGenerator, cfg: LoadConfig) -> dict[str, Any]:

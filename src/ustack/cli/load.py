@@ -124,7 +124,7 @@ def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
     stack.call_at(stack.now + PROGRESS_EVERY, tick)
 
 
-def _linger(stack: Stack, gen: LoadGenerator) -> None:
+def linger(stack: Stack, gen: LoadGenerator) -> None:
     """Let the last closes finish (``LoadGenerator.settled``), for at most
     LINGER seconds: a process that left at once would leave the server
     retransmitting FINs to a link that is gone."""
@@ -201,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
             gen.stop()
             after = resource.getrusage(resource.RUSAGE_SELF)
             if not interrupted:
-                _linger(stack, gen)
+                linger(stack, gen)
         except (LinkError, ControlError, ValueError) as e:
             raise UsageError(f"{prog}: {e}") from None
         except OSError as e:
