@@ -82,6 +82,14 @@ class Counters:
     TcpInCsumErrors: int = 0
     TcpExtListenOverflows: int = 0
     TcpExtListenDrops: int = 0
+    # SYN cookies (tcp/cookies.py), with Linux's names: answered with a
+    # cookie, a cookie ACK accepted, one refused (not ours, too old); SYN
+    # queue full and a cookie sent instead, or the SYN dropped.
+    TcpExtSyncookiesSent: int = 0
+    TcpExtSyncookiesRecv: int = 0
+    TcpExtSyncookiesFailed: int = 0
+    TcpExtTCPReqQFullDoCookies: int = 0
+    TcpExtTCPReqQFullDrop: int = 0
     TcpExtTCPChallengeACK: int = 0
     TcpExtTCPChallengeACKLimited: int = 0
     TcpExtTCPHPHits: int = 0  # header prediction took a segment with data

@@ -304,9 +304,9 @@ def test_bound_port_is_reserved_in_the_tcp_layer(net: Net) -> None:
     s.bind(("0.0.0.0", 0))
     port = s.getsockname()[1]
     tcp = net.sb.tcp
-    assert net.b.call(tcp.port_in_use, b"\0\0\0\0", port)
+    assert net.b.call(tcp.ports.in_use, b"\0\0\0\0", port)
     s.close()
-    assert not net.b.call(tcp.port_in_use, b"\0\0\0\0", port)  # runs after the close
+    assert not net.b.call(tcp.ports.in_use, b"\0\0\0\0", port)  # runs after the close
 
 
 def _second_bind(make: Callable[[], Any], addr: tuple[str, int], first_reuse: bool,

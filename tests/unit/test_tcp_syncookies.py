@@ -48,14 +48,20 @@ PORT = st.integers(0, 65535)
 U32 = st.integers(0, 0xFFFFFFFF)
 
 
-def _h(key: tuple[int, int], saddr: bytes, daddr: bytes, sport: int, dport: int,
+def _k64(key: tuple[int, int, int, int]) -> tuple[int, int]:
+    """A key held as four 32-bit halves as the two 64-bit words."""
+    return (key[0] << 32) | key[1], (key[2] << 32) | key[3]
+
+
+def _h(key: tuple[int, int, int, int], saddr: bytes, daddr: bytes, sport: int, dport: int,
        count: int) -> int:
     # The kernel's arguments as memory: saddr, daddr as on the wire, then
     # the u32 (sport_be << 16 | dport_be) and the count, little-endian.
     ports = struct.unpack("<H", struct.pack(">H", sport))[0] << 16 | struct.unpack(
         "<H", struct.pack(">H", dport))[0]
     msg = saddr + daddr + struct.pack("<II", ports, count)
-    return siphash24(key[0], key[1], msg) & 0xFFFFFFFF
+    k0, k1 = _k64(key)
+    return siphash24(k0, k1, msg) & 0xFFFFFFFF
 
 
 @settings(max_examples=200)
@@ -69,8 +75,8 @@ def test_a_cookie_is_linuxs_formula_and_comes_back(saddr: bytes, daddr: bytes, s
     assert sc.MSS_TABLE[ind] <= max(mss, 536) and (
         ind == 3 or mss < sc.MSS_TABLE[ind + 1])
     cookie = sc.make_cookie(secret, saddr, daddr, sport, dport, sseq, ind, count)
-    want = (_h(secret.k[0], saddr, daddr, sport, dport, 0) + sseq + (count << 24)
-            + ((_h(secret.k[1], saddr, daddr, sport, dport, count) + ind) & 0xFFFFFF))
+    want = (_h(secret.k0, saddr, daddr, sport, dport, 0) + sseq + (count << 24)
+            + ((_h(secret.key(count), saddr, daddr, sport, dport, count) + ind) & 0xFFFFFF))
     assert cookie == want & 0xFFFFFFFF
     # Good this minute and the next; not in the one after (MAX_AGE = 2).
     for later, ok in ((0, True), (1, True), (2, False), (200, False)):
@@ -119,6 +125,47 @@ def test_the_secret_is_shared_through_its_bytes() -> None:
                            12345, 8) == 2
     with pytest.raises(ValueError):
         sc.SynCookieSecret(b"short")
+
+
+@settings(max_examples=300)
+@given(k0=st.integers(0, 2**64 - 1), k1=st.integers(0, 2**64 - 1),
+       words=st.tuples(U32, U32, U32, U32))
+def test_siphash_on_halves_is_siphash(k0: int, k1: int,
+                                      words: tuple[int, int, int, int]) -> None:
+    """The 32-bit-halves form the cookies use is the byte form, for any key."""
+    msg = struct.pack("<IIII", *words)
+    assert siphash_4u32(k0, k1, *words) == siphash24(k0, k1, msg) & 0xFFFFFFFF
+
+
+def test_the_time_dependent_key_rotates_and_old_cookies_still_check() -> None:
+    """Each ROTATE minutes have their own key, the same in every process
+    that shares the secret; a cookie made in a generation's last minute
+    checks in the next generation's first."""
+    secret = sc.SynCookieSecret()
+    g = sc.ROTATE
+    assert secret.key(g - 1) == secret.key(0) != secret.key(g) != secret.key(2 * g)
+    assert sc.SynCookieSecret(secret.raw).key(5 * g) == secret.key(5 * g)
+    a, b = b"\xc6\x12\x00\x02", b"\xc6\x12\x00\x01"
+    cookie = sc.make_cookie(secret, a, b, 40000, 80, 777, 1, g - 1)
+    assert sc.check_cookie(secret, cookie, a, b, 40000, 80, 777, g) == 1
+    for m in range(3 * g, 8 * g, g):  # other generations come and go; the keys stay few
+        secret.key(m)
+    assert len(secret._keys) <= 3
+    assert sc.check_cookie(secret, cookie, a, b, 40000, 80, 777, g) == 1
+
+
+def test_the_timestamp_offset_is_keyed_per_connection() -> None:
+    """Recomputed the same for the ACK as for the SYN (the connection's
+    TSvals continue the SYN-ACK's); another 4-tuple or secret, another
+    offset (RFC 7323 7.1: not a clock an observer can read across
+    connections)."""
+    s1, s2 = sc.SynCookieSecret(), sc.SynCookieSecret()
+    a, b = b"\xc6\x12\x00\x02", b"\xc6\x12\x00\x01"
+    off = sc.ts_offset(s1, a, b, 40000, 80)
+    assert off == sc.ts_offset(sc.SynCookieSecret(s1.raw), a, b, 40000, 80)
+    others = {sc.ts_offset(s1, a, b, 40001, 80), sc.ts_offset(s2, a, b, 40000, 80),
+              sc.ts_offset(s1, b, a, 40000, 80)}
+    assert off not in others
 
 
 def test_the_minute_counter() -> None:

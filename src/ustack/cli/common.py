@@ -14,7 +14,7 @@ import dataclasses
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -87,6 +87,59 @@ def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
     if os.geteuid() != 0:
         raise UsageError(f"{prog}: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
     return options
+
+
+def add_syncookie_options(p: argparse.ArgumentParser) -> None:
+    """SYN cookies, for the commands that listen (``ustack up``, ``serve``)."""
+    p.add_argument("--syncookies", choices=("off", "on", "always"), default="on",
+                   help="answer SYNs with SYN cookies: never, when a listener's SYN queue "
+                        "is full (default, as Linux's tcp_syncookies=1), or always")
+    p.add_argument("--syncookie-secret", metavar="FILE",
+                   help="the cookies' 32-byte secret, shared by every process given the "
+                        "same FILE (any of them completes a handshake another started); "
+                        "created if missing")
+
+
+def read_cookie_secret(path: str, prog: str) -> bytes:
+    """The secret in ``path``; a new random one written there (mode 0600)
+    when there is none yet (two processes starting together: the second
+    reads the first's)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise UsageError(f"{prog}: --syncookie-secret {os_error_text(e)}") from None
+    else:
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(33)
+    except OSError as e:
+        raise UsageError(f"{prog}: --syncookie-secret {os_error_text(e)}") from None
+    if len(raw) != 32:
+        raise UsageError(f"{prog}: --syncookie-secret {path}: holds {len(raw)} bytes, "
+                         "a secret is 32")
+    return raw
+
+
+def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[Stack], None]:
+    """What ``--syncookies`` and ``--syncookie-secret`` ask for, checked
+    (the secret's file read) before the link is touched: a function that
+    sets it on the stack once it is up."""
+    from ustack.tcp import cookies
+    from ustack.tcp.syncookies import SynCookieSecret
+
+    mode = cookies.parse_mode(args.syncookies)
+    secret = None if args.syncookie_secret is None else SynCookieSecret(
+        read_cookie_secret(args.syncookie_secret, prog))
+
+    def apply(stack: Stack) -> None:
+        stack.tcp.syncookies = mode
+        if secret is not None:
+            stack.tcp.cookie_secret = secret
+    return apply
 
 
 @contextlib.contextmanager

@@ -12,11 +12,13 @@ from ustack import purepy
 from ustack.cli.common import (
     UsageError,
     add_link_options,
+    add_syncookie_options,
     link_options,
     linked_stack,
     os_error_text,
     print_counters,
     stop_on_signals,
+    syncookie_settings,
 )
 
 HELP = "serve the files under DIR over HTTP/1.1 from the stack's own address"
@@ -29,6 +31,7 @@ DESCRIPTION = ("Serve the files under DIR over HTTP/1.1 (GET and HEAD) from a st
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", metavar="DIR", help="the directory to serve")
     add_link_options(p)
+    add_syncookie_options(p)
     p.add_argument("--port", type=int, default=80, help="TCP port (default 80)")
     p.add_argument("--access-log", metavar="FILE",
                    help="append a Common Log Format line per request to FILE ('-': stdout)")
@@ -78,12 +81,14 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, ControlError) as e:
         raise UsageError(f"{prog}: {e}") from None
     options = link_options(args, prog)
+    set_cookies = syncookie_settings(args, prog)
     log = _open_log(args.access_log)
     tune_allocator()
     server = None
     try:
         with linked_stack(options, prog) as up, stop_on_signals(up.stack):
             stack = up.stack
+            set_cookies(stack)
             control = None
             try:
                 server = HttpServer(stack, args.root, args.port, limits=limits,

@@ -10,11 +10,13 @@ from ustack import purepy
 from ustack.cli.common import (
     UsageError,
     add_link_options,
+    add_syncookie_options,
     link_options,
     linked_stack,
     os_error_text,
     print_counters,
     stop_on_signals,
+    syncookie_settings,
 )
 
 HELP = "bring a stack up on a link and run until interrupted"
@@ -24,6 +26,7 @@ DESCRIPTION = ("Bring a stack up with its own MAC and IP address and run until "
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_link_options(p)
+    add_syncookie_options(p)
     p.add_argument("--service", action="append", default=[], metavar="NAME:PORT",
                    help="run a built-in service (udp-echo:7, udp-discard:9); repeatable")
     p.add_argument("--name", help="name of the control socket (default: the device name)")
@@ -91,9 +94,11 @@ def main(args: argparse.Namespace) -> int:
     except (ValueError, ControlError) as e:
         raise UsageError(f"ustack up: {e}") from None
     options = link_options(args, "ustack up")
+    set_cookies = syncookie_settings(args, "ustack up")
     tune_allocator()
     with linked_stack(options, "ustack up") as up, stop_on_signals(up.stack):
         stack = up.stack
+        set_cookies(stack)
         control = None
         try:
             names = [services.install(stack, spec) for spec in args.service]

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Final
 
-from ustack.counters import NAMES, Counters
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.icmp import TokenBucket
 from ustack.net.interface import HEADROOM, Interface
@@ -34,17 +33,20 @@ from ustack.net.ports import EphemeralPorts
 from ustack.net.route import NextHop
 from ustack.net.sockaddr import ANY, AddressArg
 from ustack.net.sockaddr import parse as _addr
-from ustack.tcp import pathmtu
+from ustack.tcp import cookies, pathmtu
 from ustack.tcp import seq as sq
+from ustack.tcp import syncookies as sc
 from ustack.tcp.config import TcpConfig, apply_options
 from ustack.tcp.connection import TcpConnection
+from ustack.tcp.drops import count_drop, count_header_error
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.output import segments_to_send
+from ustack.tcp.ports import Binding, PortTable
 from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import Ev, State
 from ustack.tcp.tcb import TS_OPTION_LEN
-from ustack.tcp.timewait import TimeWaitRecord, TimeWaitTable
+from ustack.tcp.timewait import TimeWaitRecord, TimeWaitTable, record_of
 from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
@@ -65,43 +67,6 @@ Key = tuple[bytes, int, bytes, int]
 # Header prediction takes ACK (and PSH, ECE, CWR) but none of these flags.
 _PREDICTION_MASK: Final = SYN | FIN | RST | URG | ACK
 
-# The counters a drop reason of the connection may be counted under: Linux's
-# TcpExt names, where Counters declares one (``TcpExt`` + the reason).
-_COUNTERS: Final = frozenset(NAMES)
-
-
-def count_drop(c: Counters, reason: str) -> None:
-    """Count what ``TcpConnection.receive`` reported: under ``TcpExt<reason>``
-    when the Counters have that field (Linux has a counter of that name),
-    otherwise as ``Drop<Reason>`` (``Counters.drop``)."""
-    name = "TcpExt" + reason
-    if name in _COUNTERS:
-        setattr(c, name, getattr(c, name) + 1)
-    else:
-        c.drop(reason)
-
-
-def count_header_error(c: Counters, e: ParseError) -> None:
-    """Count a segment whose header (lengths, checksum) is bad, as Linux
-    does: InErrs, CsumErrors for the checksum, and the drop's reason."""
-    c.TcpInErrs += 1
-    if e.reason == "tcp_checksum":
-        c.TcpInCsumErrors += 1
-    c.drop(e.reason)
-
-
-class Binding:
-    """A port reserved by ``TcpLayer.bind``; ``reuse`` (SO_REUSEADDR) may be
-    changed while it is held, as on Linux, and counts at the next bind."""
-
-    __slots__ = ("ip", "port", "reuse")
-
-    def __init__(self, ip: bytes, port: int, reuse: bool) -> None:
-        self.ip = ip
-        self.port = port
-        self.reuse = reuse
-
-
 class TcpLayer(ProtocolHandler):
     # RFC 5961 7: challenge ACKs are limited per second (Linux's default
     # net.ipv4.tcp_challenge_ack_limit is 1000).
@@ -120,13 +85,15 @@ class TcpLayer(ProtocolHandler):
         self.conns: dict[Key, TcpSocket] = {}
         self.listeners: dict[tuple[bytes, int], TcpListener] = {}
         self.isn = IsnGenerator()
+        # SYN cookies (tcp/cookies.py): every listener's mode unless it has
+        # its own (Linux's net.ipv4.tcp_syncookies, 1 by default), and the
+        # secret, which worker processes may share (``SynCookieSecret.raw``).
+        self.syncookies = cookies.ON
+        self.cookie_secret = sc.SynCookieSecret()
         # Sockets an application call touched since the last ``run_dirty``.
         self.dirty: dict[TcpSocket, None] = {}
         self._challenge_acks = TokenBucket(self.CHALLENGE_ACK_LIMIT, self.CHALLENGE_ACK_LIMIT)
         self.ephemeral = EphemeralPorts()
-        # Ports bound by sockets that neither listen nor connect yet (Linux's
-        # bind hash, for ``ustack.socket``'s bind before listen or connect).
-        self.bound: dict[int, list[Binding]] = {}
         # Connections whose MSS a path MTU estimate lowered, with the timer
         # that gives it back when the estimate expires (``_watch_pmtu``).
         self._pmtu_watch: dict[TcpSocket, Timer] = {}
@@ -136,6 +103,8 @@ class TcpLayer(ProtocolHandler):
         # the one timer that expires them.
         self.tw = TimeWaitTable()
         self._tw_timer: Timer | None = None
+        # Which local ports are taken, and ports bound before listen or connect.
+        self.ports = PortTable(host, self.listeners, self.conns, self.tw.records)
         # Bound once: every connection holds these (a bound method made per
         # connection was 72 bytes of each, issue 12).
         self._on_timer_cb: Callable[[TcpSocket, float], None] = self._on_timer
@@ -167,20 +136,24 @@ class TcpLayer(ProtocolHandler):
         self.conns[(*conn.local, *conn.remote)] = sock
         return sock
 
-    def listen(self, address: AddressArg, backlog: int = 128,
-               **options: object) -> TcpListener:
+    def listen(self, address: AddressArg, backlog: int = 128, *,
+               syncookies: str | int | None = None, **options: object) -> TcpListener:
         """A listening endpoint.  ``options`` are ``TcpConfig`` fields, as for
         ``connect``, that its connections take over the layer's defaults
-        (``TcpListener.set_options`` changes them later)."""
+        (``TcpListener.set_options`` changes them later).  ``syncookies``
+        (``off``, ``on``, ``always``) is its own SYN cookie mode instead of
+        the layer's (``TcpLayer.syncookies``)."""
+        mode = -1 if syncookies is None else cookies.parse_mode(syncookies)
         ip, port = _addr(address)
         if ip != ANY and ip not in self.host.local_addrs:
             raise os_error(errno.EADDRNOTAVAIL)
         if port == 0:
-            port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p), errno.EADDRINUSE)
-        if self._listening(ip, port):
+            port = self.ephemeral.pick(lambda p: self.ports.in_use(ip, p), errno.EADDRINUSE)
+        if self.ports.listening(ip, port):
             raise os_error(errno.EADDRINUSE)
         listener = TcpListener(self.listeners, ip, port, backlog)
         listener.set_options(**options)  # TypeError for an unknown name, before it listens
+        listener.syncookies = mode
         self.listeners[(ip, port)] = listener
         return listener
 
@@ -210,7 +183,7 @@ class TcpLayer(ProtocolHandler):
             if sport:
                 # A port asked for is bound first, as by bind(): a listener
                 # on it (at that address or the wildcard) refuses it.
-                if self._listening(lip, sport):
+                if self.ports.listening(lip, sport):
                     raise os_error(errno.EADDRINUSE)
                 local_port = sport
         hop = self.ip.route(rip, lip)
@@ -218,7 +191,7 @@ class TcpLayer(ProtocolHandler):
         records = self.tw.records
         lport = local_port or self.ephemeral.pick(
             lambda p: (lip, p, rip, rport) in self.conns or (lip, p, rip, rport) in records
-            or p in self.bound or self._listening(ANY, p))
+            or p in self.ports.bound or self.ports.listening(ANY, p))
         if (lip, lport, rip, rport) in self.conns or (lip, lport, rip, rport) in records:
             raise os_error(errno.EADDRINUSE)
         now = self.host.now
@@ -237,54 +210,11 @@ class TcpLayer(ProtocolHandler):
     # -- bind (before listen or connect) ----------------------------------
 
     def bind(self, ip: bytes, port: int, *, reuse: bool = False) -> Binding:
-        """Reserve ``(ip, port)`` for a socket that will listen or connect
-        later (``bind()`` in the sockets API); port 0 picks an ephemeral
-        one.  ``reuse`` is SO_REUSEADDR.  Release it with ``unbind`` once the
-        socket listens, connects or closes."""
-        if ip != ANY and ip not in self.host.local_addrs:
-            raise os_error(errno.EADDRNOTAVAIL)
-        if port == 0:
-            port = self.ephemeral.pick(lambda p: self.port_in_use(ip, p, reuse),
-                                       errno.EADDRINUSE)
-        elif self.port_in_use(ip, port, reuse):
-            raise os_error(errno.EADDRINUSE)
-        b = Binding(ip, port, reuse)
-        self.bound.setdefault(port, []).append(b)
-        return b
+        """``PortTable.bind`` with the layer's ephemeral ports."""
+        return self.ports.bind(ip, port, self.ephemeral, reuse=reuse)
 
     def unbind(self, b: Binding) -> None:
-        lst = self.bound.get(b.port)
-        if lst is not None and b in lst:
-            lst.remove(b)
-            if not lst:
-                del self.bound[b.port]
-
-    def port_in_use(self, ip: bytes, port: int, reuse: bool = False) -> bool:
-        """Linux's bind rules, simplified: a listener on the port always
-        conflicts; bound sockets and connections conflict unless
-        SO_REUSEADDR lets both share it (TIME-WAIT included)."""
-        if self._listening(ip, port):
-            return True
-        for other in self.bound.get(port, ()):
-            if (other.ip == ip or other.ip == ANY or ip == ANY) and not (
-                    reuse and other.reuse):
-                return True
-        if not reuse:
-            for key in self.conns:
-                if key[1] == port and (key[0] == ip or ip == ANY):
-                    return True
-            for key in self.tw.records:
-                if key[1] == port and (key[0] == ip or ip == ANY):
-                    return True
-        return False
-
-    def _listening(self, ip: bytes, port: int) -> bool:
-        """Is a listener on ``port`` at ``ip``, or at an address that overlaps it
-        (either is the wildcard)?"""
-        listeners = self.listeners
-        if ip != ANY:
-            return (ip, port) in listeners or (ANY, port) in listeners
-        return any(lport == port for (_, lport) in listeners)
+        self.ports.unbind(b)
 
     def _challenge_allowed(self, now: float) -> bool:
         if self._challenge_acks.take(now):
@@ -408,7 +338,11 @@ class TcpLayer(ProtocolHandler):
                 c.drop("tcp_listen_rst")
                 return
             if flags & ACK:
-                # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad.
+                # RFC 9293 3.10.7.2 LISTEN, second check: any ACK is bad --
+                # unless it brings back one of our SYN cookies.
+                if not flags & SYN and self._cookie_ack(listener, iface, dst, dport, src, sport,
+                                                        seg, now):
+                    return
                 self._send_rst(dst, dport, src, sport, ack, 0, RST)
                 return
             if flags & SYN:
@@ -425,17 +359,7 @@ class TcpLayer(ProtocolHandler):
             return
         self._reset_for(dst, dport, src, sport, seg)
 
-    def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
-                      rip: bytes, rport: int, seg: Segment, now: float) -> None:
-        c = self.host.counters
-        # Drop early on overload (docs/architecture.md, principle 3): connections not
-        # yet accepted (handshaking or queued) are bounded by the backlog; a
-        # SYN beyond it is dropped and the peer retransmits it.  (SYN
-        # cookies, a later issue, will answer instead of dropping.)
-        if len(listener.accept_queue) + listener.syn_received >= listener.backlog:
-            c.TcpExtListenOverflows += 1
-            c.TcpExtListenDrops += 1
-            return
+    def _listener_config(self, listener: TcpListener, iface: Interface, rip: bytes) -> TcpConfig:
         cfg = self._config_for(iface, rip)
         options = listener.options
         if options:
@@ -444,6 +368,35 @@ class TcpLayer(ProtocolHandler):
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
             apply_options(cfg, options)
             cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
+        return cfg
+
+    def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
+                      rip: bytes, rport: int, seg: Segment, now: float) -> None:
+        c = self.host.counters
+        # Drop early on overload (docs/architecture.md, principle 3), as
+        # Linux's tcp_conn_request: with the accept queue full, a SYN is
+        # dropped whatever the mode (a connection would have nowhere to
+        # wait) and the peer retransmits it; connections not yet accepted
+        # (handshaking or queued) are bounded by the backlog, and a SYN
+        # beyond it is answered with a cookie (mode on) or dropped.
+        backlog = listener.backlog
+        queued = len(listener.accept_queue)
+        if queued >= backlog:
+            c.TcpExtListenOverflows += 1
+            c.TcpExtListenDrops += 1
+            return
+        mode = listener.syncookies if listener.syncookies >= 0 else self.syncookies
+        full = queued + listener.syn_received >= backlog
+        if mode == cookies.ALWAYS or (full and mode == cookies.ON):
+            if full:
+                c.TcpExtTCPReqQFullDoCookies += 1
+            self._cookie_synack(listener, iface, lip, lport, rip, rport, seg, now)
+            return
+        if full:
+            c.TcpExtTCPReqQFullDrop += 1
+            c.TcpExtListenDrops += 1
+            return
+        cfg = self._listener_config(listener, iface, rip)
         if lip == iface.ip:
             lip = iface.ip  # the interface's bytes, not a copy cut from each SYN (issue 12)
         conn = TcpConnection((lip, lport), (rip, rport),
@@ -455,6 +408,60 @@ class TcpLayer(ProtocolHandler):
         conn.accept_syn(seg, now)
         c.TcpPassiveOpens += 1
         self.service(sock)
+
+    # -- SYN cookies (tcp/cookies.py) -------------------------------------
+
+    def _cookie_synack(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
+                       rip: bytes, rport: int, syn: Segment, now: float) -> None:
+        """Answer ``syn`` with a cookie SYN-ACK and keep nothing."""
+        hop = self.host.routes.lookup(rip, lip)
+        if hop is None:
+            return
+        cfg = self._listener_config(listener, iface, rip)
+        out = cookies.synack(self.cookie_secret, lip, lport, rip, rport, syn, cfg, now)
+        listener.cookie_sent = now
+        self.host.counters.TcpExtSyncookiesSent += 1
+        self._emit(hop, lip, lport, rip, rport, out, ttl=cfg.ttl, tos=cfg.tos)
+
+    def _cookie_ack(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
+                    rip: bytes, rport: int, seg: Segment, now: float) -> bool:
+        """An ACK to ``listener`` with no connection: if it returns one of
+        our cookies, the connection it completes (True); False when it is
+        no cookie of ours (the caller resets it, RFC 9293 3.10.7.2).  Mode
+        on checks only within two minutes of the listener's last cookie
+        (Linux's tcp_synq_no_recent_overflow); off never."""
+        mode = listener.syncookies if listener.syncookies >= 0 else self.syncookies
+        if mode == cookies.OFF or (mode == cookies.ON and
+                                   now - listener.cookie_sent > sc.MAX_AGE * sc.PERIOD):
+            return False
+        c = self.host.counters
+        cfg = self._listener_config(listener, iface, rip)
+        syn = cookies.syn_for_ack(self.cookie_secret, lip, lport, rip, rport, seg, cfg, now)
+        if syn is None:
+            c.TcpExtSyncookiesFailed += 1
+            return False
+        if len(listener.accept_queue) >= listener.backlog:
+            # Linux drops it (tcp_abort_on_overflow=0): the client's next
+            # segment brings the cookie again.
+            c.TcpExtListenOverflows += 1
+            c.TcpExtListenDrops += 1
+            return True
+        c.TcpExtSyncookiesRecv += 1
+        if lip == iface.ip:
+            lip = iface.ip
+        conn = TcpConnection((lip, lport), (rip, rport), sq.add(seg.ack, -1), cfg, now,
+                             self._challenge_cb,
+                             ts_offset=sc.ts_offset(self.cookie_secret, rip, lip, rport, lport),
+                             counters=c)
+        sock = self._socket(conn, listener)
+        listener.half_open.add(sock)
+        cookies.open_from_cookie(conn, syn, now)
+        c.TcpPassiveOpens += 1
+        dropped = conn.receive(seg, now)
+        if dropped:
+            count_drop(c, dropped)
+        self.service(sock)
+        return True
 
     def _reset_for(self, lip: bytes, lport: int, rip: bytes, rport: int, seg: Segment) -> None:
         """RFC 9293 3.10.7.1, CLOSED: answer anything but a RST with a RST."""
@@ -644,17 +651,7 @@ class TcpLayer(ProtocolHandler):
     def _to_record(self, sock: TcpSocket, conn: TcpConnection) -> None:
         """``sock`` is in TIME-WAIT, closed by the application, its last ACK
         sent: keep a record of it instead (still counted in ``time_wait``)."""
-        shift = conn.rcv_wscale
-        window = conn.rcvq.window(conn.rcv_nxt, conn.rcv_adv, conn.mss) >> shift
-        if window > 0xFFFF:
-            window = 0xFFFF
-        cfg = conn.cfg
-        rec = TimeWaitRecord(
-            (*conn.local, *conn.remote), conn.snd_nxt, conn.rcv_nxt,
-            conn.rcv_adv, window, conn.last_ack_sent,
-            conn.max_sndwnd, conn.ts_ok, conn.ts_recent, conn.ts_recent_age, conn.ts_offset,
-            conn.sack_ok, cfg.ttl, cfg.tos, 2 * cfg.msl,
-            conn.timers.timewait if conn.timers.timewait is not None else self.host.now)
+        rec = record_of(conn, self.host.now)
         self._forget(sock)
         sock.detached = True
         self.time_wait += 1

@@ -329,6 +329,11 @@ class TcpListener:
         # over the layer's defaults (socket options set on a listening
         # socket: Linux clones the listener into each new connection).
         self.options: dict[str, object] = {}
+        # Its SYN cookie mode (tcp/cookies.py), -1 for the layer's; when it
+        # last answered with one (mode on checks returning ACKs for two
+        # minutes after).
+        self.syncookies = -1
+        self.cookie_sent = -1e9
 
     @property
     def syn_received(self) -> int:

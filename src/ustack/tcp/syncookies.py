@@ -16,7 +16,9 @@ minute counter (the stack's clock / 60) and ``mssind`` the index of the
 client's MSS, rounded down, in Linux's table (536, 1300, 1440, 1460).  A
 cookie is good for two minutes (``MAX_AGE``): the check strips the first
 hash and ``sseq``, reads the minute the cookie was made from the top 8 bits,
-and recomputes the second hash for that minute.
+and recomputes the second hash for that minute.  ``k1`` is rotated every
+``ROTATE`` minutes (``SynCookieSecret.key``); Linux keeps one for the
+kernel's life.
 
 The options a cookie cannot carry ride in our TSval when the client sent
 timestamps (``ts_encode``): the low 6 bits hold its window scale (15: none),
@@ -32,7 +34,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from ustack.tcp.siphash import siphash_4u32
+from ustack.tcp.siphash import siphash24, siphash_4u32_halves
 
 MSS_TABLE: Final = (536, 1300, 1440, 1460)  # Linux's msstab (1440, 1452: PPPoE)
 COOKIE_BITS: Final = 24  # the minute counter sits above them
@@ -48,13 +50,23 @@ TS_OPT_SACK: Final = 0x10
 TS_OPT_ECN: Final = 0x20
 
 
+ROTATE: Final = 64  # minutes per key generation of the time-dependent hash
+
+
 class SynCookieSecret:
-    """The two SipHash keys of the cookies (Linux's ``syncookie_secret[2]``).
+    """The keys of the cookies (Linux's ``syncookie_secret[2]``, and its
+    ``ts_secret`` for the timestamp offset).
 
-    32 random bytes; ``raw`` is what worker processes share so that any of
-    them can check a cookie another made (``from_raw``)."""
+    32 random bytes, ``raw``, are all of it: what worker processes share so
+    that any of them can check a cookie another made (``from raw``).  The
+    first 16 are the key of the time-independent hash; the keys of the
+    time-dependent hash and of the timestamp offset are derived from the
+    other 16.  The time-dependent key is rotated: each ``ROTATE`` minutes of
+    the counter have their own, derived from the generation's number, so
+    processes sharing ``raw`` rotate together without talking, and a cookie
+    names its generation by the minute it carries."""
 
-    __slots__ = ("k", "raw")
+    __slots__ = ("_keys", "_master", "k0", "raw", "ts_key")
 
     def __init__(self, raw: bytes | None = None) -> None:
         if raw is None:
@@ -62,8 +74,30 @@ class SynCookieSecret:
         if len(raw) != 32:
             raise ValueError("a SYN cookie secret is 32 bytes")
         self.raw = raw
-        self.k = ((int.from_bytes(raw[0:8], "little"), int.from_bytes(raw[8:16], "little")),
-                  (int.from_bytes(raw[16:24], "little"), int.from_bytes(raw[24:32], "little")))
+        self.k0 = _halves(int.from_bytes(raw[0:8], "little"), int.from_bytes(raw[8:16], "little"))
+        self._master = (int.from_bytes(raw[16:24], "little"), int.from_bytes(raw[24:32], "little"))
+        self.ts_key = self._derive(b"timestamp offset")
+        self._keys: dict[int, tuple[int, int, int, int]] = {}
+
+    def _derive(self, label: bytes) -> tuple[int, int, int, int]:
+        m0, m1 = self._master
+        return _halves(siphash24(m0, m1, label + b"\x00"), siphash24(m0, m1, label + b"\x01"))
+
+    def key(self, count: int) -> tuple[int, int, int, int]:
+        """The time-dependent hash's key for minute ``count``."""
+        gen = count // ROTATE
+        key = self._keys.get(gen)
+        if key is None:
+            # Derived once per generation; the last three are kept (a cookie
+            # made just before a rotation is checked for two minutes after).
+            key = self._keys[gen] = self._derive(b"generation %d" % gen)
+            if len(self._keys) > 3:
+                del self._keys[min(self._keys)]
+        return key
+
+
+def _halves(k0: int, k1: int) -> tuple[int, int, int, int]:
+    return k0 >> 32, k0 & _M32, k1 >> 32, k1 & _M32
 
 
 def counter(now: float) -> int:
@@ -71,15 +105,24 @@ def counter(now: float) -> int:
     return int(now // PERIOD) & _M32
 
 
-def _hash(key: tuple[int, int], saddr: bytes, daddr: bytes, sport: int, dport: int,
+def _hash(key: tuple[int, int, int, int], saddr: bytes, daddr: bytes, sport: int, dport: int,
           count: int) -> int:
     # As the kernel hands them to siphash_4u32 on a little-endian machine:
     # the addresses' bytes as they are on the wire, each port's two wire
     # bytes read as a little-endian u16, the client's port in the top half.
     sp = ((sport & 0xFF) << 8) | (sport >> 8)
     dp = ((dport & 0xFF) << 8) | (dport >> 8)
-    return siphash_4u32(key[0], key[1], int.from_bytes(saddr, "little"),
-                        int.from_bytes(daddr, "little"), (sp << 16) | dp, count)
+    return siphash_4u32_halves(key[0], key[1], key[2], key[3], int.from_bytes(saddr, "little"),
+                               int.from_bytes(daddr, "little"), (sp << 16) | dp, count)
+
+
+def ts_offset(secret: SynCookieSecret, saddr: bytes, daddr: bytes, sport: int,
+              dport: int) -> int:
+    """The offset of a cookie connection's timestamp clock (Linux's
+    ``secure_tcp_ts_off``): random-looking per 4-tuple (RFC 7323 7.1), and
+    the same when the ACK comes back, so the connection's TSvals continue
+    from the one the cookie SYN-ACK sent."""
+    return _hash(secret.ts_key, saddr, daddr, sport, dport, 0)
 
 
 def mss_index(mss: int) -> int:
@@ -95,8 +138,8 @@ def make_cookie(secret: SynCookieSecret, saddr: bytes, daddr: bytes, sport: int,
                 sseq: int, mssind: int, count: int) -> int:
     """The ISS of a cookie SYN-ACK to the SYN from ``saddr:sport`` (ISN
     ``sseq``) to ``daddr:dport`` (Linux's ``secure_tcp_syn_cookie``)."""
-    h0 = _hash(secret.k[0], saddr, daddr, sport, dport, 0)
-    h1 = _hash(secret.k[1], saddr, daddr, sport, dport, count)
+    h0 = _hash(secret.k0, saddr, daddr, sport, dport, 0)
+    h1 = _hash(secret.key(count), saddr, daddr, sport, dport, count)
     return (h0 + sseq + (count << COOKIE_BITS) + ((h1 + mssind) & COOKIE_MASK)) & _M32
 
 
@@ -106,11 +149,12 @@ def check_cookie(secret: SynCookieSecret, cookie: int, saddr: bytes, daddr: byte
     is older than ``MAX_AGE`` minutes (Linux's ``check_tcp_syn_cookie``:
     ``cookie`` is the ACK's acknowledgement number less one, ``sseq`` its
     sequence number less one)."""
-    c = (cookie - _hash(secret.k[0], saddr, daddr, sport, dport, 0) - sseq) & _M32
+    c = (cookie - _hash(secret.k0, saddr, daddr, sport, dport, 0) - sseq) & _M32
     diff = (count - (c >> COOKIE_BITS)) & (_M32 >> COOKIE_BITS)
     if diff >= MAX_AGE:
         return -1
-    h1 = _hash(secret.k[1], saddr, daddr, sport, dport, (count - diff) & _M32)
+    made = (count - diff) & _M32
+    h1 = _hash(secret.key(made), saddr, daddr, sport, dport, made)
     mssind = (c - h1) & COOKIE_MASK
     return mssind if mssind < len(MSS_TABLE) else -1
 

@@ -46,6 +46,7 @@ from collections import deque
 from typing import Final
 
 from ustack.tcp import seq as sq
+from ustack.tcp.connection import TcpConnection
 from ustack.tcp.segment import OutSegment
 from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, FIN, RST, SYN
@@ -258,3 +259,20 @@ def _deadline(rec: TimeWaitRecord) -> float:
 
 def _entry_deadline(entry: tuple[float, TimeWaitRecord]) -> float:
     return entry[0]
+
+
+def record_of(conn: TcpConnection, now: float) -> TimeWaitRecord:
+    """The record of ``conn``, in TIME-WAIT with its last ACK sent: what it
+    would answer with (the window it offered, its timestamps, its TTL and
+    TOS), and when its 2 MSL began (``now`` if its timer is not armed)."""
+    shift = conn.rcv_wscale
+    window = conn.rcvq.window(conn.rcv_nxt, conn.rcv_adv, conn.mss) >> shift
+    if window > 0xFFFF:
+        window = 0xFFFF
+    cfg = conn.cfg
+    started = conn.timers.timewait
+    return TimeWaitRecord(
+        (*conn.local, *conn.remote), conn.snd_nxt, conn.rcv_nxt,
+        conn.rcv_adv, window, conn.last_ack_sent,
+        conn.max_sndwnd, conn.ts_ok, conn.ts_recent, conn.ts_recent_age, conn.ts_offset,
+        conn.sack_ok, cfg.ttl, cfg.tos, 2 * cfg.msl, started if started is not None else now)

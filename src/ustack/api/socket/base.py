@@ -37,7 +37,7 @@ from ustack.tcp.socket import POLL_UNCONNECTED
 from ustack.tcp.states import State
 
 if TYPE_CHECKING:
-    from ustack.tcp.layer import Binding
+    from ustack.tcp.ports import Binding
     from ustack.tcp.socket import TcpListener, TcpSocket
     from ustack.timers import Timer
     from ustack.udp.socket import UdpSocket

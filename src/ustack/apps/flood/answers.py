@@ -39,7 +39,8 @@ from ustack.link.rings import FrameTap
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import Interface
 from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
-from ustack.tcp.layer import TcpLayer, count_header_error
+from ustack.tcp.drops import count_header_error
+from ustack.tcp.layer import TcpLayer
 from ustack.wire import ethernet as weth
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp

@@ -1,0 +1,127 @@
+"""The listener's side of SYN cookies (RFC 4987 3.6; Linux's ``tcp_conn_request``
+with ``want_cookie`` and ``cookie_v4_check``).
+
+When a listener answers with a cookie it keeps nothing: ``synack`` makes
+the SYN-ACK from the SYN alone, its ISS the cookie (``syncookies.py``), and
+when the client sent timestamps our TSval carries the options a cookie
+cannot (window scale, SACK-permitted).  When an ACK arrives for a listener
+with no connection behind it, ``syn_for_ack`` checks the cookie its
+acknowledgement number brings back and, if it is ours and fresh, rebuilds
+the SYN it answered (the client's ISN, MSS rounded down to Linux's table,
+its options from our echoed TSval); ``open_from_cookie`` then puts a new
+connection where the SYN-ACK would have left it, in SYN-RECEIVED, and the
+ACK itself completes the handshake as any other would (RFC 9293 3.10.7.4).
+
+What a cookie loses, as on Linux: without timestamps, window scaling and
+SACK (nothing carries them back); the MSS is rounded down to 536, 1300,
+1440 or 1460; the first RTT sample, from the echoed TSval, is high by up
+to 63 ms (its low bits hold the options).  Data the client sends with its
+ACK is kept as on any connection.
+
+Modes (Linux's net.ipv4.tcp_syncookies): ``OFF`` never, a SYN beyond the
+backlog is dropped; ``ON`` when the listener's SYN queue is full (the
+default); ``ALWAYS`` for every SYN.  Whatever the mode, a SYN is dropped
+while the accept queue is full: a connection completed now would have
+nowhere to wait.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ustack.tcp import seq as sq
+from ustack.tcp import syncookies as sc
+from ustack.tcp.config import TcpConfig
+from ustack.tcp.connection import TcpConnection
+from ustack.tcp.segment import OutSegment, Segment
+from ustack.wire import tcp as wtcp
+from ustack.wire.tcp import ACK, SYN
+
+OFF: Final = 0
+ON: Final = 1
+ALWAYS: Final = 2
+MODE_NAMES: Final = ("off", "on", "always")  # by value: Linux's tcp_syncookies 0, 1, 2
+
+# RFC 9293 3.7.1: a SYN without the MSS option means 536.
+_DEFAULT_MSS: Final = 536
+
+
+def parse_mode(value: object) -> int:
+    """A mode from its name (``off``, ``on``, ``always``) or Linux's number
+    (0, 1, 2); ValueError for anything else."""
+    if isinstance(value, str):
+        if value in MODE_NAMES:
+            return MODE_NAMES.index(value)
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
+        return value
+    raise ValueError(f"syncookies must be one of {', '.join(MODE_NAMES)} (or 0, 1, 2), "
+                     f"not {value!r}")
+
+
+def wscale_for(cfg: TcpConfig) -> int:
+    """Our window scale for a buffer of ``cfg`` (as ``Tcb.choose_wscale``:
+    the smallest shift that offers the whole buffer, RFC 7323 2.3), which
+    the cookie connection recomputes the same."""
+    need = -(-max(cfg.rcvbuf, cfg.rcvbuf_max) // 65535)
+    return min((need - 1).bit_length() if need > 1 else 0, 14)
+
+
+def synack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,
+           syn: Segment, cfg: TcpConfig, now: float) -> OutSegment:
+    """The SYN-ACK answering ``syn`` whose ISS is a cookie (Linux's
+    ``cookie_v4_init_sequence``, ``cookie_init_timestamp``)."""
+    o = syn.opts
+    iss = sc.make_cookie(secret, rip, lip, rport, lport, syn.seq,
+                         sc.mss_index(o.mss or _DEFAULT_MSS), sc.counter(now))
+    window = cfg.rcvbuf if cfg.rcvbuf < 0xFFFF else 0xFFFF  # a SYN's is never scaled
+    if cfg.timestamps and o.ts_val is not None:
+        peer_ws = o.wscale if o.wscale is not None and cfg.window_scaling else None
+        sack = cfg.sack and o.sack_permitted
+        ts_now = (int(now * 1000) + sc.ts_offset(secret, rip, lip, rport, lport)) & sq.MASK
+        tsval = sc.ts_encode(ts_now, None if peer_ws is None else min(peer_ws, 14), sack, False)
+        options = wtcp.build_options(
+            mss=cfg.mss, wscale=None if peer_ws is None else wscale_for(cfg),
+            sack_permitted=sack, ts=(tsval, o.ts_val))
+    else:
+        # Nothing would bring window scale or SACK back: offer neither.
+        options = wtcp.build_options(mss=cfg.mss)
+    return OutSegment(iss, sq.add(syn.seq, 1), SYN | ACK, window, options, b"")
+
+
+def syn_for_ack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,
+                seg: Segment, cfg: TcpConfig, now: float) -> Segment | None:
+    """The SYN a cookie SYN-ACK answered, rebuilt from the ACK ``seg`` that
+    returns the cookie; None when the cookie is not ours, too old, or the
+    options it carries are ones ``cfg`` does not allow."""
+    irs = sq.add(seg.seq, -1)
+    mssind = sc.check_cookie(secret, sq.add(seg.ack, -1), rip, lip, rport, lport, irs,
+                             sc.counter(now))
+    if mssind < 0:
+        return None
+    o = seg.opts
+    wscale: int | None = None
+    sack = False
+    ts_val: int | None = None
+    if o.ts_val is not None and o.ts_ecr:
+        # Our TSval, echoed: the options the SYN offered (Linux's
+        # cookie_timestamp_decode, which refuses what is off here too).
+        if not cfg.timestamps:
+            return None
+        wscale, sack, _ecn = sc.ts_decode(o.ts_ecr)
+        if (sack and not cfg.sack) or (wscale is not None and not cfg.window_scaling):
+            return None
+        ts_val = o.ts_val
+    return Segment(irs, 0, SYN, seg.window, b"", wtcp.TcpOptions(
+        mss=sc.MSS_TABLE[mssind], wscale=wscale, sack_permitted=sack, ts_val=ts_val))
+
+
+def open_from_cookie(conn: TcpConnection, syn: Segment, now: float) -> None:
+    """Put ``conn`` (made with the cookie as its ISS and the cookie's
+    timestamp offset) where answering ``syn`` would have: SYN-RECEIVED, our
+    SYN sent, the window it offered advertised; the ACK is then received
+    as usual."""
+    conn.accept_syn(syn, now)
+    conn.send_syn = False  # the cookie SYN-ACK was that
+    conn.timers.rtx = None
+    cfg = conn.cfg
+    conn.rcv_adv = sq.add(conn.rcv_nxt, cfg.rcvbuf if cfg.rcvbuf < 0xFFFF else 0xFFFF)
