@@ -36,6 +36,7 @@ COMPILED = [
     # The flood's per-packet parts; its driver and report run per batch.
     "src/ustack/apps/flood/syn.py",
     "src/ustack/apps/flood/answers.py",
+    "src/ustack/apps/cookie_tap.py",
     "src/ustack/link/rings.py",
 ]
 

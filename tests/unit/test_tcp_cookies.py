@@ -259,6 +259,24 @@ def test_any_stack_with_the_secret_finishes_the_handshake() -> None:
         assert s.state is State.ESTABLISHED and s.conn.iss == iss
 
 
+def test_the_listeners_options_and_the_layers_settings_reach_cookie_synacks() -> None:
+    """A listener's options (its receive buffer: the window and its scale)
+    are in its cookie SYN-ACKs, and a later change of the layer's defaults
+    too (the settings are copied once, not kept stale)."""
+    with peer() as p:
+        lst = p.stack.tcp_listen(("0.0.0.0", 80), 16, syncookies="always", rcvbuf=20000)
+        f, _ = cookie_syn(p)
+        assert f.synack is not None
+        assert f.synack.win == 20000 and f.synack.option("WScale") == 0
+        p.cfg.timestamps = False
+        g, _ = cookie_syn(p)
+        assert g.synack is not None and g.synack.tsval is None
+        lst.set_options(rcvbuf=400000)
+        p.cfg.timestamps = True
+        h, _ = cookie_syn(p)
+        assert h.synack is not None and h.synack.option("WScale") == 3
+
+
 def test_the_mode_is_checked() -> None:
     assert [cookies.parse_mode(m) for m in ("off", "on", "always", 0, 1, 2)] == [0, 1, 2] * 2
     for bad in ("yes", 3, -1, True, None):

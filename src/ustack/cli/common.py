@@ -124,10 +124,12 @@ def read_cookie_secret(path: str, prog: str) -> bytes:
     return raw
 
 
-def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[Stack], None]:
+def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[LinkedStack], None]:
     """What ``--syncookies`` and ``--syncookie-secret`` ask for, checked
     (the secret's file read) before the link is touched: a function that
-    sets it on the stack once it is up."""
+    sets it on the stack once it is up, and (cookies not off) has SYN
+    floods answered in the link's receive ring where it can
+    (apps/cookie_tap.py)."""
     from ustack.tcp import cookies
     from ustack.tcp.syncookies import SynCookieSecret
 
@@ -135,10 +137,15 @@ def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[Stack],
     secret = None if args.syncookie_secret is None else SynCookieSecret(
         read_cookie_secret(args.syncookie_secret, prog))
 
-    def apply(stack: Stack) -> None:
-        stack.tcp.syncookies = mode
+    def apply(up: LinkedStack) -> None:
+        from ustack.apps import cookie_tap
+
+        tcp = up.stack.tcp
+        tcp.syncookies = mode
         if secret is not None:
-            stack.tcp.cookie_secret = secret
+            tcp.cookie_secret = secret
+        if mode != cookies.OFF:
+            cookie_tap.attach(tcp, up.iface)
     return apply
 
 

@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         with linked_stack(options, prog) as up, stop_on_signals(up.stack):
             stack = up.stack
-            set_cookies(stack)
+            set_cookies(up)
             control = None
             try:
                 server = HttpServer(stack, args.root, args.port, limits=limits,

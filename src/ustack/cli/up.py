@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     tune_allocator()
     with linked_stack(options, "ustack up") as up, stop_on_signals(up.stack):
         stack = up.stack
-        set_cookies(stack)
+        set_cookies(up)
         control = None
         try:
             names = [services.install(stack, spec) for spec in args.service]

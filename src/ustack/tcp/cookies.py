@@ -31,9 +31,10 @@ from typing import Final
 
 from ustack.tcp import seq as sq
 from ustack.tcp import syncookies as sc
-from ustack.tcp.config import TcpConfig
+from ustack.tcp.config import TcpConfig, apply_options
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.segment import OutSegment, Segment
+from ustack.tcp.socket import TcpListener
 from ustack.wire import tcp as wtcp
 from ustack.wire.tcp import ACK, SYN
 
@@ -44,6 +45,9 @@ MODE_NAMES: Final = ("off", "on", "always")  # by value: Linux's tcp_syncookies 
 
 # RFC 9293 3.7.1: a SYN without the MSS option means 536.
 _DEFAULT_MSS: Final = 536
+_MSS_KIND: Final = bytes((wtcp.OPT_MSS, 4))
+_SACK_TS: Final = bytes((wtcp.OPT_SACK_PERMITTED, 2, wtcp.OPT_TIMESTAMPS, 10))
+_WS_HEAD: Final = bytes((wtcp.OPT_NOP, wtcp.OPT_WSCALE, 3))
 
 
 def parse_mode(value: object) -> int:
@@ -58,6 +62,25 @@ def parse_mode(value: object) -> int:
                      f"not {value!r}")
 
 
+def listener_settings(defaults: TcpConfig, listener: TcpListener) -> TcpConfig:
+    """The settings ``listener``'s cookie SYN-ACKs are made with, only
+    read: the layer's ``defaults``, or with the listener's options over
+    them, copied once and again only when either changes (the fields a
+    SYN-ACK reads are compared per SYN: a flood makes no copies)."""
+    options = listener.options
+    if not options:
+        return defaults
+    c = defaults
+    key = (c.mss, c.rcvbuf, c.rcvbuf_max, c.timestamps, c.sack, c.window_scaling, c.ttl, c.tos)
+    cfg = listener.cookie_cfg
+    if cfg is None or listener.cookie_key != key:
+        cfg = c.copy()
+        apply_options(cfg, options)
+        listener.cookie_cfg = cfg
+        listener.cookie_key = key
+    return cfg
+
+
 def wscale_for(cfg: TcpConfig) -> int:
     """Our window scale for a buffer of ``cfg`` (as ``Tcb.choose_wscale``:
     the smallest shift that offers the whole buffer, RFC 7323 2.3), which
@@ -67,24 +90,29 @@ def wscale_for(cfg: TcpConfig) -> int:
 
 
 def synack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,
-           syn: Segment, cfg: TcpConfig, now: float) -> OutSegment:
+           syn: Segment, cfg: TcpConfig, mss: int, now: float) -> OutSegment:
     """The SYN-ACK answering ``syn`` whose ISS is a cookie (Linux's
-    ``cookie_v4_init_sequence``, ``cookie_init_timestamp``)."""
+    ``cookie_v4_init_sequence``, ``cookie_init_timestamp``), offering
+    ``mss``; ``cfg`` (the listener's settings) is only read."""
     o = syn.opts
     iss = sc.make_cookie(secret, rip, lip, rport, lport, syn.seq,
                          sc.mss_index(o.mss or _DEFAULT_MSS), sc.counter(now))
     window = cfg.rcvbuf if cfg.rcvbuf < 0xFFFF else 0xFFFF  # a SYN's is never scaled
+    # Option bytes in Linux's SYN-ACK layout (wire.tcp.build_options), made
+    # here directly: this runs for every SYN of a flood.
+    head = _MSS_KIND + mss.to_bytes(2, "big")
     if cfg.timestamps and o.ts_val is not None:
         peer_ws = o.wscale if o.wscale is not None and cfg.window_scaling else None
         sack = cfg.sack and o.sack_permitted
         ts_now = (int(now * 1000) + sc.ts_offset(secret, rip, lip, rport, lport)) & sq.MASK
         tsval = sc.ts_encode(ts_now, None if peer_ws is None else min(peer_ws, 14), sack, False)
-        options = wtcp.build_options(
-            mss=cfg.mss, wscale=None if peer_ws is None else wscale_for(cfg),
-            sack_permitted=sack, ts=(tsval, o.ts_val))
+        options = (head + (_SACK_TS if sack else wtcp.TS_ALIGNED) + tsval.to_bytes(4, "big")
+                   + o.ts_val.to_bytes(4, "big"))
+        if peer_ws is not None:
+            options += _WS_HEAD + bytes((wscale_for(cfg),))
     else:
         # Nothing would bring window scale or SACK back: offer neither.
-        options = wtcp.build_options(mss=cfg.mss)
+        options = head
     return OutSegment(iss, sq.add(syn.seq, 1), SYN | ACK, window, options, b"")
 
 

@@ -413,12 +413,14 @@ class TcpLayer(ProtocolHandler):
 
     def _cookie_synack(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
                        rip: bytes, rport: int, syn: Segment, now: float) -> None:
-        """Answer ``syn`` with a cookie SYN-ACK and keep nothing."""
+        """Answer ``syn`` with a cookie SYN-ACK and keep nothing (no copy of
+        the settings either, unless the listener has options of its own)."""
         hop = self.host.routes.lookup(rip, lip)
         if hop is None:
             return
-        cfg = self._listener_config(listener, iface, rip)
-        out = cookies.synack(self.cookie_secret, lip, lport, rip, rport, syn, cfg, now)
+        cfg = cookies.listener_settings(self.config, listener)
+        mss = min(cfg.mss, self._path_mss(iface, rip))
+        out = cookies.synack(self.cookie_secret, lip, lport, rip, rport, syn, cfg, mss, now)
         listener.cookie_sent = now
         self.host.counters.TcpExtSyncookiesSent += 1
         self._emit(hop, lip, lport, rip, rport, out, ttl=cfg.ttl, tos=cfg.tos)

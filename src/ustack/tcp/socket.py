@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 from ustack.net.host import Host
 from ustack.net.sockaddr import Address
-from ustack.tcp.config import OPTION_NAMES
+from ustack.tcp.config import OPTION_NAMES, TcpConfig
 from ustack.tcp.connection import TcpConnection
 from ustack.tcp.presegment import Presegmented
 from ustack.tcp.segment import Event, TcpError
@@ -334,6 +334,11 @@ class TcpListener:
         # minutes after).
         self.syncookies = -1
         self.cookie_sent = -1e9
+        # The settings its cookie SYN-ACKs are made with when it has options
+        # (``cookies.listener_settings``), and the layer's fields they were
+        # made from.
+        self.cookie_cfg: TcpConfig | None = None
+        self.cookie_key: tuple[int, int, int, bool, bool, bool, int, int] | None = None
 
     @property
     def syn_received(self) -> int:
@@ -349,6 +354,7 @@ class TcpListener:
             if name not in OPTION_NAMES:
                 raise TypeError(f"unknown TCP option {name!r}")
         self.options.update(options)
+        self.cookie_cfg = None
 
     def getsockname(self) -> Address:
         return wip.addr_to_str(self.ip), self.port
