@@ -463,6 +463,7 @@ class PacketDevice(DeviceBase):
             "rx_csum_trusted": rx.csum_trusted,
             "rx_bad_vnet_hdr": rx.bad_vnet_hdr,
             "rx_tapped": rx.tapped,
+            "rx_ring_holes": rx.holes,
             "rx_kernel_drops": self.rx_kernel_drops,
             "rx_ring_freezes": self.rx_ring_freezes,
             "tx_frames": self.tx_frames + (tx.frames if tx else 0),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import mmap
 import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -61,7 +62,7 @@ def slot_offsets(base: int, block_size: int, block_nr: int, frame_size: int) -> 
 class RxStats:
     """Counters the receive walkers share with the device."""
 
-    __slots__ = ("bad_vnet_hdr", "copied", "csum_trusted", "tapped", "truncated")
+    __slots__ = ("bad_vnet_hdr", "copied", "csum_trusted", "holes", "tapped", "truncated")
 
     def __init__(self) -> None:
         self.truncated = 0  # frames that did not fit a slot and were lost
@@ -69,6 +70,7 @@ class RxStats:
         self.csum_trusted = 0  # frames the kernel vouches for (vnet.CsumOkFrame)
         self.bad_vnet_hdr = 0
         self.tapped = 0  # frames a FrameTap took in the ring (never copied out)
+        self.holes = 0  # slots the kernel skipped, gone past (RxRingV2._hole)
 
 
 class FrameTap:
@@ -179,6 +181,9 @@ class RxRingV2:
     # Frames a tap may take per ``recv`` beyond ``max_frames``: a call
     # stays bounded when the tap takes everything.
     TAP_BUDGET: Final = 1024
+    # How long a held slot with a written successor is waited for before it
+    # is taken for a hole (``_hole``): far longer than the kernel's write.
+    HOLE_WAIT: Final = 0.005
 
     def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int,
                  copy: Callable[[], bytes | None] | None = None) -> None:
@@ -190,9 +195,37 @@ class RxRingV2:
         self._hlen = vnet_hlen
         self.st = RxStats()
         self.tap: FrameTap | None = None
+        self._suspect = -1  # a slot that may be a hole the kernel left (``_hole``)
+        self._suspect_at = 0.0
 
     def pending(self) -> bool:
         return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
+
+    def _hole(self, head: int) -> bool:
+        """Is the slot at ``head``, still the kernel's, one it skipped?
+
+        The kernel fills slots in order; a slot it holds while the next one
+        is already written is either being written now (on another CPU, a
+        microsecond) or was left behind for good: seen under a SYN flood
+        that overran the ring (kernel 6.18, veth with offloads), after which
+        every later frame sat in slots the reader never reached and the
+        stack heard nothing more.  Skipped once it has stayed so for
+        ``HOLE_WAIT``; counted in ``holes``.  Should the kernel write it
+        after all, the reader takes it on its next lap."""
+        nxt = head + 1 if head + 1 < self._n else 0
+        if not _U32.unpack_from(self._mm, self._slots[nxt])[0] & TP_STATUS_USER:
+            self._suspect = -1
+            return False
+        t = time.monotonic()
+        if self._suspect != head:
+            self._suspect = head
+            self._suspect_at = t
+            return False
+        if t - self._suspect_at < self.HOLE_WAIT:
+            return False
+        self._suspect = -1
+        self.st.holes += 1
+        return True
 
     def recv(self, max_frames: int) -> list[bytes]:
         mm = self._mm
@@ -211,7 +244,12 @@ class RxRingV2:
             off = slots[head]
             status, length, snaplen, mac = unpack_pkt(mm, off)
             if not status & TP_STATUS_USER:
-                break
+                if not self._hole(head):
+                    break
+                head += 1  # the kernel left it unwritten: go on past it
+                if head == nslots:
+                    head = 0
+                continue
             start = off + mac
             if snaplen != length:
                 whole = self._copy() if status & TP_STATUS_COPY and self._copy else None
