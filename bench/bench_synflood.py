@@ -27,10 +27,20 @@ Parts:
         over connections attempted) and p99 connect and last-byte latency,
         against ustack serve with cookies always, on and off, and nginx.
 
+  stateless (c) ``ustack serve --stateless`` against ``ustack serve`` for a 1 KB
+        file, a connection per request (``ustack load --close`` from 200
+        addresses, on the flood's core): requests per second and the
+        server's CPU per request with 64 clients at a time; its resident
+        memory above what it held before, at its peak, with ``-c 10000``
+        on a fresh server (the generator holds fewer at once: the table
+        says how many; a stateful server also keeps TIME-WAIT records, up
+        to 32,768, for the connections it closed).
+
 Figures are min / median / max over ``--runs`` runs; ratios are of medians.
 
     python3 bench/bench_synflood.py [--quick] [--runs N] [--seconds S]
-        [--rate PPS] [--mix-rate PPS] [--part rate mix] [--build compiled|pure]
+        [--rate PPS] [--mix-rate PPS] [--part rate mix stateless]
+        [--build compiled|pure]
 
 Needs root and nginx (scripts/install-system-deps.sh).  Everything it
 creates is deleted on exit; raw numbers go to bench/results/synflood-*.json.
@@ -44,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,7 +67,7 @@ from bench_http import BenchError, nginx_conf
 
 from ustack_testbed import Testbed, Topology, UstackProcess, packet_topology
 
-PARTS = ("rate", "mix")
+PARTS = ("rate", "mix", "stateless")
 USTACK_IP = "198.18.1.5"
 FIRST_SOURCE = "198.18.1.10"
 SOURCES = 64
@@ -94,6 +105,10 @@ class Cell:
     success: list[float] = field(default_factory=list)
     connect_p99_ms: list[float] = field(default_factory=list)
     ttlb_p99_ms: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    cpu_us_per_req: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+    held: list[float] = field(default_factory=list)  # clients' connections open at most
     errors: list[str] = field(default_factory=list)
 
 
@@ -126,13 +141,15 @@ class Bench:
             time.sleep(0.05)
 
     def start_serve(self, mode: str) -> None:
+        """``ustack serve`` with cookies ``mode``, or ``stateless``."""
         if self.serve_mode == mode:
             return
         self.stop_serve()
+        extra = ["--stateless"] if mode == "stateless" else ["--syncookies", mode]
         self.serve = self.tb.start_ustack(
             self.topo.peer_ns,
             ["serve", str(self.root), "--link", f"packet:{self.topo.peer_if}", "--ip",
-             f"{USTACK_IP}/24", "--syncookies", mode],
+             f"{USTACK_IP}/24", *extra],
             timeout=20, env=harness.build_env(self.cfg.build))
         harness.pin(self.serve.popen.pid, self.cfg.resp_cpu)
         self.serve_mode = mode
@@ -169,6 +186,41 @@ class Bench:
         self.topo.peer_ns.ip("neigh", "flush", "dev", self.topo.peer_if, check=False)
         return doc
 
+    def load(self, conns: int) -> tuple[dict[str, Any], float, float]:
+        """``ustack load --close`` against ustack serve: its report, the
+        server's CPU seconds and the most resident memory it held above its
+        level before (bytes)."""
+        assert self.serve is not None
+        pid = self.serve.popen.pid
+        out = self.tmp / "load.json"
+        out.unlink(missing_ok=True)
+        argv = [*harness.taskset(self.cfg.gen_cpu), sys.executable, "-m", "ustack.cli", "load",
+                f"http://{USTACK_IP}/1k.bin", "--link", f"packet:{self.topo.stack_if}",
+                "--ip", f"{FIRST_SOURCE}/24", "--sources", "200", "-c", str(conns), "--close",
+                "-d", str(self.cfg.seconds), "--timeout", "5", "--json", str(out)]
+        base = _rss(pid)
+        peak = [base]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                peak[0] = max(peak[0], _rss(pid))
+
+        t = threading.Thread(target=sample, daemon=True)
+        cpu0 = harness.cpu_seconds(pid)
+        t.start()
+        try:
+            proc = self.topo.stack_ns.run(argv, check=False, timeout=self.cfg.seconds + 60,
+                                          env=harness.build_env(self.cfg.build))
+        finally:
+            stop.set()
+            t.join()
+        cpu = harness.cpu_seconds(pid) - cpu0
+        if proc.returncode not in (0, 1) or not out.exists():
+            raise BenchError(f"ustack load exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        doc: dict[str, Any] = json.loads(out.read_text())
+        return doc, cpu, float(peak[0] - base)
+
     def close(self) -> None:
         self.stop_serve()
         for p in (self.listener, self.nginx):
@@ -177,6 +229,15 @@ class Bench:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _rss(pid: int) -> int:
+    """Resident bytes of ``pid`` now (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _rate_cell(cell: Cell, doc: dict[str, Any]) -> None:
@@ -245,6 +306,28 @@ def measure(cfg: Config) -> dict[str, Any]:
                             _mix_cell(cell, doc)
                         except BenchError as e:
                             cell.errors.append(str(e))
+            if "stateless" in cfg.parts:
+                for r in range(cfg.runs):
+                    for mode in (("stateless", "on") if r % 2 == 0 else ("on", "stateless")):
+                        name = "stateless" if mode == "stateless" else "stateful"
+                        cell = cells.setdefault(("stateless", name), Cell())
+                        try:
+                            bench.start_serve(mode)
+                            doc, cpu, _ = bench.load(64)
+                            done = doc["requests"]["succeeded"]
+                            if not done:
+                                raise BenchError("no request succeeded")
+                            cell.rps.append(done / doc["elapsed"])
+                            cell.cpu_us_per_req.append(cpu / done * 1e6)
+                            # A fresh server for the memory: what the first run
+                            # freed it would reuse, and not show as grown.
+                            bench.stop_serve()
+                            bench.start_serve(mode)
+                            doc, _, grew = bench.load(10_000)
+                            cell.rss_mb.append(grew / 1e6)
+                            cell.held.append(float(doc["connections"]["held_max"]))
+                        except BenchError as e:
+                            cell.errors.append(str(e))
         finally:
             bench.close()
     return {"build": build, "cells": cells}
@@ -285,6 +368,22 @@ def show(cfg: Config, result: dict[str, Any]) -> None:
         harness.print_table(f"(b) legitimate clients during a flood of {int(rate):,} SYNs/s",
                             ["target", "SYNs/s sent", "success %", "connect p99 ms",
                              "last byte p99 ms"], rows, label_columns=1)
+    st = cells.get(("stateless", "stateless"))
+    sf = cells.get(("stateless", "stateful"))
+    if st is not None and sf is not None:
+        rows = [[name, _mmm(c.rps, ",.0f"), _mmm(c.cpu_us_per_req, ".1f"), _mmm(c.rss_mb, ".1f"),
+                 _mmm(c.held, ",.0f")] for name, c in (("stateful", sf), ("stateless", st))]
+        harness.print_table("(c) ustack serve, 1 KB, a connection per request",
+                            ["server", "req/s (64 clients)", "cpu us/request",
+                             "memory MB grown (-c 10,000)", "connections held at most"], rows,
+                            label_columns=1)
+        if st.cpu_us_per_req and sf.cpu_us_per_req and st.rss_mb and sf.rss_mb:
+            cpu = 1 - statistics.median(st.cpu_us_per_req) / statistics.median(sf.cpu_us_per_req)
+            mem_sf = statistics.median(sf.rss_mb)
+            mem = 1 - statistics.median(st.rss_mb) / mem_sf if mem_sf > 0 else 0.0
+            print(f"goal: stateless uses >= 90 % less memory and >= 20 % less CPU per request: "
+                  f"{'met' if mem >= 0.9 and cpu >= 0.2 else 'NOT met'} "
+                  f"(memory {100 * mem:.0f} % less, CPU {100 * cpu:.0f} % less)")
     print(f"  min / median / max over {cfg.runs} runs x {cfg.seconds:g} s; "
           f"{MIX_CONNS} clients at a time from {MIX_SOURCES} addresses, a connection per "
           "request; success: requests answered over connections attempted")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,35 @@ def test_a_secret_file_is_created_once_and_shared(tmp_path: Path) -> None:
     first = read_cookie_secret(path, "test")
     assert len(first) == 32 and os.stat(path).st_mode & 0o777 == 0o600
     assert read_cookie_secret(path, "test") == first
+
+
+def test_stateless_serve_to_curl_and_wrk_and_a_fallback(tmp_path: Path,
+                                                        testbed: Testbed) -> None:
+    """``ustack serve --stateless``: curl and wrk (a connection per request)
+    get every small response with no connection made at the server; a file
+    beyond the initial window comes over an ordinary connection."""
+    root = tmp_path / "www"
+    root.mkdir()
+    small = bytes(range(256)) * 4
+    large = os.urandom(200_000)
+    (root / "small.bin").write_bytes(small)
+    (root / "large.bin").write_bytes(large)
+    topo = topology(testbed, "packet-offload")
+    proc = testbed.start_ustack(topo.stack_ns, ["serve", str(root), *topo.ustack_args(
+        "--stateless")[1:]], timeout=20)
+    url = f"http://{topo.stack_ip}"
+    for path, body in (("/small.bin", small), ("/large.bin", large), ("/small.bin", small)):
+        out = subprocess.run([*topo.peer_ns.exec_prefix(), "curl", "-sS", "--max-time", "20",
+                              "-o", "-", url + path], capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == body
+    wrk = topo.peer_ns.run(["wrk", "-t", "1", "-c", "4", "-d", "2", "-H", "Connection: close",
+                            url + "/small.bin"], check=False, timeout=60)
+    assert wrk.returncode == 0, wrk.stderr
+    assert "Socket errors" not in wrk.stdout and "Non-2xx" not in wrk.stdout, wrk.stdout
+    m = re.search(r"(\d+) requests in", wrk.stdout)
+    assert m is not None and int(m.group(1)) > 100, wrk.stdout
+    counters = proc.stop()
+    assert counters["HttpStatelessFallbacks"] == 1  # the large file
+    assert counters["HttpStatelessResponses"] >= int(m.group(1)) + 2
+    assert counters["HttpConnsAccepted"] == 1  # the fallback's, and no other

@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="close a keep-alive connection idle for SECS (default 15)")
     p.add_argument("--no-specialise", action="store_true",
                    help="serve every response through the general send path")
+    p.add_argument("--stateless", action="store_true",
+                   help="answer a request whose response fits the initial window with no "
+                        "connection at all (SYN cookies always; others get a connection)")
+    p.add_argument("--stateless-rst", action="store_true",
+                   help="with --stateless: a RST after the FIN, so a client that lost the "
+                        "last segments stops waiting (it cannot ask for lost data either)")
     p.add_argument("--name", help="name of the control socket (default: the device name)")
 
 
@@ -70,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
     prog = "ustack serve"
     if not os.path.isdir(args.root):
         raise UsageError(f"{prog}: {args.root}: not a directory")
+    if args.stateless_rst and not args.stateless:
+        raise UsageError(f"{prog}: --stateless-rst needs --stateless")
     if not 0 < args.port < 65536:
         raise UsageError(f"{prog}: --port must be 1..65535, got {args.port}")
     try:
@@ -93,6 +101,10 @@ def main(args: argparse.Namespace) -> int:
             try:
                 server = HttpServer(stack, args.root, args.port, limits=limits,
                                     access_log=log, specialise=not args.no_specialise)
+                if args.stateless:
+                    from ustack.apps.http.stateless import StatelessFront
+
+                    StatelessFront(stack, server, rst=args.stateless_rst).install()
                 control = ControlServer(stack, args.name or options.device_name, server.stats)
                 ip = args.ip.split("/")[0]
                 port = "" if args.port == 80 else f":{args.port}"

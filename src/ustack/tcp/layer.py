@@ -479,11 +479,18 @@ class TcpLayer(ProtocolHandler):
 
     def _send_rst(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
                   flags: int) -> None:
+        if self.send_unattached(lip, lport, rip, rport, OutSegment(seq, ack, flags, 0, b"", b"")):
+            self.host.counters.TcpOutRsts += 1
+
+    def send_unattached(self, lip: bytes, lport: int, rip: bytes, rport: int, s: OutSegment,
+                        ttl: int = DEFAULT_TTL, tos: int = 0) -> bool:
+        """Send ``s`` for no connection of ours (a reset, a cookie SYN-ACK,
+        a stateless response); False when no route leads to ``rip``."""
         hop = self.host.routes.lookup(rip, lip)
         if hop is None:
-            return
-        self.host.counters.TcpOutRsts += 1
-        self._emit(hop, lip, lport, rip, rport, OutSegment(seq, ack, flags, 0, b"", b""))
+            return False
+        self._emit(hop, lip, lport, rip, rport, s, 0, ttl, tos)
+        return True
 
     def icmp_error(self, qh: wip.Ipv4Header, qdata: bytes, type_: int, code: int,
                    mtu: int) -> None:

@@ -88,7 +88,8 @@ HTTP_COUNTERS: Final = (
     "HttpConnsAccepted", "HttpConnsRefused", "HttpConnsClosedIdle", "HttpConnsSlow",
     "HttpRequests", "HttpResponses1xx", "HttpResponses2xx", "HttpResponses3xx",
     "HttpResponses4xx", "HttpResponses5xx", "HttpResponsesSpecialised", "HttpResponsesGeneral",
-    "HttpBytesOut",
+    "HttpBytesOut", "HttpStatelessResponses", "HttpStatelessFallbacks", "HttpStatelessAcks",
+    "HttpStatelessFins",
 )
 
 
@@ -98,7 +99,9 @@ class HttpCounters:
     __slots__ = ("HttpBytesOut", "HttpConnsAccepted", "HttpConnsClosedIdle",
                  "HttpConnsRefused", "HttpConnsSlow", "HttpRequests", "HttpResponses1xx",
                  "HttpResponses2xx", "HttpResponses3xx", "HttpResponses4xx",
-                 "HttpResponses5xx", "HttpResponsesGeneral", "HttpResponsesSpecialised")
+                 "HttpResponses5xx", "HttpResponsesGeneral", "HttpResponsesSpecialised",
+                 "HttpStatelessAcks", "HttpStatelessFallbacks", "HttpStatelessFins",
+                 "HttpStatelessResponses")
 
     def __init__(self) -> None:
         self.HttpConnsAccepted = 0
@@ -114,6 +117,14 @@ class HttpCounters:
         self.HttpResponsesSpecialised = 0  # from pre-built, pre-segmented buffers
         self.HttpResponsesGeneral = 0  # through TcpSocket.send
         self.HttpBytesOut = 0  # response bytes queued (heads and bodies)
+        # ``ustack serve --stateless`` (apps/http/stateless.py): responses sent
+        # with no connection; requests handed to a connection instead (too
+        # large a response, not one whole request in the segment); ACKs
+        # absorbed; client FINs answered.
+        self.HttpStatelessResponses = 0
+        self.HttpStatelessFallbacks = 0
+        self.HttpStatelessAcks = 0
+        self.HttpStatelessFins = 0
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in HTTP_COUNTERS}
@@ -337,6 +348,33 @@ class HttpServer:
         self._send_general(conn, head, b"" if head_only else plan.body)
         self._log(conn, req, plan.status, 0 if head_only else len(plan.body))
 
+    def respond_once(self, data: bytes, peer: str) -> bytes | None:
+        """The whole response, ending the connection, to ``data`` when it is
+        exactly one complete GET or HEAD for a static file (stateless HTTP:
+        apps/http/stateless.py); None for anything else, which a connection
+        then serves as usual (counted by the caller)."""
+        if self.files is None or self.handler is not None:
+            return None
+        parser = RequestParser(self.limits.request)
+        parser.feed(data)
+        try:
+            req = parser.next_request()
+        except HttpError:
+            return None
+        if req is None or parser.buffered or req.method not in ("GET", "HEAD"):
+            return None
+        c = self.counters
+        c.HttpRequests += 1
+        wall = time.time()
+        plan = self.files.respond(req, self.files.lookup(req.path, self.stack.now), wall)
+        c.count_status(plan.status)
+        head = build_head(plan.status, plan.headers, self.dates.get(wall), connection="close")
+        body = bytes(plan.body)  # (empty for HEAD: the plan says so)
+        c.HttpBytesOut += len(head) + len(body)
+        if self.access_log is not None:
+            self._write_log(peer, req, plan.status, len(body))
+        return head + body
+
     def _send_error(self, conn: _Conn, err: HttpError, req: Request | None) -> None:
         self.counters.count_status(err.status)
         date = self.dates.get(time.time())
@@ -454,11 +492,17 @@ class HttpServer:
                 conn.peer = conn.sock.getpeername()[0]
             except OSError:
                 conn.peer = "-"
+        self._write_log(conn.peer, req, status, nbytes)
+
+    def _write_log(self, peer: str, req: Request, status: int, nbytes: int) -> None:
+        log = self.access_log
+        if log is None:
+            return
         # The Common Log Format (as Apache's and nginx's "common").
         t = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
         target = req.target.replace('"', "%22")
         v = f"HTTP/{req.version[0]}.{req.version[1]}"
-        log.write(f'{conn.peer} - - [{t}] "{req.method} {target} {v}" {status} {nbytes}\n')
+        log.write(f'{peer} - - [{t}] "{req.method} {target} {v}" {status} {nbytes}\n')
 
 
 def _connection_header(req: Request | None, close: bool) -> str | None:
