@@ -36,10 +36,16 @@ Parts:
         says how many; a stateful server also keeps TIME-WAIT records, up
         to 32,768, for the connections it closed).
 
+  memory (2) ``ustack serve``'s resident memory before, during (its peak)
+        and after a flood of 2,000,000 SYNs from 200 addresses at random
+        and random ports, at ``--mix-rate`` (or half of ``--rate``), with
+        cookies always and on (the default: the SYN queue, bounded by the
+        backlog, fills and cookies answer the rest); once per mode.
+
 Figures are min / median / max over ``--runs`` runs; ratios are of medians.
 
     python3 bench/bench_synflood.py [--quick] [--runs N] [--seconds S]
-        [--rate PPS] [--mix-rate PPS] [--part rate mix stateless]
+        [--rate PPS] [--mix-rate PPS] [--part rate mix stateless memory]
         [--build compiled|pure]
 
 Needs root and nginx (scripts/install-system-deps.sh).  Everything it
@@ -67,7 +73,8 @@ from bench_http import BenchError, nginx_conf
 
 from ustack_testbed import Testbed, Topology, UstackProcess, packet_topology
 
-PARTS = ("rate", "mix", "stateless")
+PARTS = ("rate", "mix", "stateless", "memory")
+MEMORY_SYNS = 2_000_000
 USTACK_IP = "198.18.1.5"
 FIRST_SOURCE = "198.18.1.10"
 SOURCES = 64
@@ -185,6 +192,40 @@ class Bench:
         doc: dict[str, Any] = json.loads(out.read_text())
         self.topo.peer_ns.ip("neigh", "flush", "dev", self.topo.peer_if, check=False)
         return doc
+
+    def flood_memory(self, rate: int) -> tuple[dict[str, Any], list[int]]:
+        """``MEMORY_SYNS`` SYNs from random sources against ustack serve,
+        its resident bytes sampled every 50 ms from before to a second after."""
+        assert self.serve is not None
+        pid = self.serve.popen.pid
+        out = self.tmp / "flood.json"
+        out.unlink(missing_ok=True)
+        argv = [*harness.taskset(self.cfg.gen_cpu), sys.executable, "-m", "ustack.cli", "flood",
+                "--to", f"{USTACK_IP}:80", "--link", f"packet:{self.topo.stack_if}",
+                "--ip", f"{FIRST_SOURCE}/24", "--sources", "200", "--rand-source",
+                "--count", str(MEMORY_SYNS), "--duration", "120", "--rate", str(rate),
+                "--grace", "0.5", "--json", str(out)]
+        samples = [_rss(pid)]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                samples.append(_rss(pid))
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        try:
+            proc = self.topo.stack_ns.run(argv, check=False, timeout=180,
+                                          env=harness.build_env(self.cfg.build))
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            t.join()
+        samples.append(_rss(pid))
+        if proc.returncode != 0 or not out.exists():
+            raise BenchError(f"ustack flood exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        doc: dict[str, Any] = json.loads(out.read_text())
+        return doc, samples
 
     def load(self, conns: int) -> tuple[dict[str, Any], float, float]:
         """``ustack load --close`` against ustack serve: its report, the
@@ -328,6 +369,25 @@ def measure(cfg: Config) -> dict[str, Any]:
                             cell.held.append(float(doc["connections"]["held_max"]))
                         except BenchError as e:
                             cell.errors.append(str(e))
+            if "memory" in cfg.parts:
+                rate = cfg.mix_rate or cfg.rate // 2
+                for mode in ("always", "on"):
+                    cell = cells.setdefault(("memory", f"cookies {mode}"), Cell())
+                    try:
+                        bench.stop_serve()
+                        bench.start_serve(mode)
+                        doc, samples = bench.flood_memory(rate)
+                        cell.rss_mb = [samples[0] / 1e6, max(samples) / 1e6, samples[-1] / 1e6]
+                        t = doc["targets"][0]
+                        cell.offered.append(float(doc["sent"]))
+                        cell.synack_rate.append(float(t["synack"]))
+                        assert bench.serve is not None
+                        counters = bench.serve.stop()
+                        bench.serve = None
+                        bench.serve_mode = ""
+                        cell.held.append(float(counters.get("TcpPassiveOpens", 0)))
+                    except BenchError as e:
+                        cell.errors.append(str(e))
         finally:
             bench.close()
     return {"build": build, "cells": cells}
@@ -384,6 +444,17 @@ def show(cfg: Config, result: dict[str, Any]) -> None:
             print(f"goal: stateless uses >= 90 % less memory and >= 20 % less CPU per request: "
                   f"{'met' if mem >= 0.9 and cpu >= 0.2 else 'NOT met'} "
                   f"(memory {100 * mem:.0f} % less, CPU {100 * cpu:.0f} % less)")
+    rows = []
+    for (part, who), c in cells.items():
+        if part == "memory" and len(c.rss_mb) == 3:
+            before, peak, after = c.rss_mb
+            rows.append([who, f"{c.offered[0]:,.0f}", f"{c.synack_rate[0]:,.0f}",
+                         f"{before:.1f}", f"{peak:.1f}", f"{after:.1f}",
+                         f"{c.held[0]:,.0f}"])
+    if rows:
+        harness.print_table("(2) ustack serve's resident memory under a flood of 2,000,000 SYNs",
+                            ["serve", "SYNs sent", "SYN-ACKs", "before MB", "peak MB",
+                             "after MB", "connections made"], rows, label_columns=1)
     print(f"  min / median / max over {cfg.runs} runs x {cfg.seconds:g} s; "
           f"{MIX_CONNS} clients at a time from {MIX_SOURCES} addresses, a connection per "
           "request; success: requests answered over connections attempted")

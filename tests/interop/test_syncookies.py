@@ -11,6 +11,7 @@ windowed as scaled.  The CLI's mistakes are one line and exit 2.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -141,3 +142,41 @@ def test_stateless_serve_to_curl_and_wrk_and_a_fallback(tmp_path: Path,
     assert counters["HttpStatelessFallbacks"] == 1  # the large file
     assert counters["HttpStatelessResponses"] >= int(m.group(1)) + 2
     assert counters["HttpConnsAccepted"] == 1  # the fallback's, and no other
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_flood_leaves_no_state_and_memory_flat(tmp_path: Path, testbed: Testbed) -> None:
+    """200,000 SYNs from 200 addresses at random (random ports) against
+    ``ustack serve --syncookies always``: nearly every one answered by a
+    cookie, no connection made, resident memory within 4 MB of before; the
+    server still serves afterwards."""
+    (tmp_path / "small.bin").write_bytes(b"x" * 1024)
+    topo = topology(testbed, "packet-offload")
+    proc = testbed.start_ustack(topo.stack_ns, ["serve", str(tmp_path), *topo.ustack_args(
+        "--syncookies", "always")[1:]], timeout=20)
+    before = _rss(proc.popen.pid)
+    out = tmp_path / "flood.json"
+    flood = topo.peer_ns.run(
+        [sys.executable, "-m", "ustack.cli", "flood", "--to", f"{topo.stack_ip}:80", "--link",
+         f"packet:{topo.peer_if}", "--ip", "198.18.1.10/24", "--sources", "200",
+         "--rand-source", "--count", "200000", "--rate", "50000", "--duration", "30",
+         "--json", str(out)], check=False, timeout=90)
+    assert flood.returncode == 0, flood.stderr
+    grown = _rss(proc.popen.pid) - before
+    report = json.loads(out.read_text())
+    assert report["sent"] == 200_000
+    assert report["targets"][0]["synack"] >= 190_000
+    assert grown < 4 << 20, grown
+    got = subprocess.run([*topo.peer_ns.exec_prefix(), "curl", "-sS", "--max-time", "10",
+                          f"http://{topo.stack_ip}/small.bin"], capture_output=True, timeout=30)
+    assert got.stdout == b"x" * 1024
+    counters = proc.stop()
+    assert counters["TcpExtSyncookiesSent"] >= 190_000
+    assert counters["TcpPassiveOpens"] == 1  # curl's
