@@ -151,3 +151,28 @@ def test_garbage_never_crashes_it_nor_is_taken_unchecked(data: bytes, trusted: b
         assert took == bool(p.iface.txq)
         if took:
             assert data[0] == 0x45 and data[33] & 0x3F == 0x02
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=40), st.lists(st.sampled_from([
+    b"\x01", b"\x00", b"\x02\x04\x05\xb4", b"\x03\x03\x07", b"\x04\x02",
+    b"\x08\x0a\x00\x00\x30\x39\x00\x00\x00\x00", b"\x05\x0a" + bytes(8), b"\x05\x02",
+    b"\x02\x03\x05", b"\x1e\x04\x00\x00", b"\x08\x02"]), max_size=8).map(b"".join)))
+def test_the_taps_option_reader_agrees_with_the_wire_parser(raw: bytes) -> None:
+    """Valid or not, and what a SYN offers, as ``wire.tcp.parse_options``
+    reads the same bytes (the tap must not answer what the stack refuses)."""
+    from ustack.apps.cookie_tap import _syn_options
+    from ustack.wire import tcp as wtcp
+    from ustack.wire.errors import ParseError
+
+    pkt = bytes(40) + raw
+    mss, ws, sack, tsval = _syn_options(pkt, 40, len(pkt))
+    try:
+        o = wtcp.parse_options(raw)
+    except ParseError:
+        assert mss == -2
+        return
+    assert mss == (o.mss or 0)
+    assert ws == (-1 if o.wscale is None else o.wscale)
+    assert sack == o.sack_permitted
+    assert tsval == (-1 if o.ts_val is None else o.ts_val)

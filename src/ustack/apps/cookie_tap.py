@@ -37,12 +37,10 @@ from ustack.net.interface import HEADROOM, Interface
 from ustack.net.sockaddr import ANY
 from ustack.tcp import cookies
 from ustack.tcp.layer import TcpLayer
-from ustack.tcp.segment import Segment
 from ustack.wire import ethernet as weth
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
 from ustack.wire.checksum import sum_span
-from ustack.wire.errors import ParseError
 
 # Ethernet destination (4 + 2 bytes), EtherType, IPv4 version/IHL, total
 # length, flags/fragment offset, protocol, then the TCP ports, sequence
@@ -52,6 +50,53 @@ _SYN_MIN: Final = weth.HEADER_LEN + 40
 _FRAGMENT_BITS: Final = wip.FLAG_MF | wip.OFFSET_MASK
 _IP: Final = weth.HEADER_LEN  # where the IPv4 header starts in a frame
 _SYN_ONLY: Final = 0x3F  # FIN SYN RST PSH ACK URG: of these, SYN alone
+_SYN_ACK: Final = wtcp.SYN | wtcp.ACK
+_M32: Final = 0xFFFFFFFF
+
+
+def _syn_options(pkt: bytes, start: int, end: int) -> tuple[int, int, bool, int]:
+    """What a SYN's options offer, read in place: (MSS or 0, window scale
+    or -1, SACK-permitted, TSval or -1); MSS -2 when they are malformed as
+    ``wire.tcp.parse_options`` would refuse them (the stack then counts the
+    segment).  A later option of a kind overrides an earlier one, as there."""
+    mss = 0
+    ws = -1
+    sack = False
+    tsval = -1
+    i = start
+    while i < end:
+        kind = pkt[i]
+        if kind == wtcp.OPT_NOP:
+            i += 1
+            continue
+        if kind == wtcp.OPT_EOL:
+            break
+        if i + 1 >= end:
+            return -2, -1, False, -1
+        length = pkt[i + 1]
+        if length < 2 or i + length > end:
+            return -2, -1, False, -1
+        if kind == wtcp.OPT_MSS:
+            if length != 4:
+                return -2, -1, False, -1
+            mss = (pkt[i + 2] << 8) | pkt[i + 3]
+        elif kind == wtcp.OPT_WSCALE:
+            if length != 3:
+                return -2, -1, False, -1
+            ws = pkt[i + 2]
+        elif kind == wtcp.OPT_SACK_PERMITTED:
+            if length != 2:
+                return -2, -1, False, -1
+            sack = True
+        elif kind == wtcp.OPT_TIMESTAMPS:
+            if length != 10:
+                return -2, -1, False, -1
+            tsval = ((pkt[i + 2] << 24) | (pkt[i + 3] << 16) | (pkt[i + 4] << 8)
+                     | pkt[i + 5])
+        elif kind == wtcp.OPT_SACK and (length < 10 or (length - 2) % 8):
+            return -2, -1, False, -1
+        i += length
+    return mss, ws, sack, tsval
 
 
 class CookieTap(FrameTap):
@@ -124,21 +169,21 @@ class CookieTap(FrameTap):
         if sum_span(pkt, 0, 20) or (not trusted and (
                 hop.addr_sum + wip.PROTO_TCP + hl + sum_span(pkt, 20, total)) % 0xFFFF):
             return False
-        try:
-            opts = wtcp.parse_options(pkt[40:20 + hl]) if hl > 20 else wtcp.NO_OPTIONS
-        except ParseError:
-            return False
+        peer_mss, peer_ws, peer_sack, peer_tsval = _syn_options(pkt, 40, 20 + hl)
+        if peer_mss < 0:
+            return False  # malformed: the stack counts it
         cfg = cookies.listener_settings(layer.config, listener)
         mss = min(cfg.mss, layer.ip.pmtu.mtu(src, self.iface.mtu, now) - 40)
-        out = cookies.synack(layer.cookie_secret, dst, dport, src, sport,
-                             Segment(seq, 0, flags, 0, b"", opts), cfg, mss, now)
-        tlen = 20 + len(out.options)
+        iss, window, options = cookies.synack_fields(
+            layer.cookie_secret, dst, dport, src, sport, seq, peer_mss, peer_ws, peer_sack,
+            peer_tsval, cfg, mss, now)
+        tlen = 20 + len(options)
         frame = bytearray(HEADROOM + tlen)
         wip.pack_framed_header_into(frame, link_hdr, cfg.tos, 20 + tlen,
                                     layer.ip.next_ident(src), wip.FLAG_DF, cfg.ttl,
                                     wip.PROTO_TCP, dst, src, hop.addr_sum)
-        wtcp.pack_header_into(frame, HEADROOM, dst, src, dport, sport, out.seq, out.ack,
-                              out.flags, out.window, out.options, b"", addr_sum=hop.addr_sum)
+        wtcp.pack_header_into(frame, HEADROOM, dst, src, dport, sport, iss, (seq + 1) & _M32,
+                              _SYN_ACK, window, options, b"", addr_sum=hop.addr_sum)
         self.iface.txq.append(frame)
         listener.cookie_sent = now
         c = self.counters

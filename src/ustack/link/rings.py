@@ -183,7 +183,8 @@ class RxRingV2:
     TAP_BUDGET: Final = 1024
     # How long a held slot with a written successor is waited for before it
     # is taken for a hole (``_hole``): far longer than the kernel's write.
-    HOLE_WAIT: Final = 0.005
+    HOLE_WAIT: Final = 0.001
+    HOLE_LOOKAHEAD: Final = 16  # slots after a held one looked at for a written one
 
     def __init__(self, mm: mmap.mmap, slots: list[int], vnet_hlen: int,
                  copy: Callable[[], bytes | None] | None = None) -> None:
@@ -195,37 +196,44 @@ class RxRingV2:
         self._hlen = vnet_hlen
         self.st = RxStats()
         self.tap: FrameTap | None = None
-        self._suspect = -1  # a slot that may be a hole the kernel left (``_hole``)
-        self._suspect_at = 0.0
+        self.hole_wait = self.HOLE_WAIT  # (a test lengthens it)
 
     def pending(self) -> bool:
         return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
 
-    def _hole(self, head: int) -> bool:
-        """Is the slot at ``head``, still the kernel's, one it skipped?
+    def _hole(self, head: int) -> int:
+        """How many slots from ``head`` on the kernel skipped: 0 for none.
 
-        The kernel fills slots in order; a slot it holds while the next one
-        is already written is either being written now (on another CPU, a
-        microsecond) or was left behind for good: seen under a SYN flood
-        that overran the ring (kernel 6.18, veth with offloads), after which
-        every later frame sat in slots the reader never reached and the
-        stack heard nothing more.  Skipped once it has stayed so for
-        ``HOLE_WAIT``; counted in ``holes``.  Should the kernel write it
-        after all, the reader takes it on its next lap."""
-        nxt = head + 1 if head + 1 < self._n else 0
-        if not _U32.unpack_from(self._mm, self._slots[nxt])[0] & TP_STATUS_USER:
-            self._suspect = -1
-            return False
-        t = time.monotonic()
-        if self._suspect != head:
-            self._suspect = head
-            self._suspect_at = t
-            return False
-        if t - self._suspect_at < self.HOLE_WAIT:
-            return False
-        self._suspect = -1
-        self.st.holes += 1
-        return True
+        The kernel fills slots in order; slots it holds while a later one
+        (within ``HOLE_LOOKAHEAD``) is already written are either being
+        written now (on another CPU, a microsecond) or were left behind for
+        good: seen under SYN floods that overran the ring (kernel 6.18, veth
+        with offloads; one to three slots at a time), after which every
+        later frame sat in slots the reader never reached and the stack
+        heard nothing more.  The held slot is watched for ``hole_wait``
+        here, not across calls (the kernel's readiness, read at its own
+        head, may never wake the loop again), then gone past with the others
+        before the written one; counted in ``holes``.  Should the kernel
+        write one after all, the reader takes it on its next lap."""
+        mm = self._mm
+        slots = self._slots
+        n = self._n
+        ahead = 0
+        for i in range(1, self.HOLE_LOOKAHEAD + 1):
+            if _U32.unpack_from(mm, slots[(head + i) % n])[0] & TP_STATUS_USER:
+                ahead = i
+                break
+        if not ahead:
+            return 0
+        off = slots[head]
+        deadline = time.monotonic() + self.hole_wait
+        while time.monotonic() < deadline:
+            if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+                return 0  # it was being written: read it in order
+        if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+            return 0
+        self.st.holes += ahead
+        return ahead
 
     def recv(self, max_frames: int) -> list[bytes]:
         mm = self._mm
@@ -244,12 +252,13 @@ class RxRingV2:
             off = slots[head]
             status, length, snaplen, mac = unpack_pkt(mm, off)
             if not status & TP_STATUS_USER:
-                if not self._hole(head):
+                skipped = self._hole(head)
+                if skipped:
+                    head = (head + skipped) % nslots  # left unwritten: go on past them
+                    continue
+                if not _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
                     break
-                head += 1  # the kernel left it unwritten: go on past it
-                if head == nslots:
-                    head = 0
-                continue
+                continue  # written while it was watched: read it now
             start = off + mac
             if snaplen != length:
                 whole = self._copy() if status & TP_STATUS_COPY and self._copy else None

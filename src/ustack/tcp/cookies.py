@@ -66,19 +66,25 @@ def listener_settings(defaults: TcpConfig, listener: TcpListener) -> TcpConfig:
     """The settings ``listener``'s cookie SYN-ACKs are made with, only
     read: the layer's ``defaults``, or with the listener's options over
     them, copied once and again only when either changes (the fields a
-    SYN-ACK reads are compared per SYN: a flood makes no copies)."""
+    SYN-ACK reads are compared per SYN with those the copy was made from:
+    a flood makes no copies)."""
     options = listener.options
     if not options:
         return defaults
-    c = defaults
-    key = (c.mss, c.rcvbuf, c.rcvbuf_max, c.timestamps, c.sack, c.window_scaling, c.ttl, c.tos)
     cfg = listener.cookie_cfg
-    if cfg is None or listener.cookie_key != key:
-        cfg = c.copy()
+    base = listener.cookie_base
+    if cfg is None or base is None or not _same_synack_fields(base, defaults):
+        cfg = defaults.copy()
         apply_options(cfg, options)
         listener.cookie_cfg = cfg
-        listener.cookie_key = key
+        listener.cookie_base = defaults.copy()
     return cfg
+
+
+def _same_synack_fields(a: TcpConfig, b: TcpConfig) -> bool:
+    return (a.mss == b.mss and a.rcvbuf == b.rcvbuf and a.rcvbuf_max == b.rcvbuf_max
+            and a.timestamps == b.timestamps and a.sack == b.sack
+            and a.window_scaling == b.window_scaling and a.ttl == b.ttl and a.tos == b.tos)
 
 
 def wscale_for(cfg: TcpConfig) -> int:
@@ -95,25 +101,39 @@ def synack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport
     ``cookie_v4_init_sequence``, ``cookie_init_timestamp``), offering
     ``mss``; ``cfg`` (the listener's settings) is only read."""
     o = syn.opts
-    iss = sc.make_cookie(secret, rip, lip, rport, lport, syn.seq,
-                         sc.mss_index(o.mss or _DEFAULT_MSS), sc.counter(now))
+    iss, window, options = synack_fields(
+        secret, lip, lport, rip, rport, syn.seq, o.mss or 0,
+        -1 if o.wscale is None else o.wscale, o.sack_permitted,
+        -1 if o.ts_val is None else o.ts_val, cfg, mss, now)
+    return OutSegment(iss, sq.add(syn.seq, 1), SYN | ACK, window, options, b"")
+
+
+def synack_fields(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,
+                  sseq: int, peer_mss: int, peer_ws: int, peer_sack: bool, peer_tsval: int,
+                  cfg: TcpConfig, mss: int, now: float) -> tuple[int, int, bytes]:
+    """``synack``'s (ISS, window, option bytes) from the SYN's fields (0: no
+    MSS option; -1: no window scale, no timestamps), for a caller that
+    read them without a ``Segment`` (apps/cookie_tap.py)."""
+    w = sc.words(rip, lip, rport, lport)
+    iss = sc.make_cookie_w(secret, w, sseq, sc.mss_index(peer_mss or _DEFAULT_MSS),
+                           sc.counter(now))
     window = cfg.rcvbuf if cfg.rcvbuf < 0xFFFF else 0xFFFF  # a SYN's is never scaled
     # Option bytes in Linux's SYN-ACK layout (wire.tcp.build_options), made
     # here directly: this runs for every SYN of a flood.
     head = _MSS_KIND + mss.to_bytes(2, "big")
-    if cfg.timestamps and o.ts_val is not None:
-        peer_ws = o.wscale if o.wscale is not None and cfg.window_scaling else None
-        sack = cfg.sack and o.sack_permitted
-        ts_now = (int(now * 1000) + sc.ts_offset(secret, rip, lip, rport, lport)) & sq.MASK
-        tsval = sc.ts_encode(ts_now, None if peer_ws is None else min(peer_ws, 14), sack, False)
+    if cfg.timestamps and peer_tsval >= 0:
+        ws = peer_ws if peer_ws >= 0 and cfg.window_scaling else -1
+        sack = cfg.sack and peer_sack
+        ts_now = (int(now * 1000) + sc.ts_offset_w(secret, w)) & sq.MASK
+        tsval = sc.ts_encode(ts_now, None if ws < 0 else min(ws, 14), sack, False)
         options = (head + (_SACK_TS if sack else wtcp.TS_ALIGNED) + tsval.to_bytes(4, "big")
-                   + o.ts_val.to_bytes(4, "big"))
-        if peer_ws is not None:
+                   + peer_tsval.to_bytes(4, "big"))
+        if ws >= 0:
             options += _WS_HEAD + bytes((wscale_for(cfg),))
     else:
         # Nothing would bring window scale or SACK back: offer neither.
         options = head
-    return OutSegment(iss, sq.add(syn.seq, 1), SYN | ACK, window, options, b"")
+    return iss, window, options
 
 
 def syn_for_ack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,

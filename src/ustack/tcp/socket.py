@@ -335,10 +335,9 @@ class TcpListener:
         self.syncookies = -1
         self.cookie_sent = -1e9
         # The settings its cookie SYN-ACKs are made with when it has options
-        # (``cookies.listener_settings``), and the layer's fields they were
-        # made from.
+        # (``cookies.listener_settings``), and the layer's they were made from.
         self.cookie_cfg: TcpConfig | None = None
-        self.cookie_key: tuple[int, int, int, bool, bool, bool, int, int] | None = None
+        self.cookie_base: TcpConfig | None = None
 
     @property
     def syn_received(self) -> int:

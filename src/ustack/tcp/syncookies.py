@@ -105,15 +105,18 @@ def counter(now: float) -> int:
     return int(now // PERIOD) & _M32
 
 
-def _hash(key: tuple[int, int, int, int], saddr: bytes, daddr: bytes, sport: int, dport: int,
-          count: int) -> int:
-    # As the kernel hands them to siphash_4u32 on a little-endian machine:
-    # the addresses' bytes as they are on the wire, each port's two wire
-    # bytes read as a little-endian u16, the client's port in the top half.
+def words(saddr: bytes, daddr: bytes, sport: int, dport: int) -> tuple[int, int, int]:
+    """The 4-tuple as the kernel hands it to ``siphash_4u32`` on a
+    little-endian machine: the addresses' bytes as they are on the wire read
+    as little-endian u32s, and each port's two wire bytes read as a
+    little-endian u16, the client's port in the top half."""
     sp = ((sport & 0xFF) << 8) | (sport >> 8)
     dp = ((dport & 0xFF) << 8) | (dport >> 8)
-    return siphash_4u32_halves(key[0], key[1], key[2], key[3], int.from_bytes(saddr, "little"),
-                               int.from_bytes(daddr, "little"), (sp << 16) | dp, count)
+    return int.from_bytes(saddr, "little"), int.from_bytes(daddr, "little"), (sp << 16) | dp
+
+
+def _hash(key: tuple[int, int, int, int], w: tuple[int, int, int], count: int) -> int:
+    return siphash_4u32_halves(key[0], key[1], key[2], key[3], w[0], w[1], w[2], count)
 
 
 def ts_offset(secret: SynCookieSecret, saddr: bytes, daddr: bytes, sport: int,
@@ -122,7 +125,12 @@ def ts_offset(secret: SynCookieSecret, saddr: bytes, daddr: bytes, sport: int,
     ``secure_tcp_ts_off``): random-looking per 4-tuple (RFC 7323 7.1), and
     the same when the ACK comes back, so the connection's TSvals continue
     from the one the cookie SYN-ACK sent."""
-    return _hash(secret.ts_key, saddr, daddr, sport, dport, 0)
+    return ts_offset_w(secret, words(saddr, daddr, sport, dport))
+
+
+def ts_offset_w(secret: SynCookieSecret, w: tuple[int, int, int]) -> int:
+    """``ts_offset`` of the 4-tuple's ``words``."""
+    return _hash(secret.ts_key, w, 0)
 
 
 def mss_index(mss: int) -> int:
@@ -138,8 +146,14 @@ def make_cookie(secret: SynCookieSecret, saddr: bytes, daddr: bytes, sport: int,
                 sseq: int, mssind: int, count: int) -> int:
     """The ISS of a cookie SYN-ACK to the SYN from ``saddr:sport`` (ISN
     ``sseq``) to ``daddr:dport`` (Linux's ``secure_tcp_syn_cookie``)."""
-    h0 = _hash(secret.k0, saddr, daddr, sport, dport, 0)
-    h1 = _hash(secret.key(count), saddr, daddr, sport, dport, count)
+    return make_cookie_w(secret, words(saddr, daddr, sport, dport), sseq, mssind, count)
+
+
+def make_cookie_w(secret: SynCookieSecret, w: tuple[int, int, int], sseq: int, mssind: int,
+                  count: int) -> int:
+    """``make_cookie`` of the 4-tuple's ``words``."""
+    h0 = _hash(secret.k0, w, 0)
+    h1 = _hash(secret.key(count), w, count)
     return (h0 + sseq + (count << COOKIE_BITS) + ((h1 + mssind) & COOKIE_MASK)) & _M32
 
 
@@ -149,12 +163,13 @@ def check_cookie(secret: SynCookieSecret, cookie: int, saddr: bytes, daddr: byte
     is older than ``MAX_AGE`` minutes (Linux's ``check_tcp_syn_cookie``:
     ``cookie`` is the ACK's acknowledgement number less one, ``sseq`` its
     sequence number less one)."""
-    c = (cookie - _hash(secret.k0, saddr, daddr, sport, dport, 0) - sseq) & _M32
+    w = words(saddr, daddr, sport, dport)
+    c = (cookie - _hash(secret.k0, w, 0) - sseq) & _M32
     diff = (count - (c >> COOKIE_BITS)) & (_M32 >> COOKIE_BITS)
     if diff >= MAX_AGE:
         return -1
     made = (count - diff) & _M32
-    h1 = _hash(secret.key(made), saddr, daddr, sport, dport, made)
+    h1 = _hash(secret.key(made), w, made)
     mssind = (c - h1) & COOKIE_MASK
     return mssind if mssind < len(MSS_TABLE) else -1
 
