@@ -56,6 +56,28 @@ class ProtocolHandler:
         raise NotImplementedError
 
 
+class ProtocolFront(ProtocolHandler):
+    """A handler put in front of the one registered for ``proto`` while it
+    is installed (``ustack flood``'s answers, stateless HTTP): it takes
+    what is its own and hands the rest to ``previous``."""
+
+    def __init__(self, ip: Ipv4Layer, proto: int) -> None:
+        self.ip = ip
+        self.proto = proto
+        self.previous: ProtocolHandler | None = None
+
+    def install(self) -> None:
+        """Take ``proto`` from the IPv4 layer (until ``uninstall``)."""
+        if self.previous is None:
+            self.previous = self.ip.protocols.get(self.proto)
+            self.ip.protocols[self.proto] = self
+
+    def uninstall(self) -> None:
+        if self.previous is not None:
+            self.ip.protocols[self.proto] = self.previous
+            self.previous = None
+
+
 class CallbackProtocol(ProtocolHandler):
     """A protocol served by a plain function (a tool's or a test's), called
     with what ``ProtocolHandler.input`` gets."""

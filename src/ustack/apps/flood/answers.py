@@ -38,7 +38,7 @@ from ustack.counters import Counters
 from ustack.link.rings import FrameTap
 from ustack.net.host import RX_CSUM_OK, Host
 from ustack.net.interface import Interface
-from ustack.net.ipv4 import Ipv4Layer, ProtocolHandler
+from ustack.net.ipv4 import Ipv4Layer, ProtocolFront
 from ustack.tcp.drops import count_header_error
 from ustack.tcp.layer import TcpLayer
 from ustack.wire import ethernet as weth
@@ -51,7 +51,7 @@ _SYN_ACK: Final = wtcp.SYN | wtcp.ACK
 _FRAGMENT_BITS: Final = wip.FLAG_MF | wip.OFFSET_MASK
 
 
-class FloodAnswers(ProtocolHandler):
+class FloodAnswers(ProtocolFront):
     """The TCP handler during a flood: answers counted per target
     (``FloodTarget``), everything else handed to ``tcp``."""
 
@@ -60,9 +60,9 @@ class FloodAnswers(ProtocolHandler):
 
     def __init__(self, host: Host, ip: Ipv4Layer, tcp: TcpLayer, writer: SynWriter,
                  max_count: int) -> None:
+        super().__init__(ip, wip.PROTO_TCP)
         self.host = host
         self.counters: Counters = host.counters
-        self.ip = ip
         self.tcp = tcp
         self.writer = writer
         self.first = writer.first
@@ -73,18 +73,6 @@ class FloodAnswers(ProtocolHandler):
             self.by_addr.setdefault(t.ip, []).append(t)
         self.max_count = max_count
         self.answered = bytearray((max_count + 7) >> 3)
-        self.previous: ProtocolHandler | None = None
-
-    def install(self) -> None:
-        """Take TCP from the IPv4 layer (until ``uninstall``)."""
-        if self.previous is None:
-            self.previous = self.ip.protocols.get(wip.PROTO_TCP)
-            self.ip.protocols[wip.PROTO_TCP] = self
-
-    def uninstall(self) -> None:
-        if self.previous is not None:
-            self.ip.protocols[wip.PROTO_TCP] = self.previous
-            self.previous = None
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
               rx: int) -> None:

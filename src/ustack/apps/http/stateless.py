@@ -35,7 +35,7 @@ from typing import Final
 from ustack.apps.http.server import HttpServer
 from ustack.net.host import RX_CSUM_OK
 from ustack.net.interface import Interface
-from ustack.net.ipv4 import ProtocolHandler
+from ustack.net.ipv4 import ProtocolFront
 from ustack.net.sockaddr import ANY
 from ustack.stack import Stack
 from ustack.tcp import cookies
@@ -52,33 +52,21 @@ from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN
 INITIAL_WINDOW: Final = 10  # segments (RFC 6928)
 
 
-class StatelessFront(ProtocolHandler):
+class StatelessFront(ProtocolFront):
     """Sits before the TCP layer (``Ipv4Layer.protocols[6]``) and answers
     the server's port statelessly where it can (the module's rules)."""
 
     def __init__(self, stack: Stack, server: HttpServer, *, rst: bool = False) -> None:
+        super().__init__(stack.ipv4, wip.PROTO_TCP)
         self.stack = stack
         self.tcp = stack.tcp
-        self.ip = stack.ipv4
         self.server = server
         self.listener = server.listener
         self.port = server.listener.port
         self.rst = rst
         self.counters = server.counters
-        self.previous: ProtocolHandler | None = None
         # Every SYN gets a cookie: no SYN queue, nothing kept per client.
         self.listener.syncookies = cookies.ALWAYS
-
-    def install(self) -> None:
-        """Take TCP from the IPv4 layer (until ``uninstall``)."""
-        if self.previous is None:
-            self.previous = self.ip.protocols.get(wip.PROTO_TCP)
-            self.ip.protocols[wip.PROTO_TCP] = self
-
-    def uninstall(self) -> None:
-        if self.previous is not None:
-            self.ip.protocols[wip.PROTO_TCP] = self.previous
-            self.previous = None
 
     def input(self, iface: Interface, src: bytes, dst: bytes, payload: bytes, pkt: bytes,
               rx: int) -> None:
