@@ -139,9 +139,11 @@ def test_stateless_serve_to_curl_and_wrk_and_a_fallback(tmp_path: Path,
     m = re.search(r"(\d+) requests in", wrk.stdout)
     assert m is not None and int(m.group(1)) > 100, wrk.stdout
     counters = proc.stop()
-    assert counters["HttpStatelessFallbacks"] == 1  # the large file
+    # The large file, and wrk's connections still unused when its time was
+    # up (their FIN, with no request before it, goes to a connection).
+    assert counters["HttpStatelessFallbacks"] >= 1
     assert counters["HttpStatelessResponses"] >= int(m.group(1)) + 2
-    assert counters["HttpConnsAccepted"] == 1  # the fallback's, and no other
+    assert counters["HttpConnsAccepted"] == counters["HttpStatelessFallbacks"]
 
 
 def _rss(pid: int) -> int:

@@ -28,8 +28,9 @@ SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)), ("NOP", N
 def syn_frame(*, flags: str = "S", sport: int = 40000, dport: int = 80,
               opts: list[tuple[str, object]] | None = None, dst_mac: str = OUR_MAC,
               frag: int = 0, payload: bytes = b"", ip_opts: bool = False,
-              bad_tcp_sum: bool = False, bad_ip_sum: bool = False, dst: str = OUR_IP) -> bytes:
-    ip = IP(src=PEER_IP, dst=dst, flags="DF" if not frag else "MF", frag=frag)
+              bad_tcp_sum: bool = False, bad_ip_sum: bool = False, dst: str = OUR_IP,
+              src: str = PEER_IP) -> bytes:
+    ip = IP(src=src, dst=dst, flags="DF" if not frag else "MF", frag=frag)
     if ip_opts:
         ip.options = [b"\x01\x01\x01\x00"]
     tcp = TCP(sport=sport, dport=dport, seq=0x11223344, flags=flags, window=64240,
@@ -98,7 +99,8 @@ def test_the_tap_answers_as_the_stack_does(opts: list[tuple[str, object]]) -> No
     {"flags": "SA"}, {"flags": "SF"}, {"flags": "A"}, {"flags": "SR"}, {"flags": "SP"},
     {"dport": 81}, {"dst_mac": "02:00:00:00:09:09"}, {"frag": 8}, {"ip_opts": True},
     {"payload": b"early data"}, {"bad_tcp_sum": True}, {"bad_ip_sum": True},
-    {"dst": "198.18.0.77"}], ids=str)
+    {"dst": "198.18.0.77"}, {"src": "127.0.0.5"}, {"src": "224.0.0.9"},
+    {"src": "0.1.2.3"}, {"src": "198.18.0.255"}], ids=str)
 def test_anything_else_is_left_to_the_stack(change: dict[str, object]) -> None:
     with peer() as p:
         p.stack.tcp_listen(("0.0.0.0", 80), 16, syncookies="always")

@@ -140,9 +140,12 @@ def test_what_does_not_qualify_gets_a_connection(
     else:
         f.send("PA", get("/large.bin"))
     assert p.stack.tcp.conns, "a connection serves it"
-    assert server.counters.HttpStatelessFallbacks == 1
-    assert server.counters.HttpConnsAccepted == 1
-    assert server.counters.HttpStatelessResponses == 0
+    c = server.counters
+    assert c.HttpStatelessFallbacks == 1 and c.HttpConnsAccepted == 1
+    assert c.HttpStatelessResponses == 0
+    # Counted once, by the connection that serves it (not also when the
+    # stateless path looked at it).
+    assert c.HttpRequests <= 1
 
 
 def test_a_large_file_arrives_whole_over_the_fallback_connection(
@@ -161,6 +164,21 @@ def test_a_large_file_arrives_whole_over_the_fallback_connection(
                 break
         f.send("A")
     assert parse(got) == (200, LARGE)
+
+
+def test_a_fin_with_no_request_gets_a_connection(
+        site: tuple[Peer, HttpServer, StatelessFront]) -> None:
+    """A client that connects and closes without asking anything: its FIN
+    acknowledges only the cookie, so a connection takes it (acknowledging
+    the FIN statelessly would say nothing came before it), and closes."""
+    p, server, _ = site
+    f = handshake(p)
+    f.send("FA")
+    assert server.counters.HttpStatelessFins == 0
+    assert server.counters.HttpStatelessFallbacks == 1
+    segs = f.take()
+    assert segs and segs[0].ack == f.snd_nxt  # its FIN acknowledged, by the connection
+    assert any("F" in s.flags for s in segs)  # which the server closes in turn
 
 
 def test_a_forged_cookie_is_reset_and_counted(

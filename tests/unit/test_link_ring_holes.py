@@ -28,9 +28,11 @@ def ring(n: int) -> tuple[RxRingV2, mmap.mmap, list[int]]:
     return RxRingV2(mm, slots, 10), mm, slots
 
 
-def write(mm: mmap.mmap, off: int, frame: bytes) -> None:
-    """The kernel's write of one slot: the frame, then the status USER."""
+def write(mm: mmap.mmap, off: int, frame: bytes, sec: int = 0) -> None:
+    """The kernel's write of one slot: the frame, its receive time (tp_sec),
+    then the status USER."""
     mm[off + _MAC_OFF:off + _MAC_OFF + len(frame)] = frame
+    struct.pack_into("=II", mm, off + 16, sec, 0)
     struct.pack_into("=IIIH", mm, off, 1, len(frame), len(frame), _MAC_OFF)
 
 
@@ -91,6 +93,18 @@ def test_an_empty_ring_is_no_hole() -> None:
     for _ in range(3):
         assert rx.recv(64) == []
     assert rx.st.holes == 0
+
+
+def test_a_frame_older_than_the_last_one_read_is_no_evidence() -> None:
+    """A slot gone past a lap ago and written late holds an old frame: the
+    reader, waiting where the kernel writes next, must not jump to it."""
+    rx, mm, slots = ring(8)
+    write(mm, slots[0], frame(0), sec=5)
+    assert rx.recv(64) == [frame(0)]
+    write(mm, slots[3], frame(3), sec=4)  # the late one, from before
+    assert rx.recv(64) == [] and rx.st.holes == 0
+    write(mm, slots[1], frame(1), sec=6)
+    assert rx.recv(64) == [frame(1)]
 
 
 def test_a_hole_written_late_is_read_on_the_next_lap() -> None:

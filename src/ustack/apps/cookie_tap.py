@@ -33,6 +33,7 @@ import struct
 from typing import Final
 
 from ustack.link.rings import FrameTap
+from ustack.net import ipv4 as wip_net
 from ustack.net.interface import HEADROOM, Interface
 from ustack.net.sockaddr import ANY
 from ustack.tcp import cookies
@@ -138,6 +139,8 @@ class CookieTap(FrameTap):
             return False
         pkt = buf[start + _IP:start + _IP + total]
         src = pkt[12:16]
+        if wip_net.MARTIAN_FIRST[src[0]] or src == self.iface.broadcast:
+            return False  # the IPv4 layer drops it (RFC 1812 5.3.7)
         dst = pkt[16:20]
         layer = self.layer
         listener = layer.listeners.get((dst, dport))
@@ -191,8 +194,7 @@ class CookieTap(FrameTap):
         c.IpInReceives += 1
         c.IpInDelivers += 1
         c.TcpInSegs += 1
-        if mode != cookies.ALWAYS:
-            c.TcpExtTCPReqQFullDoCookies += 1
+        c.TcpExtTCPReqQFullDoCookies += 1  # (every cookie, as Linux's tcp_syn_flood_action)
         c.TcpExtSyncookiesSent += 1
         c.TcpOutSegs += 1
         c.IpOutRequests += 1

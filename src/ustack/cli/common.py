@@ -101,18 +101,23 @@ def add_syncookie_options(p: argparse.ArgumentParser) -> None:
 
 
 def read_cookie_secret(path: str, prog: str) -> bytes:
-    """The secret in ``path``; a new random one written there (mode 0600)
-    when there is none yet (two processes starting together: the second
-    reads the first's)."""
+    """The secret in ``path``; a new random one put there (mode 0600) when
+    there is none yet.  Written to a file of its own and linked into place,
+    so that the path never names a partial secret: of two processes
+    starting together, one links its own and the other reads it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise UsageError(f"{prog}: --syncookie-secret {os_error_text(e)}") from None
-    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    except OSError as e:
+        raise UsageError(f"{prog}: --syncookie-secret {os_error_text(e)}") from None
     try:
         with open(path, "rb") as f:
             raw = f.read(33)

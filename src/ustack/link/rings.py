@@ -45,6 +45,9 @@ _BLK = struct.Struct("=III")
 _PKT3 = struct.Struct("=I8xIIIH")
 # struct tpacket2_hdr: tp_status, tp_len, tp_snaplen, tp_mac.
 _PKT2 = struct.Struct("=IIIH")
+# tpacket2_hdr's tp_sec, tp_nsec: when the kernel received the frame.
+_TS2 = struct.Struct("=II")
+_TS2_OFF = 16
 
 # Two u32 words of a transmit slot's header (tp_status and tp_len, in the
 # version's order), the 24 bytes up to the data, then the vnet header.
@@ -218,10 +221,17 @@ class RxRingV2:
         mm = self._mm
         slots = self._slots
         n = self._n
+        # Evidence is a frame received after the one read last (the slot
+        # before ``head``: its receive time stays where the kernel wrote it):
+        # a frame written late into a slot gone past a lap ago is older, and
+        # says nothing about where the kernel is now.
+        last = _TS2.unpack_from(mm, slots[head - 1] + _TS2_OFF)
         ahead = 0
         for i in range(1, self.HOLE_LOOKAHEAD + 1):
-            if _U32.unpack_from(mm, slots[(head + i) % n])[0] & TP_STATUS_USER:
-                ahead = i
+            off = slots[(head + i) % n]
+            if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+                if _TS2.unpack_from(mm, off + _TS2_OFF) >= last:
+                    ahead = i
                 break
         if not ahead:
             return 0

@@ -388,8 +388,7 @@ class TcpLayer(ProtocolHandler):
         mode = listener.syncookies if listener.syncookies >= 0 else self.syncookies
         full = queued + listener.syn_received >= backlog
         if mode == cookies.ALWAYS or (full and mode == cookies.ON):
-            if full:
-                c.TcpExtTCPReqQFullDoCookies += 1
+            c.TcpExtTCPReqQFullDoCookies += 1  # (every cookie, as Linux's tcp_syn_flood_action)
             self._cookie_synack(listener, iface, lip, lport, rip, rport, seg, now)
             return
         if full:

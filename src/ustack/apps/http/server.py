@@ -348,11 +348,12 @@ class HttpServer:
         self._send_general(conn, head, b"" if head_only else plan.body)
         self._log(conn, req, plan.status, 0 if head_only else len(plan.body))
 
-    def respond_once(self, data: bytes, peer: str) -> bytes | None:
+    def respond_once(self, data: bytes, peer: str, limit: int) -> bytes | None:
         """The whole response, ending the connection, to ``data`` when it is
-        exactly one complete GET or HEAD for a static file (stateless HTTP:
-        apps/http/stateless.py); None for anything else, which a connection
-        then serves as usual (counted by the caller)."""
+        exactly one complete GET or HEAD for a static file and the response
+        is at most ``limit`` bytes (stateless HTTP: apps/http/stateless.py);
+        None for anything else, counted nowhere: a connection then serves
+        the request as usual."""
         if self.files is None or self.handler is not None:
             return None
         parser = RequestParser(self.limits.request)
@@ -363,12 +364,16 @@ class HttpServer:
             return None
         if req is None or parser.buffered or req.method not in ("GET", "HEAD"):
             return None
-        c = self.counters
-        c.HttpRequests += 1
         wall = time.time()
         plan = self.files.respond(req, self.files.lookup(req.path, self.stack.now), wall)
-        c.count_status(plan.status)
+        if len(plan.body) >= limit:
+            return None  # (before anything is copied or counted)
         head = build_head(plan.status, plan.headers, self.dates.get(wall), connection="close")
+        if len(head) + len(plan.body) > limit:
+            return None
+        c = self.counters
+        c.HttpRequests += 1
+        c.count_status(plan.status)
         body = bytes(plan.body)  # (empty for HEAD: the plan says so)
         c.HttpBytesOut += len(head) + len(body)
         if self.access_log is not None:

@@ -12,7 +12,17 @@ both the client's receive window and the initial window (RFC 6928: 10
 segments) it is sent at once, its last segment with FIN.  Nothing is
 stored: a retransmitted request is answered again the same way, the
 client's ACKs are absorbed, its FIN is acknowledged from the numbers it
-carries, and after that nothing remains of the exchange.
+carries (a FIN that acknowledges only the cookie, with no request before
+it, goes to a connection), and after that nothing remains of the exchange.
+A FIN that follows a request the client sent but we never received is
+acknowledged all the same (its numbers cannot be checked against a request
+nothing remembers): a client that half-closes right after its request and
+loses that segment is left without an answer.  HTTP clients read before
+they close, so it takes a lost segment and a rare client.
+A response segment the client loses is not sent again: nothing remembers
+it, and the client's duplicate ACKs are absorbed like the others; the
+client times out (or, with ``rst``, is told at once).  The design assumes
+the small responses of a lossless path; anything else wants a connection.
 
 Anything else goes to the TCP layer unchanged: segments of connections the
 layer holds, SYNs, resets, and every request that does not qualify (not
@@ -90,7 +100,17 @@ class StatelessFront(ProtocolFront):
         text = payload[hl:]
         now = self.stack.now
         c = self.counters
+        seg = Segment(seq, ack, flags, window, text, opts)
+        cfg = cookies.listener_settings(tcp.config, self.listener)
+        syn = cookies.syn_for_ack(tcp.cookie_secret, dst, dport, src, sport, seg, cfg, now)
         if not text:
+            if flags & FIN and syn is not None:
+                # A FIN that acknowledges only the cookie: its request has
+                # not come (lost, or still on its way); acknowledging the
+                # FIN would acknowledge that too.  A connection waits for it.
+                c.HttpStatelessFallbacks += 1
+                tcp.input(iface, src, dst, payload, pkt, rx)
+                return
             self.stack.counters.TcpInSegs += 1
             if flags & FIN:
                 self._ack_fin(dst, dport, src, sport, seq, ack, opts, now)
@@ -98,9 +118,6 @@ class StatelessFront(ProtocolFront):
             else:
                 c.HttpStatelessAcks += 1  # of the handshake, of our response
             return
-        seg = Segment(seq, ack, flags, window, text, opts)
-        cfg = cookies.listener_settings(tcp.config, self.listener)
-        syn = cookies.syn_for_ack(tcp.cookie_secret, dst, dport, src, sport, seg, cfg, now)
         if syn is None or not self._answer(iface, dst, dport, src, sport, seg, syn, now):
             # Not ours (the layer resets it and counts it), or not for
             # stateless service: a connection, as for any cookie's ACK.
@@ -123,12 +140,11 @@ class StatelessFront(ProtocolFront):
         if ts:
             mss -= TS_OPTION_LEN
         peer_ws = so.wscale if so.wscale is not None else 0
-        response = self.server.respond_once(seg.payload, wip.addr_to_str(rip))
+        limit = min(INITIAL_WINDOW * mss, seg.window << min(peer_ws, 14))
+        response = self.server.respond_once(seg.payload, wip.addr_to_str(rip), limit)
         if response is None:
             return False
         n = len(response)
-        if n > INITIAL_WINDOW * mss or n > seg.window << min(peer_ws, 14):
-            return False
         iss = sq.add(seg.ack, -1)
         rcv_nxt = sq.add(seg.seq, len(seg.payload) + (1 if seg.flags & FIN else 0))
         our_ws = cookies.wscale_for(cfg) if so.wscale is not None else 0
