@@ -117,7 +117,8 @@ def read_cookie_secret(path: str, prog: str) -> bytes:
         finally:
             os.unlink(tmp)
     except OSError as e:
-        raise UsageError(f"{prog}: --syncookie-secret {os_error_text(e)}") from None
+        why = e.strerror or type(e).__name__
+        raise UsageError(f"{prog}: --syncookie-secret {path}: {why}") from None
     try:
         with open(path, "rb") as f:
             raw = f.read(33)
