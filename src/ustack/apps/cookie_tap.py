@@ -150,11 +150,8 @@ class CookieTap(FrameTap):
                 return False
         if listener.closed:
             return False
-        mode = listener.syncookies if listener.syncookies >= 0 else layer.syncookies
-        queued = len(listener.accept_queue)
-        backlog = listener.backlog
-        if queued >= backlog or not (mode == cookies.ALWAYS or (
-                mode == cookies.ON and queued + listener.syn_received >= backlog)):
+        if (len(listener.accept_queue) >= listener.backlog
+                or not cookies.cookie_now(listener, layer.syncookies)):
             return False
         if (layer.conns and (dst, dport, src, sport) in layer.conns) or (
                 layer.tw.records and (dst, dport, src, sport) in layer.tw.records):
@@ -176,7 +173,7 @@ class CookieTap(FrameTap):
         if peer_mss < 0:
             return False  # malformed: the stack counts it
         cfg = cookies.listener_settings(layer.config, listener)
-        mss = min(cfg.mss, layer.ip.pmtu.mtu(src, self.iface.mtu, now) - 40)
+        mss = min(cfg.mss, layer.path_mss(self.iface, src))
         iss, window, options = cookies.synack_fields(
             layer.cookie_secret, dst, dport, src, sport, seq, peer_mss, peer_ws, peer_sack,
             peer_tsval, cfg, mss, now)

@@ -62,6 +62,21 @@ def parse_mode(value: object) -> int:
                      f"not {value!r}")
 
 
+def mode_of(listener: TcpListener, default: int) -> int:
+    """The listener's mode: its own, or the layer's ``default``."""
+    return listener.syncookies if listener.syncookies >= 0 else default
+
+
+def cookie_now(listener: TcpListener, default: int) -> bool:
+    """Does ``listener`` answer the next SYN with a cookie: mode always, or
+    mode on with its SYN queue full (half-open and queued connections at
+    the backlog)?  (Whether the accept queue has room is the caller's
+    first test: with it full the SYN is dropped in every mode.)"""
+    mode = mode_of(listener, default)
+    return mode == ALWAYS or (mode == ON and len(listener.accept_queue)
+                              + listener.syn_received >= listener.backlog)
+
+
 def listener_settings(defaults: TcpConfig, listener: TcpListener) -> TcpConfig:
     """The settings ``listener``'s cookie SYN-ACKs are made with, only
     read: the layer's ``defaults``, or with the listener's options over

@@ -116,7 +116,7 @@ class TcpLayer(ProtocolHandler):
     # Application entry points
     # ==================================================================
 
-    def _path_mss(self, iface: Interface, rip: bytes) -> int:
+    def path_mss(self, iface: Interface, rip: bytes) -> int:
         """The largest MSS towards ``rip``: the path MTU (the interface's,
         or less where fragmentation-needed taught us, RFC 1191) less the
         IPv4 and TCP headers."""
@@ -124,7 +124,7 @@ class TcpLayer(ProtocolHandler):
 
     def _config_for(self, iface: Interface, rip: bytes) -> TcpConfig:
         cfg = self.config.copy()  # connections change theirs
-        cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
+        cfg.mss = min(cfg.mss, self.path_mss(iface, rip))
         if iface.gso and not cfg.max_segment:
             # docs/architecture.md, principle 6: hand the device 64 KB super-frames and
             # let it cut them (the IPv4 total length field caps them).
@@ -367,7 +367,7 @@ class TcpLayer(ProtocolHandler):
             # before the SYN is answered: its window scale comes from rcvbuf
             # (RFC 7323 2.2).  The MSS stays within the interface's MTU.
             apply_options(cfg, options)
-            cfg.mss = min(cfg.mss, self._path_mss(iface, rip))
+            cfg.mss = min(cfg.mss, self.path_mss(iface, rip))
         return cfg
 
     def _passive_open(self, listener: TcpListener, iface: Interface, lip: bytes, lport: int,
@@ -385,13 +385,11 @@ class TcpLayer(ProtocolHandler):
             c.TcpExtListenOverflows += 1
             c.TcpExtListenDrops += 1
             return
-        mode = listener.syncookies if listener.syncookies >= 0 else self.syncookies
-        full = queued + listener.syn_received >= backlog
-        if mode == cookies.ALWAYS or (full and mode == cookies.ON):
+        if cookies.cookie_now(listener, self.syncookies):
             c.TcpExtTCPReqQFullDoCookies += 1  # (every cookie, as Linux's tcp_syn_flood_action)
             self._cookie_synack(listener, iface, lip, lport, rip, rport, seg, now)
             return
-        if full:
+        if queued + listener.syn_received >= backlog:
             c.TcpExtTCPReqQFullDrop += 1
             c.TcpExtListenDrops += 1
             return
@@ -418,7 +416,7 @@ class TcpLayer(ProtocolHandler):
         if hop is None:
             return
         cfg = cookies.listener_settings(self.config, listener)
-        mss = min(cfg.mss, self._path_mss(iface, rip))
+        mss = min(cfg.mss, self.path_mss(iface, rip))
         out = cookies.synack(self.cookie_secret, lip, lport, rip, rport, syn, cfg, mss, now)
         listener.cookie_sent = now
         self.host.counters.TcpExtSyncookiesSent += 1
@@ -431,7 +429,7 @@ class TcpLayer(ProtocolHandler):
         no cookie of ours (the caller resets it, RFC 9293 3.10.7.2).  Mode
         on checks only within two minutes of the listener's last cookie
         (Linux's tcp_synq_no_recent_overflow); off never."""
-        mode = listener.syncookies if listener.syncookies >= 0 else self.syncookies
+        mode = cookies.mode_of(listener, self.syncookies)
         if mode == cookies.OFF or (mode == cookies.ON and
                                    now - listener.cookie_sent > sc.MAX_AGE * sc.PERIOD):
             return False

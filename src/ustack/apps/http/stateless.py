@@ -51,6 +51,7 @@ from ustack.stack import Stack
 from ustack.tcp import cookies
 from ustack.tcp import seq as sq
 from ustack.tcp import syncookies as sc
+from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import OutSegment, Segment
 from ustack.tcp.tcb import TS_OPTION_LEN
 from ustack.wire import ipv4 as wip
@@ -113,12 +114,12 @@ class StatelessFront(ProtocolFront):
                 return
             self.stack.counters.TcpInSegs += 1
             if flags & FIN:
-                self._ack_fin(dst, dport, src, sport, seq, ack, opts, now)
+                self._ack_fin(dst, dport, src, sport, seq, ack, opts, cfg, now)
                 c.HttpStatelessFins += 1
             else:
                 c.HttpStatelessAcks += 1  # of the handshake, of our response
             return
-        if syn is None or not self._answer(iface, dst, dport, src, sport, seg, syn, now):
+        if syn is None or not self._answer(iface, dst, dport, src, sport, seg, syn, cfg, now):
             # Not ours (the layer resets it and counts it), or not for
             # stateless service: a connection, as for any cookie's ACK.
             if syn is not None:
@@ -129,14 +130,13 @@ class StatelessFront(ProtocolFront):
         c.HttpStatelessResponses += 1
 
     def _answer(self, iface: Interface, lip: bytes, lport: int, rip: bytes, rport: int,
-                seg: Segment, syn: Segment, now: float) -> bool:
+                seg: Segment, syn: Segment, cfg: TcpConfig, now: float) -> bool:
         """Send the whole response to the request in ``seg`` with FIN, if it
         is one and fits (the client's window, the initial window)."""
         tcp = self.tcp
-        cfg = cookies.listener_settings(tcp.config, self.listener)
         so = syn.opts
         ts = so.ts_val is not None
-        mss = min(so.mss or 536, cfg.mss, tcp.ip.pmtu.mtu(rip, iface.mtu, now) - 40)
+        mss = min(so.mss or 536, cfg.mss, tcp.path_mss(iface, rip))
         if ts:
             mss -= TS_OPTION_LEN
         peer_ws = so.wscale if so.wscale is not None else 0
@@ -170,12 +170,11 @@ class StatelessFront(ProtocolFront):
         return True
 
     def _ack_fin(self, lip: bytes, lport: int, rip: bytes, rport: int, seq: int, ack: int,
-                 opts: wtcp.TcpOptions, now: float) -> None:
+                 opts: wtcp.TcpOptions, cfg: TcpConfig, now: float) -> None:
         """The client's FIN after our response (RFC 9293 3.10.7.4: in
         LAST-ACK we acknowledge it), from its own numbers: nothing was kept
         to check them against, and an ACK is all it gets."""
         tcp = self.tcp
-        cfg = cookies.listener_settings(tcp.config, self.listener)
         options = b""
         shift = 0
         if opts.ts_val is not None:
