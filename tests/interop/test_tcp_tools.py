@@ -181,9 +181,15 @@ def test_kernel_transfer_capture_is_clean(
     assert len(cap.frames) > 200
     pcap = tmp_path / "kernel.pcap"
     write_pcap(pcap, cap.frames)
-    # Offloads are off on the testbed's veth: checksums are real.
-    assert expert_problems(pcap, CLIENT_IP) == []
-    assert expert_problems(pcap, SERVER_IP) == []
+    # Offloads are off on the testbed's veth: checksums are real.  The
+    # kernel's incremental checksum updates (RFC 1624) now and then write
+    # a zero sum as 0xffff, which tshark warns about and every receiver
+    # accepts (both one's-complement zeros verify); seen once in about a
+    # dozen runs of 200 segments.  It is the kernel, the reference here:
+    # not a problem of this test's tools.
+    for ip in (CLIENT_IP, SERVER_IP):
+        assert [p for p in expert_problems(pcap, ip)
+                if "0xffff instead of 0x0000" not in p] == []
 
 
 def _frame(src: str, **tcp: object) -> bytes:
