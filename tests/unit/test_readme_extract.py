@@ -140,3 +140,36 @@ def test_the_readme_shows_what_a_newcomer_needs() -> None:
     assert "stack=" in programs["aio_echo.py"]
     assert "usocket.attach(stack)" in programs["socket_client.py"]
     assert "--fault" in run and "ustack stats" in run
+
+
+def _options(command: str) -> list[str]:
+    """The long options of ``ustack COMMAND``, read from its parser."""
+    import argparse
+
+    from ustack.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[command]
+    return [o for a in parser._actions for o in a.option_strings
+            if o.startswith("--") and o != "--help"]
+
+
+@pytest.mark.parametrize("command", ["up", "stats"])
+def test_every_option_of_the_command_is_in_the_readme(command: str) -> None:
+    """A new option of ``ustack up`` or ``ustack stats`` fails this test
+    until README.md documents it."""
+    text = readme_snippets.README.read_text(encoding="utf-8")
+    options = _options(command)
+    assert "--name" in options
+    missing = [o for o in options if f"`{o}" not in text]
+    assert not missing, f"ustack {command}: README.md does not document {missing}"
+
+
+def test_every_fault_key_is_in_the_readme() -> None:
+    """Each key ``--fault`` accepts has its row in README.md's table."""
+    from ustack.link.fault import _KEYS
+
+    text = readme_snippets.README.read_text(encoding="utf-8")
+    assert {"loss", "dup", "limit", "dir"} <= set(_KEYS)
+    missing = [k for k in _KEYS if f"| `{k}` |" not in text and f"`{k}=`" not in text]
+    assert not missing, f"--fault keys missing from README.md's table: {missing}"
