@@ -45,6 +45,7 @@ import pytest
 import readme_snippets
 from readme_snippets import Block
 
+import ustack
 from ustack_testbed import Testbed
 
 pytestmark = pytest.mark.root
@@ -138,33 +139,31 @@ def tail(text: str, lines: int = 80) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-@pytest.mark.parametrize("block", readme_snippets.tests(BLOCKS),
-                         ids=lambda b: b.ident)
-def test_readme_snippet(block: Block, testbed: Testbed, tmp_path: Path,
-                        need_tool: Callable[[str], str]) -> None:
-    for tool in TOOLS:
-        need_tool(tool)
+def run_snippet(block: Block, testbed: Testbed, root: Path,
+                timeout: float = SNIPPET_TIMEOUT) -> tuple[list[str], str]:
+    """Run ``block`` as the module docstring says: what went wrong (empty:
+    nothing) and its traced output."""
     taken = [n for n in block.namespaces if netns_exists(n)]
     if taken:
-        pytest.fail(f"README.md:{block.line}: namespace(s) {', '.join(taken)} exist already "
-                    f"(left by a killed run? `ip netns del NAME`); not taking them over",
-                    pytrace=False)
-    work, env = make_workdir(tmp_path)
-    (tmp_path / "snippet.sh").write_text(script_of(block))
-    log_path = tmp_path / "snippet.log"
+        return [f"namespace(s) {', '.join(taken)} exist already (left by a killed run? "
+                "`ip netns del NAME`); not taking them over"], ""
+    work, env = make_workdir(root)
+    script = root / "snippet.sh"
+    script.write_text(script_of(block))
+    log_path = root / "snippet.log"
     ns = testbed.netns("readme")
     problems: list[str] = []
     with log_path.open("w") as log:
-        proc = ns.popen(["bash", "-e", "-u", "-o", "pipefail", str(tmp_path / "snippet.sh")],
+        proc = ns.popen(["bash", "-e", "-u", "-o", "pipefail", str(script)],
                         cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                         start_new_session=True)
-        pgid = proc.pid
+        pgid = proc.pid  # its own session: the group of everything it starts
         try:
-            rc = proc.wait(timeout=SNIPPET_TIMEOUT)
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_group(pgid)
             rc = proc.wait()
-            problems.append(f"still running after {SNIPPET_TIMEOUT:.0f} s; stopped")
+            problems.append(f"still running after {timeout:g} s; stopped")
         if not wait_until(lambda: not group_alive(pgid), EXIT_GRACE):
             stop_group(pgid)
             problems.append("left processes running after it ended (a background job "
@@ -175,10 +174,53 @@ def test_readme_snippet(block: Block, testbed: Testbed, tmp_path: Path,
             problems.append(f"left the namespace {name} behind (deleted now)")
     if rc != 0:
         problems.insert(0, f"exit status {rc}")
+    return problems, log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("block", readme_snippets.tests(BLOCKS),
+                         ids=lambda b: b.ident)
+def test_readme_snippet(block: Block, testbed: Testbed, tmp_path: Path,
+                        need_tool: Callable[[str], str]) -> None:
+    for tool in TOOLS:
+        need_tool(tool)
+    problems, log = run_snippet(block, testbed, tmp_path)
     if problems:
         pytest.fail(f"README.md:{block.line} ({block.heading}): " + "; ".join(problems)
-                    + "\n--- its output, traced:\n" + tail(log_path.read_text(errors="replace")),
-                    pytrace=False)
+                    + "\n--- its output, traced:\n" + tail(log), pytrace=False)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("true\nfalse\necho never\n", "exit status 1"),
+    ("false | cat\n", "exit status 1"),  # pipefail
+    ("echo $UNSET_VARIABLE_X\n", "exit status 1"),  # -u
+    ("ip netns add ustk-selftest\n", "left the namespace ustk-selftest behind"),
+    ("sleep 60 &\n", "left processes running"),
+    ("sleep 60\n", "still running after 2 s"),
+])
+def test_the_harness_fails_a_broken_snippet(body: str, expected: str, testbed: Testbed,
+                                            tmp_path: Path) -> None:
+    """Each way a snippet can go wrong fails it, and what it left is gone."""
+    block = Block(line=10, lang="sh", marks=("test",), body=body, heading="selftest")
+    problems, log = run_snippet(block, testbed, tmp_path, timeout=2.0)
+    assert any(expected in p for p in problems), (problems, log)
+    assert "never" not in log.splitlines()  # -e: nothing runs after a failure
+    assert not netns_exists("ustk-selftest")
+
+
+def test_the_harness_runs_a_snippet_as_documented(testbed: Testbed, tmp_path: Path) -> None:
+    """A good snippet passes; it runs in the working folder, finds ``ustack``
+    and the saved programs, and its trace names README lines."""
+    body = ("ip netns add ustk-selftest\n"
+            "test -x .venv/bin/ustack && . .venv/bin/activate\n"
+            "ustack --version\n"
+            "test -f aio_echo.py\n"
+            'test -n "$USTACK_RUN_DIR"\n'
+            "ip netns del ustk-selftest\n")
+    block = Block(line=10, lang="sh", marks=("test",), body=body, heading="selftest")
+    problems, log = run_snippet(block, testbed, tmp_path)
+    assert problems == [], log
+    assert "+ README.md:13: ustack --version" in log
+    assert f"ustack {ustack.__version__} (" in log
 
 
 def test_every_program_the_readme_saves_is_run() -> None:
