@@ -36,6 +36,7 @@ from ustack.cli.common import (
     Parser,
     UsageError,
     add_link_options,
+    control_server,
     link_options,
     linked_stack,
 )
@@ -152,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
                 "ustack: ustack run --link ... --ip CIDR [--gw IP] [--host-ip CIDR] -- "
                 "PROGRAM ARGS...")
     add_link_options(p)
+    p.add_argument("--name", help="name of the control socket, for ustack stats "
+                   "(default: the device name)")
     p.add_argument("--linger", type=float, default=2.0, metavar="SECONDS",
                    help="after the program ends, wait up to this long for closed "
                         "connections to finish sending (default 2)")
@@ -162,6 +165,7 @@ def main(argv: Sequence[str]) -> int:
     """``ustack run`` (``ustack.cli.main`` hands over everything after ``run``
     and prints the one line of a ``UsageError`` this raises)."""
     from ustack.api.socket import functions, patch
+    from ustack.cli.control import ControlError, check_name
     from ustack.wire import ethernet
 
     argv = list(argv)
@@ -176,8 +180,20 @@ def main(argv: Sequence[str]) -> int:
                          "-- python3 -m http.server 80 (see ustack run --help)")
     prog = parse_program(words)
     check_program(prog)
+    try:
+        if args.name is not None:
+            check_name(args.name)
+    except ControlError as e:
+        raise UsageError(f"{PROG}: {e}") from None
     options = link_options(args, PROG)
-    with linked_stack(options, PROG) as up:
+    with linked_stack(options, PROG) as up, contextlib.ExitStack() as cleanup:
+        # Made before the runtime thread runs the stack: the reader is
+        # registered from this thread while nothing else touches the stack,
+        # and served from the stack's loop from then on; closed (below, in
+        # reverse order) once that thread has stopped.
+        control = control_server(up.stack, args.name, options.device_name, PROG)
+        if control is not None:
+            cleanup.callback(control.close)
         # Signals belong to the program, as they would without ustack.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _on_sigterm)
