@@ -41,6 +41,7 @@ class Progress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            FileSizeColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
@@ -50,9 +51,11 @@ class Progress:
             Progress as RichProgress,
         )
 
-        columns: list[Any] = [TextColumn("{task.description}"), BarColumn(),
-                              DownloadColumn(), TransferSpeedColumn()]
-        columns.append(TimeRemainingColumn() if self.total is not None else TimeElapsedColumn())
+        columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+        if self.total is not None:
+            columns += [DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+        else:  # a stream of unknown length: how much so far, no ETA
+            columns += [FileSizeColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
         self._rich = RichProgress(*columns, console=Console(file=self.out),
                                   auto_refresh=False, transient=False)
         self._rich.start()

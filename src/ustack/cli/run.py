@@ -86,15 +86,18 @@ def check_program(prog: Program) -> None:
     """UsageError, before any link is touched, for a program that cannot
     start: a script that is not there, a top-level module not found.
 
-    (A dotted module is not looked up here: finding it imports its parent
-    packages, which must see the patched ``socket`` module.)
+    Of a dotted module only the top-level package is looked up: finding
+    the rest imports the packages on the way, which must see the patched
+    ``socket`` module (a submodule not found is reported once the program
+    runs, after the link came up).
     """
     if prog.kind == "script" and not os.path.exists(prog.target):
         raise UsageError(f"{PROG}: can't open file {prog.target!r}: No such file")
-    if prog.kind == "module" and "." not in prog.target:
+    if prog.kind == "module":
+        top = prog.target.partition(".")[0]
         with _path_first(os.getcwd()):
-            if importlib.util.find_spec(prog.target) is None:
-                raise UsageError(f"{PROG}: No module named {prog.target}")
+            if importlib.util.find_spec(top) is None:
+                raise UsageError(f"{PROG}: No module named {top}")
 
 
 @contextlib.contextmanager
