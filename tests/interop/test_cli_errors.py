@@ -382,3 +382,60 @@ def test_packet_interface_down_or_addressed_is_a_warning(testbed: Testbed) -> No
     assert (f"ustack tcp send: warning: interface {topo.stack_if} has an IPv4 address of "
             "its own (198.18.1.50)") in proc.stderr
     assert "Traceback" not in proc.stderr and len(lines) == 3, lines
+
+
+@pytest.mark.root
+def test_stats_reads_a_running_ustack_run(testbed: Testbed) -> None:
+    topo = tap_topology(testbed)
+    name = "run-" + topo.stack_ns.name
+    proc = topo.stack_ns.popen(
+        [*USTACK, "run", "--link", topo.link, "--ip", topo.stack_cidr, "--host-ip",
+         topo.peer_cidr, "--name", name, "--", "python3", "-c",
+         "import time; print('started', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        ping = topo.peer_ns.run(["ping", "-n", "-c", "1", "-W", "2", topo.stack_ip],
+                                check=False, timeout=10)
+        assert ping.returncode == 0, ping.stdout
+        stats = _stats(topo.stack_ns, name)
+        assert stats.returncode == 0, stats.stderr
+        counters = dict(line.split() for line in stats.stdout.splitlines())
+        assert int(counters["IcmpInEchos"]) >= 1, counters
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+
+
+@pytest.mark.root
+def test_progress_bar_when_stderr_is_a_terminal(testbed: Testbed, tmp_path: Path) -> None:
+    """stderr a terminal: rich draws the bar (bytes, rate, time left)."""
+    topo = tap_topology(testbed)
+    sink = _start(topo.peer_ns, SINK)
+    data = tmp_path / "data"
+    data.write_bytes(bytes(2_000_000))
+    master, slave = os.openpty()
+    try:
+        proc = topo.stack_ns.popen(
+            [*USTACK, "tcp", "send", "--to", f"{topo.peer_ip}:5003", "--link", topo.link,
+             "--ip", topo.stack_cidr, "--host-ip", topo.peer_cidr, str(data)],
+            stderr=slave, env={**ENV, "COLUMNS": "100"})
+        os.close(slave)
+        assert proc.wait(timeout=60) == 0
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        sink.kill()
+    text = shown.decode(errors="replace")
+    assert "send" in text and "━" in text and "2.0/2.0 MB" in text, text
+    assert "send: 2000000 bytes in " in text
