@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
+    from ustack.cli.control import ControlServer
     from ustack.stack import Stack
 
 EXIT_ERROR = 1
@@ -262,7 +263,8 @@ def print_counters(counters: dict[str, int], *, all_: bool = False) -> None:
             print(f"{name} {value}")
 
 
-def control_server(stack: Stack, name: str | None, device: str, prog: str) -> Any:
+def control_server(stack: Stack, name: str | None, device: str,
+                   prog: str) -> ControlServer | None:
     """The control socket (``ustack.cli.control.ControlServer``) for the
     commands whose control socket is a side show (``tcp``, ``run``): named
     ``name`` when given (UsageError if it cannot be made), else the device's
