@@ -178,7 +178,7 @@ class LinkedStack:
         """Open and configure everything; on failure close what was opened.
 
         With ``dad``, our addresses are probed for before the stack takes
-        them (``ustack.claim.probe``, 0.2-0.3 s): ``AddressConflict`` (a
+        them (``ustack.claim.probe``, about 0.2 s): ``AddressConflict`` (a
         ``LinkError``) when one is someone else's."""
         o = self.options
         if o.kind == "packet":

@@ -8,7 +8,7 @@ of them with RFC 5227 ARP probes, straight on the device: any ARP packet
 from the address's owner, or another host probing for it, is a conflict
 (``AddressConflict``, naming the address and the MAC that holds it).  The
 timing is ``ustack.net.arp``'s (``PROBE_NUM`` probes ``PROBE_MIN`` to
-``PROBE_MAX`` seconds apart, ``ANNOUNCE_WAIT`` after the last: 0.2-0.3 s).
+``PROBE_MAX`` seconds apart, ``ANNOUNCE_WAIT`` after the last: about 0.2 s).
 
 ``interface_warnings`` says what about a ``packet:`` interface will
 surprise: it is down (nothing passes), or the kernel has an IPv4 address

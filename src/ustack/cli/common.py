@@ -84,7 +84,7 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
                    help="use the virtio-net header (checksum/segmentation offload)")
     p.add_argument("--no-dad", dest="dad", action="store_false",
                    help="take our addresses without first probing the link for them "
-                        "(RFC 5227 ARP probes, 0.2-0.3 s: a conflict ends the command)")
+                        "(RFC 5227 ARP probes, about 0.2 s: a conflict ends the command)")
 
 
 def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:

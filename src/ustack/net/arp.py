@@ -37,15 +37,16 @@ _MIN_FRAME: Final = 60  # Ethernet minimum without FCS; ARP frames are padded to
 # Address conflict detection before an address is claimed (RFC 5227 2.1):
 # PROBE_NUM probes, PROBE_MIN..PROBE_MAX seconds apart, then ANNOUNCE_WAIT
 # more for a late answer.  The RFC's 1-2 s spacing is for hosts that boot
-# once; a command starts in a terminal or a test, many times, and the
-# kernel on the other side of a TAP or veth answers in microseconds: a
-# third of a second at most tells the same on such a link (ustack.claim).
-# The RFC's random PROBE_WAIT before the first probe is left out: it
-# spreads hosts that power up together, which processes do not.
+# once; a command starts in a terminal or a test, many times (every stack
+# a test suite starts pays it), and the kernel on the other side of a TAP
+# or veth answers in well under a millisecond: 0.16-0.2 s tells the same
+# on such a link, and three probes still ride out a lost frame or two
+# (ustack.claim).  The RFC's random PROBE_WAIT before the first probe is
+# left out: it spreads hosts that power up together, which processes do not.
 PROBE_NUM: Final = 3
-PROBE_MIN: Final = 0.05
-PROBE_MAX: Final = 0.1
-ANNOUNCE_WAIT: Final = 0.1
+PROBE_MIN: Final = 0.04
+PROBE_MAX: Final = 0.06
+ANNOUNCE_WAIT: Final = 0.08
 
 
 def probe_frame(mac: bytes, ip: bytes) -> bytes:
