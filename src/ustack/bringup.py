@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Final, TypeVar
 
+from ustack.claim import interface_warnings, probe
 from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
@@ -66,6 +67,7 @@ class LinkOptions:
     fault: str | None = None  # e.g. "loss=2%,dup=1%,seed=7"
     vnet_hdr: bool = False  # checksum and segmentation offload
     sources: int = 1  # how many addresses, from --ip's up (``addresses``)
+    dad: bool = True  # probe for our addresses before taking them (``ustack.claim``)
 
     def __post_init__(self) -> None:
         # Each line starts with the option it is about, as the command
@@ -168,10 +170,19 @@ class LinkedStack:
     def __init__(self, options: LinkOptions) -> None:
         self.options = options
         self.device: Device | None = None
+        # What the user should know but need not stop for (a packet:
+        # interface down, or with an address of its own), one line each.
+        self.warnings: list[str] = []
 
     def open(self) -> LinkedStack:
-        """Open and configure everything; on failure close what was opened."""
+        """Open and configure everything; on failure close what was opened.
+
+        With ``dad``, our addresses are probed for before the stack takes
+        them (``ustack.claim.probe``, about 0.2 s): ``AddressConflict`` (a
+        ``LinkError``) when one is someone else's."""
         o = self.options
+        if o.kind == "packet":
+            self.warnings = interface_warnings(o.device_name)
         self.device = open_link(o.link, vnet_hdr=o.vnet_hdr)
         self.stack = Stack()
         try:
@@ -184,6 +195,11 @@ class LinkedStack:
             self.iface = self.stack.add_interface(dev, o.ip, mac=o.mac_bytes())
             for addr in o.addresses()[1:]:
                 self.stack.add_address(self.iface, addr)
+            if o.dad:
+                try:
+                    probe(dev, self.iface.mac, list(self.iface.addrs))
+                except OSError as e:
+                    raise from_os_error(f"{o.link}: probing for {o.ip}", e) from e
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
         except BaseException:

@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except UsageError as e:
         print(e if str(e).startswith("ustack") else f"{prog}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.status
     except KeyboardInterrupt:
         return 130
     except OSError as e:

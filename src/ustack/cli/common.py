@@ -14,11 +14,13 @@ import dataclasses
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
+    from ustack.cli.control import ControlServer
     from ustack.stack import Stack
 
 EXIT_ERROR = 1
@@ -26,7 +28,17 @@ EXIT_USAGE = 2
 
 
 class UsageError(Exception):
-    pass
+    """One line for the user; the command exits with ``status`` (2: a
+    usage mistake, the default)."""
+
+    status = EXIT_USAGE
+
+
+class CommandFailed(UsageError):
+    """One line for the user, for a failure of what the command was asked
+    to do rather than of how it was asked (an address in use): exit 1."""
+
+    status = EXIT_ERROR
 
 
 def os_error_text(e: OSError) -> str:
@@ -70,6 +82,9 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
                    help="inject faults, e.g. loss=2%%,dup=1%%,reorder=1%%,seed=7")
     p.add_argument("--vnet-hdr", action="store_true",
                    help="use the virtio-net header (checksum/segmentation offload)")
+    p.add_argument("--no-dad", dest="dad", action="store_false",
+                   help="take our addresses without first probing the link for them "
+                        "(RFC 5227 ARP probes, about 0.2 s: a conflict ends the command)")
 
 
 def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
@@ -85,8 +100,42 @@ def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
     if os.geteuid() != 0:
-        raise UsageError(f"{prog}: needs root (CAP_NET_ADMIN) to open a TAP or AF_PACKET link")
+        # What each link needs: a TAP is created with TUNSETIFF, an
+        # AF_PACKET socket is raw (and made promiscuous, also CAP_NET_RAW).
+        cap = "CAP_NET_ADMIN" if options.kind == "tap" else "CAP_NET_RAW"
+        raise UsageError(f"{prog}: needs root ({cap}) to open --link {options.link}")
     return options
+
+
+# The names of ustack.apps.services.SERVICES, for --service's help without
+# importing the core to build a parser (a unit test holds the two equal).
+SERVICE_NAMES = ("udp-echo", "udp-discard", "tcp-echo", "tcp-discard", "tcp-chargen")
+
+
+def service_help() -> str:
+    """``--service``'s help: every built-in service."""
+    return ("run a built-in service on PORT: " + ", ".join(SERVICE_NAMES)
+            + " (e.g. udp-echo:7); repeatable")
+
+
+def check_services(specs: list[str]) -> list[tuple[str, int]]:
+    """The ``--service NAME:PORT`` specs parsed, ValueError (one line) for a
+    bad one or for two on one port of one protocol (which would otherwise
+    fail half-way through start-up with "Address already in use")."""
+    from ustack.apps.services import parse_service
+
+    owners: dict[tuple[str, int], str] = {}
+    parsed = []
+    for spec in specs:
+        name, port = parse_service(spec)
+        proto = name.partition("-")[0]
+        other = owners.get((proto, port))
+        if other is not None:
+            raise ValueError(f"--service {name}:{port}: {proto.upper()} port {port} is "
+                             f"already taken by --service {other}:{port}")
+        owners[(proto, port)] = name
+        parsed.append((name, port))
+    return parsed
 
 
 def add_syncookie_options(p: argparse.ArgumentParser) -> None:
@@ -157,17 +206,24 @@ def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[LinkedS
 
 @contextlib.contextmanager
 def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
-    """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors."""
+    """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors (an
+    address someone else holds: CommandFailed, exit 1); its warnings one
+    line each on stderr."""
     from ustack.bringup import LinkedStack
+    from ustack.claim import AddressConflict
     from ustack.link.errors import LinkError
 
     up = LinkedStack(options)
     try:
         up.open()
+    except AddressConflict as e:
+        raise CommandFailed(f"{prog}: {e}") from None
     except (LinkError, ValueError) as e:
         raise UsageError(f"{prog}: {e}") from None
     except OSError as e:  # none is expected (bring-up turns them into LinkError)
         raise UsageError(f"{prog}: {os_error_text(e)}") from None
+    for line in up.warnings:
+        print(f"{prog}: warning: {line}", file=sys.stderr, flush=True)
     try:
         yield up
     finally:
@@ -205,3 +261,29 @@ def print_counters(counters: dict[str, int], *, all_: bool = False) -> None:
     for name, value in counters.items():
         if value or all_:
             print(f"{name} {value}")
+
+
+def control_server(stack: Stack, name: str | None, device: str,
+                   prog: str) -> ControlServer | None:
+    """The control socket (``ustack.cli.control.ControlServer``) for the
+    commands whose control socket is a side show (``tcp``, ``run``): named
+    ``name`` when given (UsageError if it cannot be made), else the device's
+    name, or ``DEVICE-PID`` when a stack of that name runs already (two
+    commands on one link), or none at all, with a warning: a transfer does
+    not fail for want of its statistics."""
+    from ustack.cli.control import ControlError, ControlServer
+
+    if name is not None:
+        try:
+            return ControlServer(stack, name)
+        except ControlError as e:
+            raise UsageError(f"{prog}: {e}") from None
+    try:
+        return ControlServer(stack, device)
+    except ControlError:
+        pass
+    try:
+        return ControlServer(stack, f"{device}-{os.getpid()}")
+    except ControlError as e:
+        print(f"{prog}: warning: no control socket: {e}", file=sys.stderr, flush=True)
+        return None

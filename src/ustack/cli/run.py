@@ -36,6 +36,7 @@ from ustack.cli.common import (
     Parser,
     UsageError,
     add_link_options,
+    control_server,
     link_options,
     linked_stack,
 )
@@ -85,15 +86,18 @@ def check_program(prog: Program) -> None:
     """UsageError, before any link is touched, for a program that cannot
     start: a script that is not there, a top-level module not found.
 
-    (A dotted module is not looked up here: finding it imports its parent
-    packages, which must see the patched ``socket`` module.)
+    Of a dotted module only the top-level package is looked up: finding
+    the rest imports the packages on the way, which must see the patched
+    ``socket`` module (a submodule not found is reported once the program
+    runs, after the link came up).
     """
     if prog.kind == "script" and not os.path.exists(prog.target):
         raise UsageError(f"{PROG}: can't open file {prog.target!r}: No such file")
-    if prog.kind == "module" and "." not in prog.target:
+    if prog.kind == "module":
+        top = prog.target.partition(".")[0]
         with _path_first(os.getcwd()):
-            if importlib.util.find_spec(prog.target) is None:
-                raise UsageError(f"{PROG}: No module named {prog.target}")
+            if importlib.util.find_spec(top) is None:
+                raise UsageError(f"{PROG}: No module named {top}")
 
 
 @contextlib.contextmanager
@@ -152,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
                 "ustack: ustack run --link ... --ip CIDR [--gw IP] [--host-ip CIDR] -- "
                 "PROGRAM ARGS...")
     add_link_options(p)
+    p.add_argument("--name", help="name of the control socket, for ustack stats "
+                   "(default: the device name)")
     p.add_argument("--linger", type=float, default=2.0, metavar="SECONDS",
                    help="after the program ends, wait up to this long for closed "
                         "connections to finish sending (default 2)")
@@ -162,6 +168,7 @@ def main(argv: Sequence[str]) -> int:
     """``ustack run`` (``ustack.cli.main`` hands over everything after ``run``
     and prints the one line of a ``UsageError`` this raises)."""
     from ustack.api.socket import functions, patch
+    from ustack.cli.control import ControlError, check_name
     from ustack.wire import ethernet
 
     argv = list(argv)
@@ -176,8 +183,20 @@ def main(argv: Sequence[str]) -> int:
                          "-- python3 -m http.server 80 (see ustack run --help)")
     prog = parse_program(words)
     check_program(prog)
+    try:
+        if args.name is not None:
+            check_name(args.name)
+    except ControlError as e:
+        raise UsageError(f"{PROG}: {e}") from None
     options = link_options(args, PROG)
-    with linked_stack(options, PROG) as up:
+    with linked_stack(options, PROG) as up, contextlib.ExitStack() as cleanup:
+        # Made before the runtime thread runs the stack: the reader is
+        # registered from this thread while nothing else touches the stack,
+        # and served from the stack's loop from then on; closed (below, in
+        # reverse order) once that thread has stopped.
+        control = control_server(up.stack, args.name, options.device_name, PROG)
+        if control is not None:
+            cleanup.callback(control.close)
         # Signals belong to the program, as they would without ustack.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _on_sigterm)

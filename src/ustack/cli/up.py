@@ -11,10 +11,12 @@ from ustack.cli.common import (
     UsageError,
     add_link_options,
     add_syncookie_options,
+    check_services,
     link_options,
     linked_stack,
     os_error_text,
     print_counters,
+    service_help,
     stop_on_signals,
     syncookie_settings,
 )
@@ -28,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_link_options(p)
     add_syncookie_options(p)
     p.add_argument("--service", action="append", default=[], metavar="NAME:PORT",
-                   help="run a built-in service (udp-echo:7, udp-discard:9); repeatable")
+                   help=service_help())
     p.add_argument("--name", help="name of the control socket (default: the device name)")
 
 
@@ -87,8 +89,7 @@ def main(args: argparse.Namespace) -> int:
 
     # Everything that can be checked is, before the link is touched.
     try:
-        for spec in args.service:
-            services.parse_service(spec)
+        check_services(args.service)
         if args.name is not None:
             check_name(args.name)
     except (ValueError, ControlError) as e:
