@@ -230,11 +230,20 @@ def parse(words: Sequence[str]) -> Filter:
     """The filter the words say (no words: every row of the listed states)."""
     p = _Parser(words)
     states: frozenset[str] | None = None
-    while p.peek() in ("state", "exclude"):
+    while True:
+        w = p.peek()
+        if (states is not None and w in ("or", "||") and p.pos + 1 < len(p.words)
+                and p.words[p.pos + 1] in ("state", "exclude")):
+            p.pos += 1  # "state time-wait or state listening": the union, as without "or"
+            continue
+        if w not in ("state", "exclude"):
+            break
         if p.take("state") == "state":
             states = (states or frozenset()) | p.state_set()
         else:
             states = (ALL_STATES if states is None else states) - p.state_set()
+    if states is not None and p.peek() in ("and", "&&"):
+        p.pos += 1  # "state established and dport = :80"
     match: Match = _always
     if p.peek() is not None:
         match = p.expression()
