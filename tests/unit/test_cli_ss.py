@@ -428,6 +428,10 @@ def test_stats_watch_prints_what_moved(capsys: pytest.CaptureFixture[str]) -> No
             assert "TcpActiveOpens" not in moved
         status, out, _ = run_cli(capsys, "stats", "--watch", "0.1", "--count", "1", "--all")
         assert "TcpActiveOpens" in out.split()
+        status, out, _ = run_cli(capsys, "stats", "--watch", "0.1", "--count", "2", "--json")
+        docs = [json.loads(line) for line in out.splitlines()]
+        assert [d["name"] for d in docs] == ["t0", "t0"]
+        assert all(d["deltas"]["TcpOutSegs"] > 0 for d in docs)
     assert sent[0] > 0
 
 

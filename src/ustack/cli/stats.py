@@ -26,7 +26,8 @@ HELP = "print the counters of a running stack (--watch: what changed, like nstat
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="which stack (default: the only one running)")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the whole report as JSON (with --watch: a JSON line an interval)")
     p.add_argument("--all", action="store_true",
                    help="include counters that are zero (with --watch: that did not change)")
     p.add_argument("--watch", nargs="?", type=float, const=1.0, default=None, metavar="SECS",
@@ -138,9 +139,15 @@ def watch(name: str, first: list[tuple[str, dict[str, Any]]], args: argparse.Nam
             after = _snapshot(answers, args.per_worker)
             stamp = time.strftime("%H:%M:%S")
             for member, counters in after.items():
+                moved = deltas(before.get(member, {}), counters)
+                if args.json:  # one JSON object a line and interval
+                    print(json.dumps({"name": member or name, "time": time.time(),
+                                      "seconds": round(now - last, 3),
+                                      "deltas": {k: v for k, v in moved.items()
+                                                 if v or args.all}}))
+                    continue
                 print(f"#ustack {member or name} {stamp} {now - last:.1f}s")
-                print_deltas(deltas(before.get(member, {}), counters), now - last,
-                             all_=args.all)
+                print_deltas(moved, now - last, all_=args.all)
             sys.stdout.flush()
             before, last = after, now
     except KeyboardInterrupt:
