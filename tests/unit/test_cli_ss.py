@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -252,7 +256,7 @@ def test_retransmissions_and_queues_show(capsys: pytest.CaptureFixture[str]) -> 
     info = row["info"]
     assert info["bytes_retrans"] >= 1000 and info["retrans"][1] >= 1
     assert info["bytes_sent"] == 102400 + 3000 + info["bytes_retrans"]
-    names = [t["name"] for t in info["timers"]]
+    names = [t["name"] for t in row["timers"]]
     assert "on" in names
     text = "\n".join(ss_cli.format_rows([row], info=True))
     assert re.search(r"timer:\(on,\d+(ms|\.\dsec),\d+\)", text), text
@@ -268,11 +272,13 @@ def test_time_wait_records_are_listed_with_their_timer(
     net.run_until(lambda: bool(net.a.tcp.tw.records), 5)
     with serving(net, "t0"):
         _, default, _ = run_cli(capsys, "ss")
-        _, out, _ = run_cli(capsys, "ss", "state", "time-wait")
+        _, plain, _ = run_cli(capsys, "ss", "state", "time-wait")
+        _, out, _ = run_cli(capsys, "ss", "-o", "state", "time-wait")
     assert _table(default)[1:] == []  # ss lists no TIME-WAIT without -a or a state
-    lines = out.splitlines()
-    assert lines[1].split()[0] == "TIME-WAIT"
-    assert re.fullmatch(r"\t timer:\(timewait,\d+sec,0\)", lines[2]), lines
+    assert len(plain.splitlines()) == 2 and plain.splitlines()[1].split()[0] == "TIME-WAIT"
+    (line,) = out.splitlines()[1:]
+    assert line.split()[0] == "TIME-WAIT"
+    assert re.search(r" timer:\(timewait,\d+sec,0\)$", line), line
 
 
 def test_request_words_as_a_person_types_them() -> None:
@@ -505,3 +511,26 @@ def test_a_large_answer_is_written_without_blocking(
             pass
         assert total < len(json.dumps(big))
         deaf.close()
+
+
+def test_stats_watch_ends_on_ctrl_c_with_status_0(run_dir: Path) -> None:
+    """Ctrl-C is how a watch normally ends: exit 0, no traceback, the
+    intervals printed so far on stdout."""
+    net, _, _ = established_net()
+    env = {**os.environ, "USTACK_RUN_DIR": str(run_dir)}
+    with serving(net, "t0"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ustack.cli", "stats", "--watch", "0.1", "--all"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # an interval has been printed
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert first.startswith("#ustack t0 ")
+    assert proc.returncode == 0, err
+    assert err == ""

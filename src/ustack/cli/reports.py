@@ -88,7 +88,7 @@ def ss_report(stack: Stack, states: frozenset[str], filt: ssfilter.Filter,
         name = info.SS_STATE[conn.state]
         if name not in states:
             continue
-        row = info.connection_row(conn)
+        row = info.connection_row(conn, now)
         if not match(name, str(row["local"]), str(row["peer"])):
             continue
         if with_info:
@@ -116,7 +116,7 @@ def ss_words(words: list[str]) -> Report:
                 all_ = True
             elif letter == "i":
                 with_info = True
-            elif letter not in "tno":  # TCP only, numbers only, timers always
+            elif letter not in "tno":  # TCP only, numbers only, timers always sent
                 raise RequestError(f"ss: unknown option -{letter}")
     return {"cmd": "ss", "states": sorted(base_states(listening, all_)), "info": with_info,
             "filter": rest}

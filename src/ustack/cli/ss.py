@@ -6,7 +6,8 @@ Local Address:Port, Peer Address:Port; a listener's Recv-Q is its accept
 queue and its Send-Q its backlog, and ``synq:N`` after it the connections
 in SYN-RECEIVED.  ``-i`` adds a line per connection in ``ss``'s words
 (``cubic wscale:7,7 rto:204 rtt:0.3/0.1 mss:1448 cwnd:10 ...``) and its
-pending timers as ``ss -o`` shows them (``timer:(on,200ms,0)``).  What
+pending timer as ``ss -o`` shows it (``timer:(on,200ms,0)``), which -o
+puts at the end of the row as ``ss`` does.  What
 is listed: without -a or -l the connections (as ``ss``: not the SYN-RECV
 or TIME-WAIT ones), -l the listeners, -a everything; a FILTER naming
 states lists those (``ssfilter.py`` for its syntax).  Addresses are
@@ -38,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="TCP internals: cwnd, rtt, rto, bytes, retransmissions, timers")
     p.add_argument("-n", "--numeric", action="store_true",
                    help="numeric addresses (they always are)")
+    p.add_argument("-o", "--options", action="store_true",
+                   help="each row's pending timer, as timer:(NAME,TIME,COUNT)")
     p.add_argument("--json", action="store_true", help="the rows as JSON")
     p.add_argument("--per-worker", action="store_true",
                    help="a stack run as workers: say which worker holds each row")
@@ -69,14 +72,16 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"connections": rows}, indent=2))
         return 0
-    for line in format_rows(rows, info=args.info, per_worker=args.per_worker):
+    for line in format_rows(rows, info=args.info, timers=args.options,
+                            per_worker=args.per_worker):
         print(line)
     return 0
 
 
-def format_rows(rows: list[dict[str, Any]], *, info: bool = False,
+def format_rows(rows: list[dict[str, Any]], *, info: bool = False, timers: bool = False,
                 per_worker: bool = False) -> list[str]:
-    """The table ``ss`` prints: a header, a line per row (and its -i line)."""
+    """The table ``ss`` prints: a header, a line per row (its timer at the
+    end with ``timers``, -o) and with ``info`` (-i) a line of internals."""
     head = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"]
     table = [[str(r["state"]), str(r["recv_q"]), str(r["send_q"]), str(r["local"]),
               str(r["peer"])] for r in rows]
@@ -97,9 +102,13 @@ def format_rows(rows: list[dict[str, Any]], *, info: bool = False,
         text = line(cells)
         if "syn_queue" in r:
             text += f" synq:{r['syn_queue']}"
+        if timers:
+            t = timer_text(r.get("timers", []))
+            if t:
+                text += " " + t
         out.append(text)
-        extra = info_line(r) if info else timer_text(r.get("timers", []))
-        if extra and (info or r["state"] == "TIME-WAIT"):
+        extra = info_line(r, with_timer=not timers) if info else ""
+        if extra:
             out.append("\t " + extra)
     return out
 
@@ -135,8 +144,9 @@ def _num(ms: float) -> str:
     return f"{ms:.3f}".rstrip("0").rstrip(".")
 
 
-def info_line(row: dict[str, Any]) -> str:
-    """``ss -i``'s line for a row, in its words and order."""
+def info_line(row: dict[str, Any], with_timer: bool = True) -> str:
+    """``ss -i``'s line for a row, in its words and order (and its pending
+    timer, unless the row's line has it, -o)."""
     words: list[str] = []
     i = row.get("info")
     if i:
@@ -179,10 +189,7 @@ def info_line(row: dict[str, Any]) -> str:
             words.append("recovery")
         words.append(f"snd_wnd:{i['snd_wnd']}")
         words.append(f"rcv_wnd:{i['rcv_wnd']}")
-        timers = i["timers"]
-    else:
-        timers = row.get("timers", [])
-    t = timer_text(timers)
+    t = timer_text(row.get("timers", [])) if with_timer else ""
     if t:
         words.append(t)
     return " ".join(words)

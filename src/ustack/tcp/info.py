@@ -50,9 +50,10 @@ def endpoint(ip: bytes, port: int) -> str:
     return f"{wip.addr_to_str(ip)}:{port}"
 
 
-def connection_row(conn: TcpConnection) -> Row:
+def connection_row(conn: TcpConnection, now: float) -> Row:
     """The columns of one connection: state, Recv-Q (bytes received and not
-    read), Send-Q (bytes queued and not acknowledged), both ends."""
+    read), Send-Q (bytes queued and not acknowledged), both ends, and its
+    pending timers (``timers``)."""
     lip, lport = conn.local
     rip, rport = conn.remote
     return {
@@ -61,6 +62,7 @@ def connection_row(conn: TcpConnection) -> Row:
         "send_q": conn.sendq.nbytes(),
         "local": endpoint(lip, lport),
         "peer": endpoint(rip, rport),
+        "timers": timers(conn, now),
     }
 
 
@@ -184,6 +186,5 @@ def connection_info(conn: TcpConnection, now: float) -> Row:
         "lost": conn.rack.lost_bytes if conn.use_rack else 0,
         "in_flight": conn.flight(),
         "recovery": conn.rec.active,
-        "timers": timers(conn, now),
     }
     return info
