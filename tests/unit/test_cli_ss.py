@@ -321,10 +321,11 @@ def test_silent_and_slow_clients_do_not_stall_the_stack(run_dir: Path) -> None:
             for s in silent:
                 s.connect(path)
             time.sleep(0.3)
-            # The loop kept turning: no gap of more than 0.1 s.
+            # The loop kept turning: no gap near the 2 s a client may take
+            # (0.25 s: slack for a busy machine).
             recent = [t for t in ticks if t > time.monotonic() - 0.3]
             assert len(recent) > 10
-            assert max(b - a for a, b in itertools.pairwise(recent)) < 0.1
+            assert max(b - a for a, b in itertools.pairwise(recent)) < 0.25
             # Old-style clients that say nothing get the counters (after
             # QUIET_TIME); those beyond MAX_CLIENTS were closed at once.
             answered = closed = 0
@@ -501,7 +502,7 @@ def test_a_large_answer_is_written_without_blocking(
         got = control.ask("t0", "big")
         assert got == big
         time.sleep(0.8)  # past REPLY_TIME: the deaf one is cut off
-        assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
+        assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.3  # REPLY_TIME is 0.5
         deaf.settimeout(5)
         total = 0
         try:  # what the buffers held, then the end (or a reset)
@@ -534,3 +535,21 @@ def test_stats_watch_ends_on_ctrl_c_with_status_0(run_dir: Path) -> None:
     assert first.startswith("#ustack t0 ")
     assert proc.returncode == 0, err
     assert err == ""
+
+
+def test_a_failing_report_is_an_error_answer_not_a_dead_stack(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An application's counters that raise (``ustack serve`` hands its own
+    over): the client gets one error line, the stack goes on serving."""
+    net, _, _ = established_net()
+
+    def broken() -> dict[str, int]:
+        raise RuntimeError("boom")
+
+    with serving(net, "t0") as server:
+        server.more_counters = broken
+        with pytest.raises(control.RequestRefused,
+                           match="the stack could not answer: RuntimeError: boom"):
+            control.ask("t0", "stats")
+        server.more_counters = None
+        assert "counters" in control.ask("t0", "stats")

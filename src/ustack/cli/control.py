@@ -187,8 +187,13 @@ class ControlServer:
                 eof = True
                 break
             c.request += chunk
+        if now is None:
+            # Answered from the timer, whose ``now`` is the clock's: the
+            # reader runs after the loop's wait, when the stack's time is
+            # that of the poll before it (timers and lastsnd would be off).
+            return False
         line, newline, _ = c.request.partition(b"\n")
-        waited = 0.0 if now is None or c.started < 0 else now - c.started
+        waited = now - c.started
         if not newline and not eof and len(c.request) < MAX_REQUEST:
             if c.request and waited < REQUEST_TIME:
                 return False
@@ -205,7 +210,10 @@ class ControlServer:
         if len(c.request) >= MAX_REQUEST and not newline:
             doc: dict[str, Any] = {"error": f"request: longer than {MAX_REQUEST} bytes"}
         else:
-            doc = reports.answer(self.stack, line, self.more_counters)
+            try:
+                doc = reports.answer(self.stack, line, self.more_counters)
+            except Exception as e:  # a report that fails must not take the stack down with it
+                doc = {"error": f"the stack could not answer: {type(e).__name__}: {e}"}
         c.reply = memoryview(json.dumps(doc).encode() + b"\n")
         return True
 
