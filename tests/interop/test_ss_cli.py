@@ -19,8 +19,8 @@ from ustack_testbed import Netns, Testbed, Topology, topology
 
 pytestmark = pytest.mark.root
 
-SIZE = 6 << 20
-RATE = "1M"  # curl reads 1 MB/s: the transfer lasts ~6 s, the window stays busy
+SIZE = 16 << 20
+RATE = "1M"  # curl reads 1 MB/s: the transfer outlasts the test (curl is stopped)
 
 
 def ustack(ns: Netns, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +45,9 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
     root.mkdir()
     (root / "big.bin").write_bytes(os.urandom(SIZE))
     topo = topology(testbed, kind)
+    # A small receive buffer on the kernel's side: TCP goes at curl's pace
+    # (else the kernel takes the whole file into its buffer at once).
+    topo.peer_ns.sysctl("net.ipv4.tcp_rmem", "4096 65536 262144")
     args = ["serve", str(root), *topo.ustack_args()[1:]]
     stack = testbed.start_ustack(topo.stack_ns, args, timeout=20)
     curl = topo.peer_ns.popen(
@@ -57,8 +60,9 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
         rows = [line.split() for line in listening.stdout.splitlines()[1:]]
         assert rows and rows[0][:5] == ["LISTEN", "0", rows[0][2], "0.0.0.0:80", "0.0.0.0:*"]
 
+        kernel_before = _kernel_bytes_received(topo, 80)
         proc = ustack(topo.stack_ns, "ss", "-tni", "--name", stack.name)
-        kernel_got = _kernel_bytes_received(topo, 80)
+        kernel_after = _kernel_bytes_received(topo, 80)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stdout.splitlines()
         assert lines[0].split()[:3] == ["State", "Recv-Q", "Send-Q"], proc.stdout
@@ -77,12 +81,14 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
         assert 0 < rtt < 200 and rttvar >= 0  # ms, on a veth/TAP in one machine
         assert float(f["rto"]) >= 200
         acked = int(f["bytes_acked"])
-        # Two seconds at 1 MB/s, less what curl has not read yet.
+        # About two seconds at 1 MB/s.
         assert 500_000 < acked < SIZE
         assert int(f["bytes_sent"]) >= acked
-        # The kernel's ss, read right after: it received at least what we
-        # saw acknowledged, and not more than a window or so beyond.
-        assert acked <= kernel_got <= acked + 4_000_000
+        # The kernel's ss on the other end, just before and just after: it
+        # had received at most what we had sent, and then at least what we
+        # saw acknowledged.
+        assert kernel_before <= int(f["bytes_sent"])
+        assert acked <= kernel_after
         assert int(f["segs_out"]) > acked // (mss * 2)
         assert int(f["segs_in"]) > 10
         assert f["delivery_rate"].endswith("bps")
@@ -93,14 +99,19 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
         assert row["info"]["bytes_acked"] >= acked
 
         watch = ustack(topo.stack_ns, "stats", "--name", stack.name, "--watch", "0.5",
-                       "--count", "2")
+                       "--count", "4")
         assert watch.returncode == 0, watch.stderr
         blocks = watch.stdout.split(f"#ustack {stack.name} ")[1:]
-        assert len(blocks) == 2, watch.stdout
-        moved = {ln.split()[0]: int(ln.split()[1]) for ln in blocks[1].splitlines()[1:]}
-        assert moved["TcpOutSegs"] > 0 and moved["TcpInSegs"] > 0
-        assert moved["LinkTxFrames"] > 0 and moved["LinkRxFrames"] > 0
-        assert "TcpPassiveOpens" not in moved  # one connection, opened before
+        assert len(blocks) == 4, watch.stdout
+        assert curl.poll() is None  # (still running: the counters had to move)
+        intervals = [{ln.split()[0]: int(ln.split()[1]) for ln in b.splitlines()[1:]}
+                     for b in blocks]
+        # curl's rate limit closes the window now and then (the persist
+        # timer backs off): some interval may see nothing move, not all.
+        assert any(m.get("TcpOutSegs", 0) > 0 and m.get("LinkTxFrames", 0) > 0
+                   for m in intervals), watch.stdout
+        assert all(v != 0 for m in intervals for v in m.values())
+        assert not any("TcpPassiveOpens" in m for m in intervals)  # opened before
     finally:
         curl.kill()
         curl.wait(10)
