@@ -1,31 +1,155 @@
 """``ustack stats``: the counters of a running stack, read from its control
-socket (``control.py``)."""
+socket (``control.py``); ``--watch`` prints what changed each interval,
+as ``nstat`` does.
+
+One list of names: the stack's counters as ``nstat`` names them
+(``TcpInSegs``, ``TcpExtTCPHPHits`` ...), its drops by reason
+(``Drop<Reason>``), an application's own (``ustack serve``'s ``Http*``),
+then the link's: each device statistic ``rx_frames``, ``tx_queue_full`` ...
+as ``Link`` and the name in CamelCase (``LinkRxFrames``,
+``LinkTxQueueFull``), summed over the stack's interfaces.  The workers of
+a stack (``NAME@K``) are summed, or shown each with ``--per-worker``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
+from typing import Any
 
-from ustack.cli.common import UsageError, print_counters
+from ustack.cli.common import EXIT_ERROR, UsageError, print_counters
 
-HELP = "print the counters of a running stack"
+HELP = "print the counters of a running stack (--watch: what changed, like nstat)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="which stack (default: the only one running)")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.add_argument("--all", action="store_true", help="include counters that are zero")
+    p.add_argument("--json", action="store_true",
+                   help="print the whole report as JSON (with --watch: a JSON line an interval)")
+    p.add_argument("--all", action="store_true",
+                   help="include counters that are zero (with --watch: that did not change)")
+    p.add_argument("--watch", nargs="?", type=float, const=1.0, default=None, metavar="SECS",
+                   help="every SECS seconds (default 1) print the counters that changed, "
+                        "by how much, until Ctrl-C")
+    p.add_argument("--count", type=int, metavar="K",
+                   help="with --watch: stop after K intervals")
+    p.add_argument("--per-worker", action="store_true",
+                   help="a stack run as workers: each worker's counters, not their sum")
+
+
+def camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def link_counters(report: dict[str, Any]) -> dict[str, int]:
+    """The device statistics of a stats report as counters: ``rx_frames``
+    is ``LinkRxFrames``, summed over the interfaces."""
+    out: dict[str, int] = {}
+    for iface in report.get("interfaces", []):
+        for key, value in iface.get("device", {}).items():
+            if isinstance(value, int):
+                name = "Link" + camel(key)
+                out[name] = out.get(name, 0) + value
+    return out
+
+
+def all_counters(report: dict[str, Any]) -> dict[str, int]:
+    """Every counter of a stats report, the link's after the stack's."""
+    out = {k: int(v) for k, v in report.get("counters", {}).items()}
+    out.update(link_counters(report))
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
-    from ustack.cli.control import ControlError, query
+    from ustack.cli.control import ControlError, merge_stats, pick_name, query_all
 
+    if args.count is not None and args.count < 1:
+        raise UsageError("ustack stats: --count must be at least 1")
+    if args.watch is not None and not args.watch > 0:
+        raise UsageError("ustack stats: --watch takes a number of seconds above 0")
+    if args.count is not None and args.watch is None:
+        args.watch = 1.0
     try:
-        report = query(args.name)
+        name = pick_name(args.name)
+        answers = query_all(name, "stats")
     except ControlError as e:
         raise UsageError(f"ustack stats: {e}") from None
+    if args.watch is not None:
+        return watch(name, answers, args)
+    report = answers[0][1] if len(answers) == 1 else merge_stats(answers)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print_counters(report["counters"], all_=args.all)
+    if args.per_worker:
+        for member, rep in answers:
+            print(f"# {member} pid {rep.get('pid')}")
+            print_counters(all_counters(rep), all_=args.all)
+        return 0
+    print_counters(all_counters(report), all_=args.all)
+    return 0
+
+
+def _snapshot(answers: list[tuple[str, dict[str, Any]]],
+              per_worker: bool) -> dict[str, dict[str, int]]:
+    if per_worker:
+        return {member: all_counters(rep) for member, rep in answers}
+    total: dict[str, int] = {}
+    for _, rep in answers:
+        for k, v in all_counters(rep).items():
+            total[k] = total.get(k, 0) + v
+    return {"": total}
+
+
+def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """How much each counter moved (a counter new since: from 0), in
+    ``after``'s order."""
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+def print_deltas(moved: dict[str, int], seconds: float, *, all_: bool) -> None:
+    """nstat's lines: name, the change, and the change per second."""
+    for name, d in moved.items():
+        if d or all_:
+            print(f"{name:<32}{d:<16}{d / seconds:.1f}")
+
+
+def watch(name: str, first: list[tuple[str, dict[str, Any]]], args: argparse.Namespace) -> int:
+    """Every interval, the counters that moved since the last one; Ctrl-C
+    ends it (exit 0), the stack going away too (one line, exit 1)."""
+    from ustack.cli.control import ControlError, query_all
+
+    interval: float = args.watch
+    before = _snapshot(first, args.per_worker)
+    last = start = time.monotonic()
+    done = 0
+    try:
+        while args.count is None or done < args.count:
+            done += 1
+            due = start + done * interval
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                answers = query_all(name, "stats")
+            except ControlError as e:
+                print(f"ustack stats: stack {name!r} went away after {done - 1} "
+                      f"interval(s) ({e})", file=sys.stderr)
+                return EXIT_ERROR
+            now = time.monotonic()
+            after = _snapshot(answers, args.per_worker)
+            stamp = time.strftime("%H:%M:%S")
+            for member, counters in after.items():
+                moved = deltas(before.get(member, {}), counters)
+                if args.json:  # one JSON object a line and interval
+                    print(json.dumps({"name": member or name, "time": time.time(),
+                                      "seconds": round(now - last, 3),
+                                      "deltas": {k: v for k, v in moved.items()
+                                                 if v or args.all}}))
+                    continue
+                print(f"#ustack {member or name} {stamp} {now - last:.1f}s")
+                print_deltas(moved, now - last, all_=args.all)
+            sys.stdout.flush()
+            before, last = after, now
+    except KeyboardInterrupt:
+        return 0
     return 0

@@ -610,6 +610,8 @@ class TcpConnection(Tcb):
         data = q.ack(self.snd_una, ack, acked)
         if data:
             self.bytes_out += data
+            if now >= self.rate_due:
+                self.sample_rate(now)
             cfg = self.cfg
             if cfg.sndbuf < cfg.sndbuf_max and cfg.sndbuf < 2 * self.cc.cwnd:
                 # Autotuning (TcpConfig.sndbuf_max): room for twice the window.

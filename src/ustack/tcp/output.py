@@ -182,6 +182,7 @@ def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = 
         return 0
     n = len(seg.payload)
     if n:
+        tp.bytes_retrans += n
         tp.undo.on_retransmit(seq, sq.add(seq, n), tp.ts_now(now))
     if out is None:
         tp.pending_rtx.append(seg)

@@ -139,6 +139,30 @@ class Tcb:
         self.bytes_out = 0
         self.segs_in = 0
         self.segs_out = 0
+        # For ``ustack ss -i`` (tcp/info.py): bytes resent (counted where a
+        # retransmission is made, never on the first transmission's path),
+        # and the delivery rate: bytes acknowledged over the last sampling
+        # interval of about a round trip, sampled on an ACK of new data once
+        # the interval is over (one comparison per such ACK).
+        self.bytes_retrans = 0
+        self.delivery_rate = 0.0  # bytes per second, 0 until a first sample
+        self.rate_due = now
+        self.rate_time = now
+        self.rate_bytes = 0
+
+    def sample_rate(self, now: float) -> None:
+        """A delivery-rate sample (``rate_due`` has passed): the bytes
+        acknowledged since the last one over the time since.  An interval
+        much longer than it should be held idle time (nothing was in
+        flight): it starts the next interval only."""
+        srtt = self.rtt.srtt
+        span = 0.1 if srtt is None else (srtt if srtt > 0.005 else 0.005)
+        elapsed = now - self.rate_time
+        if 0.0 < elapsed < 4.0 * span + 0.05:
+            self.delivery_rate = (self.bytes_out - self.rate_bytes) / elapsed
+        self.rate_time = now
+        self.rate_bytes = self.bytes_out
+        self.rate_due = now + span
 
     def ts_now(self, now: float) -> int:
         """Our TSval clock (RFC 7323 5.4: 1 ms ticks, from a random offset)."""
