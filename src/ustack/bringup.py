@@ -38,6 +38,7 @@ from ustack.link.netif import configure_host_side
 from ustack.link.open import open_link, parse_link, wrap
 from ustack.net.interface import Interface
 from ustack.stack import Stack
+from ustack.tracefile import TraceFile, open_trace
 from ustack.wire import ethernet, ipv4
 
 T = TypeVar("T")
@@ -66,6 +67,7 @@ class LinkOptions:
     fault: str | None = None  # e.g. "loss=2%,dup=1%,seed=7"
     vnet_hdr: bool = False  # checksum and segmentation offload
     sources: int = 1  # how many addresses, from --ip's up (``addresses``)
+    trace: str | None = None  # file for the TCP event trace, JSON lines (tcp/trace.py)
 
     def __post_init__(self) -> None:
         # Each line starts with the option it is about, as the command
@@ -168,6 +170,7 @@ class LinkedStack:
     def __init__(self, options: LinkOptions) -> None:
         self.options = options
         self.device: Device | None = None
+        self.trace_file: TraceFile | None = None
 
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened."""
@@ -186,6 +189,8 @@ class LinkedStack:
                 self.stack.add_address(self.iface, addr)
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
+            if o.trace:
+                self.trace_file = open_trace(self.stack, o.trace)
         except BaseException:
             self.close()
             raise
@@ -193,9 +198,14 @@ class LinkedStack:
 
     def close(self) -> None:
         device, self.device = self.device, None
-        if device is not None:
-            self.stack.close()  # the interfaces' devices: the wrappers, pcap file included
-            device.close()
+        trace, self.trace_file = self.trace_file, None
+        try:
+            if device is not None:
+                self.stack.close()  # the interfaces' devices: the wrappers, pcap file included
+                device.close()
+        finally:
+            if trace is not None:
+                trace.close()  # whatever failed above: the trace is written whole
 
     def __enter__(self) -> LinkedStack:
         return self.open()

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ustack import __version__, purepy
-from ustack.cli import flood, load, serve, stats, tcp, up
+from ustack.cli import flood, load, plot, serve, stats, tcp, up
 from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
 
 # The subcommands whose options argparse parses here.
@@ -35,6 +35,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "flood": flood.main,
     "tcp": tcp.main,
     "stats": stats.main,
+    "plot": plot.main,
 }
 
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a Python program with its sockets on ustack (see ustack run --help)")
 
     stats.add_arguments(sub.add_parser("stats", help=stats.HELP))
+    plot.add_arguments(sub.add_parser("plot", help=plot.HELP, description=plot.DESCRIPTION))
     return p
 
 

@@ -70,6 +70,15 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
                    help="inject faults, e.g. loss=2%%,dup=1%%,reorder=1%%,seed=7")
     p.add_argument("--vnet-hdr", action="store_true",
                    help="use the virtio-net header (checksum/segmentation offload)")
+    add_trace_option(p)
+
+
+def add_trace_option(p: argparse.ArgumentParser) -> None:
+    """``--trace FILE`` (LinkOptions.trace): every TCP connection's events as
+    JSON lines (ustack.tcp.trace), for ``ustack plot``."""
+    p.add_argument("--trace", metavar="FILE",
+                   help="write a per-connection TCP event trace (JSON lines) to FILE; "
+                        "draw it with ustack plot FILE")
 
 
 def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
@@ -160,10 +169,13 @@ def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
     """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors."""
     from ustack.bringup import LinkedStack
     from ustack.link.errors import LinkError
+    from ustack.tracefile import TraceFileError
 
     up = LinkedStack(options)
     try:
         up.open()
+    except TraceFileError:
+        raise  # an OSError naming --trace FILE: main prints its one line, exit 1
     except (LinkError, ValueError) as e:
         raise UsageError(f"{prog}: {e}") from None
     except OSError as e:  # none is expected (bring-up turns them into LinkError)

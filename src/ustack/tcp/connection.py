@@ -505,6 +505,8 @@ class TcpConnection(Tcb):
                 self._dupack(now)
         else:
             return None  # an old duplicate ACK: ignore it, keep processing
+        if newly_sacked and self.tracer is not None:
+            self.trace("sack")
         if rack_due:
             losses.on_ack(self, una, sacked_before, sb.dsack != dsack_before,
                            seg.opts.ts_ecr or 0, not seg.payload and ack == una and not newly_sacked
@@ -556,6 +558,8 @@ class TcpConnection(Tcb):
         if rec.covers(ack):
             rec.finish()
             self.cc.on_recovery_end(now)
+            if self.tracer is not None:
+                self.trace("recovery-end")
             if self.use_rack:
                 self.rack.on_recovery_exit()
         elif not self.sack_ok:
@@ -647,6 +651,8 @@ class TcpConnection(Tcb):
             self.rack.trim(ack, ack == self.snd_nxt)
             if self.sb:
                 self.sb.trim(ack)  # (an ACK without blocks: the pipe must not count them)
+        if self.tracer is not None:
+            self.trace("ack")
 
     def _set_window(self, seq: int, ack: int, wnd: int) -> None:
         """SND.WND from a segment newer than the last (its SEQ and ACK become
