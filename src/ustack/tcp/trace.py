@@ -27,6 +27,14 @@ One line per event, an object with at least these keys (``REQUIRED``):
 and ``send``/``retransmit`` add ``seq`` and ``len`` (sequence space: a SYN
 or FIN counts one), ``retransmit`` the range ``rtx`` = [seq, seq + len].
 
+Where the hooks are: ``TcpLayer._socket`` (open), ``Tcb.move`` (state,
+close), ``output._send_new`` and the SYN in ``output.segments_to_send``
+(send), ``output.retransmit_at`` and a resent SYN (retransmit),
+``TcpConnection._take_ack`` (ack: both the predicted and the general path),
+``TcpConnection._process_ack`` (sack, when new blocks arrived),
+``_recovery_ack`` (recovery-end), ``timeouts._retransmission`` (rto) and
+``losses`` (tlp, fast-retransmit, recovery, undo).
+
 The tracer keeps lines in memory and hands them to ``write`` (a file's, in
 ``ustack.bringup``) at most ``FLUSH_EVERY`` seconds apart or every
 ``FLUSH_LINES`` lines, and when it is flushed or closed: a trace is whole
