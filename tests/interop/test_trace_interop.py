@@ -10,12 +10,14 @@ Then ``ustack plot`` draws both, and an unwritable trace file is one line.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from tcp_tools import KernelSink, TestFile, make_test_file
+from tcp_tools import KernelSink, TestFile, kernel_echo, make_test_file
 
 from ustack.plot import pcapread, series
 from ustack.tcp.trace import REQUIRED
@@ -95,3 +97,34 @@ def test_unwritable_trace_is_one_line_exit_1(testbed: Testbed, tmp_path: Path,
                    "--trace", path, *tail], check=False, timeout=20)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == f"ustack {command}: --trace {path}: No such file or directory\n"
+
+
+@pytest.mark.parametrize("kind", ["tap", "packet"])
+def test_trace_of_ustack_up_is_whole_after_ctrl_c_and_counts_as_the_stack(
+    tmp_path: Path, data: TestFile, kind: str
+) -> None:
+    """``ustack up --trace`` echoing to a kernel client under loss, stopped
+    by SIGINT: the file ends with a whole line, and its retransmissions are
+    the ones the stack counted (TcpRetransSegs, printed at exit)."""
+    trace = tmp_path / "up.jsonl"
+    with Testbed() as tb:
+        topo = topology(tb, kind)
+        stack = topo.start_ustack("--service", "tcp-echo:7", "--fault", FAULT,
+                                  "--trace", str(trace), timeout=20)
+        got = kernel_echo(topo.peer_ns, topo.stack_ip, 7, data.path.read_bytes()[:1 << 20],
+                          timeout=DEADLINE)
+        counters = stack.stop(sig=signal.SIGINT)
+    assert got.ok and got.received == 1 << 20, got
+    text = trace.read_text()
+    assert text.endswith("\n")
+    events = [json.loads(line) for line in text.splitlines()]
+    assert all(all(k in ev for k in REQUIRED) for ev in events)
+    kinds = Counter(ev["ev"] for ev in events)
+    assert kinds["open"] == 1 and kinds["send"] and kinds["ack"], kinds
+    assert kinds["retransmit"] == counters["TcpRetransSegs"] > 0, (kinds, counters)
+    (conn,) = series.trace_conns(events)
+    s = series.from_trace(events, conn)
+    acks = [a for _, a in s.acks]
+    # (The last ACKs may still be on their way, or lost and awaiting a
+    # retransmission, when the signal stops the stack.)
+    assert acks == sorted(acks) and 0.9 * (1 << 20) < acks[-1] <= (1 << 20) + 2
