@@ -248,6 +248,8 @@ class TcpConnection(Tcb):
             self._take_ack(ack, acked, ts_ecr, now)
             self.cc.on_ack(acked, flight, now, self.rtt.srtt)  # (no recovery: the guard)
         self._set_window(seq, ack, window << self.snd_wscale)
+        if acked and self.tracer is not None:  # (after cwnd and the window moved)
+            self.trace("ack")
         # Seventh, the segment text: in order, inside the window.
         if n:
             self._deliver(payload, now)
@@ -550,6 +552,8 @@ class TcpConnection(Tcb):
         else:
             self.cc.on_ack(acked, flight, now, self.rtt.srtt)
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
+        if self.tracer is not None:
+            self.trace("ack")
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged during fast recovery (RFC 6582 / RFC 6675;
@@ -651,8 +655,6 @@ class TcpConnection(Tcb):
             self.rack.trim(ack, ack == self.snd_nxt)
             if self.sb:
                 self.sb.trim(ack)  # (an ACK without blocks: the pipe must not count them)
-        if self.tracer is not None:
-            self.trace("ack")
 
     def _set_window(self, seq: int, ack: int, wnd: int) -> None:
         """SND.WND from a segment newer than the last (its SEQ and ACK become

@@ -30,7 +30,8 @@ or FIN counts one), ``retransmit`` the range ``rtx`` = [seq, seq + len].
 Where the hooks are: ``TcpLayer._socket`` (open), ``Tcb.move`` (state,
 close), ``output._send_new`` and the SYN in ``output.segments_to_send``
 (send), ``output.retransmit_at`` and a resent SYN (retransmit),
-``TcpConnection._take_ack`` (ack: both the predicted and the general path),
+``TcpConnection.receive_predicted`` and ``_ack_new_data`` (ack, once cwnd
+and the send window have taken it),
 ``TcpConnection._process_ack`` (sack, when new blocks arrived),
 ``_recovery_ack`` (recovery-end), ``timeouts._retransmission`` (rto) and
 ``losses`` (tlp, fast-retransmit, recovery, undo).
