@@ -238,3 +238,31 @@ def test_tracer_buffers_and_flushes_on_close() -> None:
     assert out.getvalue().count("\n") == tr.events > 0
     tr.record({"ev": "late"})  # after close: dropped
     assert out.getvalue().count("\n") == tr.events
+
+
+def _truncated_copy(src: Path, dst: Path, snap: int) -> None:
+    """``src`` as tcpdump -s SNAP would have written it: each frame cut."""
+    data = src.read_bytes()
+    out = bytearray(data[:24])
+    struct.pack_into("<I", out, 16, snap)
+    off = 24
+    while off + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, off)
+        frame = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        out += struct.pack("<IIII", sec, usec, min(incl, snap), orig) + frame[:snap]
+    dst.write_bytes(bytes(out))
+
+
+def test_a_capture_cut_at_a_snap_length_reads_the_same(lossy: tuple[TappedNet, Path, Path],
+                                                       tmp_path: Path) -> None:
+    """Lengths come from the IP header, not from the bytes kept."""
+    _, _, pcap = lossy
+    short = tmp_path / "short.pcap"
+    _truncated_copy(pcap, short, 96)
+    full = pcapread.flows(pcapread.read_pcap(pcap))
+    cut = pcapread.flows(pcapread.read_pcap(short))
+    a = pcapread.from_pcap(full[0], pcapread.pcap_conns(full)[0])
+    b = pcapread.from_pcap(cut[0], pcapread.pcap_conns(cut)[0])
+    assert (a.sent, a.retransmitted, a.acks, a.sacks) == (b.sent, b.retransmitted, b.acks, b.sacks)
+    assert pcapread.pcap_conns(cut)[0].bytes == NBYTES + 1

@@ -127,16 +127,19 @@ def _segment(frame: memoryview, linktype: int, t: float) -> Segment | None:
             pkt = frame[16:]
         else:
             pkt = frame
-        ip = ipv4.parse(pkt, verify_checksum=False)
-        if ip.proto != ipv4.PROTO_TCP or ip.frag_offset or ip.more_fragments:
-            return None
-        body = pkt[ip.header_len:ip.total_length]
-        h = tcp.parse(body)
+        # The header's own fields, not ipv4.parse: a capture cut at a snap
+        # length (tcpdump -s 128) holds less than the total length says,
+        # and the payload's length is the header's word, not the bytes kept.
+        vihl, _tos, total, _id, ff, _ttl, proto, _sum, src, dst = ipv4.unpack_fields(pkt, 0)
+        hl = (vihl & 0x0F) << 2
+        if vihl >> 4 != 4 or proto != ipv4.PROTO_TCP or ff & 0x3FFF or hl < 20:
+            return None  # not IPv4 TCP, or a fragment
+        h = tcp.parse(pkt[hl:total])
         opts = tcp.parse_options(h.options_raw) if h.options_raw else tcp.NO_OPTIONS
     except (ParseError, struct.error):
-        return None  # a frame cut short by the snap length, or no TCP
-    return Segment(t, (ipv4.addr_to_str(ip.src), h.sport), (ipv4.addr_to_str(ip.dst), h.dport),
-                   h.seq, h.ack, h.flags, h.window, len(body) - h.header_len, opts)
+        return None  # a frame cut inside its headers, or no TCP
+    return Segment(t, (ipv4.addr_to_str(src), h.sport), (ipv4.addr_to_str(dst), h.dport),
+                   h.seq, h.ack, h.flags, h.window, total - hl - h.header_len, opts)
 
 
 def flows(segs: list[Segment]) -> list[_Flow]:
