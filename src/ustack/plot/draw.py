@@ -109,8 +109,8 @@ def draw(s: Series, out: str, title: str | None = None) -> None:
     handles, labels = bottom.get_legend_handles_labels()
     if s.srtt:
         rtt = bottom.twinx()
-        rtt.plot([t for t, _ in s.srtt], [v * 1000 for _, v in s.srtt], color="tab:green",
-                 lw=1, label="srtt")
+        rtt.step([t for t, _ in s.srtt], [v * 1000 for _, v in s.srtt], where="post",
+                 color="tab:green", lw=1, label="srtt")
         rtt.set_ylabel("srtt (ms)")
         h2, l2 = rtt.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
