@@ -39,6 +39,7 @@ from ustack.link.netif import configure_host_side
 from ustack.link.open import open_link, parse_link, wrap
 from ustack.net.interface import Interface
 from ustack.stack import Stack
+from ustack.tracefile import TraceFile, open_trace
 from ustack.wire import ethernet, ipv4
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class LinkOptions:
     vnet_hdr: bool = False  # checksum and segmentation offload
     sources: int = 1  # how many addresses, from --ip's up (``addresses``)
     dad: bool = True  # probe for our addresses before taking them (``ustack.claim``)
+    trace: str | None = None  # file for the TCP event trace, JSON lines (tcp/trace.py)
 
     def __post_init__(self) -> None:
         # Each line starts with the option it is about, as the command
@@ -173,6 +175,7 @@ class LinkedStack:
         # What the user should know but need not stop for (a packet:
         # interface down, or with an address of its own), one line each.
         self.warnings: list[str] = []
+        self.trace_file: TraceFile | None = None
 
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened.
@@ -202,6 +205,8 @@ class LinkedStack:
                     raise from_os_error(f"{o.link}: probing for {o.ip}", e) from e
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
+            if o.trace:
+                self.trace_file = open_trace(self.stack, o.trace)
         except BaseException:
             self.close()
             raise
@@ -209,9 +214,14 @@ class LinkedStack:
 
     def close(self) -> None:
         device, self.device = self.device, None
-        if device is not None:
-            self.stack.close()  # the interfaces' devices: the wrappers, pcap file included
-            device.close()
+        trace, self.trace_file = self.trace_file, None
+        try:
+            if device is not None:
+                self.stack.close()  # the interfaces' devices: the wrappers, pcap file included
+                device.close()
+        finally:
+            if trace is not None:
+                trace.close()  # whatever failed above: the trace is written whole
 
     def __enter__(self) -> LinkedStack:
         return self.open()

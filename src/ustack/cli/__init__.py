@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ustack import __version__, purepy
-from ustack.cli import flood, load, serve, ss, stats, tcp, up
+from ustack.cli import flood, load, plot, serve, ss, stats, tcp, up
 from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
 
 # The subcommands whose options argparse parses here.
@@ -36,6 +36,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "tcp": tcp.main,
     "stats": stats.main,
     "ss": ss.main,
+    "plot": plot.main,
 }
 
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats.add_arguments(sub.add_parser("stats", help=stats.HELP))
     ss.add_arguments(sub.add_parser("ss", help=ss.HELP, description=ss.DESCRIPTION))
+    plot.add_arguments(sub.add_parser("plot", help=plot.HELP, description=plot.DESCRIPTION))
     return p
 
 

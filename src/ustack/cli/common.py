@@ -85,6 +85,15 @@ def add_link_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dad", dest="dad", action="store_false",
                    help="take our addresses without first probing the link for them "
                         "(RFC 5227 ARP probes, about 0.2 s: a conflict ends the command)")
+    add_trace_option(p)
+
+
+def add_trace_option(p: argparse.ArgumentParser) -> None:
+    """``--trace FILE`` (LinkOptions.trace): every TCP connection's events as
+    JSON lines (ustack.tcp.trace), for ``ustack plot``."""
+    p.add_argument("--trace", metavar="FILE",
+                   help="write a per-connection TCP event trace (JSON lines) to FILE; "
+                        "draw it with ustack plot FILE")
 
 
 def link_options(args: argparse.Namespace, prog: str) -> LinkOptions:
@@ -212,12 +221,15 @@ def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
     from ustack.bringup import LinkedStack
     from ustack.claim import AddressConflict
     from ustack.link.errors import LinkError
+    from ustack.tracefile import TraceFileError
 
     up = LinkedStack(options)
     try:
         up.open()
     except AddressConflict as e:
         raise CommandFailed(f"{prog}: {e}") from None
+    except TraceFileError:
+        raise  # an OSError naming --trace FILE: main prints its one line, exit 1
     except (LinkError, ValueError) as e:
         raise UsageError(f"{prog}: {e}") from None
     except OSError as e:  # none is expected (bring-up turns them into LinkError)

@@ -248,6 +248,8 @@ class TcpConnection(Tcb):
             self._take_ack(ack, acked, ts_ecr, now)
             self.cc.on_ack(acked, flight, now, self.rtt.srtt)  # (no recovery: the guard)
         self._set_window(seq, ack, window << self.snd_wscale)
+        if acked and self.tracer is not None:  # (after cwnd and the window moved)
+            self.trace("ack")
         # Seventh, the segment text: in order, inside the window.
         if n:
             self._deliver(payload, now)
@@ -505,6 +507,8 @@ class TcpConnection(Tcb):
                 self._dupack(now)
         else:
             return None  # an old duplicate ACK: ignore it, keep processing
+        if newly_sacked and self.tracer is not None:
+            self.trace("sack")
         if rack_due:
             losses.on_ack(self, una, sacked_before, sb.dsack != dsack_before,
                            seg.opts.ts_ecr or 0, not seg.payload and ack == una and not newly_sacked
@@ -548,6 +552,8 @@ class TcpConnection(Tcb):
         else:
             self.cc.on_ack(acked, flight, now, self.rtt.srtt)
         self._update_window(seg.seq, ack, seg.window << self.snd_wscale)
+        if self.tracer is not None:
+            self.trace("ack")
 
     def _recovery_ack(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged during fast recovery (RFC 6582 / RFC 6675;
@@ -556,6 +562,8 @@ class TcpConnection(Tcb):
         if rec.covers(ack):
             rec.finish()
             self.cc.on_recovery_end(now)
+            if self.tracer is not None:
+                self.trace("recovery-end")
             if self.use_rack:
                 self.rack.on_recovery_exit()
         elif not self.sack_ok:

@@ -47,6 +47,7 @@ from ustack.tcp.socket import TcpListener, TcpSocket, os_error
 from ustack.tcp.states import Ev, State
 from ustack.tcp.tcb import TS_OPTION_LEN
 from ustack.tcp.timewait import TimeWaitRecord, TimeWaitTable, record_of
+from ustack.tcp.trace import Tracer
 from ustack.timers import Timer
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
@@ -109,6 +110,7 @@ class TcpLayer(ProtocolHandler):
         # connection was 72 bytes of each, issue 12).
         self._on_timer_cb: Callable[[TcpSocket, float], None] = self._on_timer
         self._challenge_cb: Callable[[float], bool] = self._challenge_allowed
+        self.tracer: Tracer | None = None  # --trace: every new connection's (tcp/trace.py)
         ip.protocols[wip.PROTO_TCP] = self
         ip.errors[wip.PROTO_TCP] = self.icmp_error
 
@@ -133,6 +135,8 @@ class TcpLayer(ProtocolHandler):
 
     def _socket(self, conn: TcpConnection, listener: TcpListener | None = None) -> TcpSocket:
         sock = TcpSocket(self.host, self.dirty, self._on_timer_cb, conn, listener)
+        if self.tracer is not None:
+            conn.attach_tracer(self.tracer)
         self.conns[(*conn.local, *conn.remote)] = sock
         return sock
 

@@ -103,6 +103,8 @@ def undo_reduction(tp: Tcb, now: float) -> None:
     rec.rtx_nxt = None
     rec.sndcnt = 0
     rec.recover = sq.add(una, -1)  # a real loss may start a recovery at once
+    if tp.tracer is not None:
+        tp.trace("undo")
     rack = tp.rack
     rack.reordering_seen = True
     rack.lost.clear()
@@ -186,6 +188,8 @@ def enter_recovery(tp: Tcb, now: float) -> None:
     if not t.probe_reo:
         t.probe = None  # no loss probe in recovery (RFC 8985 7.2)
     t.rtx = now + tp.rtt.rto
+    if tp.tracer is not None:
+        tp.trace("recovery")
 
 
 def reorder_timeout(tp: Tcb, now: float) -> None:
@@ -210,6 +214,8 @@ def loss_probe(tp: Tcb, now: float) -> None:
     if (tp.snd_una == tp.snd_nxt or rec.active or rec.rtx_nxt is not None
             or tp.tlp_end is not None):
         return
+    if tp.tracer is not None:
+        tp.trace("tlp")
     if output.send_probe(tp, now):
         tp.counters.TcpExtTCPLossProbes += 1
         # RFC 8985 7.3: after the probe, the RTO timer restarts.
@@ -230,6 +236,8 @@ def fast_retransmit(tp: Tcb, now: float) -> None:
     c.TcpExtTCPFastRetrans += 1
     tp.cc.on_congestion(tp.flight(), now)
     tp.rec.start(tp.snd_una, tp.snd_nxt, tp.mss, tp.sack_ok)
+    if tp.tracer is not None:
+        tp.trace("fast-retransmit")
     if tp.sack_ok:
         # RFC 6675 5 step 4.3: the segment at SND.UNA is presumed lost
         # and retransmitted at once, whatever the pipe says.

@@ -184,6 +184,8 @@ def retransmit_at(tp: Tcb, seq: int, now: float, out: list[OutSegment] | None = 
     if n:
         tp.bytes_retrans += n
         tp.undo.on_retransmit(seq, sq.add(seq, n), tp.ts_now(now))
+    if tp.tracer is not None:
+        tp.trace("retransmit", seq, n + (1 if seg.flags & FIN else 0))
     if out is None:
         tp.pending_rtx.append(seg)
     else:
@@ -207,6 +209,8 @@ def segments_to_send(tp: Tcb, now: float) -> list[OutSegment]:
         tp.timers.arm_rtx(now, tp.rtt.rto)
         if tp.rtt_seq is None and tp.retransmits == 0:
             tp.rtt_seq, tp.rtt_time = tp.iss, now
+        if tp.tracer is not None:  # (a SYN sent before: this one is resent)
+            tp.trace("retransmit" if tp.segs_out else "send", tp.iss, 1)
         out.append(segment(tp, tp.iss, flags, b"", now))
         return out
     if state is State.SYN_SENT:
@@ -431,6 +435,8 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
         if tp.use_rack:
             tp.rack.on_send(snd_nxt, now)
         tp.snd_nxt = sq.add(snd_nxt, 1)
+        if tp.tracer is not None:
+            tp.trace("send", snd_nxt, 1)
         timers.arm_rtx(now, tp.rtt.rto)
         return False
     if usable <= 0:
@@ -471,4 +477,6 @@ def _send_new(tp: Tcb, now: float, out: list[OutSegment], seg_max: int,
     tp.snd_nxt = sq.add(snd_nxt, len(data.payload) + 1 if fin else len(data.payload))
     if timers.rtx is None:  # RFC 6298 5.1: running, it keeps its deadline
         timers.rtx = now + tp.rtt.rto
+    if tp.tracer is not None:
+        tp.trace("send", snd_nxt, sq.sub(tp.snd_nxt, snd_nxt))
     return not fin

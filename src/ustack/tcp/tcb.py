@@ -36,7 +36,9 @@ from ustack.tcp.segment import Event, OutSegment, Segment
 from ustack.tcp.sendq import SendQueue
 from ustack.tcp.states import Ev, State, next_state
 from ustack.tcp.timers import ConnectionTimers
+from ustack.tcp.trace import Tracer
 from ustack.tcp.undo import Undo
+from ustack.wire import ipv4
 
 DEFAULT_PEER_MSS = 536  # RFC 9293 MUST-15: assume 536 when the peer sends no MSS
 TS_OPTION_LEN = 12  # NOP NOP TS: what every non-SYN segment carries with timestamps
@@ -149,6 +151,10 @@ class Tcb:
         self.rate_due = now
         self.rate_time = now
         self.rate_bytes = 0
+        # The event trace (tcp/trace.py): None unless the layer traces, and
+        # every hook tests that first (one compare when off).
+        self.tracer: Tracer | None = None
+        self.trace_id = 0
 
     def sample_rate(self, now: float) -> None:
         """A delivery-rate sample (``rate_due`` has passed): the bytes
@@ -262,6 +268,8 @@ class Tcb:
     def move(self, ev: Ev) -> None:
         """Take the table's row for ``ev`` (there is one: a missing row raises)."""
         self.state = next_state(self.state, ev)
+        if self.tracer is not None:
+            self.trace("close" if self.state is State.CLOSED else "state")
 
     def close_now(self, errno_: int, ev: Ev) -> None:
         """Go to CLOSED by the table's row for ``ev``: stop every timer and
@@ -275,6 +283,43 @@ class Tcb:
         self.send_syn = False
         self.ack_now = False
         self.events.append(Event.CLOSED)
+
+    # -- the event trace (tcp/trace.py) -----------------------------------
+
+    def attach_tracer(self, tracer: Tracer) -> None:
+        """Trace this connection from now on: its id, and the ``open`` event."""
+        self.tracer = tracer
+        self.trace_id = tracer.new_id()
+        self.trace("open")
+
+    def trace(self, ev: str, seq: int = -1, length: int = 0) -> None:
+        """Hand the tracer event ``ev`` with the state of the moment; a
+        segment's ``seq`` (absolute) and ``length`` for send and retransmit.
+        Sequence numbers go out relative to the ISS (trace.py)."""
+        tr = self.tracer
+        if tr is None:
+            return
+        iss = self.iss
+        mask = sq.MASK
+        fields: dict[str, object] = {
+            "t": 0.0, "conn": self.trace_id, "ev": ev, "state": self.state.value,
+            "una": (self.snd_una - iss) & mask, "nxt": (self.snd_nxt - iss) & mask,
+            "cwnd": self.cc.cwnd, "ssthresh": self.cc.ssthresh, "srtt": self.rtt.srtt,
+            "rto": self.rtt.rto, "inflight": self.flight(),
+            "sacked": [[(a - iss) & mask, (b - iss) & mask] for a, b in self.sb.blocks()],
+            "rwnd": self.snd_wnd, "wnd": sq.sub(self.rcv_adv, self.rcv_nxt),
+        }
+        if seq >= 0:
+            rel = (seq - iss) & mask
+            fields["seq"] = rel
+            fields["len"] = length
+            if ev == "retransmit":
+                fields["rtx"] = [rel, (rel + length) & mask]
+        elif ev == "open":
+            fields["tuple"] = [ipv4.addr_to_str(self.local[0]), self.local[1],
+                               ipv4.addr_to_str(self.remote[0]), self.remote[1]]
+            fields["iss"] = iss
+        tr.record(fields)
 
     # -- what the application and the layer read --------------------------
 

@@ -106,6 +106,8 @@ def _retransmission(tp: Tcb, now: float) -> None:
         t.probe_reo = False
     tp.rec.on_rto(tp.snd_una, tp.snd_nxt)  # (and the scoreboard's, RFC 6675 5.1)
     tp.timers.arm_rtx(now, tp.rtt.rto)
+    if tp.tracer is not None:
+        tp.trace("rto")
 
 
 def _persist(tp: Tcb, now: float) -> None:

@@ -1,0 +1,148 @@
+"""What a time-sequence graph shows, as plain data, and reading it from a trace.
+
+A ``Series`` is one direction of one connection, the sender's view, in the
+style of tcptrace: every segment sent (its time and sequence range),
+the retransmitted ones apart, the cumulative ACK over time (a step line),
+the SACK blocks reported, the receive window's right edge (ACK + the
+peer's advertised window), and for the second panel cwnd, ssthresh, srtt
+and bytes in flight over time.  Sequence numbers are relative: our SYN is
+0 and the first data byte 1 (as the trace writes them, ``ustack.tcp.trace``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ustack.tcp.trace import REQUIRED
+
+
+class PlotInputError(Exception):
+    """A file that is not a trace or capture this can read (one line)."""
+
+
+@dataclass
+class Conn:
+    """One connection of a file, as ``--list`` shows it."""
+
+    id: int  # --conn N: the trace's connection id, or the capture's order of appearance
+    label: str  # "198.18.0.1:40000 > 198.18.0.2:5001" (the data sender first)
+    bytes: int  # sequence space sent, retransmissions not counted
+
+
+@dataclass
+class Series:
+    """One connection's sender, ready to draw (times in seconds from ``t0``)."""
+
+    source: str  # "trace" or "pcap"
+    conn: Conn
+    t0: float = 0.0  # the file's clock at time 0 of the picture
+    sent: list[tuple[float, int, int]] = field(default_factory=list)  # (t, seq, end), new data
+    retransmitted: list[tuple[float, int, int]] = field(default_factory=list)
+    acks: list[tuple[float, int]] = field(default_factory=list)  # (t, cumulative ACK): steps
+    sacks: list[tuple[float, int, int]] = field(default_factory=list)  # (t, left, right)
+    window: list[tuple[float, int]] = field(default_factory=list)  # (t, ACK + peer's window)
+    cwnd: list[tuple[float, int]] = field(default_factory=list)
+    ssthresh: list[tuple[float, int]] = field(default_factory=list)
+    srtt: list[tuple[float, float]] = field(default_factory=list)
+    inflight: list[tuple[float, int]] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)  # rto, recovery ...
+
+    @property
+    def segments(self) -> int:
+        """Segments sent, retransmissions included."""
+        return len(self.sent) + len(self.retransmitted)
+
+
+# ssthresh before the first loss is "arbitrarily high" (cc.py): not drawn.
+_SSTHRESH_SHOWN = 1 << 30
+# Events marked on the picture.
+_MARKED = ("rto", "fast-retransmit", "recovery", "recovery-end", "tlp", "undo")
+
+
+def read_events(path: str | Path) -> list[dict[str, object]]:
+    """Every event of a trace file, checked to be one (PlotInputError)."""
+    events: list[dict[str, object]] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    raise PlotInputError(f"{path}:{n}: not a JSON line (neither a --trace "
+                                         "file nor a pcap)") from None
+                if not isinstance(ev, dict) or any(k not in ev for k in REQUIRED):
+                    missing = [k for k in REQUIRED if not isinstance(ev, dict) or k not in ev]
+                    raise PlotInputError(f"{path}:{n}: not a trace event (no "
+                                         f"{', '.join(missing)})")
+                events.append(ev)
+    except UnicodeDecodeError:
+        raise PlotInputError(f"{path}: neither a --trace file nor a pcap") from None
+    return events
+
+
+def _int(v: object) -> int:
+    return v if isinstance(v, int) else 0
+
+
+def unwrap(value: int, near: int) -> int:
+    """``value`` (mod 2^32) as the number closest to ``near``: relative
+    sequence numbers keep growing past 4 GB."""
+    return near + ((value - near + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def trace_conns(events: list[dict[str, object]]) -> list[Conn]:
+    """The connections of a trace, in the order they opened."""
+    conns: dict[int, Conn] = {}
+    for ev in events:
+        cid = _int(ev["conn"])
+        c = conns.get(cid)
+        if c is None:
+            c = conns[cid] = Conn(cid, f"connection {cid}", 0)
+        tup = ev.get("tuple")
+        if isinstance(tup, list) and len(tup) == 4:
+            c.label = f"{tup[0]}:{tup[1]} > {tup[2]}:{tup[3]}"
+        if ev["ev"] == "send":
+            c.bytes += _int(ev.get("len"))
+    return list(conns.values())
+
+
+def from_trace(events: list[dict[str, object]], conn: Conn) -> Series:
+    """The series of connection ``conn`` of a trace's ``events``."""
+    mine = [ev for ev in events if ev["conn"] == conn.id]
+    t0 = float(mine[0]["t"]) if mine else 0.0  # type: ignore[arg-type]
+    s = Series("trace", conn, t0)
+    top = 0  # the highest relative sequence number seen, for unwrapping
+    last_ack = -1
+    for ev in mine:
+        t = float(ev["t"]) - t0  # type: ignore[arg-type]
+        kind = ev["ev"]
+        una = top = unwrap(_int(ev["una"]), top)
+        if kind == "send" or kind == "retransmit":
+            seq = unwrap(_int(ev["seq"]), top)
+            end = seq + _int(ev["len"])
+            (s.sent if kind == "send" else s.retransmitted).append((t, seq, end))
+            top = max(top, end)
+        elif kind == "ack" or kind == "sack":
+            if una != last_ack:
+                s.acks.append((t, una))
+                last_ack = una
+            s.window.append((t, una + _int(ev["rwnd"])))
+            sacked = ev["sacked"]
+            if kind == "sack" and isinstance(sacked, list):
+                for left, right in sacked:
+                    s.sacks.append((t, unwrap(left, top), unwrap(right, top)))
+        elif kind in _MARKED:
+            s.events.append((t, str(kind)))
+        s.cwnd.append((t, _int(ev["cwnd"])))
+        ssthresh = _int(ev["ssthresh"])
+        if ssthresh < _SSTHRESH_SHOWN:
+            s.ssthresh.append((t, ssthresh))
+        srtt = ev["srtt"]
+        if isinstance(srtt, (int, float)):
+            s.srtt.append((t, float(srtt)))
+        s.inflight.append((t, _int(ev["inflight"])))
+    return s
