@@ -29,7 +29,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
@@ -165,14 +165,17 @@ class LinkedStack:
     stack: Stack
     iface: Interface
 
-    def __init__(self, options: LinkOptions) -> None:
+    def __init__(self, options: LinkOptions, link_opts: dict[str, Any] | None = None) -> None:
         self.options = options
+        # More arguments for the device (``open_link``): a worker's share of
+        # a link, ``fanout_group=...`` or ``multi_queue=True`` (cli/workers.py).
+        self.link_opts = link_opts or {}
         self.device: Device | None = None
 
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened."""
         o = self.options
-        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr)
+        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)
         self.stack = Stack()
         try:
             if o.host_ip:

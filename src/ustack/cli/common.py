@@ -156,12 +156,13 @@ def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[LinkedS
 
 
 @contextlib.contextmanager
-def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
+def linked_stack(options: LinkOptions, prog: str,
+                 link_opts: dict[str, Any] | None = None) -> Iterator[LinkedStack]:
     """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors."""
     from ustack.bringup import LinkedStack
     from ustack.link.errors import LinkError
 
-    up = LinkedStack(options)
+    up = LinkedStack(options, link_opts)
     try:
         up.open()
     except (LinkError, ValueError) as e:
