@@ -141,7 +141,7 @@ class Supervisor:
 
     # -- the worker side ---------------------------------------------------
 
-    def _child(self, w: _Worker, write_fd: int) -> None:
+    def _child(self, w: _Worker, write_fd: int, mask: set[int | signal.Signals]) -> None:
         """In the forked worker: never returns."""
         code = EXIT_ERROR
         channel = Channel(write_fd)
@@ -150,6 +150,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for other in self.workers:
                 if other.fd >= 0:
                     os.close(other.fd)
@@ -184,10 +185,17 @@ class Supervisor:
         sys.stderr.flush()
         w.buf, w.ready, w.error, w.counters, w.restart_at = b"", False, None, None, None
         w.started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            self._child(w, wfd)
+        # Signals wait until the child has its own handlers: one that came
+        # in between would run the parent's (a flag in the child's copy).
+        sigs = {signal.SIGINT, signal.SIGTERM}
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                self._child(w, wfd, old_mask)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(wfd)
         os.set_blocking(r, False)
         w.pid, w.fd = pid, r
@@ -291,8 +299,11 @@ class Supervisor:
             self._wait(None)
             for w in self.workers:
                 status = self._reap(w)
-                if status is not None:
+                if status is None:
+                    continue
+                if not w.ready:
                     return self._failed_start(w, status)
+                self._died(w, status, time.monotonic())  # it was up: a crash
         if not self._stopping and self.on_ready is not None:
             self.on_ready(self.ready_text)
         while not self._stopping:
