@@ -1,0 +1,177 @@
+"""``--workers N``: N stacks on one MAC and address, the kernel as the peer.
+
+The kernel spreads the flows (PACKET_FANOUT_HASH on AF_PACKET, the queues
+of a multi-queue TAP); every connection must succeed whichever worker it
+lands on, both workers must get some, and SIGINT must print the sum of the
+workers' counters.  A killed worker comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ustack_testbed import Testbed, Topology, UstackProcess, topology
+
+pytestmark = pytest.mark.root
+
+BODY = bytes(range(256)) * 4  # 1 KB
+CONNS = 40
+
+
+def worker_report(topo: Topology, proc: UstackProcess, index: int) -> dict[str, object]:
+    """``ustack stats --name NAME@K --json`` of worker ``index``."""
+    out = topo.stack_ns.run([sys.executable, "-m", "ustack.cli", "stats", "--name",
+                             f"{proc.name}@{index}", "--json"], timeout=10)
+    doc: dict[str, object] = json.loads(out.stdout)
+    return doc
+
+
+def counters_of(doc: dict[str, object]) -> dict[str, int]:
+    counters = doc["counters"]
+    assert isinstance(counters, dict)
+    return {str(k): int(v) for k, v in counters.items()}
+
+
+def fetch_many(topo: Topology, n: int) -> list[str]:
+    """``n`` requests, each on a connection of its own (a new source port,
+    so a new flow hash): their status codes."""
+    url = f"http://{topo.stack_ip}/f.bin"
+    cmd = ["curl", "-sS", "--max-time", "10", "-H", "Connection: close",
+           "-w", "%{http_code}\\n"]
+    for _ in range(n):
+        cmd += ["-o", "/dev/null", url]
+    out = topo.peer_ns.run(cmd, check=False, timeout=60)
+    return out.stdout.split()
+
+
+@pytest.fixture(params=["packet", "tap"])
+def served(request: pytest.FixtureRequest, tmp_path: Path,
+           root_ok: None) -> Iterator[tuple[Topology, UstackProcess]]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "f.bin").write_bytes(BODY)
+    with Testbed() as tb:
+        topo = topology(tb, request.param)
+        args = ["serve", str(root), *topo.ustack_args("--workers", "2")[1:]]
+        proc = tb.start_ustack(topo.stack_ns, args, timeout=30)
+        yield topo, proc
+
+
+def test_connections_spread_over_both_workers_and_counters_merge(
+        served: tuple[Topology, UstackProcess], need_tool: object) -> None:
+    topo, proc = served
+    assert proc.ready_line.endswith(" workers=2"), proc.ready_line
+    codes = fetch_many(topo, CONNS)
+    assert codes == ["200"] * CONNS, codes
+    reports = [worker_report(topo, proc, k) for k in range(2)]
+    per_worker = [counters_of(r) for r in reports]
+    served_by = [c.get("HttpRequests", 0) for c in per_worker]
+    assert sum(served_by) == CONNS and all(served_by), served_by
+    # Each worker resolved the kernel peer, wherever the kernel's reply
+    # landed (the ARP reply listener), and none gave up on it.
+    for r, c in zip(reports, per_worker, strict=True):
+        interfaces = r["interfaces"]
+        assert isinstance(interfaces, list)
+        assert topo.peer_ip in interfaces[0]["arp"], interfaces[0]["arp"]
+        assert c.get("ArpResolveFailed", 0) == 0, c
+    merged = proc.stop()
+    assert merged["HttpRequests"] == CONNS
+    assert merged["TcpPassiveOpens"] == sum(c["TcpPassiveOpens"] for c in per_worker)
+    assert merged["HttpResponses2xx"] == CONNS
+    assert "Traceback" not in proc.stderr_text()
+
+
+def test_a_killed_worker_is_restarted(served: tuple[Topology, UstackProcess],
+                                      need_tool: object) -> None:
+    topo, proc = served
+    old = worker_report(topo, proc, 1)["pid"]
+    assert isinstance(old, int)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    new = old
+    while new == old and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            pid = worker_report(topo, proc, 1)["pid"]
+        except Exception:  # not back yet (no socket, or a stale one)
+            continue
+        assert isinstance(pid, int)
+        new = pid
+    assert new != old, "worker 1 was not restarted"
+    log = proc.stderr_text()
+    assert re.search(rf"^ustack serve: worker 1 \(pid {old}\) killed by signal 9 \(SIGKILL\); "
+                     r"restarting it in [\d.]+ s$", log, re.M), log
+    # Both workers serve again.
+    codes = fetch_many(topo, CONNS)
+    assert codes == ["200"] * CONNS, codes
+    assert counters_of(worker_report(topo, proc, 1)).get("HttpRequests", 0) > 0
+    proc.stop()
+
+
+def test_up_workers_answer_ping_and_udp_from_many_ports(testbed: Testbed) -> None:
+    topo = topology(testbed, "packet")
+    proc = topo.start_ustack("--workers", "2", "--service", "udp-echo:7", timeout=30)
+    ping = topo.peer_ns.run(["ping", "-c", "5", "-i", "0.1", "-W", "2", topo.stack_ip],
+                            check=False)
+    assert " 0% packet loss" in ping.stdout, ping.stdout
+
+    def echo_from_many_ports() -> int:
+        answered = 0
+        for i in range(40):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(2.0)
+                msg = f"ping {i}".encode()
+                s.sendto(msg, (topo.stack_ip, 7))
+                data, _ = s.recvfrom(2048)
+                answered += data == msg
+        return answered
+
+    assert topo.peer_ns.call(echo_from_many_ports) == 40
+    per_worker = [counters_of(worker_report(topo, proc, k)) for k in range(2)]
+    udp = [c.get("UdpInDatagrams", 0) for c in per_worker]
+    assert sum(udp) == 40 and all(udp), udp
+    merged = proc.stop()
+    assert merged["UdpInDatagrams"] == 40
+    assert merged["IcmpInEchos"] == 5
+
+
+def test_a_worker_that_cannot_start_fails_the_command_in_one_line(testbed: Testbed) -> None:
+    ns = testbed.netns("bad")
+    out = ns.run([sys.executable, "-m", "ustack.cli", "up", "--link", "packet:nosuch0",
+                  "--ip", "198.18.9.2/24", "--workers", "2"], check=False, timeout=30)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ustack up: "), out.stderr
+    assert "nosuch0" in lines[0]
+
+
+def test_syncookies_always_on_both_workers(tmp_path: Path, testbed: Testbed,
+                                           need_tool: object) -> None:
+    """Every handshake finished by a cookie: the workers check cookies with
+    the secret the parent made for them all."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "f.bin").write_bytes(BODY)
+    topo = topology(testbed, "packet")
+    args = ["serve", str(root), *topo.ustack_args("--workers", "2", "--syncookies",
+                                                  "always")[1:]]
+    proc = testbed.start_ustack(topo.stack_ns, args, timeout=30)
+    codes = fetch_many(topo, CONNS)
+    assert codes == ["200"] * CONNS, codes
+    per_worker = [counters_of(worker_report(topo, proc, k)) for k in range(2)]
+    recv = [c.get("TcpExtSyncookiesRecv", 0) for c in per_worker]
+    assert all(recv) and sum(recv) == CONNS, recv
+    merged = proc.stop()
+    assert merged["TcpExtSyncookiesRecv"] == CONNS
+    assert merged.get("TcpExtSyncookiesFailed", 0) == 0
