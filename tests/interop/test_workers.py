@@ -175,3 +175,63 @@ def test_syncookies_always_on_both_workers(tmp_path: Path, testbed: Testbed,
     merged = proc.stop()
     assert merged["TcpExtSyncookiesRecv"] == CONNS
     assert merged.get("TcpExtSyncookiesFailed", 0) == 0
+
+
+def test_fragmented_datagrams_reach_one_worker_whole(testbed: Testbed, tmp_path: Path) -> None:
+    """4000-byte datagrams from many ports: the kernel fragments them, the
+    fanout reassembles them before choosing (PACKET_FANOUT_FLAG_DEFRAG), the
+    worker echoes them whole (fragmented again).  Also: SIGTERM stops the
+    parent as SIGINT does, and --pcap gives each worker its own file."""
+    topo = topology(testbed, "packet")
+    pcap = tmp_path / "cap.pcap"
+    proc = topo.start_ustack("--workers", "2", "--service", "udp-echo:7", "--pcap", str(pcap),
+                             timeout=30)
+
+    def echo_big() -> int:
+        answered = 0
+        for i in range(20):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(2.0)
+                msg = bytes([i]) * 4000
+                s.sendto(msg, (topo.stack_ip, 7))
+                data, _ = s.recvfrom(8192)
+                answered += data == msg
+        return answered
+
+    assert topo.peer_ns.call(echo_big) == 20
+    per_worker = [counters_of(worker_report(topo, proc, k)) for k in range(2)]
+    udp = [c.get("UdpInDatagrams", 0) for c in per_worker]
+    assert sum(udp) == 20 and all(udp), udp
+    merged = proc.stop(sig=signal.SIGTERM)
+    assert merged["UdpInDatagrams"] == 20
+    assert not pcap.exists()
+    for k in range(2):
+        assert (tmp_path / f"cap@{k}.pcap").stat().st_size > 24  # more than the header
+
+
+def test_the_tap_goes_with_the_parent_and_workers_die_with_it(testbed: Testbed) -> None:
+    topo = topology(testbed, "tap")
+    proc = topo.start_ustack("--workers", "2", timeout=30)
+    pids = [worker_report(topo, proc, k)["pid"] for k in range(2)]
+    assert all(isinstance(p, int) for p in pids)
+    # The kernel side keeps its address while workers come and go: it is
+    # the parent's (a detached queue holds the device).
+    assert topo.peer_ip in topo.stack_ns.ip("-4", "addr", "show", "dev", topo.stack_if).stdout
+    proc.popen.kill()  # SIGKILL: the parent cannot stop its workers itself
+    proc.popen.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):  # type: ignore[arg-type]
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)  # type: ignore[arg-type]
+    gone = topo.stack_ns.ip("link", "show", "dev", topo.stack_if, check=False)
+    assert gone.returncode != 0, gone.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (its parent, the test's testbed, reaps it late).
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()[0] != "Z"
