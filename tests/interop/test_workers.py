@@ -235,3 +235,16 @@ def _alive(pid: int) -> bool:
     # A zombie is dead too (its parent, the test's testbed, reaps it late).
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_tap_that_cannot_be_shared_is_one_line(testbed: Testbed) -> None:
+    """An existing single-queue TAP cannot take a queue per worker: the
+    parent says so before any worker starts."""
+    ns = testbed.netns("tapq")
+    tap = testbed.tap(ns)
+    out = ns.run([sys.executable, "-m", "ustack.cli", "up", "--link", f"tap:{tap}",
+                  "--ip", "198.18.9.2/24", "--workers", "2"], check=False, timeout=30)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ustack up: tap {tap}: "), out.stderr
+    assert "ready" not in out.stdout
