@@ -66,6 +66,10 @@ class Channel:
     def counters(self, counters: Counters) -> None:
         self._send(counters=counters)
 
+    def result(self, doc: dict[str, Any]) -> None:
+        """What a one-shot worker hands over at its end (``Supervisor.results``)."""
+        self._send(result=doc)
+
 
 WorkerMain = Callable[[int, Channel], int]
 
@@ -106,6 +110,8 @@ class _Worker:
         self.ready = False
         self.error: str | None = None
         self.counters: Counters | None = None
+        self.result: dict[str, Any] | None = None
+        self.done = False  # one-shot: it ended (no restart)
         self.started = 0.0
         self.fails = 0  # deaths in a row, each younger than stable_after
         self.restart_at: float | None = None
@@ -120,8 +126,12 @@ class Supervisor:
                  on_ready: Callable[[str], None] | None = None,
                  restart_delay: float = 0.2, max_delay: float = 5.0,
                  stable_after: float = 2.0, stop_timeout: float = 10.0,
-                 log: TextIO | None = None) -> None:
+                 one_shot: bool = False, log: TextIO | None = None) -> None:
         self.prog = prog
+        # One-shot workers run to an end of their own (``ustack load``): one
+        # that ends is not started again, and the run ends when all have.
+        self.one_shot = one_shot
+        self.lost = 0  # one-shot workers that did not end well
         self.work = work
         self.on_ready = on_ready
         self.restart_delay = restart_delay
@@ -133,6 +143,7 @@ class Supervisor:
         self.retired: list[Counters] = []  # counters of workers' earlier lives
         self.counters: Counters = []
         self.ready_text = ""
+        self.results: list[dict[str, Any]] = []  # one-shot workers' (``Channel.result``)
         self.restarts = 0
         self._stopping = False
         self._parent = 0
@@ -227,6 +238,8 @@ class Supervisor:
                 w.error = str(msg["error"])
             if "counters" in msg:
                 w.counters = msg["counters"]
+            if "result" in msg:
+                w.result = msg["result"]
         return not eof
 
     def _reap(self, w: _Worker, block: bool = False) -> int | None:
@@ -303,10 +316,10 @@ class Supervisor:
                     continue
                 if not w.ready:
                     return self._failed_start(w, status)
-                self._died(w, status, time.monotonic())  # it was up: a crash
+                self._ended(w, status, time.monotonic())  # it was up
         if not self._stopping and self.on_ready is not None:
             self.on_ready(self.ready_text)
-        while not self._stopping:
+        while not self._stopping and not (self.one_shot and all(w.done for w in self.workers)):
             now = time.monotonic()
             due = [w.restart_at for w in self.workers if w.restart_at is not None]
             self._wait(None if not due else max(0.0, min(due) - now))
@@ -316,12 +329,23 @@ class Supervisor:
                     break
                 status = self._reap(w)
                 if status is not None:
-                    self._died(w, status, now)
+                    self._ended(w, status, now)
                 elif w.restart_at is not None and now >= w.restart_at:
                     self.restarts += 1
                     self._start(w)
         self._stop_all()
         return 0
+
+    def _ended(self, w: _Worker, status: int, now: float) -> None:
+        if not self.one_shot:
+            self._died(w, status, now)
+            return
+        w.done = True
+        if status != 0:
+            self.lost += 1
+            why = f": {w.error}" if w.error else ""
+            self._say(f"{self.prog}: worker {w.index} (pid {w.last_pid}) {describe(status)}"
+                      f"{why}; its share of the run is lost")
 
     def _died(self, w: _Worker, status: int, now: float) -> None:
         if w.counters is not None:
@@ -369,13 +393,14 @@ class Supervisor:
             self._wait(min(left, 0.5))
             for w in self.workers:
                 status = self._reap(w)
-                if status is not None and report and w.counters is None:
+                if status is not None and report and w.counters is None and w.result is None:
                     self._say(f"{self.prog}: worker {w.index} {describe(status)} without "
                               "its counters")
         for w in self.workers:
             if w.counters is not None:
                 lives.append(w.counters)
         self.counters = merge(lives)
+        self.results = [w.result for w in self.workers if w.result is not None]
 
 
 def _die_with_parent() -> None:

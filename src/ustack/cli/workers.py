@@ -83,7 +83,8 @@ class SharedLink:
     """What the parent opens once for the workers of ``options``' link;
     ``close()`` gives it back (the TAP goes with it)."""
 
-    def __init__(self, options: LinkOptions, prog: str) -> None:
+    def __init__(self, options: LinkOptions, prog: str, *, count: int = 1,
+                 partition: bool = False) -> None:
         from ustack.link.errors import LinkError
         from ustack.link.netif import configure_host_side
         from ustack.link.tap import TapDevice
@@ -93,6 +94,11 @@ class SharedLink:
             # One MAC for all, chosen here: each worker would pick its own.
             options = dataclasses.replace(options, mac=random_mac())
         self.options = options
+        self.count = count
+        # Split by our address instead of by flow (``ustack load``, whose
+        # connections are opened by a worker, not by the kernel's hash):
+        # see ustack.link.bpf.address_partition (AF_PACKET only).
+        self.partition = partition and options.kind == "packet"
         self.holder: TapDevice | None = None
         self.link_opts: dict[str, Any]
         if options.kind == "tap":
@@ -115,6 +121,14 @@ class SharedLink:
             self.link_opts = {"fanout_group": os.getpid() & 0xFFFF, "fanout_mode": "hash",
                               "fanout_defrag": True}
             self.worker_base = options
+
+    def worker_link_opts(self, index: int) -> dict[str, Any]:
+        """What worker ``index`` opens the device with (``open_link``)."""
+        if self.partition:
+            from ustack.link.bpf import address_partition
+
+            return {"bpf_filter": address_partition(self.count, index)}
+        return self.link_opts
 
     def worker_options(self, index: int) -> LinkOptions:
         o = self.worker_base
@@ -146,7 +160,7 @@ class Worker:
 
     @property
     def link_opts(self) -> dict[str, Any]:
-        return self.shared.link_opts
+        return self.shared.worker_link_opts(self.index)
 
     def control_name(self, name: str) -> str:
         return f"{name}@{self.index}"
@@ -159,6 +173,8 @@ class Worker:
         if self.cookie_secret is not None:
             up.stack.tcp.cookie_secret = SynCookieSecret(self.cookie_secret)
         o = self.options
+        if self.shared.partition:
+            return  # every worker's own filter passes the ARP replies (link/bpf.py)
         listener = self.listener = ArpReplyListener(o.kind, o.device_name)
         stack, iface = up.stack, up.iface
         table = iface.arp

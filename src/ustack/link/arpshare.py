@@ -27,49 +27,14 @@ takes it twice, which only refreshes the entry it just made (its
 
 from __future__ import annotations
 
-import ctypes
 import socket
-import struct
 from typing import Final
 
+from ustack.link import bpf
 from ustack.link.errors import LinkError, from_os_error
 
 ETH_P_ALL: Final = 0x0003
-ETH_P_ARP: Final = 0x0806
-SO_ATTACH_FILTER: Final = 26
-PACKET_OUTGOING: Final = 4  # linux/if_packet.h, sockaddr_ll.sll_pkttype
-
-# Classic BPF (linux/filter.h, linux/bpf_common.h).
-_LD_W_ABS: Final = 0x20
-_LD_H_ABS: Final = 0x28
-_JEQ_K: Final = 0x15
-_RET_K: Final = 0x06
-_SKF_AD_PKTTYPE: Final = -0x1000 + 4  # SKF_AD_OFF + SKF_AD_PKTTYPE
-_INSN = struct.Struct("=HBBI")  # struct sock_filter
-_FPROG = struct.Struct("HL")  # struct sock_fprog, native alignment: len, pointer
-
-_ARP_OP_REPLY: Final = 2
 _MAX_BATCH: Final = 64
-
-
-def reply_filter(outgoing: bool) -> list[tuple[int, int, int, int]]:
-    """The program: accept an ARP reply whose direction is ``outgoing``
-    (PACKET_OUTGOING or not), drop everything else.  Offsets count from the
-    Ethernet header (SOCK_RAW): EtherType at 12, ARP operation at 20."""
-    drop = 7  # the index of the last instruction; a jump counts from the next one
-    # "pkttype == OUTGOING": on to 2 in the wanted direction, else to drop.
-    jt, jf = (0, drop - 2) if outgoing else (drop - 2, 0)
-    prog = [
-        (_LD_W_ABS, 0, 0, _SKF_AD_PKTTYPE & 0xFFFFFFFF),
-        (_JEQ_K, jt, jf, PACKET_OUTGOING),
-        (_LD_H_ABS, 0, 0, 12),
-        (_JEQ_K, 0, drop - 4, ETH_P_ARP),
-        (_LD_H_ABS, 0, 0, 20),
-        (_JEQ_K, 0, drop - 6, _ARP_OP_REPLY),
-        (_RET_K, 0, 0, 0x40000),
-        (_RET_K, 0, 0, 0),
-    ]
-    return prog
 
 
 class ArpReplyListener:
@@ -89,12 +54,8 @@ class ArpReplyListener:
         try:
             # The filter goes on before the bind: a socket bound with its
             # protocol would queue unfiltered frames in between.
-            prog = reply_filter(outgoing)
-            insns = b"".join(_INSN.pack(*i) for i in prog)
-            buf = ctypes.create_string_buffer(insns, len(insns))
-            fprog = _FPROG.pack(len(prog), ctypes.addressof(buf))
-            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-            sock.bind((ifname, ETH_P_ALL if outgoing else ETH_P_ARP))
+            bpf.attach(sock, bpf.arp_replies(outgoing))
+            sock.bind((ifname, ETH_P_ALL if outgoing else bpf.ETH_P_ARP))
             sock.setblocking(False)
         except OSError as exc:
             sock.close()

@@ -32,7 +32,9 @@ interface out of our receive path.
 hands each frame to one member, by ``fanout_mode`` (``"hash"``: the
 symmetric flow hash, so both directions of a flow reach one worker);
 ``fanout_defrag`` has the kernel reassemble IPv4 fragments first, so the
-fragments of a datagram are not spread over the members.
+fragments of a datagram are not spread over the members.  ``bpf_filter``,
+a classic BPF program (``ustack.link.bpf``), has the kernel drop the frames
+it refuses before they reach the socket.
 
 The socket always has PACKET_VNET_HDR on: a received frame whose
 checksum the kernel vouches for (verified, or partial because a local
@@ -53,7 +55,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from ustack.link import vnet
+from ustack.link import bpf, vnet
 from ustack.link.base import Capabilities, DeviceBase, Frame, no_vnet_hdr
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import interface_index, interface_mac, interface_mtu
@@ -134,6 +136,7 @@ class PacketDevice(DeviceBase):
         fanout_group: int | None = None,
         fanout_mode: str = "hash",
         fanout_defrag: bool = False,
+        bpf_filter: list[bpf.Insn] | None = None,
         rcvbuf: int = 4 << 20,
     ) -> None:
         self.name = ifname
@@ -254,6 +257,9 @@ class PacketDevice(DeviceBase):
                 sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             step = "PACKET_IGNORE_OUTGOING"
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            if bpf_filter is not None:
+                step = "SO_ATTACH_FILTER"  # before the bind: no frame passes unfiltered
+                bpf.attach(sock, bpf_filter)
             step = "bind"
             sock.bind((ifname, ETH_P_ALL))
             if promisc:
