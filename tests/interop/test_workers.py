@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +249,67 @@ def test_a_tap_that_cannot_be_shared_is_one_line(testbed: Testbed) -> None:
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"ustack up: tap {tap}: "), out.stderr
     assert "ready" not in out.stdout
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 100000000;
+    server {{ listen {ip}:80 backlog=4096; root {root}; }}
+}}
+"""
+
+
+@pytest.mark.parametrize("close", [False, True], ids=["keepalive", "close"])
+def test_load_workers_split_the_sources_and_report_once(
+        testbed: Testbed, tmp_path: Path, need_tool: Any, close: bool) -> None:
+    """``ustack load --workers 2 --sources 4`` against nginx on the kernel:
+    each worker's connections from its own addresses, every one answered
+    (the socket filter gives each worker the frames to its addresses), one
+    report adding both up."""
+    need_tool("nginx")
+    topo = topology(testbed, "packet")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "f.bin").write_bytes(BODY)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp_path, ip=topo.peer_ip, root=tmp_path / "www"))
+    topo.peer_ns.popen(["nginx", "-p", str(tmp_path), "-c", str(conf)])
+    time.sleep(0.5)
+    out = tmp_path / "load.json"
+    proc = topo.stack_ns.run(
+        [sys.executable, "-m", "ustack.cli", "load", f"http://{topo.peer_ip}/f.bin", "--link",
+         topo.link, "--ip", topo.stack_cidr, "--sources", "4", "--workers", "2", "-c", "8",
+         "-d", "2", "--json", str(out), *(["--close"] if close else [])],
+        check=False, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    report = json.loads(out.read_text())
+    assert report["requests"]["completed"] > 100, report["requests"]
+    assert not any(report["errors"].values()), report["errors"]
+    assert all(s["connections"] > 0 and s["completed"] > 0 for s in report["sources"]), \
+        report["sources"]
+    conns = report["connections"]
+    if not close:
+        assert conns["opened"] == conns["established"] == 8, conns
+    assert proc.stdout.count("Requests/sec") == 1
+
+
+def test_load_workers_refuse_a_tap_in_one_line(testbed: Testbed) -> None:
+    ns = testbed.netns("tapl")
+    out = ns.run([sys.executable, "-m", "ustack.cli", "load", "http://198.18.9.1/",
+                  "--link", "tap:ustl0", "--ip", "198.18.9.2/24", "--sources", "2",
+                  "--workers", "2", "-d", "1"], check=False, timeout=30)
+    assert out.returncode == 2
+    assert out.stderr.startswith("ustack load: --workers 2 with a TAP: ")
+    assert len(out.stderr.splitlines()) == 1
