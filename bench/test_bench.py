@@ -732,3 +732,34 @@ def test_bench_flood_rate_is_the_busy_window_of_the_samples() -> None:
     assert rate == pytest.approx(100_000, rel=1e-6)
     assert total == n + 1
     assert bench_flood.window_rate([(0.0, 5), (0.01, 5), (0.02, 5)]) == (0.0, 0)
+
+
+@pytest.mark.root
+def test_bench_workers_smallest_run_has_both_workloads_and_their_ratios() -> None:
+    """bench_workers.py end to end, 1 run of 1 s per figure: http and udp
+    with 1 and 2 workers, each with a rate and a rate per CPU-second of the
+    server, the 2-over-1 ratios, and the JSON (about 20 s)."""
+    _require("needs root" if os.geteuid() != 0 else None)
+    _require(None if shutil.which("wrk") else "needs wrk")
+    proc = run_script("bench_workers.py", "--runs", "1", "--seconds", "1", *BUILDS,
+                      timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    header = next(line for line in out.splitlines() if line.startswith("workload"))
+    import bench_workers
+
+    assert re.split(r"\s{2,}", header.strip()) == list(bench_workers.HEADERS)
+    for workload in ("http", "udp"):
+        for workers in (1, 2):
+            m = re.search(rf"^{workload}\s+{workers}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+"
+                          r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+0\s*$", out, re.M)
+            assert m is not None, out
+            assert all(float(g) > 0 for g in m.groups()), m.group(0)
+        assert re.search(rf"^  {workload}: 2 workers / 1: req/s x[\d.]+, req per cpu-s x[\d.]+$",
+                         out, re.M), out
+    m = re.search(r"raw numbers: (\S+)", out)
+    assert m is not None, out
+    doc = json.loads((BENCH.parent / m.group(1)).read_text())
+    assert {(c["workload"], c["workers"]) for c in doc["cells"]} == {
+        (w, n) for w in ("http", "udp") for n in (1, 2)}
+    assert doc["ratios"]["http/per_cpu/2_over_1"] > 0

@@ -29,7 +29,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ustack.claim import interface_warnings, probe
 from ustack.link.base import Device
@@ -169,8 +169,11 @@ class LinkedStack:
     stack: Stack
     iface: Interface
 
-    def __init__(self, options: LinkOptions) -> None:
+    def __init__(self, options: LinkOptions, link_opts: dict[str, Any] | None = None) -> None:
         self.options = options
+        # More arguments for the device (``open_link``): a worker's share of
+        # a link, ``fanout_group=...`` or ``multi_queue=True`` (cli/workers.py).
+        self.link_opts = link_opts or {}
         self.device: Device | None = None
         # What the user should know but need not stop for (a packet:
         # interface down, or with an address of its own), one line each.
@@ -186,7 +189,7 @@ class LinkedStack:
         o = self.options
         if o.kind == "packet":
             self.warnings = interface_warnings(o.device_name)
-        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr)
+        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)
         self.stack = Stack()
         try:
             if o.host_ip:

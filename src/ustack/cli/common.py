@@ -214,7 +214,8 @@ def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[LinkedS
 
 
 @contextlib.contextmanager
-def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
+def linked_stack(options: LinkOptions, prog: str,
+                 link_opts: dict[str, Any] | None = None) -> Iterator[LinkedStack]:
     """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors (an
     address someone else holds: CommandFailed, exit 1); its warnings one
     line each on stderr."""
@@ -223,7 +224,7 @@ def linked_stack(options: LinkOptions, prog: str) -> Iterator[LinkedStack]:
     from ustack.link.errors import LinkError
     from ustack.tracefile import TraceFileError
 
-    up = LinkedStack(options)
+    up = LinkedStack(options, link_opts)
     try:
         up.open()
     except AddressConflict as e:

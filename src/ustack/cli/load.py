@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -19,6 +18,9 @@ from ustack.cli.common import (
     os_error_text,
     stop_on_signals,
 )
+from ustack.cli.loadrun import counters_of, finish
+from ustack.cli.loadrun import linger as linger  # re-exported: ustack flood uses it
+from ustack.cli.workers import add_workers_option, worker_count
 
 if TYPE_CHECKING:
     from ustack.apps.load.generator import LoadGenerator
@@ -37,7 +39,6 @@ DESCRIPTION = (
 
 DEFAULT_DURATION = 10.0
 PROGRESS_EVERY = 1.0
-LINGER = 1.0
 MAX_BODY = 64 << 20
 
 
@@ -71,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write each phase's latency distribution in HdrHistogram's format "
                         "to FILE.PHASE.hgrm")
     p.add_argument("--name", help="name of the control socket, for ustack stats (default: "
-                                  "the device name)")
+                                  "the device name; worker K of --workers N serves NAME@K)")
+    add_workers_option(p)
 
 
 def _read_body(path: str | None, prog: str) -> bytes:
@@ -124,26 +126,9 @@ def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
     stack.call_at(stack.now + PROGRESS_EVERY, tick)
 
 
-def linger(stack: Stack, gen: LoadGenerator) -> None:
-    """Let the last closes finish (``LoadGenerator.settled``), for at most
-    LINGER seconds: a process that left at once would leave the server
-    retransmitting FINs to a link that is gone."""
-    end = time.monotonic() + LINGER
-    stack.run(until=lambda: gen.settled() or time.monotonic() > end, max_wait=0.05)
-    stack.flush()
-
-
-def _counters(gen: LoadGenerator) -> dict[str, int]:
-    """The run's figures so far, for ``ustack stats``."""
-    st = gen.stats
-    return {"LoadConnsOpened": st.opened, "LoadConnsHeld": gen.held,
-            "LoadRequestsSent": st.sent, "LoadRequestsCompleted": st.completed,
-            "LoadErrors": sum(st.errors.values())}
-
-
 def main(args: argparse.Namespace) -> int:
     from ustack.apps.load.generator import LoadConfig, LoadGenerator
-    from ustack.apps.load.report import build, hgrm_files, summary
+    from ustack.apps.load.report import build, hgrm_files
     from ustack.apps.load.target import build_request, parse_header, parse_url
     from ustack.cli.control import ControlError, ControlServer, check_name
     from ustack.cli.up import tune_allocator, tune_collector
@@ -174,11 +159,16 @@ def main(args: argparse.Namespace) -> int:
                          close=args.close, pipeline=args.pipeline, timeout=args.timeout)
     except ValueError as e:
         raise UsageError(f"{prog}: {e}") from None
+    count = worker_count(args.workers, prog)
     options = link_options(args, prog)
     cfg.sources = options.addresses()
     for path in (args.json, *(hgrm_files(args.hist).values() if args.hist else ())):
         if path is not None and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
             raise UsageError(f"{prog}: {path}: cannot write there")
+    if count > 1:
+        from ustack.cli.loadworkers import run_load_workers
+
+        return run_load_workers(args, prog, count, cfg, options, target.url)
     tune_allocator()
     interactive = sys.stdout.isatty()
     with linked_stack(options, prog) as up, stop_on_signals(up.stack):
@@ -187,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             gen = LoadGenerator(stack, cfg)
             control = ControlServer(stack, args.name or options.device_name,
-                                    lambda: _counters(gen))
+                                    lambda: counters_of(gen))
             tune_collector()
             before = resource.getrusage(resource.RUSAGE_SELF)
             # The run's clock is run()'s (time.monotonic): started on it,
@@ -212,23 +202,5 @@ def main(args: argparse.Namespace) -> int:
     report = build(gen.stats, cfg, url=target.url, method=args.method,
                    cpu_user=after.ru_utime - before.ru_utime,
                    cpu_system=after.ru_stime - before.ru_stime)
-    if interactive:
-        sys.stdout.write("\r" + " " * 100 + "\r")
-    text = summary(report)
-    if interrupted:
-        text += "  interrupted: the run was stopped before its end (SIGINT/SIGTERM)\n"
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    try:
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=1)
-                f.write("\n")
-        if args.hist:
-            hists = gen.stats.histograms()
-            for phase, path in hgrm_files(args.hist).items():
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(hists[phase].to_hgrm())
-    except OSError as e:
-        raise UsageError(f"{prog}: {os_error_text(e)}") from None
+    finish(args, prog, report, gen.stats.histograms(), interrupted, interactive)
     return 0 if gen.stats.succeeded else 1

@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from ustack import purepy
 from ustack.cli.common import (
@@ -20,6 +21,12 @@ from ustack.cli.common import (
     stop_on_signals,
     syncookie_settings,
 )
+from ustack.cli.workers import add_workers_option
+
+if TYPE_CHECKING:
+    from ustack.apps.http.server import ServerLimits
+    from ustack.bringup import LinkedStack, LinkOptions
+    from ustack.cli.workers import Worker
 
 HELP = "serve the files under DIR over HTTP/1.1 from the stack's own address"
 DESCRIPTION = ("Serve the files under DIR over HTTP/1.1 (GET and HEAD) from a stack with its "
@@ -52,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stateless-rst", action="store_true",
                    help="with --stateless: a RST after the FIN, so a client that lost the "
                         "last segments stops waiting (it cannot ask for lost data either)")
-    p.add_argument("--name", help="name of the control socket (default: the device name)")
+    p.add_argument("--name", help="name of the control socket (default: the device name; "
+                                  "worker K of --workers N serves NAME@K)")
+    add_workers_option(p)
 
 
 def _open_log(path: str | None) -> TextIO | None:
@@ -67,11 +76,9 @@ def _open_log(path: str | None) -> TextIO | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ustack.apps.http.server import HttpServer, ServerLimits
-    from ustack.cli.control import ControlError, ControlServer, check_name
-    from ustack.cli.up import tune_allocator, tune_collector
-    from ustack.link.errors import LinkError
-    from ustack.wire import ethernet
+    from ustack.apps.http.server import ServerLimits
+    from ustack.cli.control import ControlError, check_name
+    from ustack.cli.workers import run_workers, worker_count
 
     prog = "ustack serve"
     if not os.path.isdir(args.root):
@@ -88,45 +95,77 @@ def main(args: argparse.Namespace) -> int:
             check_name(args.name)
     except (ValueError, ControlError) as e:
         raise UsageError(f"{prog}: {e}") from None
+    count = worker_count(args.workers, prog)
     options = link_options(args, prog)
     set_cookies = syncookie_settings(args, prog)
+    name = args.name or options.device_name
     log = _open_log(args.access_log)
-    tune_allocator()
-    server = None
     try:
-        with linked_stack(options, prog) as up, stop_on_signals(up.stack):
-            stack = up.stack
-            set_cookies(up)
-            control = None
-            try:
-                server = HttpServer(stack, args.root, args.port, limits=limits,
-                                    access_log=log, specialise=not args.no_specialise)
-                if args.stateless:
-                    from ustack.apps.http.stateless import StatelessFront
-
-                    StatelessFront(stack, server, rst=args.stateless_rst).install()
-                control = ControlServer(stack, args.name or options.device_name, server.stats)
-                ip = args.ip.split("/")[0]
-                port = "" if args.port == 80 else f":{args.port}"
-                mac = ethernet.mac_to_str(up.iface.mac)
-                print(f"ready: http://{ip}{port}/ link={args.link} mac={mac} ip={args.ip} "
-                      f"root={os.path.abspath(args.root)} build={purepy.build()}", flush=True)
-                tune_collector()
-                stack.run()
-            except (LinkError, ControlError, ValueError) as e:
-                raise UsageError(f"{prog}: {e}") from None
-            except OSError as e:
-                raise UsageError(f"{prog}: {os_error_text(e)}") from None
-            finally:
-                if control is not None:
-                    control.close()
-                if server is not None:
-                    server.close()
+        if count == 1:
+            counters = _run(args, options, set_cookies, limits, log, name, None,
+                            lambda text: print(text, flush=True))
+            for c in counters:
+                print_counters(c)
+            return 0
+        return run_workers(
+            prog, options, count,
+            lambda w, ch: _run(args, w.options, set_cookies, limits, log, name, w, ch.ready),
+            own_secret=args.syncookie_secret is None)
     finally:
         if log is not None and log is not sys.stdout:
             with contextlib.suppress(OSError):
                 log.close()
-    if server is not None:
-        print_counters(server.stats())
-    print_counters(stack.counters.snapshot())
-    return 0
+
+
+def _run(args: argparse.Namespace, options: LinkOptions,
+         set_cookies: Callable[[LinkedStack], None], limits: ServerLimits,
+         log: TextIO | None, name: str, worker: Worker | None,
+         say_ready: Callable[[str], None]) -> list[dict[str, int]]:
+    """The server, until SIGINT/SIGTERM: the whole command with one
+    process, a worker's life with ``--workers``.  Its counters: the
+    server's, then the stack's (none of the server's if it never started)."""
+    from ustack.apps.http.server import HttpServer
+    from ustack.cli.control import ControlError, ControlServer
+    from ustack.cli.up import tune_allocator, tune_collector
+    from ustack.link.errors import LinkError
+    from ustack.wire import ethernet
+
+    prog = "ustack serve"
+    tune_allocator()
+    server = None
+    link_opts = worker.link_opts if worker is not None else None
+    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
+        stack = up.stack
+        set_cookies(up)
+        control = None
+        try:
+            if worker is not None:
+                worker.attach(up)
+                name = worker.control_name(name)
+            server = HttpServer(stack, args.root, args.port, limits=limits,
+                                access_log=log, specialise=not args.no_specialise)
+            if args.stateless:
+                from ustack.apps.http.stateless import StatelessFront
+
+                StatelessFront(stack, server, rst=args.stateless_rst).install()
+            control = ControlServer(stack, name, server.stats)
+            ip = args.ip.split("/")[0]
+            port = "" if args.port == 80 else f":{args.port}"
+            mac = ethernet.mac_to_str(up.iface.mac)
+            say_ready(f"ready: http://{ip}{port}/ link={args.link} mac={mac} ip={args.ip} "
+                      f"root={os.path.abspath(args.root)} build={purepy.build()}")
+            tune_collector()
+            stack.run()
+        except (LinkError, ControlError, ValueError) as e:
+            raise UsageError(f"{prog}: {e}") from None
+        except OSError as e:
+            raise UsageError(f"{prog}: {os_error_text(e)}") from None
+        finally:
+            if control is not None:
+                control.close()
+            if server is not None:
+                server.close()
+            if worker is not None:
+                worker.detach(up)
+    counters = [] if server is None else [server.stats()]
+    return [*counters, stack.counters.snapshot()]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ustack import purepy
 from ustack.cli.common import (
@@ -20,6 +22,11 @@ from ustack.cli.common import (
     stop_on_signals,
     syncookie_settings,
 )
+from ustack.cli.workers import add_workers_option
+
+if TYPE_CHECKING:
+    from ustack.bringup import LinkedStack, LinkOptions
+    from ustack.cli.workers import Worker
 
 HELP = "bring a stack up on a link and run until interrupted"
 DESCRIPTION = ("Bring a stack up with its own MAC and IP address and run until "
@@ -31,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_syncookie_options(p)
     p.add_argument("--service", action="append", default=[], metavar="NAME:PORT",
                    help=service_help())
-    p.add_argument("--name", help="name of the control socket (default: the device name)")
+    p.add_argument("--name", help="name of the control socket (default: the device name; "
+                                  "worker K of --workers N serves NAME@K)")
+    add_workers_option(p)
 
 
 def tune_collector() -> None:
@@ -83,38 +92,66 @@ def tune_allocator() -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ustack.apps import services
-    from ustack.cli.control import ControlError, ControlServer, check_name
-    from ustack.link.errors import LinkError
-    from ustack.wire import ethernet
+    from ustack.cli.control import ControlError, check_name
+    from ustack.cli.workers import run_workers, worker_count
 
+    prog = "ustack up"
     # Everything that can be checked is, before the link is touched.
     try:
         check_services(args.service)
         if args.name is not None:
             check_name(args.name)
     except (ValueError, ControlError) as e:
-        raise UsageError(f"ustack up: {e}") from None
-    options = link_options(args, "ustack up")
-    set_cookies = syncookie_settings(args, "ustack up")
+        raise UsageError(f"{prog}: {e}") from None
+    count = worker_count(args.workers, prog)
+    options = link_options(args, prog)
+    set_cookies = syncookie_settings(args, prog)
+    name = args.name or options.device_name
+    if count == 1:
+        counters = _run(args, options, set_cookies, name, None,
+                        lambda text: print(text, flush=True))
+        print_counters(counters[0])
+        return 0
+    return run_workers(prog, options, count,
+                       lambda w, ch: _run(args, w.options, set_cookies, name, w, ch.ready),
+                       own_secret=args.syncookie_secret is None)
+
+
+def _run(args: argparse.Namespace, options: LinkOptions,
+         set_cookies: Callable[[LinkedStack], None], name: str, worker: Worker | None,
+         say_ready: Callable[[str], None]) -> list[dict[str, int]]:
+    """The stack, until SIGINT/SIGTERM: the whole command with one
+    process, a worker's life with ``--workers``.  Its counters."""
+    from ustack.apps import services
+    from ustack.cli.control import ControlError, ControlServer
+    from ustack.link.errors import LinkError
+    from ustack.wire import ethernet
+
+    prog = "ustack up"
     tune_allocator()
-    with linked_stack(options, "ustack up") as up, stop_on_signals(up.stack):
+    link_opts = worker.link_opts if worker is not None else None
+    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
         stack = up.stack
         set_cookies(up)
         control = None
         try:
+            if worker is not None:
+                worker.attach(up)
+                name = worker.control_name(name)
             names = [services.install(stack, spec) for spec in args.service]
-            control = ControlServer(stack, args.name or options.device_name)
-            print(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
-                  f"ip={args.ip}" + (f" services={','.join(names)}" if names else "")
-                  + f" build={purepy.build()}", flush=True)
+            control = ControlServer(stack, name)
+            say_ready(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
+                      f"ip={args.ip}" + (f" services={','.join(names)}" if names else "")
+                      + f" build={purepy.build()}")
             tune_collector()
             stack.run()
         except (LinkError, ControlError) as e:
-            raise UsageError(f"ustack up: {e}") from None
+            raise UsageError(f"{prog}: {e}") from None
         except OSError as e:
-            raise UsageError(f"ustack up: {os_error_text(e)}") from None
+            raise UsageError(f"{prog}: {os_error_text(e)}") from None
         finally:
             if control is not None:
                 control.close()
-    print_counters(stack.counters.snapshot())
-    return 0
+            if worker is not None:
+                worker.detach(up)
+    return [stack.counters.snapshot()]

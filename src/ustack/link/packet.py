@@ -27,6 +27,15 @@ qdisc, and no copy of our frames to other packet sockets);
 PACKET_IGNORE_OUTGOING keeps the frames the host itself sends on the
 interface out of our receive path.
 
+``fanout_group`` joins the socket to a PACKET_FANOUT group of that id
+(one socket per worker process, ``ustack ... --workers N``): the kernel
+hands each frame to one member, by ``fanout_mode`` (``"hash"``: the
+symmetric flow hash, so both directions of a flow reach one worker);
+``fanout_defrag`` has the kernel reassemble IPv4 fragments first, so the
+fragments of a datagram are not spread over the members.  ``bpf_filter``,
+a classic BPF program (``ustack.link.bpf``), has the kernel drop the frames
+it refuses before they reach the socket.
+
 The socket always has PACKET_VNET_HDR on: a received frame whose
 checksum the kernel vouches for (verified, or partial because a local
 sender with checksum offload built it: a veth peer with the default
@@ -46,7 +55,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from ustack.link import vnet
+from ustack.link import bpf, vnet
 from ustack.link.base import Capabilities, DeviceBase, Frame, no_vnet_hdr
 from ustack.link.errors import LinkError, from_os_error, reason
 from ustack.link.netif import interface_index, interface_mac, interface_mtu
@@ -73,6 +82,10 @@ PACKET_VNET_HDR = 15
 PACKET_FANOUT = 18
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
+# linux/if_packet.h: a flag in the upper half of PACKET_FANOUT's mode; the
+# kernel reassembles IPv4 fragments before it picks a member, so every
+# fragment of a datagram reaches the one socket its flow hashes to.
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 TPACKET_V2 = 1
 TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
@@ -122,6 +135,8 @@ class PacketDevice(DeviceBase):
         vnet_hdr: bool = False,
         fanout_group: int | None = None,
         fanout_mode: str = "hash",
+        fanout_defrag: bool = False,
+        bpf_filter: list[bpf.Insn] | None = None,
         rcvbuf: int = 4 << 20,
     ) -> None:
         self.name = ifname
@@ -242,6 +257,9 @@ class PacketDevice(DeviceBase):
                 sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             step = "PACKET_IGNORE_OUTGOING"
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            if bpf_filter is not None:
+                step = "SO_ATTACH_FILTER"  # before the bind: no frame passes unfiltered
+                bpf.attach(sock, bpf_filter)
             step = "bind"
             sock.bind((ifname, ETH_P_ALL))
             if promisc:
@@ -250,8 +268,13 @@ class PacketDevice(DeviceBase):
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             if fanout_group is not None:
                 step = "PACKET_FANOUT"
-                arg = (fanout_group & 0xFFFF) | (FANOUT_MODES[fanout_mode] << 16)
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, arg)
+                mode = FANOUT_MODES[fanout_mode]
+                if fanout_defrag:
+                    mode |= PACKET_FANOUT_FLAG_DEFRAG
+                arg = (fanout_group & 0xFFFF) | (mode << 16)
+                # As 4 bytes: with the defrag flag the value passes INT_MAX,
+                # which setsockopt's int argument refuses.
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", arg))
             sock.setblocking(False)
         except OSError as exc:
             self._release()
