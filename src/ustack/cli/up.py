@@ -91,7 +91,6 @@ def tune_allocator() -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ustack.apps import services
     from ustack.cli.control import ControlError, check_name
     from ustack.cli.workers import run_workers, worker_count
 
