@@ -85,7 +85,7 @@ PACKET_IGNORE_OUTGOING = 23
 # linux/if_packet.h: a flag in the upper half of PACKET_FANOUT's mode; the
 # kernel reassembles IPv4 fragments before it picks a member, so every
 # fragment of a datagram reaches the one socket its flow hashes to.
-PACKET_FANOUT_FLAG_DEFRAG = 0x8000
+PACKET_FANOUT_FLAG_DEFRAG = 1 << 15
 TPACKET_V2 = 1
 TPACKET_V3 = 2
 ETH_P_ALL = 0x0003
