@@ -6,9 +6,8 @@ import argparse
 import math
 import os
 import resource
-import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ustack.cli.common import (
     UsageError,
@@ -20,6 +19,7 @@ from ustack.cli.common import (
 )
 from ustack.cli.loadrun import counters_of, finish
 from ustack.cli.loadrun import linger as linger  # re-exported: ustack flood uses it
+from ustack.cli.progress import RunProgress
 from ustack.cli.workers import add_workers_option, worker_count
 
 if TYPE_CHECKING:
@@ -109,8 +109,11 @@ def _check_reach(args: argparse.Namespace, ip: str, prog: str) -> None:
                          "given: no route to it")
 
 
-def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
-    """A live line on a terminal, once a second."""
+def _progress(stack: Stack, gen: LoadGenerator, progress: RunProgress) -> None:
+    """How far the run has got, every PROGRESS_EVERY seconds of it: the bar
+    counts seconds with -d, requests with -n."""
+    cfg = gen.cfg
+
     def tick(now: float) -> None:
         if gen.done:
             return
@@ -118,9 +121,9 @@ def _progress(stack: Stack, gen: LoadGenerator, out: Any) -> None:
         t = stack.now - st.started
         errors = sum(st.errors.values())
         rate = st.completed / t if t > 0 else 0.0
-        out.write(f"\r  {t:6.1f} s  {st.completed} completed  {rate:,.0f} req/s  "
-                  f"{errors} errors  {gen.held}/{gen.cfg.connections} connections held   ")
-        out.flush()
+        done = float(st.completed) if cfg.duration is None else t
+        progress.update(done, f"{st.completed} completed  {rate:,.0f} req/s  {errors} errors  "
+                              f"{gen.held}/{cfg.connections} connections held", now)
         stack.call_at(stack.now + PROGRESS_EVERY, tick)
 
     stack.call_at(stack.now + PROGRESS_EVERY, tick)
@@ -170,7 +173,6 @@ def main(args: argparse.Namespace) -> int:
 
         return run_load_workers(args, prog, count, cfg, options, target.url)
     tune_allocator()
-    interactive = sys.stdout.isatty()
     with linked_stack(options, prog) as up, stop_on_signals(up.stack):
         stack = up.stack
         control = None
@@ -184,9 +186,13 @@ def main(args: argparse.Namespace) -> int:
             # the addresses announced, then the first connection.
             stack.start(time.monotonic())
             gen.start()
-            if interactive:
-                _progress(stack, gen, sys.stdout)
-            stack.run(until=lambda: gen.done)
+            total = cfg.duration if cfg.duration is not None else float(cfg.requests or 0)
+            progress = RunProgress(prog, total)
+            _progress(stack, gen, progress)
+            try:
+                stack.run(until=lambda: gen.done)
+            finally:
+                progress.close()
             interrupted = not gen.done
             gen.stop()
             after = resource.getrusage(resource.RUSAGE_SELF)
@@ -202,5 +208,5 @@ def main(args: argparse.Namespace) -> int:
     report = build(gen.stats, cfg, url=target.url, method=args.method,
                    cpu_user=after.ru_utime - before.ru_utime,
                    cpu_system=after.ru_stime - before.ru_stime)
-    finish(args, prog, report, gen.stats.histograms(), interrupted, interactive)
+    finish(args, prog, report, gen.stats.histograms(), interrupted)
     return 0 if gen.stats.succeeded else 1

@@ -38,12 +38,10 @@ def counters_of(gen: LoadGenerator) -> dict[str, int]:
 
 
 def finish(args: argparse.Namespace, prog: str, report: dict[str, Any],
-           hists: dict[str, Histogram], interrupted: bool, interactive: bool) -> None:
+           hists: dict[str, Histogram], interrupted: bool) -> None:
     """Print the summary of ``report``; write --json and --hist."""
     from ustack.apps.load.report import hgrm_files, summary
 
-    if interactive:
-        sys.stdout.write("\r" + " " * 100 + "\r")
     text = summary(report)
     if interrupted:
         text += "  interrupted: the run was stopped before its end (SIGINT/SIGTERM)\n"

@@ -145,7 +145,7 @@ def run_load_workers(args: argparse.Namespace, prog: str, count: int, cfg: LoadC
                    cpu_user=sum(d["cpu_user"] for d in docs),
                    cpu_system=sum(d["cpu_system"] for d in docs))
     interrupted = any(d["interrupted"] for d in docs) or len(docs) < count
-    finish(args, prog, report, stats.histograms(), interrupted, interactive=False)
+    finish(args, prog, report, stats.histograms(), interrupted)
     return 0 if stats.succeeded and not sup.lost else 1
 
 

@@ -1,4 +1,6 @@
-"""How far a long transfer has got, on stderr (``ustack tcp send|recv``).
+"""How far a long transfer or run has got, on stderr: ``Progress`` for
+``ustack tcp send|recv`` (bytes), ``RunProgress`` for ``ustack load`` (a
+run of so many seconds or requests).
 
 On a terminal: a rich progress bar (bytes, rate, and with a known size the
 fraction and the time left), drawn when the transfer's loop calls
@@ -83,5 +85,56 @@ class Progress:
             if nbytes is not None:
                 self._rich.update(self._task, completed=nbytes)
             self._rich.refresh()
+            self._rich.stop()
+            self._rich = None
+
+
+class RunProgress:
+    """How far a run of known length has got (``ustack load``: seconds with
+    ``-d``, requests with ``-n``), with a line of what it has done so far.
+
+    On a terminal: a rich bar (fraction, time left, the status line),
+    transient, so the summary that follows stands alone.  Otherwise the
+    status as a plain line every ``PLAIN_EVERY`` seconds.
+    """
+
+    def __init__(self, label: str, total: float, *, out: TextIO | None = None,
+                 fancy: bool | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.out = out if out is not None else sys.stderr
+        self._next_line: float | None = None
+        self._rich: Any = None
+        self._task: Any = None
+        if fancy is None:
+            fancy = self.out.isatty()
+        if fancy:
+            from rich.console import Console
+            from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                # fancy: drawn as on a terminal (out is one, or the caller says so)
+                console=Console(file=self.out, force_terminal=True), auto_refresh=False,
+                transient=True)
+            self._rich.start()
+            self._task = self._rich.add_task(label, total=total, status="")
+
+    def update(self, done: float, status: str, now: float) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, completed=done, status=status)
+            self._rich.refresh()
+            return
+        if self._next_line is None:
+            self._next_line = now + PLAIN_EVERY
+        elif now >= self._next_line:
+            self._next_line = now + PLAIN_EVERY
+            self.out.write(f"{self.label}: {status}\n")
+            self.out.flush()
+
+    def close(self) -> None:
+        if self._rich is not None:
             self._rich.stop()
             self._rich = None
