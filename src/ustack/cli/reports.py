@@ -166,3 +166,5 @@ def answer(stack: Stack, line: bytes, more: Callable[[], dict[str, int]] | None)
         raise RequestError(f"request: unknown command {cmd!r} (stats, ss)")
     except (RequestError, ssfilter.FilterError) as e:
         return {"error": str(e)}
+    except RecursionError:  # a backstop: the filter parser bounds its own depth
+        return {"error": "filter: nested too deep"}

@@ -57,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
         ssfilter.parse(args.filter)
     except ssfilter.FilterError as e:
         raise UsageError(f"ustack ss: {e}") from None
+    except (RecursionError, ValueError) as e:  # a backstop: the parser bounds itself
+        raise UsageError(f"ustack ss: filter: cannot be taken ({type(e).__name__})") from None
     request = {"cmd": "ss", "states": sorted(base_states(args.listening, args.all)),
                "info": args.info, "filter": args.filter}
     try:
