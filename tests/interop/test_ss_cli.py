@@ -31,6 +31,21 @@ def _fields(line: str) -> dict[str, str]:
     return dict(w.split(":", 1) for w in line.split() if ":" in w)
 
 
+def _separators(line: str) -> dict[str, str]:
+    """Each field of an ``ss -i`` line and how its value follows its name:
+    ``:`` (``mss:1448``), ``" "`` (``send 12Mbps``) or ``""`` (a flag)."""
+    out: dict[str, str] = {}
+    words = line.split()
+    for i, w in enumerate(words):
+        if ":" in w:
+            out.setdefault(w.split(":", 1)[0], ":")
+        elif i + 1 < len(words) and re.fullmatch(r"[\d.]+[KMGT]?bps", words[i + 1]):
+            out[w] = " "
+        elif not re.fullmatch(r"[\d.]+[KMGT]?bps", w):
+            out.setdefault(w, "")
+    return out
+
+
 def _kernel_bytes_received(topo: Topology, port: int) -> int:
     """What the kernel's ss says the peer received on the connection to port."""
     out = topo.peer_ns.run(["ss", "-tniH", "dst", f"{topo.stack_ip}:{port}"]).stdout
@@ -91,7 +106,13 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
         assert acked <= kernel_after
         assert int(f["segs_out"]) > acked // (mss * 2)
         assert int(f["segs_in"]) > 10
-        assert f["delivery_rate"].endswith("bps")
+        # ss's separators: "delivery_rate 1234bps" (-n: a plain number), "mss:1448".
+        assert re.fullmatch(r"\d+bps", words[words.index("delivery_rate") + 1]), words
+        kernel = topo.peer_ns.run(["ss", "-tniH", "dst", f"{topo.stack_ip}:80"]).stdout
+        ours, theirs = _separators(lines[2]), _separators(kernel)
+        common = set(ours) & set(theirs)
+        assert {"rto", "mss", "cwnd", "segs_out", "send"} <= common, (ours, theirs)
+        assert {k: ours[k] for k in common} == {k: theirs[k] for k in common}
 
         js = json.loads(ustack(topo.stack_ns, "ss", "-i", "--json",
                                "--name", stack.name).stdout)
