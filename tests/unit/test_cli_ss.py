@@ -491,10 +491,10 @@ def test_a_large_answer_is_written_without_blocking(
     REPLY_TIME, and the loop never waits for either."""
     net, _, _ = established_net()
     big = {"connections": [{"state": "ESTAB", "pad": "p" * 1000}] * 3000}  # ~3 MB
-    real_answer = reports.answer
-    monkeypatch.setattr(reports, "answer",
+    real_start = reports.start
+    monkeypatch.setattr(reports, "start",
                         lambda stack, line, more: big if line == b"big" else
-                        real_answer(stack, line, more))
+                        real_start(stack, line, more))
     monkeypatch.setattr(control, "REPLY_TIME", 0.5)
     ticks: list[float] = []
     path = str(run_dir / "t0.sock")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ustack.cli.common import UsageError
@@ -67,18 +68,34 @@ def main(args: argparse.Namespace) -> int:
     except ControlError as e:
         raise UsageError(f"ustack ss: {e}") from None
     rows: list[dict[str, Any]] = []
+    cut: list[str] = []
     for member, answer in answers:
         for row in answer.get("connections", []):
             if args.per_worker:
                 row["worker"] = member
             rows.append(row)
+        if answer.get("truncated"):
+            cut.append(truncated_text(member, len(answer.get("connections", [])),
+                                      int(answer.get("left_out", 0))))
     if args.json:
-        print(json.dumps({"connections": rows}, indent=2))
-        return 0
-    for line in format_rows(rows, info=args.info, timers=args.options,
-                            per_worker=args.per_worker, numeric=args.numeric):
-        print(line)
+        doc: dict[str, Any] = {"connections": rows}
+        if cut:
+            doc["truncated"] = True
+            doc["left_out"] = sum(int(a.get("left_out", 0)) for _, a in answers)
+        print(json.dumps(doc, indent=2))
+    else:
+        for line in format_rows(rows, info=args.info, timers=args.options,
+                                per_worker=args.per_worker, numeric=args.numeric):
+            print(line)
+    for text in cut:  # never a partial list that looks whole
+        print(f"ustack ss: {text}", file=sys.stderr)
     return 0
+
+
+def truncated_text(member: str, rows: int, left_out: int) -> str:
+    return (f"{member}: the answer was cut after {rows} rows, {left_out} more endpoints "
+            "not listed (the stack holds at most so much answer at once: "
+            "narrow it with a FILTER)")
 
 
 def format_rows(rows: list[dict[str, Any]], *, info: bool = False, timers: bool = False,
