@@ -20,6 +20,7 @@ from ustack_testbed import Netns, Testbed, Topology, topology
 pytestmark = pytest.mark.root
 
 SIZE = 16 << 20
+RUN_DIR = os.environ.get("USTACK_RUN_DIR", "/run/ustack")
 RATE = "1M"  # curl reads 1 MB/s: the transfer outlasts the test (curl is stopped)
 
 
@@ -162,3 +163,24 @@ def test_two_workers_are_listed_as_one_stack(testbed: Testbed) -> None:
     assert names.stderr.startswith("ustack ss: --name ") and names.stderr.count("\n") == 1
     for s in stacks:
         s.stop()
+
+
+def test_a_name_is_one_stack_or_one_group_of_workers(testbed: Testbed) -> None:
+    """``ustack up --name B`` while B@0 runs (a worker of the stack B), and
+    ``--name B@0`` while B runs: refused in one line, so that ``ss`` and
+    ``stats`` never merge two unrelated stacks."""
+    taps = [topology(testbed, "tap") for _ in range(2)]
+    base = f"ssn{os.getpid()}"
+    worker = taps[0].start_ustack("--name", f"{base}@0")
+    clash = ustack(taps[1].stack_ns, *taps[1].ustack_args("--name", base))
+    assert clash.returncode != 0
+    assert clash.stderr == (f"ustack up: --name '{base}': the stack '{base}' is already "
+                            f"running as {base}@0 ({RUN_DIR})\n")
+    worker.stop()
+    whole = taps[0].start_ustack("--name", base)
+    clash = ustack(taps[1].stack_ns, *taps[1].ustack_args("--name", f"{base}@3"))
+    assert clash.returncode != 0 and clash.stderr.count("\n") == 1
+    assert f"is already running as {base} " in clash.stderr
+    stats = ustack(taps[0].stack_ns, "stats", "--name", base, "--json")
+    assert json.loads(stats.stdout)["pid"] == whole.pid  # one stack, not a merge
+    whole.stop()
