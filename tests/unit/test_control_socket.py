@@ -234,8 +234,8 @@ def test_an_answer_past_the_bound_is_cut_and_says_so(
     shown = len(out.splitlines()) - 1
     assert status == 0 and 0 < shown < N
     assert err == (f"ustack ss: t0: the answer was cut after {shown} rows, "
-                   f"{N - shown} more endpoints not listed (the stack holds at most "
-                   "so much answer at once: narrow it with a FILTER)\n")
+                   f"{N - shown} more endpoints not listed (more than the stack holds "
+                   "of answers at once: narrow it with a FILTER)\n")
     assert status_json == 0 and '"truncated": true' in out_json
 
 

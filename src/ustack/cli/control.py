@@ -17,7 +17,11 @@ readers once, when it starts).  A request is at most ``MAX_REQUEST``
 bytes; a client has ``REQUEST_TIME`` to send it and ``REPLY_TIME`` to take
 the answer, and at most ``MAX_CLIENTS`` are served at once (the next are
 closed at once): a slow or silent client costs the stack a few
-non-blocking calls every ``PUMP_INTERVAL``, and a dead one nothing.
+non-blocking calls every ``PUMP_INTERVAL``, and a dead one nothing.  An
+``ss`` answer about many endpoints is made a step of ``STEP_TIME`` at a
+time (reports.SsAnswer), the answers held by all clients together bounded
+by ``MAX_HELD_BYTES`` (one that would pass it is cut, and says so): a
+stack with 100,000 connections goes on sending ACKs while it answers.
 
 Workers: the stack ``NAME`` run as N worker processes serves one socket
 per worker, ``NAME@K.sock``; ``running_names`` lists such a group once, as

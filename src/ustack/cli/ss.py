@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
 
 def truncated_text(member: str, rows: int, left_out: int) -> str:
     return (f"{member}: the answer was cut after {rows} rows, {left_out} more endpoints "
-            "not listed (the stack holds at most so much answer at once: "
+            "not listed (more than the stack holds of answers at once: "
             "narrow it with a FILTER)")
 
 
