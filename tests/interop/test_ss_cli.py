@@ -20,6 +20,7 @@ from ustack_testbed import Netns, Testbed, Topology, topology
 pytestmark = pytest.mark.root
 
 SIZE = 16 << 20
+RUN_DIR = os.environ.get("USTACK_RUN_DIR", "/run/ustack")
 RATE = "1M"  # curl reads 1 MB/s: the transfer outlasts the test (curl is stopped)
 
 
@@ -29,6 +30,21 @@ def ustack(ns: Netns, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _fields(line: str) -> dict[str, str]:
     return dict(w.split(":", 1) for w in line.split() if ":" in w)
+
+
+def _separators(line: str) -> dict[str, str]:
+    """Each field of an ``ss -i`` line and how its value follows its name:
+    ``:`` (``mss:1448``), ``" "`` (``send 12Mbps``) or ``""`` (a flag)."""
+    out: dict[str, str] = {}
+    words = line.split()
+    for i, w in enumerate(words):
+        if ":" in w:
+            out.setdefault(w.split(":", 1)[0], ":")
+        elif i + 1 < len(words) and re.fullmatch(r"[\d.]+[KMGT]?bps", words[i + 1]):
+            out[w] = " "
+        elif not re.fullmatch(r"[\d.]+[KMGT]?bps", w):
+            out.setdefault(w, "")
+    return out
 
 
 def _kernel_bytes_received(topo: Topology, port: int) -> int:
@@ -91,7 +107,13 @@ def test_ss_shows_a_live_transfer(tmp_path: Path, testbed: Testbed, kind: str) -
         assert acked <= kernel_after
         assert int(f["segs_out"]) > acked // (mss * 2)
         assert int(f["segs_in"]) > 10
-        assert f["delivery_rate"].endswith("bps")
+        # ss's separators: "delivery_rate 1234bps" (-n: a plain number), "mss:1448".
+        assert re.fullmatch(r"\d+bps", words[words.index("delivery_rate") + 1]), words
+        kernel = topo.peer_ns.run(["ss", "-tniH", "dst", f"{topo.stack_ip}:80"]).stdout
+        ours, theirs = _separators(lines[2]), _separators(kernel)
+        common = set(ours) & set(theirs)
+        assert {"rto", "mss", "cwnd", "segs_out", "send"} <= common, (ours, theirs)
+        assert {k: ours[k] for k in common} == {k: theirs[k] for k in common}
 
         js = json.loads(ustack(topo.stack_ns, "ss", "-i", "--json",
                                "--name", stack.name).stdout)
@@ -141,3 +163,24 @@ def test_two_workers_are_listed_as_one_stack(testbed: Testbed) -> None:
     assert names.stderr.startswith("ustack ss: --name ") and names.stderr.count("\n") == 1
     for s in stacks:
         s.stop()
+
+
+def test_a_name_is_one_stack_or_one_group_of_workers(testbed: Testbed) -> None:
+    """``ustack up --name B`` while B@0 runs (a worker of the stack B), and
+    ``--name B@0`` while B runs: refused in one line, so that ``ss`` and
+    ``stats`` never merge two unrelated stacks."""
+    taps = [topology(testbed, "tap") for _ in range(2)]
+    base = f"ssn{os.getpid()}"
+    worker = taps[0].start_ustack("--name", f"{base}@0")
+    clash = ustack(taps[1].stack_ns, *taps[1].ustack_args("--name", base))
+    assert clash.returncode != 0
+    assert clash.stderr == (f"ustack up: --name '{base}': the stack '{base}' is already "
+                            f"running as {base}@0 ({RUN_DIR})\n")
+    worker.stop()
+    whole = taps[0].start_ustack("--name", base)
+    clash = ustack(taps[1].stack_ns, *taps[1].ustack_args("--name", f"{base}@3"))
+    assert clash.returncode != 0 and clash.stderr.count("\n") == 1
+    assert f"is already running as {base} " in clash.stderr
+    stats = ustack(taps[0].stack_ns, "stats", "--name", base, "--json")
+    assert json.loads(stats.stdout)["pid"] == whole.pid  # one stack, not a merge
+    whole.stop()

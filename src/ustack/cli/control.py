@@ -17,7 +17,11 @@ readers once, when it starts).  A request is at most ``MAX_REQUEST``
 bytes; a client has ``REQUEST_TIME`` to send it and ``REPLY_TIME`` to take
 the answer, and at most ``MAX_CLIENTS`` are served at once (the next are
 closed at once): a slow or silent client costs the stack a few
-non-blocking calls every ``PUMP_INTERVAL``, and a dead one nothing.
+non-blocking calls every ``PUMP_INTERVAL``, and a dead one nothing.  An
+``ss`` answer about many endpoints is made a step of ``STEP_TIME`` at a
+time (reports.SsAnswer), the answers held by all clients together bounded
+by ``MAX_HELD_BYTES`` (one that would pass it is cut, and says so): a
+stack with 100,000 connections goes on sending ACKs while it answers.
 
 Workers: the stack ``NAME`` run as N worker processes serves one socket
 per worker, ``NAME@K.sock``; ``running_names`` lists such a group once, as
@@ -46,6 +50,12 @@ QUIET_TIME: Final = 0.5  # nothing sent by then: the stats report (the old proto
 REPLY_TIME: Final = 5.0  # to take the whole answer
 MAX_CLIENTS: Final = 16
 PUMP_INTERVAL: Final = 0.005
+# The answers held at once, all clients together: one that would take more
+# is cut, and says so (reports.SsAnswer).
+MAX_HELD_BYTES = 32 << 20
+# After an accept() that failed for want of a file descriptor (EMFILE) the
+# listener stays readable: it is left alone this long rather than spun on.
+ACCEPT_BACKOFF: Final = 0.1
 
 # NAME or NAME@K: worker K of the stack NAME.
 _WORKER = re.compile(r"^(?P<base>[^@]+)@(?P<k>\d+)$")
@@ -95,7 +105,9 @@ class _Client:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.request = b""
-        self.reply: memoryview | None = None
+        self.job: reports.SsAnswer | None = None  # an ss answer being built
+        self.reply: memoryview | None = None  # the piece being written ...
+        self.pending: list[bytes] = []  # ... and the pieces after it
         self.started = -1.0  # the stack's time at the first timer: deadlines count from it
         self.reply_by = 0.0
 
@@ -113,31 +125,66 @@ class ControlServer:
         self.path = socket_path(name)
         self._clients: list[_Client] = []
         self._pumping = False
+        self._until = 0.0  # when this round's STEP_TIME for ss answers ends
         self._closed = False
+        self._accepting = True
+        self._inode = (0, 0)
         try:
             os.makedirs(RUN_DIR, exist_ok=True)
-            if os.path.exists(self.path):
-                if _alive(self.path):
-                    raise ControlError(f"a stack named {name!r} is already running "
-                                       f"({self.path})")
-                os.unlink(self.path)  # stale: its stack is gone
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.bind(self.path)
-                self.sock.listen(8)
-            except OSError:
-                self.sock.close()
-                raise
+            _check_free(name)
+            self.sock = self._listen(name)
         except OSError as e:
             raise ControlError(f"control socket {self.path}: {e.strerror or e}") from None
         self.sock.setblocking(False)
         stack.add_reader(self.sock.fileno(), self._accept)
 
+    def _listen(self, name: str) -> socket.socket:
+        """A listening socket at ``self.path``.  Bound and listening under a
+        name of its own first, then linked into place: a client that finds
+        ``path`` finds it listening (one that probed between a bind and a
+        listen would take it for stale and remove it), and a stack that
+        raced this one to the name keeps it (link, unlike rename, does not
+        replace)."""
+        tmp = os.path.join(RUN_DIR, f".{name}.{os.getpid()}.{id(self)}.tmp")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            sock.bind(tmp)
+            sock.listen(8)
+            st = os.stat(tmp)  # the inode the name will be a link to
+            self._inode = (st.st_dev, st.st_ino)
+            try:
+                for _ in range(2):
+                    try:
+                        os.link(tmp, self.path)
+                        break
+                    except FileExistsError:
+                        if _alive(self.path):
+                            raise ControlError(f"a stack named {name!r} is already running "
+                                               f"({self.path})") from None
+                        _remove_stale(self.path)
+                else:
+                    raise ControlError(f"control socket {self.path}: taken and freed "
+                                       "over and over: try again")
+            finally:
+                os.unlink(tmp)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def _accept(self) -> None:
         for _ in range(MAX_CLIENTS):
             try:
                 conn, _ = self.sock.accept()
-            except OSError:  # BlockingIOError: no more; others: try again next time
+            except BlockingIOError:  # no more
+                break
+            except OSError:
+                # EMFILE, ENFILE, ENOBUFS: the connection stays queued and the
+                # listener readable, so the loop would come straight back
+                # here: leave it alone for a while.
+                self._pause_accepting()
                 break
             if len(self._clients) >= MAX_CLIENTS:
                 conn.close()
@@ -146,11 +193,25 @@ class ControlServer:
             self._clients.append(_Client(conn))
         self._pump_all(None)
 
+    def _pause_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            self.stack.remove_reader(self.sock.fileno())
+            self.stack.call_at(self.stack.now + ACCEPT_BACKOFF, self._resume_accepting)
+
+    def _resume_accepting(self, now: float) -> None:
+        if not self._closed and not self._accepting:
+            self._accepting = True
+            self.stack.add_reader(self.sock.fileno(), self._accept)
+            self._accept()
+
     def _pump_all(self, now: float | None) -> None:
         """Move every client on as far as it goes without blocking; while
-        any is left, come back after PUMP_INTERVAL (one timer for all)."""
+        any is left, come back after PUMP_INTERVAL (one timer for all).
+        The ss answers being built share one STEP_TIME and MAX_HELD_BYTES."""
         if self._closed:
             return
+        self._until = reports.clock() + reports.STEP_TIME
         self._clients = [c for c in self._clients if not self._pump(c, now)]
         if self._clients and not self._pumping:
             self._pumping = True
@@ -165,10 +226,20 @@ class ControlServer:
         if now is not None and c.started < 0:
             c.started = now
         try:
-            if c.reply is None:
+            if c.reply is None and c.job is None:
                 done_reading = self._read(c, now)
                 if not done_reading:
                     return False
+            if c.job is not None:
+                if now is None:
+                    return False  # steps from the timer only (its ``now``: _read)
+                job = c.job
+                room = MAX_HELD_BYTES - sum(_held(o) for o in self._clients if o is not c)
+                if not job.step(now, self._until, room):
+                    return False
+                c.job = None
+                c.pending = job.chunks
+                c.reply = memoryview(c.pending.pop(0))
             return self._write(c, now)
         except OSError:
             c.sock.close()
@@ -208,13 +279,17 @@ class ControlServer:
             c.reply = memoryview(b"")
             return True
         if len(c.request) >= MAX_REQUEST and not newline:
-            doc: dict[str, Any] = {"error": f"request: longer than {MAX_REQUEST} bytes"}
+            doc: dict[str, Any] | reports.SsAnswer = {
+                "error": f"request: longer than {MAX_REQUEST} bytes"}
         else:
             try:
-                doc = reports.answer(self.stack, line, self.more_counters)
+                doc = reports.start(self.stack, line, self.more_counters)
             except Exception as e:  # a report that fails must not take the stack down with it
                 doc = {"error": f"the stack could not answer: {type(e).__name__}: {e}"}
-        c.reply = memoryview(json.dumps(doc).encode() + b"\n")
+        if isinstance(doc, reports.SsAnswer):
+            c.job = doc
+        else:
+            c.reply = memoryview(json.dumps(doc).encode() + b"\n")
         return True
 
     def _write(self, c: _Client, now: float | None) -> bool:
@@ -223,14 +298,18 @@ class ControlServer:
             return False
         if c.sock.fileno() < 0:
             return True
-        while reply:
+        while True:
+            if not reply:
+                if not c.pending:
+                    break
+                reply = memoryview(c.pending.pop(0))
             try:
                 n = c.sock.send(reply)
             except BlockingIOError:
                 break
             reply = reply[n:]
         c.reply = reply
-        if not reply:
+        if not reply and not c.pending:
             c.sock.close()
             return True
         if now is not None:
@@ -246,21 +325,67 @@ class ControlServer:
         for c in self._clients:
             c.sock.close()
         self._clients = []
-        self.stack.remove_reader(self.sock.fileno())
+        if self._accepting:
+            self.stack.remove_reader(self.sock.fileno())
+        # The name goes before the socket closes: a client never finds it
+        # refusing (and takes it for stale).  Only our own socket file: once
+        # ours was taken for stale and removed, the name may be another's.
+        with contextlib.suppress(OSError):
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._inode:
+                os.unlink(self.path)
         self.sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+
+
+def _remove_stale(path: str) -> None:
+    """Remove the socket file ``path`` whose stack is gone, unless it was
+    replaced meanwhile (a new stack came up under the name)."""
+    with contextlib.suppress(OSError):
+        before = os.stat(path)
+        if _alive(path):
+            return
+        after = os.stat(path)
+        if (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino):
+            os.unlink(path)
+
+
+def _held(c: _Client) -> int:
+    """The bytes of answer ``c`` holds (being built, or left to write)."""
+    if c.job is not None:
+        return c.job.nbytes
+    return (len(c.reply) if c.reply is not None else 0) + sum(len(p) for p in c.pending)
 
 
 def _alive(path: str) -> bool:
+    """Whether a stack listens at ``path``.  Asked without blocking: a
+    stack whose listen backlog is full (stalled, or busy) makes connect()
+    wait (EAGAIN when it may not) and is alive; only a refusal or no file
+    at all says its stack is gone."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
     try:
         probe.connect(path)
         return True
-    except OSError:
-        return False
+    except OSError as e:
+        return e.errno not in (errno.ECONNREFUSED, errno.ENOENT)
     finally:
         probe.close()
+
+
+def _check_free(name: str) -> None:
+    """ControlError unless the stack ``name`` may be brought up beside
+    those running: ``NAME`` and its workers ``NAME@K`` would be merged into
+    one by ``members``, so neither is taken while the other runs."""
+    base = group_of(name)
+    clash = []
+    for other in _socket_names():
+        if group_of(other) != base or other == name:
+            continue
+        if other == base or name == base:  # NAME beside NAME@K, or NAME@K beside NAME
+            clash.append(other)
+    if clash:
+        raise ControlError(f"--name {name!r}: the stack {base!r} is already running "
+                           f"as {', '.join(clash)} ({RUN_DIR})")
 
 
 def _socket_names() -> list[str]:
@@ -276,8 +401,7 @@ def _socket_names() -> list[str]:
         if _alive(path):
             names.append(f[:-5])
         else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            _remove_stale(path)
     return names
 
 

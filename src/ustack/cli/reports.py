@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 from ustack.cli import ssfilter
 from ustack.stack import Stack
 from ustack.tcp import info
+from ustack.tcp.socket import TcpListener
 from ustack.wire import ethernet, ipv4
 
 Report = dict[str, Any]
@@ -69,37 +71,128 @@ def tcp_states(stack: Stack) -> dict[str, int]:
     return counts
 
 
-def ss_report(stack: Stack, states: frozenset[str], filt: ssfilter.Filter,
-              with_info: bool) -> Report:
-    """The endpoints in ``states`` that ``filt`` matches: listeners first,
-    then connections (with tcp_info when ``with_info``), then TIME-WAIT
-    records; each a row of tcp/info.py."""
-    now = stack.now
-    match = filt.match
-    rows: list[Report] = []
-    tcp = stack.tcp
-    if "LISTEN" in states:
-        for listener in tcp.listeners.values():
+# How long one step of an ss answer may run in the stack's loop (its ACKs
+# and timers wait meanwhile), and how big a piece of the answer is kept as
+# one bytes object (written with one send()).
+STEP_TIME: Final = 0.002
+CHUNK: Final = 1 << 16
+
+
+class SsAnswer:
+    """An ``ss`` answer built a few rows at a time (``step``), so that no
+    callback of the stack's loop runs long however many endpoints the stack
+    has: the keys of its tables are taken at once (a list: fast), each row
+    made from what its endpoint is when its turn comes (one gone by then is
+    left out), encoded as it is made.  Listeners first, then connections
+    (with tcp_info when ``with_info``), then TIME-WAIT records; each a row
+    of tcp/info.py.  Cut, rather than grown without bound, when the room it
+    is given runs out: the answer says so (``truncated``, and ``left_out``:
+    the endpoints not examined)."""
+
+    def __init__(self, stack: Stack, states: frozenset[str], filt: ssfilter.Filter,
+                 with_info: bool) -> None:
+        tcp = stack.tcp
+        self.stack = stack
+        self.states = states
+        self.match = filt.match
+        self.with_info = with_info
+        self.listeners: list[TcpListener] = (list(tcp.listeners.values())
+                                             if "LISTEN" in states else [])
+        self.conn_keys = list(tcp.conns.keys())
+        self.tw_keys = list(tcp.tw.records.keys()) if "TIME-WAIT" in states else []
+        self.total = len(self.listeners) + len(self.conn_keys) + len(self.tw_keys)
+        self.examined = 0
+        self.rows = 0
+        self.now = stack.now
+        self._rows = self._generate()
+        self._piece: list[bytes] = []  # encoded rows not yet joined into a chunk
+        self._piece_bytes = 0
+        self.chunks: list[bytes] = []  # the answer so far, in pieces of about CHUNK bytes
+        self.nbytes = 0
+        self.done = False
+
+    def _generate(self) -> Iterator[Report | None]:
+        """Each endpoint's row, or None for one examined and not shown."""
+        tcp = self.stack.tcp
+        match = self.match
+        for listener in self.listeners:
             row = info.listener_row(listener)
-            if match("LISTEN", str(row["local"]), str(row["peer"])):
-                rows.append(row)
-    for sock in tcp.conns.values():
-        conn = sock.conn
-        name = info.SS_STATE[conn.state]
-        if name not in states:
-            continue
-        row = info.connection_row(conn, now)
-        if not match(name, str(row["local"]), str(row["peer"])):
-            continue
-        if with_info:
-            row["info"] = info.connection_info(conn, now)
-        rows.append(row)
-    if "TIME-WAIT" in states:
-        for rec in tcp.tw.records.values():
-            row = info.time_wait_row(rec, now)
-            if match("TIME-WAIT", str(row["local"]), str(row["peer"])):
-                rows.append(row)
-    return {"pid": os.getpid(), "connections": rows}
+            yield row if match("LISTEN", str(row["local"]), str(row["peer"])) else None
+        for key in self.conn_keys:
+            sock = tcp.conns.get(key)
+            if sock is None:  # closed since the answer began
+                yield None
+                continue
+            conn = sock.conn
+            name = info.SS_STATE[conn.state]
+            if name not in self.states:
+                yield None
+                continue
+            row = info.connection_row(conn, self.now)
+            if not match(name, str(row["local"]), str(row["peer"])):
+                yield None
+                continue
+            if self.with_info:
+                row["info"] = info.connection_info(conn, self.now)
+            yield row
+        for key in self.tw_keys:
+            rec = tcp.tw.records.get(key)
+            if rec is None:
+                yield None
+                continue
+            row = info.time_wait_row(rec, self.now)
+            yield row if match("TIME-WAIT", str(row["local"]), str(row["peer"])) else None
+
+    def step(self, now: float, until: float, room: int) -> bool:
+        """Rows until ``clock()`` passes ``until`` (32 at least), the answer
+        held to ``room`` bytes; True once it is complete (``chunks``)."""
+        if self.done:
+            return True
+        self.now = now
+        since_check = 0
+        cut = False
+        for row in self._rows:
+            if row is not None:
+                piece = json.dumps(row).encode()
+                if self.nbytes + len(piece) + 200 > room:
+                    cut = True
+                    break
+                if self.rows:
+                    piece = b", " + piece
+                self._piece.append(piece)
+                self._piece_bytes += len(piece)
+                self.nbytes += len(piece)
+                self.rows += 1
+                if self._piece_bytes >= CHUNK:
+                    self._flush()
+            self.examined += 1
+            since_check += 1
+            if since_check >= 32:
+                since_check = 0
+                if clock() > until:
+                    return False
+        self._finish(cut)
+        return True
+
+    def _flush(self) -> None:
+        if self._piece:
+            self.chunks.append(b"".join(self._piece))
+            self._piece = []
+            self._piece_bytes = 0
+
+    def _finish(self, cut: bool) -> None:
+        self._flush()
+        head = {"pid": os.getpid(), "truncated": cut, "left_out": self.total - self.examined}
+        # The document: the head's fields, then the rows as they were made.
+        self.chunks.insert(0, json.dumps(head)[:-1].encode() + b', "connections": [')
+        self.chunks.append(b"]}\n")
+        self.nbytes = sum(len(c) for c in self.chunks)
+        self.done = True
+
+
+def clock() -> float:
+    """The clock ``SsAnswer.step``'s ``until`` is read on."""
+    return time.perf_counter()
 
 
 def ss_words(words: list[str]) -> Report:
@@ -150,8 +243,10 @@ def parse_request(line: bytes) -> Report:
     raise RequestError(f"request: unknown command {words[0]!r} (stats, ss)")
 
 
-def answer(stack: Stack, line: bytes, more: Callable[[], dict[str, int]] | None) -> Report:
-    """The report a request line asks for, or ``{"error": ...}``."""
+def start(stack: Stack, line: bytes, more: Callable[[], dict[str, int]] | None
+          ) -> Report | SsAnswer:
+    """What a request line asks for: a report made at once (``stats``, or
+    ``{"error": ...}``), or an ``ss`` answer to build a step at a time."""
     try:
         req = parse_request(line)
         cmd = req["cmd"]
@@ -162,7 +257,19 @@ def answer(stack: Stack, line: bytes, more: Callable[[], dict[str, int]] | None)
             wanted = req.get("states")
             base = (ssfilter.DEFAULT_STATES if not isinstance(wanted, list)
                     else frozenset(str(s) for s in wanted))
-            return ss_report(stack, filt.shown(base), filt, bool(req.get("info")))
+            return SsAnswer(stack, filt.shown(base), filt, bool(req.get("info")))
         raise RequestError(f"request: unknown command {cmd!r} (stats, ss)")
     except (RequestError, ssfilter.FilterError) as e:
         return {"error": str(e)}
+    except RecursionError:  # a backstop: the filter parser bounds its own depth
+        return {"error": "filter: nested too deep"}
+
+
+def answer(stack: Stack, line: bytes, more: Callable[[], dict[str, int]] | None) -> Report:
+    """The report a request line asks for, or ``{"error": ...}``, whole."""
+    got = start(stack, line, more)
+    if isinstance(got, SsAnswer):
+        got.step(stack.now, float("inf"), 1 << 62)
+        doc: Report = json.loads(b"".join(got.chunks))
+        return doc
+    return got

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ustack.cli.common import UsageError
@@ -38,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--info", action="store_true",
                    help="TCP internals: cwnd, rtt, rto, bytes, retransmissions, timers")
     p.add_argument("-n", "--numeric", action="store_true",
-                   help="numeric addresses (they always are)")
+                   help="numeric addresses (they always are); with -i, rates in bps "
+                        "as numbers, as ss -n prints them")
     p.add_argument("-o", "--options", action="store_true",
                    help="each row's pending timer, as timer:(NAME,TIME,COUNT)")
     p.add_argument("--json", action="store_true", help="the rows as JSON")
@@ -57,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         ssfilter.parse(args.filter)
     except ssfilter.FilterError as e:
         raise UsageError(f"ustack ss: {e}") from None
+    except (RecursionError, ValueError) as e:  # a backstop: the parser bounds itself
+        raise UsageError(f"ustack ss: filter: cannot be taken ({type(e).__name__})") from None
     request = {"cmd": "ss", "states": sorted(base_states(args.listening, args.all)),
                "info": args.info, "filter": args.filter}
     try:
@@ -64,22 +68,38 @@ def main(args: argparse.Namespace) -> int:
     except ControlError as e:
         raise UsageError(f"ustack ss: {e}") from None
     rows: list[dict[str, Any]] = []
+    cut: list[str] = []
     for member, answer in answers:
         for row in answer.get("connections", []):
             if args.per_worker:
                 row["worker"] = member
             rows.append(row)
+        if answer.get("truncated"):
+            cut.append(truncated_text(member, len(answer.get("connections", [])),
+                                      int(answer.get("left_out", 0))))
     if args.json:
-        print(json.dumps({"connections": rows}, indent=2))
-        return 0
-    for line in format_rows(rows, info=args.info, timers=args.options,
-                            per_worker=args.per_worker):
-        print(line)
+        doc: dict[str, Any] = {"connections": rows}
+        if cut:
+            doc["truncated"] = True
+            doc["left_out"] = sum(int(a.get("left_out", 0)) for _, a in answers)
+        print(json.dumps(doc, indent=2))
+    else:
+        for line in format_rows(rows, info=args.info, timers=args.options,
+                                per_worker=args.per_worker, numeric=args.numeric):
+            print(line)
+    for text in cut:  # never a partial list that looks whole
+        print(f"ustack ss: {text}", file=sys.stderr)
     return 0
 
 
+def truncated_text(member: str, rows: int, left_out: int) -> str:
+    return (f"{member}: the answer was cut after {rows} rows, {left_out} more endpoints "
+            "not listed (more than the stack holds of answers at once: "
+            "narrow it with a FILTER)")
+
+
 def format_rows(rows: list[dict[str, Any]], *, info: bool = False, timers: bool = False,
-                per_worker: bool = False) -> list[str]:
+                per_worker: bool = False, numeric: bool = False) -> list[str]:
     """The table ``ss`` prints: a header, a line per row (its timer at the
     end with ``timers``, -o) and with ``info`` (-i) a line of internals."""
     head = ["State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port"]
@@ -107,7 +127,7 @@ def format_rows(rows: list[dict[str, Any]], *, info: bool = False, timers: bool 
             if t:
                 text += " " + t
         out.append(text)
-        extra = info_line(r, with_timer=not timers) if info else ""
+        extra = info_line(r, with_timer=not timers, numeric=numeric) if info else ""
         if extra:
             out.append("\t " + extra)
     return out
@@ -133,20 +153,28 @@ def _duration(ms: float) -> str:
     return f"{int(s // 60)}min{int(s % 60)}sec"
 
 
-def _rate(bps: int) -> str:
-    for unit, div in (("Gbps", 1e9), ("Mbps", 1e6), ("Kbps", 1e3)):
+def _rate(bps: float, numeric: bool) -> str:
+    """A rate in bits per second as ss prints one after ``send``,
+    ``pacing_rate`` and ``delivery_rate`` (iproute2's sprint_bw): the
+    number itself under -n, else three digits and a unit (``1.23Mbps``)."""
+    if numeric:
+        return f"{bps:.0f}bps"
+    for unit, div in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if bps >= div:
-            return f"{bps / div:.1f}{unit}"
-    return f"{bps}bps"
+            return f"{bps / div:.3g}{unit}bps"
+    return f"{bps:g}bps"
 
 
 def _num(ms: float) -> str:
     return f"{ms:.3f}".rstrip("0").rstrip(".")
 
 
-def info_line(row: dict[str, Any], with_timer: bool = True) -> str:
-    """``ss -i``'s line for a row, in its words and order (and its pending
-    timer, unless the row's line has it, -o)."""
+def info_line(row: dict[str, Any], with_timer: bool = True, numeric: bool = False) -> str:
+    """``ss -i``'s line for a row, in its words, order and separators
+    (iproute2's tcp_stats_print: ``name:value``, but ``send``,
+    ``delivery_rate`` a space before their rate; a field that is zero left
+    out as ss leaves it out), and its pending timer unless the row's line
+    has it (-o)."""
     words: list[str] = []
     i = row.get("info")
     if i:
@@ -167,28 +195,35 @@ def info_line(row: dict[str, Any], with_timer: bool = True) -> str:
         words.append(f"cwnd:{i['cwnd']}")
         if i["ssthresh"] is not None:
             words.append(f"ssthresh:{i['ssthresh']}")
-        for key in ("bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received"):
-            if i[key] or key in ("bytes_sent", "bytes_acked", "bytes_received"):
+        for key in ("bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received",
+                    "segs_out", "segs_in"):
+            if i[key]:
                 words.append(f"{key}:{i[key]}")
-        words.append(f"segs_out:{i['segs_out']}")
-        words.append(f"segs_in:{i['segs_in']}")
+        rtt = i["rtt"]
+        cwnd_bytes = i.get("cwnd_bytes", 0)
+        if rtt and cwnd_bytes:  # ss's send: cwnd over the smoothed RTT
+            words.append(f"send {_rate(cwnd_bytes * 8.0 / (float(rtt) / 1000.0), numeric)}")
+        for key in ("lastsnd", "lastrcv"):
+            if i[key]:
+                words.append(f"{key}:{i[key]}")
         if i["delivery_rate"]:
-            words.append(f"delivery_rate:{_rate(int(i['delivery_rate']))}")
-        words.append(f"lastsnd:{i['lastsnd']}")
-        words.append(f"lastrcv:{i['lastrcv']}")
+            words.append(f"delivery_rate {_rate(float(i['delivery_rate']), numeric)}")
+        if i["unacked"]:
+            words.append(f"unacked:{i['unacked']}")
         now, total = i["retrans"]
         if now or total:
             words.append(f"retrans:{now}/{total}")
-        if i["unacked"]:
-            words.append(f"unacked:{i['unacked']}")
-        if i["sacked"]:
-            words.append(f"sacked:{i['sacked']}")
         if i["lost"]:
             words.append(f"lost:{i['lost']}")
+        if i["sacked"]:
+            words.append(f"sacked:{i['sacked']}")
         if i["recovery"]:
-            words.append("recovery")
-        words.append(f"snd_wnd:{i['snd_wnd']}")
-        words.append(f"rcv_wnd:{i['rcv_wnd']}")
+            words.append("recovery")  # ustack's own: ss has no such word
+        if i.get("minrtt") is not None:
+            words.append(f"minrtt:{_num(float(i['minrtt']))}")
+        for key in ("snd_wnd", "rcv_wnd"):
+            if i[key]:
+                words.append(f"{key}:{i[key]}")
     t = timer_text(row.get("timers", [])) if with_timer else ""
     if t:
         words.append(t)

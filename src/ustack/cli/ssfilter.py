@@ -23,6 +23,7 @@ strings (tcp/info.py).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -66,13 +67,23 @@ _COMPARE: Final[dict[str, Callable[[int, int], bool]]] = {
 }
 
 
+# A filter is typed by a person or sent by a client: bounded so that no
+# filter can exhaust the parser's recursion (each '(' or 'not' is a level).
+MAX_WORDS: Final = 256
+MAX_DEPTH: Final = 32
+
+# ASCII digits only: str.isdigit() takes '²' and other digits int() refuses,
+# and a bound on the length keeps int() from its digit limit.
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
 class FilterError(ValueError):
     """One line: which word of the filter could not be taken, and why."""
 
 
 def _split(endpoint: str) -> tuple[str, int]:
     ip, _, port = endpoint.rpartition(":")
-    return ip, (int(port) if port.isdigit() else -1)
+    return ip, (int(port) if _PORT.fullmatch(port) else -1)
 
 
 class Filter:
@@ -99,11 +110,14 @@ class _Parser:
         self.words: list[str] = []
         for w in words:
             for part in w.replace("(", " ( ").replace(")", " ) ").split():
-                if part.startswith("!") and part not in ("!", "!="):
-                    self.words += ["!", part[1:]]
-                else:
-                    self.words.append(part)
+                while part.startswith("!") and part not in ("!", "!="):
+                    self.words.append("!")
+                    part = part[1:]
+                self.words.append(part)
+        if len(self.words) > MAX_WORDS:
+            raise FilterError(f"filter: more than {MAX_WORDS} words")
         self.pos = 0
+        self.depth = 0  # '(' and 'not' being parsed, nested
         self.named_state = False
 
     def peek(self) -> str | None:
@@ -145,13 +159,15 @@ class _Parser:
 
     def factor(self) -> Match:
         w = self.take("a condition")
-        if w in ("not", "!"):
-            return _negate(self.factor())
-        if w == "(":
-            inner = self.expression()
-            if self.take("')'") != ")":
-                raise FilterError(f"filter: ')' expected at {self.words[self.pos - 1]!r}")
-            return inner
+        if w in ("not", "!", "("):
+            if self.depth >= MAX_DEPTH:
+                raise FilterError(f"filter: nested deeper than {MAX_DEPTH} "
+                                  "('(' and 'not' within each other)")
+            self.depth += 1
+            try:
+                return self.nested(w)
+            finally:
+                self.depth -= 1
         if w == "state":
             return _in_states(self.state_set())
         if w in ("sport", "dport"):
@@ -169,11 +185,20 @@ class _Parser:
         raise FilterError(f"filter: cannot take {w!r} (state, sport, dport, src, dst, "
                           "and, or, not, parentheses)")
 
+    def nested(self, w: str) -> Match:
+        """``not FACTOR`` or ``( EXPRESSION )``, ``w`` being taken."""
+        if w != "(":
+            return _negate(self.factor())
+        inner = self.expression()
+        if self.take("')'") != ")":
+            raise FilterError(f"filter: ')' expected at {self.words[self.pos - 1]!r}")
+        return inner
+
     def port(self, word: str) -> int:
         text = word[1:] if word.startswith(":") else word
         if text == "*":
             return -1
-        if not text.isdigit() or int(text) > 65535:
+        if not _PORT.fullmatch(text) or int(text) > 65535:
             raise FilterError(f"filter: bad port {word!r} (give :N, N from 0 to 65535)")
         return int(text)
 

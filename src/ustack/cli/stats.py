@@ -91,15 +91,42 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _snapshot(answers: list[tuple[str, dict[str, Any]]],
-              per_worker: bool) -> dict[str, dict[str, int]]:
-    if per_worker:
-        return {member: all_counters(rep) for member, rep in answers}
+# Each member of a stack (``NAME`` or its workers ``NAME@K``): the pid that
+# answered and its counters then.
+Snapshot = dict[str, tuple[object, dict[str, int]]]
+
+
+def snapshot(answers: list[tuple[str, dict[str, Any]]],
+             before: Snapshot | None = None) -> Snapshot:
+    """The members' counters now; a member that did not answer (a worker
+    being restarted) keeps its last snapshot from ``before``, so that it
+    neither drops out of the sum nor comes back as a jump."""
+    out: Snapshot = dict(before) if before else {}
+    for member, rep in answers:
+        out[member] = (rep.get("pid"), all_counters(rep))
+    return out
+
+
+def member_deltas(before: Snapshot, after: Snapshot) -> dict[str, dict[str, int]]:
+    """How much each member's counters moved: from its last snapshot, or
+    from 0 when its pid changed (a restarted worker counts from 0 again) or
+    it is new."""
+    out: dict[str, dict[str, int]] = {}
+    for member, (pid, counters) in after.items():
+        old = before.get(member)
+        base = old[1] if old is not None and old[0] == pid else {}
+        out[member] = deltas(base, counters)
+    return out
+
+
+def summed(per_member: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The members' deltas added up: a sum of deltas, not a delta of sums
+    (which a restart would make negative)."""
     total: dict[str, int] = {}
-    for _, rep in answers:
-        for k, v in all_counters(rep).items():
+    for moved in per_member.values():
+        for k, v in moved.items():
             total[k] = total.get(k, 0) + v
-    return {"": total}
+    return total
 
 
 def deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -121,7 +148,7 @@ def watch(name: str, first: list[tuple[str, dict[str, Any]]], args: argparse.Nam
     from ustack.cli.control import ControlError, query_all
 
     interval: float = args.watch
-    before = _snapshot(first, args.per_worker)
+    before = snapshot(first)
     last = start = time.monotonic()
     done = 0
     try:
@@ -136,10 +163,12 @@ def watch(name: str, first: list[tuple[str, dict[str, Any]]], args: argparse.Nam
                       f"interval(s) ({e})", file=sys.stderr)
                 return EXIT_ERROR
             now = time.monotonic()
-            after = _snapshot(answers, args.per_worker)
+            after = snapshot(answers, before)
+            per = member_deltas(before, after)
+            shown = ({member: per[member] for member, _ in answers} if args.per_worker
+                     else {"": summed(per)})
             stamp = time.strftime("%H:%M:%S")
-            for member, counters in after.items():
-                moved = deltas(before.get(member, {}), counters)
+            for member, moved in shown.items():
                 if args.json:  # one JSON object a line and interval
                     print(json.dumps({"name": member or name, "time": time.time(),
                                       "seconds": round(now - last, 3),

@@ -129,14 +129,25 @@ def _timer_ms(row: Row) -> float:
 
 
 def data_sent(conn: TcpConnection) -> int:
-    """Bytes of data sent once at least (not the SYN or FIN): SND.NXT from
-    the first data byte, up to the end of the queued data (the FIN sits
-    right after it, tcb.py)."""
-    first = sq.add(conn.iss, 1)
-    end = conn.sendq.end
+    """Bytes of data sent once at least (not the SYN or FIN): those
+    acknowledged (``bytes_out``, a 64-bit count) and those sent since, from
+    the first unacknowledged byte of the queue to SND.NXT or the end of the
+    data (the FIN sits right after it, tcb.py).  Not SND.NXT less the ISS:
+    sequence space wraps every 4 GiB, and the part in flight is within a
+    window, far from wrapping."""
+    q = conn.sendq
+    end = q.end
     last = conn.snd_nxt if sq.le(conn.snd_nxt, end) else end
-    n = sq.sub(last, first)
-    return n if n > 0 else 0
+    flight = sq.sub(last, q.seq)
+    return conn.bytes_out + (flight if flight > 0 else 0)
+
+
+def segments(nbytes: int, mss: int) -> int:
+    """Bytes as the segments of ``mss`` they take, as Linux counts
+    ``unacked``, ``sacked`` and ``lost`` (packets, not bytes)."""
+    if nbytes <= 0:
+        return 0
+    return -(-nbytes // mss) if mss > 0 else 1
 
 
 def connection_info(conn: TcpConnection, now: float) -> Row:
@@ -146,6 +157,7 @@ def connection_info(conn: TcpConnection, now: float) -> Row:
     ``bytes_sent`` counts retransmissions too; ``lastsnd`` is the time
     since new data last went out, ``lastrcv`` since any segment arrived;
     ``retrans`` is [consecutive timeouts now, retransmissions in all];
+    ``unacked``, ``sacked`` and ``lost`` in segments, as ``ss`` prints them;
     ``delivery_rate`` in bits per second over the last round trip
     (Tcb.sample_rate)."""
     cc = conn.cc
@@ -153,6 +165,7 @@ def connection_info(conn: TcpConnection, now: float) -> Row:
     mss = conn.mss
     srtt = rtt.srtt
     sacked = conn.sb.sacked_bytes() if conn.sack_ok else 0
+    lost = conn.rack.lost_bytes if conn.use_rack else 0
     ssthresh = cc.ssthresh
     info: Row = {
         "cc": cc.name,
@@ -181,9 +194,14 @@ def connection_info(conn: TcpConnection, now: float) -> Row:
         "timestamps": conn.ts_ok,
         "snd_wnd": conn.snd_wnd,
         "rcv_wnd": sq.sub(conn.rcv_adv, conn.rcv_nxt),
-        "unacked": sq.sub(conn.snd_nxt, conn.snd_una),
-        "sacked": sacked,
-        "lost": conn.rack.lost_bytes if conn.use_rack else 0,
+        # Segments, as Linux's tcp_info counts them (packets_out, sacked_out,
+        # lost_out); the bytes beside them for a program that wants those.
+        "unacked": segments(sq.sub(conn.snd_nxt, conn.snd_una), mss),
+        "sacked": segments(sacked, mss),
+        "lost": segments(lost, mss),
+        "unacked_bytes": sq.sub(conn.snd_nxt, conn.snd_una),
+        "sacked_bytes": sacked,
+        "lost_bytes": lost,
         "in_flight": conn.flight(),
         "recovery": conn.rec.active,
     }
