@@ -213,7 +213,8 @@ def step_ss(tb: Testbed, lan: Lan, server: UstackProcess) -> None:
             raise DemoFailed(f"ustack ss showed no established connection "
                              f"(exit {got.returncode}) {got.stderr.strip()}")
         if fetch.wait(timeout=40) != 0:
-            raise DemoFailed(f"curl of big.bin failed: {fetch.stderr.read() if fetch.stderr else ''}")
+            why = fetch.stderr.read() if fetch.stderr else ""
+            raise DemoFailed(f"curl of big.bin failed: {why.strip()}")
     finally:
         if fetch.poll() is None:
             fetch.kill()
