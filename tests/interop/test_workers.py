@@ -313,3 +313,83 @@ def test_load_workers_refuse_a_tap_in_one_line(testbed: Testbed) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("ustack load: --workers 2 with a TAP: ")
     assert len(out.stderr.splitlines()) == 1
+
+
+def _echo(s: socket.socket, msg: bytes) -> bool:
+    """``msg`` through the echo service on ``s``: True when it came back whole."""
+    try:
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(4096)
+            if not chunk:
+                return False
+            got += chunk
+        return got == msg
+    except OSError:  # reset by a worker that does not know the connection
+        return False
+
+
+def _restart(topo: Topology, proc: UstackProcess, index: int) -> None:
+    """SIGKILL worker ``index`` and wait until its next life serves."""
+    old = worker_report(topo, proc, index)["pid"]
+    assert isinstance(old, int)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            pid = worker_report(topo, proc, index)["pid"]
+        except Exception:  # not back yet (no socket, or a stale one)
+            continue
+        if pid != old:
+            return
+    raise AssertionError(f"worker {index} was not restarted")
+
+
+@pytest.mark.parametrize("kind", ["packet", "tap"])
+def test_a_restart_leaves_the_other_workers_connections_alone(testbed: Testbed,
+                                                              kind: str) -> None:
+    """Worker 0 killed and restarted while worker 1 holds connections: the
+    kernel's choice of a worker must not change (the parent holds every
+    worker's fanout socket or TAP queue, so the membership keeps its
+    order), so worker 1's connections still echo; new connections reach
+    both workers again."""
+    topo = topology(testbed, kind)
+    proc = topo.start_ustack("--workers", "2", "--service", "tcp-echo:7", timeout=30)
+    n = 16
+
+    def connect() -> list[socket.socket]:
+        out = []
+        for _ in range(n):
+            s = socket.create_connection((topo.stack_ip, 7), timeout=5)
+            out.append(s)
+        return out
+
+    conns = topo.peer_ns.call(connect)
+    try:
+        assert all(_echo(s, b"before") for s in conns)
+        held = [counters_of(worker_report(topo, proc, k))["TcpCurrEstab"] for k in range(2)]
+        assert sum(held) == n and all(held), held
+        _restart(topo, proc, 0)
+        # Worker 1's connections survive; worker 0's died with it.
+        echoed = sum(_echo(s, b"after the restart") for s in conns)
+        assert echoed == held[1], (echoed, held)
+        assert counters_of(worker_report(topo, proc, 1))["TcpCurrEstab"] == held[1]
+        before = [counters_of(worker_report(topo, proc, k)).get("TcpPassiveOpens", 0)
+                  for k in range(2)]
+        fresh = topo.peer_ns.call(connect)
+        try:
+            assert all(_echo(s, b"new") for s in fresh)
+        finally:
+            for s in fresh:
+                s.close()
+        after = [counters_of(worker_report(topo, proc, k)).get("TcpPassiveOpens", 0)
+                 for k in range(2)]
+        new = [a - b for a, b in zip(after, before, strict=True)]
+        assert sum(new) == n and all(new), new
+    finally:
+        for s in conns:
+            s.close()
+    proc.stop()
+    assert "Traceback" not in proc.stderr_text()
