@@ -249,10 +249,11 @@ class RxRingV2:
     def _sync(self) -> bool:
         mm = self._mm
         best = -1
-        best_ts = (0, 0)
+        best_ts = 0
         for i, off in enumerate(self._slots):
             if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
-                ts: tuple[int, int] = _TS2.unpack_from(mm, off + _TS2_OFF)
+                sec, nsec = _TS2.unpack_from(mm, off + _TS2_OFF)
+                ts: int = sec * 1_000_000_000 + nsec
                 if best < 0 or ts < best_ts:
                     best, best_ts = i, ts
         if best < 0:
