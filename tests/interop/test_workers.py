@@ -393,3 +393,38 @@ def test_a_restart_leaves_the_other_workers_connections_alone(testbed: Testbed,
             s.close()
     proc.stop()
     assert "Traceback" not in proc.stderr_text()
+
+
+def test_each_arp_reply_is_counted_once(served: tuple[Topology, UstackProcess],
+                                        need_tool: object) -> None:
+    """Every worker hears every ARP reply (its side socket) and the link
+    hands each to one worker too: the merged ``ArpInReplies`` is the number
+    of replies the kernel sent, not more (the worker that got a reply both
+    ways counted it twice)."""
+    from ustack.link import bpf
+
+    topo, proc = served
+
+    def capture() -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        bpf.attach(s, bpf.arp_replies(outgoing=True))
+        s.bind((topo.peer_if, 0x0003))
+        s.setblocking(False)
+        return s
+
+    cap = topo.peer_ns.call(capture)
+    try:
+        assert fetch_many(topo, CONNS) == ["200"] * CONNS
+        time.sleep(0.2)
+        sent = 0
+        while True:
+            try:
+                cap.recv(2048)
+            except BlockingIOError:
+                break
+            sent += 1
+    finally:
+        cap.close()
+    merged = proc.stop()
+    assert sent >= 1  # a worker the kernel did not ask asked itself
+    assert merged.get("ArpInReplies", 0) == sent, (merged.get("ArpInReplies"), sent)

@@ -24,9 +24,10 @@ change which worker the kernel picks for the flows of the others.
 ARP: the kernel hands an ARP frame to one worker.  A request is answered by
 whichever gets it (all have the same MAC and addresses: the same answer).
 A reply may reach a worker that did not ask, so every worker also has an
-``ArpReplyListener`` (link/arpshare.py) that sees every reply and takes
-those for neighbours it resolves or caches.  ICMP echo: whichever worker
-gets the request answers, from the same address.
+``ArpReplyListener`` (link/arpshare.py) that sees every reply and learns
+from those for neighbours it resolves or caches, without counting them:
+the worker the link handed the reply to counts it, so each is counted once.
+ICMP echo: whichever worker gets the request answers, from the same address.
 
 SYN cookies: one secret for all (``--syncookie-secret FILE``, read by the
 parent; else 32 random bytes the parent makes), so any worker can finish a
@@ -205,6 +206,8 @@ class Worker:
         """The shared cookie secret, and the ARP reply listener on the stack's loop."""
         from ustack.link.arpshare import ArpReplyListener
         from ustack.tcp.syncookies import SynCookieSecret
+        from ustack.wire import arp as warp
+        from ustack.wire.errors import ParseError
 
         if self.cookie_secret is not None:
             up.stack.tcp.cookie_secret = SynCookieSecret(self.cookie_secret)
@@ -214,16 +217,23 @@ class Worker:
         listener = self.listener = ArpReplyListener(o.kind, o.device_name)
         stack, iface = up.stack, up.iface
         table = iface.arp
+        learn = stack.arp._learn
 
         def replies() -> None:
             for frame in listener.recv():
-                body = frame[14:]
-                spa = body[14:18]
+                try:
+                    pkt = warp.parse(frame[14:])
+                except ParseError:
+                    continue
+                spa, sha = pkt.spa, pkt.sha
                 # Only for a neighbour of ours: any other reply is one the
                 # worker that asked takes (else every worker would count
-                # the others' replies as unsolicited).
-                if spa in table.pending or spa in table.entries:
-                    stack.arp.input(iface, body)
+                # the others' replies as unsolicited).  Learned, not
+                # counted: the reply is counted (ArpInReplies) once, by the
+                # worker the link handed it to, which may be this one.
+                if (pkt.op == warp.OP_REPLY and not sha[0] & 1 and any(sha)
+                        and (spa in table.pending or spa in table.entries)):
+                    learn(iface, spa, sha)
 
         stack.add_reader(listener.fileno(), replies)
 
