@@ -216,7 +216,7 @@ def test_the_tap_goes_with_the_parent_and_workers_die_with_it(testbed: Testbed) 
     pids = [worker_report(topo, proc, k)["pid"] for k in range(2)]
     assert all(isinstance(p, int) for p in pids)
     # The kernel side keeps its address while workers come and go: it is
-    # the parent's (a detached queue holds the device).
+    # the parent's (it holds every worker's queue).
     assert topo.peer_ip in topo.stack_ns.ip("-4", "addr", "show", "dev", topo.stack_if).stdout
     proc.popen.kill()  # SIGKILL: the parent cannot stop its workers itself
     proc.popen.wait(timeout=10)
