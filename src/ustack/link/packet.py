@@ -44,8 +44,9 @@ they joined, and a member that left and joined again would move the
 flows of the others (cli/workers.py).  Such a device transmits through a
 socket of its own, bound with protocol 0 (it receives nothing), with a
 TX ring of its own: the kernel keeps its position in a TX ring to itself,
-so an inherited one could not be taken over.  Its receive ring is
-(``RxRingV2.resync``).  ``close`` closes this process's copy of both.
+so an inherited one could not be taken over.  The receive ring is taken
+over where the kernel left it (``RxRingV2.resync``).  ``close`` closes
+this process's copy of both sockets.
 
 The socket always has PACKET_VNET_HDR on: a received frame whose
 checksum the kernel vouches for (verified, or partial because a local
