@@ -216,7 +216,7 @@ def test_the_tap_goes_with_the_parent_and_workers_die_with_it(testbed: Testbed) 
     pids = [worker_report(topo, proc, k)["pid"] for k in range(2)]
     assert all(isinstance(p, int) for p in pids)
     # The kernel side keeps its address while workers come and go: it is
-    # the parent's (a detached queue holds the device).
+    # the parent's (it holds every worker's queue).
     assert topo.peer_ip in topo.stack_ns.ip("-4", "addr", "show", "dev", topo.stack_if).stdout
     proc.popen.kill()  # SIGKILL: the parent cannot stop its workers itself
     proc.popen.wait(timeout=10)
@@ -313,3 +313,118 @@ def test_load_workers_refuse_a_tap_in_one_line(testbed: Testbed) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("ustack load: --workers 2 with a TAP: ")
     assert len(out.stderr.splitlines()) == 1
+
+
+def _echo(s: socket.socket, msg: bytes) -> bool:
+    """``msg`` through the echo service on ``s``: True when it came back whole."""
+    try:
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(4096)
+            if not chunk:
+                return False
+            got += chunk
+        return got == msg
+    except OSError:  # reset by a worker that does not know the connection
+        return False
+
+
+def _restart(topo: Topology, proc: UstackProcess, index: int) -> None:
+    """SIGKILL worker ``index`` and wait until its next life serves."""
+    old = worker_report(topo, proc, index)["pid"]
+    assert isinstance(old, int)
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            pid = worker_report(topo, proc, index)["pid"]
+        except Exception:  # not back yet (no socket, or a stale one)
+            continue
+        if pid != old:
+            return
+    raise AssertionError(f"worker {index} was not restarted")
+
+
+@pytest.mark.parametrize("kind", ["packet", "tap"])
+def test_a_restart_leaves_the_other_workers_connections_alone(testbed: Testbed,
+                                                              kind: str) -> None:
+    """Worker 0 killed and restarted while worker 1 holds connections: the
+    kernel's choice of a worker must not change (the parent holds every
+    worker's fanout socket or TAP queue, so the membership keeps its
+    order), so worker 1's connections still echo; new connections reach
+    both workers again."""
+    topo = topology(testbed, kind)
+    proc = topo.start_ustack("--workers", "2", "--service", "tcp-echo:7", timeout=30)
+    n = 16
+
+    def connect() -> list[socket.socket]:
+        out = []
+        for _ in range(n):
+            s = socket.create_connection((topo.stack_ip, 7), timeout=5)
+            out.append(s)
+        return out
+
+    conns = topo.peer_ns.call(connect)
+    try:
+        assert all(_echo(s, b"before") for s in conns)
+        held = [counters_of(worker_report(topo, proc, k))["TcpCurrEstab"] for k in range(2)]
+        assert sum(held) == n and all(held), held
+        _restart(topo, proc, 0)
+        # Worker 1's connections survive; worker 0's died with it.
+        echoed = sum(_echo(s, b"after the restart") for s in conns)
+        assert echoed == held[1], (echoed, held)
+        assert counters_of(worker_report(topo, proc, 1))["TcpCurrEstab"] == held[1]
+        before = [counters_of(worker_report(topo, proc, k)).get("TcpPassiveOpens", 0)
+                  for k in range(2)]
+        fresh = topo.peer_ns.call(connect)
+        try:
+            assert all(_echo(s, b"new") for s in fresh)
+        finally:
+            for s in fresh:
+                s.close()
+        after = [counters_of(worker_report(topo, proc, k)).get("TcpPassiveOpens", 0)
+                 for k in range(2)]
+        new = [a - b for a, b in zip(after, before, strict=True)]
+        assert sum(new) == n and all(new), new
+    finally:
+        for s in conns:
+            s.close()
+    proc.stop()
+    assert "Traceback" not in proc.stderr_text()
+
+
+def test_each_arp_reply_is_counted_once(served: tuple[Topology, UstackProcess],
+                                        need_tool: object) -> None:
+    """Every worker hears every ARP reply (its side socket) and the link
+    hands each to one worker too: the merged ``ArpInReplies`` is the number
+    of replies the kernel sent, not more (the worker that got a reply both
+    ways counted it twice)."""
+    from ustack.link import bpf
+
+    topo, proc = served
+
+    def capture() -> socket.socket:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        bpf.attach(s, bpf.arp_replies(outgoing=True))
+        s.bind((topo.peer_if, 0x0003))
+        s.setblocking(False)
+        return s
+
+    cap = topo.peer_ns.call(capture)
+    try:
+        assert fetch_many(topo, CONNS) == ["200"] * CONNS
+        time.sleep(0.2)
+        sent = 0
+        while True:
+            try:
+                cap.recv(2048)
+            except BlockingIOError:
+                break
+            sent += 1
+    finally:
+        cap.close()
+    merged = proc.stop()
+    assert sent >= 1  # a worker the kernel did not ask asked itself
+    assert merged.get("ArpInReplies", 0) == sent, (merged.get("ArpInReplies"), sent)

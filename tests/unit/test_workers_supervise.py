@@ -174,3 +174,75 @@ def test_a_bug_in_a_worker_is_one_line() -> None:
     sup = Supervisor("ustack test", 1, work, log=log)
     assert sup.run() == 1
     assert log.getvalue() == "ustack test: worker 0: KeyError: 'oops'\n"
+
+
+def _epolls() -> set[int]:
+    """This process's descriptors that are epoll instances."""
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventpoll]":
+                out.add(int(name))
+        except OSError:
+            continue  # the listing's own descriptor, gone
+    return out
+
+
+def test_a_worker_does_not_keep_the_parents_epoll() -> None:
+    baseline = _epolls()
+    seen: list[str] = []
+
+    def work(index: int, ch: Channel) -> int:
+        ch.ready(" ".join(map(str, sorted(_epolls()))))
+        _wait_for_sigterm()
+        return 0
+
+    def on_ready(text: str) -> None:
+        seen.append(text)
+        assert _epolls() - baseline  # the parent's selector, while it runs
+        _stop_after(0.1)
+
+    sup = Supervisor("ustack test", 1, work, on_ready=on_ready, log=io.StringIO())
+    assert sup.run() == 0
+    assert seen == [" ".join(map(str, sorted(baseline)))]
+
+
+def test_a_second_signal_while_they_stop_kills_the_workers_at_once() -> None:
+    pids: list[int] = []
+
+    def work(index: int, ch: Channel) -> int:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker slow to stop
+        ch.ready("ready")
+        time.sleep(20)
+        return 0
+
+    def on_ready(text: str) -> None:
+        pids.extend(w.pid for w in sup.workers)
+        _stop_after(0.1)
+        _stop_after(0.5)  # the second Ctrl-C
+
+    log = io.StringIO()
+    sup = Supervisor("ustack test", 2, work, on_ready=on_ready, stop_timeout=10, log=log)
+    t0 = time.monotonic()
+    assert sup.run() == 130
+    assert time.monotonic() - t0 < 3
+    assert sup.killed
+    assert log.getvalue() == ("ustack test: interrupted again: killed 2 workers "
+                              "(their counters are lost)\n")
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)
+
+
+def test_a_slow_stop_says_a_second_signal_kills() -> None:
+    def work(index: int, ch: Channel) -> int:
+        ch.ready("ready")
+        _wait_for_sigterm()
+        time.sleep(1.5)  # cleaning up
+        ch.counters([{"A": 1}])
+        return 0
+
+    log = io.StringIO()
+    sup = Supervisor("ustack test", 2, work, on_ready=lambda _: _stop_after(0.1), log=log)
+    assert sup.run() == 0
+    assert log.getvalue() == ("ustack test: waiting for 2 workers to stop (Ctrl-C again to "
+                              "kill them at once)\n")
+    assert sup.counters == [{"A": 2}]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ustack.cli.common import UsageError, linked_stack, os_error_text, stop_on_signals
 from ustack.cli.loadrun import counters_of, finish, linger
 from ustack.cli.supervise import Channel, Supervisor
-from ustack.cli.workers import SharedLink, Worker
+from ustack.cli.workers import SharedLink, Worker, check_worker_name
 
 if TYPE_CHECKING:
     from ustack.apps.load.generator import LoadConfig
@@ -115,11 +115,12 @@ def run_load_workers(args: argparse.Namespace, prog: str, count: int, cfg: LoadC
     owners = [[i for i, a in enumerate(sources)
                if int.from_bytes(ipv4.addr_from_str(a), "big") % count == k]
               for k in range(count)]
-    shared = SharedLink(options, prog, count=count, partition=True)
     name = args.name or options.device_name
+    check_worker_name(name, count, prog)
+    shared = SharedLink(options, prog, count=count, partition=True)
 
     def work(index: int, channel: Channel) -> int:
-        shared.close()  # the parent's TAP queue (module workers.py)
+        shared.keep_only(index)
         worker = Worker(index, count, shared, None)
         mine = LoadConfig(
             cfg.ip, cfg.port, cfg.request, [sources[i] for i in owners[index]],

@@ -110,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
         return run_workers(
             prog, options, count,
             lambda w, ch: _run(args, w.options, set_cookies, limits, log, name, w, ch.ready),
-            own_secret=args.syncookie_secret is None)
+            own_secret=args.syncookie_secret is None, name=name)
     finally:
         if log is not None and log is not sys.stdout:
             with contextlib.suppress(OSError):

@@ -146,6 +146,8 @@ class Supervisor:
         self.results: list[dict[str, Any]] = []  # one-shot workers' (``Channel.result``)
         self.restarts = 0
         self._stopping = False
+        self._signals_seen = 0  # SIGINT/SIGTERM received: a second one kills (``_stop_all``)
+        self.killed = False  # the workers were killed on a second signal (exit 130)
         self._parent = 0
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -162,6 +164,9 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            # The parent's: its epoll (whose set the child's copy would
+            # share) and its ends of the other workers' pipes.
+            self._sel.close()
             for other in self.workers:
                 if other.fd >= 0:
                     os.close(other.fd)
@@ -262,6 +267,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True
+        self._signals_seen += 1
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -334,7 +340,7 @@ class Supervisor:
                     self.restarts += 1
                     self._start(w)
         self._stop_all()
-        return 0
+        return 130 if self.killed else 0
 
     def _ended(self, w: _Worker, status: int, now: float) -> None:
         if not self.one_shot:
@@ -370,16 +376,31 @@ class Supervisor:
 
     def _stop_all(self, report: bool = True) -> None:
         """SIGTERM to every live worker; SIGKILL to one that is still there
-        after ``stop_timeout``; then merge the counters."""
+        after ``stop_timeout``, or to all at once on a signal that comes
+        while they stop (a second Ctrl-C: ``killed``); then merge the
+        counters."""
         for w in self.workers:
             w.restart_at = None
             if w.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(w.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
+        now = time.monotonic()
+        deadline = now + self.stop_timeout
+        # Said once, when stopping takes long enough for a person to wonder.
+        hint_at: float | None = now + 1.0 if report else None
+        signals = self._signals_seen
         lives = list(self.retired)
         while any(w.pid for w in self.workers):
-            left = deadline - time.monotonic()
+            if self._signals_seen > signals:
+                self._kill_all()
+                break
+            now = time.monotonic()
+            if hint_at is not None and now >= hint_at:
+                hint_at = None
+                n = sum(1 for w in self.workers if w.pid)
+                self._say(f"{self.prog}: waiting for {n} worker{'s' if n > 1 else ''} "
+                          "to stop (Ctrl-C again to kill them at once)")
+            left = deadline - now
             if left <= 0:
                 for w in self.workers:
                     if w.pid:
@@ -390,7 +411,7 @@ class Supervisor:
                                       f"stop in {self.stop_timeout:g} s; killed")
                         self._reap(w, block=True)
                 break
-            self._wait(min(left, 0.5))
+            self._wait(min(left, 0.5) if hint_at is None else max(0.0, min(left, hint_at - now)))
             for w in self.workers:
                 status = self._reap(w)
                 if status is not None and report and w.counters is None and w.result is None:
@@ -401,6 +422,19 @@ class Supervisor:
                 lives.append(w.counters)
         self.counters = merge(lives)
         self.results = [w.result for w in self.workers if w.result is not None]
+
+
+    def _kill_all(self) -> None:
+        """SIGKILL to every live worker, now; their counters are lost."""
+        alive = [w for w in self.workers if w.pid]
+        for w in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGKILL)
+        for w in alive:
+            self._reap(w, block=True)
+        self.killed = True
+        self._say(f"{self.prog}: interrupted again: killed {len(alive)} "
+                  f"worker{'s' if len(alive) > 1 else ''} (their counters are lost)")
 
 
 def _die_with_parent() -> None:

@@ -113,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     return run_workers(prog, options, count,
                        lambda w, ch: _run(args, w.options, set_cookies, name, w, ch.ready),
-                       own_secret=args.syncookie_secret is None)
+                       own_secret=args.syncookie_secret is None, name=name)
 
 
 def _run(args: argparse.Namespace, options: LinkOptions,

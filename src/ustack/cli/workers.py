@@ -11,18 +11,23 @@ How the link is shared (the kernel spreads the flows; DESIGN.md, 7):
                   group whose id comes from the parent's pid; the hash is
                   symmetric, so a flow stays on one worker, and
                   PACKET_FANOUT_FLAG_DEFRAG makes the kernel reassemble
-                  fragments before it chooses.
+                  fragments before it chooses.  The worker receives through
+                  it and transmits through a socket of its own.
 ``tap:NAME``      an IFF_MULTI_QUEUE TAP, one queue per worker.  The parent
-                  creates it, gives the kernel side its address and keeps
-                  one queue detached (TUNSETQUEUE), which holds the device
-                  while workers come and go; it goes when the parent exits.
+                  creates it and gives the kernel side its address; it
+                  goes when the parent exits.
+
+The parent opens every worker's socket or queue before the first fork and
+holds them all until it exits (``SharedLink``): a restarted worker must not
+change which worker the kernel picks for the flows of the others.
 
 ARP: the kernel hands an ARP frame to one worker.  A request is answered by
 whichever gets it (all have the same MAC and addresses: the same answer).
 A reply may reach a worker that did not ask, so every worker also has an
-``ArpReplyListener`` (link/arpshare.py) that sees every reply and takes
-those for neighbours it resolves or caches.  ICMP echo: whichever worker
-gets the request answers, from the same address.
+``ArpReplyListener`` (link/arpshare.py) that sees every reply and learns
+from those for neighbours it resolves or caches, without counting them:
+the worker the link handed the reply to counts it, so each is counted once.
+ICMP echo: whichever worker gets the request answers, from the same address.
 
 SYN cookies: one secret for all (``--syncookie-secret FILE``, read by the
 parent; else 32 random bytes the parent makes), so any worker can finish a
@@ -46,6 +51,7 @@ from ustack.cli.supervise import Channel, Counters, Supervisor
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
     from ustack.link.arpshare import ArpReplyListener
+    from ustack.link.packet import PacketDevice
     from ustack.link.tap import TapDevice
 
 # The kernel's bound on both: PACKET_FANOUT_MAX members, MAX_TAP_QUEUES.
@@ -80,13 +86,25 @@ def indexed_path(path: str, index: int) -> str:
 
 
 class SharedLink:
-    """What the parent opens once for the workers of ``options``' link;
-    ``close()`` gives it back (the TAP goes with it)."""
+    """What the parent opens once for the ``count`` workers of ``options``'
+    link and holds while it runs: worker K's share (``shares[K]``), which
+    each of its lives inherits (``keep_only``); ``close()`` gives it all
+    back (the TAP goes with it).
+
+    Why the parent: the kernel picks a worker by ``hash % members``, in the
+    order the members joined (a fanout group's array, a TAP's queues), and
+    compacts that order when one leaves.  Were each life to open its own
+    share, a restart would change the order ([w0, w1] -> [w1] -> [w1, w0])
+    and send every flow of the workers that did not die to another worker,
+    which resets it.  Held by the parent, the order never changes; the
+    frames for a worker that is down wait in its share until its next life
+    reads them (``RxRingV2.resync``), up to the ring's or queue's room."""
 
     def __init__(self, options: LinkOptions, prog: str, *, count: int = 1,
                  partition: bool = False) -> None:
         from ustack.link.errors import LinkError
         from ustack.link.netif import configure_host_side
+        from ustack.link.packet import PacketDevice
         from ustack.link.tap import TapDevice
         from ustack.net.interface import random_mac
 
@@ -97,30 +115,35 @@ class SharedLink:
         self.count = count
         # Split by our address instead of by flow (``ustack load``, whose
         # connections are opened by a worker, not by the kernel's hash):
-        # see ustack.link.bpf.address_partition (AF_PACKET only).
+        # see ustack.link.bpf.address_partition (AF_PACKET only); each
+        # worker opens its own socket then (a one-shot worker has one life).
         self.partition = partition and options.kind == "packet"
-        self.holder: TapDevice | None = None
-        self.link_opts: dict[str, Any]
-        if options.kind == "tap":
-            try:
-                self.holder = TapDevice(options.device_name, vnet_hdr=options.vnet_hdr,
-                                        multi_queue=True)
-                if options.host_ip:
-                    configure_host_side(self.holder.name, options.host_ip)
-                self.holder.detach_queue()
-            except (LinkError, OSError) as e:
-                self.close()
-                why = str(e) if isinstance(e, LinkError) else os_error_text(e)
-                raise UsageError(f"{prog}: {why}") from None
-            self.link_opts = {"multi_queue": True}
-            # The kernel side is configured once, here, not by each worker.
-            self.worker_base = dataclasses.replace(options, host_ip=None)
-        else:
-            # One group per parent: ids are per interface and the pid of a
-            # running parent is nobody else's.
-            self.link_opts = {"fanout_group": os.getpid() & 0xFFFF, "fanout_mode": "hash",
-                              "fanout_defrag": True}
-            self.worker_base = options
+        self.shares: list[TapDevice | PacketDevice] = []
+        self.worker_base = options
+        try:
+            if options.kind == "tap":
+                name = options.device_name
+                for k in range(count):
+                    queue = TapDevice(name, vnet_hdr=options.vnet_hdr, multi_queue=True)
+                    self.shares.append(queue)
+                    name = queue.name
+                    if k == 0 and options.host_ip:
+                        configure_host_side(name, options.host_ip)
+                # The kernel side is configured once, here, not by each worker.
+                self.worker_base = dataclasses.replace(options, host_ip=None)
+            elif not self.partition:
+                # One group per parent: ids are per interface and the pid of
+                # a running parent is nobody else's.  No TX ring: a worker
+                # transmits through a socket of its own (link/packet.py).
+                group = os.getpid() & 0xFFFF
+                for _ in range(count):
+                    self.shares.append(PacketDevice(
+                        options.device_name, tx_frames=0, fanout_group=group,
+                        fanout_mode="hash", fanout_defrag=True))
+        except (LinkError, OSError) as e:
+            self.close()
+            why = str(e) if isinstance(e, LinkError) else os_error_text(e)
+            raise UsageError(f"{prog}: {why}") from None
 
     def worker_link_opts(self, index: int) -> dict[str, Any]:
         """What worker ``index`` opens the device with (``open_link``)."""
@@ -128,7 +151,17 @@ class SharedLink:
             from ustack.link.bpf import address_partition
 
             return {"bpf_filter": address_partition(self.count, index)}
-        return self.link_opts
+        if self.options.kind == "tap":
+            return {"opened": self.shares[index]}
+        return {"rx_from": self.shares[index]}
+
+    def keep_only(self, index: int) -> None:
+        """In worker ``index``: close this process's copies of the other
+        workers' shares (the parent's stay open); its own is closed with
+        its stack."""
+        for k, share in enumerate(self.shares):
+            if k != index:
+                share.close()
 
     def worker_options(self, index: int) -> LinkOptions:
         # One file per worker for what each writes: two processes appending
@@ -141,9 +174,9 @@ class SharedLink:
         return o
 
     def close(self) -> None:
-        holder, self.holder = self.holder, None
-        if holder is not None:
-            holder.close()
+        shares, self.shares = self.shares, []
+        for share in shares:
+            share.close()
 
 
 class Worker:
@@ -173,6 +206,8 @@ class Worker:
         """The shared cookie secret, and the ARP reply listener on the stack's loop."""
         from ustack.link.arpshare import ArpReplyListener
         from ustack.tcp.syncookies import SynCookieSecret
+        from ustack.wire import arp as warp
+        from ustack.wire.errors import ParseError
 
         if self.cookie_secret is not None:
             up.stack.tcp.cookie_secret = SynCookieSecret(self.cookie_secret)
@@ -182,16 +217,23 @@ class Worker:
         listener = self.listener = ArpReplyListener(o.kind, o.device_name)
         stack, iface = up.stack, up.iface
         table = iface.arp
+        learn = stack.arp._learn
 
         def replies() -> None:
             for frame in listener.recv():
-                body = frame[14:]
-                spa = body[14:18]
+                try:
+                    pkt = warp.parse(frame[14:])
+                except ParseError:
+                    continue
+                spa, sha = pkt.spa, pkt.sha
                 # Only for a neighbour of ours: any other reply is one the
                 # worker that asked takes (else every worker would count
-                # the others' replies as unsolicited).
-                if spa in table.pending or spa in table.entries:
-                    stack.arp.input(iface, body)
+                # the others' replies as unsolicited).  Learned, not
+                # counted: the reply is counted (ArpInReplies) once, by the
+                # worker the link handed it to, which may be this one.
+                if (pkt.op == warp.OP_REPLY and not sha[0] & 1 and any(sha)
+                        and (spa in table.pending or spa in table.entries)):
+                    learn(iface, spa, sha)
 
         stack.add_reader(listener.fileno(), replies)
 
@@ -205,19 +247,27 @@ class Worker:
 WorkerBody = Callable[[Worker, Channel], Counters]
 
 
+def check_worker_name(name: str, count: int, prog: str) -> None:
+    """Worker K of NAME serves the control socket ``NAME@K``: a NAME with
+    an ``@`` of its own would fail in every worker, once started."""
+    if count > 1 and "@" in name:
+        raise UsageError(f"{prog}: --name {name}: no '@' in the name of a stack with "
+                         f"--workers {count} (worker K serves NAME@K)")
+
+
 def run_workers(prog: str, options: LinkOptions, count: int, body: WorkerBody, *,
-                own_secret: bool) -> int:
+                own_secret: bool, name: str) -> int:
     """Run ``body`` in ``count`` workers until SIGINT/SIGTERM; print the
     first worker's ready line (with ``workers=N``) once all are ready, and
     the merged counters at the end.  ``own_secret``: no secret was given,
-    the parent makes the one the workers share."""
-    shared = SharedLink(options, prog)
+    the parent makes the one the workers share; ``name``: the stack's (its
+    workers serve ``name@K``)."""
+    check_worker_name(name, count, prog)
+    shared = SharedLink(options, prog, count=count)
     secret = os.urandom(32) if own_secret else None
 
     def work(index: int, channel: Channel) -> int:
-        # The parent's TAP queue: this copy of its fd is not the worker's
-        # (closing it leaves the parent's open).
-        shared.close()
+        shared.keep_only(index)
         counters = body(Worker(index, count, shared, secret), channel)
         channel.counters(counters)
         return 0

@@ -20,9 +20,9 @@ Only replies: a request (and the reply it wants) stays with the one worker
 the kernel handed it to, so it is answered once; every worker has the same
 MAC and addresses, so whichever answers, the answer is the same.  A worker
 takes a copied reply only for a neighbour it is resolving or has cached
-(``ustack.cli.workers``); the worker the link also handed the reply to
-takes it twice, which only refreshes the entry it just made (its
-``ArpInReplies`` counts both).
+(``ustack.cli.workers``) and does not count it: the worker the link
+handed the reply to counts it (``ArpInReplies``), once; if that is the
+one that asked, the second copy only refreshes the entry it just made.
 """
 
 from __future__ import annotations

@@ -36,6 +36,18 @@ fragments of a datagram are not spread over the members.  ``bpf_filter``,
 a classic BPF program (``ustack.link.bpf``), has the kernel drop the frames
 it refuses before they reach the socket.
 
+``rx_from`` receives through another device's socket and ring instead of
+opening its own: with ``--workers N`` the parent opens every worker's
+fanout member once (``tx_frames=0``) and holds it across the worker's
+lives, since the kernel picks a member by ``hash % members`` in the order
+they joined, and a member that left and joined again would move the
+flows of the others (cli/workers.py).  Such a device transmits through a
+socket of its own, bound with protocol 0 (it receives nothing), with a
+TX ring of its own: the kernel keeps its position in a TX ring to itself,
+so an inherited one could not be taken over.  The receive ring is taken
+over where the kernel left it (``RxRingV2.resync``).  ``close`` closes
+this process's copy of both sockets.
+
 The socket always has PACKET_VNET_HDR on: a received frame whose
 checksum the kernel vouches for (verified, or partial because a local
 sender with checksum offload built it: a veth peer with the default
@@ -119,6 +131,8 @@ class PacketDevice(DeviceBase):
     tx_kick_errors = 0  # a TX ring kick failed; the frames wait for the next
     tx_link_down = 0  # ENETDOWN, ENXIO
     tx_invalid = 0  # the kernel refused the frame itself (EINVAL, EMSGSIZE)
+    _closed: bool
+    mode: str
 
     def __init__(
         self,
@@ -138,9 +152,19 @@ class PacketDevice(DeviceBase):
         fanout_defrag: bool = False,
         bpf_filter: list[bpf.Insn] | None = None,
         rcvbuf: int = 4 << 20,
+        rx_from: PacketDevice | None = None,
     ) -> None:
         self.name = ifname
         what = f"packet {ifname}"
+        self._rx_from: PacketDevice | None = None  # set once open: close() closes it
+        if rx_from is not None:
+            if rx_from._closed or rx_from.name != ifname:
+                raise LinkError(f"{what}: rx_from must be an open device on {ifname}")
+            # The receive side is rx_from's; this socket only transmits.
+            rx_ring = "v2" if rx_from.mode != "none" else "none"
+            promisc = False
+            fanout_group = None
+            bpf_filter = None
         if rx_ring not in _RX_MODES:
             raise LinkError(f"{what}: rx_ring must be one of v3, v2, none, got {rx_ring!r}")
         if fanout_mode not in FANOUT_MODES:
@@ -171,7 +195,8 @@ class PacketDevice(DeviceBase):
         except OSError as exc:
             raise from_os_error(what, exc) from exc
         self._sock = sock
-        self.mode = rx_ring
+        self._rsock = sock if rx_from is None else rx_from._sock  # what receives
+        self.mode = rx_ring if rx_from is None else rx_from.mode
         # With a TX ring mapped, the kernel takes any sendmsg() as a ring
         # kick and ignores its data (packet_sendmsg -> tpacket_snd), so the
         # GSO path, which must send a header of its own per frame, has no ring.
@@ -189,21 +214,21 @@ class PacketDevice(DeviceBase):
                 version = TPACKET_V3 if rx_ring == "v3" else TPACKET_V2
                 sock.setsockopt(SOL_PACKET, PACKET_VERSION, version)
                 fpb = block_size // frame_size
-                rx_size = block_size * block_count
+                rx_size = block_size * block_count if rx_from is None else 0
                 tx_blocks = -(-tx_frames // fpb) if use_tx_ring else 0
                 if tx_blocks:
                     # A frame the kernel finds malformed is skipped, not left
                     # to block the ring; must be set before any ring exists.
                     step = "PACKET_LOSS"
                     sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
-                step = "PACKET_RX_RING"
-                if version == TPACKET_V3:
-                    req = _REQ3.pack(
-                        block_size, block_count, frame_size, fpb * block_count, retire_ms, 0, 0
-                    )
-                else:
-                    req = _REQ.pack(block_size, block_count, frame_size, fpb * block_count)
-                sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+                if rx_size:
+                    step = "PACKET_RX_RING"
+                    if version == TPACKET_V3:
+                        req = _REQ3.pack(block_size, block_count, frame_size,
+                                         fpb * block_count, retire_ms, 0, 0)
+                    else:
+                        req = _REQ.pack(block_size, block_count, frame_size, fpb * block_count)
+                    sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
                 if tx_blocks:
                     step = "PACKET_TX_RING"
                     if version == TPACKET_V3:
@@ -213,13 +238,16 @@ class PacketDevice(DeviceBase):
                     else:
                         req = _REQ.pack(block_size, tx_blocks, frame_size, fpb * tx_blocks)
                     sock.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
-                step = "mmap"
                 total = rx_size + tx_blocks * block_size
-                mm = mmap.mmap(
-                    sock.fileno(), total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
-                )
-                self._mm = mm
-                if version == TPACKET_V3:
+                if total:
+                    step = "mmap"
+                    mm = mmap.mmap(
+                        sock.fileno(), total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+                    )
+                    self._mm = mm
+                if not rx_size:
+                    pass  # the ring that receives is rx_from's
+                elif version == TPACKET_V3:
                     self._rx = RxRingV3(mm, 0, block_size, block_count, self._hlen)
                 else:
                     step = "PACKET_COPY_THRESH"
@@ -261,7 +289,9 @@ class PacketDevice(DeviceBase):
                 step = "SO_ATTACH_FILTER"  # before the bind: no frame passes unfiltered
                 bpf.attach(sock, bpf_filter)
             step = "bind"
-            sock.bind((ifname, ETH_P_ALL))
+            # Protocol 0 binds the device for sending and hooks nothing to
+            # receive: the frames come through rx_from's socket.
+            sock.bind((ifname, ETH_P_ALL if rx_from is None else 0))
             if promisc:
                 step = "promiscuous membership"
                 mreq = _MREQ.pack(self._ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -284,6 +314,11 @@ class PacketDevice(DeviceBase):
         except BaseException:
             self._release()
             raise
+        if rx_from is not None:
+            self._rx_from = rx_from
+            self._rx = rx_from._rx
+            if self._rx is not None:
+                self._rx.resync()
         self._closed = False
         self._vnet = vnet_hdr
         tx_max = self._tx.max_frame if self._tx is not None else _GSO_MAX_FRAME
@@ -307,7 +342,7 @@ class PacketDevice(DeviceBase):
     def fileno(self) -> int:
         if self._closed:
             raise LinkError(f"packet {self.name}: closed")
-        return self._sock.fileno()
+        return self._rsock.fileno()
 
     def pending(self) -> bool:
         """True when ``recv_batch`` would return a frame (ring modes only)."""
@@ -324,7 +359,7 @@ class PacketDevice(DeviceBase):
         return out
 
     def _recv_plain(self, max_frames: int) -> list[bytes]:
-        recv = self._sock.recv
+        recv = self._rsock.recv
         raw: list[bytes] = []
         append = raw.append
         try:
@@ -345,7 +380,7 @@ class PacketDevice(DeviceBase):
         """The whole frame the kernel queued for a V2 slot too small for it
         (TP_STATUS_COPY), or None if the queue is unexpectedly empty."""
         try:
-            raw = self._sock.recv(_RECV_SIZE)
+            raw = self._rsock.recv(_RECV_SIZE)
         except OSError:
             return None
         out, bad, trusted = vnet.strip_batch([raw], self._hlen)
@@ -464,7 +499,7 @@ class PacketDevice(DeviceBase):
     def _kernel_stats(self) -> None:
         # Reading PACKET_STATISTICS resets the kernel's counters: accumulate.
         try:
-            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
+            raw = self._rsock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
         except OSError:
             return
         if len(raw) >= 8:
@@ -508,6 +543,9 @@ class PacketDevice(DeviceBase):
             self._mm.close()
             self._mm = None
         self._sock.close()
+        rx_from, self._rx_from = self._rx_from, None
+        if rx_from is not None:
+            rx_from.close()  # this process's copy: the parent's stays open
 
     def close(self) -> None:
         """Unmap the rings and close the socket; safe to call twice."""

@@ -40,6 +40,9 @@ _U32 = struct.Struct("=I")
 # whose first words are block_status, num_pkts, offset_to_first_pkt.
 _BLK_STATUS_OFF = 8
 _BLK = struct.Struct("=III")
+# tpacket_hdr_v1's seq_num: the kernel numbers the blocks it retires.
+_BLK_SEQ_OFF = 24
+_U64 = struct.Struct("=Q")
 # struct tpacket3_hdr: tp_next_offset, (tp_sec, tp_nsec), tp_snaplen,
 # tp_len, tp_status, tp_mac.
 _PKT3 = struct.Struct("=I8xIIIH")
@@ -112,15 +115,45 @@ class RxRingV3:
         self._blk = 0
         self._left = 0  # frames not yet taken from the current block
         self._off = 0  # offset of the next frame in the current block
+        self._synced = True
         self.st = RxStats()
+
+    def resync(self) -> None:
+        """Take over a ring another reader used (a worker's next life, the
+        ring inherited from the parent: ``PacketDevice(rx_from=...)``): where
+        the kernel is is not known, so the next ``recv`` starts at the
+        oldest block handed over (the lowest ``seq_num``), and until one is
+        there, nothing is pending.  A block the last reader had begun is
+        read again from its start (its frames once more: TCP copes)."""
+        self._synced = False
+        self._left = 0
+
+    def _sync(self) -> bool:
+        mm = self._mm
+        best = -1
+        best_seq = 0
+        for i, off in enumerate(self._blocks):
+            if _U32.unpack_from(mm, off + _BLK_STATUS_OFF)[0] & TP_STATUS_USER:
+                seq: int = _U64.unpack_from(mm, off + _BLK_SEQ_OFF)[0]
+                if best < 0 or seq < best_seq:
+                    best, best_seq = i, seq
+        if best < 0:
+            return False
+        self._blk = best
+        self._synced = True
+        return True
 
     def pending(self) -> bool:
         """True when the next block (or the rest of one) is ours to read."""
         if self._left:
             return True
+        if not self._synced and not self._sync():
+            return False
         return bool(_U32.unpack_from(self._mm, self._blocks[self._blk] + _BLK_STATUS_OFF)[0] & 1)
 
     def recv(self, max_frames: int) -> list[bytes]:
+        if not self._synced and not self._sync():
+            return []
         mm = self._mm
         blocks = self._blocks
         hlen = self._hlen
@@ -200,8 +233,38 @@ class RxRingV2:
         self.st = RxStats()
         self.tap: FrameTap | None = None
         self.hole_wait = self.HOLE_WAIT  # (a test lengthens it)
+        self._synced = True
+
+    def resync(self) -> None:
+        """Take over a ring another reader used: a worker's next life reads
+        the ring of the socket its parent holds for it across lives
+        (``PacketDevice(rx_from=...)``, cli/workers.py), and where the
+        kernel writes next is known to the kernel only.  The next ``recv``
+        starts at the oldest slot handed over (the earliest receive time):
+        the frames that waited while no worker ran are read, in order,
+        rather than dropped.  Until a slot is handed over, nothing is
+        pending (the socket's readiness says when one is)."""
+        self._synced = False
+
+    def _sync(self) -> bool:
+        mm = self._mm
+        best = -1
+        best_ts = 0
+        for i, off in enumerate(self._slots):
+            if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+                sec, nsec = _TS2.unpack_from(mm, off + _TS2_OFF)
+                ts: int = sec * 1_000_000_000 + nsec
+                if best < 0 or ts < best_ts:
+                    best, best_ts = i, ts
+        if best < 0:
+            return False
+        self._head = best
+        self._synced = True
+        return True
 
     def pending(self) -> bool:
+        if not self._synced and not self._sync():
+            return False
         return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
 
     def _hole(self, head: int) -> int:
@@ -246,6 +309,8 @@ class RxRingV2:
         return ahead
 
     def recv(self, max_frames: int) -> list[bytes]:
+        if not self._synced and not self._sync():
+            return []
         mm = self._mm
         slots = self._slots
         nslots = self._n

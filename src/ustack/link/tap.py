@@ -48,13 +48,11 @@ TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
-TUNSETQUEUE = 0x400454D9
 
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 IFF_MULTI_QUEUE = 0x0100
-IFF_DETACH_QUEUE = 0x0400
 
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
@@ -172,17 +170,6 @@ class TapDevice(DeviceBase):
             rx_csum_marks=vnet_hdr,
         )
         self.offload_flags = offload_flags
-
-    def detach_queue(self) -> None:
-        """Take this queue of a multi-queue device out of the kernel's
-        choice (TUNSETQUEUE, IFF_DETACH_QUEUE): no frame is steered to it
-        any more, but the open fd still keeps the device and its
-        configuration alive.  A supervisor of worker processes holds the
-        device this way while the workers' queues come and go."""
-        try:
-            fcntl.ioctl(self.fileno(), TUNSETQUEUE, _IFREQ_FLAGS.pack(b"", IFF_DETACH_QUEUE))
-        except OSError as exc:
-            raise from_os_error(f"tap {self.name}: detach queue", exc) from exc
 
     # -- Device protocol -------------------------------------------------
 
