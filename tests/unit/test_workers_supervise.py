@@ -63,6 +63,8 @@ def test_worker_count() -> None:
 def test_indexed_path() -> None:
     assert indexed_path("/tmp/x.pcap", 1) == "/tmp/x@1.pcap"
     assert indexed_path("cap", 0) == "cap@0"
+    # A restarted worker's files do not overwrite its earlier life's.
+    assert indexed_path("/tmp/t.jsonl", 1, 2) == "/tmp/t@1-r2.jsonl"
 
 
 def test_sigterm_stops_all_and_merges_their_counters() -> None:
@@ -98,7 +100,8 @@ def test_a_dead_worker_is_logged_and_restarted(tmp_path: Path) -> None:
             time.sleep(0.2)
             os.kill(os.getpid(), signal.SIGKILL)
         _wait_for_sigterm()
-        ch.counters([{"Lives": 1}])
+        # Each life knows which it is (its files are named after it).
+        ch.counters([{"Lives": 1, f"Worker{index}Life{ch.life}": 1}])
         return 0
 
     log = io.StringIO()
@@ -111,7 +114,7 @@ def test_a_dead_worker_is_logged_and_restarted(tmp_path: Path) -> None:
     assert re.fullmatch(r"ustack test: worker 1 \(pid \d+\) killed by signal 9 \(SIGKILL\); "
                         r"restarting it in 0\.2 s", lines[0]), lines
     # The killed life handed over nothing; the two that were stopped did.
-    assert sup.counters == [{"Lives": 2}]
+    assert sup.counters == [{"Lives": 2, "Worker0Life0": 1, "Worker1Life1": 1}]
 
 
 def test_a_worker_dying_at_once_backs_off(tmp_path: Path) -> None:

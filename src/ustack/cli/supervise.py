@@ -48,8 +48,12 @@ _PR_SET_PDEATHSIG = 1
 class Channel:
     """The worker's end of its pipe to the parent."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, life: int = 0) -> None:
         self.fd = fd
+        # Which life of its worker this is: 0 for the first, one more for
+        # each restart (a restarted worker must not overwrite the files of
+        # the life before it: they tell why it died).
+        self.life = life
 
     def _send(self, **message: object) -> None:
         data = (json.dumps(message) + "\n").encode()
@@ -115,6 +119,7 @@ class _Worker:
         self.started = 0.0
         self.fails = 0  # deaths in a row, each younger than stable_after
         self.restart_at: float | None = None
+        self.lives = 0  # lives started so far
 
 
 class Supervisor:
@@ -157,7 +162,7 @@ class Supervisor:
     def _child(self, w: _Worker, write_fd: int, mask: set[int | signal.Signals]) -> None:
         """In the forked worker: never returns."""
         code = EXIT_ERROR
-        channel = Channel(write_fd)
+        channel = Channel(write_fd, w.lives - 1)
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -201,6 +206,7 @@ class Supervisor:
         sys.stderr.flush()
         w.buf, w.ready, w.error, w.counters, w.restart_at = b"", False, None, None, None
         w.started = time.monotonic()
+        w.lives += 1
         # Signals wait until the child has its own handlers: one that came
         # in between would run the parent's (a flag in the child's copy).
         sigs = {signal.SIGINT, signal.SIGTERM}

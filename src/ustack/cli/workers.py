@@ -33,7 +33,7 @@ SYN cookies: one secret for all (``--syncookie-secret FILE``, read by the
 parent; else 32 random bytes the parent makes), so any worker can finish a
 handshake another answered with a cookie.  Control sockets: worker K of the
 stack NAME serves ``NAME@K``.  ``--pcap FILE`` and ``--trace FILE``: worker K
-writes ``FILE`` with ``@K`` before its extension.
+writes ``FILE`` with ``@K`` before its extension, a restarted life ``@K-rN``.
 """
 
 from __future__ import annotations
@@ -79,10 +79,12 @@ def worker_count(value: str, prog: str) -> int:
     return n
 
 
-def indexed_path(path: str, index: int) -> str:
-    """``path`` with ``@index`` before its extension: ``x.pcap`` -> ``x@1.pcap``."""
+def indexed_path(path: str, index: int, life: int = 0) -> str:
+    """``path`` with ``@index`` before its extension: ``x.pcap`` -> ``x@1.pcap``;
+    for a restarted worker's ``life`` (1, 2, ...) ``-rLIFE`` too: ``x@1-r2.pcap``."""
     stem, ext = os.path.splitext(path)
-    return f"{stem}@{index}{ext}"
+    again = f"-r{life}" if life else ""
+    return f"{stem}@{index}{again}{ext}"
 
 
 class SharedLink:
@@ -163,14 +165,16 @@ class SharedLink:
             if k != index:
                 share.close()
 
-    def worker_options(self, index: int) -> LinkOptions:
+    def worker_options(self, index: int, life: int = 0) -> LinkOptions:
         # One file per worker for what each writes: two processes appending
-        # to one pcap or trace would interleave partial records.
+        # to one pcap or trace would interleave partial records; and one per
+        # life: a restart must not overwrite the files that show why the
+        # life before it died.
         o = self.worker_base
         if o.pcap is not None:
-            o = dataclasses.replace(o, pcap=indexed_path(o.pcap, index))
+            o = dataclasses.replace(o, pcap=indexed_path(o.pcap, index, life))
         if o.trace is not None:
-            o = dataclasses.replace(o, trace=indexed_path(o.trace, index))
+            o = dataclasses.replace(o, trace=indexed_path(o.trace, index, life))
         return o
 
     def close(self) -> None:
@@ -184,16 +188,17 @@ class Worker:
     socket's name, and what it adds to its stack (``attach``)."""
 
     def __init__(self, index: int, count: int, shared: SharedLink,
-                 cookie_secret: bytes | None) -> None:
+                 cookie_secret: bytes | None, life: int = 0) -> None:
         self.index = index
         self.count = count
+        self.life = life  # 0, then one more for each restart (Channel.life)
         self.shared = shared
         self.cookie_secret = cookie_secret
         self.listener: ArpReplyListener | None = None
 
     @property
     def options(self) -> LinkOptions:
-        return self.shared.worker_options(self.index)
+        return self.shared.worker_options(self.index, self.life)
 
     @property
     def link_opts(self) -> dict[str, Any]:
@@ -268,7 +273,7 @@ def run_workers(prog: str, options: LinkOptions, count: int, body: WorkerBody, *
 
     def work(index: int, channel: Channel) -> int:
         shared.keep_only(index)
-        counters = body(Worker(index, count, shared, secret), channel)
+        counters = body(Worker(index, count, shared, secret, channel.life), channel)
         channel.counters(counters)
         return 0
 
