@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, TypeVar
@@ -178,7 +179,14 @@ class LinkedStack:
         # What the user should know but need not stop for (a packet:
         # interface down, or with an address of its own), one line each.
         self.warnings: list[str] = []
+        # Shows a warning that comes while the stack runs (a --trace file
+        # that cannot be written any more), one line.
+        self.warn: Callable[[str], None] = _warn
         self.trace_file: TraceFile | None = None
+        # The process that opened it: a forked child (a program under
+        # ``ustack run`` that forks) must not close the parent's stack,
+        # device, pcap or trace, whose buffers it inherited.
+        self.pid = os.getpid()
 
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened.
@@ -209,13 +217,15 @@ class LinkedStack:
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
             if o.trace:
-                self.trace_file = open_trace(self.stack, o.trace)
+                self.trace_file = open_trace(self.stack, o.trace, self.warn)
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child: the parent closes them (and writes their buffers)
         device, self.device = self.device, None
         trace, self.trace_file = self.trace_file, None
         try:
@@ -231,6 +241,10 @@ class LinkedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _warn(line: str) -> None:
+    print(f"ustack: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _pcap_error(path: str | None, e: OSError) -> LinkError:
