@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, TypeVar
 
-from ustack.claim import interface_warnings, probe
+from ustack.claim import check_kernel_addresses, interface_warnings, probe
 from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
@@ -191,10 +191,15 @@ class LinkedStack:
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened.
 
-        With ``dad``, our addresses are probed for before the stack takes
-        them (``ustack.claim.probe``, about 0.2 s): ``AddressConflict`` (a
-        ``LinkError``) when one is someone else's."""
+        With ``dad``, our addresses are refused when the kernel holds one
+        here (``ustack.claim.check_kernel_addresses``) and probed for before
+        the stack takes them (``ustack.claim.probe``, about 0.2 s):
+        ``AddressConflict`` (a ``LinkError``) when one is someone else's."""
         o = self.options
+        if o.dad:
+            # The kernel of this namespace never sees the probes (they leave
+            # on the device): ask it for its own addresses first.
+            check_kernel_addresses([ipv4.addr_from_str(a) for a in o.addresses()])
         if o.kind == "packet":
             self.warnings = interface_warnings(o.device_name)
         self.device = open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)

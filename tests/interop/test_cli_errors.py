@@ -109,6 +109,15 @@ ROWS = [
                                   "--ip", "198.18.1.70/24", "--sources", "10"),
         r"^ustack tcp send: 198\.18\.1\.77 is already in use on the link by {peer_mac} ", 1,
         ns=True),
+    Row("address-the-kernel-holds", ("up", "--link", "{link}", "--ip", "198.18.1.88/24"),
+        r"^ustack up: 198\.18\.1\.88 is the kernel's own address here, on lo: both would "
+        r"answer for it; choose another --ip", 1, ns=True),
+    Row("kernel-address-among-sources", ("tcp", "send", "--to", "198.18.1.1:5",
+                                         "--link", "{link}", "--ip", "198.18.1.80/24",
+                                         "--sources", "100"),
+        r"^ustack tcp send: 198\.18\.1\.88 is the kernel's own address here, on lo: .*"
+        r"\(ip addr del 198\.18\.1\.88/32 dev lo\)$", 1,
+        ns=True),
     Row("tcp-send-unreachable", ("tcp", "send", "--to", "198.18.1.9:5001", *LINK,
                                  "--no-dad", "--timeout", "3", "/etc/hostname"),
         r"^ustack tcp send: 198\.18\.1\.9:5001: No route to host$", 1, ns=True),
@@ -141,6 +150,9 @@ def link_topo() -> Iterator[Topology]:
     with Testbed() as tb:
         topo = packet_topology(tb, STACK_CIDR, PEER_CIDR)
         topo.peer_ns.ip("addr", "add", "198.18.1.77/32", "dev", "lo")
+        # The probe leaves through AF_PACKET: the stack's own kernel never
+        # sees it (``ustack.claim.check_kernel_addresses`` asks it instead).
+        topo.stack_ns.ip("addr", "add", "198.18.1.88/32", "dev", "lo")
         yield topo
 
 
@@ -389,6 +401,26 @@ def test_packet_interface_down_or_addressed_is_a_warning(testbed: Testbed) -> No
     assert (f"ustack tcp send: warning: interface {topo.stack_if} has an IPv4 address of "
             "its own (198.18.1.50)") in proc.stderr
     assert "Traceback" not in proc.stderr and len(lines) == 3, lines
+
+
+@pytest.mark.root
+def test_an_address_the_kernel_holds_on_the_link_is_refused(testbed: Testbed) -> None:
+    topo = packet_topology(testbed, STACK_CIDR, PEER_CIDR)
+    topo.stack_ns.ip("addr", "add", "198.18.1.50/24", "dev", topo.stack_if)
+    topo.stack_ns.ip("addr", "add", "198.18.1.51/24", "dev", topo.stack_if)  # secondary
+    for ip in ("198.18.1.50", "198.18.1.51"):
+        proc = topo.stack_ns.run([*USTACK, "up", "--link", topo.link, "--ip", f"{ip}/24"],
+                                 check=False, timeout=30, env=ENV)
+        _check_one_line(proc, rf"^ustack up: {re.escape(ip)} is the kernel's own address "
+                        rf"here, on {topo.stack_if}: ", 1)
+    # Another address is taken, with a warning naming both of the kernel's.
+    proc = topo.stack_ns.run(
+        [*USTACK, "tcp", "send", "--to", "198.18.1.1:9", "--link", topo.link,
+         "--ip", STACK_CIDR, "--timeout", "1", "/etc/hostname"],
+        check=False, timeout=30, env=ENV)
+    assert (f"ustack tcp send: warning: interface {topo.stack_if} has IPv4 addresses of "
+            "its own (198.18.1.50, 198.18.1.51)") in proc.stderr, proc.stderr
+    assert "Connection refused" in proc.stderr and proc.returncode == 1, proc.stderr
 
 
 @pytest.mark.root
