@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tcp_tools import KernelSink, TestFile, kernel_echo, make_test_file
+from tcp_tools import KernelSink, KernelSource, TestFile, kernel_echo, make_test_file
 
 from ustack.plot import pcapread, series
 from ustack.tcp.trace import REQUIRED
@@ -215,3 +215,33 @@ def _pcap_records(data: bytes) -> list[bytes]:
         off += 16 + incl
     assert off == len(data), "a record cut short"
     return out
+
+
+def test_a_receivers_trace_is_drawn_from_its_side(tmp_path: Path, data: TestFile) -> None:
+    """``ustack tcp recv --trace`` under loss: recv events, and a picture of
+    the receiving side (segments as they arrived, RCV.NXT up to the end)."""
+    trace, out = tmp_path / "recv.jsonl", tmp_path / "got"
+    with Testbed() as tb:
+        topo = topology(tb, "tap")
+        with KernelSource(topo.peer_ns, "0.0.0.0", data, SINK_PORT,
+                          timeout=DEADLINE) as source:
+            proc = topo.stack_ns.run(
+                [sys.executable, "-m", "ustack.cli", "tcp", "recv", "--to",
+                 f"{topo.peer_ip}:{SINK_PORT}", str(out), "--link", topo.link, "--ip",
+                 topo.stack_cidr, "--host-ip", topo.peer_cidr, "--timeout", "8",
+                 "--fault", FAULT, "--trace", str(trace)], check=False, timeout=DEADLINE)
+            source.result(timeout=15.0)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == data.path.read_bytes()
+    events = series.read_events(trace)
+    (conn,) = series.trace_conns(events)
+    assert conn.receiving and conn.received >= SIZE
+    s = series.from_trace(events, conn)
+    assert s.side == "receiver" and s.acks[-1][1] >= SIZE + 1
+    assert s.sacks  # the loss left blocks beyond a gap
+    pytest.importorskip("matplotlib")
+    drawn = subprocess.run(
+        [sys.executable, "-m", "ustack.cli", "plot", str(trace), "-o", str(tmp_path / "r.png")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "the receiving side" in drawn.stdout and f"{conn.received} bytes" in drawn.stdout

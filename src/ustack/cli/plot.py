@@ -73,7 +73,10 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         print(f"{'conn':>5} {'bytes':>12}  sender > receiver")
         for c in conns:
-            print(f"{c.id:>5} {c.bytes:>12}  {c.label}")
+            if c.receiving:  # a receiver's trace: what arrived
+                print(f"{c.id:>5} {c.received:>12}  {c.label} (received: the receiving side)")
+            else:
+                print(f"{c.id:>5} {c.bytes:>12}  {c.label}")
         return 0
     if args.conn is not None:
         chosen = next((c for c in conns if c.id == args.conn), None)
