@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, TypeVar
 
-from ustack.claim import interface_warnings, probe
+from ustack.claim import check_kernel_addresses, interface_warnings, probe
 from ustack.link.base import Device
 from ustack.link.errors import LinkError, from_os_error
 from ustack.link.fault import FaultSpec
@@ -178,15 +179,27 @@ class LinkedStack:
         # What the user should know but need not stop for (a packet:
         # interface down, or with an address of its own), one line each.
         self.warnings: list[str] = []
+        # Shows a warning that comes while the stack runs (a --trace file
+        # that cannot be written any more), one line.
+        self.warn: Callable[[str], None] = _warn
         self.trace_file: TraceFile | None = None
+        # The process that opened it: a forked child (a program under
+        # ``ustack run`` that forks) must not close the parent's stack,
+        # device, pcap or trace, whose buffers it inherited.
+        self.pid = os.getpid()
 
     def open(self) -> LinkedStack:
         """Open and configure everything; on failure close what was opened.
 
-        With ``dad``, our addresses are probed for before the stack takes
-        them (``ustack.claim.probe``, about 0.2 s): ``AddressConflict`` (a
-        ``LinkError``) when one is someone else's."""
+        With ``dad``, our addresses are refused when the kernel holds one
+        here (``ustack.claim.check_kernel_addresses``) and probed for before
+        the stack takes them (``ustack.claim.probe``, about 0.2 s):
+        ``AddressConflict`` (a ``LinkError``) when one is someone else's."""
         o = self.options
+        if o.dad:
+            # The kernel of this namespace never sees the probes (they leave
+            # on the device): ask it for its own addresses first.
+            check_kernel_addresses([ipv4.addr_from_str(a) for a in o.addresses()])
         if o.kind == "packet":
             self.warnings = interface_warnings(o.device_name)
         self.device = open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)
@@ -209,13 +222,15 @@ class LinkedStack:
             if o.gw:
                 self.stack.set_default_gateway(o.gw)
             if o.trace:
-                self.trace_file = open_trace(self.stack, o.trace)
+                self.trace_file = open_trace(self.stack, o.trace, self.warn)
         except BaseException:
             self.close()
             raise
         return self
 
     def close(self) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked child: the parent closes them (and writes their buffers)
         device, self.device = self.device, None
         trace, self.trace_file = self.trace_file, None
         try:
@@ -231,6 +246,10 @@ class LinkedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _warn(line: str) -> None:
+    print(f"ustack: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _pcap_error(path: str | None, e: OSError) -> LinkError:

@@ -51,6 +51,10 @@ class Row:
     status: int
     ns: bool = False  # needs the packet topology (root)
     user: int | None = None  # run as this uid (not root)
+    # A shell around the command: "{cmd}" is replaced by it ("{cmd} <&-"
+    # runs it with stdin closed); bash, the status of the command's own.
+    shell: str | None = None
+    server: bool = False  # a kernel server on {peer_ip}:5003 sends 4 MB to each client
 
 
 LINK = ("--link", "{link}", "--ip", STACK_CIDR)
@@ -109,6 +113,27 @@ ROWS = [
                                   "--ip", "198.18.1.70/24", "--sources", "10"),
         r"^ustack tcp send: 198\.18\.1\.77 is already in use on the link by {peer_mac} ", 1,
         ns=True),
+    Row("address-the-kernel-holds", ("up", "--link", "{link}", "--ip", "198.18.1.88/24"),
+        r"^ustack up: 198\.18\.1\.88 is the kernel's own address here, on lo: both would "
+        r"answer for it; choose another --ip", 1, ns=True),
+    Row("kernel-address-among-sources", ("tcp", "send", "--to", "198.18.1.1:5",
+                                         "--link", "{link}", "--ip", "198.18.1.80/24",
+                                         "--sources", "100"),
+        r"^ustack tcp send: 198\.18\.1\.88 is the kernel's own address here, on lo: .*"
+        r"\(ip addr del 198\.18\.1\.88/32 dev lo\)$", 1,
+        ns=True),
+    Row("tcp-send-stdin-closed", ("tcp", "send", "--to", "198.18.0.1:5", "--link", "tap:x",
+                                  "--ip", "198.18.0.2/24"),
+        r"^ustack tcp send: stdin is closed$", 2, shell="{cmd} <&-"),
+    Row("tcp-recv-stdout-closed", ("tcp", "recv", "--to", "198.18.0.1:5", "--link", "tap:x",
+                                   "--ip", "198.18.0.2/24", "-"),
+        r"^ustack tcp recv: stdout is closed$", 2, shell="{cmd} >&-"),
+    Row("tcp-recv-into-head", ("tcp", "recv", "--to", "198.18.1.1:5003", *LINK, "--no-dad"),
+        r"^ustack tcp recv: stdout: Broken pipe$", 1, ns=True, server=True,
+        shell="{cmd} | head -c 1000 >/dev/null; exit ${{PIPESTATUS[0]}}"),
+    Row("tcp-recv-into-a-full-disk", ("tcp", "recv", "--to", "198.18.1.1:5003", *LINK,
+                                      "--no-dad", "/dev/full"),
+        r"^ustack tcp recv: /dev/full: No space left on device$", 1, ns=True, server=True),
     Row("tcp-send-unreachable", ("tcp", "send", "--to", "198.18.1.9:5001", *LINK,
                                  "--no-dad", "--timeout", "3", "/etc/hostname"),
         r"^ustack tcp send: 198\.18\.1\.9:5001: No route to host$", 1, ns=True),
@@ -141,6 +166,9 @@ def link_topo() -> Iterator[Topology]:
     with Testbed() as tb:
         topo = packet_topology(tb, STACK_CIDR, PEER_CIDR)
         topo.peer_ns.ip("addr", "add", "198.18.1.77/32", "dev", "lo")
+        # The probe leaves through AF_PACKET: the stack's own kernel never
+        # sees it (``ustack.claim.check_kernel_addresses`` asks it instead).
+        topo.stack_ns.ip("addr", "add", "198.18.1.88/32", "dev", "lo")
         yield topo
 
 
@@ -153,7 +181,7 @@ def _peer_mac(topo: Topology) -> str:
 
 @pytest.mark.parametrize("row", [r for r in ROWS if not r.ns], ids=lambda r: r.id)
 def test_error_without_a_link(row: Row) -> None:
-    cmd = [*USTACK, *row.argv]
+    cmd = _shell([*USTACK, *row.argv], row.shell)
     if row.user is not None:
         cmd = ["setpriv", f"--reuid={row.user}", f"--regid={row.user}", "--clear-groups",
                *cmd]
@@ -168,8 +196,46 @@ def test_error_without_a_link(row: Row) -> None:
 def test_error_on_a_link(row: Row, link_topo: Topology) -> None:
     values = {"link": link_topo.link, "peer_mac": _peer_mac(link_topo)}
     argv = [_fill(a, values) for a in row.argv]
-    proc = link_topo.stack_ns.run([*USTACK, *argv], check=False, timeout=30, env=ENV)
+    server = None
+    if row.server:
+        server = link_topo.peer_ns.popen([sys.executable, "-c", BULK_SERVER],
+                                         stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None and server.stdout.readline() == "listening\n"
+    try:
+        proc = link_topo.stack_ns.run(_shell([*USTACK, *argv], row.shell), check=False,
+                                      timeout=30, env=ENV)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
     _check_one_line(proc, _fill(row.line, values), row.status)
+    if row.server:
+        # The peer was reset, not left waiting: the server saw it.
+        assert server is not None and server.stdout is not None
+        assert "reset" in server.stdout.read(), "the peer was not reset"
+
+
+# Sends until the client goes; says how it went.
+BULK_SERVER = """
+import socket
+s = socket.create_server(("0.0.0.0", 5003))
+print("listening", flush=True)
+c, _ = s.accept()
+try:
+    for _ in range(1000):
+        c.sendall(bytes(65536))
+    print("all sent", flush=True)
+except ConnectionResetError:
+    print("reset", flush=True)
+"""
+
+
+def _shell(cmd: list[str], shell: str | None) -> list[str]:
+    """``cmd`` inside ``shell`` (``{cmd}`` the command), run by bash."""
+    if shell is None:
+        return cmd
+    return ["bash", "-c", shell.replace("{cmd}", '"$@"').replace("{{", "{").replace("}}", "}"),
+            "bash", *cmd]
 
 
 # -- what a row cannot show ---------------------------------------------------
@@ -334,6 +400,11 @@ def test_sigint_while_send_waits_for_a_slow_pipe(testbed: Testbed) -> None:
         assert sink.stdout.readline().strip().isdigit()
         # Longer than --timeout with nothing to read: a slow writer is no stall.
         time.sleep(2.5)
+        # stdin's open file description (shared with whoever else holds it,
+        # a terminal's often with stdout and stderr) is left blocking.
+        fdinfo = Path(f"/proc/{client.pid}/fdinfo/0").read_text()
+        flags = re.search(r"^flags:\s+([0-7]+)$", fdinfo, re.M)
+        assert flags is not None and not int(flags.group(1), 8) & os.O_NONBLOCK, fdinfo
         started = time.monotonic()
         stats = _stats(topo.stack_ns, name)
         assert stats.returncode == 0, stats.stderr
@@ -389,6 +460,26 @@ def test_packet_interface_down_or_addressed_is_a_warning(testbed: Testbed) -> No
     assert (f"ustack tcp send: warning: interface {topo.stack_if} has an IPv4 address of "
             "its own (198.18.1.50)") in proc.stderr
     assert "Traceback" not in proc.stderr and len(lines) == 3, lines
+
+
+@pytest.mark.root
+def test_an_address_the_kernel_holds_on_the_link_is_refused(testbed: Testbed) -> None:
+    topo = packet_topology(testbed, STACK_CIDR, PEER_CIDR)
+    topo.stack_ns.ip("addr", "add", "198.18.1.50/24", "dev", topo.stack_if)
+    topo.stack_ns.ip("addr", "add", "198.18.1.51/24", "dev", topo.stack_if)  # secondary
+    for ip in ("198.18.1.50", "198.18.1.51"):
+        proc = topo.stack_ns.run([*USTACK, "up", "--link", topo.link, "--ip", f"{ip}/24"],
+                                 check=False, timeout=30, env=ENV)
+        _check_one_line(proc, rf"^ustack up: {re.escape(ip)} is the kernel's own address "
+                        rf"here, on {topo.stack_if}: ", 1)
+    # Another address is taken, with a warning naming both of the kernel's.
+    proc = topo.stack_ns.run(
+        [*USTACK, "tcp", "send", "--to", "198.18.1.1:9", "--link", topo.link,
+         "--ip", STACK_CIDR, "--timeout", "1", "/etc/hostname"],
+        check=False, timeout=30, env=ENV)
+    assert (f"ustack tcp send: warning: interface {topo.stack_if} has IPv4 addresses of "
+            "its own (198.18.1.50, 198.18.1.51)") in proc.stderr, proc.stderr
+    assert "Connection refused" in proc.stderr and proc.returncode == 1, proc.stderr
 
 
 @pytest.mark.root

@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from ustack.claim import AddressConflict, probe
+from ustack.claim import (
+    AddressConflict,
+    KernelOwnsAddress,
+    check_kernel_addresses,
+    kernel_addresses,
+    probe,
+)
 from ustack.link.threadpipe import thread_pipe_pair
 from ustack.net import arp
 from ustack.stack import Stack
@@ -65,3 +71,20 @@ def test_two_probers_for_one_address_both_back_off() -> None:
     t.join()
     assert "is wanted by another host: 02:00:00:00:00:09 probes for it" in str(e.value)
     assert len(seen) == 1 and "02:00:00:00:00:05 probes for it" in str(seen[0])
+
+
+def test_the_kernels_own_addresses_are_refused_before_any_probe() -> None:
+    """The kernel never sees our probes (they leave on the device): its
+    own addresses, lo's included, come from one rtnetlink dump."""
+    held = kernel_addresses()
+    loopback = ipv4.addr_from_str("127.0.0.1")
+    assert held[loopback] == ("lo", 8)
+    with pytest.raises(KernelOwnsAddress) as e:
+        check_kernel_addresses([ipv4.addr_from_str("198.18.0.9"), loopback])
+    assert str(e.value).startswith("127.0.0.1 is the kernel's own address here, on lo: ")
+    assert "(ip addr del 127.0.0.1/8 dev lo)" in str(e.value)
+    assert isinstance(e.value, AddressConflict)  # the command's exit status 1
+    many = [(0xC6130000 + i).to_bytes(4, "big") for i in range(65536)]  # 198.19.0.0/16
+    started = time.monotonic()
+    check_kernel_addresses(many)  # none of them the kernel's: one dump, set lookups
+    assert time.monotonic() - started < 0.5

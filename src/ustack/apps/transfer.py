@@ -9,11 +9,19 @@ answers ARP while connecting fails as the kernel's connect() does: with
 EHOSTUNREACH, "No route to host" (after ``ArpTable.TRIES`` requests).
 
 The stream to send is read without ever blocking the stack's loop: a
-pipe, a terminal or a socket is made non-blocking and read when the loop
-sees it readable (``Stack.add_reader``), at most ``HIGH_WATER`` bytes
-ahead of what TCP took; a blocking read there would stall ACKs, timers and
-signals for as long as the writer on the other end of the pipe takes.  A
-regular file is read directly (it never blocks for long).
+pipe, a terminal or a socket is read when the loop sees it readable
+(``Stack.add_reader``), one ``os.read`` per readiness (which then returns
+at once), at most ``HIGH_WATER`` bytes ahead of what TCP took; a blocking
+read there would stall ACKs, timers and signals for as long as the writer
+on the other end of the pipe takes.  Its O_NONBLOCK flag is left alone: it
+belongs to the open file description, which the shell's terminal often
+shares between stdin, stdout and stderr (others would see it change, and a
+process killed would leave it set).  A regular file is read directly (it
+never blocks for long).
+
+What arrives is written to the output stream; a write that fails (stdout a
+closed pipe: ``| head``) ends the transfer like a network error, the
+connection reset, the error naming the stream (``stdout: Broken pipe``).
 
 ``stop()`` of the stack (SIGINT, SIGTERM, by ``ustack.cli.common.
 stop_on_signals``) ends the transfer early: ``interrupted`` is then True,
@@ -79,13 +87,15 @@ def _pollable_fd(stream: BinaryIO) -> int | None:
 
 class Transfer:
     def __init__(self, stack: Stack, endpoint: tuple[str, int], direction: str,
-                 stream: BinaryIO, *, timeout: float = 30.0) -> None:
+                 stream: BinaryIO, *, timeout: float = 30.0, stream_name: str = "") -> None:
         if direction not in ("send", "recv"):
             raise ValueError(f"direction must be send or recv, not {direction!r}")
         self.stack = stack
         self.endpoint = endpoint
         self.direction = direction
         self.stream = stream
+        # What an error of the stream's names: "stdin", "stdout" or the file.
+        self.stream_name = stream_name or getattr(stream, "name", "") or "the stream"
         self.timeout = timeout
         self.nbytes = 0
         self.seconds = 0.0
@@ -116,12 +126,9 @@ class Transfer:
         self._arp_failed = stack.counters.ArpResolveFailed
         sock = self._sock = stack.tcp_connect(self.endpoint)
         sock.on_event = self._on_event
-        blocking = None
         if self.direction == "send":
             self._fd = _pollable_fd(self.stream)
             if self._fd is not None:
-                blocking = os.get_blocking(self._fd)
-                os.set_blocking(self._fd, False)
                 self._resume_reading()
         if self.on_progress is not None:
             stack.call_at(self._start + self.progress_every, self._tick)
@@ -129,9 +136,6 @@ class Transfer:
             stack.run(until=self._finished, max_wait=0.2)
         finally:
             self._pause_reading()
-            if self._fd is not None and blocking is not None:
-                # The descriptor may be shared (a terminal, the shell's pipe).
-                os.set_blocking(self._fd, blocking)
         self.seconds = time.monotonic() - self._start
         if self._error is not None or not self._done:
             # Failed, or interrupted (stack.stop() by a signal): the peer
@@ -220,28 +224,40 @@ class Transfer:
             self._reading = False
 
     def _on_readable(self) -> None:
-        """Read what the stream has now (never waiting), up to HIGH_WATER."""
+        """One read of what the stream has now: the loop saw it readable, so
+        the read returns at once (a second one could wait)."""
         assert self._fd is not None
-        while len(self._pending) < HIGH_WATER:
-            try:
-                data = os.read(self._fd, CHUNK)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                self._error = e
-                return
-            if not data:
+        try:
+            data = os.read(self._fd, CHUNK)
+        except BlockingIOError:  # (someone else took it first)
+            data = None
+        except OSError as e:
+            self._error = self._named(e)
+            return
+        if data is not None:
+            if data:
+                self._pending += data
+            else:
                 self._eof_in = True
-                break
-            self._pending += data
         if self._eof_in or len(self._pending) >= HIGH_WATER:
             self._pause_reading()
         if self._sock is not None:
             self._pump_send(self._sock)
 
+    def _named(self, e: OSError) -> OSError:
+        """``e`` naming the stream (``stdin``, ``stdout`` or the file), not the peer."""
+        if e.filename is None:
+            e.filename = self.stream_name
+        return e
+
     def _fill(self) -> None:
         """More to send from a stream read directly (a regular file)."""
-        data = self.stream.read(CHUNK)
+        try:
+            data = self.stream.read(CHUNK)
+        except OSError as e:
+            self._error = self._named(e)
+            self._eof_in = True
+            return
         if data:
             self._pending += data
         else:
@@ -259,6 +275,8 @@ class Transfer:
                     self._resume_reading()  # more when the stream has it
                     return
                 self._fill()
+                if self._error is not None:
+                    return
                 continue
             try:
                 n = sock.send(self._pending)
@@ -280,8 +298,16 @@ class Transfer:
             except BlockingIOError:
                 return
             if not data:
-                self.stream.flush()
+                try:
+                    self.stream.flush()
+                except OSError as e:
+                    self._error = self._named(e)
+                    return
                 self._done = True
                 return
-            self.stream.write(data)
+            try:
+                self.stream.write(data)
+            except OSError as e:  # stdout a closed pipe, a full disk
+                self._error = self._named(e)
+                return
             self._progress(len(data))

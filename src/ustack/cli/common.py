@@ -225,6 +225,7 @@ def linked_stack(options: LinkOptions, prog: str,
     from ustack.tracefile import TraceFileError
 
     up = LinkedStack(options, link_opts)
+    up.warn = lambda line: print(f"{prog}: warning: {line}", file=sys.stderr, flush=True)
     try:
         up.open()
     except AddressConflict as e:

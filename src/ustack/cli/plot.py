@@ -59,7 +59,10 @@ def main(args: argparse.Namespace) -> int:
             flows = pcapread.flows(pcapread.read_pcap(path))
             conns = pcapread.pcap_conns(flows)
         else:
-            events = series.read_events(path)
+            notes: list[str] = []
+            events = series.read_events(path, notes)
+            for note in notes:
+                print(f"{PROG}: note: {note}", file=sys.stderr)
             conns = series.trace_conns(events)
     except series.PlotInputError as e:
         return _fail(str(e))
@@ -70,7 +73,10 @@ def main(args: argparse.Namespace) -> int:
     if args.list:
         print(f"{'conn':>5} {'bytes':>12}  sender > receiver")
         for c in conns:
-            print(f"{c.id:>5} {c.bytes:>12}  {c.label}")
+            if c.receiving:  # a receiver's trace: what arrived
+                print(f"{c.id:>5} {c.received:>12}  {c.label} (received: the receiving side)")
+            else:
+                print(f"{c.id:>5} {c.bytes:>12}  {c.label}")
         return 0
     if args.conn is not None:
         chosen = next((c for c in conns if c.id == args.conn), None)
@@ -79,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"{PROG}: --conn {args.conn}: no such connection in {path} "
                              f"(there are {ids}; see --list)")
     else:
-        chosen = max(conns, key=lambda c: c.bytes)
+        chosen = max(conns, key=lambda c: max(c.bytes, c.received))
         if len(conns) > 1:
             print(f"{PROG}: connection {chosen.id} of {len(conns)} ({chosen.label}, "
                   f"{chosen.bytes} bytes), the busiest; --conn N for another, --list for all",
@@ -95,6 +101,13 @@ def main(args: argparse.Namespace) -> int:
                      "(or .venv/bin/pip install matplotlib)")
     except OSError as e:
         return _fail(f"-o {os_error_text(e)}" if e.filename else f"-o {out}: {os_error_text(e)}")
-    print(f"{PROG}: wrote {out}: connection {chosen.id} ({chosen.label}): {len(s.sent)} "
-          f"segments sent, {len(s.retransmitted)} retransmitted")
+    if s.side == "receiver":
+        print(f"{PROG}: wrote {out}: connection {chosen.id} ({chosen.label}), the receiving "
+              f"side: {len(s.sent)} segments received, {chosen.received} bytes")
+    else:
+        print(f"{PROG}: wrote {out}: connection {chosen.id} ({chosen.label}): {len(s.sent)} "
+              f"segments sent, {len(s.retransmitted)} retransmitted")
+        if chosen.bytes <= 2 and not s.retransmitted:
+            print(f"{PROG}: note: connection {chosen.id} moved no data: plot the trace of "
+                  "a side that sent or received some, or a pcap", file=sys.stderr)
     return 0

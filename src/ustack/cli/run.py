@@ -14,7 +14,9 @@ SIGINT raises KeyboardInterrupt in the program, as it would without ustack;
 SIGTERM raises SystemExit(143) so ``finally`` blocks and the link clean-up
 run.  When the program ends, connections it closed get up to ``--linger``
 seconds to deliver what they still owe the peer (the kernel would keep them
-after the process exits), then the stack goes down.
+after the process exits), then the stack goes down.  A child the program
+forks and that comes to its end exits there, leaving the stack, its files
+and its control socket to the parent.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import NoReturn
 
 from ustack.cli.common import (
     Parser,
@@ -204,19 +207,41 @@ def main(argv: Sequence[str]) -> int:
               f"ip={args.ip}", file=sys.stderr, flush=True)
         rt = functions.attach(up.stack)
         patch.patch(rt)
+        pid = os.getpid()
+        status = 1
         try:
-            return run_program(prog)
-        except SystemExit as e:
-            return _exit_status(e)
-        except UsageError:
-            raise
-        except KeyboardInterrupt:
-            traceback.print_exc()
-            return 128 + signal.SIGINT
-        except Exception:  # the program's own failure: as python would show it
-            traceback.print_exc()
-            return 1
+            status = _run_guarded(prog)
         finally:
+            if os.getpid() != pid:
+                _leave_child(status)
             patch.unpatch()
             sys.stdout.flush()
             functions.detach(linger=max(0.0, args.linger))
+        return status
+
+
+def _run_guarded(prog: Program) -> int:
+    """``run_program``, the program's exit status however it ends."""
+    try:
+        return run_program(prog)
+    except SystemExit as e:
+        return _exit_status(e)
+    except UsageError:
+        raise
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        return 128 + signal.SIGINT
+    except Exception:  # the program's own failure: as python would show it
+        traceback.print_exc()
+        return 1
+
+
+def _leave_child(status: int) -> NoReturn:
+    """End a child the program forked, which came back here when its code
+    ended: the stack, its runtime thread (not in the child: stopping it
+    would wait forever), the control socket, the pcap and trace files are
+    the parent's, and closing them here would wait, unlink or write twice."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)

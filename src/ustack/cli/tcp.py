@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from typing import BinaryIO
@@ -67,7 +68,10 @@ def main(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as cleanup:
         stream: BinaryIO
         if args.file in (None, "-"):
-            stream = sys.stdin.buffer if args.direction == "send" else sys.stdout.buffer
+            std = sys.stdin if args.direction == "send" else sys.stdout
+            if std is None:  # started with it closed (<&- or >&-): Python's None
+                raise UsageError(f"{prog}: {where} is closed")
+            stream = std.buffer
         else:
             where = args.file
             try:
@@ -80,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
         control = control_server(stack, args.name, options.device_name, prog)
         if control is not None:
             cleanup.callback(control.close)
-        job = Transfer(stack, endpoint, args.direction, stream, timeout=args.timeout)
+        job = Transfer(stack, endpoint, args.direction, stream, timeout=args.timeout,
+                       stream_name=where)
         bar = Progress(args.direction,
                        stream_size(stream) if args.direction == "send" else None)
         job.on_progress = lambda n: bar.update(n, time.monotonic())
@@ -88,7 +93,9 @@ def main(args: argparse.Namespace) -> int:
             job.run()
         except LinkError as e:  # the device failed while running (as ustack up)
             raise UsageError(f"{prog}: {e}") from None
-        except OSError as e:  # the connection's: refused, reset, unreachable
+        except OSError as e:  # the connection's (refused, reset, unreachable) or the stream's
+            if e.filename == "stdout":
+                _quiet_stdout()
             raise CommandFailed(f"{prog}: {os_error_text(e)}") from None
         finally:
             bar.close(job.nbytes)
@@ -101,3 +108,15 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(f"{args.direction}: {job.nbytes} bytes in {secs:.3f} s, {rate}", file=sys.stderr)
     return 0
+
+
+def _quiet_stdout() -> None:
+    """stdout failed (a pipe whose reader is gone): point it at /dev/null, so
+    the interpreter's last flush of it at exit adds no second message."""
+    fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(fd)

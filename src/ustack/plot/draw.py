@@ -7,7 +7,9 @@ red), the cumulative ACK a green step line, the receive window's right
 edge (ACK + advertised window) a yellow step line above it, SACK blocks
 purple bars, and timeouts and recoveries marked along the top.  Below,
 cwnd and ssthresh (bytes) with srtt (ms) on a second axis; for a capture,
-which does not show the sender's cwnd, the bytes in flight instead.
+which does not show the sender's cwnd, the bytes in flight instead.  A
+trace of the receiving side only (``Series.side``) shows the text as it
+arrived, RCV.NXT, our window and the blocks held beyond a gap, and srtt.
 """
 
 from __future__ import annotations
@@ -58,13 +60,15 @@ def draw(s: Series, out: str, title: str | None = None) -> None:
                                       gridspec_kw={"height_ratios": [3, 1.4]})
     end = max([t for t, _, _ in s.sent + s.retransmitted]
               + [t for t, _ in s.acks + s.cwnd + s.inflight] + [0.0])
+    receiver = s.side == "receiver"  # drawn from the receiving side's trace
     if s.window:
         x, y = _steps(s.window, end)
-        top.step(x, y, where="post", color="gold", lw=1, label="receive window")
+        top.step(x, y, where="post", color="gold", lw=1,
+                 label="our receive window" if receiver else "receive window")
     if s.sent:
         top.vlines([t for t, _, _ in s.sent], [a for _, a, _ in s.sent],
                    [b for _, _, b in s.sent], colors="black", lw=1,
-                   label=f"sent ({len(s.sent)})")
+                   label=f"{'received' if receiver else 'sent'} ({len(s.sent)})")
     if s.retransmitted:
         # Bars and a mark on each: a resent segment is a few pixels tall.
         r = s.retransmitted
@@ -75,10 +79,11 @@ def draw(s: Series, out: str, title: str | None = None) -> None:
     if s.sacks:
         top.vlines([t for t, _, _ in s.sacks], [a for _, a, _ in s.sacks],
                    [b for _, _, b in s.sacks], colors="tab:purple", lw=0.8, alpha=0.5,
-                   label="SACKed")
+                   label="held beyond a gap" if receiver else "SACKed")
     if s.acks:
         x, y = _steps(s.acks, end)
-        top.step(x, y, where="post", color="green", lw=1, label="ACK")
+        top.step(x, y, where="post", color="green", lw=1,
+                 label="RCV.NXT (our ACK)" if receiver else "ACK")
     seen: set[str] = set()
     for t, kind in s.events:
         color, name = _EVENT_STYLE.get(kind, ("tab:gray", kind))
@@ -91,8 +96,9 @@ def draw(s: Series, out: str, title: str | None = None) -> None:
     if top.get_legend_handles_labels()[0]:
         top.legend(loc="upper left", fontsize="small")
     top.grid(True, alpha=0.3)
-    top.set_title(title or f"{s.conn.label} ({s.source})")
-    if s.source == "trace":
+    top.set_title(title or f"{s.conn.label} ({s.source}"
+                  f"{', the receiving side' if receiver else ''})")
+    if s.source == "trace" and not receiver:
         if s.cwnd:
             x, y = _steps(s.cwnd, end)
             bottom.step(x, y, where="post", color="tab:blue", label="cwnd")

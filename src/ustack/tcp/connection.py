@@ -253,6 +253,8 @@ class TcpConnection(Tcb):
         # Seventh, the segment text: in order, inside the window.
         if n:
             self._deliver(payload, now)
+            if self.tracer is not None:
+                self.trace("recv", seq, n)
         return True
 
     def _receive_syn_sent(self, seg: Segment, now: float) -> str:
@@ -715,6 +717,8 @@ class TcpConnection(Tcb):
             if self.sack_ok and ooo.dup is not None and self.dsack is None:
                 self.dsack = ooo.dup  # queued already: a D-SACK (RFC 2883 4.1.2)
             output.ack_out_of_order(self)
+            if self.tracer is not None:
+                self.trace("recv", seg_seq, len(payload))
             if ooo.dropped != before:
                 return "TCPOFODrop"
             return "tcp_overwindow" if beyond else ""
@@ -728,6 +732,8 @@ class TcpConnection(Tcb):
             if more:
                 self._deliver(more, now)
             self.ack_now = True
+        if self.tracer is not None:
+            self.trace("recv", seg_seq, len(payload))
         if self.peer_fin_seq is not None and self.peer_fin_seq == self.rcv_nxt:
             self._consume_fin(now)
         return "tcp_overwindow" if beyond else ""

@@ -309,7 +309,16 @@ class Tcb:
             "sacked": [[(a - iss) & mask, (b - iss) & mask] for a, b in self.sb.blocks()],
             "rwnd": self.snd_wnd, "wnd": sq.sub(self.rcv_adv, self.rcv_nxt),
         }
-        if seq >= 0:
+        if ev == "recv":
+            # Data arrived: the receiver's side, relative to the peer's ISS
+            # (its SYN 0): the segment, RCV.NXT after it, what waits beyond a gap.
+            irs = self.irs
+            fields["seq"] = (seq - irs) & mask
+            fields["len"] = length
+            fields["rcv"] = (self.rcv_nxt - irs) & mask
+            fields["ooo"] = [[(a - irs) & mask, (b - irs) & mask]
+                             for a, b in self.rcvq.ooo.blocks()]
+        elif seq >= 0:
             rel = (seq - iss) & mask
             fields["seq"] = rel
             fields["len"] = length

@@ -14,7 +14,7 @@ One line per event, an object with at least these keys (``REQUIRED``):
               local address, local port, peer address, peer port; and
               ``iss``, the absolute sequence number the others count from)
     ev        open, state, close, send, retransmit, ack, sack, rto, tlp,
-              fast-retransmit, recovery, recovery-end, undo
+              fast-retransmit, recovery, recovery-end, undo, recv
     state     the RFC 9293 state after the event
     una, nxt  SND.UNA and SND.NXT, relative to the ISS (our SYN is 0, the
               first data byte 1), as Wireshark's relative sequence numbers
@@ -26,6 +26,9 @@ One line per event, an object with at least these keys (``REQUIRED``):
 
 and ``send``/``retransmit`` add ``seq`` and ``len`` (sequence space: a SYN
 or FIN counts one), ``retransmit`` the range ``rtx`` = [seq, seq + len].
+``recv`` (data arrived) has the receiver's side, relative to the peer's
+ISS (its SYN is 0): ``seq`` and ``len`` of the segment's text, ``rcv``
+(RCV.NXT after it) and ``ooo``, the blocks held beyond a gap.
 
 Where the hooks are: ``TcpLayer._socket`` (open), ``Tcb.move`` (state,
 close), ``output._send_new`` and the SYN in ``output.segments_to_send``
@@ -33,14 +36,19 @@ close), ``output._send_new`` and the SYN in ``output.segments_to_send``
 ``TcpConnection.receive_predicted`` and ``_ack_new_data`` (ack, once cwnd
 and the send window have taken it),
 ``TcpConnection._process_ack`` (sack, when new blocks arrived),
-``_recovery_ack`` (recovery-end), ``timeouts._retransmission`` (rto) and
-``losses`` (tlp, fast-retransmit, recovery, undo).
+``_recovery_ack`` (recovery-end), ``timeouts._retransmission`` (rto),
+``losses`` (tlp, fast-retransmit, recovery, undo), and
+``TcpConnection.receive_predicted`` and ``_accept_data`` (recv).
 
 The tracer keeps lines in memory and hands them to ``write`` (a file's, in
-``ustack.bringup``) at most ``FLUSH_EVERY`` seconds apart or every
-``FLUSH_LINES`` lines, and when it is flushed or closed: a trace is whole
-when the command ends, normally or by Ctrl-C (the bring-up closes it).
-It never touches a file itself (the core does no I/O of its own).
+``ustack.tracefile``) as one batch of whole lines when an event comes
+``FLUSH_EVERY`` seconds after the last batch, every ``FLUSH_LINES`` lines,
+and when it is flushed (the trace file does so from a stack timer every
+``FLUSH_EVERY`` seconds, so a quiet stack's file is current too) or closed:
+a trace is whole when the command ends, normally or by Ctrl-C (the bring-up
+closes it).  It never touches a file itself (the core does no I/O of its
+own), and ``write`` must not raise: it is called from inside TCP processing
+(the trace file catches its write errors and stops tracing).
 """
 
 from __future__ import annotations
