@@ -209,9 +209,11 @@ def test_an_answer_about_20k_endpoints_does_not_stall_the_loop() -> None:
     assert len({r["local"] + r["peer"] for r in rows}) == N
     during = [t for t in ticks if start <= t <= end + 0.02]
     gap = max(b - a for a, b in itertools.pairwise(during))
-    # Each step takes STEP_TIME (2 ms) of the loop; all at once it was
-    # a few hundred ms here.
-    assert gap < 0.1, gap
+    # Each step takes STEP_TIME (2 ms) of the loop; all at once, the
+    # longest gap was the whole answer's time (a few hundred ms compiled,
+    # seconds pure).  Bounded as a share of that time, so that a busy
+    # machine or a garbage collection (pure build) does not fail it.
+    assert gap < max(0.1, (end - start) / 4), (gap, end - start)
 
 
 def test_an_answer_past_the_bound_is_cut_and_says_so(

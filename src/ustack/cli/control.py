@@ -345,7 +345,12 @@ def _remove_stale(path: str) -> None:
         if _alive(path):
             return
         after = os.stat(path)
-        if (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino):
+        # The inode number alone does not say "the same file": a stack that
+        # came up meanwhile may have been given the number the gone one
+        # freed.  Its change time differs (ns): a file linked or unlinked
+        # in between is left alone, to be looked at again next time.
+        if ((before.st_dev, before.st_ino, before.st_ctime_ns)
+                == (after.st_dev, after.st_ino, after.st_ctime_ns)):
             os.unlink(path)
 
 
