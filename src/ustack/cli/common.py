@@ -245,6 +245,22 @@ def linked_stack(options: LinkOptions, prog: str,
 
 
 @contextlib.contextmanager
+def run_errors(prog: str) -> Iterator[None]:
+    """What a command's run on its stack can raise that the user caused
+    (a link that fails, a control socket name taken, a bad value, an
+    OSError), as its one line: UsageError, exit 2."""
+    from ustack.cli.control import ControlError
+    from ustack.link.errors import LinkError
+
+    try:
+        yield
+    except (LinkError, ControlError, ValueError) as e:
+        raise UsageError(f"{prog}: {e}") from None
+    except OSError as e:
+        raise UsageError(f"{prog}: {os_error_text(e)}") from None
+
+
+@contextlib.contextmanager
 def stop_on_signals(stack: Stack) -> Iterator[None]:
     """SIGINT and SIGTERM make ``stack.run()`` return at once: the handlers
     only set a flag, and the wake-up descriptor makes the loop notice."""

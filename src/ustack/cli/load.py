@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
-import time
 from typing import TYPE_CHECKING
 
 from ustack.cli.common import (
@@ -15,9 +13,10 @@ from ustack.cli.common import (
     link_options,
     linked_stack,
     os_error_text,
+    run_errors,
     stop_on_signals,
 )
-from ustack.cli.loadrun import counters_of, finish
+from ustack.cli.loadrun import counters_of, finish, run_generator
 from ustack.cli.loadrun import linger as linger  # re-exported: ustack flood uses it
 from ustack.cli.progress import RunProgress
 from ustack.cli.workers import add_workers_option, worker_count
@@ -134,8 +133,7 @@ def main(args: argparse.Namespace) -> int:
     from ustack.apps.load.report import build, hgrm_files
     from ustack.apps.load.target import build_request, parse_header, parse_url
     from ustack.cli.control import ControlError, ControlServer, check_name
-    from ustack.cli.up import tune_allocator, tune_collector
-    from ustack.link.errors import LinkError
+    from ustack.cli.up import tune_allocator
 
     prog = "ustack load"
     try:
@@ -176,37 +174,26 @@ def main(args: argparse.Namespace) -> int:
     with linked_stack(options, prog) as up, stop_on_signals(up.stack):
         stack = up.stack
         control = None
+        progress: RunProgress | None = None
         try:
-            gen = LoadGenerator(stack, cfg)
-            control = ControlServer(stack, args.name or options.device_name,
-                                    lambda: counters_of(gen))
-            tune_collector()
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            # The run's clock is run()'s (time.monotonic): started on it,
-            # the addresses announced, then the first connection.
-            stack.start(time.monotonic())
-            gen.start()
-            total = cfg.duration if cfg.duration is not None else float(cfg.requests or 0)
-            progress = RunProgress(prog, total)
-            _progress(stack, gen, progress)
-            try:
-                stack.run(until=lambda: gen.done)
-            finally:
-                progress.close()
-            interrupted = not gen.done
-            gen.stop()
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            if not interrupted:
-                linger(stack, gen)
-        except (LinkError, ControlError, ValueError) as e:
-            raise UsageError(f"{prog}: {e}") from None
-        except OSError as e:
-            raise UsageError(f"{prog}: {os_error_text(e)}") from None
+            with run_errors(prog):
+                gen = LoadGenerator(stack, cfg)
+                control = ControlServer(stack, args.name or options.device_name,
+                                        lambda: counters_of(gen))
+                total = cfg.duration if cfg.duration is not None else float(cfg.requests or 0)
+                progress = RunProgress(prog, total)
+
+                def started() -> None:
+                    assert progress is not None
+                    _progress(stack, gen, progress)
+
+                interrupted, cpu_user, cpu_system = run_generator(stack, gen, started)
         finally:
+            if progress is not None:
+                progress.close()
             if control is not None:
                 control.close()
     report = build(gen.stats, cfg, url=target.url, method=args.method,
-                   cpu_user=after.ru_utime - before.ru_utime,
-                   cpu_system=after.ru_stime - before.ru_stime)
+                   cpu_user=cpu_user, cpu_system=cpu_system)
     finish(args, prog, report, gen.stats.histograms(), interrupted)
     return 0 if gen.stats.succeeded else 1

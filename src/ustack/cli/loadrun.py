@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ustack.cli.common import UsageError, os_error_text
@@ -18,6 +20,31 @@ if TYPE_CHECKING:
     from ustack.stack import Stack
 
 LINGER = 1.0
+
+
+def run_generator(stack: Stack, gen: LoadGenerator,
+                  on_start: Callable[[], None] | None = None) -> tuple[bool, float, float]:
+    """Run ``gen`` on ``stack`` to its end or to SIGINT/SIGTERM, then let
+    its last closes finish (``linger``, unless interrupted).  ``on_start``:
+    called once the run has started (its clock set).  Whether it was
+    interrupted, and the process's user and system CPU seconds in the run."""
+    from ustack.cli.up import tune_collector
+
+    tune_collector()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    # The run's clock is run()'s (time.monotonic): started on it, the
+    # addresses announced, then the first connection.
+    stack.start(time.monotonic())
+    gen.start()
+    if on_start is not None:
+        on_start()
+    stack.run(until=lambda: gen.done)
+    interrupted = not gen.done
+    gen.stop()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    if not interrupted:
+        linger(stack, gen)
+    return interrupted, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
 def linger(stack: Stack, gen: LoadGenerator) -> None:

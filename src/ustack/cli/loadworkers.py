@@ -21,12 +21,10 @@ loses its share, and the run says so (exit status 1).
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 from typing import TYPE_CHECKING, Any
 
-from ustack.cli.common import UsageError, linked_stack, os_error_text, stop_on_signals
-from ustack.cli.loadrun import counters_of, finish, linger
+from ustack.cli.common import UsageError, linked_stack, run_errors, stop_on_signals
+from ustack.cli.loadrun import counters_of, finish, run_generator
 from ustack.cli.supervise import Channel, Supervisor
 from ustack.cli.workers import SharedLink, Worker, check_worker_name
 
@@ -154,9 +152,8 @@ def _run_one(worker: Worker, cfg: LoadConfig, channel: Channel, prog: str,
              name: str) -> dict[str, Any]:
     """Worker ``worker``'s run: its stack, its generator, until its end."""
     from ustack.apps.load.generator import LoadGenerator
-    from ustack.cli.control import ControlError, ControlServer
-    from ustack.cli.up import tune_allocator, tune_collector
-    from ustack.link.errors import LinkError
+    from ustack.cli.control import ControlServer
+    from ustack.cli.up import tune_allocator
 
     tune_allocator()
     with linked_stack(worker.options, prog, worker.link_opts) as up, \
@@ -164,28 +161,16 @@ def _run_one(worker: Worker, cfg: LoadConfig, channel: Channel, prog: str,
         stack = up.stack
         control = None
         try:
-            worker.attach(up)
-            gen = LoadGenerator(stack, cfg)
-            control = ControlServer(stack, worker.control_name(name), lambda: counters_of(gen))
-            channel.ready("")
-            tune_collector()
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            stack.start(time.monotonic())
-            gen.start()
-            stack.run(until=lambda: gen.done)
-            interrupted = not gen.done
-            gen.stop()
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            if not interrupted:
-                linger(stack, gen)
-        except (LinkError, ControlError, ValueError) as e:
-            raise UsageError(f"{prog}: {e}") from None
-        except OSError as e:
-            raise UsageError(f"{prog}: {os_error_text(e)}") from None
+            with run_errors(prog):
+                worker.attach(up)
+                gen = LoadGenerator(stack, cfg)
+                control = ControlServer(stack, worker.control_name(name),
+                                        lambda: counters_of(gen))
+                channel.ready("")
+                interrupted, cpu_user, cpu_system = run_generator(stack, gen)
         finally:
             if control is not None:
                 control.close()
             worker.detach(up)
     return {"index": worker.index, "stats": stats_doc(gen.stats), "interrupted": interrupted,
-            "cpu_user": after.ru_utime - before.ru_utime,
-            "cpu_system": after.ru_stime - before.ru_stime}
+            "cpu_user": cpu_user, "cpu_system": cpu_system}

@@ -18,6 +18,7 @@ from ustack.cli.common import (
     linked_stack,
     os_error_text,
     print_counters,
+    run_errors,
     stop_on_signals,
     syncookie_settings,
 )
@@ -125,9 +126,8 @@ def _run(args: argparse.Namespace, options: LinkOptions,
     process, a worker's life with ``--workers``.  Its counters: the
     server's, then the stack's (none of the server's if it never started)."""
     from ustack.apps.http.server import HttpServer
-    from ustack.cli.control import ControlError, ControlServer
+    from ustack.cli.control import ControlServer
     from ustack.cli.up import tune_allocator, tune_collector
-    from ustack.link.errors import LinkError
     from ustack.wire import ethernet
 
     prog = "ustack serve"
@@ -139,27 +139,24 @@ def _run(args: argparse.Namespace, options: LinkOptions,
         set_cookies(up)
         control = None
         try:
-            if worker is not None:
-                worker.attach(up)
-                name = worker.control_name(name)
-            server = HttpServer(stack, args.root, args.port, limits=limits,
-                                access_log=log, specialise=not args.no_specialise)
-            if args.stateless:
-                from ustack.apps.http.stateless import StatelessFront
+            with run_errors(prog):
+                if worker is not None:
+                    worker.attach(up)
+                    name = worker.control_name(name)
+                server = HttpServer(stack, args.root, args.port, limits=limits,
+                                    access_log=log, specialise=not args.no_specialise)
+                if args.stateless:
+                    from ustack.apps.http.stateless import StatelessFront
 
-                StatelessFront(stack, server, rst=args.stateless_rst).install()
-            control = ControlServer(stack, name, server.stats)
-            ip = args.ip.split("/")[0]
-            port = "" if args.port == 80 else f":{args.port}"
-            mac = ethernet.mac_to_str(up.iface.mac)
-            say_ready(f"ready: http://{ip}{port}/ link={args.link} mac={mac} ip={args.ip} "
-                      f"root={os.path.abspath(args.root)} build={purepy.build()}")
-            tune_collector()
-            stack.run()
-        except (LinkError, ControlError, ValueError) as e:
-            raise UsageError(f"{prog}: {e}") from None
-        except OSError as e:
-            raise UsageError(f"{prog}: {os_error_text(e)}") from None
+                    StatelessFront(stack, server, rst=args.stateless_rst).install()
+                control = ControlServer(stack, name, server.stats)
+                ip = args.ip.split("/")[0]
+                port = "" if args.port == 80 else f":{args.port}"
+                mac = ethernet.mac_to_str(up.iface.mac)
+                say_ready(f"ready: http://{ip}{port}/ link={args.link} mac={mac} ip={args.ip} "
+                          f"root={os.path.abspath(args.root)} build={purepy.build()}")
+                tune_collector()
+                stack.run()
         finally:
             if control is not None:
                 control.close()

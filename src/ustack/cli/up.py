@@ -16,8 +16,8 @@ from ustack.cli.common import (
     check_services,
     link_options,
     linked_stack,
-    os_error_text,
     print_counters,
+    run_errors,
     service_help,
     stop_on_signals,
     syncookie_settings,
@@ -122,8 +122,7 @@ def _run(args: argparse.Namespace, options: LinkOptions,
     """The stack, until SIGINT/SIGTERM: the whole command with one
     process, a worker's life with ``--workers``.  Its counters."""
     from ustack.apps import services
-    from ustack.cli.control import ControlError, ControlServer
-    from ustack.link.errors import LinkError
+    from ustack.cli.control import ControlServer
     from ustack.wire import ethernet
 
     prog = "ustack up"
@@ -134,20 +133,17 @@ def _run(args: argparse.Namespace, options: LinkOptions,
         set_cookies(up)
         control = None
         try:
-            if worker is not None:
-                worker.attach(up)
-                name = worker.control_name(name)
-            names = [services.install(stack, spec) for spec in args.service]
-            control = ControlServer(stack, name)
-            say_ready(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
-                      f"ip={args.ip}" + (f" services={','.join(names)}" if names else "")
-                      + f" build={purepy.build()}")
-            tune_collector()
-            stack.run()
-        except (LinkError, ControlError) as e:
-            raise UsageError(f"{prog}: {e}") from None
-        except OSError as e:
-            raise UsageError(f"{prog}: {os_error_text(e)}") from None
+            with run_errors(prog):
+                if worker is not None:
+                    worker.attach(up)
+                    name = worker.control_name(name)
+                names = [services.install(stack, spec) for spec in args.service]
+                control = ControlServer(stack, name)
+                say_ready(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
+                          f"ip={args.ip}" + (f" services={','.join(names)}" if names else "")
+                          + f" build={purepy.build()}")
+                tune_collector()
+                stack.run()
         finally:
             if control is not None:
                 control.close()
