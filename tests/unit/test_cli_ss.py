@@ -523,9 +523,14 @@ def test_stats_watch_ends_on_ctrl_c_with_status_0(run_dir: Path) -> None:
     net, _, _ = established_net()
     env = {**os.environ, "USTACK_RUN_DIR": str(run_dir)}
     with serving(net, "t0"):
+        # SIGINT as a terminal delivers it: a suite started in the
+        # background by a shell without job control inherits it ignored,
+        # and Python then installs no KeyboardInterrupt (nor would a
+        # user's background watch stop on Ctrl-C).
         proc = subprocess.Popen(
             [sys.executable, "-m", "ustack.cli", "stats", "--watch", "0.1", "--all"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             assert proc.stdout is not None
             first = proc.stdout.readline()  # an interval has been printed
