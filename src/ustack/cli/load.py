@@ -19,7 +19,7 @@ from ustack.cli.common import (
 from ustack.cli.loadrun import counters_of, finish, run_generator
 from ustack.cli.loadrun import linger as linger  # re-exported: ustack flood uses it
 from ustack.cli.progress import RunProgress
-from ustack.cli.workers import add_workers_option, worker_count
+from ustack.cli.workers import add_name_and_workers_options, worker_count
 
 if TYPE_CHECKING:
     from ustack.apps.load.generator import LoadGenerator
@@ -70,9 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hist", metavar="FILE",
                    help="write each phase's latency distribution in HdrHistogram's format "
                         "to FILE.PHASE.hgrm")
-    p.add_argument("--name", help="name of the control socket, for ustack stats (default: "
-                                  "the device name; worker K of --workers N serves NAME@K)")
-    add_workers_option(p)
+    add_name_and_workers_options(p)
 
 
 def _read_body(path: str | None, prog: str) -> bytes:

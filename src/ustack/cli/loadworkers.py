@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ustack.cli.common import UsageError, linked_stack, run_errors, stop_on_signals
+from ustack.cli.common import UsageError, run_errors
 from ustack.cli.loadrun import counters_of, finish, run_generator
 from ustack.cli.supervise import Channel, Supervisor
-from ustack.cli.workers import SharedLink, Worker, check_worker_name
+from ustack.cli.workers import SharedLink, Worker, check_worker_name, command_stack
 
 if TYPE_CHECKING:
     from ustack.apps.load.generator import LoadConfig
@@ -156,21 +156,17 @@ def _run_one(worker: Worker, cfg: LoadConfig, channel: Channel, prog: str,
     from ustack.cli.up import tune_allocator
 
     tune_allocator()
-    with linked_stack(worker.options, prog, worker.link_opts) as up, \
-            stop_on_signals(up.stack):
+    with command_stack(worker.options, prog, worker, name) as (up, name):
         stack = up.stack
         control = None
         try:
             with run_errors(prog):
-                worker.attach(up)
                 gen = LoadGenerator(stack, cfg)
-                control = ControlServer(stack, worker.control_name(name),
-                                        lambda: counters_of(gen))
+                control = ControlServer(stack, name, lambda: counters_of(gen))
                 channel.ready("")
                 interrupted, cpu_user, cpu_system = run_generator(stack, gen)
         finally:
             if control is not None:
                 control.close()
-            worker.detach(up)
     return {"index": worker.index, "stats": stats_doc(gen.stats), "interrupted": interrupted,
             "cpu_user": cpu_user, "cpu_system": cpu_system}

@@ -15,14 +15,12 @@ from ustack.cli.common import (
     add_link_options,
     add_syncookie_options,
     link_options,
-    linked_stack,
     os_error_text,
     print_counters,
     run_errors,
-    stop_on_signals,
     syncookie_settings,
 )
-from ustack.cli.workers import add_workers_option
+from ustack.cli.workers import add_name_and_workers_options, command_stack
 
 if TYPE_CHECKING:
     from ustack.apps.http.server import ServerLimits
@@ -60,9 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stateless-rst", action="store_true",
                    help="with --stateless: a RST after the FIN, so a client that lost the "
                         "last segments stops waiting (it cannot ask for lost data either)")
-    p.add_argument("--name", help="name of the control socket (default: the device name; "
-                                  "worker K of --workers N serves NAME@K)")
-    add_workers_option(p)
+    add_name_and_workers_options(p)
 
 
 def _open_log(path: str | None) -> TextIO | None:
@@ -133,16 +129,12 @@ def _run(args: argparse.Namespace, options: LinkOptions,
     prog = "ustack serve"
     tune_allocator()
     server = None
-    link_opts = worker.link_opts if worker is not None else None
-    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
+    with command_stack(options, prog, worker, name) as (up, name):
         stack = up.stack
         set_cookies(up)
         control = None
         try:
             with run_errors(prog):
-                if worker is not None:
-                    worker.attach(up)
-                    name = worker.control_name(name)
                 server = HttpServer(stack, args.root, args.port, limits=limits,
                                     access_log=log, specialise=not args.no_specialise)
                 if args.stateless:
@@ -162,7 +154,5 @@ def _run(args: argparse.Namespace, options: LinkOptions,
                 control.close()
             if server is not None:
                 server.close()
-            if worker is not None:
-                worker.detach(up)
     counters = [] if server is None else [server.stats()]
     return [*counters, stack.counters.snapshot()]

@@ -15,14 +15,12 @@ from ustack.cli.common import (
     add_syncookie_options,
     check_services,
     link_options,
-    linked_stack,
     print_counters,
     run_errors,
     service_help,
-    stop_on_signals,
     syncookie_settings,
 )
-from ustack.cli.workers import add_workers_option
+from ustack.cli.workers import add_name_and_workers_options, command_stack
 
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
@@ -38,9 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_syncookie_options(p)
     p.add_argument("--service", action="append", default=[], metavar="NAME:PORT",
                    help=service_help())
-    p.add_argument("--name", help="name of the control socket (default: the device name; "
-                                  "worker K of --workers N serves NAME@K)")
-    add_workers_option(p)
+    add_name_and_workers_options(p)
 
 
 def tune_collector() -> None:
@@ -127,16 +123,12 @@ def _run(args: argparse.Namespace, options: LinkOptions,
 
     prog = "ustack up"
     tune_allocator()
-    link_opts = worker.link_opts if worker is not None else None
-    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
+    with command_stack(options, prog, worker, name) as (up, name):
         stack = up.stack
         set_cookies(up)
         control = None
         try:
             with run_errors(prog):
-                if worker is not None:
-                    worker.attach(up)
-                    name = worker.control_name(name)
                 names = [services.install(stack, spec) for spec in args.service]
                 control = ControlServer(stack, name)
                 say_ready(f"ready: link={args.link} mac={ethernet.mac_to_str(up.iface.mac)} "
@@ -147,6 +139,4 @@ def _run(args: argparse.Namespace, options: LinkOptions,
         finally:
             if control is not None:
                 control.close()
-            if worker is not None:
-                worker.detach(up)
     return [stack.counters.snapshot()]

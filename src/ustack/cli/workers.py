@@ -39,13 +39,21 @@ writes ``FILE`` with ``@K`` before its extension, a restarted life ``@K-rN``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ustack.cli.common import UsageError, os_error_text, print_counters
+from ustack.cli.common import (
+    UsageError,
+    linked_stack,
+    os_error_text,
+    print_counters,
+    run_errors,
+    stop_on_signals,
+)
 from ustack.cli.supervise import Channel, Counters, Supervisor
 
 if TYPE_CHECKING:
@@ -58,7 +66,12 @@ if TYPE_CHECKING:
 MAX_WORKERS = 256
 
 
-def add_workers_option(p: argparse.ArgumentParser) -> None:
+def add_name_and_workers_options(p: argparse.ArgumentParser) -> None:
+    """``--name`` and ``--workers``, which the commands that run a stack
+    until the end (up, serve, load) take alike."""
+    p.add_argument("--name", help="name of the control socket, for ustack stats and ss "
+                                  "(default: the device name; worker K of --workers N "
+                                  "serves NAME@K)")
     p.add_argument("--workers", default="1", metavar="N|auto",
                    help="run N processes, each with its own stack on the same MAC and "
                         "address, the kernel spreading the flows over them; auto: one "
@@ -250,6 +263,26 @@ class Worker:
 
 
 WorkerBody = Callable[[Worker, Channel], Counters]
+
+
+@contextlib.contextmanager
+def command_stack(options: LinkOptions, prog: str, worker: Worker | None,
+                  name: str) -> Iterator[tuple[LinkedStack, str]]:
+    """The stack a command runs on until SIGINT/SIGTERM: the whole command
+    with one process, a worker's life with ``--workers`` (its share of the
+    link opened, attached while it runs); and the name its control socket
+    takes (``NAME@K`` for worker K)."""
+    link_opts = worker.link_opts if worker is not None else None
+    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
+        try:
+            if worker is not None:
+                with run_errors(prog):
+                    worker.attach(up)
+                name = worker.control_name(name)
+            yield up, name
+        finally:
+            if worker is not None:
+                worker.detach(up)
 
 
 def check_worker_name(name: str, count: int, prog: str) -> None:
