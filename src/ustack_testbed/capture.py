@@ -6,39 +6,25 @@ import os
 import selectors
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ustack.link import pcap
 from ustack_testbed.commands import terminate
 from ustack_testbed.errors import TestbedError
 
-_PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": "<",  # microsecond, little-endian
-    b"\xa1\xb2\xc3\xd4": ">",
-    b"\x4d\x3c\xb2\xa1": "<",  # nanosecond variants
-    b"\xa1\xb2\x3c\x4d": ">",
-}
-
 
 def read_pcap(data: bytes) -> list[bytes]:
-    """The frames of a classic pcap file (the format tcpdump -w writes)."""
-    if len(data) < 24 or data[:4] not in _PCAP_MAGIC:
-        raise TestbedError("not a pcap file")
-    record = struct.Struct(_PCAP_MAGIC[data[:4]] + "IIII")
-    frames: list[bytes] = []
-    off = 24
-    while off + record.size <= len(data):
-        _sec, _frac, incl, _orig = record.unpack_from(data, off)
-        off += record.size
-        if off + incl > len(data):
-            break  # truncated last record (capture killed mid-write)
-        frames.append(data[off : off + incl])
-        off += incl
-    return frames
+    """The frames of a classic pcap file (the format tcpdump -w writes),
+    read by ustack's own reader (``ustack.link.pcap.read_pcap``)."""
+    try:
+        _linktype, records = pcap.read_pcap(data)
+    except pcap.PcapFormatError:
+        raise TestbedError("not a pcap file") from None
+    return [frame for _t, frame in records]
 
 
 class Spawner(Protocol):

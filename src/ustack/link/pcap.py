@@ -25,10 +25,51 @@ from ustack.link.wrapper import DeviceWrapper
 
 LINKTYPE_ETHERNET = 1
 PCAP_MAGIC = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D  # the same with nanoseconds in the records
+PCAPNG_MAGIC = 0x0A0D0D0A  # a pcapng section header: another format
 DEFAULT_SNAPLEN = 262144  # tcpdump's default; holds 64 KiB GSO frames whole
 
 _GLOBAL = struct.Struct("=IHHiIII")
 _RECORD = struct.Struct("=IIII")
+
+
+class PcapFormatError(ValueError):
+    """Not a classic pcap file: ``reason`` says what it is instead
+    (``short``, ``pcapng``, ``unknown``), for the reader's own words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_pcap(data: bytes) -> tuple[int, list[tuple[float, bytes]]]:
+    """The link type and the records (time in seconds, captured bytes) of a
+    classic pcap file, in either byte order, with micro- or nanosecond
+    times (tcpdump -w, ``PcapWriter``).  A last record cut off mid-write (a
+    capture killed while writing) is left out."""
+    if len(data) < _GLOBAL.size:
+        raise PcapFormatError("short")
+    if struct.unpack_from("<I", data)[0] == PCAPNG_MAGIC:
+        raise PcapFormatError("pcapng")
+    for order in ("<", ">"):
+        magic = struct.unpack_from(order + "I", data)[0]
+        if magic in (PCAP_MAGIC, PCAP_MAGIC_NS):
+            break
+    else:
+        raise PcapFormatError("unknown")
+    scale = 1e-9 if magic == PCAP_MAGIC_NS else 1e-6
+    linktype: int = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+    record = struct.Struct(order + "IIII")
+    records: list[tuple[float, bytes]] = []
+    off = _GLOBAL.size
+    while off + record.size <= len(data):
+        sec, frac, incl, _orig = record.unpack_from(data, off)
+        off += record.size
+        if off + incl > len(data):
+            break
+        records.append((sec + frac * scale, data[off:off + incl]))
+        off += incl
+    return linktype, records
 
 
 class PcapWriter:

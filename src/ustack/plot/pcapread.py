@@ -26,15 +26,15 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ustack.link import pcap
 from ustack.plot.series import Conn, PlotInputError, Series, unwrap
 from ustack.wire import ethernet, ipv4, tcp
 from ustack.wire.errors import ParseError
 
-_LINK_ETHERNET = 1
+_LINK_ETHERNET = pcap.LINKTYPE_ETHERNET
 _LINK_RAW = (101, 228)  # LINKTYPE_RAW, LINKTYPE_IPV4
 _LINK_SLL = 113  # Linux cooked capture (tcpdump -i any)
 _ETHERTYPE_IPV4 = 0x0800
-_PCAPNG = 0x0A0D0D0A
 
 
 @dataclass
@@ -83,32 +83,19 @@ def read_pcap(path: str | Path) -> list[Segment]:
     """Every IPv4 TCP segment of the capture (others skipped)."""
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < 24:
-        raise PlotInputError(f"{path}: too short for a pcap")
-    magic_le = struct.unpack_from("<I", data, 0)[0]
-    if magic_le == _PCAPNG:
-        raise PlotInputError(f"{path}: a pcapng file; convert it with "
-                             f"editcap -F pcap {path} out.pcap")
-    for order in ("<", ">"):
-        magic = struct.unpack_from(order + "I", data, 0)[0]
-        if magic in (0xA1B2C3D4, 0xA1B23C4D):
-            break
-    else:
-        raise PlotInputError(f"{path}: neither a pcap nor a --trace file")
-    scale = 1e-9 if magic == 0xA1B23C4D else 1e-6
-    linktype = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+    try:
+        linktype, records = pcap.read_pcap(data)
+    except pcap.PcapFormatError as e:
+        why = {"short": "too short for a pcap",
+               "pcapng": f"a pcapng file; convert it with editcap -F pcap {path} out.pcap"}
+        raise PlotInputError(f"{path}: {why.get(e.reason, 'neither a pcap nor a --trace file')}"
+                             ) from None
     if linktype not in (_LINK_ETHERNET, _LINK_SLL, *_LINK_RAW):
         raise PlotInputError(f"{path}: link type {linktype} (Ethernet, raw IPv4 and "
                              "Linux cooked captures are read)")
-    rec = struct.Struct(order + "IIII")
     out: list[Segment] = []
-    off = 24
-    while off + 16 <= len(data):
-        sec, frac, incl, _orig = rec.unpack_from(data, off)
-        off += 16
-        frame = memoryview(data)[off:off + incl]
-        off += incl
-        seg = _segment(frame, linktype, sec + frac * scale)
+    for t, frame in records:
+        seg = _segment(memoryview(frame), linktype, t)
         if seg is not None:
             out.append(seg)
     return out
