@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ustack.link import pcap
 from ustack.plot.series import Conn, PlotInputError, Series, unwrap
+from ustack.tcp import seq as sq
 from ustack.wire import ethernet, ipv4, tcp
 from ustack.wire.errors import ParseError
 
@@ -171,7 +172,7 @@ def from_pcap(fl: _Flow, conn: Conn) -> Series:
                 wscale_rcv = g.opts.wscale
     if base is None:
         first = next((g for g in segs if g.src == snd), None)
-        base = (first.seq - 1) & 0xFFFFFFFF if first is not None else 0
+        base = sq.ahead(first.seq, 1) if first is not None else 0
     # RFC 7323 2.2: windows are scaled only when both SYNs carried the option.
     shift = min(wscale_rcv, 14) if wscale_snd is not None and wscale_rcv is not None else 0
     top = 0  # highest relative sequence number sent
@@ -184,7 +185,7 @@ def from_pcap(fl: _Flow, conn: Conn) -> Series:
             n = g.length + (1 if g.flags & (tcp.SYN | tcp.FIN) else 0)
             if not n:
                 continue  # a pure ACK, a keepalive or window probe
-            seq = unwrap((g.seq - base) & 0xFFFFFFFF, top)
+            seq = unwrap(sq.ahead(g.seq, base), top)
             end = seq + n
             if seq < top:
                 s.retransmitted.append((t, seq, end))
@@ -199,7 +200,7 @@ def from_pcap(fl: _Flow, conn: Conn) -> Series:
             continue
         if not g.flags & tcp.ACK:
             continue
-        a = unwrap((g.ack - base) & 0xFFFFFFFF, top)
+        a = unwrap(sq.ahead(g.ack, base), top)
         if a > ack or not s.acks:
             ack = max(a, ack)
             s.acks.append((t, ack))
@@ -215,6 +216,6 @@ def from_pcap(fl: _Flow, conn: Conn) -> Series:
         win = g.window if g.flags & tcp.SYN else g.window << shift
         s.window.append((t, ack + win))
         for left, right in g.opts.sack_blocks:
-            s.sacks.append((t, unwrap((left - base) & 0xFFFFFFFF, top),
-                            unwrap((right - base) & 0xFFFFFFFF, top)))
+            s.sacks.append((t, unwrap(sq.ahead(left, base), top),
+                            unwrap(sq.ahead(right, base), top)))
     return s

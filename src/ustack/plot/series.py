@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ustack.tcp import seq as sq
 from ustack.tcp.trace import REQUIRED
 
 
@@ -156,7 +157,7 @@ def _int(v: object) -> int:
 def unwrap(value: int, near: int) -> int:
     """``value`` (mod 2^32) as the number closest to ``near``: relative
     sequence numbers keep growing past 4 GB."""
-    return near + ((value - near + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+    return near + sq.sub(value, near)
 
 
 def trace_conns(events: list[dict[str, object]]) -> list[Conn]:
