@@ -85,6 +85,15 @@ class StatelessFront(ProtocolFront):
         if len(payload) < 20 or ((payload[2] << 8) | payload[3]) != self.port:
             tcp.input(iface, src, dst, payload, pkt, rx)
             return
+        # A segment of a connection, or one the layer's rules take (SYN, RST,
+        # no ACK, another address), goes on unparsed: it is parsed there.
+        sport = (payload[0] << 8) | payload[1]
+        key = (dst, self.port, src, sport)
+        if (payload[13] & (SYN | RST) or not payload[13] & ACK or key in tcp.conns
+                or (tcp.tw.records and key in tcp.tw.records)
+                or (self.listener.ip != ANY and dst != self.listener.ip)):
+            tcp.input(iface, src, dst, payload, pkt, rx)
+            return
         try:
             sport, dport, seq, ack, hl, flags, window = wtcp.parse_fields(
                 payload, -1 if rx & RX_CSUM_OK else sum_mod(src + dst))
@@ -92,20 +101,18 @@ class StatelessFront(ProtocolFront):
         except ParseError:
             tcp.input(iface, src, dst, payload, pkt, rx)  # counted there
             return
-        key = (dst, dport, src, sport)
-        if (flags & (SYN | RST) or not flags & ACK or key in tcp.conns
-                or (tcp.tw.records and key in tcp.tw.records)
-                or (self.listener.ip != ANY and dst != self.listener.ip)):
-            tcp.input(iface, src, dst, payload, pkt, rx)
-            return
         text = payload[hl:]
-        now = self.stack.now
         c = self.counters
+        if not text and not flags & FIN:
+            self.stack.counters.TcpInSegs += 1
+            c.HttpStatelessAcks += 1  # of the handshake, of our response
+            return
+        now = self.stack.now
         seg = Segment(seq, ack, flags, window, text, opts)
         cfg = cookies.listener_settings(tcp.config, self.listener)
         syn = cookies.syn_for_ack(tcp.cookie_secret, dst, dport, src, sport, seg, cfg, now)
-        if not text:
-            if flags & FIN and syn is not None:
+        if not text:  # a FIN
+            if syn is not None:
                 # A FIN that acknowledges only the cookie: its request has
                 # not come (lost, or still on its way); acknowledging the
                 # FIN would acknowledge that too.  A connection waits for it.
@@ -113,11 +120,8 @@ class StatelessFront(ProtocolFront):
                 tcp.input(iface, src, dst, payload, pkt, rx)
                 return
             self.stack.counters.TcpInSegs += 1
-            if flags & FIN:
-                self._ack_fin(dst, dport, src, sport, seq, ack, opts, cfg, now)
-                c.HttpStatelessFins += 1
-            else:
-                c.HttpStatelessAcks += 1  # of the handshake, of our response
+            self._ack_fin(dst, dport, src, sport, seq, ack, opts, cfg, now)
+            c.HttpStatelessFins += 1
             return
         if syn is None or not self._answer(iface, dst, dport, src, sport, seg, syn, cfg, now):
             # Not ours (the layer resets it and counts it), or not for
