@@ -299,6 +299,9 @@ class Tcb:
         tr = self.tracer
         if tr is None:
             return
+        if tr.closed:  # tracing stopped (closed, or its file failed): stop asking
+            self.tracer = None
+            return
         iss = self.iss
         mask = sq.MASK
         fields: dict[str, object] = {
