@@ -268,7 +268,8 @@ class RxRingV2:
         return bool(_U32.unpack_from(self._mm, self._slots[self._head])[0] & TP_STATUS_USER)
 
     def _hole(self, head: int) -> int:
-        """How many slots from ``head`` on the kernel skipped: 0 for none.
+        """How many slots from ``head`` on the kernel skipped: 0 for none
+        (the ring is empty), -1 when ``head`` was written while watched.
 
         The kernel fills slots in order; slots it holds while a later one
         (within ``HOLE_LOOKAHEAD``) is already written are either being
@@ -288,11 +289,11 @@ class RxRingV2:
         # before ``head``: its receive time stays where the kernel wrote it):
         # a frame written late into a slot gone past a lap ago is older, and
         # says nothing about where the kernel is now.
-        last = _TS2.unpack_from(mm, slots[head - 1] + _TS2_OFF)
         ahead = 0
         for i in range(1, self.HOLE_LOOKAHEAD + 1):
             off = slots[(head + i) % n]
             if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+                last = _TS2.unpack_from(mm, slots[head - 1] + _TS2_OFF)
                 if _TS2.unpack_from(mm, off + _TS2_OFF) >= last:
                     ahead = i
                 break
@@ -302,9 +303,9 @@ class RxRingV2:
         deadline = time.monotonic() + self.hole_wait
         while time.monotonic() < deadline:
             if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
-                return 0  # it was being written: read it in order
+                return -1  # it was being written: read it in order
         if _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
-            return 0
+            return -1
         self.st.holes += ahead
         return ahead
 
@@ -328,12 +329,11 @@ class RxRingV2:
             status, length, snaplen, mac = unpack_pkt(mm, off)
             if not status & TP_STATUS_USER:
                 skipped = self._hole(head)
-                if skipped:
-                    head = (head + skipped) % nslots  # left unwritten: go on past them
-                    continue
-                if not _U32.unpack_from(mm, off)[0] & TP_STATUS_USER:
+                if skipped == 0:
                     break
-                continue  # written while it was watched: read it now
+                if skipped > 0:
+                    head = (head + skipped) % nslots  # left unwritten: go on past them
+                continue  # past the hole, or written while it was watched: read on
             start = off + mac
             if snaplen != length:
                 whole = self._copy() if status & TP_STATUS_COPY and self._copy else None
