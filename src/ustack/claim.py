@@ -29,7 +29,6 @@ kernel check refuses, but its ARP and routes still act on the link).
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import random
 import select
@@ -39,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from ustack.link import netif
 from ustack.link.base import Device
 from ustack.link.errors import LinkError
 from ustack.net import arp
@@ -48,10 +48,6 @@ from ustack.wire import ethernet, ipv4
 # first MAX_PROBED are probed (a conflict on a later one still shows as
 # the stack's arp_address_conflict drop counter).
 MAX_PROBED: Final = 1024
-
-_SIOCGIFFLAGS: Final = 0x8913
-_IFF_UP: Final = 0x1
-_IFNAMSIZ: Final = 16
 
 
 class AddressConflict(LinkError):
@@ -109,22 +105,16 @@ def probe(device: Device, mac: bytes, addrs: Sequence[bytes], *,
         poller.poll(int(wait * 1000) + 1)
 
 
-def _ifreq(name: str) -> bytes:
-    return struct.pack(f"{_IFNAMSIZ}s{40 - _IFNAMSIZ}x", name.encode()[:_IFNAMSIZ - 1])
-
-
 def interface_warnings(name: str) -> list[str]:
     """What to warn about before attaching AF_PACKET to ``name``: one line
     each (empty when all is as expected, or when the interface cannot be
     asked: opening it will say why)."""
     warnings = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            res = fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, _ifreq(name))
-        except OSError:
-            return []
-    (flags,) = struct.unpack_from("H", res, _IFNAMSIZ)
-    if not flags & _IFF_UP:
+    try:
+        flags = netif.interface_flags(name)
+    except LinkError:
+        return []
+    if not flags & netif.IFF_UP:
         warnings.append(f"interface {name} is down: no frame passes until it is up "
                         f"(ip link set {name} up)")
     try:

@@ -90,11 +90,17 @@ def set_mtu(name: str, mtu: int) -> None:
     _ioctl(name, "interface", SIOCSIFMTU, _req(_IFR_INT, check_ifname(name), mtu))
 
 
+def interface_flags(name: str) -> int:
+    """``name``'s interface flags (IFF_UP, ...); LinkError if it cannot be asked."""
+    res = _ioctl(name, "interface", SIOCGIFFLAGS, _req(_IFR_FLAGS, check_ifname(name), 0))
+    flags: int = _IFR_FLAGS.unpack_from(res)[1]
+    return flags
+
+
 def set_up(name: str, up: bool = True) -> None:
     """Set or clear IFF_UP on ``name``, keeping its other flags."""
     raw = check_ifname(name)
-    res = _ioctl(name, "interface", SIOCGIFFLAGS, _req(_IFR_FLAGS, raw, 0))
-    flags = _IFR_FLAGS.unpack_from(res)[1]
+    flags = interface_flags(name)
     flags = (flags | IFF_UP) if up else (flags & ~IFF_UP)
     _ioctl(name, "interface", SIOCSIFFLAGS, _req(_IFR_FLAGS, raw, flags))
 
