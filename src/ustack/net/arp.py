@@ -49,13 +49,17 @@ PROBE_MAX: Final = 0.06
 ANNOUNCE_WAIT: Final = 0.08
 
 
+def arp_frame(eth_dst: bytes, mac: bytes, op: int, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
+    """An ARP packet from ``mac`` in its Ethernet frame, padded to the minimum."""
+    f = eth_dst + mac + _ETH_ARP + warp.build(op, mac, spa, tha, tpa)
+    return f + bytes(_MIN_FRAME - len(f)) if len(f) < _MIN_FRAME else f
+
+
 def probe_frame(mac: bytes, ip: bytes) -> bytes:
     """An ARP probe from ``mac`` for ``ip`` (RFC 5227 2.1.1): a broadcast
     request with sender IP 0.0.0.0, so no neighbour caches an address we
     do not hold yet, and target hardware address zero."""
-    frame = ethernet.BROADCAST + mac + _ETH_ARP + warp.build(
-        warp.OP_REQUEST, mac, _ZERO_IP, _ZERO_MAC, ip)
-    return frame + bytes(_MIN_FRAME - len(frame))
+    return arp_frame(ethernet.BROADCAST, mac, warp.OP_REQUEST, _ZERO_IP, _ZERO_MAC, ip)
 
 
 def probe_conflict(frame: bytes, mac: bytes,
@@ -185,11 +189,7 @@ class ArpLayer:
 
     def _send(self, iface: Interface, op: int, eth_dst: bytes, tpa: bytes, tha: bytes,
               spa: bytes | None = None) -> None:
-        body = warp.build(op, iface.mac, spa or iface.ip, tha, tpa)
-        frame = eth_dst + iface.mac + _ETH_ARP + body
-        if len(frame) < _MIN_FRAME:
-            frame += bytes(_MIN_FRAME - len(frame))
-        iface.txq.append(frame)
+        iface.txq.append(arp_frame(eth_dst, iface.mac, op, spa or iface.ip, tha, tpa))
         c = self.host.counters
         if op == warp.OP_REQUEST:
             c.ArpOutRequests += 1
