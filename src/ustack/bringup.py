@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Final, TypeVar
@@ -40,7 +39,7 @@ from ustack.link.netif import configure_host_side
 from ustack.link.open import open_link, parse_link, wrap
 from ustack.net.interface import Interface
 from ustack.stack import Stack
-from ustack.tracefile import TraceFile, open_trace
+from ustack.tracefile import TraceFile, open_trace, warn
 from ustack.wire import ethernet, ipv4
 
 T = TypeVar("T")
@@ -181,7 +180,7 @@ class LinkedStack:
         self.warnings: list[str] = []
         # Shows a warning that comes while the stack runs (a --trace file
         # that cannot be written any more), one line.
-        self.warn: Callable[[str], None] = _warn
+        self.warn: Callable[[str], None] = warn
         self.trace_file: TraceFile | None = None
         # The process that opened it: a forked child (a program under
         # ``ustack run`` that forks) must not close the parent's stack,
@@ -246,10 +245,6 @@ class LinkedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _warn(line: str) -> None:
-    print(f"ustack: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _pcap_error(path: str | None, e: OSError) -> LinkError:

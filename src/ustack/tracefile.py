@@ -37,7 +37,9 @@ class TraceFileError(OSError):
     """The trace file could not be opened (``filename`` is ``--trace FILE``)."""
 
 
-def _warn(line: str) -> None:
+def warn(line: str) -> None:
+    """A warning's one line on stderr (the default of ``TraceFile``'s and
+    ``LinkedStack``'s ``warn``)."""
     print(f"ustack: warning: {line}", file=sys.stderr, flush=True)
 
 
@@ -60,7 +62,7 @@ class TraceFile:
     """
 
     def __init__(self, stack: Stack, out: TextIO, name: str = "",
-                 warn: Callable[[str], None] = _warn) -> None:
+                 warn: Callable[[str], None] = warn) -> None:
         self.out = out
         self.stack = stack
         self.name = name or getattr(out, "name", "?")
@@ -118,7 +120,7 @@ class TraceFile:
                     self._stop(e)
 
 
-def open_trace(stack: Stack, path: str, warn: Callable[[str], None] = _warn) -> TraceFile:
+def open_trace(stack: Stack, path: str, warn: Callable[[str], None] = warn) -> TraceFile:
     """Trace ``stack``'s connections into ``path`` (created or truncated)."""
     try:
         # Line buffering is not wanted: the tracer hands over whole batches,

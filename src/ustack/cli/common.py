@@ -236,8 +236,8 @@ def linked_stack(options: LinkOptions, prog: str,
         raise UsageError(f"{prog}: {e}") from None
     except OSError as e:  # none is expected (bring-up turns them into LinkError)
         raise UsageError(f"{prog}: {os_error_text(e)}") from None
-    for line in up.warnings:
-        print(f"{prog}: warning: {line}", file=sys.stderr, flush=True)
+    for line in up.warnings:  # after open: a failure to open is one line alone
+        up.warn(line)
     try:
         yield up
     finally:

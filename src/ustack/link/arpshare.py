@@ -32,8 +32,8 @@ from typing import Final
 
 from ustack.link import bpf
 from ustack.link.errors import LinkError, from_os_error
+from ustack.link.packet import ETH_P_ALL
 
-ETH_P_ALL: Final = 0x0003
 _MAX_BATCH: Final = 64
 
 

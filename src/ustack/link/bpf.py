@@ -24,9 +24,12 @@ import socket
 import struct
 from typing import Final
 
+from ustack.wire import arp as warp
+from ustack.wire import ethernet
+
 SO_ATTACH_FILTER: Final = 26
-ETH_P_ARP: Final = 0x0806
-ETH_P_IP: Final = 0x0800
+ETH_P_ARP: Final = ethernet.ETHERTYPE_ARP
+ETH_P_IP: Final = ethernet.ETHERTYPE_IPV4
 PACKET_OUTGOING: Final = 4  # linux/if_packet.h, sockaddr_ll.sll_pkttype
 
 # Opcodes (linux/bpf_common.h).
@@ -38,7 +41,7 @@ RET_K: Final = 0x06
 SKF_AD_PKTTYPE: Final = (-0x1000 + 4) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_PKTTYPE
 
 ACCEPT: Final = 0x40000  # bytes to keep: the whole frame
-ARP_OP_REPLY: Final = 2
+ARP_OP_REPLY: Final = warp.OP_REPLY
 
 Insn = tuple[int, int, int, int]  # code, jump if true, jump if false, k
 

@@ -53,7 +53,7 @@ from ustack.tcp import seq as sq
 from ustack.tcp import syncookies as sc
 from ustack.tcp.config import TcpConfig
 from ustack.tcp.segment import OutSegment, Segment
-from ustack.tcp.tcb import TS_OPTION_LEN
+from ustack.tcp.tcb import DEFAULT_PEER_MSS, TS_OPTION_LEN
 from ustack.wire import ipv4 as wip
 from ustack.wire import tcp as wtcp
 from ustack.wire.checksum import sum_mod
@@ -140,7 +140,7 @@ class StatelessFront(ProtocolFront):
         tcp = self.tcp
         so = syn.opts
         ts = so.ts_val is not None
-        mss = min(so.mss or 536, cfg.mss, tcp.path_mss(iface, rip))
+        mss = min(so.mss or DEFAULT_PEER_MSS, cfg.mss, tcp.path_mss(iface, rip))
         if ts:
             mss -= TS_OPTION_LEN
         peer_ws = so.wscale if so.wscale is not None else 0
