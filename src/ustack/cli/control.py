@@ -509,10 +509,12 @@ def query_all(name: str | None, request: dict[str, Any] | str = "stats"
 def query(name: str | None) -> dict[str, Any]:
     """The stats report of the running stack ``name`` (or the only one
     running); the workers of a group merged (``merge_stats``)."""
-    answers = query_all(name, "stats")
-    if len(answers) == 1:
-        return answers[0][1]
-    return merge_stats(answers)
+    return merged(query_all(name, "stats"))
+
+
+def merged(answers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One stats report for a stack's answers: its own, or its workers' merged."""
+    return answers[0][1] if len(answers) == 1 else merge_stats(answers)
 
 
 def merge_stats(answers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

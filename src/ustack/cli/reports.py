@@ -211,8 +211,13 @@ def ss_words(words: list[str]) -> Report:
                 with_info = True
             elif letter not in "tno":  # TCP only, numbers only, timers always sent
                 raise RequestError(f"ss: unknown option -{letter}")
+    return ss_request(listening, all_, with_info, rest)
+
+
+def ss_request(listening: bool, all_: bool, with_info: bool, words: list[str]) -> Report:
+    """The JSON request for ``ss``: the states -l / -a ask for, -i, the filter's words."""
     return {"cmd": "ss", "states": sorted(base_states(listening, all_)), "info": with_info,
-            "filter": rest}
+            "filter": words}
 
 
 def base_states(listening: bool, all_: bool) -> frozenset[str]:

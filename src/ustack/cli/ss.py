@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from ustack.cli import ssfilter
     from ustack.cli.control import ControlError, query_all
-    from ustack.cli.reports import base_states
+    from ustack.cli.reports import ss_request
 
     try:  # checked here: a bad filter is a usage error before any stack is asked
         ssfilter.parse(args.filter)
@@ -61,8 +61,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"ustack ss: {e}") from None
     except (RecursionError, ValueError) as e:  # a backstop: the parser bounds itself
         raise UsageError(f"ustack ss: filter: cannot be taken ({type(e).__name__})") from None
-    request = {"cmd": "ss", "states": sorted(base_states(args.listening, args.all)),
-               "info": args.info, "filter": args.filter}
+    request = ss_request(args.listening, args.all, args.info, args.filter)
     try:
         answers = query_all(args.name, request)
     except ControlError as e:

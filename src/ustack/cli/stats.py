@@ -63,7 +63,7 @@ def all_counters(report: dict[str, Any]) -> dict[str, int]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ustack.cli.control import ControlError, merge_stats, pick_name, query_all
+    from ustack.cli.control import ControlError, merged, pick_name, query_all
 
     if args.count is not None and args.count < 1:
         raise UsageError("ustack stats: --count must be at least 1")
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"ustack stats: {e}") from None
     if args.watch is not None:
         return watch(name, answers, args)
-    report = answers[0][1] if len(answers) == 1 else merge_stats(answers)
+    report = merged(answers)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
