@@ -125,13 +125,13 @@ class SsAnswer:
                 continue
             conn = sock.conn
             name = info.SS_STATE[conn.state]
-            if name not in self.states:
+            # Matched on its ends before its row is made (most rows of a
+            # big table are filtered out).
+            if name not in self.states or not match(
+                    name, info.endpoint(key[0], key[1]), info.endpoint(key[2], key[3])):
                 yield None
                 continue
             row = info.connection_row(conn, self.now)
-            if not match(name, str(row["local"]), str(row["peer"])):
-                yield None
-                continue
             if self.with_info:
                 row["info"] = info.connection_info(conn, self.now)
             yield row
@@ -140,8 +140,11 @@ class SsAnswer:
             if rec is None:
                 yield None
                 continue
-            row = info.time_wait_row(rec, self.now)
-            yield row if match("TIME-WAIT", str(row["local"]), str(row["peer"])) else None
+            if not match("TIME-WAIT", info.endpoint(key[0], key[1]),
+                         info.endpoint(key[2], key[3])):
+                yield None
+                continue
+            yield info.time_wait_row(rec, self.now)
 
     def step(self, now: float, until: float, room: int) -> bool:
         """Rows until ``clock()`` passes ``until`` (32 at least), the answer
