@@ -169,11 +169,15 @@ class LinkedStack:
     stack: Stack
     iface: Interface
 
-    def __init__(self, options: LinkOptions, link_opts: dict[str, Any] | None = None) -> None:
+    def __init__(self, options: LinkOptions, link_opts: dict[str, Any] | None = None,
+                 device: Device | None = None) -> None:
         self.options = options
         # More arguments for the device (``open_link``): a worker's share of
         # a link, ``fanout_group=...`` or ``multi_queue=True`` (cli/workers.py).
         self.link_opts = link_opts or {}
+        # Or the device itself, already open on ``options.link`` (a worker's
+        # queue of a multi-queue TAP, which its parent holds across lives).
+        self._given = device
         self.device: Device | None = None
         # What the user should know but need not stop for (a packet:
         # interface down, or with an address of its own), one line each.
@@ -201,7 +205,7 @@ class LinkedStack:
             check_kernel_addresses([ipv4.addr_from_str(a) for a in o.addresses()])
         if o.kind == "packet":
             self.warnings = interface_warnings(o.device_name)
-        self.device = open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)
+        self.device = self._given or open_link(o.link, vnet_hdr=o.vnet_hdr, **self.link_opts)
         self.stack = Stack()
         try:
             if o.host_ip:

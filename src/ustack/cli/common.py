@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
     from ustack.cli.control import ControlServer
+    from ustack.link.base import Device
     from ustack.stack import Stack
 
 EXIT_ERROR = 1
@@ -214,8 +215,8 @@ def syncookie_settings(args: argparse.Namespace, prog: str) -> Callable[[LinkedS
 
 
 @contextlib.contextmanager
-def linked_stack(options: LinkOptions, prog: str,
-                 link_opts: dict[str, Any] | None = None) -> Iterator[LinkedStack]:
+def linked_stack(options: LinkOptions, prog: str, link_opts: dict[str, Any] | None = None,
+                 device: Device | None = None) -> Iterator[LinkedStack]:
     """``ustack.bringup.LinkedStack``, its failures one-line UsageErrors (an
     address someone else holds: CommandFailed, exit 1); its warnings one
     line each on stderr."""
@@ -224,7 +225,7 @@ def linked_stack(options: LinkOptions, prog: str,
     from ustack.link.errors import LinkError
     from ustack.tracefile import TraceFileError
 
-    up = LinkedStack(options, link_opts)
+    up = LinkedStack(options, link_opts, device)
     up.warn = lambda line: print(f"{prog}: warning: {line}", file=sys.stderr, flush=True)
     try:
         up.open()

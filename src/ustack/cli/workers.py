@@ -59,6 +59,7 @@ from ustack.cli.supervise import Channel, Counters, Supervisor
 if TYPE_CHECKING:
     from ustack.bringup import LinkedStack, LinkOptions
     from ustack.link.arpshare import ArpReplyListener
+    from ustack.link.base import Device
     from ustack.link.packet import PacketDevice
     from ustack.link.tap import TapDevice
 
@@ -167,8 +168,14 @@ class SharedLink:
 
             return {"bpf_filter": address_partition(self.count, index)}
         if self.options.kind == "tap":
-            return {"opened": self.shares[index]}
+            return {}  # the share is the device itself (worker_device)
         return {"rx_from": self.shares[index]}
+
+    def worker_device(self, index: int) -> Device | None:
+        """Worker ``index``'s device when its share is one: its TAP queue."""
+        if self.partition or self.options.kind != "tap":
+            return None
+        return self.shares[index]
 
     def keep_only(self, index: int) -> None:
         """In worker ``index``: close this process's copies of the other
@@ -216,6 +223,10 @@ class Worker:
     @property
     def link_opts(self) -> dict[str, Any]:
         return self.shared.worker_link_opts(self.index)
+
+    @property
+    def device(self) -> Device | None:
+        return self.shared.worker_device(self.index)
 
     def control_name(self, name: str) -> str:
         return f"{name}@{self.index}"
@@ -273,7 +284,8 @@ def command_stack(options: LinkOptions, prog: str, worker: Worker | None,
     link opened, attached while it runs); and the name its control socket
     takes (``NAME@K`` for worker K)."""
     link_opts = worker.link_opts if worker is not None else None
-    with linked_stack(options, prog, link_opts) as up, stop_on_signals(up.stack):
+    device = worker.device if worker is not None else None
+    with linked_stack(options, prog, link_opts, device) as up, stop_on_signals(up.stack):
         try:
             if worker is not None:
                 with run_errors(prog):

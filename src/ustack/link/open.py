@@ -41,22 +41,14 @@ def parse_link(spec: str, what: str = "link") -> tuple[str, str]:
     return kind, name
 
 
-def open_link(spec: str, *, vnet_hdr: bool = False, opened: Device | None = None,
-              **opts: Any) -> Device:
+def open_link(spec: str, *, vnet_hdr: bool = False, **opts: Any) -> Device:
     """A device for ``"tap:NAME"`` or ``"packet:IFACE"`` (``parse_link``).
 
     ``opts`` go to the device's constructor (``TapDevice`` or
     ``PacketDevice``); an unknown option is a ``LinkError``, like a bad spec.
-    ``opened``: a device already open on this link, returned as it is (a
-    worker's queue of a multi-queue TAP, which its parent opened and holds
-    across the worker's lives: cli/workers.py).
     """
     kind, name = parse_link(spec)
     cls = _KINDS[kind]
-    if opened is not None:
-        if not isinstance(opened, cls) or opened.name != name or opts:
-            raise LinkError(f"link {spec}: opened must be the {kind} device {name}, alone")
-        return opened
     try:
         inspect.signature(cls).bind(name, vnet_hdr=vnet_hdr, **opts)
     except TypeError as exc:
