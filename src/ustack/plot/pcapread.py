@@ -60,6 +60,7 @@ class _Flow:
     b: tuple[str, int]
     segs: list[Segment] = field(default_factory=list)
     ended: bool = False  # a FIN or RST was seen
+    roles: tuple[tuple[str, int], tuple[str, int], int] | None = None  # sender()'s answer
 
     def space(self, side: tuple[str, int]) -> int:
         """Sequence space ``side`` sent (highest end less lowest start)."""
@@ -76,8 +77,13 @@ class _Flow:
             hi = max(hi, start + n)
         return 0 if lo is None or hi is None else hi - lo
 
-    def sender(self) -> tuple[tuple[str, int], tuple[str, int]]:
-        return (self.a, self.b) if self.space(self.a) >= self.space(self.b) else (self.b, self.a)
+    def sender(self) -> tuple[tuple[str, int], tuple[str, int], int]:
+        """The side that sent more, the other, and the space it sent
+        (worked out once: each ``space`` walks every segment)."""
+        if self.roles is None:
+            sa, sb = self.space(self.a), self.space(self.b)
+            self.roles = (self.a, self.b, sa) if sa >= sb else (self.b, self.a, sb)
+        return self.roles
 
 
 def read_pcap(path: str | Path) -> list[Segment]:
@@ -150,14 +156,14 @@ def flows(segs: list[Segment]) -> list[_Flow]:
 def pcap_conns(fls: list[_Flow]) -> list[Conn]:
     out = []
     for fl in fls:
-        snd, rcv = fl.sender()
-        out.append(Conn(fl.id, f"{snd[0]}:{snd[1]} > {rcv[0]}:{rcv[1]}", fl.space(snd)))
+        snd, rcv, sent = fl.sender()
+        out.append(Conn(fl.id, f"{snd[0]}:{snd[1]} > {rcv[0]}:{rcv[1]}", sent))
     return out
 
 
 def from_pcap(fl: _Flow, conn: Conn) -> Series:
     """The series of the sender of ``fl`` (``Conn`` from ``pcap_conns``)."""
-    snd, _rcv = fl.sender()
+    snd, _rcv, _sent = fl.sender()
     segs = fl.segs
     t0 = segs[0].t if segs else 0.0
     s = Series("pcap", conn, t0)
