@@ -123,6 +123,18 @@ def synack(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport
     return OutSegment(iss, sq.add(syn.seq, 1), SYN | ACK, window, options, b"")
 
 
+def ts_clock(secret: sc.SynCookieSecret, w: tuple[int, int, int], now: float) -> int:
+    """Our TSval at ``now`` on the cookie connection of the 4-tuple ``w``
+    (``sc.words``): the millisecond clock plus its keyed offset, so that the
+    SYN-ACK's TSval and every later one are one clock."""
+    return (int(now * 1000) + sc.ts_offset_w(secret, w)) & sq.MASK
+
+
+def window_field(cfg: TcpConfig, shift: int) -> int:
+    """The window field we send with scale ``shift`` for ``cfg``'s buffer."""
+    return min(cfg.rcvbuf, 0xFFFF << shift) >> shift
+
+
 def synack_fields(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes, rport: int,
                   sseq: int, peer_mss: int, peer_ws: int, peer_sack: bool, peer_tsval: int,
                   cfg: TcpConfig, mss: int, now: float) -> tuple[int, int, bytes]:
@@ -132,15 +144,14 @@ def synack_fields(secret: sc.SynCookieSecret, lip: bytes, lport: int, rip: bytes
     w = sc.words(rip, lip, rport, lport)
     iss = sc.make_cookie_w(secret, w, sseq, sc.mss_index(peer_mss or _DEFAULT_MSS),
                            sc.counter(now))
-    window = cfg.rcvbuf if cfg.rcvbuf < 0xFFFF else 0xFFFF  # a SYN's is never scaled
+    window = window_field(cfg, 0)  # a SYN's is never scaled
     # Option bytes in Linux's SYN-ACK layout (wire.tcp.build_options), made
     # here directly: this runs for every SYN of a flood.
     head = _MSS_KIND + mss.to_bytes(2, "big")
     if cfg.timestamps and peer_tsval >= 0:
         ws = peer_ws if peer_ws >= 0 and cfg.window_scaling else -1
         sack = cfg.sack and peer_sack
-        ts_now = (int(now * 1000) + sc.ts_offset_w(secret, w)) & sq.MASK
-        tsval = sc.ts_encode(ts_now, None if ws < 0 else min(ws, 14), sack, False)
+        tsval = sc.ts_encode(ts_clock(secret, w, now), None if ws < 0 else min(ws, 14), sack, False)
         options = (head + (_SACK_TS if sack else wtcp.TS_ALIGNED) + tsval.to_bytes(4, "big")
                    + peer_tsval.to_bytes(4, "big"))
         if ws >= 0:

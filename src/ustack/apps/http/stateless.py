@@ -152,12 +152,12 @@ class StatelessFront(ProtocolFront):
         iss = sq.add(seg.ack, -1)
         rcv_nxt = sq.add(seg.seq, len(seg.payload) + (1 if seg.flags & FIN else 0))
         our_ws = cookies.wscale_for(cfg) if so.wscale is not None else 0
-        window = min(cfg.rcvbuf, 0xFFFF << our_ws) >> our_ws
+        window = cookies.window_field(cfg, our_ws)
         options = b""
         if ts:
-            ts_off = sc.ts_offset(tcp.cookie_secret, rip, lip, rport, lport)
-            options = wtcp.ts_option((int(now * 1000) + ts_off) & sq.MASK,
-                                     seg.opts.ts_val or 0)
+            options = wtcp.ts_option(
+                cookies.ts_clock(tcp.cookie_secret, sc.words(rip, lip, rport, lport), now),
+                seg.opts.ts_val or 0)
         view = memoryview(response)
         off = 0
         while off < n:
@@ -182,9 +182,10 @@ class StatelessFront(ProtocolFront):
         options = b""
         shift = 0
         if opts.ts_val is not None:
-            ts_off = sc.ts_offset(tcp.cookie_secret, rip, lip, rport, lport)
-            options = wtcp.ts_option((int(now * 1000) + ts_off) & sq.MASK, opts.ts_val)
+            options = wtcp.ts_option(
+                cookies.ts_clock(tcp.cookie_secret, sc.words(rip, lip, rport, lport), now),
+                opts.ts_val)
             shift = cookies.wscale_for(cfg)  # (the cookie offered it with timestamps)
-        window = min(cfg.rcvbuf, 0xFFFF << shift) >> shift
+        window = cookies.window_field(cfg, shift)
         tcp.send_unattached(lip, lport, rip, rport, OutSegment(
             ack, sq.add(seq, 1), ACK, window, options, b""), cfg.ttl, cfg.tos)
