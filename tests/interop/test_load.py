@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nginx_server import start_nginx, wait_listening
 
 from ustack_testbed import Testbed, Topology, UstackProcess
 from ustack_testbed.netns import Netns
@@ -36,27 +36,6 @@ GEN_CIDR = "198.18.4.2/22"
 SERVER_IP = SERVER_CIDR.partition("/")[0]
 URL = f"http://{SERVER_IP}/small.bin"
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-master_process off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 100000000;
-    server {{
-        listen {ip}:80 backlog=4096;
-        root {root};
-    }}
-}}
-"""
 
 
 def docroot(base: Path) -> Path:
@@ -116,28 +95,8 @@ def nginx(kernel: Topology, tmp_path: Path, need_tool: Any) -> Iterator[Path]:
     need_tool("nginx")
     tmp = tmp_path / "nginx"
     tmp.mkdir()
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, ip=SERVER_IP, root=docroot(tmp_path)))
-    proc = kernel.peer_ns.popen(["nginx", "-p", str(tmp), "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_listening(kernel.peer_ns, proc)
+    start_nginx(kernel.peer_ns, tmp, SERVER_IP, docroot(tmp_path))
     yield tmp / "access.log"
-
-
-def wait_listening(ns: Netns, proc: subprocess.Popen[Any], port: int = 80) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
-        s = ns.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.settimeout(1)
-            s.connect((SERVER_IP, port))
-            return
-        except OSError:
-            time.sleep(0.05)
-        finally:
-            s.close()
-    raise AssertionError("the server did not listen")
 
 
 def access_lines(log: Path, *, since: int = 0) -> list[str]:
@@ -196,7 +155,7 @@ def test_python_http_server_closes_every_connection(kernel: Topology, tmp_path: 
     srv = kernel.peer_ns.popen([sys.executable, "-m", "http.server", "80", "--bind",
                                 SERVER_IP, "--directory", str(root)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_listening(kernel.peer_ns, srv)
+    wait_listening(kernel.peer_ns, srv, SERVER_IP)
     proc, r = load(kernel.stack_ns, kernel.link, URL, "-n", "200", "-c", "4",
                    json_path=tmp_path / "py.json")
     assert proc.returncode == 0, proc.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nginx_server import start_nginx
 
 from ustack_testbed import Testbed, Topology, UstackProcess, topology
 
@@ -251,24 +252,6 @@ def test_a_tap_that_cannot_be_shared_is_one_line(testbed: Testbed) -> None:
     assert "ready" not in out.stdout
 
 
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-master_process off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 100000000;
-    server {{ listen {ip}:80 backlog=4096; root {root}; }}
-}}
-"""
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keepalive", "close"])
@@ -282,10 +265,7 @@ def test_load_workers_split_the_sources_and_report_once(
     topo = topology(testbed, "packet")
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "f.bin").write_bytes(BODY)
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp_path, ip=topo.peer_ip, root=tmp_path / "www"))
-    topo.peer_ns.popen(["nginx", "-p", str(tmp_path), "-c", str(conf)])
-    time.sleep(0.5)
+    start_nginx(topo.peer_ns, tmp_path, topo.peer_ip, tmp_path / "www")
     out = tmp_path / "load.json"
     proc = topo.stack_ns.run(
         [sys.executable, "-m", "ustack.cli", "load", f"http://{topo.peer_ip}/f.bin", "--link",
