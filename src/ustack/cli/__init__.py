@@ -20,12 +20,21 @@ options and the stack they bring up (``ustack.bringup``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from ustack import __version__, purepy
 from ustack.cli import flood, load, plot, serve, ss, stats, tcp, up
-from ustack.cli.common import EXIT_ERROR, EXIT_USAGE, Parser, UsageError, os_error_text
+from ustack.cli.common import (
+    EXIT_ERROR,
+    EXIT_SIGPIPE,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    os_error_text,
+)
 
 # The subcommands whose options argparse parses here.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -145,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output left (``ustack stats --watch | head``):
+        # as a tool killed by SIGPIPE, quietly.  Later writes (Python's own
+        # flush at exit) go nowhere rather than fail again.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except OSError as e:
         print(f"{prog}: {os_error_text(e)}", file=sys.stderr)
         return EXIT_ERROR

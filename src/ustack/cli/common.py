@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its reader left
 
 
 class UsageError(Exception):
